@@ -1,0 +1,40 @@
+"""The sans-IO read protocol: parsers yield `ReadRequest`s and receive bytes.
+
+A parser is a generator; the caller (a file, a cache, an HTTP origin) answers
+each request with the bytes found there, fewer only at the end of the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """Ask the caller for `length` bytes of the source at `offset`."""
+
+    offset: int
+    length: int
+
+
+Reading = Generator[ReadRequest, bytes, T]
+
+
+def run(parser: Reading[T], read_at: Callable[[int, int], bytes]) -> T:
+    """Drive `parser` to completion with a synchronous `read_at(offset, length)`."""
+    try:
+        request = next(parser)
+        while True:
+            request = parser.send(read_at(request.offset, request.length))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def run_bytes(parser: Reading[T], source: bytes) -> T:
+    """Drive `parser` over a source held in memory."""
+    view = memoryview(source)
+    return run(parser, lambda offset, length: bytes(view[offset : offset + length]))
