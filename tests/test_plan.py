@@ -132,12 +132,10 @@ def test_slice_negative_bounds_like_python(
     assert plan.slice(a, b).render(source) == plan.render(source)[a:b]
 
 
+@pytest.mark.xfail(strict=True, reason="Plan.slice clamps negative bounds to 0")
 def test_slice_negative_bound_minimal() -> None:
-    """The minimal case of the negative-bound mismatch, pinned as it behaves today."""
-    plan = Plan([b"abc"])
-    # Python would give b"c"; Plan clamps -1 to 0. Kept here so a change is noticed.
-    assert plan.slice(-1, 3).render(b"") == b"abc"
-    assert b"abc"[-1:3] == b"c"
+    """The minimal case: Python's b"abc"[-1:3] is b"c"."""
+    assert Plan([b"abc"]).slice(-1, 3).render(b"") == b"c"
 
 
 @PLAN_SETTINGS
