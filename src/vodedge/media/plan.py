@@ -30,7 +30,7 @@ class Plan:
     maps to a smaller plan (`slice`), which is what HTTP `Range` needs.
     """
 
-    __slots__ = ("pieces", "size", "_starts")
+    __slots__ = ("_starts", "pieces", "size")
 
     def __init__(self, pieces: Iterable[Piece]) -> None:
         merged: list[Piece] = []
@@ -130,7 +130,7 @@ class PlanFilter:
     are copied, everything else is skipped, literals are emitted in place.
     """
 
-    __slots__ = ("_pieces", "_index", "_position", "_done_in_piece")
+    __slots__ = ("_done_in_piece", "_index", "_pieces", "_position")
 
     def __init__(self, plan: Plan, source_start: int = 0) -> None:
         self._pieces = plan.pieces

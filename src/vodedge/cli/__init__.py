@@ -1,0 +1,50 @@
+"""The `vodedge` command line: thin over the media layer (and, later, the edge)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from vodedge import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"vodedge: error: {message}\n")
+        raise SystemExit(2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vodedge", description="A video edge node for MP4 and FLV.")
+    parser.add_argument("--version", action="version", version=f"vodedge {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    extract = commands.add_parser("extract", help="write the audio-only rendition of a file")
+    extract.add_argument("input")
+    extract.add_argument("-o", "--output", required=True)
+    extract.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
+
+    inspect = commands.add_parser("inspect", help="summarise an MP4 or FLV file")
+    inspect.add_argument("input")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--boxes", action="store_true", help="print the box tree")
+
+    demo = commands.add_parser("demo", help="extract the audio of every sample in a directory")
+    demo.add_argument("directory")
+    demo.add_argument("--out", default="var/demo")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `vodedge` console script."""
+    args = _parser().parse_args(argv)
+    from vodedge.cli.commands import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""`python -m vodedge.cli`."""
+
+from vodedge.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""The subcommands: extract, inspect, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from vodedge.cli.files import LocalSource, atomic_output, write_plan
+from vodedge.media.errors import MediaError
+from vodedge.media.plan import Plan
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"vodedge: error: {message}\n")
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command; bad input is one line on stderr and exit code 2."""
+    try:
+        if args.command == "extract":
+            return extract(args.input, args.output, max_moov=args.max_moov)
+        if args.command == "inspect":
+            return inspect(args.input, as_json=args.json, boxes=args.boxes)
+        if args.command == "demo":
+            return demo(Path(args.directory), Path(args.out))
+    except BrokenPipeError:
+        # The reader of our stdout went away (`| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except MediaError as exc:
+        return _fail(f"{args.input if 'input' in args else ''}: {exc}".lstrip(": "))
+    except OSError as exc:
+        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+    except KeyboardInterrupt:
+        return 130
+    return _fail(f"unknown command {args.command}")
+
+
+def audio_plan_of(source: LocalSource, *, max_moov: int) -> Plan:
+    """The audio-only plan of a local file, MP4 family or FLV by its content."""
+    from vodedge.media.mp4_audio import audio_plan
+
+    return source.parse(audio_plan(source.size, max_moov=max_moov))
+
+
+def extract(input_path: str, output_path: str, *, max_moov: int) -> int:
+    """Write the audio-only rendition of `input_path` to `output_path`."""
+    with LocalSource(input_path) as source:
+        plan = audio_plan_of(source, max_moov=max_moov)
+        with atomic_output(output_path) as fd:
+            write_plan(plan, source, fd, progress=True)
+    return 0
+
+
+def _human(n: int) -> str:
+    return f"{n:,}"
+
+
+def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
+    """Print what the file holds."""
+    from vodedge.media.mp4_inspect import box_tree, mp4_summary
+
+    with LocalSource(input_path) as source:
+        summary = source.parse(mp4_summary(source.size))
+        tree = source.parse(box_tree(source.size)) if boxes else None
+    if as_json:
+        out = summary.to_dict()
+        if tree is not None:
+            from dataclasses import asdict
+
+            out["boxes"] = [asdict(node) for node in tree]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    name = os.path.basename(input_path)
+    brands = " ".join(summary.compatible_brands)
+    brand = summary.brand or "-"
+    print(f"{name}: ISO BMFF, brand {brand} ({brands}), {_human(summary.size)} bytes")
+    print(
+        f"moov: at the {summary.moov_position}, offset {_human(summary.moov_offset)}, "
+        f"{_human(summary.moov_size)} bytes; fragments: {summary.fragments}"
+    )
+    print(
+        f"{'track':>5}  {'kind':<9} {'codec':<5} {'lang':<4} "
+        f"{'duration':>10} {'samples':>8} {'bytes':>13}"
+    )
+    for track in summary.tracks:
+        duration = "-" if track.duration is None else f"{track.duration:.3f} s"
+        print(
+            f"{track.id:>5}  {track.kind:<9} {track.codec:<5} {track.language:<4} "
+            f"{duration:>10} {track.samples:>8} {_human(track.bytes):>13}"
+        )
+    if summary.audio_only_bytes is not None and summary.saved_share is not None:
+        print(
+            f"audio only: {_human(summary.audio_only_bytes)} bytes "
+            f"({(1 - summary.saved_share) * 100:.1f} % of the file, saves "
+            f"{summary.saved_share * 100:.1f} %)"
+        )
+    else:
+        print(f"audio only: not possible ({summary.audio_only_error})")
+    if tree is not None:
+        print("boxes:")
+        stack = [(node, 1) for node in reversed(tree)]
+        while stack:
+            node, depth = stack.pop()
+            print(f"{'  ' * depth}{node.type}  @{node.offset}  {_human(node.size)} bytes")
+            stack.extend((child, depth + 1) for child in reversed(node.children))
+    return 0
+
+
+def demo(directory: Path, out: Path) -> int:
+    """Extract the audio of every sample in `directory` and summarise each."""
+    kinds = {".mp4", ".m4a", ".mov", ".3gp", ".flv"}
+    samples = sorted(p for p in directory.iterdir() if p.suffix.lower() in kinds)
+    if not samples:
+        return _fail(f"{directory}: no samples found")
+    out.mkdir(parents=True, exist_ok=True)
+    for sample in samples:
+        target = out / f"{sample.stem}.audio{sample.suffix}"
+        try:
+            extract(str(sample), str(target), max_moov=64 << 20)
+            inspect(str(sample), as_json=False, boxes=False)
+            print(f"-> {target} ({_human(target.stat().st_size)} bytes)\n")
+        except MediaError as exc:
+            print(f"{sample.name}: {exc.code}: {exc}\n")
+    return 0

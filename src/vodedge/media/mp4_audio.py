@@ -1,0 +1,235 @@
+"""MP4 audio extraction: the plan of a file holding only the source's audio tracks."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from itertools import accumulate
+from struct import Struct
+
+from vodedge.media.boxes import Box, children, header_bytes, make_box
+from vodedge.media.errors import MalformedMedia, MediaError, NoAudioTrack, UnsupportedMedia
+from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4_fragments import Fragment, parse_fragment, rebuild_fragment
+from vodedge.media.mp4_movie import (
+    ChunkTable,
+    Movie,
+    Track,
+    chunk_table,
+    parse_movie,
+    rebuild,
+    set_duration_field,
+)
+from vodedge.media.mp4_tables import chunk_offsets_box
+from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.reading import Reading
+
+_U32 = Struct(">I")
+
+
+@dataclass(frozen=True, slots=True)
+class DataLayout:
+    """Source byte intervals (merged, ascending) and where each lands in the new mdat."""
+
+    starts: list[int]
+    lengths: list[int]
+    out_starts: list[int]
+
+    @classmethod
+    def of(cls, chunks: list[tuple[int, int]]) -> DataLayout:
+        """Merge possibly overlapping (offset, size) chunks into ascending intervals."""
+        starts: list[int] = []
+        ends: list[int] = []
+        for offset, size in sorted(chunks):
+            if size == 0:
+                continue
+            if ends and offset <= ends[-1]:
+                ends[-1] = max(ends[-1], offset + size)
+            else:
+                starts.append(offset)
+                ends.append(offset + size)
+        lengths = [end - start for start, end in zip(starts, ends, strict=True)]
+        return cls(starts, lengths, [0, *accumulate(lengths)])
+
+    @property
+    def total(self) -> int:
+        """Bytes of data the new mdat holds."""
+        return self.out_starts[-1]
+
+    def relocate(self, offsets: list[int], sizes: list[int], base: int) -> list[int]:
+        """New absolute offsets of chunks, the mdat payload starting at `base`."""
+        out: list[int] = []
+        starts = self.starts
+        for offset, size in zip(offsets, sizes, strict=True):
+            if size == 0:
+                out.append(base)  # an empty chunk's offset is never read
+                continue
+            index = bisect_right(starts, offset) - 1
+            out.append(base + self.out_starts[index] + offset - starts[index])
+        return out
+
+
+def _tref_without(movie: Movie, tref: Box, kept: set[int]) -> bytes | None:
+    """A `tref` with references to dropped tracks removed (None when none remain)."""
+    parts: list[bytes] = []
+    for ref in children(movie.data, tref):
+        payload = movie.payload(ref)
+        ids = [
+            tid
+            for (tid,) in Struct(">I").iter_unpack(bytes(payload[: len(payload) // 4 * 4]))
+            if tid in kept
+        ]
+        if ids:
+            parts.append(make_box(ref.type, Struct(f">{len(ids)}I").pack(*ids)))
+    return make_box(b"tref", b"".join(parts)) if parts else None
+
+
+def _mvhd(movie: Movie, kept: list[Track]) -> bytes:
+    """`mvhd` with the duration of the longest kept track and a valid next_track_ID."""
+    assert movie.mvhd is not None
+    payload = bytes(movie.payload(movie.mvhd))
+    duration = max(track.tkhd_duration for track in kept)
+    if duration:
+        payload = set_duration_field(payload, "mvhd", duration)
+    next_id_at = 108 if payload[0] == 1 else 96
+    top = max(track.track_id for track in kept)
+    if len(payload) >= next_id_at + 4 and _U32.unpack_from(payload, next_id_at)[0] <= top:
+        payload = payload[:next_id_at] + _U32.pack(top + 1) + payload[next_id_at + 4 :]
+    return make_box(b"mvhd", payload)
+
+
+def _cover_art(movie: Movie) -> list[Box]:
+    """The `covr` items of the movie's iTunes metadata (udta/meta/ilst)."""
+    found: list[Box] = []
+    try:
+        for udta in children(movie.data, movie.box):
+            if udta.type != b"udta":
+                continue
+            for meta in (b for b in children(movie.data, udta) if b.type == b"meta"):
+                for ilst in (b for b in children(movie.data, meta) if b.type == b"ilst"):
+                    found += [b for b in children(movie.data, ilst) if b.type == b"covr"]
+    except MediaError:
+        return []  # metadata we cannot walk is copied as it is
+    return found
+
+
+def _movie_edits(movie: Movie, kept: list[Track]) -> dict[int, bytes | None]:
+    """Box replacements that drop every non-kept track and its fragment defaults."""
+    kept_ids = {track.track_id for track in kept}
+    replace: dict[int, bytes | None] = {}
+    for track in movie.tracks:
+        if track.track_id not in kept_ids:
+            replace[track.box.offset] = None
+        elif track.tref is not None:
+            replace[track.tref.offset] = _tref_without(movie, track.tref, kept_ids)
+    if movie.mvex is not None:
+        for child in children(movie.data, movie.mvex):
+            if child.type != b"trex":
+                continue
+            if _U32.unpack_from(movie.payload(child), 4)[0] not in kept_ids:
+                replace[child.offset] = None
+    if movie.mvhd is not None:
+        replace[movie.mvhd.offset] = _mvhd(movie, kept)
+    # Players and ffmpeg present cover art as a video stream (an attached
+    # picture); an audio-only rendition must not carry one.
+    for item in _cover_art(movie):
+        replace[item.offset] = None
+    return replace
+
+
+def _check_within(table: ChunkTable, track: Track, size: int) -> None:
+    for offset, length in zip(table.offsets, table.sizes, strict=True):
+        if length and offset + length > size:
+            raise MalformedMedia(
+                f"a chunk of track {track.track_id} at {offset} (+{length}) "
+                f"lies past the end of the file ({size} bytes)"
+            )
+
+
+def _new_moov(
+    movie: Movie,
+    kept: list[Track],
+    tables: dict[int, ChunkTable],
+    layout: DataLayout,
+    base_before_moov: int,
+    mdat_header_size: int,
+) -> bytes:
+    """The new `moov`; chunk offsets point into an mdat right after it."""
+    edits = _movie_edits(movie, kept)
+
+    def build(base: int) -> bytes:
+        replace = dict(edits)
+        for track in kept:
+            table = tables.get(track.track_id)
+            if table is not None:
+                replace[table.offsets_box.offset] = chunk_offsets_box(
+                    layout.relocate(table.offsets, table.sizes, base)
+                )
+        return rebuild(movie.data, movie.box, replace)
+
+    # The moov's size depends on stco vs co64, which depends on the offsets,
+    # which depend on the moov's size: settle it by iterating (a few rounds at
+    # most, since a table only ever grows from stco to co64).
+    moov = build(base_before_moov + movie.box.size + mdat_header_size)
+    for _ in range(4):
+        base = base_before_moov + len(moov) + mdat_header_size
+        again = build(base)
+        if len(again) == len(moov):
+            return again
+        moov = again
+    raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
+
+
+def _fragments(
+    top_moofs: list[Box], movie: Movie, kept_ids: set[int], size: int, max_box: int
+) -> Reading[list[Fragment]]:
+    fragments: list[Fragment] = []
+    for moof in top_moofs:
+        data = yield from read_box(moof, max_box, "moof")
+        view = memoryview(data)
+        trafs = parse_fragment(view, moof, movie.trex, size)
+        fragment = rebuild_fragment(view, moof, trafs, kept_ids)
+        if fragment is not None:
+            fragments.append(fragment)
+    return fragments
+
+
+def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
+    """The plan of the audio-only rendition of the ISO BMFF file of `size` bytes."""
+    top = yield from scan_top_level(size)
+    moov_box = top.movie_box()
+    ftyp_box = top.first(b"ftyp")
+    ftyp = b"" if ftyp_box is None else (yield from read_box(ftyp_box, MAX_FTYP, "ftyp"))
+    moov_data = yield from read_box(moov_box, max_moov, "moov")
+    movie = parse_movie(moov_data, moov_box.offset)
+    kept = [track for track in movie.tracks if track.is_audio]
+    if not kept:
+        raise NoAudioTrack("the file has no audio track")
+    kept_ids = {track.track_id for track in kept}
+
+    tables: dict[int, ChunkTable] = {}
+    chunks: list[tuple[int, int]] = []
+    for track in kept:
+        table = chunk_table(movie, track)
+        if table is None:
+            continue
+        _check_within(table, track, size)
+        tables[track.track_id] = table
+        chunks.extend(zip(table.offsets, table.sizes, strict=True))
+    layout = DataLayout.of(chunks)
+    mdat_header = header_bytes(b"mdat", layout.total) if layout.total else b""
+    moov = _new_moov(movie, kept, tables, layout, len(ftyp), len(mdat_header))
+
+    fragments = yield from _fragments(top.all(b"moof"), movie, kept_ids, size, max_moov)
+
+    pieces: list[Piece] = [ftyp, moov, mdat_header]
+    pieces += [Span(s, n) for s, n in zip(layout.starts, layout.lengths, strict=True)]
+    for fragment in fragments:
+        pieces += [fragment.moof, fragment.mdat_header]
+        pieces += [Span(s, n) for s, n in fragment.spans]
+    try:
+        return Plan(pieces)
+    except ValueError as exc:
+        raise UnsupportedMedia(
+            "the audio data is not laid out in file order across fragments"
+        ) from exc
