@@ -114,11 +114,6 @@ def test_slice_of_slice(case: tuple[bytes, list[Piece]], data: st.DataObject) ->
     assert part.slice(c, d).render(source) == plan.render(source)[a:b][c:d]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Plan.slice clamps negative bounds to 0, but its docstring promises Python "
-    "slice semantics, where a negative bound counts from the end",
-)
 @PLAN_SETTINGS
 @given(sources_and_pieces(), st.data())
 def test_slice_negative_bounds_like_python(
@@ -132,7 +127,6 @@ def test_slice_negative_bounds_like_python(
     assert plan.slice(a, b).render(source) == plan.render(source)[a:b]
 
 
-@pytest.mark.xfail(strict=True, reason="Plan.slice clamps negative bounds to 0")
 def test_slice_negative_bound_minimal() -> None:
     """The minimal case: Python's b"abc"[-1:3] is b"c"."""
     assert Plan([b"abc"]).slice(-1, 3).render(b"") == b"c"

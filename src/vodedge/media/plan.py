@@ -85,9 +85,9 @@ class Plan:
         return sum(span.length for span in self.spans())
 
     def slice(self, start: int, stop: int) -> Plan:
-        """The plan of output bytes `[start, stop)`, clamped like a Python slice."""
-        start = max(0, min(start, self.size))
-        stop = max(start, min(stop, self.size))
+        """The plan of output bytes `[start:stop]`, with Python's slice semantics."""
+        window = range(self.size)[start:stop]
+        start, stop = window.start, max(window.start, window.stop)
         if start == stop:
             return Plan(())
         if start == 0 and stop == self.size:
