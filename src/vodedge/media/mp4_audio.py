@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass
-from itertools import accumulate
 from struct import Struct
 
 from vodedge.media.boxes import Box, children, header_bytes, make_box
 from vodedge.media.errors import MalformedMedia, MediaError, NoAudioTrack, UnsupportedMedia
 from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4_fragments import Fragment, parse_fragment, rebuild_fragment
+from vodedge.media.mp4_layout import DataLayout, settle_moov
 from vodedge.media.mp4_movie import (
     ChunkTable,
     Movie,
@@ -25,48 +23,6 @@ from vodedge.media.plan import Piece, Plan, Span
 from vodedge.media.reading import Reading
 
 _U32 = Struct(">I")
-
-
-@dataclass(frozen=True, slots=True)
-class DataLayout:
-    """Source byte intervals (merged, ascending) and where each lands in the new mdat."""
-
-    starts: list[int]
-    lengths: list[int]
-    out_starts: list[int]
-
-    @classmethod
-    def of(cls, chunks: list[tuple[int, int]]) -> DataLayout:
-        """Merge possibly overlapping (offset, size) chunks into ascending intervals."""
-        starts: list[int] = []
-        ends: list[int] = []
-        for offset, size in sorted(chunks):
-            if size == 0:
-                continue
-            if ends and offset <= ends[-1]:
-                ends[-1] = max(ends[-1], offset + size)
-            else:
-                starts.append(offset)
-                ends.append(offset + size)
-        lengths = [end - start for start, end in zip(starts, ends, strict=True)]
-        return cls(starts, lengths, [0, *accumulate(lengths)])
-
-    @property
-    def total(self) -> int:
-        """Bytes of data the new mdat holds."""
-        return self.out_starts[-1]
-
-    def relocate(self, offsets: list[int], sizes: list[int], base: int) -> list[int]:
-        """New absolute offsets of chunks, the mdat payload starting at `base`."""
-        out: list[int] = []
-        starts = self.starts
-        for offset, size in zip(offsets, sizes, strict=True):
-            if size == 0:
-                out.append(base)  # an empty chunk's offset is never read
-                continue
-            index = bisect_right(starts, offset) - 1
-            out.append(base + self.out_starts[index] + offset - starts[index])
-        return out
 
 
 def _tref_without(movie: Movie, tref: Box, kept: set[int]) -> bytes | None:
@@ -167,17 +123,7 @@ def _new_moov(
                 )
         return rebuild(movie.data, movie.box, replace)
 
-    # The moov's size depends on stco vs co64, which depends on the offsets,
-    # which depend on the moov's size: settle it by iterating (a few rounds at
-    # most, since a table only ever grows from stco to co64).
-    moov = build(base_before_moov + movie.box.size + mdat_header_size)
-    for _ in range(4):
-        base = base_before_moov + len(moov) + mdat_header_size
-        again = build(base)
-        if len(again) == len(moov):
-            return again
-        moov = again
-    raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
+    return settle_moov(build, base_before_moov, movie.box.size, mdat_header_size)
 
 
 def _fragments(

@@ -126,40 +126,127 @@ def chunk_offsets_box(offsets: array[int] | list[int]) -> bytes:
     return _U32.pack(8 + len(payload)) + b"co64" + payload
 
 
-def chunk_sizes(
-    sizes: SampleSizes, stsc: list[tuple[int, int, int]], chunk_count: int
-) -> list[int]:
-    """The byte size of every chunk, from the sample sizes and the chunk runs."""
+@dataclass(frozen=True, slots=True)
+class ChunkMap:
+    """For every chunk: its first sample, how many samples it holds, its description."""
+
+    first_sample: list[int]
+    samples: list[int]
+    description: list[int]
+
+
+def chunk_map(stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int) -> ChunkMap:
+    """Expand the `stsc` runs over `chunk_count` chunks, checked against the sample count."""
     if chunk_count == 0:
-        if sizes.count:
-            raise MalformedMedia(f"{sizes.count} samples but no chunk holds them")
-        return []
+        if sample_count:
+            raise MalformedMedia(f"{sample_count} samples but no chunk holds them")
+        return ChunkMap([], [], [])
     if not stsc:
         raise MalformedMedia(f"{chunk_count} chunks but stsc is empty")
     if stsc[0][0] != 1:
         raise MalformedMedia(f"stsc starts at chunk {stsc[0][0]}, not 1")
-    prefix = sizes.prefix()
-    out = [0] * chunk_count
+    first_sample = [0] * chunk_count
+    samples = [0] * chunk_count
+    description = [0] * chunk_count
     sample = 0
-    for index, (first, per_chunk, _sdi) in enumerate(stsc):
+    for index, (first, per_chunk, sdi) in enumerate(stsc):
         if first > chunk_count:
             raise MalformedMedia(f"stsc refers to chunk {first}; stco has {chunk_count}")
         last = stsc[index + 1][0] - 1 if index + 1 < len(stsc) else chunk_count
         if last < first - 1:  # equal first_chunk values are empty runs, which some writers emit
             raise MalformedMedia("stsc chunk numbers do not ascend")
         runs = last - first + 1
-        if sample + runs * per_chunk > sizes.count:
+        if sample + runs * per_chunk > sample_count:
             raise MalformedMedia(
-                f"stsc describes more samples than the {sizes.count} of the size table"
+                f"stsc describes more samples than the {sample_count} of the size table"
             )
-        if prefix is None:
-            out[first - 1 : last] = [per_chunk * sizes.constant] * runs
-            sample += runs * per_chunk
-            continue
-        for chunk in range(first - 1, last):
-            end = sample + per_chunk
-            out[chunk] = prefix[end] - prefix[sample]
-            sample = end
-    if sample != sizes.count:
-        raise MalformedMedia(f"stsc describes {sample} samples, the size table {sizes.count}")
+        first_sample[first - 1 : last] = [sample + k * per_chunk for k in range(runs)]
+        samples[first - 1 : last] = [per_chunk] * runs
+        description[first - 1 : last] = [sdi] * runs
+        sample += runs * per_chunk
+    if sample != sample_count:
+        raise MalformedMedia(f"stsc describes {sample} samples, the size table {sample_count}")
+    return ChunkMap(first_sample, samples, description)
+
+
+def chunk_sizes(
+    sizes: SampleSizes, stsc: list[tuple[int, int, int]], chunk_count: int
+) -> list[int]:
+    """The byte size of every chunk, from the sample sizes and the chunk runs."""
+    chunks = chunk_map(stsc, chunk_count, sizes.count)
+    prefix = sizes.prefix()
+    if prefix is None:
+        return [count * sizes.constant for count in chunks.samples]
+    return [
+        prefix[first + count] - prefix[first]
+        for first, count in zip(chunks.first_sample, chunks.samples, strict=True)
+    ]
+
+
+def parse_runs(payload: memoryview, name: str) -> list[tuple[int, int]]:
+    """Parse a run-length table of (count, value) pairs: `stts`, `ctts`."""
+    if len(payload) < 8:
+        raise MalformedMedia(f"{name} box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    flat = be_array("I", _entries(payload, name, 8, 8, count))
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def runs_box(kind: bytes, version: int, runs: list[tuple[int, int]]) -> bytes:
+    """A run-length table box (`stts`, `ctts`) from (count, value) pairs."""
+    flat = [value & 0xFFFFFFFF for run in runs for value in run]
+    payload = bytes([version, 0, 0, 0]) + _U32.pack(len(runs)) + to_be_bytes("I", flat)
+    return _U32.pack(8 + len(payload)) + kind + payload
+
+
+def expand_runs(runs: list[tuple[int, int]], total: int, name: str) -> list[int]:
+    """One value per sample from (count, value) runs, refused if they describe more
+    than `total` samples (which bounds the allocation by the size table)."""
+    out: list[int] = []
+    for count, value in runs:
+        if len(out) + count > total:
+            raise MalformedMedia(f"{name} describes more samples than the {total} there are")
+        out.extend([value] * count)
     return out
+
+
+def compress_runs(values: list[int]) -> list[tuple[int, int]]:
+    """(count, value) runs of a per-sample list."""
+    runs: list[tuple[int, int]] = []
+    for value in values:
+        if runs and runs[-1][1] == value:
+            runs[-1] = (runs[-1][0] + 1, value)
+        else:
+            runs.append((1, value))
+    return runs
+
+
+def parse_stss(payload: memoryview) -> array[int]:
+    """Parse `stss`: the 1-based numbers of the sync samples."""
+    if len(payload) < 8:
+        raise MalformedMedia("stss box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    return be_array("I", _entries(payload, "stss", 8, 4, count))
+
+
+def stss_box(numbers: list[int]) -> bytes:
+    """An `stss` box from 1-based sync sample numbers."""
+    payload = _VF_COUNT.pack(0, len(numbers)) + to_be_bytes("I", numbers)
+    return _U32.pack(8 + len(payload)) + b"stss" + payload
+
+
+def stsz_box(sizes: SampleSizes, first: int, stop: int) -> bytes:
+    """An `stsz` box for samples `[first, stop)` of `sizes`."""
+    count = stop - first
+    if sizes.sizes is None:
+        payload = _STSZ.pack(0, sizes.constant, count)
+    else:
+        payload = _STSZ.pack(0, 0, count) + to_be_bytes("I", sizes.sizes[first:stop])
+    return _U32.pack(8 + len(payload)) + b"stsz" + payload
+
+
+def stsc_box(runs: list[tuple[int, int, int]]) -> bytes:
+    """An `stsc` box from (first_chunk, samples_per_chunk, description_index) runs."""
+    flat = [value for run in runs for value in run]
+    payload = _VF_COUNT.pack(0, len(runs)) + to_be_bytes("I", flat)
+    return _U32.pack(8 + len(payload)) + b"stsc" + payload
