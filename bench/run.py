@@ -1,0 +1,399 @@
+"""vodedge benchmarks, side by side with the tools a user would otherwise pick (`make bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import media
+from harness import (
+    SCRATCH,
+    VENV_BIN,
+    Command,
+    Row,
+    Section,
+    Stats,
+    compare,
+    fmt_seconds,
+    machine_info,
+    time_in_process,
+    write_markdown,
+)
+
+PYTHON = str(VENV_BIN / "python")
+VODEDGE = str(VENV_BIN / "vodedge")
+TARGET_EXTRACT_RATIO = 0.5
+
+
+def ratio(a: Stats | str, b: Stats | str) -> str:
+    """a / b of two medians, or empty when either failed."""
+    if isinstance(a, Stats) and isinstance(b, Stats) and b.median > 0:
+        return f"{a.median / b.median:.2f}"
+    return ""
+
+
+def timing_row(label: str, result: Stats | str, command: Command, ratio_text: str = "") -> Row:
+    """A table row for a subprocess contender (or its failure)."""
+    if isinstance(result, str):
+        return Row(label, "-", "", command.shell, result)
+    cpu = result.cpu_median
+    detail = f"best {fmt_seconds(result.best)}, IQR {fmt_seconds(result.spread)}"
+    if cpu is not None:
+        detail += f", CPU {fmt_seconds(cpu)}"
+    return Row(label, fmt_seconds(result.median), ratio_text, command.shell, detail)
+
+
+def audio_digest(path: Path) -> str:
+    """A digest of the audio packets (data and timestamps), ffmpeg as the oracle."""
+    done = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy",
+         "-f", "framemd5", "-"],
+        capture_output=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return "unreadable"
+    return hashlib.sha256(done.stdout).hexdigest()[:16]
+
+
+def check_outputs(source: Path, outputs: dict[str, Path]) -> list[str]:
+    """Notes saying whether each tool's output carries exactly the source's audio packets."""
+    want = audio_digest(source)
+    notes = []
+    for label, path in outputs.items():
+        if not path.exists():
+            continue
+        got = audio_digest(path)
+        verdict = "identical audio packets" if got == want else f"AUDIO DIFFERS ({got})"
+        notes.append(f"{label} output: {path.stat().st_size / 1e6:.2f} MB, {verdict}")
+    return notes
+
+
+# -- benchmark 1 (issue 2): whole-process audio extraction of a 720p MP4 ----------------
+
+
+def bench_extract(runs: int, warmup: int) -> Section:
+    """`vodedge extract` against `ffmpeg -vn -c:a copy`, whole process, 5-minute 720p MP4."""
+    source = media.ensure(media.MP4_720P)
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    out_ff = SCRATCH / "extract.ffmpeg.mp4"
+    out_vd = SCRATCH / "extract.vodedge.mp4"
+    ffmpeg = Command(
+        "ffmpeg",
+        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vn", "-c:a", "copy", str(out_ff)],
+        (out_ff,),
+    )
+    vodedge = Command("vodedge", [VODEDGE, "extract", str(source), "-o", str(out_vd)], (out_vd,))
+    # Floors: what any Python CLI pays before doing work (interpreter, site,
+    # argparse and our imports), to show how much of the budget is left.
+    python_floor = Command("python -c pass", [PYTHON, "-c", "pass"])
+    cli_floor = Command("vodedge --version", [VODEDGE, "--version"])
+    commands = [ffmpeg, vodedge, python_floor, cli_floor]
+    print(f"\nbenchmark extract: {runs} interleaved runs of {len(commands)} commands", flush=True)
+    results = compare(commands, runs, warmup)
+    ff = results["ffmpeg"]
+    rows = [
+        timing_row("ffmpeg -vn -c:a copy", ff, ffmpeg, "1.00" if isinstance(ff, Stats) else ""),
+        timing_row("vodedge extract", results["vodedge"], vodedge, ratio(results["vodedge"], ff)),
+        timing_row("(floor) python -c pass", results["python -c pass"], python_floor,
+                   ratio(results["python -c pass"], ff)),
+        timing_row("(floor) vodedge --version", results["vodedge --version"], cli_floor,
+                   ratio(results["vodedge --version"], ff)),
+    ]  # fmt: skip
+    notes = [f"target: vodedge / ffmpeg <= {TARGET_EXTRACT_RATIO}"]
+    notes += check_outputs(source, {"ffmpeg": out_ff, "vodedge": out_vd})
+    return Section(
+        "extract",
+        "Audio extraction, 5-minute 720p MP4 (issue 2), whole process",
+        [media.describe(source)],
+        rows,
+        notes,
+    )
+
+
+# -- benchmark 2 (issue 2): the plan of a 30-minute MP4 with a ~650 kB moov ------------
+
+
+def plan_builder(fd: int) -> tuple[Callable[[], object], dict[str, int]]:
+    """A function building the audio plan of the file `fd` with pread, and what one reads."""
+    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.reading import run
+
+    size = os.fstat(fd).st_size
+    counts = {"requests": 0, "bytes": 0}
+
+    def counting_read(offset: int, length: int) -> bytes:
+        data = os.pread(fd, length, offset)
+        counts["requests"] += 1
+        counts["bytes"] += len(data)
+        return data
+
+    plan = run(audio_plan(size), counting_read)
+    counts["pieces"] = len(plan.pieces)
+    counts["size"] = plan.size
+
+    def build() -> object:
+        return run(audio_plan(size), lambda offset, length: os.pread(fd, length, offset))
+
+    return build, counts
+
+
+def bench_plan(runs: int, warmup: int) -> Section:
+    """Plan build in-process, and whole-process inspect/extract, on the 30-minute MP4."""
+    head = media.ensure(media.MP4_LONG)
+    tail = media.ensure(media.MP4_LONG_TAIL)
+    rows: list[Row] = []
+    notes: list[str] = []
+    print("\nbenchmark plan: in-process plan builds", flush=True)
+    in_process: dict[str, Stats] = {}
+    for where, path in (("head", head), ("tail", tail)):
+        with path.open("rb") as file:
+            build, counts = plan_builder(file.fileno())
+            stats = time_in_process(build, max(runs * 3, 30), warmup + 2)
+        in_process[where] = stats
+        rows.append(
+            Row(
+                f"vodedge audio_plan, moov at {where} (in-process)",
+                fmt_seconds(stats.median),
+                "",
+                "",
+                f"best {fmt_seconds(stats.best)}, {counts['requests']} reads "
+                f"({counts['bytes'] / 1e3:.0f} kB), {counts['pieces']} pieces, "
+                f"output {counts['size'] / 1e6:.2f} MB",
+            )
+        )
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    commands: list[Command] = []
+    for where, path in (("head", head), ("tail", tail)):
+        out_ff = SCRATCH / f"plan.ffmpeg.{where}.mp4"
+        out_vd = SCRATCH / f"plan.vodedge.{where}.mp4"
+        commands += [
+            Command(
+                f"ffmpeg -vn -c:a copy, moov at {where}",
+                ["ffmpeg", "-v", "error", "-y", "-i", str(path), "-vn", "-c:a", "copy",
+                 str(out_ff)],
+                (out_ff,),
+            ),
+            Command(
+                f"vodedge extract, moov at {where}",
+                [VODEDGE, "extract", str(path), "-o", str(out_vd)],
+                (out_vd,),
+            ),
+        ]  # fmt: skip
+    commands += [
+        Command("ffprobe -show_streams", ["ffprobe", "-v", "error", "-show_format",
+                                          "-show_streams", str(head)]),
+        Command("vodedge inspect", [VODEDGE, "inspect", str(head)]),
+    ]  # fmt: skip
+    print(f"benchmark plan: {runs} interleaved runs of {len(commands)} commands", flush=True)
+    results = compare(commands, runs, warmup)
+    by_label = {c.label: c for c in commands}
+    for where in ("head", "tail"):
+        ff_label = f"ffmpeg -vn -c:a copy, moov at {where}"
+        vd_label = f"vodedge extract, moov at {where}"
+        ff, vd = results[ff_label], results[vd_label]
+        rows.append(timing_row(ff_label, ff, by_label[ff_label], "1.00"))
+        rows.append(timing_row(vd_label, vd, by_label[vd_label], ratio(vd, ff)))
+        if isinstance(ff, Stats):
+            share = in_process[where].median / ff.median
+            rows[0 if where == "head" else 1].ratio = f"{share:.2f}"
+            notes.append(
+                f"plan build, moov at {where}: {fmt_seconds(in_process[where].median)} "
+                f"= {share:.2f} x ffmpeg's whole extraction of the same file"
+            )
+    probe, insp = results["ffprobe -show_streams"], results["vodedge inspect"]
+    rows.append(timing_row("ffprobe -show_format -show_streams", probe,
+                           by_label["ffprobe -show_streams"], "1.00"))  # fmt: skip
+    rows.append(timing_row("vodedge inspect", insp, by_label["vodedge inspect"],
+                           ratio(insp, probe)))  # fmt: skip
+    notes += check_outputs(
+        head,
+        {
+            "ffmpeg (head)": SCRATCH / "plan.ffmpeg.head.mp4",
+            "vodedge (head)": SCRATCH / "plan.vodedge.head.mp4",
+            "vodedge (tail)": SCRATCH / "plan.vodedge.tail.mp4",
+        },
+    )
+    notes.append("in-process ratios are the plan build over ffmpeg's whole-process extraction")
+    return Section(
+        "plan",
+        "30-minute MP4 with a large moov (issue 2): plan build and whole process",
+        [media.describe(head), media.describe(tail)],
+        rows,
+        notes,
+    )
+
+
+# -- benchmark 3 (issue 3): FLV audio extraction throughput ----------------------------
+
+
+def flv_in_process() -> Callable[[Path], object] | None:
+    """vodedge's incremental FLV audio filter driven over a file, when it exists."""
+    if importlib.util.find_spec("vodedge.media.flv") is None:
+        return None
+    return None  # wired up once vodedge.media.flv lands (issue 3)
+
+
+def mb_per_s(size: int, result: Stats | str) -> str:
+    """Input megabytes per second of a median time."""
+    return f"{size / 1e6 / result.median:.0f} MB/s" if isinstance(result, Stats) else "-"
+
+
+def bench_flv(runs: int, warmup: int) -> Section:
+    """FLV audio extraction throughput (MB/s of input) against ffmpeg -f flv."""
+    source = media.ensure(media.FLV_720P)
+    size = source.stat().st_size
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    out_ff = SCRATCH / "flv.ffmpeg.flv"
+    out_vd = SCRATCH / "flv.vodedge.flv"
+    ffmpeg = Command(
+        "ffmpeg",
+        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vn", "-c:a", "copy", "-f", "flv",
+         str(out_ff)],
+        (out_ff,),
+    )  # fmt: skip
+    vodedge = Command("vodedge", [VODEDGE, "extract", str(source), "-o", str(out_vd)], (out_vd,))
+    print(f"\nbenchmark flv: {runs} interleaved runs of 2 commands", flush=True)
+    results = compare([ffmpeg, vodedge], runs, warmup)
+    ff, vd = results["ffmpeg"], results["vodedge"]
+    rows = [
+        timing_row("ffmpeg -vn -c:a copy -f flv", ff, ffmpeg, "1.00"),
+        timing_row("vodedge extract", vd, vodedge, ratio(vd, ff)),
+    ]
+    rows[0].median += f" ({mb_per_s(size, ff)})"
+    if isinstance(vd, Stats):
+        rows[1].median += f" ({mb_per_s(size, vd)})"
+    filter_run = flv_in_process()
+    if filter_run is None:
+        rows.append(Row("vodedge FLV filter (in-process)", "-", "", "",
+                        "skipped: vodedge.media.flv not available"))  # fmt: skip
+    else:
+        stats = time_in_process(lambda: filter_run(source), runs, warmup)
+        rows.append(
+            Row(
+                "vodedge FLV filter (in-process)",
+                f"{fmt_seconds(stats.median)} ({mb_per_s(size, stats)})",
+                ratio(stats, ff),
+                "",
+                f"best {fmt_seconds(stats.best)}",
+            )
+        )
+    notes = ["ratio is time / ffmpeg's time (below 1 is faster); MB/s is of input"]
+    notes += check_outputs(source, {"ffmpeg": out_ff, "vodedge": out_vd})
+    return Section(
+        "flv",
+        "FLV audio extraction throughput, 5-minute 720p FLV (issue 3)",
+        [media.describe(source)],
+        rows,
+        notes,
+    )
+
+
+# -- benchmark 4 (issue 3, prepared for issue 4): seek plans over HTTP -----------------
+
+
+def bench_seek(seconds: int, connections: int) -> Section:
+    """Requests/s of `?start=&end=` on the 30-minute MP4: nginx's mp4 module vs vodedge."""
+    import servers
+
+    head = media.ensure(media.MP4_LONG)
+    # A one-second window keeps the body small, so requests/s measures the
+    # per-request work (reading and rewriting the 650 kB moov), not copying.
+    path = "/long.mp4?start=600&end=601"
+    rows: list[Row] = []
+    notes = [
+        f"wrk, one thread, {connections} connections, {seconds} s, loopback; "
+        "one server worker each; ratio is vodedge / nginx requests/s (above 1 is faster)"
+    ]
+    print(f"\nbenchmark seek: wrk {seconds} s per server", flush=True)
+    nginx_rps: float | None = None
+    with servers.docroot({"long.mp4": head}) as root:
+        if not servers.nginx_has_mp4():
+            rows.append(Row("nginx mp4 module", "-", "", "", "skipped: nginx lacks mp4 module"))
+        else:
+            with servers.nginx(root, "/long.mp4?start=0&end=1") as base:
+                body = _body_size(base + path)
+                servers.wrk(base + path, seconds=1, connections=connections)
+                result = servers.wrk(base + path, seconds=seconds, connections=connections)
+                nginx_rps = result.requests_per_s
+                rows.append(_wrk_row("nginx mp4 module ?start=&end=", result, body, None))
+        if not servers.vodedge_serve_available():
+            rows.append(Row("vodedge serve ?start=&end=", "-", "", "",
+                            "skipped: vodedge serve not available"))  # fmt: skip
+        else:
+            with servers.vodedge_serve(root, "/long.mp4?start=0&end=1") as base:
+                body = _body_size(base + path)
+                servers.wrk(base + path, seconds=1, connections=connections)
+                result = servers.wrk(base + path, seconds=seconds, connections=connections)
+                rows.append(_wrk_row("vodedge serve ?start=&end=", result, body, nginx_rps))
+    return Section(
+        "seek",
+        "Seek plans over HTTP, 30-minute MP4 (issue 3), requests per second",
+        [media.describe(head), f"GET {path}"],
+        rows,
+        notes,
+    )
+
+
+def _body_size(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return len(response.read())
+
+
+def _wrk_row(label: str, result: object, body: int, base_rps: float | None) -> Row:
+    from servers import WrkResult
+
+    assert isinstance(result, WrkResult)
+    ratio_text = f"{result.requests_per_s / base_rps:.2f}" if base_rps else "1.00"
+    detail = f"p50 {result.p50}, p99 {result.p99}, body {body / 1e3:.0f} kB"
+    if result.errors:
+        detail += f", {result.errors}"
+    return Row(label, f"{result.requests_per_s:,.0f} req/s", ratio_text, result.command, detail)
+
+
+BENCHMARKS = ("extract", "plan", "flv", "seek")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks (default: all), print tables, write bench/out/results.md."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("benchmarks", nargs="*", help=f"some of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per command (>= 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs per command first")
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+    chosen = args.benchmarks or list(BENCHMARKS)
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    for key, value in machine_info().items():
+        print(f"{key:>8}: {value}")
+    sections = []
+    for name in BENCHMARKS:
+        if name not in chosen:
+            continue
+        if name == "extract":
+            section = bench_extract(args.runs, args.warmup)
+        elif name == "plan":
+            section = bench_plan(args.runs, args.warmup)
+        elif name == "flv":
+            section = bench_flv(args.runs, args.warmup)
+        else:
+            section = bench_seek(args.wrk_seconds, args.connections)
+        section.print()
+        section.save()
+        sections.append(section)
+    print(f"\nmarkdown: {write_markdown()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
