@@ -1,0 +1,37 @@
+"""Shared fixtures: generated test media and the ffmpeg oracle."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import media_matrix
+
+REPO = media_matrix.REPO
+SHARED_MEDIA = REPO.parent / "shared" / "media"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Fail at once, with the fix, when the oracle is missing (not test by test)."""
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"{' and '.join(missing)} not found: `make test` installs Debian's ffmpeg"
+        )
+
+
+@pytest.fixture(scope="session")
+def media() -> Callable[[str], Path]:
+    """`media(name)`: the path of a generated test case (made on first use)."""
+    return media_matrix.media
+
+
+@pytest.fixture(scope="session")
+def shared_media() -> Path:
+    """The directory of real third-party sample files; skips when it is absent."""
+    if not (SHARED_MEDIA / "MANIFEST.tsv").is_file():
+        pytest.skip(f"{SHARED_MEDIA} is not there (it lives beside the repository)")
+    return SHARED_MEDIA
