@@ -25,7 +25,16 @@ def _parser() -> argparse.ArgumentParser:
     extract = commands.add_parser("extract", help="write the audio-only rendition of a file")
     extract.add_argument("input")
     extract.add_argument("-o", "--output", required=True)
+    extract.add_argument("--start", help="clip from this second (sample-precise)")
+    extract.add_argument("--end", help="clip to this second")
     extract.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
+
+    clip = commands.add_parser("clip", help="write a keyframe-aligned clip, video kept")
+    clip.add_argument("input")
+    clip.add_argument("-o", "--output", required=True)
+    clip.add_argument("--start", help="clip from the keyframe at or before this second")
+    clip.add_argument("--end", help="clip to this second")
+    clip.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
 
     inspect = commands.add_parser("inspect", help="summarise an MP4 or FLV file")
     inspect.add_argument("input")

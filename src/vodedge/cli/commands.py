@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from vodedge.cli.files import LocalSource, atomic_output, write_plan
-from vodedge.media.errors import MediaError
+from vodedge.media.errors import InvalidSeek, MediaError
 from vodedge.media.plan import Plan
+from vodedge.media.seeking import parse_seconds
 
 
 def _fail(message: str) -> int:
@@ -21,8 +22,17 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; bad input is one line on stderr and exit code 2."""
     try:
-        if args.command == "extract":
-            return extract(args.input, args.output, max_moov=args.max_moov)
+        if args.command in ("extract", "clip"):
+            start = None if args.start is None else parse_seconds(args.start, "start")
+            end = None if args.end is None else parse_seconds(args.end, "end")
+            return extract(
+                args.input,
+                args.output,
+                start=start,
+                end=end,
+                audio_only=args.command == "extract",
+                max_moov=args.max_moov,
+            )
         if args.command == "inspect":
             return inspect(args.input, as_json=args.json, boxes=args.boxes)
         if args.command == "demo":
@@ -40,17 +50,40 @@ def run(args: argparse.Namespace) -> int:
     return _fail(f"unknown command {args.command}")
 
 
-def audio_plan_of(source: LocalSource, *, max_moov: int) -> Plan:
-    """The audio-only plan of a local file, MP4 family or FLV by its content."""
-    from vodedge.media.mp4_audio import audio_plan
+def plan_of(
+    source: LocalSource,
+    *,
+    start: float | None,
+    end: float | None,
+    audio_only: bool,
+    max_moov: int,
+) -> Plan:
+    """The plan of a local file's audio-only rendition and/or clip."""
+    if start is None and end is None:
+        if not audio_only:
+            raise InvalidSeek("a clip needs --start or --end")
+        from vodedge.media.mp4_audio import audio_plan
 
-    return source.parse(audio_plan(source.size, max_moov=max_moov))
+        return source.parse(audio_plan(source.size, max_moov=max_moov))
+    from vodedge.media.mp4_seek import clip_plan
+
+    return source.parse(
+        clip_plan(source.size, start=start, end=end, audio_only=audio_only, max_moov=max_moov)
+    )
 
 
-def extract(input_path: str, output_path: str, *, max_moov: int) -> int:
-    """Write the audio-only rendition of `input_path` to `output_path`."""
+def extract(
+    input_path: str,
+    output_path: str,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    audio_only: bool = True,
+    max_moov: int = 64 << 20,
+) -> int:
+    """Write the audio-only rendition (or clip) of `input_path` to `output_path`."""
     with LocalSource(input_path) as source:
-        plan = audio_plan_of(source, max_moov=max_moov)
+        plan = plan_of(source, start=start, end=end, audio_only=audio_only, max_moov=max_moov)
         with atomic_output(output_path) as fd:
             write_plan(plan, source, fd, progress=True)
     return 0
@@ -122,7 +155,7 @@ def demo(directory: Path, out: Path) -> int:
     for sample in samples:
         target = out / f"{sample.stem}.audio{sample.suffix}"
         try:
-            extract(str(sample), str(target), max_moov=64 << 20)
+            extract(str(sample), str(target))
             inspect(str(sample), as_json=False, boxes=False)
             print(f"-> {target} ({_human(target.stat().st_size)} bytes)\n")
         except MediaError as exc:
