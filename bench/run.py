@@ -16,6 +16,7 @@ from harness import (
     SCRATCH,
     VENV_BIN,
     Command,
+    LoadMeter,
     Row,
     Section,
     Stats,
@@ -23,6 +24,7 @@ from harness import (
     fmt_seconds,
     machine_info,
     time_in_process,
+    wait_for_quiet,
     write_markdown,
 )
 
@@ -369,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per command first")
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="wait up to this many seconds for other processes to go idle before each benchmark",
+    )
     args = parser.parse_args(argv)
     chosen = args.benchmarks or list(BENCHMARKS)
     unknown = set(chosen) - set(BENCHMARKS)
@@ -380,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in BENCHMARKS:
         if name not in chosen:
             continue
+        before = wait_for_quiet(args.quiet_wait)
+        if before >= 0.2:
+            print(f"\nwarning: other processes use {before:.1f} cores; timings will be noisy")
+        meter = LoadMeter()
         if name == "extract":
             section = bench_extract(args.runs, args.warmup)
         elif name == "plan":
@@ -388,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
             section = bench_flv(args.runs, args.warmup)
         else:
             section = bench_seek(args.wrk_seconds, args.connections)
+        # Others may share the machine; say how busy it was so noisy runs are visible.
+        section.notes.append(
+            f"other processes kept {meter.other_cores():.2f} of {os.cpu_count()} cores busy "
+            "during this benchmark"
+        )
         section.print()
         section.save()
         sections.append(section)
