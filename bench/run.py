@@ -324,6 +324,7 @@ def bench_seek(seconds: int, connections: int) -> Section:
                 result = servers.wrk(base + path, seconds=seconds, connections=connections)
                 nginx_rps = result.requests_per_s
                 rows.append(_wrk_row("nginx mp4 module ?start=&end=", result, body, None))
+        rows += seek_in_process(head, nginx_rps)
         if not servers.vodedge_serve_available():
             rows.append(Row("vodedge serve ?start=&end=", "-", "", "",
                             "skipped: vodedge serve not available"))  # fmt: skip
@@ -340,6 +341,40 @@ def bench_seek(seconds: int, connections: int) -> Section:
         rows,
         notes,
     )
+
+
+def seek_in_process(path: Path, nginx_rps: float | None) -> list[Row]:
+    """The per-request work alone: vodedge's clip plan of the same window, in-process."""
+    if importlib.util.find_spec("vodedge.media.mp4_seek") is None:
+        return [Row("vodedge clip_plan (in-process)", "-", "", "", "skipped: no mp4_seek yet")]
+    from vodedge.media.mp4_seek import clip_plan
+    from vodedge.media.reading import run
+
+    rows = []
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        fd = file.fileno()
+        for audio_only in (False, True):
+
+            def build(audio_only: bool = audio_only) -> object:
+                return run(
+                    clip_plan(size, start=600.0, end=601.0, audio_only=audio_only),
+                    lambda offset, length: os.pread(fd, length, offset),
+                )
+
+            stats = time_in_process(build, 30, 3)
+            per_s = 1 / stats.median
+            label = "audio-only " if audio_only else ""
+            rows.append(
+                Row(
+                    f"vodedge {label}clip_plan 600-601 s (in-process, no HTTP)",
+                    f"{per_s:,.0f} plans/s",
+                    f"{per_s / nginx_rps:.2f}" if nginx_rps else "",
+                    "",
+                    f"median {fmt_seconds(stats.median)} per plan, one core",
+                )
+            )
+    return rows
 
 
 def _body_size(url: str) -> int:
