@@ -63,6 +63,7 @@ class Stats:
 
     wall: list[float]
     cpu: list[float] = field(default_factory=list)
+    discarded: int = 0  # rounds thrown away because other processes were busy
 
     @property
     def median(self) -> float:
@@ -86,6 +87,10 @@ class Stats:
     def cpu_median(self) -> float | None:
         """Median user+system CPU time, when measured."""
         return statistics.median(self.cpu) if self.cpu else None
+
+
+# Cores other processes may use during a timed round before it is repeated.
+MAX_OTHER_LOAD = 0.3
 
 
 class RunFailed(RuntimeError):
@@ -121,23 +126,37 @@ def compare(commands: Sequence[Command], runs: int, warmup: int) -> dict[str, St
             results[command.label] = f"failed: {exc}"
             alive.remove(command)
     stats = {command.label: Stats([]) for command in alive}
-    for round_no in range(runs):
+    budget = runs * 3
+    kept = attempts = discarded = 0
+    while kept < runs and attempts < budget:
         # Alternate the order each round so neither tool always runs right
         # after the other (page cache, CPU frequency, writeback all drift).
-        order = alive if round_no % 2 == 0 else list(reversed(alive))
+        order = alive if attempts % 2 == 0 else list(reversed(alive))
+        meter = LoadMeter()
+        samples: dict[str, tuple[float, float]] = {}
         for command in order:
             if command.label in results:
                 continue
             try:
-                wall, cpu = run_once(command)
+                samples[command.label] = run_once(command)
             except RunFailed as exc:
                 results[command.label] = f"failed: {exc}"
-                continue
-            stats[command.label].wall.append(wall)
-            stats[command.label].cpu.append(cpu)
-        progress(f"  round {round_no + 1}/{runs}")
+        attempts += 1
+        # Others share this machine: a round during which they kept a good
+        # part of a core busy is repeated, while the attempt budget allows.
+        must_keep = budget - attempts < runs - kept
+        if meter.other_cores() > MAX_OTHER_LOAD and not must_keep:
+            discarded += 1
+            progress(f"  round discarded (machine busy), {kept}/{runs} kept")
+            continue
+        for label, (wall, cpu) in samples.items():
+            stats[label].wall.append(wall)
+            stats[label].cpu.append(cpu)
+        kept += 1
+        progress(f"  round {kept}/{runs}")
     progress("")
     for label, stat in stats.items():
+        stat.discarded = discarded
         results.setdefault(label, stat)
     return {c.label: results[c.label] for c in commands}
 

@@ -40,6 +40,19 @@ def ratio(a: Stats | str, b: Stats | str) -> str:
     return ""
 
 
+def cpu_note(label: str, a: Stats | str, b: Stats | str) -> list[str]:
+    """The CPU-time ratio of two contenders (steadier than wall time on a shared machine)."""
+    if not (isinstance(a, Stats) and isinstance(b, Stats)):
+        return []
+    ca, cb = a.cpu_median, b.cpu_median
+    if not ca or not cb:
+        return []
+    note = f"{label}: CPU-time ratio {ca / cb:.2f} ({fmt_seconds(ca)} vs {fmt_seconds(cb)})"
+    if a.discarded:
+        note += f"; {a.discarded} rounds repeated because the machine was busy"
+    return [note]
+
+
 def timing_row(label: str, result: Stats | str, command: Command, ratio_text: str = "") -> Row:
     """A table row for a subprocess contender (or its failure)."""
     if isinstance(result, str):
@@ -108,6 +121,7 @@ def bench_extract(runs: int, warmup: int) -> Section:
                    ratio(results["vodedge --version"], ff)),
     ]  # fmt: skip
     notes = [f"target: vodedge / ffmpeg <= {TARGET_EXTRACT_RATIO}"]
+    notes += cpu_note("vodedge / ffmpeg", results["vodedge"], ff)
     notes += check_outputs(source, {"ffmpeg": out_ff, "vodedge": out_vd})
     return Section(
         "extract",
@@ -201,6 +215,7 @@ def bench_plan(runs: int, warmup: int) -> Section:
         ff, vd = results[ff_label], results[vd_label]
         rows.append(timing_row(ff_label, ff, by_label[ff_label], "1.00"))
         rows.append(timing_row(vd_label, vd, by_label[vd_label], ratio(vd, ff)))
+        notes += cpu_note(f"vodedge / ffmpeg, moov at {where}", vd, ff)
         if isinstance(ff, Stats):
             share = in_process[where].median / ff.median
             rows[0 if where == "head" else 1].ratio = f"{share:.2f}"
@@ -286,6 +301,7 @@ def bench_flv(runs: int, warmup: int) -> Section:
             )
         )
     notes = ["ratio is time / ffmpeg's time (below 1 is faster); MB/s is of input"]
+    notes += cpu_note("vodedge / ffmpeg", vd, ff)
     notes += check_outputs(source, {"ffmpeg": out_ff, "vodedge": out_vd})
     return Section(
         "flv",
