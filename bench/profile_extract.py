@@ -254,12 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in (long_head, long_tail):
         with LocalSource(str(path)) as src:
             where, _ = media.moov_location(path)
-            profile(
-                f"audio_plan of {path.name} (moov at {where})",
-                lambda src=src: src.parse(audio_plan(src.size)),
-                args.repeat,
-                args.lines,
-            )
+
+            def build(src: LocalSource = src) -> object:
+                return src.parse(audio_plan(src.size))
+
+            profile(f"audio_plan of {path.name} (moov at {where})", build, args.repeat, args.lines)
     per_request_vs_per_byte(short, out)
     per_request_vs_per_byte(long_head, out)
     copy_strategies(short, out)
