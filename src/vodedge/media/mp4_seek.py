@@ -152,11 +152,13 @@ def _load(movie: Movie, track: Track) -> TrackSamples | None:
 
 @dataclass(slots=True)
 class Cut:
-    """The samples `[first, stop)` of a track that a clip keeps."""
+    """The samples `[first, stop)` of a track that a clip keeps; `begin` (source
+    seconds) becomes the clip's time zero."""
 
     samples: TrackSamples
     first: int
     stop: int
+    begin: float
 
 
 def _sync_at_or_before(samples: TrackSamples, when: float) -> int:
@@ -174,7 +176,7 @@ def _cuts(
     tracks: list[TrackSamples], start: float | None, end: float | None, audio_only: bool
 ) -> list[Cut]:
     begin = start or 0.0
-    if not audio_only:
+    if not audio_only and start is not None:
         video = next((t for t in tracks if t.track.handler == b"vide"), None)
         if video is not None:
             key = _sync_at_or_before(video, begin)
@@ -183,13 +185,15 @@ def _cuts(
             begin = max(video.times[key] + shown, 0.0)
     cuts: list[Cut] = []
     for samples in tracks:
-        if samples.track.handler == b"vide" and not audio_only:
+        if start is None:
+            first = 0  # only the end is cut: every track keeps its beginning and edits
+        elif samples.track.handler == b"vide" and not audio_only:
             first = _sync_at_or_before(samples, begin)
         else:
             first = max(bisect_right(samples.times, begin) - 1, 0)
         stop = samples.count if end is None else bisect_left(samples.times, end)
         if stop > first:
-            cuts.append(Cut(samples, first, stop))
+            cuts.append(Cut(samples, first, stop, begin))
     return cuts
 
 
@@ -281,7 +285,9 @@ def _elst(cut: Cut, tables: CutTables, movie: Movie) -> tuple[bytes | None, int]
     media_scale = samples.track.timescale
     edits = samples.edits
     if cut.first == 0 and edits is not None:
-        delay, media_time = edits.delay, edits.media_time
+        # A track that starts later than the clip keeps the rest of its delay.
+        late = edits.delay / movie.timescale - cut.begin if movie.timescale else 0.0
+        delay, media_time = max(round(late * movie.timescale), 0), edits.media_time
     else:
         delay = 0
         is_video = samples.track.handler == b"vide"
