@@ -242,6 +242,19 @@ MP4_LIST: list[Case] = [
         audio_codecs=("alac",),
         moov_first=True,
     ),
+    Case(
+        "m4a_two_languages",
+        (
+            *_audio(3, freq=440), *_audio(3, freq=550, rate=22050),
+            "-map", "0:a", "-map", "1:a", *AAC,
+            "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=jpn", "-f", "ipod",
+        ),
+        "m4a",
+        has_video=False,
+        audio_codecs=("aac", "aac"),
+        languages=("eng", "jpn"),
+        note="audio only, yet interleaved chunks (a single track gets one chunk)",
+    ),
     # Video only: nothing to extract.
     _mp4(
         "mp4_video_only",
@@ -365,7 +378,8 @@ FLV_LIST: list[Case] = [
         (*_audio(3), *MP3, "-ar", "22050", *KF_INDEX),
         has_video=False,
         audio_codecs=("mp3",),
-        note="keyframes index asked for, but there is no video to index",
+        keyframe_index=True,
+        note="ffmpeg writes an empty keyframes index: nothing to index without video",
     ),
     _flv(
         "flv_video_only",

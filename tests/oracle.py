@@ -109,3 +109,18 @@ def first_diff(expected: str, actual: str, context: int = 2) -> str:
     if len(a) != len(b):
         return f"expected {len(a)} lines, got {len(b)}; first extra: {(a + b)[min(len(a), len(b))]}"
     return "identical"
+
+
+# --- driving the code under test ------------------------------------------------
+
+
+def extract_mp4(data: bytes, **limits: int) -> bytes:
+    """vodedge's audio-only rendition of the ISO BMFF file `data`, via its Plan."""
+    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.reading import run_bytes
+
+    plan = run_bytes(audio_plan(len(data), **limits), data)
+    out = plan.render(data)
+    # The plan's size is what the edge will send as Content-Length.
+    assert plan.size == len(out), f"plan.size {plan.size} != rendered {len(out)}"
+    return out
