@@ -1,0 +1,244 @@
+"""Plans for FLV outputs (audio only, clips, both) from a whole readable source."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+
+from vodedge.media.errors import NoAudioTrack, TruncatedMedia
+from vodedge.media.flv_metadata import (
+    Metadata,
+    MetadataRewrite,
+    decode_metadata,
+    encode_script_tag,
+    rewrite_metadata,
+    source_keyframes,
+)
+from vodedge.media.flv_scan import TagIndex, scan_tags
+from vodedge.media.flv_seek import NO_SEEK, FlvSeek, SeekValue, parse_seek, resolve_start
+from vodedge.media.flv_tags import (
+    AUDIO,
+    CONFIG,
+    FLAG_AUDIO,
+    FRAME,
+    SCRIPT,
+    TAG_HEADER_SIZE,
+    U32,
+    VIDEO,
+)
+from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.reading import Reading
+
+_FILE_PREAMBLE = 13  # the rewritten file header and the zero PreviousTagSize
+
+
+def flv_audio_plan(
+    size: int, start: SeekValue = None, end: SeekValue = None, by_time: bool = False
+) -> Reading[Plan]:
+    """The plan of an audio-only FLV (optionally clipped) of a source of `size` bytes."""
+    return _plan(size, True, parse_seek(start, end, by_time))
+
+
+def flv_clip_plan(
+    size: int,
+    start: SeekValue = None,
+    end: SeekValue = None,
+    by_time: bool = False,
+    audio_only: bool = False,
+) -> Reading[Plan]:
+    """The plan of an FLV clip; with `by_time`, it starts at a keyframe at or before `start`."""
+    return _plan(size, audio_only, parse_seek(start, end, by_time))
+
+
+def scan_for(size: int, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Reading[TagIndex]:
+    """Index the tags a plan for `seek` needs (up to `end`)."""
+    return scan_tags(
+        size,
+        require_audio=audio_only,
+        stop_offset=seek.end_offset,
+        stop_ms=seek.end_ms,
+        stop_kinds=(AUDIO,) if audio_only else (AUDIO, VIDEO),
+    )
+
+
+def _plan(size: int, audio_only: bool, seek: FlvSeek) -> Reading[Plan]:
+    index = yield from scan_for(size, audio_only, seek)
+    return build_plan(index, audio_only, seek)
+
+
+@dataclass(slots=True)
+class _Item:
+    """One output tag: a source tag (`tag`) or a rewritten onMetaData (`meta`)."""
+
+    tag: int
+    meta: Metadata | None = None
+    source: bytes = b""
+    literal: bytes = b""
+
+
+def build_plan(index: TagIndex, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Plan:
+    """The plan for an already scanned source; raises what the source makes impossible."""
+    if index.truncated is not None:
+        raise TruncatedMedia(f"truncated FLV: {index.truncated}")
+    if audio_only and not any(kind == AUDIO for kind in index.kinds):
+        raise NoAudioTrack("the FLV holds no audio tags")
+    first = resolve_start(index, seek, audio_only)
+    items = _select(index, audio_only, first)
+    rewrite = MetadataRewrite(audio_only=audio_only, clipped=seek.clipped)
+    for item in items:
+        if item.meta is not None:
+            item.literal = _encode(item, rewrite)
+    metas = [item for item in items if item.meta is not None]
+    if metas:
+        _settle_first_metadata(index, items, metas[0], audio_only, seek, first)
+    header = index.header.encode(FLAG_AUDIO if audio_only else None)
+    pieces: list[Piece] = [header]
+    for item in items:
+        if item.meta is not None:
+            pieces.append(item.literal)
+            continue
+        i = item.tag
+        if index.back_ok[i]:
+            pieces.append(Span(index.offsets[i], index.unit_size(i)))
+        else:
+            pieces.append(Span(index.offsets[i], TAG_HEADER_SIZE + index.sizes[i]))
+            pieces.append(U32.pack(TAG_HEADER_SIZE + index.sizes[i]))
+    return Plan(pieces)
+
+
+def _select(index: TagIndex, audio_only: bool, first: int) -> list[_Item]:
+    """The output's tags: metadata and the last sequence headers before `first`, then the
+    kept tags from `first` on."""
+    metadata = dict(index.metadata)
+    kinds = index.kinds
+    items: list[_Item] = []
+    configs: dict[int, int] = {}
+    for i in range(first):
+        kind = kinds[i]
+        if i in metadata:
+            meta = _decoded(metadata[i])
+            if meta is not None:
+                items.append(_Item(i, meta, metadata[i]))
+        elif (kind == AUDIO or (kind == VIDEO and not audio_only)) and index.role(i) == CONFIG:
+            configs[kind] = i
+    items.extend(_Item(i) for i in sorted(configs.values()))
+    for i in range(first, len(index)):
+        kind = kinds[i]
+        if i in metadata:
+            items.append(_Item(i, _decoded(metadata[i]), metadata[i]))
+        elif kind in (AUDIO, SCRIPT) or not audio_only:
+            items.append(_Item(i))
+    return items
+
+
+def _decoded(tag: bytes) -> Metadata | None:
+    return decode_metadata(tag[TAG_HEADER_SIZE:])
+
+
+def _encode(item: _Item, rewrite: MetadataRewrite) -> bytes:
+    assert item.meta is not None
+    return encode_script_tag(item.source, item.meta, rewrite_metadata(item.meta.value, rewrite))
+
+
+def _layout(index: TagIndex, items: list[_Item]) -> tuple[list[int], int]:
+    """Each item's output offset, and the output size."""
+    offsets: list[int] = []
+    position = _FILE_PREAMBLE
+    for item in items:
+        offsets.append(position)
+        position += len(item.literal) if item.meta is not None else index.unit_size(item.tag)
+    return offsets, position
+
+
+def _settle_first_metadata(
+    index: TagIndex,
+    items: list[_Item],
+    meta_item: _Item,
+    audio_only: bool,
+    seek: FlvSeek,
+    first: int,
+) -> None:
+    """Give the first metadata the output's exact `filesize`, `keyframes` and clip duration.
+
+    AMF0 numbers are fixed-size doubles, so encoding with placeholder values
+    fixes the layout, and the real values then fit in the same bytes.
+    """
+    assert meta_item.meta is not None
+    table = source_keyframes(meta_item.meta.value)
+    entries = _keyframe_entries(index, items, table, audio_only, seek.clipped) if table else []
+    rewrite = MetadataRewrite(
+        audio_only=audio_only,
+        clipped=seek.clipped,
+        filesize=0,
+        keyframes=([t for t, _ in entries], [0.0] * len(entries)) if entries else None,
+        duration=_duration(index, items, audio_only, first) if seek.clipped else None,
+    )
+    meta_item.literal = _encode(meta_item, rewrite)
+    offsets, total = _layout(index, items)
+    rewrite.filesize = total
+    if entries:
+        rewrite.keyframes = ([t for t, _ in entries], [float(offsets[k]) for _, k in entries])
+    settled = _encode(meta_item, rewrite)
+    assert len(settled) == len(meta_item.literal), "metadata size moved with its values"
+    meta_item.literal = settled
+
+
+def _keyframe_entries(
+    index: TagIndex,
+    items: list[_Item],
+    table: tuple[list[float], list[float]],
+    audio_only: bool,
+    clipped: bool,
+) -> list[tuple[float, int]]:
+    """(time, output item) pairs of the rebuilt keyframes index.
+
+    Audio only: each time points at the audio frame that holds it. With video:
+    each entry whose keyframe tag is in the output points at that tag.
+    """
+    times, positions = table
+    out: list[tuple[float, int]] = []
+    if audio_only:
+        frames = [
+            (index.stamps[item.tag], k)
+            for k, item in enumerate(items)
+            if item.meta is None
+            and index.kinds[item.tag] == AUDIO
+            and index.role(item.tag) == FRAME
+        ]
+        if not frames:
+            return []
+        stamps = [stamp for stamp, _ in frames]
+        for time in times:
+            at = bisect_right(stamps, time * 1000.0 + 0.5) - 1
+            if clipped and (at < 0 or time * 1000.0 > stamps[-1] + 0.5):
+                continue
+            out.append((time, frames[max(at, 0)][1]))
+        return out
+    by_tag = {item.tag: k for k, item in enumerate(items) if item.meta is None}
+    for time, position in zip(times, positions, strict=True):
+        found = bisect_left(index.offsets, position)
+        if found < len(index) and index.offsets[found] == position and found in by_tag:
+            out.append((time, by_tag[found]))
+    return out
+
+
+def _duration(index: TagIndex, items: list[_Item], audio_only: bool, first: int) -> float | None:
+    """Seconds from the clip's first media frame to the end of its last one."""
+    kinds = (AUDIO,) if audio_only else (AUDIO, VIDEO)
+    last: dict[int, list[int]] = {}
+    low: int | None = None
+    for item in items:
+        i = item.tag
+        if item.meta is not None or i < first or index.kinds[i] not in kinds:
+            continue
+        if index.role(i) != FRAME:
+            continue
+        stamp = index.stamps[i]
+        low = stamp if low is None else min(low, stamp)
+        recent = last.setdefault(index.kinds[i], [])
+        recent.append(stamp)
+        del recent[:-2]
+    if low is None:
+        return None
+    high, gap = max((pair[-1], pair[-1] - pair[0]) for pair in last.values())
+    return (high - low + gap) / 1000.0
