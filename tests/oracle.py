@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,25 @@ def extract_mp4(data: bytes, **limits: int) -> bytes:
     # The plan's size is what the edge will send as Content-Length.
     assert plan.size == len(out), f"plan.size {plan.size} != rendered {len(out)}"
     return out
+
+
+def vodedge_command() -> list[str]:
+    """The `vodedge` console script beside this Python, or `python -m vodedge`."""
+    script = Path(sys.executable).with_name("vodedge")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "vodedge"]
+
+
+def run_cli(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `vodedge ARGS...` as a user would, capturing its output."""
+    return _run([*vodedge_command(), *map(str, args)], timeout=timeout)
+
+
+def cli_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The one stderr line of a failed run; asserts the error contract on the way."""
+    assert proc.returncode == 2, f"exit {proc.returncode}, want 2; stderr: {proc.stderr[-800:]}"
+    assert "Traceback" not in proc.stderr, f"traceback on bad input:\n{proc.stderr[-2000:]}"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, f"want one stderr line, got {len(lines)}: {proc.stderr[-800:]!r}"
+    assert lines[0].startswith("vodedge: error: "), f"stderr line {lines[0]!r}"
+    assert len(lines[0]) > len("vodedge: error: "), "empty reason"
+    return lines[0]
