@@ -226,11 +226,37 @@ def copy_strategies(source: Path, out: Path) -> None:
             print(f"   {label:<42} {fmt_seconds(wall):>9}")
 
 
+def profile_flv(repeat: int, lines: int) -> None:
+    """pyinstrument over the FLV streaming filter and the FLV plan (issue 3)."""
+    from vodedge.media.flv_filter import FlvAudioFilter
+    from vodedge.media.flv_plan import flv_audio_plan
+    from vodedge.media.reading import run
+
+    source = media.ensure(media.FLV_720P)
+    size = source.stat().st_size
+
+    def stream() -> None:
+        flt = FlvAudioFilter()
+        with source.open("rb", buffering=0) as file:
+            while chunk := file.read(64 << 10):
+                flt.feed(chunk)
+        flt.close()
+
+    def plan() -> None:
+        with source.open("rb") as file:
+            fd = file.fileno()
+            run(flv_audio_plan(size), lambda offset, length: os.pread(fd, length, offset))
+
+    profile(f"FlvAudioFilter over {source.name}, 64 KiB feeds", stream, repeat, lines)
+    profile(f"flv_audio_plan of {source.name}", plan, repeat, lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Profile the in-process extraction of the 720p MP4 and the 30-minute plan build."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=20, help="calls per profile")
     parser.add_argument("--lines", type=int, default=45, help="lines of each profile shown")
+    parser.add_argument("--flv", action="store_true", help="also profile the FLV paths")
     args = parser.parse_args(argv)
 
     from vodedge.cli import main as cli_main
@@ -259,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                 return src.parse(audio_plan(src.size))
 
             profile(f"audio_plan of {path.name} (moov at {where})", build, args.repeat, args.lines)
+    if args.flv:
+        profile_flv(args.repeat, args.lines)
     per_request_vs_per_byte(short, out)
     per_request_vs_per_byte(long_head, out)
     copy_strategies(short, out)
