@@ -80,7 +80,8 @@ def build_plan(index: TagIndex, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Pl
     """The plan for an already scanned source; raises what the source makes impossible."""
     if index.truncated is not None:
         raise TruncatedMedia(f"truncated FLV: {index.truncated}")
-    if audio_only and not any(kind == AUDIO for kind in index.kinds):
+    # A scan stopped at `end` has not seen the whole file: its clip may just be silent.
+    if audio_only and index.stopped_at is None and AUDIO not in index.kinds:
         raise NoAudioTrack("the FLV holds no audio tags")
     first = resolve_start(index, seek, audio_only)
     items = _select(index, audio_only, first)

@@ -18,6 +18,7 @@ from vodedge.media.errors import InvalidSeek, NoAudioTrack
 from vodedge.media.flv_metadata import decode_metadata, source_keyframes
 from vodedge.media.flv_scan import TagIndex
 from vodedge.media.flv_tags import AUDIO, FRAME, TAG_HEADER_SIZE, VIDEO, is_video_keyframe
+from vodedge.media.seeking import parse_seconds
 
 SeekValue = str | int | float | None
 
@@ -66,11 +67,12 @@ def _number(value: SeekValue, name: str, by_time: bool) -> int | float | None:
     if isinstance(value, bool):
         raise InvalidSeek(f"{name} is not a number: {value!r}")
     if isinstance(value, str):
+        if by_time:
+            return parse_seconds(value, name)
         text = value.strip()
-        try:
-            number: float = float(text) if by_time or not text.isdigit() else int(text)
-        except ValueError:
-            raise InvalidSeek(f"{name} is not a number: {value!r}") from None
+        if not (text.isascii() and text.isdigit()):
+            raise InvalidSeek(f"{name} must be a byte offset, not {value[:40]!r}")
+        number: float = int(text)
     else:
         number = value
     if not math.isfinite(number):
