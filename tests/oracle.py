@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +26,19 @@ def _run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[st
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def _memo_key(path: Path | str) -> tuple[str, int, int]:
+    """Identity of a file's current contents, for memoising oracle answers."""
+    st = os.stat(path)
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
 def framemd5(path: Path | str, selector: str = "0:a") -> str:
+    """ffmpeg's framemd5 of `selector`'s packets (memoised per file version)."""
+    return _framemd5(_memo_key(path), selector)
+
+
+@functools.lru_cache(maxsize=512)
+def _framemd5(key: tuple[str, int, int], selector: str) -> str:
     """ffmpeg's framemd5 of the packets of `selector`'s streams, stream-copied.
 
     `-copyts` keeps the demuxer's timestamps: without it ffmpeg shifts every
@@ -32,7 +47,7 @@ def framemd5(path: Path | str, selector: str = "0:a") -> str:
     even when the audio track is byte-identical (and vice versa hide a lost
     edit list when every stream moves together).
     """
-    path = str(path)
+    path = key[0]
     proc = _run(
         [FFMPEG, "-nostdin", "-v", "error", "-copyts", "-i", path,
          "-map", selector, "-c", "copy", "-f", "framemd5", "-"]
@@ -56,8 +71,14 @@ def audio_framemd5(path: Path | str) -> str:
 
 def probe(path: Path | str) -> dict[str, Any]:
     """ffprobe's JSON view (`streams` and `format`) of `path`; raises if unreadable."""
+    return copy.deepcopy(_probe(_memo_key(path)))
+
+
+@functools.lru_cache(maxsize=512)
+def _probe(key: tuple[str, int, int]) -> dict[str, Any]:
+    path = key[0]
     proc = _run(
-        [FFPROBE, "-v", "error", "-of", "json", "-show_streams", "-show_format", str(path)]
+        [FFPROBE, "-v", "error", "-of", "json", "-show_streams", "-show_format", path]
     )
     if proc.returncode != 0:
         raise OracleError(f"ffprobe failed on {path}: {proc.stderr.strip()[-1500:]}")
@@ -67,13 +88,23 @@ def probe(path: Path | str) -> dict[str, Any]:
     return data
 
 
-def decode_errors(path: Path | str) -> str:
+def demux_errors(path: Path | str) -> str:
     """What ffmpeg complains about (at level error) while demuxing all of `path`."""
+    return _demux_errors(_memo_key(path))
+
+
+@functools.lru_cache(maxsize=512)
+def _demux_errors(key: tuple[str, int, int]) -> str:
     proc = _run(
-        [FFMPEG, "-nostdin", "-v", "error", "-i", str(path), "-map", "0", "-c", "copy",
+        [FFMPEG, "-nostdin", "-v", "error", "-i", key[0], "-map", "0", "-c", "copy",
          "-f", "null", "-"]
     )  # fmt: skip
     return proc.stderr.strip() if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr}"
+
+
+# The earlier name (ffmpeg only demuxes here, `-c copy` decodes nothing); kept
+# because the FLV tests import it.
+decode_errors = demux_errors
 
 
 def streams_of(info: dict[str, Any], kind: str) -> list[dict[str, Any]]:
