@@ -1,0 +1,1 @@
+"""The HTTP edge: host to domain, cache or origin, transform, response."""

@@ -1,0 +1,427 @@
+"""The edge's request handler: host to domain, cache or origin, transform, response."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from vodedge import __version__
+from vodedge.edge import metrics
+from vodedge.edge.accesslog import log_request
+from vodedge.edge.cache import Body, DiskCache, OriginStatus
+from vodedge.edge.delivery import abort, send_plan, stream_growing
+from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
+from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
+from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
+from vodedge.media.errors import MediaError
+from vodedge.media.plan import Plan, Span
+
+VIA = "1.1 vodedge"
+SERVER = f"vodedge/{__version__}"
+# Reads this far past what a fill has written go to the origin as ranged requests
+# (a tail moov), instead of waiting for the fill to get there.
+FAR_READ = 1 << 20
+RANGE_WINDOW = 256 << 10
+
+MEDIA_STATUS = {
+    "invalid_seek": 400,
+    "not_iso_bmff": 415,
+    "not_flv": 415,
+    "unsupported_media": 415,
+    "no_audio_track": 422,
+    "limit_exceeded": 422,
+}
+CONTENT_TYPES = {
+    ("mp4", True): "audio/mp4",
+    ("mp4", False): "video/mp4",
+    ("flv", True): "video/x-flv",
+    ("flv", False): "video/x-flv",
+}
+
+
+def origin_of(spec: Any) -> Origin:
+    """The client for one configured origin."""
+    if spec.kind == "dir":
+        return DirectoryOrigin(spec.path)
+    return HttpOrigin(spec.url, host_header=spec.host)
+
+
+@dataclass
+class Edge:
+    """Everything a worker's handler needs; `config` may be replaced at any time."""
+
+    config: Any
+    cache: DiskCache
+    memo: PlanMemo = field(default_factory=PlanMemo)
+    max_moov: int = 64 << 20
+    origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
+
+    def origins_for(self, domain: Any) -> list[Origin]:
+        """The domain's origins in priority order, clients created once and kept."""
+        out: list[Origin] = []
+        for spec in sorted(domain.origins, key=lambda s: getattr(s, "priority", 0)):
+            key = (domain.name, repr(spec))
+            if key not in self.origins:
+                self.origins[key] = origin_of(spec)
+            out.append(self.origins[key])
+        return out
+
+    async def close(self) -> None:
+        """Release origin connections and the cache."""
+        for origin in self.origins.values():
+            await origin.close()
+        await self.cache.close()
+
+
+EDGE: web.AppKey[Edge] = web.AppKey("edge", Edge)
+# A response, its status and the body bytes sent.
+Answer = tuple[web.StreamResponse, int, int]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    """A one-line plain-text error with a machine-readable code."""
+    return web.Response(
+        status=status,
+        text=message.replace("\n", " ") + "\n",
+        headers={"X-Vodedge-Error": code, "Via": VIA, "Cache-Control": "no-store"},
+    )
+
+
+def _bad_path(path: str) -> bool:
+    if not path.startswith("/") or "\0" in path or "\\" in path:
+        return True
+    return any(segment in (".", "..") for segment in path.split("/"))
+
+
+class _Fetcher:
+    """Fetches one object from a domain's origins, failing over in priority order."""
+
+    def __init__(self, origins: list[Origin], path: str, query: str, domain: str) -> None:
+        self.origins = origins
+        self.path = path
+        self.query = query
+        self.domain = domain
+
+    async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
+        last: OriginError | None = None
+        for origin in self.origins:
+            started = time.monotonic()
+            try:
+                response = await origin.fetch(self.path, self.query, validators=validators)
+            except OriginError as exc:
+                last = exc
+                continue
+            metrics.ORIGIN_SECONDS.labels(self.domain).observe(time.monotonic() - started)
+            return response
+        assert last is not None
+        raise last
+
+    async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
+        """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
+        response = await self.origins[0].fetch(self.path, self.query, byte_range=(start, end))
+        try:
+            if response.status != 206:
+                raise OriginError(502, "origin_range", f"a range request got {response.status}")
+            if etag is not None and response.headers.get("ETag") not in (None, etag):
+                raise OriginError(502, "origin_changed", "the object changed during the fill")
+            parts = [chunk async for chunk in response.body]
+        finally:
+            await response.aclose()
+        data = b"".join(parts)
+        if len(data) > end - start:
+            raise OriginError(502, "origin_range", "a range request got more than asked")
+        return data
+
+
+class _SourceReader:
+    """Reads for the media parsers: from disk, or from the origin when far ahead of a fill."""
+
+    def __init__(self, body: Body, fetcher: _Fetcher) -> None:
+        self.body = body
+        self.fetcher = fetcher
+        self.window_start = 0
+        self.window = b""
+
+    async def __call__(self, offset: int, length: int) -> bytes:
+        body = self.body
+        size = body.size
+        if body.complete or size is None or not body.meta.ranges:
+            return await body.read_at(offset, length)
+        if offset + length <= body.available or offset < body.available + FAR_READ:
+            return await body.read_at(offset, length)
+        end = min(offset + length, size)
+        if not (self.window_start <= offset and end <= self.window_start + len(self.window)):
+            fetch_end = min(max(end, offset + RANGE_WINDOW), size)
+            self.window = await self.fetcher.ranged(offset, fetch_end, body.meta.etag)
+            self.window_start = offset
+        at = offset - self.window_start
+        return self.window[at : at + (end - offset)]
+
+
+def _transformed_etag(body: Body, transform: Transform) -> str:
+    base = body.meta.etag or body.meta.version
+    digest = hashlib.blake2s(f"{base}|{transform.tag()}".encode(), digest_size=10).hexdigest()
+    return f'"{digest}"'
+
+
+def _cache_headers(body: Body, how: str) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Via"] = VIA
+    headers["X-Cache"] = how
+    headers["Age"] = str(body.meta.age(time.time()))
+    headers["Accept-Ranges"] = "bytes"
+    if body.meta.last_modified:
+        headers["Last-Modified"] = body.meta.last_modified
+    return headers
+
+
+async def _respond_plan(
+    request: web.Request,
+    plan: Plan,
+    body: Body,
+    headers: CIMultiDict[str],
+    validators: Validators,
+    rate: int | None,
+) -> Answer:
+    """Send `plan` with conditional and Range handling."""
+    if validators.etag:
+        headers["ETag"] = validators.etag
+    if validators.not_modified(request):
+        return web.Response(status=304, headers=headers), 304, 0
+    status = 200
+    try:
+        wanted = byte_range(request, plan.size) if validators.range_applies(request) else None
+    except Unsatisfiable:
+        headers["Content-Range"] = f"bytes */{plan.size}"
+        return web.Response(status=416, headers=headers), 416, 0
+    if wanted is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {wanted[0]}-{wanted[1] - 1}/{plan.size}"
+        plan = plan.slice(*wanted)
+    response = web.StreamResponse(status=status, headers=headers)
+    sent = await send_plan(request, response, plan, body, rate)
+    return response, status, sent
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Answer one client request."""
+    started = time.monotonic()
+    edge = request.app[EDGE]
+    fields: dict[str, Any] = {
+        "host": request.host,
+        "method": request.method,
+        "path": request.raw_path,
+        "remote": request.remote,
+    }
+    status, sent, function, domain_name = 500, 0, "plain", "-"
+    try:
+        domain = edge.config.domain_for(request.host or "")
+        if domain is None:
+            status = 403
+            return error_response(
+                403, "unknown_host", f"this node serves no domain {request.host!r}"
+            )
+        domain_name = domain.name
+        response, status, sent, function = await _handle_domain(request, edge, domain, fields)
+        return response
+    except (ConnectionError, asyncio.CancelledError):
+        status = 499  # the client went away
+        raise
+    finally:
+        metrics.REQUESTS.labels(domain_name, function, str(status)).inc()
+        if sent:
+            metrics.SENT_BYTES.labels(domain_name, function).inc(sent)
+        fields.update(
+            status=status,
+            bytes=sent,
+            function=function,
+            ms=round((time.monotonic() - started) * 1000, 2),
+        )
+        log_request(**fields)
+
+
+async def _handle_domain(
+    request: web.Request, edge: Edge, domain: Any, fields: dict[str, Any]
+) -> tuple[web.StreamResponse, int, int, str]:
+    if request.method not in ("GET", "HEAD"):
+        response = error_response(405, "method_not_allowed", "only GET and HEAD are served")
+        response.headers["Allow"] = "GET, HEAD"
+        return response, 405, 0, "plain"
+    path = request.path
+    if _bad_path(path):
+        return error_response(400, "bad_path", "the path is not acceptable"), 400, 0, "plain"
+    if not domain.ip_allowed(request.remote or ""):
+        return error_response(403, "ip_denied", "your address may not fetch this"), 403, 0, "plain"
+    if not domain.referer_allowed(request.headers.get("Referer")):
+        return (
+            error_response(403, "referer_denied", "this referer may not fetch this"),
+            403,
+            0,
+            "plain",
+        )
+    query = request.query
+    try:
+        transform = transform_for(domain, path, query)
+    except MediaError as exc:
+        status = MEDIA_STATUS.get(exc.code, 422)
+        return error_response(status, exc.code, str(exc)), status, 0, "seek"
+    function = "plain" if transform is None else transform.function
+    key_args = domain.cache_key_args(query)
+    key = f"{domain.name}{path}" + ("?" + _encode(key_args) if key_args else "")
+    raw_path = request.raw_path.split("?", 1)[0]
+    fetcher = _Fetcher(
+        edge.origins_for(domain), raw_path, _encode(domain.origin_args(query)), domain.name
+    )
+    try:
+        how, body = await edge.cache.get(key, fetcher, domain_ttl=domain.ttl_for(path))
+    except OriginStatus as exc:
+        response = error_response(exc.status, "origin_status", f"the origin answered {exc.status}")
+        if "Location" in exc.headers:
+            response.headers["Location"] = exc.headers["Location"]
+        return response, exc.status, 0, function
+    except OriginError as exc:
+        return error_response(exc.status, exc.code, exc.message), exc.status, 0, function
+    metrics.CACHE_LOOKUPS.labels(how).inc()
+    fields["cache"] = how
+    try:
+        if transform is not None:
+            answered = await _transformed(request, edge, domain, key, body, how, transform, fetcher)
+            if answered is not None:
+                return (*answered, function)
+            function = "plain"  # fallback = passthrough
+        return (*await _plain(request, domain, body, how, path), function)
+    except OriginError as exc:
+        # Raised before any byte was sent (after that, delivery aborts instead).
+        return error_response(exc.status, exc.code, exc.message), exc.status, 0, function
+    finally:
+        body.close()
+
+
+def _encode(args: list[tuple[str, str]]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(args)
+
+
+async def _plain(request: web.Request, domain: Any, body: Body, how: str, path: str) -> Answer:
+    headers = _cache_headers(body, how)
+    headers["Content-Type"] = (
+        body.meta.content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+    )
+    validators = Validators(body.meta.etag, body.meta.last_modified)
+    size = body.size
+    if size is None:
+        if validators.etag:
+            headers["ETag"] = validators.etag
+        headers.pop("Accept-Ranges")
+        response = web.StreamResponse(status=200, headers=headers)
+        return response, 200, await stream_growing(request, response, body)
+    return await _respond_plan(
+        request, Plan([Span(0, size)]), body, headers, validators, domain.rate_limit
+    )
+
+
+async def _transformed(
+    request: web.Request,
+    edge: Edge,
+    domain: Any,
+    key: str,
+    body: Body,
+    how: str,
+    transform: Transform,
+    fetcher: _Fetcher,
+) -> Answer | None:
+    """Answer with the transform's output; None means "fall back to the original"."""
+    reader = _SourceReader(body, fetcher)
+    started = time.monotonic()
+    try:
+        if transform.kind == "flv" and not body.complete and _can_stream_flv(request, transform):
+            return await _stream_flv(request, body, how, transform)
+        plan = await plan_for(edge.memo, key, body, transform, reader, edge.max_moov)
+    except MediaError as exc:
+        if domain.fallback == "passthrough" and exc.code != "invalid_seek":
+            return None
+        status = MEDIA_STATUS.get(exc.code, 422)
+        return error_response(status, exc.code, str(exc)), status, 0
+    metrics.PLAN_SECONDS.labels(transform.kind).observe(time.monotonic() - started)
+    headers = _cache_headers(body, how)
+    headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
+    validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
+    if transform.audio_only and body.size:
+        metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
+    return await _respond_plan(request, plan, body, headers, validators, domain.rate_limit)
+
+
+def _can_stream_flv(request: web.Request, transform: Transform) -> bool:
+    # A time-based seek needs the keyframe index, and a Range needs the exact
+    # size: both wait for the whole object and answer from a plan.
+    return ((transform.start is None and transform.end is None) or not transform.by_time) and (
+        "Range" not in request.headers
+    )
+
+
+async def _stream_flv(request: web.Request, body: Body, how: str, transform: Transform) -> Answer:
+    from vodedge.media.flv_filter import FlvFilter
+
+    start = None if transform.start is None else int(transform.start)
+    end = None if transform.end is None else int(transform.end)
+    flv = FlvFilter(audio_only=transform.audio_only, start=start, end=end)
+    headers = _cache_headers(body, how)
+    headers.pop("Accept-Ranges")
+    headers["Content-Type"] = "video/x-flv"
+    response = web.StreamResponse(status=200, headers=headers)
+    first = flv.feed(await body.read_at(0, 64 << 10))  # header errors before any byte is sent
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return response, 200, 0
+    sent = 0
+    offset = min(64 << 10, body.available)
+    try:
+        for chunk in first:
+            await response.write(chunk)
+            sent += len(chunk)
+        while True:
+            if offset < body.available:
+                data = await body.read_at(offset, min(body.available - offset, 1 << 20))
+                offset += len(data)
+                for chunk in flv.feed(data):
+                    await response.write(chunk)
+                    sent += len(chunk)
+                continue
+            if body.complete:
+                break
+            await body.wait_beyond(offset)
+        for chunk in flv.close():
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+    except (MediaError, OriginError, OSError):
+        abort(request)
+        return response, 200, sent
+    return response, 200, sent
+
+
+def make_app(edge: Edge) -> web.Application:
+    """The client-facing application."""
+    app = web.Application(client_max_size=0, handler_args={"max_field_size": 8190})
+    app[EDGE] = edge
+    app.router.add_route("*", "/{tail:.*}", handle)
+
+    async def on_cleanup(app: web.Application) -> None:
+        await app[EDGE].close()
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER
+
+    app.on_cleanup.append(on_cleanup)
+    app.on_response_prepare.append(on_prepare)
+    return app

@@ -1,0 +1,174 @@
+"""The cache index: one SQLite row per stored object, shared by every worker."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    content_type TEXT,
+    stored_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    origin_age INTEGER NOT NULL DEFAULT 0,
+    ranges INTEGER NOT NULL DEFAULT 0,
+    last_access REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """What the cache knows of one object version, from the origin's response."""
+
+    key: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    content_type: str | None
+    stored_at: float
+    expires_at: float
+    origin_age: int = 0
+    ranges: bool = False
+
+    def fresh(self, now: float) -> bool:
+        """True while the object may be served without asking the origin."""
+        return now < self.expires_at
+
+    def age(self, now: float) -> int:
+        """The `Age` to send: time in our cache plus the origin's own age."""
+        return max(int(now - self.stored_at), 0) + self.origin_age
+
+    @property
+    def version(self) -> str:
+        """What tells this version of the object from others (for memoised plans)."""
+        return f"{self.etag}|{self.last_modified}|{self.size}|{self.stored_at}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A complete stored object: its metadata and the file holding it."""
+
+    meta: ObjectMeta
+    file: Path
+
+
+class CacheIndex:
+    """Rows of stored objects; every statement is its own short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def get(self, key: str) -> Entry | None:
+        """The stored object for `key`, or None."""
+        row = self._db.execute(
+            "SELECT file, size, etag, last_modified, content_type, stored_at, expires_at,"
+            " origin_age, ranges FROM objects WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        file, size, etag, modified, ctype, stored, expires, age, ranges = row
+        meta = ObjectMeta(key, size, etag, modified, ctype, stored, expires, age, bool(ranges))
+        return Entry(meta, Path(file))
+
+    def put(self, entry: Entry) -> Path | None:
+        """Store `entry`, returning the file of the version it replaced, if any."""
+        meta = entry.meta
+        with self._transaction():
+            row = self._db.execute("SELECT file FROM objects WHERE key = ?", (meta.key,)).fetchone()
+            self._db.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    meta.key, str(entry.file), meta.size, meta.etag, meta.last_modified,
+                    meta.content_type, meta.stored_at, meta.expires_at, meta.origin_age,
+                    int(meta.ranges), time.time(),
+                ),
+            )  # fmt: skip
+        return Path(row[0]) if row and row[0] != str(entry.file) else None
+
+    def refresh(self, key: str, stored_at: float, expires_at: float, origin_age: int) -> None:
+        """Record a successful revalidation."""
+        self._db.execute(
+            "UPDATE objects SET stored_at = ?, expires_at = ?, origin_age = ? WHERE key = ?",
+            (stored_at, expires_at, origin_age, key),
+        )
+
+    def touch(self, accesses: dict[str, float]) -> None:
+        """Record recent accesses (batched, for LRU)."""
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE objects SET last_access = max(last_access, ?) WHERE key = ?",
+                [(when, key) for key, when in accesses.items()],
+            )
+
+    def delete(self, key: str) -> Path | None:
+        """Forget `key`, returning its file."""
+        with self._transaction():
+            row = self._db.execute("SELECT file FROM objects WHERE key = ?", (key,)).fetchone()
+            self._db.execute("DELETE FROM objects WHERE key = ?", (key,))
+        return Path(row[0]) if row else None
+
+    def delete_prefix(self, prefix: str) -> list[Path]:
+        """Forget every key starting with `prefix`, returning their files."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._transaction():
+            rows = self._db.execute(
+                "SELECT file FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,)
+            ).fetchall()
+            self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
+        return [Path(r[0]) for r in rows]
+
+    def total_size(self) -> int:
+        """Bytes of all stored objects."""
+        return int(self._db.execute("SELECT coalesce(sum(size), 0) FROM objects").fetchone()[0])
+
+    def count(self) -> int:
+        """How many objects are stored."""
+        return int(self._db.execute("SELECT count(*) FROM objects").fetchone()[0])
+
+    def oldest(self, limit: int) -> list[tuple[str, int]]:
+        """The least recently used keys and their sizes."""
+        rows = self._db.execute(
+            "SELECT key, size FROM objects ORDER BY last_access LIMIT ?", (limit,)
+        ).fetchall()
+        return [(key, size) for key, size in rows]
+
+    def files(self) -> set[str]:
+        """Every file the index refers to."""
+        return {row[0] for row in self._db.execute("SELECT file FROM objects")}
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def iter_rows(index: CacheIndex) -> Iterator[str]:
+    """Every key in the index (for tests and tools)."""
+    yield from (row[0] for row in index._db.execute("SELECT key FROM objects"))

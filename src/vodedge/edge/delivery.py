@@ -1,0 +1,136 @@
+"""Sending a plan over HTTP: literals written, spans sent from the file with sendfile."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import IO
+
+from aiohttp import web
+
+from vodedge.edge.cache import Body
+from vodedge.edge.origin import OriginError
+from vodedge.media.plan import Plan, Span
+
+# While a fill runs, send in steps of this size so clients get bytes as they arrive.
+FOLLOW_STEP = 1 << 20
+
+
+class Pacer:
+    """Holds a response to `rate` bytes per second (the `limit_rate` function)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+        self.sent = 0
+
+    @property
+    def step(self) -> int:
+        """How much to send between pauses: a quarter second's worth."""
+        return max(self.rate // 4, 16 << 10)
+
+    async def pace(self, sent: int) -> None:
+        """Account for `sent` bytes and sleep until the rate allows more."""
+        self.sent += sent
+        ahead = self.sent / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+def abort(request: web.BaseRequest) -> None:
+    """Drop the connection so the client sees an incomplete body, never a short one."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _send_span(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    file: IO[bytes],
+    body: Body,
+    span: Span,
+    pacer: Pacer | None,
+) -> int:
+    loop = asyncio.get_running_loop()
+    offset, end = span.offset, span.end
+    sent = 0
+    while offset < end:
+        if not body.complete and body.available <= offset:
+            await body.wait_beyond(offset)
+            continue
+        step = (end if body.complete else min(end, body.available)) - offset
+        if pacer is not None:
+            step = min(step, pacer.step)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        await response.drain()
+        await loop.sendfile(transport, file, offset, step)
+        offset += step
+        sent += step
+        if pacer is not None:
+            await pacer.pace(step)
+    return sent
+
+
+async def send_plan(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    plan: Plan,
+    body: Body,
+    rate: int | None = None,
+) -> int:
+    """Prepare `response` (its headers set) and send the plan; bytes of body sent.
+
+    A fill that fails mid-body, or a client that goes away, aborts the
+    connection: with Content-Length announced, the client can tell the body is
+    incomplete.
+    """
+    response.content_length = plan.size
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return 0
+    pacer = Pacer(rate) if rate else None
+    sent = 0
+    file = open(body.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd owned by body
+    try:
+        for piece in plan.pieces:
+            if isinstance(piece, Span):
+                sent += await _send_span(request, response, file, body, piece, pacer)
+            else:
+                await response.write(piece)
+                sent += len(piece)
+                if pacer is not None:
+                    await pacer.pace(len(piece))
+        await response.write_eof()
+    except (OriginError, OSError):
+        abort(request)
+    finally:
+        file.close()
+    return sent
+
+
+async def stream_growing(request: web.BaseRequest, response: web.StreamResponse, body: Body) -> int:
+    """Send an object of unknown length as it arrives (chunked)."""
+    await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return 0
+    offset = 0
+    try:
+        while True:
+            available = body.available
+            if available > offset:
+                chunk = os.pread(body.fd, min(available - offset, FOLLOW_STEP), offset)
+                await response.write(chunk)
+                offset += len(chunk)
+                continue
+            if body.complete:
+                break
+            await body.wait_beyond(offset)
+        await response.write_eof()
+    except (OriginError, OSError):
+        abort(request)
+    return offset

@@ -1,0 +1,60 @@
+"""HTTP caching rules for origin responses: may we store it, and for how long."""
+
+from __future__ import annotations
+
+import email.utils
+from collections.abc import Mapping
+
+DEFAULT_TTL = 3600
+
+
+def cache_control(value: str | None) -> dict[str, str | None]:
+    """The directives of a Cache-Control header, lower-cased."""
+    out: dict[str, str | None] = {}
+    if not value:
+        return out
+    for part in value.split(","):
+        name, _, arg = part.strip().partition("=")
+        if name:
+            out[name.strip().lower()] = arg.strip().strip('"') or None
+    return out
+
+
+def storable(headers: Mapping[str, str]) -> bool:
+    """False when the origin forbids a shared cache from keeping the response."""
+    directives = cache_control(headers.get("Cache-Control"))
+    return not ({"no-store", "private"} & directives.keys())
+
+
+def _seconds(value: str | None) -> int | None:
+    if value is None or not value.isdigit():
+        return None
+    return min(int(value), 10 * 365 * 86400)
+
+
+def origin_ttl(headers: Mapping[str, str], now: float) -> int | None:
+    """The lifetime the origin gives: s-maxage, max-age, then Expires; None if silent."""
+    directives = cache_control(headers.get("Cache-Control"))
+    if "no-cache" in directives:
+        return 0
+    for name in ("s-maxage", "max-age"):
+        if name in directives:
+            seconds = _seconds(directives[name])
+            if seconds is not None:
+                return seconds
+    expires = headers.get("Expires")
+    if expires:
+        try:
+            when = email.utils.parsedate_to_datetime(expires).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return 0  # an invalid Expires means "already expired" (RFC 9111 5.3)
+        return max(int(when - now), 0)
+    return None
+
+
+def ttl_for(headers: Mapping[str, str], now: float, domain_ttl: int | None) -> int:
+    """How long to keep a stored response: the domain's rule wins, then the origin."""
+    if domain_ttl is not None:
+        return domain_ttl
+    from_origin = origin_ttl(headers, now)
+    return DEFAULT_TTL if from_origin is None else from_origin

@@ -1,0 +1,24 @@
+"""Prometheus metrics of the edge (multiprocess-safe when workers share a directory)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("vodedge_requests", "Client requests answered", ["domain", "function", "status"])
+SENT_BYTES = Counter("vodedge_sent_bytes", "Body bytes sent to clients", ["domain", "function"])
+SAVED_BYTES = Counter(
+    "vodedge_audio_saved_bytes",
+    "Bytes not sent thanks to audio extraction (source size minus output size)",
+    ["domain"],
+)
+CACHE_LOOKUPS = Counter("vodedge_cache_lookups", "Cache lookups by result", ["result"])
+ORIGIN_SECONDS = Histogram(
+    "vodedge_origin_response_seconds", "Time until the origin's response headers", ["domain"]
+)
+FILL_SECONDS = Histogram("vodedge_cache_fill_seconds", "Time to fill a cache object")
+PLAN_SECONDS = Histogram(
+    "vodedge_plan_seconds",
+    "Time to build a transform's plan (parsing included)",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+)
