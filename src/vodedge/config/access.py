@@ -1,0 +1,166 @@
+"""Access rules: Referer white/black lists and IP allow/deny lists."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from .errors import ConfigError, shown
+from .values import bad, to_ascii_host
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ListMode = Literal["allow", "deny"]
+_PATTERN_LABEL = re.compile(r"[a-z0-9_*](?:[a-z0-9_*-]{0,61}[a-z0-9_*])?")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_referer_list(text: str) -> tuple[str, ...]:
+    """Comma-separated referer domains (`*` matches any characters), normalised."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if not text.strip() or any(not entry for entry in entries):
+        raise bad(f"must be domains separated by commas, got {shown(text)}")
+    return tuple(_referer_entry(entry) for entry in entries)
+
+
+def _referer_entry(entry: str) -> str:
+    host, sep, port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+    if sep and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise bad(f"has a bad port in {shown(entry)}")
+    try:
+        labels = [to_ascii_host(label) if label != "*" else label for label in host.split(".")]
+    except ConfigError:
+        raise bad(f"is not a domain pattern: {shown(entry)}") from None
+    if len(host) > 253 or not all(_PATTERN_LABEL.fullmatch(label) for label in labels):
+        # Schemes, paths and spaces are refused: the lists hold host names only.
+        raise bad(f"entries are domains like example.com or *.example.com, got {shown(entry)}")
+    normal = ".".join(labels)
+    return f"{normal}:{int(port)}" if sep else normal
+
+
+def _host_regex(pattern: str, exact: bool) -> str:
+    body = ".*".join(re.escape(piece) for piece in pattern.split("*"))
+    # Without disable_ast a listed domain also covers its subdomains (the docs' suffix match).
+    return body if exact else rf"(?:.*\.)?{body}"
+
+
+def referer_host(referer: str, ignore_scheme: bool) -> tuple[str, int | None] | None:
+    """The (host, port) a Referer names, or None when it names none."""
+    text = referer.strip()
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in _DEFAULT_PORTS:
+        target = text
+    elif not scheme and ignore_scheme:
+        target = "//" + text
+    else:
+        return None
+    try:
+        parts = urlsplit(target)
+        host, port = parts.hostname, parts.port
+        if not host:
+            return None
+        host = to_ascii_host(host)
+    except (ValueError, ConfigError):
+        return None
+    return host, port if port is not None else _DEFAULT_PORTS.get(scheme)
+
+
+@dataclass(frozen=True)
+class RefererPolicy:
+    """A Referer white list (`allow`) or black list (`deny`) and its options."""
+
+    mode: ListMode
+    patterns: tuple[str, ...]
+    allow_empty: bool
+    exact: bool = False
+    ignore_scheme: bool = False
+    redirect_url: str | None = None
+    _any_port: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _with_port: tuple[tuple[re.Pattern[str], int], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        plain = [_host_regex(p, self.exact) for p in self.patterns if ":" not in p]
+        ported = []
+        for pattern in self.patterns:
+            if ":" in pattern:
+                host, _, port = pattern.rpartition(":")
+                ported.append((re.compile(_host_regex(host, self.exact)), int(port)))
+        regex = re.compile("|".join(f"(?:{r})" for r in plain)) if plain else None
+        object.__setattr__(self, "_any_port", regex)
+        object.__setattr__(self, "_with_port", tuple(ported))
+
+    def matches(self, referer: str) -> bool:
+        """Whether a non-empty Referer is on the list."""
+        found = referer_host(referer, self.ignore_scheme)
+        if found is None:
+            return False
+        host, port = found
+        if self._any_port is not None and self._any_port.fullmatch(host):
+            return True
+        return any(port == want and regex.fullmatch(host) for regex, want in self._with_port)
+
+    def allows(self, referer: str | None) -> bool:
+        """Whether a request with this Referer header (None: absent) may be served."""
+        if referer is None or not referer.strip():
+            return self.allow_empty
+        return self.matches(referer) == (self.mode == "allow")
+
+
+def parse_ip_list(text: str) -> tuple[Network, ...]:
+    """Comma-separated IPv4/IPv6 addresses and CIDR blocks."""
+    entries = [entry.strip() for entry in text.split(",")]
+    if not text.strip() or any(not entry for entry in entries):
+        raise bad(f"must be IP addresses or CIDRs separated by commas, got {shown(text)}")
+    networks = []
+    for entry in entries:
+        try:
+            if "%" in entry or not entry.isascii():
+                raise ValueError(entry)
+            # strict=False: the docs' own example, 192.168.0.1/24, has host bits set.
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise bad(f"entries are IP addresses or CIDRs, got {shown(entry)}") from None
+    return tuple(networks)
+
+
+def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address in `ip` (IPv4-mapped IPv6 as IPv4), or None if it is not one."""
+    text = ip.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@dataclass(frozen=True)
+class IpAcl:
+    """An IP allow list or deny list and how a refused request is answered."""
+
+    mode: ListMode
+    networks: tuple[Network, ...]
+    status: int = 403
+    # Which address the docs' ip_acl_xfwd says to check: on = X-Forwarded-For's first,
+    # off = the connection's, all = both. The edge picks the address(es) to pass.
+    xfwd: Literal["on", "off", "all"] = "on"
+
+    def matches(self, ip: str) -> bool:
+        """Whether `ip` falls in one of the listed networks."""
+        address = client_address(ip)
+        if address is None:
+            return False
+        return any(address.version == net.version and address in net for net in self.networks)
+
+    def allows(self, ip: str) -> bool:
+        """Whether a client at `ip` may be served; an unparsable address never is."""
+        if client_address(ip) is None:
+            return False
+        return self.matches(ip) == (self.mode == "allow")
