@@ -342,6 +342,14 @@ def machine_info() -> dict[str, str]:
     except OSError:
         pass
     commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    # The package is installed editable: the working tree is what runs.
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if dirty:
+        commit += f" + {len(dirty.splitlines())} uncommitted file(s) in src/"
     return {
         "nproc": str(len(os.sched_getaffinity(0))),
         "CPU": cpu,
