@@ -20,7 +20,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 def parse_referer_list(text: str) -> tuple[str, ...]:
     """Comma-separated referer domains (`*` matches any characters), normalised."""
     entries = [entry.strip() for entry in text.split(",")]
-    if not text.strip() or any(not entry for entry in entries):
+    if not text.strip() or any(not entry or any(c.isspace() for c in entry) for entry in entries):
         raise bad(f"must be domains separated by commas, got {shown(text)}")
     return tuple(_referer_entry(entry) for entry in entries)
 
@@ -121,10 +121,22 @@ def parse_ip_list(text: str) -> tuple[Network, ...]:
             if "%" in entry or not entry.isascii():
                 raise ValueError(entry)
             # strict=False: the docs' own example, 192.168.0.1/24, has host bits set.
-            networks.append(ipaddress.ip_network(entry, strict=False))
+            networks.append(_unmapped(ipaddress.ip_network(entry, strict=False)))
         except ValueError:
             raise bad(f"entries are IP addresses or CIDRs, got {shown(entry)}") from None
     return tuple(networks)
+
+
+def _unmapped(network: Network) -> Network:
+    # IPv4-mapped IPv6 blocks are kept as IPv4, as client addresses are (see client_address).
+    mapped = network.network_address
+    if (
+        isinstance(mapped, ipaddress.IPv6Address)
+        and mapped.ipv4_mapped is not None
+        and network.prefixlen >= 96
+    ):
+        return ipaddress.IPv4Network(f"{mapped.ipv4_mapped}/{network.prefixlen - 96}")
+    return network
 
 
 def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -404,7 +404,13 @@ def check_function(function: Function) -> CheckedFunction:
             raise ConfigError(
                 MALFORMED_FUNCTION_ARGS, f"{function.name}: {arg.name} is given twice", arg=arg.name
             )
-        if arg.value == "" and not arg_spec.required:
+        if arg.value == "":
+            if arg_spec.required:
+                raise ConfigError(
+                    MISSING_PARAMETER,
+                    f"{function.name}: the value of ArgName {arg.name} is empty",
+                    arg=arg.name,
+                )
             values[arg.name] = None  # the docs' examples send "" for "not set"
             continue
         values[arg.name] = _parse(function.name, arg.name, arg_spec.parse, arg.value)

@@ -29,6 +29,7 @@ and the reason, on one line.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -79,8 +80,8 @@ class _File:
             raise self.error(key, error.message, error.code) from None
 
     def directory(self, text: str) -> Path:
-        path = Path(text).expanduser()
-        return path if path.is_absolute() else self.base / path
+        path = self.base / Path(text).expanduser()  # an absolute `text` replaces the base
+        return Path(os.path.normpath(path.absolute()))
 
 
 def load_toml(path: str | Path) -> NodeConfig:
