@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import time
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vodedge.config import ConfigError, Domain, Function, OriginSpec, normalize_host
-from vodedge.config.access import RefererPolicy, parse_ip_list, parse_referer_list
+from vodedge.config.access import RefererPolicy, glob_match, parse_ip_list, parse_referer_list
 from vodedge.config.functions import VOCABULARY, check_function, parse_functions
 from vodedge.config.model import ListenAddress
 from vodedge.config.values import parse_host_header, parse_http_url, parse_rate, parse_size
@@ -173,3 +175,17 @@ def test_parse_functions_raises_only_config_errors(raw: object) -> None:
         parse_functions(raw)
     except ConfigError as error:
         assert error.code.startswith(("Invalid", "Function."))
+
+
+@given(st.text("ab*.", max_size=8), st.text("ab.", max_size=12))
+def test_glob_match_agrees_with_a_regex(pattern: str, text: str) -> None:
+    regex = ".*".join(re.escape(piece) for piece in pattern.split("*"))
+    assert glob_match(pattern, text) is (re.fullmatch(regex, text, re.DOTALL) is not None)
+
+
+def test_hostile_referers_match_in_linear_time() -> None:
+    policy = RefererPolicy("allow", ("a*a*a*a*a*a*a*a*a*b.com",), allow_empty=False)
+    started = time.perf_counter()
+    assert not policy.allows("https://" + "a." * 120 + "a/")
+    assert not policy.allows("https://" + "a" * 250 + "/")
+    assert time.perf_counter() - started < 0.5

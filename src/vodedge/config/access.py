@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -40,10 +40,35 @@ def _referer_entry(entry: str) -> str:
     return f"{normal}:{int(port)}" if sep else normal
 
 
-def _host_regex(pattern: str, exact: bool) -> str:
-    body = ".*".join(re.escape(piece) for piece in pattern.split("*"))
+def glob_match(pattern: str, text: str) -> bool:
+    """Whether `text` matches `pattern`, where `*` stands for any characters.
+
+    Two pointers with backtracking to the last star only: O(len(pattern) * len(text)),
+    where a regex of several `.*` could take exponential time on a hostile Referer.
+    """
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] == "*":
+            star, mark, p = p, t, p + 1
+        elif p < len(pattern) and pattern[p] == text[t]:
+            p, t = p + 1, t + 1
+        elif star >= 0:
+            p, mark = star + 1, mark + 1
+            t = mark
+        else:
+            return False
+    return pattern[p:].strip("*") == ""
+
+
+def host_matches(pattern: str, host: str, exact: bool) -> bool:
+    """Whether `host` matches a referer pattern (and, unless `exact`, its subdomains too)."""
+    if glob_match(pattern, host):
+        return True
     # Without disable_ast a listed domain also covers its subdomains (the docs' suffix match).
-    return body if exact else rf"(?:.*\.)?{body}"
+    return not exact and any(
+        glob_match(pattern, host[i + 1 :]) for i, ch in enumerate(host) if ch == "."
+    )
 
 
 def referer_host(referer: str, ignore_scheme: bool) -> tuple[str, int | None] | None:
@@ -64,6 +89,8 @@ def referer_host(referer: str, ignore_scheme: bool) -> tuple[str, int | None] | 
         host = to_ascii_host(host)
     except (ValueError, ConfigError):
         return None
+    if len(host) > 253:
+        return None
     return host, port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
@@ -77,21 +104,6 @@ class RefererPolicy:
     exact: bool = False
     ignore_scheme: bool = False
     redirect_url: str | None = None
-    _any_port: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _with_port: tuple[tuple[re.Pattern[str], int], ...] = field(
-        init=False, repr=False, compare=False
-    )
-
-    def __post_init__(self) -> None:
-        plain = [_host_regex(p, self.exact) for p in self.patterns if ":" not in p]
-        ported = []
-        for pattern in self.patterns:
-            if ":" in pattern:
-                host, _, port = pattern.rpartition(":")
-                ported.append((re.compile(_host_regex(host, self.exact)), int(port)))
-        regex = re.compile("|".join(f"(?:{r})" for r in plain)) if plain else None
-        object.__setattr__(self, "_any_port", regex)
-        object.__setattr__(self, "_with_port", tuple(ported))
 
     def matches(self, referer: str) -> bool:
         """Whether a non-empty Referer is on the list."""
@@ -99,9 +111,15 @@ class RefererPolicy:
         if found is None:
             return False
         host, port = found
-        if self._any_port is not None and self._any_port.fullmatch(host):
-            return True
-        return any(port == want and regex.fullmatch(host) for regex, want in self._with_port)
+        for pattern in self.patterns:
+            name, colon, listed_port = pattern.rpartition(":")
+            if not colon:
+                name = pattern
+            elif port != int(listed_port):
+                continue
+            if host_matches(name, host, self.exact):
+                return True
+        return False
 
     def allows(self, referer: str | None) -> bool:
         """Whether a request with this Referer header (None: absent) may be served."""

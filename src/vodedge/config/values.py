@@ -94,17 +94,6 @@ def parse_param_name(text: str) -> str:
     return text
 
 
-def parse_param_list(text: str, separator: str, limit: int) -> tuple[str, ...]:
-    """Query parameter names joined by `separator` (at most `limit` of them)."""
-    names = tuple(part for part in text.split(separator) if part)
-    if len(names) > limit:
-        raise bad(f"may name at most {limit} parameters, got {len(names)}")
-    for name in names:
-        if not _PARAM_NAME.fullmatch(name):
-            raise bad(f"parameter names are letters, digits or underscores, got {shown(name)}")
-    return names
-
-
 def to_ascii_host(text: str) -> str:
     """`text` lower-cased and IDNA-encoded, without a trailing dot; ConfigError if invalid."""
     host = text.strip().rstrip(".").lower() if isinstance(text, str) else ""
