@@ -622,6 +622,7 @@ def test_parse_functions_takes_integers_and_capitalised_keys_as_the_docs_show() 
             "InvalidArgValue.Malformed",
         ),
         ('[{"functionName": "range", "configId": "x"}]', "InvalidFunctions.Malformed"),
+        ('[{"functionName": "range", "configId": "\\u00b2"}]', "InvalidFunctions.Malformed"),
         ('[{"functionName": "range", "parentId": 12}]', "Function.InvalidParentId"),
         ("[" * 100000 + "]" * 100000, "InvalidFunctions.Malformed"),
     ],

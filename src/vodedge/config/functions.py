@@ -360,7 +360,7 @@ def parse_function(entry: object) -> Function:
     if config_id is not None and (
         isinstance(config_id, bool)
         or not isinstance(config_id, int | str)
-        or not str(config_id).isdigit()
+        or not (str(config_id).isascii() and str(config_id).isdigit())
     ):
         raise ConfigError(MALFORMED_FUNCTIONS, f"{name}: configId must be an integer")
     return Function(name, tuple(args), None if config_id is None else int(str(config_id)))
