@@ -1,7 +1,7 @@
 """Incremental FLV filters: source bytes in, in any chunking, output tags out.
 
-Memory is bounded by one tag: a tag is emitted once it is whole (a kept tag
-held across chunks, a script tag to rewrite, a sequence header to re-emit).
+A tag is emitted once it is whole, so memory is bounded by the tag being read
+(plus, in a clip, the last sequence header of each track, held for its start).
 The output equals the plan of the same request byte for byte, except the
 `onMetaData` tag, whose layout keys a stream cannot know (see `flv_metadata`).
 """

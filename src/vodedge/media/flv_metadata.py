@@ -1,15 +1,12 @@
 """The `onMetaData` script tag: finding it and rewriting it to describe our output.
 
-| keys | audio-only | clip | streamed output | planned output |
-|---|---|---|---|---|
-| `hasVideo` | set false | kept | | |
-| video keys (`VIDEO_KEYS`) | removed | kept | | |
-| `filesize` | | | removed | exact size (added if absent) |
-| `keyframes` | | | removed | rebuilt if the source had one |
-| `hasKeyframes` | | | false | true iff `keyframes` rebuilt |
-| other layout keys (`LAYOUT_KEYS`) | removed | removed | | |
-| `duration` | kept | | removed | the clip's duration |
-| `audiosize`, `videosize` | | removed | | |
+- Audio-only outputs: `hasVideo` false (added if absent), `VIDEO_KEYS` removed.
+- Every output: `LAYOUT_KEYS` removed. `filesize` and `keyframes` are removed
+  from a stream (its layout is unknown) and exact in a plan (`filesize` added
+  if absent, `keyframes` rebuilt if the source had one); `hasKeyframes`, when
+  present, says whether `keyframes` is.
+- Clips: `audiosize`/`videosize` removed; `duration` removed from a stream,
+  the clip's own in a plan.
 """
 
 from __future__ import annotations
