@@ -307,13 +307,6 @@ class TooSlow(BaseException):
     """Raised by the timer of `test_many_literals_merge_in_linear_time`."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TooSlow,
-    reason="Plan() merges neighbouring literals by repeated bytes concatenation, which is "
-    "quadratic: 32000 literals of 64 bytes take ~12 s; audio_plan of an MP4 with many "
-    "empty audio fragments goes through it (4.9 MB input: 12.5 s)",
-)
 def test_many_literals_merge_in_linear_time() -> None:
     """16000 literals of 64 bytes (1 MB) make a plan in well under a second."""
 

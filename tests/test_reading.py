@@ -129,12 +129,12 @@ def test_read_request_is_frozen() -> None:
         request.offset = 5  # type: ignore[misc]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_bytes slices a memoryview, so a negative offset (a parser bug) is read "
-    "from the end of the source instead of being refused, unlike os.pread",
-)
-def test_run_bytes_refuses_negative_offset() -> None:
-    """A request at a negative offset is an error, not bytes from the source's tail."""
+@pytest.mark.parametrize("request_", [ReadRequest(-4, 100), ReadRequest(-1, 1), ReadRequest(2, -1)])
+def test_run_bytes_refuses_negative_requests(request_: ReadRequest) -> None:
+    """A negative offset or length (a parser bug) is a ValueError, not bytes from the tail.
+
+    Slicing would read `-4` from the end of the source; os.pread refuses it, and so must
+    the in-memory reader.
+    """
     with pytest.raises(ValueError):
-        run_bytes(echo([ReadRequest(-4, 100)]), b"0123456789")
+        run_bytes(echo([request_]), b"0123456789")

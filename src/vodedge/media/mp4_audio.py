@@ -9,6 +9,7 @@ from vodedge.media.errors import MalformedMedia, MediaError, NoAudioTrack, Unsup
 from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4_fragments import Fragment, parse_fragment, rebuild_fragment
 from vodedge.media.mp4_layout import DataLayout, settle_moov
+from vodedge.media.mp4_mfra import build_mfra, parse_mfra
 from vodedge.media.mp4_movie import (
     ChunkTable,
     Movie,
@@ -23,6 +24,7 @@ from vodedge.media.plan import Piece, Plan, Span
 from vodedge.media.reading import Reading
 
 _U32 = Struct(">I")
+UNKNOWN_DURATIONS = frozenset({0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF})
 
 
 def _tref_without(movie: Movie, tref: Box, kept: set[int]) -> bytes | None:
@@ -44,13 +46,17 @@ def _mvhd(movie: Movie, kept: list[Track]) -> bytes:
     """`mvhd` with the duration of the longest kept track and a valid next_track_ID."""
     assert movie.mvhd is not None
     payload = bytes(movie.payload(movie.mvhd))
-    duration = max(track.tkhd_duration for track in kept)
+    # All ones means "unknown" (fragmented files write it); such a track has no say.
+    known = [t.tkhd_duration for t in kept if t.tkhd_duration not in UNKNOWN_DURATIONS]
+    duration = max(known, default=0)
     if duration:
         payload = set_duration_field(payload, "mvhd", duration)
     next_id_at = 108 if payload[0] == 1 else 96
     top = max(track.track_id for track in kept)
     if len(payload) >= next_id_at + 4 and _U32.unpack_from(payload, next_id_at)[0] <= top:
-        payload = payload[:next_id_at] + _U32.pack(top + 1) + payload[next_id_at + 4 :]
+        # With the largest id in use, ISO/IEC 14496-12 asks for all ones here.
+        next_id = _U32.pack(min(top + 1, 0xFFFFFFFF))
+        payload = payload[:next_id_at] + next_id + payload[next_id_at + 4 :]
     return make_box(b"mvhd", payload)
 
 
@@ -140,6 +146,25 @@ def _fragments(
     return fragments
 
 
+def _mfra(
+    mfra_box: Box, fragments: list[Fragment], pieces: list[Piece], limit: int
+) -> Reading[bytes]:
+    """The output's `mfra`: the source's entries of kept tracks, pointing at new moofs."""
+    try:
+        tables = parse_mfra((yield from read_box(mfra_box, limit, "mfra")))
+    except MediaError:
+        return b""  # a broken index is dropped, not fatal: players can do without it
+    position = sum(len(p) if isinstance(p, bytes) else p.length for p in pieces)
+    moved: dict[int, dict[int, tuple[int, int]]] = {}
+    for fragment in reversed(fragments):
+        position -= fragment.size
+    for fragment in fragments:
+        for track_id, number in (fragment.traf_numbers or {}).items():
+            moved.setdefault(track_id, {})[fragment.source_offset] = (position, number)
+        position += fragment.size
+    return build_mfra(tables, moved)
+
+
 def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
     """The plan of the audio-only rendition of the ISO BMFF file of `size` bytes."""
     top = yield from scan_top_level(size)
@@ -173,6 +198,9 @@ def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
     for fragment in fragments:
         pieces += [fragment.moof, fragment.mdat_header]
         pieces += [Span(s, n) for s, n in fragment.spans]
+    mfra_box = top.first(b"mfra")
+    if mfra_box is not None and fragments:
+        pieces.append((yield from _mfra(mfra_box, fragments, pieces, max_moov)))
     try:
         return Plan(pieces)
     except ValueError as exc:

@@ -57,6 +57,8 @@ class Fragment:
     moof: bytes
     mdat_header: bytes
     spans: list[tuple[int, int]]
+    source_offset: int = 0
+    traf_numbers: dict[int, int] | None = None  # track_ID -> 1-based traf index in `moof`
 
     @property
     def size(self) -> int:
@@ -125,10 +127,11 @@ def parse_fragment(
     previous_end = moof.offset
     trafs = [c for c in children(data, moof, base=base_at) if c.type == b"traf"]
     for index, traf in enumerate(trafs):
-        kids = children(data, traf, base=moof.offset)
-        tfhd = next((k for k in kids if k.type == b"tfhd"), None)
-        if tfhd is None:
-            raise MalformedMedia(f"traf at offset {traf.offset} has no tfhd")
+        kids = children(data, traf, base=base_at)
+        headers = [k for k in kids if k.type == b"tfhd"]
+        if len(headers) != 1:
+            raise MalformedMedia(f"traf at offset {traf.offset} has {len(headers)} tfhd boxes")
+        tfhd = headers[0]
         flags, track_id, base, default_size = _tfhd(
             data[tfhd.payload_offset - base_at : tfhd.end - base_at]
         )
@@ -245,4 +248,11 @@ def rebuild_fragment(
         if relative > 0x7FFFFFFF:
             raise UnsupportedMedia("a fragment holds more than 2 GiB of data")
         _I32.pack_into(moof_payload, at, relative)
-    return Fragment(make_box(b"moof", bytes(moof_payload)), mdat_header, [(s, n) for s, n in spans])
+    numbers = {frag.track_id: index for index, frag in enumerate(kept, start=1)}
+    return Fragment(
+        make_box(b"moof", bytes(moof_payload)),
+        mdat_header,
+        [(s, n) for s, n in spans],
+        moof.offset,
+        numbers,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from struct import Struct
@@ -18,6 +19,7 @@ from vodedge.media.boxes import (
 from vodedge.media.errors import MalformedMedia
 from vodedge.media.mp4_tables import (
     SampleSizes,
+    check_table_count,
     chunk_sizes,
     parse_chunk_offsets,
     parse_stsc,
@@ -239,6 +241,13 @@ def chunk_table(movie: Movie, track: Track) -> ChunkTable | None:
     if track.stbl is None:
         return None
     kids = {child.type: child for child in reversed(children(movie.data, track.stbl))}
+    for kind in (b"stts", b"ctts", b"stss", b"stps"):
+        if kind in kids:
+            check_table_count(kind, movie.payload(kids[kind]))
+    edts = next((b for b in children(movie.data, track.box) if b.type == b"edts"), None)
+    if edts is not None:
+        for elst in (b for b in children(movie.data, edts) if b.type == b"elst"):
+            check_table_count(b"elst", movie.payload(elst))
     offsets_box = kids.get(b"stco") or kids.get(b"co64")
     if offsets_box is None:
         raise MalformedMedia(f"track {track.track_id} has no stco or co64")
@@ -262,14 +271,23 @@ def rebuild(data: memoryview, box: Box, replace: Mapping[int, bytes | None]) -> 
     Containers on the path to a replaced box get new headers; every other box
     is copied byte for byte.
     """
+    return _rebuild(data, box, replace, sorted(replace))
+
+
+def _rebuild(
+    data: memoryview, box: Box, replace: Mapping[int, bytes | None], offsets: list[int]
+) -> bytes:
     if box.offset in replace:
         return replace[box.offset] or b""
-    touched = [off for off in replace if box.offset < off < box.end]
+    # Only containers holding a replaced box are re-serialised; a bisection over
+    # the sorted offsets keeps that linear in the number of boxes.
+    first = bisect_right(offsets, box.offset)
+    touched = first < len(offsets) and offsets[first] < box.end
     if not touched or box.type not in CONTAINERS:
         return bytes(data[box.offset : box.end])
     start = children_offset(data, box)
     parts = [bytes(data[box.payload_offset : start])]
-    parts += [rebuild(data, child, replace) for child in children(data, box)]
+    parts += [_rebuild(data, child, replace, offsets) for child in children(data, box)]
     return make_box(box.type, b"".join(parts))
 
 

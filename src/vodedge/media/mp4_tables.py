@@ -152,7 +152,9 @@ def chunk_map(stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: 
     for index, (first, per_chunk, sdi) in enumerate(stsc):
         if first > chunk_count:
             raise MalformedMedia(f"stsc refers to chunk {first}; stco has {chunk_count}")
-        last = stsc[index + 1][0] - 1 if index + 1 < len(stsc) else chunk_count
+        # A run never reaches past the last chunk; a later entry that starts past
+        # it is refused on its own turn.
+        last = min(stsc[index + 1][0] - 1, chunk_count) if index + 1 < len(stsc) else chunk_count
         if last < first - 1:  # equal first_chunk values are empty runs, which some writers emit
             raise MalformedMedia("stsc chunk numbers do not ascend")
         runs = last - first + 1
@@ -250,3 +252,32 @@ def stsc_box(runs: list[tuple[int, int, int]]) -> bytes:
     flat = [value for run in runs for value in run]
     payload = _VF_COUNT.pack(0, len(runs)) + to_be_bytes("I", flat)
     return _U32.pack(8 + len(payload)) + b"stsc" + payload
+
+
+# Tables copied untouched into outputs: (header bytes before the entries, entry size by
+# version). Their counts are still checked so that no output carries a table claiming
+# more entries than it holds.
+_COUNTED_TABLES = {
+    b"stts": (8, (8, 8)),
+    b"ctts": (8, (8, 8)),
+    b"stss": (8, (4, 4)),
+    b"stps": (8, (4, 4)),
+    b"elst": (8, (12, 20)),
+}
+
+
+def check_table_count(kind: bytes, payload: memoryview) -> None:
+    """Refuse a counted table whose entry count exceeds what its box holds."""
+    layout = _COUNTED_TABLES.get(kind)
+    if layout is None:
+        return
+    header, sizes = layout
+    if len(payload) < header:
+        raise MalformedMedia(f"{kind.decode('latin-1')} box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    width = sizes[1] if payload[0] == 1 else sizes[0]
+    if count > (len(payload) - header) // width:
+        raise MalformedMedia(
+            f"{kind.decode('latin-1')} claims {count} entries but its box holds only "
+            f"{(len(payload) - header) // width}"
+        )

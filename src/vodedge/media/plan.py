@@ -34,6 +34,7 @@ class Plan:
 
     def __init__(self, pieces: Iterable[Piece]) -> None:
         merged: list[Piece] = []
+        literals: list[bytes] = []  # joined once, so long runs of literals stay linear
         last_span_end = -1
         for piece in pieces:
             if isinstance(piece, Span):
@@ -44,19 +45,18 @@ class Plan:
                 if piece.offset < last_span_end:
                     raise ValueError("plan spans must ascend in source order")
                 last_span_end = piece.end
+                if literals:
+                    merged.append(b"".join(literals))
+                    literals = []
                 prev = merged[-1] if merged else None
                 if isinstance(prev, Span) and prev.end == piece.offset:
                     merged[-1] = Span(prev.offset, prev.length + piece.length)
                     continue
                 merged.append(piece)
-            else:
-                if not piece:
-                    continue
-                prev = merged[-1] if merged else None
-                if isinstance(prev, bytes):
-                    merged[-1] = prev + bytes(piece)
-                    continue
-                merged.append(bytes(piece))
+            elif piece:
+                literals.append(bytes(piece))
+        if literals:
+            merged.append(b"".join(literals))
         self.pieces: tuple[Piece, ...] = tuple(merged)
         starts: list[int] = []
         position = 0

@@ -37,4 +37,10 @@ def run(parser: Reading[T], read_at: Callable[[int, int], bytes]) -> T:
 def run_bytes(parser: Reading[T], source: bytes) -> T:
     """Drive `parser` over a source held in memory."""
     view = memoryview(source)
-    return run(parser, lambda offset, length: bytes(view[offset : offset + length]))
+
+    def read_at(offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0:
+            raise ValueError(f"a parser asked for {length} bytes at offset {offset}")
+        return bytes(view[offset : offset + length])
+
+    return run(parser, read_at)

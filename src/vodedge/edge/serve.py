@@ -1,0 +1,195 @@
+"""Running the edge: a master process, N workers sharing one socket, an admin listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+ACCESS_FLUSH_SECONDS = 2.0
+
+
+@dataclass
+class ServeOptions:
+    """What `vodedge serve` was asked to do, after the config file and flags."""
+
+    load_config: Callable[[], Any]
+    listen: tuple[str, int]
+    admin: tuple[str, int] | None
+    workers: int
+    cache_dir: Path
+    cache_size: int
+    access_log: str | None  # a path, "-" for stdout, None for off
+    loop: str = "asyncio"  # or "uvloop"
+    ready: Callable[[], None] | None = None
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (or ':PORT', or '[v6]:PORT') to a pair; ValueError when malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def bind(address: tuple[str, int]) -> socket.socket:
+    """A listening socket the workers share."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(4096)
+    sock.setblocking(False)
+    return sock
+
+
+def _open_access_log(target: str | None) -> int | None:
+    if target is None:
+        return None
+    if target == "-":
+        return sys.stdout.fileno()
+    return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> None:
+    from aiohttp import web
+
+    from vodedge.edge import accesslog
+    from vodedge.edge.app import Edge, make_app
+    from vodedge.edge.cache import DiskCache
+
+    accesslog.configure(_open_access_log(options.access_log))
+    edge = Edge(options.load_config(), DiskCache(options.cache_dir / "store", options.cache_size))
+    runner = web.AppRunner(make_app(edge), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.SockSite(runner, sock, shutdown_timeout=5.0)
+    await site.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+
+    def reload() -> None:
+        try:
+            edge.config = options.load_config()
+        except Exception as exc:  # a bad new config keeps the old one serving
+            sys.stderr.write(f"vodedge: worker {index}: config not reloaded: {exc}\n")
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), ACCESS_FLUSH_SECONDS)
+        edge.cache.flush_accesses()
+    await runner.cleanup()
+
+
+def _worker_main(sock: socket.socket, options: ServeOptions, index: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when we stop
+    if options.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(_worker(sock, options, index))
+    else:
+        asyncio.run(_worker(sock, options, index))
+
+
+async def _admin(address: tuple[str, int]) -> Any:
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+    from prometheus_client import multiprocess as prom_multiprocess
+
+    async def metrics(request: web.Request) -> web.Response:
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, address[0], address[1]).start()
+    return runner
+
+
+def serve(options: ServeOptions) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration in every worker."""
+    metrics_dir = options.cache_dir / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    # prometheus_client picks its storage when first imported: set this first.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from vodedge.edge.cache import DiskCache
+
+    options.load_config()  # refuse a bad config before anything listens
+    store = options.cache_dir / "store"
+    recovering = DiskCache(store, options.cache_size)
+    recovering.recover()
+    recovering.index.close()
+    sock = bind(options.listen)
+    context = multiprocessing.get_context("fork")
+    workers: dict[int, BaseProcess] = {}
+
+    def start(index: int) -> None:
+        process = context.Process(
+            target=_worker_main, args=(sock, options, index), name=f"vodedge-worker-{index}"
+        )
+        process.start()
+        workers[index] = process
+
+    for index in range(options.workers):
+        start(index)
+    return asyncio.run(_supervise(options, workers, start))
+
+
+async def _supervise(
+    options: ServeOptions, workers: dict[int, BaseProcess], start: Callable[[int], None]
+) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def forward_hup() -> None:
+        for process in workers.values():
+            if process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, forward_hup)
+    admin = await _admin(options.admin) if options.admin else None
+    if options.ready is not None:
+        options.ready()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+        for index, process in list(workers.items()):
+            if not process.is_alive() and not stop.is_set():
+                sys.stderr.write(
+                    f"vodedge: worker {index} exited ({process.exitcode}); restarting it\n"
+                )
+                start(index)
+    for process in workers.values():
+        if process.is_alive() and process.pid is not None:
+            os.kill(process.pid, signal.SIGTERM)
+    for process in workers.values():
+        await loop.run_in_executor(None, process.join, 10)
+        if process.is_alive():
+            process.kill()
+    if admin is not None:
+        await admin.cleanup()
+    return 0
