@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ffmpeg
+APT_PACKAGES := ffmpeg nginx-light
 export VODEDGE_TEST_CACHE ?= $(CURDIR)/.cache/test-media
 
 .PHONY: run test lint typecheck bench system-deps clean
@@ -29,7 +29,14 @@ system-deps:
 	fi
 
 run: $(VENV)/.installed
-	$(BIN)/vodedge demo samples
+	@echo "Try (audio only, seeking, plain, FLV):"
+	@echo "  curl -sI 'http://127.0.0.1:8080/talk.mp4?ali_audio_only=1'"
+	@echo "  curl -s -o clip.m4a 'http://127.0.0.1:8080/tail-moov.mp4?ali_audio_only=1&start=2&end=6'"
+	@echo "  curl -sI 'http://127.0.0.1:8080/talk.mp4'"
+	@echo "  curl -s -o talk-audio.flv 'http://127.0.0.1:8080/talk.flv?ali_audio_only=1'"
+	@echo "  metrics: http://127.0.0.1:9090/metrics"
+	$(BIN)/vodedge serve --origin samples --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
+	  --cache-dir var/cache
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check src tests bench fuzz

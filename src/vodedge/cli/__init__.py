@@ -41,10 +41,34 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--boxes", action="store_true", help="print the box tree")
 
+    serve = commands.add_parser("serve", help="run the edge server")
+    _node_options(serve)
+    serve.add_argument("--listen", help="HOST:PORT for clients (default 127.0.0.1:8080)")
+    serve.add_argument("--admin", help="HOST:PORT for /metrics and the API (default off)")
+    serve.add_argument("--workers", help="worker processes (default: one per CPU)")
+    serve.add_argument("--cache-size", help="disk cache bound, e.g. 10GiB")
+    serve.add_argument(
+        "--access-log", default="-", help="file for JSON access-log lines; '-' stdout, 'off'"
+    )
+    serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+
+    purge = commands.add_parser("purge", help="drop cached objects by URL or directory URL")
+    _node_options(purge)
+    purge.add_argument("urls", nargs="+", metavar="URL", help="http://host/path, or .../dir/")
+
     demo = commands.add_parser("demo", help="extract the audio of every sample in a directory")
     demo.add_argument("directory")
     demo.add_argument("--out", default="var/demo")
     return parser
+
+
+def _node_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="a TOML file of domains (see examples/vodedge.toml)")
+    source.add_argument(
+        "--origin", help="zero-config: serve every Host from this directory or URL"
+    )
+    parser.add_argument("--cache-dir", help="where the cache lives (default var/cache)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

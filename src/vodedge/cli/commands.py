@@ -37,12 +37,22 @@ def run(args: argparse.Namespace) -> int:
             return inspect(args.input, as_json=args.json, boxes=args.boxes)
         if args.command == "demo":
             return demo(Path(args.directory), Path(args.out))
+        if args.command == "serve":
+            from vodedge.cli.serving import serve
+
+            return serve(args)
+        if args.command == "purge":
+            from vodedge.cli.serving import purge
+
+            return purge(args)
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except MediaError as exc:
         return _fail(f"{args.input if 'input' in args else ''}: {exc}".lstrip(": "))
+    except ValueError as exc:  # configuration errors (ConfigFileError is one) and bad flags
+        return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
     except KeyboardInterrupt:
@@ -58,7 +68,18 @@ def plan_of(
     audio_only: bool,
     max_moov: int,
 ) -> Plan:
-    """The plan of a local file's audio-only rendition and/or clip."""
+    """The plan of a local file's audio-only rendition and/or clip, by its content."""
+    from vodedge.media.flv import looks_like_flv
+
+    if looks_like_flv(source.head()):
+        if start is None and end is None and not audio_only:
+            raise InvalidSeek("a clip needs --start or --end")
+        from vodedge.media.flv import flv_clip_plan
+
+        # The command line speaks seconds; byte offsets are for URLs (flv_seek_by_time off).
+        return source.parse(
+            flv_clip_plan(source.size, start, end, by_time=True, audio_only=audio_only)
+        )
     if start is None and end is None:
         if not audio_only:
             raise InvalidSeek("a clip needs --start or --end")
@@ -95,9 +116,12 @@ def _human(n: int) -> str:
 
 def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
     """Print what the file holds."""
+    from vodedge.media.flv import looks_like_flv
     from vodedge.media.mp4_inspect import box_tree, mp4_summary
 
     with LocalSource(input_path) as source:
+        if looks_like_flv(source.head()):
+            return _inspect_flv(source, input_path, as_json=as_json)
         summary = source.parse(mp4_summary(source.size))
         tree = source.parse(box_tree(source.size)) if boxes else None
     if as_json:
@@ -142,6 +166,37 @@ def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
             node, depth = stack.pop()
             print(f"{'  ' * depth}{node.type}  @{node.offset}  {_human(node.size)} bytes")
             stack.extend((child, depth + 1) for child in reversed(node.children))
+    return 0
+
+
+def _inspect_flv(source: LocalSource, input_path: str, *, as_json: bool) -> int:
+    from vodedge.media.flv import flv_summary
+
+    summary = source.parse(flv_summary(source.size))
+    if as_json:
+        json.dump({"format": "flv", **summary.to_dict()}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    name = os.path.basename(input_path)
+    flags = [kind for kind, on in (("audio", summary.header_has_audio),
+                                   ("video", summary.header_has_video)) if on]  # fmt: skip
+    print(f"{name}: FLV version {summary.version} ({'+'.join(flags) or 'no'} flagged), "
+          f"{_human(summary.size)} bytes")  # fmt: skip
+    duration = "-" if summary.duration is None else f"{summary.duration:.3f} s"
+    print(f"duration: {duration}; keyframe index entries: {summary.keyframe_index_entries}")
+    print(f"audio codecs: {', '.join(summary.audio_codecs) or '-'}; "
+          f"video codecs: {', '.join(summary.video_codecs) or '-'}")  # fmt: skip
+    print(f"{'tags':<8} {'count':>8} {'bytes':>13}")
+    for kind, tally in summary.tags.items():
+        print(f"{kind:<8} {tally.count:>8} {_human(tally.bytes):>13}")
+    if summary.truncated:
+        print(f"truncated: {summary.truncated}")
+    if summary.audio_only_bytes is not None and summary.size:
+        share = summary.audio_only_bytes / summary.size
+        print(f"audio only: {_human(summary.audio_only_bytes)} bytes ({share * 100:.1f} % "
+              f"of the file, saves {(1 - share) * 100:.1f} %)")  # fmt: skip
+    else:
+        print(f"audio only: not possible ({summary.audio_only_error})")
     return 0
 
 

@@ -50,8 +50,8 @@ CONTENT_TYPES = {
 def origin_of(spec: Any) -> Origin:
     """The client for one configured origin."""
     if spec.kind == "dir":
-        return DirectoryOrigin(spec.path)
-    return HttpOrigin(spec.url, host_header=spec.host)
+        return DirectoryOrigin(spec.directory)
+    return HttpOrigin(spec.url)
 
 
 @dataclass
@@ -64,14 +64,15 @@ class Edge:
     max_moov: int = 64 << 20
     origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
 
-    def origins_for(self, domain: Any) -> list[Origin]:
-        """The domain's origins in priority order, clients created once and kept."""
-        out: list[Origin] = []
-        for spec in sorted(domain.origins, key=lambda s: getattr(s, "priority", 0)):
+    def origins_for(self, domain: Any, host: str) -> list[tuple[Origin, str]]:
+        """The domain's origins in priority order with the Host each is sent; clients
+        are created once and kept."""
+        out: list[tuple[Origin, str]] = []
+        for spec in sorted(domain.origins, key=lambda s: s.priority):
             key = (domain.name, repr(spec))
             if key not in self.origins:
                 self.origins[key] = origin_of(spec)
-            out.append(self.origins[key])
+            out.append((self.origins[key], domain.origin_host_for(spec, host)))
         return out
 
     async def close(self) -> None:
@@ -104,7 +105,9 @@ def _bad_path(path: str) -> bool:
 class _Fetcher:
     """Fetches one object from a domain's origins, failing over in priority order."""
 
-    def __init__(self, origins: list[Origin], path: str, query: str, domain: str) -> None:
+    def __init__(
+        self, origins: list[tuple[Origin, str]], path: str, query: str, domain: str
+    ) -> None:
         self.origins = origins
         self.path = path
         self.query = query
@@ -112,10 +115,12 @@ class _Fetcher:
 
     async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
         last: OriginError | None = None
-        for origin in self.origins:
+        for origin, host in self.origins:
             started = time.monotonic()
             try:
-                response = await origin.fetch(self.path, self.query, validators=validators)
+                response = await origin.fetch(
+                    self.path, self.query, host=host, validators=validators
+                )
             except OriginError as exc:
                 last = exc
                 continue
@@ -126,7 +131,8 @@ class _Fetcher:
 
     async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
         """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
-        response = await self.origins[0].fetch(self.path, self.query, byte_range=(start, end))
+        origin, host = self.origins[0]
+        response = await origin.fetch(self.path, self.query, host=host, byte_range=(start, end))
         try:
             if response.status != 206:
                 raise OriginError(502, "origin_range", f"a range request got {response.status}")
@@ -277,9 +283,8 @@ async def _handle_domain(
     key_args = domain.cache_key_args(query)
     key = f"{domain.name}{path}" + ("?" + _encode(key_args) if key_args else "")
     raw_path = request.raw_path.split("?", 1)[0]
-    fetcher = _Fetcher(
-        edge.origins_for(domain), raw_path, _encode(domain.origin_args(query)), domain.name
-    )
+    origins = edge.origins_for(domain, request.host or domain.name)
+    fetcher = _Fetcher(origins, raw_path, _encode(domain.origin_args(query)), domain.name)
     try:
         how, body = await edge.cache.get(key, fetcher, domain_ttl=domain.ttl_for(path))
     except OriginStatus as exc:

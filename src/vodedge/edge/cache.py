@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from vodedge.edge import metrics
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
 from vodedge.edge.freshness import storable, ttl_for
 from vodedge.edge.origin import OriginError, OriginResponse
@@ -437,6 +438,7 @@ class DiskCache:
                 )
             if keep:
                 self._publish(progress, meta, tmp)
+                metrics.FILL_SECONDS.observe(time.time() - now)
             progress.finish()
         except BaseException:
             if created:

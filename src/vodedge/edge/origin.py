@@ -65,10 +65,12 @@ class Origin(Protocol):
         path: str,
         query: str,
         *,
+        host: str | None = None,
         byte_range: tuple[int, int] | None = None,
         validators: Mapping[str, str] | None = None,
     ) -> OriginResponse:
-        """GET `path?query`, optionally a byte range `[start, end)` or conditionally."""
+        """GET `path?query` (as `host`), optionally a byte range `[start, end)` or
+        conditionally."""
         ...
 
     async def close(self) -> None:
@@ -80,15 +82,9 @@ class HttpOrigin:
     """An HTTP(S) origin, reached with one pooled aiohttp session."""
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        host_header: str | None = None,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
+        self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.host_header = host_header
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
@@ -108,13 +104,14 @@ class HttpOrigin:
         path: str,
         query: str,
         *,
+        host: str | None = None,
         byte_range: tuple[int, int] | None = None,
         validators: Mapping[str, str] | None = None,
     ) -> OriginResponse:
         """GET from the origin; connection failures and timeouts become OriginError."""
         headers: dict[str, str] = {"Accept-Encoding": "identity", "User-Agent": "vodedge"}
-        if self.host_header:
-            headers["Host"] = self.host_header
+        if host:
+            headers["Host"] = host
         if byte_range is not None:
             headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
         if validators:
@@ -175,11 +172,12 @@ class DirectoryOrigin:
         path: str,
         query: str,
         *,
+        host: str | None = None,
         byte_range: tuple[int, int] | None = None,
         validators: Mapping[str, str] | None = None,
     ) -> OriginResponse:
         """Open the file under the root that `path` names, as an HTTP origin would."""
-        del query  # a directory has no use for query strings
+        del query, host  # a directory has no use for query strings or host names
         real = self._resolve(path)
         not_found = OriginResponse(404, CIMultiDict({"Content-Length": "0"}), _empty())
         if real is None:

@@ -1,0 +1,83 @@
+"""`vodedge serve` and `vodedge purge`: the node configuration from flags, then the edge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from vodedge.config import NodeConfig, load_toml, zero_config
+
+
+def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
+    """A function that (re)reads the node configuration the flags describe."""
+
+    def load() -> NodeConfig:
+        node = load_toml(args.config) if args.config else zero_config(args.origin)
+        return node.with_overrides(
+            listen=getattr(args, "listen", None),
+            admin_listen=getattr(args, "admin", None),
+            workers=getattr(args, "workers", None),
+            cache_dir=args.cache_dir,
+            cache_size=getattr(args, "cache_size", None),
+        )
+
+    return load
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the edge until SIGTERM/SIGINT."""
+    from vodedge.edge.serve import ServeOptions
+    from vodedge.edge.serve import serve as run
+
+    load = node_loader(args)
+    node = load()
+    listen = (node.listen.host, node.listen.port)
+    admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
+    where = args.origin or args.config
+
+    def ready() -> None:
+        extra = f", admin on http://{admin[0]}:{admin[1]}/metrics" if admin else ""
+        sys.stderr.write(
+            f"vodedge: serving http://{listen[0]}:{listen[1]}/ from {where} "
+            f"with {node.workers} worker(s){extra}\n"
+        )
+
+    options = ServeOptions(
+        load_config=load,
+        listen=listen,
+        admin=admin,
+        workers=node.workers,
+        cache_dir=node.cache_dir,
+        cache_size=node.cache_size,
+        access_log=None if args.access_log == "off" else args.access_log,
+        loop=args.loop,
+        ready=ready,
+    )
+    return run(options)
+
+
+def purge(args: argparse.Namespace) -> int:
+    """Drop cached objects: a URL drops that object (every query variant), a URL ending
+    in '/' everything under that directory."""
+    from vodedge.edge.cache import DiskCache
+
+    node = node_loader(args)()
+    cache = DiskCache(node.cache_dir / "store", node.cache_size)
+    try:
+        for url in args.urls:
+            parts = urlsplit(url)
+            domain = node.domain_for(parts.netloc)
+            if domain is None or not parts.path.startswith("/"):
+                sys.stderr.write(f"vodedge: error: {url}: no configured domain serves it\n")
+                return 2
+            key = f"{domain.name}{parts.path}"
+            if key.endswith("/"):
+                dropped = cache.purge(key, prefix=True)
+            else:
+                dropped = cache.purge(key) + cache.purge(key + "?", prefix=True)
+            print(f"{url}: {dropped} object(s) dropped")
+    finally:
+        cache.index.close()
+    return 0
