@@ -88,7 +88,7 @@ CONTAINERS = frozenset(
 PREFIXED_CONTAINERS = {b"stsd": 8, b"dref": 8}
 # Tables: where the entry count sits after the box header, and where the entries start.
 COUNTED_TABLES = frozenset(
-    b"stsz stz2 stsc stco co64 stts ctts elst stss trun sbgp stsd dref".split()
+    b"stsz stz2 stsc stco co64 stts ctts elst stss trun sbgp stsd dref tfra".split()
 )
 
 
@@ -193,6 +193,12 @@ def count_field(data: bytes, box: Found) -> Field | None:
     elif box.type == b"sbgp":
         count_at = body + (12 if version == 1 else 8)
         table, entry = count_at + 4, 8
+    elif box.type == b"tfra":
+        packed = _u32(data, body + 8)
+        count_at, table = body + 12, body + 16
+        entry = (
+            (16 if version == 1 else 8) + (packed >> 4 & 3) + (packed >> 2 & 3) + (packed & 3) + 3
+        )
     elif box.type in (b"stsd", b"dref"):
         count_at, table, entry = body + 4, body + 8, None
     else:
