@@ -69,7 +69,7 @@ def plan_of(
     max_moov: int,
 ) -> Plan:
     """The plan of a local file's audio-only rendition and/or clip, by its content."""
-    from vodedge.media.flv import looks_like_flv
+    from vodedge.media.sniff import looks_like_flv
 
     if looks_like_flv(source.head()):
         if start is None and end is None and not audio_only:
@@ -116,8 +116,8 @@ def _human(n: int) -> str:
 
 def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
     """Print what the file holds."""
-    from vodedge.media.flv import looks_like_flv
     from vodedge.media.mp4_inspect import box_tree, mp4_summary
+    from vodedge.media.sniff import looks_like_flv
 
     with LocalSource(input_path) as source:
         if looks_like_flv(source.head()):

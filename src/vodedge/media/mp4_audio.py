@@ -118,15 +118,15 @@ def _new_moov(
 ) -> bytes:
     """The new `moov`; chunk offsets point into an mdat right after it."""
     edits = _movie_edits(movie, kept)
+    positions = {
+        tid: (table.offsets_box.offset, layout.positions(table.offsets, table.sizes))
+        for tid, table in tables.items()
+    }
 
     def build(base: int) -> bytes:
         replace = dict(edits)
-        for track in kept:
-            table = tables.get(track.track_id)
-            if table is not None:
-                replace[table.offsets_box.offset] = chunk_offsets_box(
-                    layout.relocate(table.offsets, table.sizes, base)
-                )
+        for at, relative in positions.values():
+            replace[at] = chunk_offsets_box([base + p for p in relative])
         return rebuild(movie.data, movie.box, replace)
 
     return settle_moov(build, base_before_moov, movie.box.size, mdat_header_size)

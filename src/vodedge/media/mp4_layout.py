@@ -39,16 +39,23 @@ class DataLayout:
         """Bytes of data the new mdat holds."""
         return self.out_starts[-1]
 
-    def relocate(self, offsets: list[int], sizes: list[int], base: int) -> list[int]:
-        """New absolute offsets of chunks, the mdat payload starting at `base`."""
+    def positions(self, offsets: list[int], sizes: list[int]) -> list[int]:
+        """Where chunks land in the new mdat's payload (add its start for offsets)."""
         out: list[int] = []
-        starts = self.starts
+        starts, out_starts = self.starts, self.out_starts
+        last = len(starts) - 1
+        index = 0
         for offset, size in zip(offsets, sizes, strict=True):
             if size == 0:
-                out.append(base)  # an empty chunk's offset is never read
+                out.append(0)  # an empty chunk's offset is never read
                 continue
-            index = bisect_right(starts, offset) - 1
-            out.append(base + self.out_starts[index] + offset - starts[index])
+            # Chunks mostly ascend: step forward from the last interval, bisect otherwise.
+            if starts[index] > offset:
+                index = bisect_right(starts, offset) - 1
+            else:
+                while index < last and starts[index + 1] <= offset:
+                    index += 1
+            out.append(out_starts[index] + offset - starts[index])
         return out
 
 

@@ -383,14 +383,17 @@ def clip_plan(
     layout = DataLayout.of(chunks)
     mdat_header = header_bytes(b"mdat", layout.total)
 
+    positions = {
+        tid: layout.positions(t.chunk_offsets, t.chunk_sizes) for tid, t in tables.items()
+    }
+
     def build(base: int) -> bytes:
         edits = dict(replace)
         for cut in cuts:
             cut_tables = tables[cut.samples.track.track_id]
             new = dict(cut_tables.boxes)
-            new[b"stco"] = chunk_offsets_box(
-                layout.relocate(cut_tables.chunk_offsets, cut_tables.chunk_sizes, base)
-            )
+            relative = positions[cut.samples.track.track_id]
+            new[b"stco"] = chunk_offsets_box([base + p for p in relative])
             edits[cut.samples.stbl.offset] = _stbl(movie, cut, new)
         return rebuild(movie.data, movie.box, edits)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """`length` bytes of the source starting at `offset`."""
 
+    # A NamedTuple, not a dataclass: plans hold thousands of these and a tuple is
+    # several times cheaper to create.
     offset: int
     length: int
 
@@ -36,25 +37,34 @@ class Plan:
         merged: list[Piece] = []
         literals: list[bytes] = []  # joined once, so long runs of literals stay linear
         last_span_end = -1
+        pending: list[int] = []  # [start, end] of a span still growing
         for piece in pieces:
             if isinstance(piece, Span):
-                if piece.length < 0 or piece.offset < 0:
+                offset, length = piece.offset, piece.length
+                if length < 0 or offset < 0:
                     raise ValueError(f"bad span {piece}")
-                if piece.length == 0:
+                if length == 0:
                     continue
-                if piece.offset < last_span_end:
+                if offset < last_span_end:
                     raise ValueError("plan spans must ascend in source order")
-                last_span_end = piece.end
+                last_span_end = offset + length
                 if literals:
                     merged.append(b"".join(literals))
                     literals = []
-                prev = merged[-1] if merged else None
-                if isinstance(prev, Span) and prev.end == piece.offset:
-                    merged[-1] = Span(prev.offset, prev.length + piece.length)
+                elif pending and pending[1] == offset:
+                    pending[1] += length
                     continue
-                merged.append(piece)
-            elif piece:
+                if pending:
+                    merged.append(Span(pending[0], pending[1] - pending[0]))
+                pending = [offset, offset + length]
+                continue
+            if piece:
+                if pending:
+                    merged.append(Span(pending[0], pending[1] - pending[0]))
+                    pending = []
                 literals.append(bytes(piece))
+        if pending:
+            merged.append(Span(pending[0], pending[1] - pending[0]))
         if literals:
             merged.append(b"".join(literals))
         self.pieces: tuple[Piece, ...] = tuple(merged)
