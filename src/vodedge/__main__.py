@@ -1,5 +1,5 @@
 """`python -m vodedge`."""
 
-from vodedge.cli import main
+from vodedge.cli import console_main
 
-raise SystemExit(main())
+console_main()

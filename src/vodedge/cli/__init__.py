@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,11 +74,30 @@ def _node_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `vodedge` console script."""
+    """Run one command; returns its exit code."""
     args = _parser().parse_args(argv)
     from vodedge.cli.commands import run
 
     return run(args)
+
+
+def console_main() -> None:
+    """Entry point of the `vodedge` console script.
+
+    One-shot commands are timed against ffmpeg as whole processes: they run
+    without the cyclic garbage collector (their allocations are bounded and
+    short-lived) and leave without tearing the heap down, once their output is
+    flushed and closed.
+    """
+    args = _parser().parse_args()
+    if args.command != "serve":
+        gc.disable()
+    from vodedge.cli.commands import run
+
+    code = run(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vodedge.cli.files import LocalSource, atomic_output, write_plan
 from vodedge.media.errors import InvalidSeek, MediaError
 from vodedge.media.plan import Plan
 from vodedge.media.seeking import parse_seconds
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# json and pathlib are imported where used: `vodedge extract` is timed against
+# ffmpeg as a whole process, start-up included.
 
 
 def _fail(message: str) -> int:
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         if args.command == "inspect":
             return inspect(args.input, as_json=args.json, boxes=args.boxes)
         if args.command == "demo":
+            from pathlib import Path
+
             return demo(Path(args.directory), Path(args.out))
         if args.command == "serve":
             from vodedge.cli.serving import serve
@@ -125,6 +132,8 @@ def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
         summary = source.parse(mp4_summary(source.size))
         tree = source.parse(box_tree(source.size)) if boxes else None
     if as_json:
+        import json
+
         out = summary.to_dict()
         if tree is not None:
             from dataclasses import asdict
@@ -174,6 +183,8 @@ def _inspect_flv(source: LocalSource, input_path: str, *, as_json: bool) -> int:
 
     summary = source.parse(flv_summary(source.size))
     if as_json:
+        import json
+
         json.dump({"format": "flv", **summary.to_dict()}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return 0

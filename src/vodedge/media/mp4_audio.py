@@ -118,10 +118,13 @@ def _new_moov(
 ) -> bytes:
     """The new `moov`; chunk offsets point into an mdat right after it."""
     edits = _movie_edits(movie, kept)
-    positions = {
-        tid: (table.offsets_box.offset, layout.positions(table.offsets, table.sizes))
-        for tid, table in tables.items()
-    }
+    # Tables were laid out in this order, so each track's positions are a slice.
+    positions: dict[int, tuple[int, list[int]]] = {}
+    first = 0
+    for tid, table in tables.items():
+        count = len(table.offsets)
+        positions[tid] = (table.offsets_box.offset, layout.chunk_positions[first : first + count])
+        first += count
 
     def build(base: int) -> bytes:
         replace = dict(edits)
@@ -179,22 +182,26 @@ def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
     kept_ids = {track.track_id for track in kept}
 
     tables: dict[int, ChunkTable] = {}
-    chunks: list[tuple[int, int]] = []
+    offsets: list[int] = []
+    sizes: list[int] = []
     for track in kept:
         table = chunk_table(movie, track)
         if table is None:
             continue
         _check_within(table, track, size)
         tables[track.track_id] = table
-        chunks.extend(zip(table.offsets, table.sizes, strict=True))
-    layout = DataLayout.of(chunks)
+        offsets += table.offsets
+        sizes += table.sizes
+    layout = DataLayout.of(offsets, sizes)
     mdat_header = header_bytes(b"mdat", layout.total) if layout.total else b""
     moov = _new_moov(movie, kept, tables, layout, len(ftyp), len(mdat_header))
 
     fragments = yield from _fragments(top.all(b"moof"), movie, kept_ids, size, max_moov)
 
-    pieces: list[Piece] = [ftyp, moov, mdat_header]
-    pieces += [Span(s, n) for s, n in zip(layout.starts, layout.lengths, strict=True)]
+    spans = list(map(Span, layout.starts, layout.lengths))
+    if not fragments:
+        return Plan.head_and_spans(ftyp + moov + mdat_header, spans)
+    pieces: list[Piece] = [ftyp, moov, mdat_header, *spans]
     for fragment in fragments:
         pieces += [fragment.moof, fragment.mdat_header]
         pieces += [Span(s, n) for s, n in fragment.spans]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, compress
+from operator import add, le, ne, sub
 
 from vodedge.media.errors import MalformedMedia
 
@@ -17,22 +18,36 @@ class DataLayout:
     starts: list[int]
     lengths: list[int]
     out_starts: list[int]
+    chunk_positions: list[int]  # where each chunk given to `of` lands, in its order
 
     @classmethod
-    def of(cls, chunks: list[tuple[int, int]]) -> DataLayout:
-        """Merge possibly overlapping (offset, size) chunks into ascending intervals."""
-        starts: list[int] = []
-        ends: list[int] = []
-        for offset, size in sorted(chunks):
-            if size == 0:
-                continue
-            if ends and offset <= ends[-1]:
-                ends[-1] = max(ends[-1], offset + size)
-            else:
-                starts.append(offset)
-                ends.append(offset + size)
-        lengths = [end - start for start, end in zip(starts, ends, strict=True)]
-        return cls(starts, lengths, [0, *accumulate(lengths)])
+    def of(cls, offsets: list[int], sizes: list[int]) -> DataLayout:
+        """Merge possibly overlapping chunks (offsets, sizes) into ascending intervals."""
+        ends = list(map(add, offsets, sizes))
+        if offsets and all(sizes) and all(map(le, ends, offsets[1:])):
+            # The common case, one track's chunks in file order: only touching
+            # chunks merge, and every step here runs in C.
+            breaks = list(compress(range(1, len(offsets)), map(ne, offsets[1:], ends)))
+            starts = [offsets[0], *(offsets[i] for i in breaks)]
+            stops = [*(ends[i - 1] for i in breaks), ends[-1]]
+            lengths = list(map(sub, stops, starts))
+            positions = [0, *accumulate(sizes)]
+            positions.pop()
+            return cls(starts, lengths, [0, *accumulate(lengths)], positions)
+        else:
+            starts, stops = [], []
+            for offset, end in sorted(zip(offsets, ends, strict=True)):
+                if end == offset:
+                    continue
+                if stops and offset <= stops[-1]:
+                    stops[-1] = max(stops[-1], end)
+                else:
+                    starts.append(offset)
+                    stops.append(end)
+        lengths = list(map(sub, stops, starts))
+        layout = cls(starts, lengths, [0, *accumulate(lengths)], [])
+        layout.chunk_positions.extend(layout.positions(offsets, sizes))
+        return layout
 
     @property
     def total(self) -> int:

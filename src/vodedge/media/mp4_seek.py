@@ -29,7 +29,7 @@ from vodedge.media.mp4_tables import (
     stss_box,
     stsz_box,
 )
-from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
 
@@ -347,7 +347,8 @@ def clip_plan(
         if track.track_id not in kept_ids:
             replace[track.box.offset] = None
     tables: dict[int, CutTables] = {}
-    chunks: list[tuple[int, int]] = []
+    chunk_offsets: list[int] = []
+    chunk_sizes: list[int] = []
     track_durations: list[int] = []
     for cut in cuts:
         track = cut.samples.track
@@ -358,7 +359,8 @@ def clip_plan(
                     f"a chunk of track {track.track_id} at {offset} (+{length}) "
                     f"lies past the end of the file ({size} bytes)"
                 )
-            chunks.append((offset, length))
+            chunk_offsets.append(offset)
+            chunk_sizes.append(length)
         tables[track.track_id] = cut_tables
         elst, track_duration = _elst(cut, cut_tables, movie)
         track_durations.append(track_duration)
@@ -380,12 +382,15 @@ def clip_plan(
             set_duration_field(bytes(movie.payload(movie.mvhd)), "mvhd", max(track_durations)),
         )
 
-    layout = DataLayout.of(chunks)
+    layout = DataLayout.of(chunk_offsets, chunk_sizes)
     mdat_header = header_bytes(b"mdat", layout.total)
 
-    positions = {
-        tid: layout.positions(t.chunk_offsets, t.chunk_sizes) for tid, t in tables.items()
-    }
+    positions: dict[int, list[int]] = {}
+    first = 0
+    for tid, cut_tables in tables.items():
+        count = len(cut_tables.chunk_offsets)
+        positions[tid] = layout.chunk_positions[first : first + count]
+        first += count
 
     def build(base: int) -> bytes:
         edits = dict(replace)
@@ -398,9 +403,9 @@ def clip_plan(
         return rebuild(movie.data, movie.box, edits)
 
     moov = settle_moov(build, len(ftyp), movie.box.size, len(mdat_header))
-    pieces: list[Piece] = [ftyp, moov, mdat_header]
-    pieces += [Span(s, n) for s, n in zip(layout.starts, layout.lengths, strict=True)]
-    return Plan(pieces)
+    return Plan.head_and_spans(
+        ftyp + moov + mdat_header, list(map(Span, layout.starts, layout.lengths))
+    )
 
 
 def _mdhd(movie: Movie, track: Track) -> Box:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from itertools import accumulate
 from typing import NamedTuple
 
 
@@ -75,6 +76,18 @@ class Plan:
             position += piece.length if isinstance(piece, Span) else len(piece)
         self._starts = starts
         self.size = position
+
+    @classmethod
+    def head_and_spans(cls, head: bytes, spans: list[Span]) -> Plan:
+        """A literal followed by spans that already ascend without touching and are not
+        empty (a merged data layout): built without re-checking thousands of spans."""
+        plan = cls.__new__(cls)
+        plan.pieces = (head, *spans) if head else tuple(spans)
+        lengths = [len(head)] if head else []
+        lengths += [span.length for span in spans]
+        plan._starts = [0, *accumulate(lengths)]
+        plan.size = plan._starts.pop()
+        return plan
 
     def __repr__(self) -> str:
         return f"Plan(size={self.size}, pieces={len(self.pieces)})"
