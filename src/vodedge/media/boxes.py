@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.errors import MalformedMedia, TruncatedMedia
 
@@ -22,8 +22,7 @@ CONTAINERS = frozenset(
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class Box:
+class Box(NamedTuple):
     """A box located in some buffer or file: where it starts and how big it is."""
 
     type: bytes

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.boxes import Box, parse_header, printable_type
 from vodedge.media.errors import (
@@ -30,8 +30,7 @@ FIRST_BOXES = frozenset(
 _U32 = Struct(">I")
 
 
-@dataclass(frozen=True, slots=True)
-class TopLevel:
+class TopLevel(NamedTuple):
     """The top-level boxes of a file of `size` bytes, in file order."""
 
     size: int

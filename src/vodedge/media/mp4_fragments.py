@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from itertools import accumulate
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.boxes import Box, children, header_bytes, header_size_for, make_box
 from vodedge.media.errors import MalformedMedia, UnsupportedMedia
@@ -29,8 +29,7 @@ TRUN_CTO = 0x000800
 _TFHD_FIELDS = ((0x01, 8), (0x02, 4), (0x08, 4), (0x10, 4), (0x20, 4))
 
 
-@dataclass(frozen=True, slots=True)
-class TrackRun:
+class TrackRun(NamedTuple):
     """One `trun`: its box, where its samples' data lies in the source, how long it is."""
 
     box: Box
@@ -39,8 +38,7 @@ class TrackRun:
     sample_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class TrackFragment:
+class TrackFragment(NamedTuple):
     """One `traf`: its track, its `tfhd` and its runs."""
 
     box: Box
@@ -50,8 +48,7 @@ class TrackFragment:
     runs: list[TrackRun]
 
 
-@dataclass(frozen=True, slots=True)
-class Fragment:
+class Fragment(NamedTuple):
     """A rebuilt fragment: the new `moof` and the source spans its `mdat` holds."""
 
     moof: bytes

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
 from itertools import accumulate, compress
 from operator import add, le, ne, sub
+from typing import NamedTuple
 
 from vodedge.media.errors import MalformedMedia
 
 
-@dataclass(frozen=True, slots=True)
-class DataLayout:
+class DataLayout(NamedTuple):
     """Source byte intervals (merged, ascending) and where each lands in the new mdat."""
 
     starts: list[int]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.boxes import children, make_box, parse_header
 from vodedge.media.errors import MalformedMedia
@@ -13,8 +13,7 @@ _U32 = Struct(">I")
 _U64 = Struct(">Q")
 
 
-@dataclass(frozen=True, slots=True)
-class RandomAccess:
+class RandomAccess(NamedTuple):
     """One `tfra` entry: a sync sample's time and where its fragment is."""
 
     time: int
@@ -24,8 +23,7 @@ class RandomAccess:
     sample_number: int
 
 
-@dataclass(frozen=True, slots=True)
-class TrackRandomAccess:
+class TrackRandomAccess(NamedTuple):
     """A `tfra` box: a track's entries and the field widths it used."""
 
     track_id: int

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.boxes import (
     CONTAINERS,
@@ -44,8 +44,7 @@ HANDLER_KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TrackDefaults:
+class TrackDefaults(NamedTuple):
     """A `trex` box: the defaults of a track's fragments."""
 
     description_index: int
@@ -54,8 +53,7 @@ class TrackDefaults:
     flags: int
 
 
-@dataclass(slots=True)
-class Track:
+class Track(NamedTuple):
     """One `trak` of the movie; box offsets are relative to the `moov` buffer."""
 
     box: Box
@@ -81,8 +79,7 @@ class Track:
         return self.handler == b"soun"
 
 
-@dataclass(slots=True)
-class Movie:
+class Movie(NamedTuple):
     """A parsed `moov` box held in memory; `offset` is where it sits in the file."""
 
     data: memoryview
@@ -92,8 +89,8 @@ class Movie:
     timescale: int
     duration: int
     tracks: list[Track]
-    trex: dict[int, TrackDefaults] = field(default_factory=dict)
-    mvex: Box | None = None
+    trex: dict[int, TrackDefaults]
+    mvex: Box | None
 
     def track(self, track_id: int) -> Track | None:
         """The track with this id, or None."""
@@ -226,8 +223,7 @@ def parse_movie(data: bytes | memoryview, offset: int) -> Movie:
     return Movie(view, offset, box, mvhd, timescale, duration, tracks, trex, mvex)
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkTable:
+class ChunkTable(NamedTuple):
     """Where a track's chunks lie in the source and how many bytes each holds."""
 
     offsets_box: Box

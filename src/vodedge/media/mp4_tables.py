@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 from array import array
-from dataclasses import dataclass
 from itertools import accumulate
 from struct import Struct
+from typing import NamedTuple
 
 from vodedge.media.errors import MalformedMedia
 
@@ -48,13 +48,15 @@ def to_be_bytes(kind: str, values: array[int] | list[int]) -> bytes:
     return swapped.tobytes()
 
 
-@dataclass(frozen=True, slots=True)
 class SampleSizes:
     """The `stsz`/`stz2` table: a constant size or one size per sample."""
 
-    count: int
-    constant: int
-    sizes: array[int] | None
+    __slots__ = ("constant", "count", "sizes")
+
+    def __init__(self, count: int, constant: int, sizes: array[int] | None) -> None:
+        self.count = count
+        self.constant = constant
+        self.sizes = sizes
 
     def prefix(self) -> list[int] | None:
         """Cumulative sizes (`prefix[i]`: bytes before sample i), None for constant sizes."""
@@ -126,8 +128,7 @@ def chunk_offsets_box(offsets: array[int] | list[int]) -> bytes:
     return _U32.pack(8 + len(payload)) + b"co64" + payload
 
 
-@dataclass(frozen=True, slots=True)
-class ChunkMap:
+class ChunkMap(NamedTuple):
     """For every chunk: its first sample, how many samples it holds, its description."""
 
     first_sample: list[int]

@@ -7,14 +7,12 @@ each request with the bytes found there, fewer only at the end of the source.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ReadRequest:
+class ReadRequest(NamedTuple):
     """Ask the caller for `length` bytes of the source at `offset`."""
 
     offset: int
