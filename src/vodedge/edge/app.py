@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -241,6 +242,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except (ConnectionError, asyncio.CancelledError):
         status = 499  # the client went away
         raise
+    except Exception as exc:
+        # A bug of ours: one line in the log and a plain 500, never a traceback page.
+        status = 500
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        sys.stderr.write(f"vodedge: internal error on {request.raw_path}: {fields['error']}\n")
+        return error_response(500, "internal_error", "internal error")
     finally:
         metrics.REQUESTS.labels(domain_name, function, str(status)).inc()
         if sent:

@@ -15,6 +15,10 @@ from vodedge.media.plan import Plan, Span
 
 # While a fill runs, send in steps of this size so clients get bytes as they arrive.
 FOLLOW_STEP = 1 << 20
+# A client must take SEND_STEP bytes within SEND_TIMEOUT seconds (about 17 kB/s),
+# or it is dropped: a stalled reader must not hold a connection forever.
+SEND_STEP = 1 << 20
+SEND_TIMEOUT = 60.0
 
 
 class Pacer:
@@ -59,14 +63,14 @@ async def _send_span(
         if not body.complete and body.available <= offset:
             await body.wait_beyond(offset)
             continue
-        step = (end if body.complete else min(end, body.available)) - offset
+        step = min((end if body.complete else min(end, body.available)) - offset, SEND_STEP)
         if pacer is not None:
             step = min(step, pacer.step)
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        await response.drain()
-        await loop.sendfile(transport, file, offset, step)
+        await asyncio.wait_for(response.drain(), SEND_TIMEOUT)
+        await asyncio.wait_for(loop.sendfile(transport, file, offset, step), SEND_TIMEOUT)
         offset += step
         sent += step
         if pacer is not None:
@@ -100,12 +104,12 @@ async def send_plan(
             if isinstance(piece, Span):
                 sent += await _send_span(request, response, file, body, piece, pacer)
             else:
-                await response.write(piece)
+                await asyncio.wait_for(response.write(piece), SEND_TIMEOUT)
                 sent += len(piece)
                 if pacer is not None:
                     await pacer.pace(len(piece))
         await response.write_eof()
-    except (OriginError, OSError):
+    except (OriginError, OSError, TimeoutError):
         abort(request)
     finally:
         file.close()
