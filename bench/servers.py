@@ -11,12 +11,11 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import VENV_BIN
+from harness import SCRATCH, VENV_BIN
 
 
 def free_port() -> int:
@@ -80,19 +79,62 @@ http {{
 """
 
 
+@dataclass
+class Fetched:
+    """One response as curl saw it."""
+
+    status: int
+    size: int
+    complete: bool  # curl got every byte the headers promised
+    headers: dict[str, str]
+
+
+def fetch(url: str, timeout: float = 30.0) -> Fetched:
+    """GET `url` with curl (keep-alive, like wrk), discarding the body."""
+    argv = [
+        "curl", "-s", "-o", os.devnull, "-D", "-", "--max-time", str(timeout),
+        "-w", "\n%{http_code} %{size_download} %{exitcode}", url,
+    ]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    head, _, tail = out.rpartition("\n")
+    code, size, exit_code = [*tail.split(), "0", "0", "1"][:3]
+    headers = {}
+    for line in head.splitlines()[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return Fetched(int(code), int(size), exit_code == "0", headers)
+
+
 def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Return once `url` answers, or raise if the server exits or never answers."""
+    """Return once the server accepts connections; raise if it exits or never listens."""
+    host, port = url.split("/")[2].rsplit(":", 1)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                response.read()
+            with socket.create_connection((host, int(port)), timeout=1):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"server did not answer {url} within {timeout:.0f} s")
+    raise RuntimeError(f"server did not listen on {host}:{port} within {timeout:.0f} s")
+
+
+def warm(url: str, *, want_hit: bool, tries: int = 20) -> list[str]:
+    """Request `url` until a complete 2xx (and a cache HIT if asked); return what went wrong."""
+    problems: list[str] = []
+    for _ in range(tries):
+        got = fetch(url)
+        if not got.complete or not 200 <= got.status < 300:
+            problems.append(f"status {got.status}, {got.size} bytes, complete={got.complete}")
+            time.sleep(0.2)
+            continue
+        if not want_hit or got.headers.get("x-cache") == "HIT":
+            return problems
+        time.sleep(0.2)
+    problems.append(f"no complete{' cached' if want_hit else ''} response in {tries} tries")
+    return problems
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -108,14 +150,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def docroot(files: dict[str, Path]) -> Iterator[Path]:
-    """A temporary directory exposing cached media under stable names (symlinks)."""
-    with tempfile.TemporaryDirectory(prefix="vodedge-bench-root-") as tmp:
+    """A temporary directory exposing cached media under stable names."""
+    # Next to the media, so hard links work (same file system).
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="root-", dir=SCRATCH) as tmp:
         root = Path(tmp)
         # Workers of a root nginx run as root (see nginx_conf), but keep the
         # directory traversable in case a server drops privileges.
         root.chmod(0o755)
         for name, target in files.items():
-            (root / name).symlink_to(target)
+            # Hard links where possible: a directory origin that refuses to
+            # follow links out of its root (as it should) still serves them.
+            try:
+                os.link(target, root / name)
+            except OSError:
+                shutil.copyfile(target, root / name)
         yield root
 
 
@@ -157,6 +206,8 @@ def vodedge_serve(root: Path, probe: str) -> Iterator[str]:
         argv = [
             str(VENV_BIN / "vodedge"), "serve", "--origin", str(root),
             "--listen", f"127.0.0.1:{port}", "--workers", "1", "--cache-dir", tmp,
+            # nginx runs with access_log off; logging is not what is compared.
+            "--access-log", "off",
         ]  # fmt: skip
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
