@@ -1,0 +1,103 @@
+"""The vodedge configuration the edge tests run: one domain per function under test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_harness import FaultOrigin, Nginx
+from edge_media import MediaDir
+
+
+@dataclass(frozen=True)
+class Origins:
+    """The origins a test session runs."""
+
+    nginx: Nginx
+    fault: FaultOrigin
+    directory: Path  # the directory origin's root
+    secret: Path  # a file beside `directory` that must stay unreachable
+    media: MediaDir  # what nginx and the fault origin serve
+
+
+def _function(name: str, **args: str) -> str:
+    pairs = ", ".join(f'{key} = "{value}"' for key, value in args.items())
+    return f'[[domain.function]]\nname = "{name}"\nargs = {{ {pairs} }}\n'
+
+
+def domain(name: str, origin: str, *functions: str, fallback: str | None = None) -> str:
+    """One [[domain]] table."""
+    head = f'[[domain]]\nname = "{name}"\norigins = ["{origin}"]\n'
+    if fallback is not None:
+        head += f'fallback = "{fallback}"\n'
+    return head + "".join(functions) + "\n"
+
+
+SPLIT = _function("ali_video_split", enable="on")
+SEEK = _function("video_seek", enable="on")
+# Custom parameter names, and FLV seeking in seconds.
+CUSTOM_SEEK = _function(
+    "video_seek",
+    enable="on",
+    flv_seek_by_time="on",
+    mp4_seek_start="from",
+    mp4_seek_end="to",
+    flv_seek_start="fs",
+    flv_seek_end="fe",
+)
+PREVIEW_ARG = "trial"
+RATE = 256 << 10  # what limit_rate below allows per request, bytes per second
+RATE_ARG_UNIT = 1 << 10  # traffic_limit_unit k
+
+
+def domains(origins: Origins, extra: str = "") -> str:
+    """The TOML of every test domain (and `extra` tables)."""
+    nginx, fault = origins.nginx.url, origins.fault.url
+    return "".join(
+        [
+            domain("video.test", nginx, SPLIT, SEEK),
+            domain("seek.test", nginx, SPLIT, CUSTOM_SEEK),
+            domain("faulty.test", fault, SPLIT, SEEK),
+            domain("dir.test", str(origins.directory), SPLIT),
+            domain("pass.test", nginx, SPLIT, fallback="passthrough"),
+            domain(
+                "referer.test",
+                nginx,
+                _function("referer_white_list_set", refer_domain_allow_list="good.example"),
+            ),
+            domain("blocked.test", nginx, _function("ip_black_list_set", ip_list="127.0.0.1")),
+            domain(
+                "status.test",
+                nginx,
+                _function(
+                    "ip_black_list_set", ip_list="127.0.0.1", customize_response_status_code="451"
+                ),
+            ),
+            domain("xff.test", nginx, _function("ip_black_list_set", ip_list="203.0.113.7")),
+            domain("slow.test", nginx, _function("limit_rate", ali_limit_rate="256k")),
+            domain(
+                "rate-arg.test",
+                nginx,
+                # No default limit; ?rate=N asks for N KiB/s.
+                _function(
+                    "limit_rate",
+                    ali_limit_rate="0k",
+                    traffic_limit_arg="rate",
+                    traffic_limit_unit="k",
+                ),
+            ),
+            domain(
+                "hashkey.test",
+                fault,
+                _function("set_hashkey_args", hashkey_args="v", disable="on", keep_oss_args="on"),
+            ),
+            domain(
+                "preview.test",
+                nginx,
+                SPLIT,
+                SEEK,
+                _function("ali_video_preview", enable="on", ali_video_preview_argument=PREVIEW_ARG),
+            ),
+            extra,
+        ]
+    )

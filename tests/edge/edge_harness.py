@@ -1,0 +1,547 @@
+"""Real processes for the edge integration tests: nginx, the fault origin, vodedge.
+
+Each runs on a free loopback port, logs to a file the tests can show, and is
+stopped with SIGTERM (then SIGKILL) by whoever started it. Every wait here is
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException, HTTPMessage, IncompleteRead
+from pathlib import Path
+from typing import Any
+
+from oracle import vodedge_command
+
+TESTS = Path(__file__).resolve().parent.parent
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+START_TIMEOUT = 20.0
+# Every vodedge started and not yet stopped (conftest shows their stderr on failures).
+RUNNING: list[Vodedge] = []
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (callers retry if it is taken meanwhile)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.02
+) -> None:
+    """Poll `predicate` until it holds; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file (for failure messages)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"({path} unreadable)"
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal one process we started and reap it; SIGKILL if it lingers."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+# --- HTTP client helpers -------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """A response as a client saw it; `complete` is False when the body was cut short."""
+
+    status: int
+    headers: HTTPMessage
+    body: bytes
+    complete: bool = True
+    elapsed: float = 0.0
+
+    def header(self, name: str) -> str | None:
+        """One response header, None when absent."""
+        return self.headers.get(name)
+
+    def __repr__(self) -> str:
+        heads = {k: v for k, v in self.headers.items()}
+        return f"<Reply {self.status} {len(self.body)} bytes complete={self.complete} {heads}>"
+
+
+def http_request(
+    port: int,
+    host: str,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Reply:
+    """One request on a fresh connection; an aborted body gives `complete=False`."""
+    started = time.monotonic()
+    connection = HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        connection.putheader("Host", host)
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        complete = True
+        try:
+            body = response.read()
+        except IncompleteRead as exc:
+            body, complete = exc.partial, False
+        except (ConnectionError, HTTPException):
+            body, complete = b"", False
+        return Reply(response.status, response.headers, body, complete, time.monotonic() - started)
+    finally:
+        connection.close()
+
+
+def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes and return everything the server answers before closing (or timing out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _json_request(url: str, body: Any | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null") if data is None else None
+
+
+# --- nginx -----------------------------------------------------------------------------------
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    # One tab-separated line per request: what the edge asked for, and what it got.
+    log_format counted '$request\\t$http_range\\t$status\\t$body_bytes_sent\\t$http_if_none_match';
+    access_log {work}/access.log counted;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    types {{
+        video/mp4 mp4 m4v; audio/mp4 m4a; video/quicktime mov; video/3gpp 3gp;
+        video/x-flv flv; text/plain txt;
+    }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+@dataclass(frozen=True)
+class OriginHit:
+    """One line of nginx's access log."""
+
+    method: str
+    target: str
+    range: str
+    status: int
+    sent: int
+    if_none_match: str
+
+    @property
+    def path(self) -> str:
+        """The request target without its query."""
+        return self.target.split("?", 1)[0]
+
+
+class Nginx:
+    """Debian's nginx as a single foreground process serving `root`."""
+
+    def __init__(self, root: Path, work: Path) -> None:
+        self.root = root
+        self.work = work
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The origin's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start on a free port (retrying if another process took it first)."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(5):
+            self.port = free_port()
+            conf = self.work / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(work=self.work, port=self.port, root=self.root))
+            log = open(self.work / "stderr.log", "ab")  # noqa: SIM115 - owned by the child
+            self.proc = subprocess.Popen(
+                [NGINX, "-p", str(self.work), "-c", str(conf), "-e", str(self.work / "error.log")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+            log.close()
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if port_open(self.port):
+                    return
+                time.sleep(0.02)
+            stop_process(self.proc)
+            if "in use" not in tail(self.work / "error.log"):
+                break
+        raise RuntimeError(f"nginx did not start:\n{tail(self.work / 'error.log')}")
+
+    def stop(self) -> None:
+        """Stop nginx."""
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGQUIT)
+
+    def hits(self, path: str | None = None) -> list[OriginHit]:
+        """Access-log lines, all or those for one path (query ignored)."""
+        out = []
+        log = self.work / "access.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for line in text.splitlines():
+            request, range_, status, sent, inm = line.split("\t")
+            method, _, rest = request.partition(" ")
+            target = rest.rsplit(" ", 1)[0]
+            hit = OriginHit(method, target, range_, int(status), int(sent), inm)
+            if path is None or hit.path == path:
+                out.append(hit)
+        return out
+
+    def settled_hits(self, path: str, settle: float = 0.15) -> list[OriginHit]:
+        """The hits for `path` once the log has stopped growing (nginx logs after sending)."""
+        before = self.hits(path)
+        while True:
+            time.sleep(settle)
+            now = self.hits(path)
+            if now == before:
+                return now
+            before = now
+
+
+# --- the fault-injecting origin ------------------------------------------------------------
+
+
+class FaultOrigin:
+    """`python -m origins.faulty` in its own process, and its control API."""
+
+    def __init__(self, root: Path, work: Path) -> None:
+        self.root = root
+        self.work = work
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The origin's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it and read the port it chose."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        log = open(self.work / "faulty.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "origins.faulty", "--root", str(self.root)],
+            cwd=TESTS,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        log.close()
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        line = b""
+        deadline = time.monotonic() + START_TIMEOUT
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(BlockingIOError, TypeError):
+                line += self.proc.stdout.read() or b""
+            time.sleep(0.02)
+        if not line.startswith(b"PORT "):
+            stop_process(self.proc)
+            raise RuntimeError(f"fault origin did not start:\n{tail(self.work / 'faulty.log')}")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        """Stop the origin."""
+        if self.proc is not None:
+            stop_process(self.proc)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def behave(self, path: str, **spec: Any) -> None:
+        """Make `path` answer as `spec` says (see origins.faulty.Behaviour)."""
+        _json_request(f"{self.url}/_control/behave", {"path": path, **spec})
+
+    def requests(self, path: str) -> list[dict[str, Any]]:
+        """Every request `path` got so far."""
+        from urllib.parse import quote
+
+        records: list[dict[str, Any]] = _json_request(
+            f"{self.url}/_control/requests?path={quote(path)}"
+        )
+        return records
+
+
+# --- vodedge ----------------------------------------------------------------------------------
+
+# `vodedge serve` with a shorter origin read timeout. HttpOrigin takes its timeouts as
+# keyword defaults and neither the TOML file nor the flags expose them; stall tests
+# would otherwise wait 30 s each. Only the default changes, not the code path.
+LAUNCH_WITH_TIMEOUT = (
+    "import sys, vodedge.edge.origin as origin; "
+    "origin.HttpOrigin.__init__.__kwdefaults__['read_timeout'] = float(sys.argv.pop(1)); "
+    "from vodedge.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+class Vodedge:
+    """`vodedge serve --config FILE` as a subprocess, and ways to poke at it."""
+
+    def __init__(
+        self,
+        work: Path,
+        config: str,
+        *,
+        workers: int = 1,
+        cache_size: str = "1GiB",
+        origin_read_timeout: float | None = None,
+    ) -> None:
+        self.work = work
+        self.config_file = work / "vodedge.toml"
+        self.cache_dir = work / "cache"
+        self.access_log = work / "access.log"
+        self.stderr_log = work / "stderr.log"
+        self.workers = workers
+        self.cache_size = cache_size
+        self.origin_read_timeout = origin_read_timeout
+        self.port = 0
+        self.admin_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        work.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(config)
+
+    def command(self) -> list[str]:
+        """The command line that starts this server."""
+        head = vodedge_command()
+        if self.origin_read_timeout is not None:
+            head = [sys.executable, "-c", LAUNCH_WITH_TIMEOUT, str(self.origin_read_timeout)]
+        return [
+            *head, "serve", "--config", str(self.config_file),
+            "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin_port}",
+            "--workers", str(self.workers), "--cache-dir", str(self.cache_dir),
+            "--cache-size", self.cache_size, "--access-log", str(self.access_log),
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        """Start on free ports and wait until both listeners accept connections."""
+        for _attempt in range(5):
+            self.port, self.admin_port = free_port(), free_port()
+            log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
+            self.proc = subprocess.Popen(
+                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+            log.close()
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if (
+                    port_open(self.port)
+                    and port_open(self.admin_port)
+                    and len(self.worker_pids()) == self.workers
+                ):
+                    RUNNING.append(self)
+                    return
+                time.sleep(0.05)
+            stop_process(self.proc)
+            if "in use" not in tail(self.stderr_log):
+                break
+        raise RuntimeError(f"vodedge did not start:\n{tail(self.stderr_log)}")
+
+    def stop(self) -> None:
+        """SIGTERM the serve process and wait for it."""
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def restart(self) -> None:
+        """Stop and start again with the same cache and config."""
+        self.stop()
+        self.start()
+
+    @property
+    def pid(self) -> int:
+        """The serve (master) process."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes (children of the serve process)."""
+        assert self.proc is not None
+        try:
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        except OSError:
+            return []
+        return sorted(int(pid) for pid in text.split())
+
+    def log_text(self) -> str:
+        """The tail of the server's stderr, for failure messages."""
+        return tail(self.stderr_log)
+
+    # --- requests ---
+
+    def get(
+        self,
+        host: str,
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        method: str = "GET",
+        timeout: float = 30.0,
+    ) -> Reply:
+        """One request to the edge with `Host: host`."""
+        return http_request(self.port, host, path, method=method, headers=headers, timeout=timeout)
+
+    def prime(self, host: str, path: str) -> None:
+        """Get `path` into the cache (a HEAD, then until it is a HIT), whatever the first answer.
+
+        Tests of other things use this so that a miss's own bugs cannot make them flaky
+        (see test_edge_cache for those).
+        """
+        for _ in range(100):
+            if self.get(host, path, method="HEAD").header("X-Cache") == "HIT":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{host}{path} never became a cache HIT")
+
+    def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Raw bytes to the client listener; what came back."""
+        return raw_request(self.port, data, timeout)
+
+    def metrics(self) -> str:
+        """The admin listener's /metrics text."""
+        reply = http_request(self.admin_port, "127.0.0.1", "/metrics")
+        assert reply.status == 200, reply
+        return reply.body.decode()
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """Every access-log line so far, parsed as JSON (a bad line fails the test)."""
+        if not self.access_log.exists():
+            return []
+        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
+    def purge(self, *urls: str) -> subprocess.CompletedProcess[str]:
+        """`vodedge purge URL...` against this server's config and cache."""
+        return subprocess.run(
+            [*vodedge_command(), "purge", "--config", str(self.config_file),
+             "--cache-dir", str(self.cache_dir), *urls],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    def reload(self, config: str) -> None:
+        """Rewrite the config file and SIGHUP the serve process."""
+        self.config_file.write_text(config)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    # --- the cache on disk ---
+
+    @property
+    def store(self) -> Path:
+        """The cache's store directory."""
+        return self.cache_dir / "store"
+
+    def tmp_files(self) -> list[str]:
+        """What fills left in store/tmp."""
+        tmp = self.store / "tmp"
+        return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+
+    def object_files(self) -> list[Path]:
+        """Every stored object file."""
+        objects = self.store / "objects"
+        return sorted(objects.glob("*/*")) if objects.exists() else []
+
+
+@contextlib.contextmanager
+def running(server: Nginx | FaultOrigin | Vodedge) -> Iterator[Any]:
+    """Start `server`, yield it, always stop it."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def process_fds(pid: int) -> dict[str, int]:
+    """Open descriptors of `pid` by kind: file, socket, pipe, other."""
+    kinds = {"file": 0, "socket": 0, "pipe": 0, "other": 0}
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for entry in fd_dir.iterdir():
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            kinds["socket"] += 1
+        elif target.startswith("pipe:"):
+            kinds["pipe"] += 1
+        elif target.startswith("/"):
+            kinds["file"] += 1
+        else:
+            kinds["other"] += 1
+    return kinds
+
+
+def process_rss(pid: int) -> int:
+    """Resident set size of `pid` in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")

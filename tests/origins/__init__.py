@@ -1,0 +1,1 @@
+"""Origins the edge integration tests run as processes of their own."""
