@@ -139,6 +139,14 @@ def _language(payload: memoryview) -> str:
     return bytes(letters).decode("ascii")
 
 
+def _single(data: memoryview, parent: Box, kind: bytes, track_id: int) -> Box | None:
+    """The one child of this type; two would leave a second, stale sample table in outputs."""
+    found = [child for child in children(data, parent) if child.type == kind]
+    if len(found) > 1:
+        raise MalformedMedia(f"track {track_id} has {len(found)} {kind.decode('latin-1')} boxes")
+    return found[0] if found else None
+
+
 def _parse_track(data: memoryview, trak: Box) -> Track:
     kids = {child.type: child for child in reversed(children(data, trak))}
     tkhd = kids.get(b"tkhd")
@@ -166,8 +174,8 @@ def _parse_track(data: memoryview, trak: Box) -> Track:
     handler = bytes(hdlr_payload[8:12])
     mdhd_payload = data[mdhd.payload_offset : mdhd.end]
     timescale, media_duration = _read_time_fields(mdhd_payload, "mdhd")
-    minf = media.get(b"minf")
-    stbl = find(data, minf, b"stbl") if minf is not None else None
+    minf = _single(data, mdia, b"minf", track_id)
+    stbl = _single(data, minf, b"stbl", track_id) if minf is not None else None
     codec = ""
     if stbl is not None:
         stsd = find(data, stbl, b"stsd")
