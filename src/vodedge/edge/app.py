@@ -18,7 +18,7 @@ from vodedge import __version__
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
 from vodedge.edge.cache import Body, DiskCache, OriginStatus
-from vodedge.edge.delivery import abort, send_plan, stream_growing
+from vodedge.edge.delivery import SEND_TIMEOUT, abort, send_plan, stream_growing
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
 from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
@@ -130,15 +130,27 @@ class _Fetcher:
         assert last is not None
         raise last
 
-    async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
-        """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
+    async def open_range(self, start: int, end: int, etag: str | None) -> OriginResponse:
+        """A response streaming bytes `[start, end)`, refused if the object changed."""
         origin, host = self.origins[0]
         response = await origin.fetch(self.path, self.query, host=host, byte_range=(start, end))
+        wanted = f"bytes {start}-{end - 1}/"
+        problem = None
+        if response.status != 206 or not response.headers.get("Content-Range", "").startswith(
+            wanted
+        ):
+            problem = OriginError(502, "origin_range", f"a range request got {response.status}")
+        elif etag is not None and response.headers.get("ETag") not in (None, etag):
+            problem = OriginError(502, "origin_changed", "the object changed during the fill")
+        if problem is not None:
+            await response.aclose()
+            raise problem
+        return response
+
+    async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
+        """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
+        response = await self.open_range(start, end, etag)
         try:
-            if response.status != 206:
-                raise OriginError(502, "origin_range", f"a range request got {response.status}")
-            if etag is not None and response.headers.get("ETag") not in (None, etag):
-                raise OriginError(502, "origin_changed", "the object changed during the fill")
             parts = [chunk async for chunk in response.body]
         finally:
             await response.aclose()
@@ -309,7 +321,7 @@ async def _handle_domain(
             if answered is not None:
                 return (*answered, function)
             function = "plain"  # fallback = passthrough
-        return (*await _plain(request, domain, body, how, path), function)
+        return (*await _plain(request, domain, body, how, path, fetcher), function)
     except OriginError as exc:
         # Raised before any byte was sent (after that, delivery aborts instead).
         return error_response(exc.status, exc.code, exc.message), exc.status, 0, function
@@ -323,13 +335,61 @@ def _encode(args: list[tuple[str, str]]) -> str:
     return urlencode(args)
 
 
-async def _plain(request: web.Request, domain: Any, body: Body, how: str, path: str) -> Answer:
+async def _range_ahead_of_fill(
+    request: web.Request,
+    body: Body,
+    headers: CIMultiDict[str],
+    validators: Validators,
+    fetcher: _Fetcher,
+    size: int,
+) -> Answer | None:
+    """A Range far beyond what the fill has written, answered by a ranged origin
+    request (a player seeking in a cold file must not wait for the whole object)."""
+    if validators.not_modified(request) or not validators.range_applies(request):
+        return None
+    try:
+        wanted = byte_range(request, size)
+    except Unsatisfiable:
+        return None
+    if wanted is None or wanted[0] < body.available + FAR_READ:
+        return None
+    upstream = await fetcher.open_range(wanted[0], wanted[1], body.meta.etag)
+    if validators.etag:
+        headers["ETag"] = validators.etag
+    headers["Content-Range"] = f"bytes {wanted[0]}-{wanted[1] - 1}/{size}"
+    response = web.StreamResponse(status=206, headers=headers)
+    response.content_length = wanted[1] - wanted[0]
+    sent = 0
+    try:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            async for chunk in upstream.body:
+                chunk = chunk[: response.content_length - sent]
+                await asyncio.wait_for(response.write(chunk), SEND_TIMEOUT)
+                sent += len(chunk)
+        if sent != (0 if request.method == "HEAD" else response.content_length):
+            raise OriginError(502, "origin_short", "the origin's range ended early")
+        await response.write_eof()
+    except (OriginError, OSError, TimeoutError):
+        abort(request)
+    finally:
+        await upstream.aclose()
+    return response, 206, sent
+
+
+async def _plain(
+    request: web.Request, domain: Any, body: Body, how: str, path: str, fetcher: _Fetcher
+) -> Answer:
     headers = _cache_headers(body, how)
     headers["Content-Type"] = (
         body.meta.content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
     )
     validators = Validators(body.meta.etag, body.meta.last_modified)
     size = body.size
+    if size is not None and not body.complete and body.meta.ranges:
+        answer = await _range_ahead_of_fill(request, body, headers, validators, fetcher, size)
+        if answer is not None:
+            return answer
     if size is None:
         if validators.etag:
             headers["ETag"] = validators.etag
