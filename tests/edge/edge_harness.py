@@ -141,6 +141,99 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
         return b"".join(chunks)
 
 
+class RawClient:
+    """One request on a raw socket, read at the test's pace (to stop midway, or time bytes)."""
+
+    def __init__(self, port: int, host: str, path: str, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        self.started = time.monotonic()
+        self.buffer = b""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+
+    def read_head(self) -> dict[str, str]:
+        """Read the status line and headers (lower-cased names); body bytes stay buffered."""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"closed before the headers: {self.buffer[:200]!r}")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers[name.strip().lower()] = value.strip()
+        return self.headers
+
+    def read_body(self, at_least: int) -> bytes:
+        """Body bytes until `at_least` have come (or the connection closed)."""
+        while len(self.buffer) < at_least:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buffer += chunk
+        return self.buffer
+
+    def read_to_end(self) -> tuple[bytes, bool]:
+        """The rest of the body; False if the connection broke (reset or timeout) first."""
+        try:
+            while chunk := self.sock.recv(65536):
+                self.buffer += chunk
+        except (ConnectionError, TimeoutError):
+            return self.buffer, False
+        return self.buffer, True
+
+    def close(self) -> None:
+        """Hang up."""
+        self.sock.close()
+
+
+async def _aio_get(
+    session: Any, port: int, host: str, path: str, headers: Mapping[str, str]
+) -> Reply:
+    import aiohttp
+
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{port}{path}"
+    async with session.get(url, headers={"Host": host, **headers}) as response:
+        complete = True
+        try:
+            body = await response.read()
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
+            body, complete = b"", False
+        message = HTTPMessage()
+        for name, value in response.headers.items():
+            message[name] = value
+        return Reply(response.status, message, body, complete, time.monotonic() - started)
+
+
+def concurrent_gets(
+    port: int,
+    requests: list[tuple[str, str, Mapping[str, str]]],
+    timeout: float = 20.0,
+) -> list[Reply]:
+    """(host, path, headers) requests all at once, each on its own connection."""
+    import asyncio
+
+    import aiohttp
+
+    async def run() -> list[Reply]:
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=client_timeout, auto_decompress=False
+        ) as session:
+            return await asyncio.gather(
+                *(_aio_get(session, port, h, p, hd) for h, p, hd in requests)
+            )
+
+    return asyncio.run(run())
+
+
 def _json_request(url: str, body: Any | None = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST")
@@ -249,6 +342,8 @@ class Nginx:
             request, range_, status, sent, inm = line.split("\t")
             method, _, rest = request.partition(" ")
             target = rest.rsplit(" ", 1)[0]
+            # nginx logs an absent header as "-".
+            range_, inm = ("" if v == "-" else v for v in (range_, inm))
             hit = OriginHit(method, target, range_, int(status), int(sent), inm)
             if path is None or hit.path == path:
                 out.append(hit)
@@ -319,6 +414,15 @@ class FaultOrigin:
     def behave(self, path: str, **spec: Any) -> None:
         """Make `path` answer as `spec` says (see origins.faulty.Behaviour)."""
         _json_request(f"{self.url}/_control/behave", {"path": path, **spec})
+
+    def wait_filled(self, path: str, count: int = 1, timeout: float = 15.0) -> None:
+        """Wait until `count` whole-object requests of `path` have been answered in full."""
+
+        def done() -> bool:
+            records = self.requests(path)
+            return sum(1 for r in records if r["completed"] and r["range"] is None) >= count
+
+        wait_until(done, timeout, f"{count} complete origin response(s) for {path}")
 
     def requests(self, path: str) -> list[dict[str, Any]]:
         """Every request `path` got so far."""
