@@ -220,8 +220,11 @@ async def _answer(
         if how.range_delay:
             await asyncio.sleep(how.range_delay)
         status, (start, end) = 206, wanted
-        end = min(end + how.range_extra, len(body))
-        headers["Content-Range"] = f"bytes {start}-{wanted[1] - 1}/{len(body)}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
+        if how.range_extra:
+            # More than the Content-Range says: the bytes after it, then filler past the end.
+            body = body + b"\0" * how.range_extra
+            end += how.range_extra
     record.status = status
     response = web.StreamResponse(status=status, headers=headers)
     if how.chunked:
