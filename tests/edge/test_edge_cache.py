@@ -36,12 +36,6 @@ def _publish(origins: Origins, name: str, sample: str = "talk.mp4") -> tuple[str
 # --- misses --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DiskCache._join dups progress.fd after wait_meta, but a fill whose whole body "
-    "was already buffered finishes (and _fill_or_follow closes fd, sets -1) before the "
-    "joiner resumes: os.dup(-1) -> EBADF -> 500 for the first client of a small object",
-)
 def test_a_miss_of_a_small_object_is_served(edge: Vodedge, origins: Origins) -> None:
     """The first client of a 3 kB object gets it (not a 500)."""
     data = os.urandom(3000)
@@ -52,13 +46,6 @@ def test_a_miss_of_a_small_object_is_served(edge: Vodedge, origins: Origins) -> 
 
 
 @pytest.mark.parametrize("how", ["audio_only", "range"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers of a growing object share the fill's file offset (os.dup) and "
-    "loop.sendfile lseeks it to the end of each span sent; the fill's os.write then lands "
-    "there, overwriting bytes: the client hangs on a short/corrupt body and the stored "
-    "object is wrong (fill should use os.pwrite at progress.written)",
-)
 def test_a_miss_served_while_filling_gets_the_origins_bytes(
     edge: Vodedge, origins: Origins, tmp_path: Path, how: str
 ) -> None:
@@ -284,12 +271,6 @@ def _part_holders(server: Vodedge) -> dict[int, str]:
     return roles
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after following a fill whose filler died, _fill_or_follow reuses the Progress: "
-    "_fill starts counting at the followed size (its own fill aborts with origin_overrun) "
-    "and overwrites progress.fd without closing the followed descriptor (an fd leak)",
-)
 def test_kill_9_of_the_filler_while_another_worker_follows(
     origins: Origins, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -179,7 +179,12 @@ class _SourceReader:
         end = min(offset + length, size)
         if not (self.window_start <= offset and end <= self.window_start + len(self.window)):
             fetch_end = min(max(end, offset + RANGE_WINDOW), size)
-            self.window = await self.fetcher.ranged(offset, fetch_end, body.meta.etag)
+            try:
+                self.window = await self.fetcher.ranged(offset, fetch_end, body.meta.etag)
+            except OriginError as exc:
+                if exc.code == "origin_changed":
+                    body.discard(exc)  # the fill holds a version that no longer exists
+                raise
             self.window_start = offset
         at = offset - self.window_start
         return self.window[at : at + (end - offset)]

@@ -67,6 +67,8 @@ class Progress:
         self.meta: ObjectMeta | None = None
         self.path: Path | None = None
         self.fd = -1  # readable descriptor of the growing file; readers dup it
+        self.joining = 0  # readers between finding this fill and dup-ing its descriptor
+        self.task_done = False
         self.written = 0
         self.total: int | None = None
         self.done = False
@@ -149,6 +151,11 @@ class Body:
         """Wait until bytes `[0, end)` can be read."""
         if self.progress is not None:
             await self.progress.wait_for(end)
+
+    def discard(self, error: Exception) -> None:
+        """Fail the fill this body follows (its origin object changed): not stored."""
+        if self.progress is not None:
+            self.progress.fail(error)
 
     async def wait_beyond(self, offset: int) -> None:
         """Wait until more than `offset` bytes are readable or the object is complete."""
@@ -341,10 +348,16 @@ class DiskCache:
         return "EXPIRED", await self._join(progress)
 
     async def _join(self, progress: Progress) -> Body:
-        meta = await progress.wait_meta()
-        # The growing file may be renamed or unlinked at any moment, so share
-        # the fill's descriptor rather than opening by name.
-        fd = os.dup(progress.fd)
+        # The growing file may be renamed or unlinked at any moment, so readers
+        # share the fill's descriptor rather than open by name; it stays open until
+        # every reader that found the fill has its own copy.
+        progress.joining += 1
+        try:
+            meta = await progress.wait_meta()
+            fd = os.dup(progress.fd)
+        finally:
+            progress.joining -= 1
+            self._release(progress)
         if progress.done and progress.error is None:
             return Body(meta, fd, None)
         return Body(meta, fd, progress)
@@ -380,16 +393,31 @@ class DiskCache:
                         return
                 if await self._follow(progress, digest):
                     return
-                # The other process's fill failed; try to fill ourselves.
+                if progress.meta is not None:
+                    # Readers already have bytes of the failed fill: they must see an
+                    # error, never a different version continuing where it stopped.
+                    # The object still gets stored, by a fill of our own.
+                    del self._fills[progress.key]
+                    self._start(progress.key, fetch, domain_ttl, None)
+                    raise OriginError(502, "fill_failed", "the worker filling this object died")
+                if progress.fd >= 0:
+                    os.close(progress.fd)
+                    progress.fd = -1
             progress.fail(OriginError(502, "fill_failed", "could not fill the object"))
         except Exception as exc:
             progress.fail(exc)
         finally:
             if self._fills.get(progress.key) is progress:
                 del self._fills[progress.key]
-            if progress.fd >= 0:
-                os.close(progress.fd)
-                progress.fd = -1
+            progress.task_done = True
+            self._release(progress)
+
+    @staticmethod
+    def _release(progress: Progress) -> None:
+        """Close the fill's descriptor once the fill is over and no reader still needs it."""
+        if progress.task_done and progress.joining == 0 and progress.fd >= 0:
+            os.close(progress.fd)
+            progress.fd = -1
 
     async def _fill(
         self,
@@ -425,13 +453,21 @@ class DiskCache:
             progress.meta = meta
             progress.notify()
             async for chunk in response.body:
+                if progress.error is not None:
+                    raise progress.error  # discarded meanwhile (the object changed)
                 if total is not None and progress.written + len(chunk) > total:
                     raise OriginError(502, "origin_overrun", "the origin sent more than it said")
+                # pwrite: readers share this descriptor, and sendfile moves its offset.
                 view = memoryview(chunk)
+                position = progress.written
                 while view:
-                    view = view[os.write(fd, view) :]
+                    done = os.pwrite(fd, view, position)
+                    view = view[done:]
+                    position += done
                 progress.written += len(chunk)
                 progress.notify()
+            if progress.error is not None:
+                raise progress.error
             if total is not None and progress.written != total:
                 raise OriginError(
                     502, "origin_short", f"the origin sent {progress.written} of {total} bytes"

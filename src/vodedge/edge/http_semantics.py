@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,6 +49,9 @@ class Validators:
         return self.last_modified is not None and if_range == self.last_modified
 
 
+_ZERO_SUFFIX = re.compile(r"bytes=-0+", re.IGNORECASE)
+
+
 class Unsatisfiable(Exception):
     """The requested range lies outside the representation."""
 
@@ -57,8 +61,11 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
 
     A malformed or multi-range header is ignored, as RFC 9110 allows.
     """
-    if "Range" not in request.headers:
+    header = request.headers.get("Range")
+    if header is None:
         return None
+    if _ZERO_SUFFIX.fullmatch(header.strip()):
+        raise Unsatisfiable  # aiohttp reads "bytes=-0" as "from 0": it asks for nothing
     try:
         wanted = request.http_range
     except ValueError:
