@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from edge_config import RATE, SPLIT, Origins, domain, domains
-from edge_harness import Vodedge, running, wait_until
+from edge_harness import Vodedge, catches_sighup, running, wait_until
 from edge_media import SAMPLES
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -68,22 +68,12 @@ def test_ip_black_list(edge: Vodedge, origins: Origins) -> None:
     assert edge.get("video.test", path, method="HEAD").status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the edge answers every IP-list refusal with 403; it never reads "
-    "domain.ip_acl.status (customize_response_status_code)",
-)
 def test_ip_black_list_custom_status(edge: Vodedge, origins: Origins) -> None:
     """customize_response_status_code = 451: a refused client gets 451."""
     path = origins.media.add(SAMPLES / "talk.mp4", "functions/ip-451.mp4")
     assert edge.get("status.test", path).status == 451
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ip_acl_xfwd defaults to on (check X-Forwarded-For's first address) but the edge "
-    "passes only request.remote to domain.ip_allowed",
-)
 def test_ip_black_list_reads_x_forwarded_for(edge: Vodedge, origins: Origins) -> None:
     """With ip_acl_xfwd on, a listed address in X-Forwarded-For is refused."""
     path = origins.media.add(SAMPLES / "talk.mp4", "functions/ip-xff.mp4")
@@ -111,11 +101,6 @@ def test_limit_rate_holds_a_response_to_the_rate(edge: Vodedge, origins: Origins
     assert slow.elapsed < floor + 8, slow.elapsed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Domain.rate_limit calls rate_for({}, start_hour): the request's query is never "
-    "passed, so traffic_limit_arg (?rate=N) is ignored (and so are the limit's hours)",
-)
 def test_limit_rate_from_the_query(edge: Vodedge, origins: Origins) -> None:
     """traffic_limit_arg: ?rate=100 holds a 300 kB body to 100 KiB/s (about 2.2 s)."""
     data = os.urandom(300_000)
@@ -185,6 +170,46 @@ def test_sighup_reloads_the_config(reloadable: Vodedge, origins: Origins, talk: 
     os.kill(server.pid, signal.SIGHUP)  # a second signal on the same broken file
     time.sleep(0.3)
     assert server.worker_pids() == pids
+
+
+def test_sighup_while_workers_start_kills_no_worker(
+    origins: Origins, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A reload that arrives while the workers are still starting leaves them running."""
+    server = Vodedge(tmp_path_factory.mktemp("vodedge-early-hup"), domains(origins), workers=2)
+    server.launch()
+    try:
+        wait_until(lambda: len(server.worker_pids()) == 2, 10, "two workers", interval=0.002)
+        first = server.worker_pids()
+        wait_until(lambda: catches_sighup(server.pid), 10, "the master's SIGHUP handler")
+        os.kill(server.pid, signal.SIGHUP)
+        wait_until(server.workers_ready, 10, "the workers to be ready")
+        time.sleep(1.0)  # the master would notice a dead worker within 0.5 s
+        assert "exited" not in server.log_text(), server.log_text()
+        assert server.worker_pids() == first
+    finally:
+        server.stop()
+
+
+def test_a_worker_restarted_while_the_config_is_broken_still_serves(
+    origins: Origins, tmp_path_factory: pytest.TempPathFactory, talk: str
+) -> None:
+    """A worker that crashes after a refused reload comes back with the config in force."""
+    work = tmp_path_factory.mktemp("vodedge-broken-restart")
+    with running(Vodedge(work, domains(origins), workers=2)) as server:
+        server.reload("this is [not valid toml\n")
+        wait_until(lambda: "not reloaded" in server.log_text(), 5, "the refusal")
+        victim = server.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: victim not in server.worker_pids() and server.workers_ready(),
+            5,
+            "a new worker to start",
+        )
+        survivors = server.worker_pids()
+        assert _all_answer(server, "video.test", talk, 200)
+        time.sleep(1.0)
+        assert server.worker_pids() == survivors, server.log_text()
 
 
 # --- observability -------------------------------------------------------------------------

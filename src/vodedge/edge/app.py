@@ -18,7 +18,7 @@ from vodedge import __version__
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
 from vodedge.edge.cache import Body, DiskCache, OriginStatus
-from vodedge.edge.delivery import SEND_TIMEOUT, abort, send_plan, stream_growing
+from vodedge.edge.delivery import SEND_TIMEOUT, Pacer, abort, send_plan, stream_growing
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
 from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
@@ -95,6 +95,36 @@ def error_response(status: int, code: str, message: str) -> web.Response:
         text=message.replace("\n", " ") + "\n",
         headers={"X-Vodedge-Error": code, "Via": VIA, "Cache-Control": "no-store"},
     )
+
+
+def _pacer(domain: Any, request: web.Request) -> Pacer | None:
+    """The limit_rate pacing of this request (its query may set the rate), or None."""
+    config = domain.rate_limit_config
+    if config is None:
+        return None
+    rate = config.rate_for(request.query, time.localtime().tm_hour)
+    return None if rate is None else Pacer(rate, config.after or 0)
+
+
+def _ip_refusal(domain: Any, request: web.Request) -> int | None:
+    """The status refusing this client by the domain's IP list, None when allowed.
+
+    Which addresses count follows ip_acl_xfwd: the first X-Forwarded-For
+    address (on, the default), the connection's (off), or every one (all).
+    """
+    acl = domain.ip_acl
+    if acl is None:
+        return None
+    remote = request.remote or ""
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    forwarded = [a for a in forwarded if a]
+    if acl.xfwd == "off" or not forwarded:
+        addresses = [remote]
+    elif acl.xfwd == "on":
+        addresses = forwarded[:1]
+    else:
+        addresses = [remote, *forwarded]
+    return None if all(acl.allows(a) for a in addresses) else int(acl.status)
 
 
 def _bad_path(path: str) -> bool:
@@ -213,7 +243,7 @@ async def _respond_plan(
     body: Body,
     headers: CIMultiDict[str],
     validators: Validators,
-    rate: int | None,
+    pacer: Pacer | None,
 ) -> Answer:
     """Send `plan` with conditional and Range handling."""
     if validators.etag:
@@ -231,7 +261,7 @@ async def _respond_plan(
         headers["Content-Range"] = f"bytes {wanted[0]}-{wanted[1] - 1}/{plan.size}"
         plan = plan.slice(*wanted)
     response = web.StreamResponse(status=status, headers=headers)
-    sent = await send_plan(request, response, plan, body, rate)
+    sent = await send_plan(request, response, plan, body, pacer)
     return response, status, sent
 
 
@@ -288,8 +318,10 @@ async def _handle_domain(
     path = request.path
     if _bad_path(path):
         return error_response(400, "bad_path", "the path is not acceptable"), 400, 0, "plain"
-    if not domain.ip_allowed(request.remote or ""):
-        return error_response(403, "ip_denied", "your address may not fetch this"), 403, 0, "plain"
+    refused = _ip_refusal(domain, request)
+    if refused is not None:
+        denied = error_response(refused, "ip_denied", "your address may not fetch this")
+        return denied, refused, 0, "plain"
     if not domain.referer_allowed(request.headers.get("Referer")):
         return (
             error_response(403, "referer_denied", "this referer may not fetch this"),
@@ -402,7 +434,7 @@ async def _plain(
         response = web.StreamResponse(status=200, headers=headers)
         return response, 200, await stream_growing(request, response, body)
     return await _respond_plan(
-        request, Plan([Span(0, size)]), body, headers, validators, domain.rate_limit
+        request, Plan([Span(0, size)]), body, headers, validators, _pacer(domain, request)
     )
 
 
@@ -434,7 +466,7 @@ async def _transformed(
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
     if transform.audio_only and body.size:
         metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
-    return await _respond_plan(request, plan, body, headers, validators, domain.rate_limit)
+    return await _respond_plan(request, plan, body, headers, validators, _pacer(domain, request))
 
 
 def _can_stream_flv(request: web.Request, transform: Transform) -> bool:

@@ -22,10 +22,12 @@ SEND_TIMEOUT = 60.0
 
 
 class Pacer:
-    """Holds a response to `rate` bytes per second (the `limit_rate` function)."""
+    """Holds a response to `rate` bytes per second after its first `free` bytes (the
+    `limit_rate` function)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, free: int = 0) -> None:
         self.rate = rate
+        self.free = free
         self.started = time.monotonic()
         self.sent = 0
 
@@ -37,7 +39,10 @@ class Pacer:
     async def pace(self, sent: int) -> None:
         """Account for `sent` bytes and sleep until the rate allows more."""
         self.sent += sent
-        ahead = self.sent / self.rate - (time.monotonic() - self.started)
+        if self.sent <= self.free:
+            self.started = time.monotonic()  # the clock starts after the free prefix
+            return
+        ahead = (self.sent - self.free) / self.rate - (time.monotonic() - self.started)
         if ahead > 0:
             await asyncio.sleep(ahead)
 
@@ -83,7 +88,7 @@ async def send_plan(
     response: web.StreamResponse,
     plan: Plan,
     body: Body,
-    rate: int | None = None,
+    pacer: Pacer | None = None,
 ) -> int:
     """Prepare `response` (its headers set) and send the plan; bytes of body sent.
 
@@ -96,7 +101,6 @@ async def send_plan(
     if request.method == "HEAD":
         await response.write_eof()
         return 0
-    pacer = Pacer(rate) if rate else None
     sent = 0
     file = open(body.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd owned by body
     try:

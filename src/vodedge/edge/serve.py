@@ -32,6 +32,9 @@ class ServeOptions:
     access_log: str | None  # a path, "-" for stdout, None for off
     loop: str = "asyncio"  # or "uvloop"
     ready: Callable[[], None] | None = None
+    # The last configuration that loaded: the master keeps it current, and workers
+    # (re)started later inherit it through fork even while the file is broken.
+    config: Any = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -69,7 +72,7 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
     from vodedge.edge.cache import DiskCache
 
     accesslog.configure(_open_access_log(options.access_log))
-    edge = Edge(options.load_config(), DiskCache(options.cache_dir / "store", options.cache_size))
+    edge = Edge(options.config, DiskCache(options.cache_dir / "store", options.cache_size))
     runner = web.AppRunner(make_app(edge), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.SockSite(runner, sock, shutdown_timeout=5.0)
@@ -86,6 +89,8 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
             sys.stderr.write(f"vodedge: worker {index}: config not reloaded: {exc}\n")
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # A reload asked for while we started was held back (see serve): take it now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), ACCESS_FLUSH_SECONDS)
@@ -136,7 +141,10 @@ def serve(options: ServeOptions) -> int:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from vodedge.edge.cache import DiskCache
 
-    options.load_config()  # refuse a bad config before anything listens
+    # SIGHUP's default action kills: hold it back until handlers are in place (the
+    # mask is inherited by the workers, which release it once they can reload).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    options.config = options.load_config()  # refuse a bad config before anything listens
     store = options.cache_dir / "store"
     recovering = DiskCache(store, options.cache_size)
     recovering.recover()
@@ -166,11 +174,17 @@ async def _supervise(
         loop.add_signal_handler(sig, stop.set)
 
     def forward_hup() -> None:
+        try:
+            options.config = options.load_config()
+        except Exception as exc:  # the workers keep serving the last good configuration
+            sys.stderr.write(f"vodedge: config not reloaded: {exc}\n")
+            return
         for process in workers.values():
             if process.pid is not None:
                 os.kill(process.pid, signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
     admin = await _admin(options.admin) if options.admin else None
     if options.ready is not None:
         options.ready()
