@@ -484,22 +484,23 @@ class Vodedge:
             "--cache-size", self.cache_size, "--access-log", str(self.access_log),
         ]  # fmt: skip
 
+    def launch(self) -> None:
+        """Start the serve process on free ports, without waiting for it."""
+        self.port, self.admin_port = free_port(), free_port()
+        log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        log.close()
+
     def start(self) -> None:
-        """Start on free ports and wait until both listeners accept connections."""
+        """Start on free ports and wait until the listeners and every worker are up."""
         for _attempt in range(5):
-            self.port, self.admin_port = free_port(), free_port()
-            log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
-            self.proc = subprocess.Popen(
-                self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-            log.close()
+            self.launch()
+            assert self.proc is not None
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
-                if (
-                    port_open(self.port)
-                    and port_open(self.admin_port)
-                    and len(self.worker_pids()) == self.workers
-                ):
+                if port_open(self.port) and port_open(self.admin_port) and self.workers_ready():
                     RUNNING.append(self)
                     return
                 time.sleep(0.05)
@@ -534,6 +535,20 @@ class Vodedge:
         except OSError:
             return []
         return sorted(int(pid) for pid in text.split())
+
+    def workers_ready(self) -> bool:
+        """Every worker is up: it holds the cache index open and catches SIGHUP.
+
+        The master listens before any worker runs, so an open port proves nothing. A
+        worker opens the index once its config is loaded and sets up its SIGHUP handler
+        after it starts serving (workers the master restarts inherit its handler, hence
+        the index too).
+        """
+        pids = self.worker_pids()
+        index = str(self.store / "index.sqlite")
+        return len(pids) == self.workers and all(
+            catches_sighup(pid) and index in open_files(pid) for pid in pids
+        )
 
     def log_text(self) -> str:
         """The tail of the server's stderr, for failure messages."""
@@ -621,6 +636,28 @@ def running(server: Nginx | FaultOrigin | Vodedge) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+def catches_sighup(pid: int) -> bool:
+    """Whether `pid` has a SIGHUP handler installed (SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+def open_files(pid: int) -> list[str]:
+    """The paths `pid` has open."""
+    out = []
+    with contextlib.suppress(OSError):
+        for entry in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                out.append(os.readlink(entry))
+    return out
 
 
 def process_fds(pid: int) -> dict[str, int]:
