@@ -258,10 +258,12 @@ class Section:
     inputs: list[str]
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    # The code measured: sections run separately may measure different commits.
+    commit: str = field(default_factory=lambda: machine_info()["vodedge"])
 
     def print(self) -> None:
         """A readable table on stdout."""
-        print(f"\n== {self.title}")
+        print(f"\n== {self.title}  (vodedge {self.commit})")
         for line in self.inputs:
             print(f"   input: {line}")
         headers = ("tool", "median", "ratio", "detail")
@@ -307,6 +309,7 @@ def write_markdown() -> Path:
         parts.append(f"### {section.title}")
         parts.append("")
         parts += [f"Input: {line}  " for line in section.inputs]
+        parts.append(f"vodedge: {section.commit}")
         parts.append("")
         parts.append("| tool | median | ratio | command |")
         parts.append("|---|---:|---:|---|")
