@@ -49,7 +49,9 @@ events {{
 http {{
     access_log off;
     sendfile on;
-    tcp_nopush on;
+    # nginx's default; `on` corks small responses and costs a 40 ms delayed
+    # ACK on some of them over loopback (p99 42 ms, a third of the req/s).
+    tcp_nopush off;
     keepalive_requests 1000000;
     client_body_temp_path {workdir}/body;
     proxy_temp_path {workdir}/proxy;
