@@ -20,23 +20,33 @@ class Origins:
     media: MediaDir  # what nginx and the fault origin serve
 
 
-def _function(name: str, **args: str) -> str:
+def function(name: str, **args: str) -> str:
+    """One [[domain.function]] table."""
     pairs = ", ".join(f'{key} = "{value}"' for key, value in args.items())
     return f'[[domain.function]]\nname = "{name}"\nargs = {{ {pairs} }}\n'
 
 
-def domain(name: str, origin: str, *functions: str, fallback: str | None = None) -> str:
-    """One [[domain]] table."""
-    head = f'[[domain]]\nname = "{name}"\norigins = ["{origin}"]\n'
+def domain(
+    name: str,
+    origin: str,
+    *functions: str,
+    fallback: str | None = None,
+    enabled: bool = True,
+    origins: str | None = None,
+) -> str:
+    """One [[domain]] table; `origins` (a TOML array) replaces the single `origin`."""
+    head = f'[[domain]]\nname = "{name}"\norigins = {origins or f"""["{origin}"]"""}\n'
     if fallback is not None:
         head += f'fallback = "{fallback}"\n'
+    if not enabled:
+        head += "enabled = false\n"
     return head + "".join(functions) + "\n"
 
 
-SPLIT = _function("ali_video_split", enable="on")
-SEEK = _function("video_seek", enable="on")
+SPLIT = function("ali_video_split", enable="on")
+SEEK = function("video_seek", enable="on")
 # Custom parameter names, and FLV seeking in seconds.
-CUSTOM_SEEK = _function(
+CUSTOM_SEEK = function(
     "video_seek",
     enable="on",
     flv_seek_by_time="on",
@@ -63,23 +73,23 @@ def domains(origins: Origins, extra: str = "") -> str:
             domain(
                 "referer.test",
                 nginx,
-                _function("referer_white_list_set", refer_domain_allow_list="good.example"),
+                function("referer_white_list_set", refer_domain_allow_list="good.example"),
             ),
-            domain("blocked.test", nginx, _function("ip_black_list_set", ip_list="127.0.0.1")),
+            domain("blocked.test", nginx, function("ip_black_list_set", ip_list="127.0.0.1")),
             domain(
                 "status.test",
                 nginx,
-                _function(
+                function(
                     "ip_black_list_set", ip_list="127.0.0.1", customize_response_status_code="451"
                 ),
             ),
-            domain("xff.test", nginx, _function("ip_black_list_set", ip_list="203.0.113.7")),
-            domain("slow.test", nginx, _function("limit_rate", ali_limit_rate="256k")),
+            domain("xff.test", nginx, function("ip_black_list_set", ip_list="203.0.113.7")),
+            domain("slow.test", nginx, function("limit_rate", ali_limit_rate="256k")),
             domain(
                 "rate-arg.test",
                 nginx,
                 # No default limit; ?rate=N asks for N KiB/s.
-                _function(
+                function(
                     "limit_rate",
                     ali_limit_rate="0k",
                     traffic_limit_arg="rate",
@@ -89,14 +99,14 @@ def domains(origins: Origins, extra: str = "") -> str:
             domain(
                 "hashkey.test",
                 fault,
-                _function("set_hashkey_args", hashkey_args="v", disable="on", keep_oss_args="on"),
+                function("set_hashkey_args", hashkey_args="v", disable="on", keep_oss_args="on"),
             ),
             domain(
                 "preview.test",
                 nginx,
                 SPLIT,
                 SEEK,
-                _function("ali_video_preview", enable="on", ali_video_preview_argument=PREVIEW_ARG),
+                function("ali_video_preview", enable="on", ali_video_preview_argument=PREVIEW_ARG),
             ),
             extra,
         ]

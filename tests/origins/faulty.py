@@ -44,6 +44,7 @@ class Behaviour:
     location: str | None = None  # for 3xx
     source: str | None = None  # serve this file (relative to the root) instead
     size: int | None = None  # serve `payload(path, size)` instead of a file
+    by_host: bool = False  # with `size`: `payload(host + path, size)`, a body per Host
     etag: str = "content"  # "content": a hash of the body; "flip": new per request; "none"
     last_modified: str | None = FIXED_DATE
     cache_control: str | None = None
@@ -94,9 +95,9 @@ class State:
 STATE: web.AppKey[State] = web.AppKey("state", State)
 
 
-def _body(state: State, path: str, how: Behaviour) -> bytes | None:
+def _body(state: State, path: str, how: Behaviour, host: str) -> bytes | None:
     if how.size is not None:
-        return payload(path, how.size)
+        return payload(host + path if how.by_host else path, how.size)
     relative = (how.source or path).lstrip("/")
     file = (state.root / relative).resolve()
     if state.root not in file.parents or not file.is_file():
@@ -189,7 +190,7 @@ async def _answer(
         headers = {"Location": how.location} if how.location else {}
         record.completed = True
         return web.Response(status=how.status, text=f"status {how.status}\n", headers=headers)
-    body = _body(state, path, how)
+    body = _body(state, path, how, request.headers.get("Host", ""))
     if body is None:
         record.status = 404
         record.completed = True
