@@ -569,11 +569,7 @@ class Vodedge:
         return http_request(self.port, host, path, method=method, headers=headers, timeout=timeout)
 
     def prime(self, host: str, path: str) -> None:
-        """Get `path` into the cache (a HEAD, then until it is a HIT), whatever the first answer.
-
-        Tests of other things use this so that a miss's own bugs cannot make them flaky
-        (see test_edge_cache for those).
-        """
+        """Get `path` into the cache: HEAD it until it is a HIT (the first one fills it)."""
         for _ in range(100):
             if self.get(host, path, method="HEAD").header("X-Cache") == "HIT":
                 return
