@@ -31,6 +31,9 @@ SERVER = f"vodedge/{__version__}"
 # (a tail moov), instead of waiting for the fill to get there.
 FAR_READ = 1 << 20
 RANGE_WINDOW = 256 << 10
+# Outputs of this many pieces or more are stored as renditions once built: a warm
+# request then costs one sendfile, not one per audio chunk.
+RENDITION_MIN_PIECES = 64
 
 MEDIA_STATUS = {
     "invalid_seek": 400,
@@ -128,7 +131,7 @@ def _ip_refusal(domain: Any, request: web.Request) -> int | None:
 
 
 def _bad_path(path: str) -> bool:
-    if not path.startswith("/") or "\0" in path or "\\" in path:
+    if not path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
         return True
     return any(segment in (".", "..") for segment in path.split("/"))
 
@@ -221,7 +224,7 @@ class _SourceReader:
 
 
 def _transformed_etag(body: Body, transform: Transform) -> str:
-    base = body.meta.etag or body.meta.version
+    base = body.meta.etag or body.version
     digest = hashlib.blake2s(f"{base}|{transform.tag()}".encode(), digest_size=10).hexdigest()
     return f'"{digest}"'
 
@@ -466,7 +469,21 @@ async def _transformed(
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
     if transform.audio_only and body.size:
         metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
-    return await _respond_plan(request, plan, body, headers, validators, _pacer(domain, request))
+    pacer = _pacer(domain, request)
+    if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
+        return await _respond_plan(request, plan, body, headers, validators, pacer)
+    tag = hashlib.blake2s(f"{body.version}|{transform.tag()}".encode(), digest_size=12).hexdigest()
+    rendered = edge.cache.open_rendition(key, tag)
+    if rendered is None or rendered.meta.size != plan.size:
+        if rendered is not None:
+            rendered.close()
+        edge.cache.store_rendition(key, tag, plan, body)
+        return await _respond_plan(request, plan, body, headers, validators, pacer)
+    try:
+        whole = Plan([Span(0, plan.size)])
+        return await _respond_plan(request, whole, rendered, headers, validators, pacer)
+    finally:
+        rendered.close()
 
 
 def _can_stream_flv(request: web.Request, transform: Transform) -> bool:

@@ -26,9 +26,14 @@ from vodedge.edge import metrics
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
 from vodedge.edge.freshness import storable, ttl_for
 from vodedge.edge.origin import OriginError, OriginResponse
+from vodedge.media.plan import Plan
+from vodedge.planfile import write_plan_file
 
 Fetch = Callable[[Mapping[str, str] | None], Awaitable[OriginResponse]]
 
+# Renditions (a transform's output stored as one file) are keyed by the object's key,
+# this separator (control characters never reach keys: such paths are refused) and a tag.
+RENDITION = "\x1frendition:"
 FOLLOW_POLL = 0.005
 FOLLOW_META_TIMEOUT = 60.0
 PASSTHROUGH_STATUSES = frozenset({301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 410, 451})
@@ -57,6 +62,16 @@ def _meta_from(key: str, response: OriginResponse, size: int, ttl: int, now: flo
         origin_age=int(age) if age.isdigit() else 0,
         ranges=headers.get("Accept-Ranges", "").lower() == "bytes",
     )
+
+
+def _write_rendition(plan: Plan, src: int, path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        write_plan_file(plan, src, fd)
+        if os.fstat(fd).st_size != plan.size:
+            raise OSError(f"a rendition came out at {os.fstat(fd).st_size} of {plan.size} bytes")
+    finally:
+        os.close(fd)
 
 
 class Progress:
@@ -123,10 +138,16 @@ class Progress:
 class Body:
     """One reader's handle on an object version: a file descriptor and its readiness."""
 
-    def __init__(self, meta: ObjectMeta, fd: int, progress: Progress | None) -> None:
+    def __init__(
+        self, meta: ObjectMeta, fd: int, progress: Progress | None, file: Path | None
+    ) -> None:
         self.meta = meta
         self.fd = fd
         self.progress = progress
+        # What tells this fill of the object from any other (memoised plans and
+        # renditions): the stored file's name, whose token a fill keeps from its
+        # temporary file to its final place, and which revalidation leaves alone.
+        self.version = "" if file is None else file.name.removesuffix(".part")
 
     @property
     def size(self) -> int | None:
@@ -198,6 +219,7 @@ class DiskCache:
         self._fills: dict[str, Progress] = {}
         self._accesses: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rendering: set[str] = set()
 
     # --- start-up and housekeeping -------------------------------------------------
 
@@ -235,15 +257,17 @@ class DiskCache:
             self.index.touch(accesses)
 
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
-        """Drop one object or every object under a prefix; how many were dropped."""
-        files = (
-            self.index.delete_prefix(key_or_prefix)
-            if prefix
-            else [f for f in [self.index.delete(key_or_prefix)] if f is not None]
-        )
-        for file in files:
+        """Drop one object (and its renditions) or every object under a prefix; how
+        many objects were dropped."""
+        if prefix:
+            rows = self.index.delete_prefix(key_or_prefix)
+        else:
+            file = self.index.delete(key_or_prefix)
+            rows = [(key_or_prefix, file)] if file is not None else []
+            rows += self.index.delete_prefix(key_or_prefix + RENDITION)
+        for _, file in rows:
             file.unlink(missing_ok=True)
-        return len(files)
+        return sum(1 for key, _ in rows if RENDITION not in key)
 
     def _evict(self, keep: str) -> None:
         total = self.index.total_size()
@@ -305,7 +329,7 @@ class DiskCache:
         if entry is not None and fd is not None:
             if entry.meta.fresh(now):
                 self._accesses[key] = now
-                return "HIT", Body(entry.meta, fd, None)
+                return "HIT", Body(entry.meta, fd, None, entry.file)
             return await self._revalidate(entry, fd, fetch, domain_ttl)
         progress = self._fills.get(key)
         if progress is None:
@@ -324,7 +348,7 @@ class DiskCache:
         try:
             response = await fetch(validators or None)
         except OriginError:
-            return "STALE", Body(meta, fd, None)
+            return "STALE", Body(meta, fd, None, entry.file)
         if response.status == 304:
             await response.aclose()
             now = time.time()
@@ -335,10 +359,10 @@ class DiskCache:
                 meta.key, meta.size, meta.etag, meta.last_modified, meta.content_type,
                 now, now + ttl, int(age) if age.isdigit() else 0, meta.ranges,
             )  # fmt: skip
-            return "REVALIDATED", Body(fresh, fd, None)
+            return "REVALIDATED", Body(fresh, fd, None, entry.file)
         if response.status >= 500:
             await response.aclose()
-            return "STALE", Body(meta, fd, None)
+            return "STALE", Body(meta, fd, None, entry.file)
         os.close(fd)
         progress = self._fills.get(meta.key)
         if progress is None:
@@ -359,8 +383,8 @@ class DiskCache:
             progress.joining -= 1
             self._release(progress)
         if progress.done and progress.error is None:
-            return Body(meta, fd, None)
-        return Body(meta, fd, progress)
+            return Body(meta, fd, None, progress.path)
+        return Body(meta, fd, progress, progress.path)
 
     # --- fills ----------------------------------------------------------------------------
 
@@ -497,7 +521,7 @@ class DiskCache:
         digest = self.digest(meta.key)
         shard = self.root / "objects" / digest[:2]
         shard.mkdir(exist_ok=True)
-        final = shard / f"{digest}.{secrets.token_hex(6)}"
+        final = shard / tmp.name.removesuffix(".part")  # same token: same Body.version
         os.replace(tmp, final)
         progress.path = final
         progress.meta = final_meta
@@ -552,6 +576,59 @@ class DiskCache:
         progress.written = entry.meta.size
         progress.finish()
         return True
+
+    # --- renditions ------------------------------------------------------------------------
+
+    def open_rendition(self, key: str, tag: str) -> Body | None:
+        """The stored output of transform `tag` on object `key`, or None."""
+        rkey = key + RENDITION + tag
+        entry = self.index.get(rkey)
+        fd = self._open_entry(entry) if entry is not None else None
+        if entry is None or fd is None:
+            return None
+        self._accesses[rkey] = time.time()
+        return Body(entry.meta, fd, None, entry.file)
+
+    def store_rendition(self, key: str, tag: str, plan: Plan, source: Body) -> None:
+        """Write the plan's output to a file in the background and index it, so that
+        later requests are one sendfile instead of thousands (in-process dedup)."""
+        rkey = key + RENDITION + tag
+        if rkey in self._rendering:
+            return
+        self._rendering.add(rkey)
+        src = os.dup(source.fd)
+        task = asyncio.get_running_loop().create_task(self._render(rkey, plan, src, source.meta))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _render(self, rkey: str, plan: Plan, src: int, meta: ObjectMeta) -> None:
+        digest = self.digest(rkey)
+        tmp = self.root / "tmp" / f"{digest}.{secrets.token_hex(6)}.part"
+        try:
+            with self._try_lock(digest) as held:
+                if not held:
+                    return  # another worker renders it
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _write_rendition, plan, src, tmp
+                )
+                rendered = ObjectMeta(
+                    rkey, plan.size, meta.etag, meta.last_modified, meta.content_type,
+                    meta.stored_at, meta.stored_at + 10 * 365 * 86400, meta.origin_age, True,
+                )  # fmt: skip
+                shard = self.root / "objects" / digest[:2]
+                shard.mkdir(exist_ok=True)
+                final = shard / tmp.name.removesuffix(".part")
+                os.replace(tmp, final)
+                replaced = self.index.put(Entry(rendered, final))
+                if replaced is not None:
+                    replaced.unlink(missing_ok=True)
+                self._evict(keep=rkey)
+        except OSError:
+            pass  # a rendition is an optimisation: without it the plan is served
+        finally:
+            tmp.unlink(missing_ok=True)
+            os.close(src)
+            self._rendering.discard(rkey)
 
     async def close(self) -> None:
         """Wait for running fills, then close the index."""

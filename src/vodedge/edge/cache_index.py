@@ -48,11 +48,6 @@ class ObjectMeta:
         """The `Age` to send: time in our cache plus the origin's own age."""
         return max(int(now - self.stored_at), 0) + self.origin_age
 
-    @property
-    def version(self) -> str:
-        """What tells this version of the object from others (for memoised plans)."""
-        return f"{self.etag}|{self.last_modified}|{self.size}|{self.stored_at}"
-
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -69,6 +64,7 @@ class CacheIndex:
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA case_sensitive_like=ON")  # prefix purges match paths exactly
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -125,15 +121,15 @@ class CacheIndex:
             self._db.execute("DELETE FROM objects WHERE key = ?", (key,))
         return Path(row[0]) if row else None
 
-    def delete_prefix(self, prefix: str) -> list[Path]:
-        """Forget every key starting with `prefix`, returning their files."""
+    def delete_prefix(self, prefix: str) -> list[tuple[str, Path]]:
+        """Forget every key starting with `prefix`, returning the keys and their files."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._transaction():
             rows = self._db.execute(
-                "SELECT file FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,)
+                "SELECT key, file FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,)
             ).fetchall()
             self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
-        return [Path(r[0]) for r in rows]
+        return [(key, Path(file)) for key, file in rows]
 
     def total_size(self) -> int:
         """Bytes of all stored objects."""

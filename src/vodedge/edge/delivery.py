@@ -15,6 +15,9 @@ from vodedge.media.plan import Plan, Span
 
 # While a fill runs, send in steps of this size so clients get bytes as they arrive.
 FOLLOW_STEP = 1 << 20
+# Spans smaller than this are read and written in batches of BATCH_BYTES.
+SENDFILE_MIN = 64 << 10
+BATCH_BYTES = 256 << 10
 # A client must take SEND_STEP bytes within SEND_TIMEOUT seconds (about 17 kB/s),
 # or it is dropped: a stalled reader must not hold a connection forever.
 SEND_STEP = 1 << 20
@@ -102,16 +105,41 @@ async def send_plan(
         await response.write_eof()
         return 0
     sent = 0
+    batch: list[bytes] = []
+    batched = 0
+
+    async def flush() -> None:
+        nonlocal batch, batched, sent
+        if batch:
+            await asyncio.wait_for(response.write(b"".join(batch)), SEND_TIMEOUT)
+            sent += batched
+            if pacer is not None:
+                await pacer.pace(batched)
+            batch, batched = [], 0
+
     file = open(body.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115 - fd owned by body
     try:
         for piece in plan.pieces:
-            if isinstance(piece, Span):
+            if isinstance(piece, Span) and piece.length >= SENDFILE_MIN:
+                await flush()
                 sent += await _send_span(request, response, file, body, piece, pacer)
+                continue
+            if isinstance(piece, Span):
+                # Small spans (an audio track's chunks) are gathered and written
+                # together: one sendfile each would cost far more than the copy.
+                if body.available < piece.end:
+                    await flush()  # what we have goes out before we wait for the fill
+                    await body.ready(piece.end)
+                data = os.pread(body.fd, piece.length, piece.offset)
+                if len(data) != piece.length:
+                    raise OSError("the cached object is shorter than its plan")
             else:
-                await asyncio.wait_for(response.write(piece), SEND_TIMEOUT)
-                sent += len(piece)
-                if pacer is not None:
-                    await pacer.pace(len(piece))
+                data = piece
+            batch.append(data)
+            batched += len(data)
+            if batched >= BATCH_BYTES:
+                await flush()
+        await flush()
         await response.write_eof()
     except (OriginError, OSError, TimeoutError):
         abort(request)

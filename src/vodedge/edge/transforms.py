@@ -169,7 +169,7 @@ async def plan_for(
     memo: PlanMemo, key: str, body: Body, transform: Transform, read_at: ReadAt, max_moov: int
 ) -> Plan:
     """The plan of `transform` over `body`, memoised once the object is complete."""
-    version = body.meta.version
+    version = body.version
     if body.complete:
         found = memo.get(key, version, transform)
         if found is not None:
