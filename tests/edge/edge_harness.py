@@ -457,8 +457,10 @@ class Vodedge:
         workers: int = 1,
         cache_size: str = "1GiB",
         origin_read_timeout: float | None = None,
+        origin: str | None = None,
     ) -> None:
         self.work = work
+        self.origin = origin  # zero-config mode (`--origin`) instead of the config file
         self.config_file = work / "vodedge.toml"
         self.cache_dir = work / "cache"
         self.access_log = work / "access.log"
@@ -477,8 +479,9 @@ class Vodedge:
         head = vodedge_command()
         if self.origin_read_timeout is not None:
             head = [sys.executable, "-c", LAUNCH_WITH_TIMEOUT, str(self.origin_read_timeout)]
+        source = ["--origin", self.origin] if self.origin else ["--config", str(self.config_file)]
         return [
-            *head, "serve", "--config", str(self.config_file),
+            *head, "serve", *source,
             "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin_port}",
             "--workers", str(self.workers), "--cache-dir", str(self.cache_dir),
             "--cache-size", self.cache_size, "--access-log", str(self.access_log),
