@@ -109,11 +109,6 @@ def test_a_wildcard_covers_one_label(edge: Vodedge, origins: Origins) -> None:
     assert edge.get("wild.test", path).status == 403
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cache key is domain.name + path, so every Host under *.wild.test shares one "
-    "object, while the origin is asked with the client's Host and may answer per Host",
-)
 def test_a_wildcard_domain_keeps_each_hosts_object(edge: Vodedge, origins: Origins) -> None:
     """a.wild.test and b.wild.test are asked of the origin as themselves: each gets its own."""
     path = "/origins/per-host.bin"
@@ -124,11 +119,6 @@ def test_a_wildcard_domain_keeps_each_hosts_object(edge: Vodedge, origins: Origi
         assert reply.body == payload(host + path, 50_000), f"{host} got another host's object"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cache key joins the decoded path and the query with '?', so /f.bin%3Fx=1 "
-    "(a file named 'f.bin?x=1') and /f.bin?x=1 share the key video.test/f.bin?x=1",
-)
 def test_an_encoded_question_mark_is_not_a_query(edge: Vodedge, origins: Origins) -> None:
     """/f.bin?x=1 and /f.bin%3Fx=1 are different objects at the origin, and at the edge."""
     plain = origins.media.write("origins/f.bin", b"the file f.bin\n" * 100)
@@ -140,11 +130,6 @@ def test_an_encoded_question_mark_is_not_a_query(edge: Vodedge, origins: Origins
     assert second.body == b"a file named f.bin?x=1\n" * 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DirectoryOrigin gets request.raw_path and never percent-decodes it: "
-    "/hello%20world.txt looks for a file literally named 'hello%20world.txt'",
-)
 @pytest.mark.parametrize(
     ("name", "target"), [("hello world.txt", "/hello%20world.txt"), ("vidé.txt", "/vid%C3%A9.txt")]
 )
@@ -189,11 +174,6 @@ def test_purge_drops_query_variants_and_escapes_prefixes(edge: Vodedge, origins:
     assert edge.get("video.test", lookalike, method="HEAD").header("X-Cache") == "HIT"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="purge deletes index rows and files only; a fill already running for the URL "
-    "publishes the old version afterwards, so the purge is silently undone",
-)
 def test_a_purge_during_a_fill_is_not_undone_by_it(edge: Vodedge, origins: Origins) -> None:
     """Purged while the old version streams in: the next request fetches the new one."""
     path = origins.media.write("origins/purge-race.bin", os.urandom(300_000))
@@ -237,11 +217,6 @@ def test_a_ttl_rule_revalidates_with_nginx(edge: Vodedge, origins: Origins) -> N
     assert edge.get("ttl.test", path).body == changed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DiskCache._revalidate runs per request: N clients of an expired object send N "
-    "conditional requests to the origin (revalidation is not collapsed like a miss)",
-)
 def test_concurrent_clients_of_an_expired_object_revalidate_once(
     edge: Vodedge, origins: Origins
 ) -> None:

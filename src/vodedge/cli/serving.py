@@ -61,6 +61,7 @@ def serve(args: argparse.Namespace) -> int:
 def purge(args: argparse.Namespace) -> int:
     """Drop cached objects: a URL drops that object (every query variant), a URL ending
     in '/' everything under that directory."""
+    from vodedge.edge.app import cache_key
     from vodedge.edge.cache import DiskCache
 
     node = node_loader(args)()
@@ -72,7 +73,7 @@ def purge(args: argparse.Namespace) -> int:
             if domain is None or not parts.path.startswith("/"):
                 sys.stderr.write(f"vodedge: error: {url}: no configured domain serves it\n")
                 return 2
-            key = f"{domain.name}{parts.path}"
+            key = cache_key(domain, parts.netloc, parts.path, {})
             if key.endswith("/"):
                 dropped = cache.purge(key, prefix=True)
             else:

@@ -15,6 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from vodedge import __version__
+from vodedge.config import normalize_host
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
 from vodedge.edge.cache import Body, DiskCache, OriginStatus
@@ -100,6 +101,22 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     )
 
 
+def cache_key(domain: Any, host: str, raw_path: str, query: Mapping[str, str]) -> str:
+    """The cache key of a request: domain, path as sent (so %3F is not a query) and the
+    kept query arguments.
+
+    A wildcard domain whose origin is asked with the client's Host keys objects
+    by that Host: the origin may answer each Host differently.
+    """
+    owner = domain.name
+    if "*" in owner and domain.origin_host is None and any(
+        spec.kind == "http" and not spec.host_header for spec in domain.origins
+    ):
+        owner = normalize_host(host) or owner
+    args = domain.cache_key_args(query)
+    return f"{owner}{raw_path}" + ("?" + _encode(args) if args else "")
+
+
 def _pacer(domain: Any, request: web.Request) -> Pacer | None:
     """The limit_rate pacing of this request (its query may set the rate), or None."""
     config = domain.rate_limit_config
@@ -164,9 +181,21 @@ class _Fetcher:
         raise last
 
     async def open_range(self, start: int, end: int, etag: str | None) -> OriginResponse:
-        """A response streaming bytes `[start, end)`, refused if the object changed."""
-        origin, host = self.origins[0]
-        response = await origin.fetch(self.path, self.query, host=host, byte_range=(start, end))
+        """A response streaming bytes `[start, end)`, refused if the object changed;
+        origins are tried in priority order, like the fill's own request."""
+        response: OriginResponse | None = None
+        last = OriginError(502, "no_origin", "the domain has no origin")
+        for origin, host in self.origins:
+            try:
+                response = await origin.fetch(
+                    self.path, self.query, host=host, byte_range=(start, end)
+                )
+            except OriginError as exc:
+                last = exc
+                continue
+            break
+        if response is None:
+            raise last
         wanted = f"bytes {start}-{end - 1}/"
         problem = None
         if response.status != 206 or not response.headers.get("Content-Range", "").startswith(
@@ -339,9 +368,8 @@ async def _handle_domain(
         status = MEDIA_STATUS.get(exc.code, 422)
         return error_response(status, exc.code, str(exc)), status, 0, "seek"
     function = "plain" if transform is None else transform.function
-    key_args = domain.cache_key_args(query)
-    key = f"{domain.name}{path}" + ("?" + _encode(key_args) if key_args else "")
     raw_path = request.raw_path.split("?", 1)[0]
+    key = cache_key(domain, request.host or "", raw_path, query)
     origins = edge.origins_for(domain, request.host or domain.name)
     fetcher = _Fetcher(origins, raw_path, _encode(domain.origin_args(query)), domain.name)
     try:
@@ -377,6 +405,7 @@ def _encode(args: list[tuple[str, str]]) -> str:
 
 async def _range_ahead_of_fill(
     request: web.Request,
+    domain: Any,
     body: Body,
     headers: CIMultiDict[str],
     validators: Validators,
@@ -394,6 +423,7 @@ async def _range_ahead_of_fill(
     if wanted is None or wanted[0] < body.available + FAR_READ:
         return None
     upstream = await fetcher.open_range(wanted[0], wanted[1], body.meta.etag)
+    pacer = _pacer(domain, request)
     if validators.etag:
         headers["ETag"] = validators.etag
     headers["Content-Range"] = f"bytes {wanted[0]}-{wanted[1] - 1}/{size}"
@@ -407,6 +437,8 @@ async def _range_ahead_of_fill(
                 chunk = chunk[: response.content_length - sent]
                 await asyncio.wait_for(response.write(chunk), SEND_TIMEOUT)
                 sent += len(chunk)
+                if pacer is not None:
+                    await pacer.pace(len(chunk))
         if sent != (0 if request.method == "HEAD" else response.content_length):
             raise OriginError(502, "origin_short", "the origin's range ended early")
         await response.write_eof()
@@ -427,7 +459,9 @@ async def _plain(
     validators = Validators(body.meta.etag, body.meta.last_modified)
     size = body.size
     if size is not None and not body.complete and body.meta.ranges:
-        answer = await _range_ahead_of_fill(request, body, headers, validators, fetcher, size)
+        answer = await _range_ahead_of_fill(
+            request, domain, body, headers, validators, fetcher, size
+        )
         if answer is not None:
             return answer
     if size is None:

@@ -220,6 +220,7 @@ class DiskCache:
         self._accesses: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rendering: set[str] = set()
+        self._revalidating: dict[str, asyncio.Task[tuple[str, ObjectMeta | Progress]]] = {}
 
     # --- start-up and housekeeping -------------------------------------------------
 
@@ -259,6 +260,7 @@ class DiskCache:
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how
         many objects were dropped."""
+        self.index.record_purge(key_or_prefix, prefix)
         if prefix:
             rows = self.index.delete_prefix(key_or_prefix)
         else:
@@ -339,6 +341,30 @@ class DiskCache:
     async def _revalidate(
         self, entry: Entry, fd: int, fetch: Fetch, domain_ttl: int | None
     ) -> tuple[str, Body]:
+        """Ask the origin whether a stale copy is still good; concurrent requests for
+        the same object share one conditional request."""
+        key = entry.meta.key
+        pending = self._revalidating.get(key)
+        if pending is None:
+            # A task of its own: a client that goes away must not cancel it for the others.
+            pending = asyncio.get_running_loop().create_task(
+                self._ask_origin(entry, fetch, domain_ttl)
+            )
+            self._revalidating[key] = pending
+            pending.add_done_callback(lambda _done: self._revalidating.pop(key, None))
+        try:
+            how, outcome = await asyncio.shield(pending)
+        except BaseException:
+            os.close(fd)
+            raise
+        if isinstance(outcome, Progress):
+            os.close(fd)
+            return how, await self._join(outcome)
+        return how, Body(outcome, fd, None, entry.file)
+
+    async def _ask_origin(
+        self, entry: Entry, fetch: Fetch, domain_ttl: int | None
+    ) -> tuple[str, ObjectMeta | Progress]:
         meta = entry.meta
         validators = {}
         if meta.etag:
@@ -348,28 +374,41 @@ class DiskCache:
         try:
             response = await fetch(validators or None)
         except OriginError:
-            return "STALE", Body(meta, fd, None, entry.file)
+            return "STALE", meta
         if response.status == 304:
             await response.aclose()
             now = time.time()
             ttl = ttl_for(response.headers, now, domain_ttl)
             age = response.headers.get("Age", "0")
-            self.index.refresh(meta.key, now, now + ttl, int(age) if age.isdigit() else 0)
+            origin_age = int(age) if age.isdigit() else 0
+            self.index.refresh(meta.key, now, now + ttl, origin_age)
             fresh = ObjectMeta(
                 meta.key, meta.size, meta.etag, meta.last_modified, meta.content_type,
-                now, now + ttl, int(age) if age.isdigit() else 0, meta.ranges,
+                now, now + ttl, origin_age, meta.ranges,
             )  # fmt: skip
-            return "REVALIDATED", Body(fresh, fd, None, entry.file)
+            return "REVALIDATED", fresh
         if response.status >= 500:
             await response.aclose()
-            return "STALE", Body(meta, fd, None, entry.file)
-        os.close(fd)
+            return "STALE", meta
         progress = self._fills.get(meta.key)
         if progress is None:
             progress = self._start(meta.key, fetch, domain_ttl, response)
         else:
             await response.aclose()
-        return "EXPIRED", await self._join(progress)
+        return "EXPIRED", progress
+
+    @staticmethod
+    def _open_finished(progress: Progress) -> int:
+        """A descriptor of a fill that ended before this reader got to it."""
+        if progress.error is not None:
+            raise progress.error
+        try:
+            if progress.path is None:
+                raise FileNotFoundError
+            return os.open(progress.path, os.O_RDONLY)
+        except FileNotFoundError:
+            # Stored and already gone (purged, evicted) or never stored (no-store).
+            raise OriginError(503, "fill_gone", "the object went away; try again") from None
 
     async def _join(self, progress: Progress) -> Body:
         # The growing file may be renamed or unlinked at any moment, so readers
@@ -378,7 +417,7 @@ class DiskCache:
         progress.joining += 1
         try:
             meta = await progress.wait_meta()
-            fd = os.dup(progress.fd)
+            fd = os.dup(progress.fd) if progress.fd >= 0 else self._open_finished(progress)
         finally:
             progress.joining -= 1
             self._release(progress)
@@ -496,6 +535,9 @@ class DiskCache:
                 raise OriginError(
                     502, "origin_short", f"the origin sent {progress.written} of {total} bytes"
                 )
+            if keep and self.index.purged_since(progress.key, now):
+                keep = False  # purged while it streamed in: serve it, but do not keep it
+                tmp.unlink(missing_ok=True)
             if keep:
                 self._publish(progress, meta, tmp)
                 metrics.FILL_SECONDS.observe(time.time() - now)

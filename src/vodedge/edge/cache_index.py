@@ -23,7 +23,14 @@ CREATE TABLE IF NOT EXISTS objects (
     last_access REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
+CREATE TABLE IF NOT EXISTS purges (
+    key TEXT NOT NULL,
+    prefix INTEGER NOT NULL,
+    at REAL NOT NULL
+);
 """
+# Purges are remembered this long: longer than any fill can run.
+PURGE_MEMORY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,22 @@ class CacheIndex:
             ).fetchall()
             self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
         return [(key, Path(file)) for key, file in rows]
+
+    def record_purge(self, key: str, prefix: bool) -> None:
+        """Remember a purge, so that fills which started before it do not publish."""
+        now = time.time()
+        with self._transaction():
+            self._db.execute("DELETE FROM purges WHERE at < ?", (now - PURGE_MEMORY,))
+            self._db.execute("INSERT INTO purges VALUES (?, ?, ?)", (key, int(prefix), now))
+
+    def purged_since(self, key: str, since: float) -> bool:
+        """Whether a purge covering `key` happened after `since`."""
+        row = self._db.execute(
+            "SELECT 1 FROM purges WHERE at >= ? AND (key = ? OR (prefix = 1 AND"
+            " substr(?, 1, length(key)) = key)) LIMIT 1",
+            (since, key, key),
+        ).fetchone()
+        return row is not None
 
     def total_size(self) -> int:
         """Bytes of all stored objects."""

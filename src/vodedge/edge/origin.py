@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote
 
 import aiohttp
 from multidict import CIMultiDict
@@ -178,7 +179,10 @@ class DirectoryOrigin:
     ) -> OriginResponse:
         """Open the file under the root that `path` names, as an HTTP origin would."""
         del query, host  # a directory has no use for query strings or host names
-        real = self._resolve(path)
+        try:
+            real = self._resolve(unquote(path, errors="strict"))
+        except UnicodeDecodeError:
+            real = None
         not_found = OriginResponse(404, CIMultiDict({"Content-Length": "0"}), _empty())
         if real is None:
             return not_found
