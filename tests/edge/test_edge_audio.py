@@ -290,6 +290,9 @@ def test_flv_byte_offset_seeking(
     """FLV start/end are byte offsets unless flv_seek_by_time: the media layer's clip."""
     source = media("flv_h264_aac_10s_kfindex")
     path, _ = published(source, url_name(FLV_CASES["flv_h264_aac_10s_kfindex"]))
+    # Cached first: a miss streams (chunked, onMetaData without filesize/keyframes);
+    # this test is about the cached answer, the plan's bytes with Content-Length.
+    edge.prime("video.test", path)
     start, end = bounds
     query = "&".join(
         part
@@ -300,10 +303,42 @@ def test_flv_byte_offset_seeking(
         )
         if part
     )
+    edge.prime("video.test", path)  # a miss is streamed (next test)
     reply = edge.get("video.test", f"{path}?{query}")
     assert reply.status == 200, reply
     assert reply.body == _flv_reference(source, start, end, audio_only)
     assert reply.header("Content-Length") == str(len(reply.body))
+
+
+def _flv_tags(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, timestamp, payload) of every tag after the file header."""
+    tags, position = [], 13
+    while position + 11 <= len(data):
+        kind, size = data[position], int.from_bytes(data[position + 1 : position + 4], "big")
+        stamp = int.from_bytes(data[position + 4 : position + 7], "big") | data[position + 7] << 24
+        tags.append((kind, stamp, data[position + 11 : position + 11 + size]))
+        position += 11 + size + 4
+    return tags
+
+
+@pytest.mark.parametrize("audio_only", [False, True])
+def test_flv_byte_offset_clip_streamed_on_a_miss(
+    edge: Vodedge, origins: Origins, audio_only: bool
+) -> None:
+    """On a miss the clip is filtered as it arrives: chunked, the same audio and video tags
+    as the cached clip's (only onMetaData may say less, its sizes not being known yet)."""
+    source = media("flv_h264_aac_10s_kfindex")
+    path = origins.media.add(source, f"flv-miss/clip-{audio_only}.flv")
+    origins.fault.behave(path, chunk=32 << 10, drip_after=0, interval=0.005)
+    query = ("ali_audio_only=1&" if audio_only else "") + "start=100000&end=300000"
+    reply = edge.get("faulty.test", f"{path}?{query}")
+    assert reply.status == 200 and reply.complete, reply
+    assert reply.header("X-Cache") == "MISS" and reply.header("Content-Length") is None
+    want = _flv_reference(source, 100_000, 300_000, audio_only)
+    assert reply.body[:13] == want[:13], "FLV header"
+    streamed = [tag for tag in _flv_tags(reply.body) if tag[0] != 18]
+    planned = [tag for tag in _flv_tags(want) if tag[0] != 18]
+    assert streamed == planned
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,10 @@ def test_a_worker_restarted_while_the_config_is_broken_still_serves(
 # --- observability -------------------------------------------------------------------------
 
 
-def _samples(server: Vodedge) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _read_samples(server: Vodedge) -> Samples:
     out = {}
     for family in text_string_to_metric_families(server.metrics()):
         for sample in family.samples:
@@ -223,8 +226,19 @@ def _samples(server: Vodedge) -> dict[tuple[str, frozenset[tuple[str, str]]], fl
     return out
 
 
-def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
-           **labels: str) -> float:  # fmt: skip
+def _samples(server: Vodedge) -> Samples:
+    """The metrics once they stop moving: a worker counts a request after its last byte."""
+    last = _read_samples(server)
+    for _ in range(50):
+        time.sleep(0.1)
+        now = _read_samples(server)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the metrics never settled")
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
