@@ -11,7 +11,7 @@ import pytest
 import media_matrix
 
 REPO = media_matrix.REPO
-SHARED_MEDIA = REPO.parent / "shared" / "media"
+SHARED_MEDIA = media_matrix.SHARED_MEDIA
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

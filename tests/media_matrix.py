@@ -30,6 +30,8 @@ RECIPE_VERSION = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("VODEDGE_TEST_CACHE") or REPO / ".cache" / "test-media")
+# Real files made by other tools, beside the repository (see its README and MANIFEST).
+SHARED_MEDIA = REPO.parent / "shared" / "media"
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 FFPROBE = shutil.which("ffprobe") or "ffprobe"

@@ -17,7 +17,7 @@ import pytest
 
 import mp4_rewrite as rw
 import test_mp4_conformance as conformance
-from conftest import SHARED_MEDIA
+from media_matrix import SHARED_MEDIA
 from oracle import (
     OracleError,
     audio_framemd5,
