@@ -103,12 +103,6 @@ def test_sigterm_lets_a_client_being_served_finish(
     assert stopped < 6, f"stop took {stopped:.1f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="on SIGTERM Edge.close() closes the origin sessions before DiskCache.close() awaits "
-    "the running fills; a fill whose connection that closes never ends, so the worker hangs "
-    "until the master SIGKILLs it 10 s later",
-)
 def test_sigterm_during_a_fill_nobody_waits_for_stops_promptly(
     origins: Origins, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

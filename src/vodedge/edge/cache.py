@@ -673,7 +673,10 @@ class DiskCache:
             self._rendering.discard(rkey)
 
     async def close(self) -> None:
-        """Wait for running fills, then close the index."""
+        """Stop running fills and renditions (their temporary files go), then close the
+        index. At shutdown nobody is left to wait for them."""
+        for task in self._tasks:
+            task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self.flush_accesses()

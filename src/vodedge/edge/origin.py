@@ -125,7 +125,9 @@ class HttpOrigin:
         except TimeoutError as exc:
             raise OriginError(504, "origin_timeout", "the origin did not answer in time") from exc
         except aiohttp.ClientError as exc:
-            raise OriginError(502, "origin_unreachable", f"the origin failed: {exc}") from exc
+            # The exception's text names the origin's address: clients get its kind only.
+            message = f"the origin could not be reached ({type(exc).__name__})"
+            raise OriginError(502, "origin_unreachable", message) from exc
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -134,7 +136,7 @@ class HttpOrigin:
             except TimeoutError as exc:
                 raise OriginError(504, "origin_timeout", "the origin stalled mid-body") from exc
             except aiohttp.ClientError as exc:
-                message = f"the origin broke mid-body: {exc}"
+                message = f"the origin broke mid-body ({type(exc).__name__})"
                 raise OriginError(502, "origin_broken", message) from exc
 
         return OriginResponse(response.status, CIMultiDict(response.headers), body(), [response])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import multiprocessing
 import os
 import shutil
@@ -72,6 +73,9 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
     from vodedge.edge.cache import DiskCache
 
     accesslog.configure(_open_access_log(options.access_log))
+    # aiohttp logs every malformed request with a traceback: clients could flood the
+    # log, and bad input is answered with a 400 anyway.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     edge = Edge(options.config, DiskCache(options.cache_dir / "store", options.cache_size))
     runner = web.AppRunner(make_app(edge), access_log=None, handle_signals=False)
     await runner.setup()
