@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import SCRATCH, VENV_BIN
+from harness import SCRATCH, VENV_BIN, bench_env
 
 
 def free_port() -> int:
@@ -170,9 +170,28 @@ def docroot(files: dict[str, Path]) -> Iterator[Path]:
         yield root
 
 
+@dataclass
+class Server:
+    """A server this module started: its base URL, its master's pid and its stderr file."""
+
+    base: str
+    pid: int
+    log: Path | None = None
+
+    def pids(self) -> list[int]:
+        """The master and every process under it (workers)."""
+        return process_tree(self.pid)
+
+    def errors(self) -> str:
+        """What the server wrote to stderr so far."""
+        if self.log is None or not self.log.exists():
+            return ""
+        return self.log.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def nginx(root: Path, probe: str) -> Iterator[str]:
-    """Run nginx with one worker on a free loopback port; yield its base URL."""
+def nginx_server(root: Path, probe: str) -> Iterator[Server]:
+    """Run nginx with one worker on a free loopback port."""
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-nginx-") as tmp:
         workdir = Path(tmp)
         port = free_port()
@@ -186,9 +205,16 @@ def nginx(root: Path, probe: str) -> Iterator[str]:
         )
         try:
             _wait_http(base + probe, proc)
-            yield base
+            yield Server(base, proc.pid, workdir / "error.log")
         finally:
             _stop(proc)
+
+
+@contextlib.contextmanager
+def nginx(root: Path, probe: str) -> Iterator[str]:
+    """Run nginx with one worker on a free loopback port; yield its base URL."""
+    with nginx_server(root, probe) as server:
+        yield server.base
 
 
 def vodedge_serve_available() -> bool:
@@ -201,23 +227,121 @@ def vodedge_serve_available() -> bool:
 
 
 @contextlib.contextmanager
-def vodedge_serve(root: Path, probe: str) -> Iterator[str]:
-    """Run `vodedge serve` (one worker, zero-config origin) on loopback; yield its base URL."""
+def vodedge_server(
+    root: Path, probe: str, *, loop: str = "asyncio", src: Path | None = None
+) -> Iterator[Server]:
+    """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
+
+    `src` runs another source tree (e.g. an older commit from `git archive`)
+    with the same virtualenv.
+    """
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-serve-") as tmp:
         port = free_port()
         argv = [
             str(VENV_BIN / "vodedge"), "serve", "--origin", str(root),
             "--listen", f"127.0.0.1:{port}", "--workers", "1", "--cache-dir", tmp,
             # nginx runs with access_log off; logging is not what is compared.
-            "--access-log", "off",
+            "--access-log", "off", "--loop", loop,
         ]  # fmt: skip
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = bench_env()  # with bytecode caching, as users run it
+        if src is not None:
+            env["PYTHONPATH"] = str(src)  # ahead of the editable install's path entry
+        log = Path(tmp) / "stderr.log"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_http(base + probe, proc, timeout=30)
-            yield base
+            yield Server(base, proc.pid, log)
         finally:
             _stop(proc)
+
+
+@contextlib.contextmanager
+def vodedge_serve(root: Path, probe: str) -> Iterator[str]:
+    """Run `vodedge serve` (one worker, zero-config origin) on loopback; yield its base URL."""
+    with vodedge_server(root, probe) as server:
+        yield server.base
+
+
+# -- the processes of a server ---------------------------------------------------------------
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants that are alive now."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: fields follow the last ')'.
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if Path(f"/proc/{current}").exists():
+            tree.append(current)
+            todo += parents.get(current, [])
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds of these processes (and of children they reaped)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime: fields 14-17 of proc(5), 12-15 after the name.
+        total += sum(int(v) for v in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def status_kb(pid: int, field: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM...), 0 if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size: pages shared with the other processes counted once in total."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    """How many descriptors the process has open."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def fd_limit(pid: int) -> str:
+    """The process's soft/hard RLIMIT_NOFILE."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return f"{soft}/{hard}"
+    except OSError:
+        pass
+    return "?"
 
 
 @dataclass
@@ -229,16 +353,23 @@ class WrkResult:
     p99: str
     errors: str
     command: str
+    requests: int = 0
+    transfer_per_s: str = ""  # wrk's own figure, headers included
 
 
-def wrk(url: str, *, seconds: int, connections: int) -> WrkResult:
+def wrk(url: str, *, seconds: int, connections: int, timeout: int | None = None) -> WrkResult:
     """Load `url` with one wrk thread; return its requests/s and latency percentiles."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if timeout is not None:
+        # wrk's default (2 s) counts slow full responses as timeouts.
+        argv[4:4] = [f"--timeout={timeout}s"]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     text = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M)
     p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M)
+    count = re.search(r"(\d+) requests in", text)
+    transfer = re.search(r"Transfer/sec:\s+(\S+)", text)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     socket_errors = re.search(r"Socket errors:.*", text)
     problems = ", ".join(m.group(0).strip() for m in (errors, socket_errors) if m is not None)
@@ -248,4 +379,6 @@ def wrk(url: str, *, seconds: int, connections: int) -> WrkResult:
         p99=p99.group(1) if p99 else "?",
         errors=problems,
         command=" ".join(argv),
+        requests=int(count.group(1)) if count else 0,
+        transfer_per_s=transfer.group(1) if transfer else "",
     )
