@@ -169,6 +169,7 @@ def test_first_audio_byte_comes_before_the_fill_ends(
     first = client.read_body(64)
     elapsed = time.monotonic() - client.started
     records = origins.fault.requests(path)
+    body, _ = client.read_to_end()  # then the audio chunks, as the fill reaches them
     client.close()
     assert client.status == 200 and headers["content-length"] == str(len(want))
     # The ftyp and the rewritten moov come first, before any audio sample.
@@ -177,6 +178,7 @@ def test_first_audio_byte_comes_before_the_fill_ends(
     assert len(whole) == 1 and not whole[0]["completed"], records
     assert any(r["range"] for r in records), records
     assert elapsed < 2.0, f"first byte after {elapsed:.2f} s"
+    assert body == want
 
 
 # --- purge, restart, crash -----------------------------------------------------------------

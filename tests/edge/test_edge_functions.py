@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from edge_config import RATE, SPLIT, Origins, domain, domains
-from edge_harness import Vodedge, catches_sighup, running, wait_until
+from edge_harness import Vodedge, catches_sighup, concurrent_gets, running, wait_until
 from edge_media import SAMPLES
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -240,6 +240,28 @@ def _samples(server: Vodedge) -> Samples:
 
 def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_two_workers_log_and_count_every_request(
+    origins: Origins, tmp_path_factory: pytest.TempPathFactory, talk: str
+) -> None:
+    """200 concurrent requests over two workers: 200 whole JSON lines, 200 counted."""
+    work = tmp_path_factory.mktemp("vodedge-two-logs")
+    with running(Vodedge(work, domains(origins), workers=2)) as server:
+        server.prime("video.test", talk)
+        before_lines = len(server.access_lines())
+        before = _samples(server)
+        replies = concurrent_gets(server.port, [("video.test", talk, {})] * 200)
+        assert all(reply.status == 200 for reply in replies)
+        after = _samples(server)
+        lines = server.access_lines()[before_lines:]  # json.loads of every line
+        assert len(lines) == 200 and all(line["path"] == talk for line in lines)
+        counted = _value(
+            after, "vodedge_requests_total", domain="video.test", function="plain", status="200"
+        ) - _value(
+            before, "vodedge_requests_total", domain="video.test", function="plain", status="200"
+        )
+        assert counted == 200
 
 
 def test_metrics_count_requests_bytes_and_cache_lookups(
