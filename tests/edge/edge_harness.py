@@ -436,14 +436,10 @@ class FaultOrigin:
 
 # --- vodedge ----------------------------------------------------------------------------------
 
-# `vodedge serve` with a shorter origin read timeout. HttpOrigin takes its timeouts as
-# keyword defaults and neither the TOML file nor the flags expose them; stall tests
-# would otherwise wait 30 s each. Only the default changes, not the code path.
-LAUNCH_WITH_TIMEOUT = (
-    "import sys, vodedge.edge.origin as origin; "
-    "origin.HttpOrigin.__init__.__kwdefaults__['read_timeout'] = float(sys.argv.pop(1)); "
-    "from vodedge.cli import main; raise SystemExit(main(sys.argv[1:]))"
-)
+# `vodedge` with shorter timeouts than its constants (see launch_vodedge.py).
+LAUNCHER = Path(__file__).with_name("launch_vodedge.py")
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_SEND_TIMEOUT = 60.0
 
 
 class Vodedge:
@@ -457,6 +453,7 @@ class Vodedge:
         workers: int = 1,
         cache_size: str = "1GiB",
         origin_read_timeout: float | None = None,
+        send_timeout: float | None = None,
         origin: str | None = None,
     ) -> None:
         self.work = work
@@ -468,6 +465,7 @@ class Vodedge:
         self.workers = workers
         self.cache_size = cache_size
         self.origin_read_timeout = origin_read_timeout
+        self.send_timeout = send_timeout
         self.port = 0
         self.admin_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -477,8 +475,13 @@ class Vodedge:
     def command(self) -> list[str]:
         """The command line that starts this server."""
         head = vodedge_command()
-        if self.origin_read_timeout is not None:
-            head = [sys.executable, "-c", LAUNCH_WITH_TIMEOUT, str(self.origin_read_timeout)]
+        if self.origin_read_timeout is not None or self.send_timeout is not None:
+            head = [
+                sys.executable,
+                str(LAUNCHER),
+                str(self.origin_read_timeout or DEFAULT_READ_TIMEOUT),
+                str(self.send_timeout or DEFAULT_SEND_TIMEOUT),
+            ]
         source = ["--origin", self.origin] if self.origin else ["--config", str(self.config_file)]
         return [
             *head, "serve", *source,

@@ -3,6 +3,7 @@ no descriptor or memory left behind once the faults are over."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +25,11 @@ from edge_media import SAMPLES, big_tail_moov, cli_output
 
 pytestmark = pytest.mark.xdist_group("edge_faults")
 
-# vodedge's origin read timeout is 30 s and not configurable; the harness starts this
-# server with 2 s (see edge_harness.LAUNCH_WITH_TIMEOUT) and the stalls last longer.
+# vodedge's origin read timeout (30 s) and client send timeout (60 s) are not
+# configurable; this server runs with 2 s each (see launch_vodedge.py), and the
+# stalls last longer.
 READ_TIMEOUT = 2.0
+SEND_TIMEOUT = 2.0
 STALL = 4.0
 # The origin drips every body, so a client follows the fill in small steps.
 DRIP = {"chunk": 32 << 10, "drip_after": 0, "interval": 0.01}
@@ -40,6 +43,7 @@ def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         tmp_path_factory.mktemp("vodedge-faults"),
         domains(origins, extra=down),
         origin_read_timeout=READ_TIMEOUT,
+        send_timeout=SEND_TIMEOUT,
     )
     with running(server):
         yield server
@@ -172,6 +176,33 @@ def test_an_etag_change_during_the_fill_discards_the_object(
     wait_until(lambda: edge.tmp_files() == [], 15, "the fill to end")
     after = edge.get("faulty.test", path, method="HEAD")
     assert after.header("X-Cache") == "MISS", "an object whose ETag changed mid-fill was kept"
+
+
+def test_a_client_that_stops_reading_is_dropped(edge: Vodedge, origins: Origins) -> None:
+    """A reader that takes nothing for longer than the send timeout loses its connection
+    (before the body is complete); one that reads gets it all."""
+    path = origins.media.add(big_tail_moov(), "faults/stalled-reader.mp4")
+    size = origins.media.file(path).stat().st_size
+    edge.prime("video.test", path)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", edge.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: video.test\r\n\r\n".encode())
+        time.sleep(SEND_TIMEOUT + 2.5)
+        sock.settimeout(3)
+        received, closed = 0, False
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+            closed = True
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            pass
+    assert closed, f"still connected after {received} bytes"
+    assert received < size, "the stalled reader got the whole object"
+    reply = edge.get("video.test", path)
+    assert reply.complete and len(reply.body) == size
 
 
 # --- leaks ---------------------------------------------------------------------------------
