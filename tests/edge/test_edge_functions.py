@@ -249,10 +249,19 @@ def test_two_workers_log_and_count_every_request(
     work = tmp_path_factory.mktemp("vodedge-two-logs")
     with running(Vodedge(work, domains(origins), workers=2)) as server:
         server.prime("video.test", talk)
+        # A request's log line is written just after its response: let the priming
+        # requests' lines land before counting.
+        settled: list[int] = []
+        wait_until(
+            lambda: settled.append(len(server.access_lines())) or settled[-2:] == settled[-1:] * 2,
+            5,
+            "the access log to settle",
+        )
         before_lines = len(server.access_lines())
         before = _samples(server)
         replies = concurrent_gets(server.port, [("video.test", talk, {})] * 200)
         assert all(reply.status == 200 for reply in replies)
+        wait_until(lambda: len(server.access_lines()) >= before_lines + 200, 5, "200 log lines")
         after = _samples(server)
         lines = server.access_lines()[before_lines:]  # json.loads of every line
         assert len(lines) == 200 and all(line["path"] == talk for line in lines)

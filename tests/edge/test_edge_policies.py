@@ -92,11 +92,6 @@ def _object(origins: Origins, name: str, **behaviour: object) -> tuple[str, byte
 # --- TTL rule switches -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the edge never reads TtlRule.origin_first (swift_origin_cache_high): ttl_for lets "
-    "the domain rule win over the origin's max-age regardless",
-)
 def test_swift_origin_cache_high_lets_the_origins_max_age_win(
     edge: Vodedge, origins: Origins
 ) -> None:
@@ -116,11 +111,6 @@ def test_without_the_switch_the_rule_wins(edge: Vodedge, origins: Origins) -> No
     assert edge.get("follow.test", path, method="HEAD").header("X-Cache") == "HIT"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the edge never reads TtlRule.ignore_origin_no_cache (swift_no_cache_low): storable() "
-    "refuses no-store/private whatever the rule says",
-)
 def test_swift_no_cache_low_caches_what_the_origin_calls_no_store(
     edge: Vodedge, origins: Origins
 ) -> None:
@@ -132,11 +122,6 @@ def test_swift_no_cache_low_caches_what_the_origin_calls_no_store(
     assert len(origins.fault.requests(path)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the edge never reads TtlRule.follow_to_client (swift_follow_cachetime): responses "
-    "carry no Cache-Control at all",
-)
 def test_swift_follow_cachetime_tells_clients_the_ttl(edge: Vodedge, origins: Origins) -> None:
     """The client is told to cache for the rule's TTL (what is left of it)."""
     path, _ = _object(origins, "follow.mp4")
@@ -161,10 +146,6 @@ def test_force_revalidate_asks_the_origin_every_time(edge: Vodedge, origins: Ori
 # --- access ----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the edge never reads RefererPolicy.redirect_url: a refused referer always gets 403",
-)
 def test_a_refused_referer_is_redirected_when_the_list_says_so(
     edge: Vodedge, origins: Origins
 ) -> None:

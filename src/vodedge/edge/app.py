@@ -355,6 +355,10 @@ async def _handle_domain(
         denied = error_response(refused, "ip_denied", "your address may not fetch this")
         return denied, refused, 0, "plain"
     if not domain.referer_allowed(request.headers.get("Referer")):
+        redirect = domain.referer_policy.redirect_url if domain.referer_policy else None
+        if redirect:
+            moved = web.Response(status=302, headers={"Location": redirect, "Via": VIA})
+            return moved, 302, 0, "plain"
         return (
             error_response(403, "referer_denied", "this referer may not fetch this"),
             403,
@@ -373,7 +377,8 @@ async def _handle_domain(
     origins = edge.origins_for(domain, request.host or domain.name)
     fetcher = _Fetcher(origins, raw_path, _encode(domain.origin_args(query)), domain.name)
     try:
-        how, body = await edge.cache.get(key, fetcher, domain_ttl=domain.ttl_for(path))
+        rule = domain.ttl_rule_for(path)
+        how, body = await edge.cache.get(key, fetcher, rule=rule)
     except OriginStatus as exc:
         response = error_response(exc.status, "origin_status", f"the origin answered {exc.status}")
         if "Location" in exc.headers:
@@ -382,6 +387,10 @@ async def _handle_domain(
     except OriginError as exc:
         return error_response(exc.status, exc.code, exc.message), exc.status, 0, function
     metrics.CACHE_LOOKUPS.labels(how).inc()
+    if rule is not None and rule.follow_to_client:
+        # swift_follow_cachetime: clients may keep it as long as we still will.
+        remaining = max(int(body.meta.expires_at - time.time()), 0)
+        request["cache_control"] = f"max-age={remaining}"
     fields["cache"] = how
     try:
         if transform is not None:
@@ -581,6 +590,8 @@ def make_app(edge: Edge) -> web.Application:
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = SERVER
+        if "cache_control" in request and response.status < 400:
+            response.headers["Cache-Control"] = request["cache_control"]
 
     app.on_cleanup.append(on_cleanup)
     app.on_response_prepare.append(on_prepare)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 
+from vodedge.config import TtlRule
 from vodedge.edge import metrics
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
 from vodedge.edge.freshness import storable, ttl_for
@@ -322,7 +323,7 @@ class DiskCache:
             return None
         return fd
 
-    async def get(self, key: str, fetch: Fetch, *, domain_ttl: int | None) -> tuple[str, Body]:
+    async def get(self, key: str, fetch: Fetch, *, rule: TtlRule | None) -> tuple[str, Body]:
         """The object for `key` and how it was found: HIT, MISS, EXPIRED, REVALIDATED,
         STALE (origin down, stale copy served) or BYPASS (origin forbids storing)."""
         now = time.time()
@@ -332,14 +333,14 @@ class DiskCache:
             if entry.meta.fresh(now):
                 self._accesses[key] = now
                 return "HIT", Body(entry.meta, fd, None, entry.file)
-            return await self._revalidate(entry, fd, fetch, domain_ttl)
+            return await self._revalidate(entry, fd, fetch, rule)
         progress = self._fills.get(key)
         if progress is None:
-            progress = self._start(key, fetch, domain_ttl, None)
+            progress = self._start(key, fetch, rule, None)
         return "MISS", await self._join(progress)
 
     async def _revalidate(
-        self, entry: Entry, fd: int, fetch: Fetch, domain_ttl: int | None
+        self, entry: Entry, fd: int, fetch: Fetch, rule: TtlRule | None
     ) -> tuple[str, Body]:
         """Ask the origin whether a stale copy is still good; concurrent requests for
         the same object share one conditional request."""
@@ -348,7 +349,7 @@ class DiskCache:
         if pending is None:
             # A task of its own: a client that goes away must not cancel it for the others.
             pending = asyncio.get_running_loop().create_task(
-                self._ask_origin(entry, fetch, domain_ttl)
+                self._ask_origin(entry, fetch, rule)
             )
             self._revalidating[key] = pending
             pending.add_done_callback(lambda _done: self._revalidating.pop(key, None))
@@ -363,7 +364,7 @@ class DiskCache:
         return how, Body(outcome, fd, None, entry.file)
 
     async def _ask_origin(
-        self, entry: Entry, fetch: Fetch, domain_ttl: int | None
+        self, entry: Entry, fetch: Fetch, rule: TtlRule | None
     ) -> tuple[str, ObjectMeta | Progress]:
         meta = entry.meta
         validators = {}
@@ -378,7 +379,7 @@ class DiskCache:
         if response.status == 304:
             await response.aclose()
             now = time.time()
-            ttl = ttl_for(response.headers, now, domain_ttl)
+            ttl = ttl_for(response.headers, now, rule)
             age = response.headers.get("Age", "0")
             origin_age = int(age) if age.isdigit() else 0
             self.index.refresh(meta.key, now, now + ttl, origin_age)
@@ -392,7 +393,7 @@ class DiskCache:
             return "STALE", meta
         progress = self._fills.get(meta.key)
         if progress is None:
-            progress = self._start(meta.key, fetch, domain_ttl, response)
+            progress = self._start(meta.key, fetch, rule, response)
         else:
             await response.aclose()
         return "EXPIRED", progress
@@ -428,12 +429,12 @@ class DiskCache:
     # --- fills ----------------------------------------------------------------------------
 
     def _start(
-        self, key: str, fetch: Fetch, domain_ttl: int | None, response: OriginResponse | None
+        self, key: str, fetch: Fetch, rule: TtlRule | None, response: OriginResponse | None
     ) -> Progress:
         progress = Progress(key)
         self._fills[key] = progress
         task = asyncio.get_running_loop().create_task(
-            self._fill_or_follow(progress, fetch, domain_ttl, response)
+            self._fill_or_follow(progress, fetch, rule, response)
         )
         # A client that goes away must not cancel a fill that others wait on.
         self._tasks.add(task)
@@ -444,7 +445,7 @@ class DiskCache:
         self,
         progress: Progress,
         fetch: Fetch,
-        domain_ttl: int | None,
+        rule: TtlRule | None,
         response: OriginResponse | None,
     ) -> None:
         digest = self.digest(progress.key)
@@ -452,7 +453,7 @@ class DiskCache:
             for _attempt in range(3):
                 with self._try_lock(digest) as held:
                     if held:
-                        await self._fill(progress, digest, fetch, domain_ttl, response)
+                        await self._fill(progress, digest, fetch, rule, response)
                         return
                 if await self._follow(progress, digest):
                     return
@@ -461,7 +462,7 @@ class DiskCache:
                     # error, never a different version continuing where it stopped.
                     # The object still gets stored, by a fill of our own.
                     del self._fills[progress.key]
-                    self._start(progress.key, fetch, domain_ttl, None)
+                    self._start(progress.key, fetch, rule, None)
                     raise OriginError(502, "fill_failed", "the worker filling this object died")
                 if progress.fd >= 0:
                     os.close(progress.fd)
@@ -487,7 +488,7 @@ class DiskCache:
         progress: Progress,
         digest: str,
         fetch: Fetch,
-        domain_ttl: int | None,
+        rule: TtlRule | None,
         response: OriginResponse | None,
     ) -> None:
         if response is None:
@@ -501,8 +502,8 @@ class DiskCache:
                     raise OriginStatus(response.status, response.headers)
                 raise OriginError(502, "origin_status", f"the origin answered {response.status}")
             now = time.time()
-            keep = storable(response.headers)
-            ttl = ttl_for(response.headers, now, domain_ttl) if keep else 0
+            keep = storable(response.headers, rule)
+            ttl = ttl_for(response.headers, now, rule) if keep else 0
             total = response.length
             fd = progress.fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             created = True

@@ -5,6 +5,8 @@ from __future__ import annotations
 import email.utils
 from collections.abc import Mapping
 
+from vodedge.config import TtlRule
+
 DEFAULT_TTL = 3600
 
 
@@ -20,8 +22,11 @@ def cache_control(value: str | None) -> dict[str, str | None]:
     return out
 
 
-def storable(headers: Mapping[str, str]) -> bool:
-    """False when the origin forbids a shared cache from keeping the response."""
+def storable(headers: Mapping[str, str], rule: TtlRule | None = None) -> bool:
+    """False when the origin forbids a shared cache from keeping the response (unless
+    the domain's rule says to ignore that: swift_no_cache_low)."""
+    if rule is not None and rule.ignore_origin_no_cache:
+        return True
     directives = cache_control(headers.get("Cache-Control"))
     return not ({"no-store", "private"} & directives.keys())
 
@@ -52,9 +57,12 @@ def origin_ttl(headers: Mapping[str, str], now: float) -> int | None:
     return None
 
 
-def ttl_for(headers: Mapping[str, str], now: float, domain_ttl: int | None) -> int:
-    """How long to keep a stored response: the domain's rule wins, then the origin."""
-    if domain_ttl is not None:
-        return domain_ttl
+def ttl_for(headers: Mapping[str, str], now: float, rule: TtlRule | None) -> int:
+    """How long to keep a stored response: the domain's rule wins over the origin,
+    unless the rule lets the origin's cache headers win (swift_origin_cache_high)."""
     from_origin = origin_ttl(headers, now)
+    if rule is not None:
+        if rule.origin_first and from_origin is not None:
+            return from_origin
+        return rule.ttl
     return DEFAULT_TTL if from_origin is None else from_origin
