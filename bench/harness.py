@@ -286,7 +286,24 @@ class Section:
         (OUT / f"{self.key}.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
 
 
-SECTION_ORDER = ("extract", "plan", "flv", "seek")
+SECTION_ORDER = (
+    "extract",
+    "plan",
+    "flv",
+    "seek",
+    "edge-throughput",
+    "edge-ttfb",
+    "edge-slow-clients",
+)
+
+
+def _section_rank(key: str) -> tuple[int, str]:
+    """Known sections in their order, a labelled run (`edge-ttfb-before`) after its own."""
+    owners = [known for known in SECTION_ORDER if key == known or key.startswith(known + "-")]
+    if not owners:
+        return len(SECTION_ORDER), key
+    # The longest name wins, should one known name ever prefix another.
+    return SECTION_ORDER.index(max(owners, key=len)), key
 
 
 def write_markdown() -> Path:
@@ -301,9 +318,7 @@ def write_markdown() -> Path:
     )
     parts.append("")
     saved = {p.stem: p for p in OUT.glob("*.json")}
-    for key in [*SECTION_ORDER, *sorted(set(saved) - set(SECTION_ORDER))]:
-        if key not in saved:
-            continue
+    for key in sorted(saved, key=_section_rank):
         section = Section(**json.loads(saved[key].read_text()))
         section.rows = [Row(**r) if isinstance(r, dict) else r for r in section.rows]
         parts.append(f"### {section.title}")
@@ -311,11 +326,12 @@ def write_markdown() -> Path:
         parts += [f"Input: {line}  " for line in section.inputs]
         parts.append(f"vodedge: {section.commit}")
         parts.append("")
-        parts.append("| tool | median | ratio | command |")
-        parts.append("|---|---:|---:|---|")
+        parts.append("| tool | median | ratio | detail | command |")
+        parts.append("|---|---:|---:|---|---|")
         for row in section.rows:
-            command = f"`{row.command}`" if row.command else row.detail
-            parts.append(f"| {row.tool} | {row.median} | {row.ratio} | {command} |")
+            command = f"`{row.command}`" if row.command else ""
+            detail = row.detail.replace("|", "\\|")
+            parts.append(f"| {row.tool} | {row.median} | {row.ratio} | {detail} | {command} |")
         parts.append("")
         parts += [f"- {note}" for note in section.notes]
         if section.notes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -12,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import edge
 import media
 from harness import (
+    REPO,
     SCRATCH,
     VENV_BIN,
     Command,
@@ -65,26 +66,14 @@ def timing_row(label: str, result: Stats | str, command: Command, ratio_text: st
     return Row(label, fmt_seconds(result.median), ratio_text, command.shell, detail)
 
 
-def audio_digest(path: Path) -> str:
-    """A digest of the audio packets (data and timestamps), ffmpeg as the oracle."""
-    done = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a", "-c", "copy",
-         "-f", "framemd5", "-"],
-        capture_output=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return "unreadable"
-    return hashlib.sha256(done.stdout).hexdigest()[:16]
-
-
 def check_outputs(source: Path, outputs: dict[str, Path]) -> list[str]:
     """Notes saying whether each tool's output carries exactly the source's audio packets."""
-    want = audio_digest(source)
+    want = media.audio_digest(source)
     notes = []
     for label, path in outputs.items():
         if not path.exists():
             continue
-        got = audio_digest(path)
+        got = media.audio_digest(path)
         verdict = "identical audio packets" if got == want else f"AUDIO DIFFERS ({got})"
         notes.append(f"{label} output: {path.stat().st_size / 1e6:.2f} MB, {verdict}")
     return notes
@@ -468,7 +457,28 @@ def _wrk_row(label: str, result: object, body: int, base_rps: float | None) -> R
     return Row(label, f"{result.requests_per_s:,.0f} req/s", ratio_text, result.command, detail)
 
 
-BENCHMARKS = ("extract", "plan", "flv", "seek")
+def source_tree(rev: str) -> tuple[Path, str]:
+    """src/ of commit `rev`, extracted once under .cache/bench-src; and its short hash.
+
+    Others may be editing the working tree: a commit is a fixed thing to measure.
+    """
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    target = REPO / ".cache" / "bench-src" / commit
+    if not (target / "src").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "src"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "src", f"{commit} (src/ of that commit)"
+
+
+BENCHMARKS = ("extract", "plan", "flv", "seek", "edge-throughput", "edge-ttfb", "edge-slow-clients")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,7 +488,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="timed runs per command (>= 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per command first")
     parser.add_argument("--wrk-seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections (seek)")
+    edge_defaults = edge.EdgeOptions()
+    parser.add_argument(
+        "--edge-connections",
+        default=",".join(map(str, edge_defaults.connections)),
+        help="wrk concurrencies of edge-throughput, comma-separated",
+    )
+    parser.add_argument("--edge-seconds", type=int, default=edge_defaults.seconds,
+                        help="seconds per wrk run of edge-throughput")  # fmt: skip
+    parser.add_argument("--edge-rounds", type=int, default=edge_defaults.rounds,
+                        help="interleaved wrk runs per server and concurrency")  # fmt: skip
+    parser.add_argument("--ttfb-samples", type=int, default=edge_defaults.ttfb_samples)
+    parser.add_argument("--slow-clients", type=int, default=edge_defaults.slow_clients)
+    parser.add_argument("--slow-rate", type=int, default=edge_defaults.slow_rate,
+                        help="bytes/s each slow client reads")  # fmt: skip
+    parser.add_argument("--slow-seconds", type=float, default=edge_defaults.slow_seconds)
+    parser.add_argument("--finish-seconds", type=float, default=edge_defaults.finish_seconds,
+                        help="how long slow clients may then read freely to the end")  # fmt: skip
+    parser.add_argument("--server-nofile", type=int, default=None,
+                        help="run vodedge with this soft descriptor limit (e.g. 1024)")  # fmt: skip
+    parser.add_argument(
+        "--vodedge-src",
+        type=Path,
+        default=None,
+        help="run the edge benchmarks on this source tree (e.g. `git archive REV src | tar x`)",
+    )
+    parser.add_argument(
+        "--vodedge-rev",
+        default=None,
+        help="run the edge benchmarks on this commit's src/ (extracted under .cache/bench-src)",
+    )
+    parser.add_argument("--label", default="", help="kept apart in results.md, e.g. 'before'")
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -490,6 +531,22 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(BENCHMARKS)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    edge_options = edge.EdgeOptions(
+        seconds=args.edge_seconds,
+        rounds=args.edge_rounds,
+        connections=tuple(int(c) for c in args.edge_connections.split(",")),
+        ttfb_samples=args.ttfb_samples,
+        slow_clients=args.slow_clients,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        finish_seconds=args.finish_seconds,
+        vodedge_src=args.vodedge_src.resolve() if args.vodedge_src else None,
+        commit=None if args.vodedge_src is None else f"source tree {args.vodedge_src}",
+        server_nofile=args.server_nofile,
+        label=args.label,
+    )
+    if args.vodedge_rev:
+        edge_options.vodedge_src, edge_options.commit = source_tree(args.vodedge_rev)
     for key, value in machine_info().items():
         print(f"{key:>8}: {value}")
     sections = []
@@ -506,8 +563,14 @@ def main(argv: list[str] | None = None) -> int:
             section = bench_plan(args.runs, args.warmup)
         elif name == "flv":
             section = bench_flv(args.runs, args.warmup)
-        else:
+        elif name == "seek":
             section = bench_seek(args.wrk_seconds, args.connections)
+        elif name == "edge-throughput":
+            section = edge.bench_throughput(edge_options)
+        elif name == "edge-ttfb":
+            section = edge.bench_ttfb(edge_options)
+        else:
+            section = edge.bench_slow_clients(edge_options)
         # Others may share the machine; say how busy it was so noisy runs are visible.
         section.notes.append(
             f"other processes kept {meter.other_cores():.2f} of {os.cpu_count()} cores busy "
