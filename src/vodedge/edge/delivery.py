@@ -78,7 +78,14 @@ async def _send_span(
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
         await asyncio.wait_for(response.drain(), SEND_TIMEOUT)
-        await asyncio.wait_for(loop.sendfile(transport, file, offset, step), SEND_TIMEOUT)
+        try:
+            await asyncio.wait_for(loop.sendfile(transport, file, offset, step), SEND_TIMEOUT)
+        except NotImplementedError:
+            # uvloop has no sendfile: copy through user space in bounded pieces.
+            data = os.pread(body.fd, step, offset)
+            if len(data) != step:
+                raise OSError("the cached object is shorter than its plan") from None
+            await asyncio.wait_for(response.write(data), SEND_TIMEOUT)
         offset += step
         sent += step
         if pacer is not None:
