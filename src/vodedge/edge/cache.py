@@ -36,6 +36,9 @@ Fetch = Callable[[Mapping[str, str] | None], Awaitable[OriginResponse]]
 # this separator (control characters never reach keys: such paths are refused) and a tag.
 RENDITION = "\x1frendition:"
 FOLLOW_POLL = 0.005
+# Index rows read this recently are reused without asking SQLite (see _lookup).
+HOT_SECONDS = 1.0
+HOT_ENTRIES = 4096
 FOLLOW_META_TIMEOUT = 60.0
 PASSTHROUGH_STATUSES = frozenset({301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 410, 451})
 
@@ -221,6 +224,7 @@ class DiskCache:
         self._accesses: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rendering: set[str] = set()
+        self._hot: dict[str, tuple[float, Entry]] = {}
         self._revalidating: dict[str, asyncio.Task[tuple[str, ObjectMeta | Progress]]] = {}
 
     # --- start-up and housekeeping -------------------------------------------------
@@ -262,6 +266,7 @@ class DiskCache:
         """Drop one object (and its renditions) or every object under a prefix; how
         many objects were dropped."""
         self.index.record_purge(key_or_prefix, prefix)
+        self._hot.clear()
         if prefix:
             rows = self.index.delete_prefix(key_or_prefix)
         else:
@@ -315,19 +320,43 @@ class DiskCache:
         try:
             fd = os.open(entry.file, os.O_RDONLY)
         except FileNotFoundError:
-            self.index.delete(entry.meta.key)
+            # Replaced, purged or evicted since the row was read: the row goes only if
+            # it still names this file (another worker may have stored a newer one).
+            self.index.delete_entry(entry)
+            self._hot.pop(entry.meta.key, None)
             return None
         if os.fstat(fd).st_size != entry.meta.size:
             os.close(fd)  # never serve a file that disagrees with its row
-            self.purge(entry.meta.key)
+            self.index.delete_entry(entry)
+            self._hot.pop(entry.meta.key, None)
+            entry.file.unlink(missing_ok=True)
             return None
         return fd
+
+    def _lookup(self, key: str, now: float) -> Entry | None:
+        """The index row of `key`, from memory when read less than HOT_SECONDS ago.
+
+        Files are unlinked whenever their row changes object (replace, purge,
+        evict), so a remembered row whose file still opens still holds that object;
+        only a revalidation elsewhere can be missed, for HOT_SECONDS at most.
+        """
+        hot = self._hot.get(key)
+        if hot is not None and now - hot[0] < HOT_SECONDS:
+            return hot[1]
+        entry = self.index.get(key)
+        if entry is None:
+            self._hot.pop(key, None)
+        else:
+            if len(self._hot) >= HOT_ENTRIES:
+                self._hot.clear()
+            self._hot[key] = (now, entry)
+        return entry
 
     async def get(self, key: str, fetch: Fetch, *, rule: TtlRule | None) -> tuple[str, Body]:
         """The object for `key` and how it was found: HIT, MISS, EXPIRED, REVALIDATED,
         STALE (origin down, stale copy served) or BYPASS (origin forbids storing)."""
         now = time.time()
-        entry = self.index.get(key)
+        entry = self._lookup(key, now)
         fd = self._open_entry(entry) if entry is not None else None
         if entry is not None and fd is not None:
             if entry.meta.fresh(now):
@@ -383,6 +412,7 @@ class DiskCache:
             age = response.headers.get("Age", "0")
             origin_age = int(age) if age.isdigit() else 0
             self.index.refresh(meta.key, now, now + ttl, origin_age)
+            self._hot.pop(meta.key, None)
             fresh = ObjectMeta(
                 meta.key, meta.size, meta.etag, meta.last_modified, meta.content_type,
                 now, now + ttl, origin_age, meta.ranges,
@@ -569,6 +599,7 @@ class DiskCache:
         progress.path = final
         progress.meta = final_meta
         replaced = self.index.put(Entry(final_meta, final))
+        self._hot.pop(meta.key, None)
         if replaced is not None:
             replaced.unlink(missing_ok=True)
         self._evict(keep=meta.key)
@@ -625,7 +656,7 @@ class DiskCache:
     def open_rendition(self, key: str, tag: str) -> Body | None:
         """The stored output of transform `tag` on object `key`, or None."""
         rkey = key + RENDITION + tag
-        entry = self.index.get(rkey)
+        entry = self._lookup(rkey, time.time())
         fd = self._open_entry(entry) if entry is not None else None
         if entry is None or fd is None:
             return None

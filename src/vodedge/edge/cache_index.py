@@ -128,6 +128,12 @@ class CacheIndex:
             self._db.execute("DELETE FROM objects WHERE key = ?", (key,))
         return Path(row[0]) if row else None
 
+    def delete_entry(self, entry: Entry) -> None:
+        """Forget `entry` only if its row still names its file (not a newer version)."""
+        self._db.execute(
+            "DELETE FROM objects WHERE key = ? AND file = ?", (entry.meta.key, str(entry.file))
+        )
+
     def delete_prefix(self, prefix: str) -> list[tuple[str, Path]]:
         """Forget every key starting with `prefix`, returning the keys and their files."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
