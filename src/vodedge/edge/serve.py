@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 ACCESS_FLUSH_SECONDS = 2.0
+# A connection with no request in progress (silent, half-sent headers, idle
+# keep-alive) is closed after this long: aiohttp has no request-header timeout, and
+# its keep-alive default is an hour.
+IDLE_TIMEOUT = 30.0
+SWEEP_SECONDS = 2.0
 
 
 @dataclass
@@ -77,11 +82,14 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
     # log, and bad input is answered with a 400 anyway.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     edge = Edge(options.config, DiskCache(options.cache_dir / "store", options.cache_size))
-    runner = web.AppRunner(make_app(edge), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        make_app(edge), access_log=None, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT
+    )
     await runner.setup()
     site = web.SockSite(runner, sock, shutdown_timeout=5.0)
     await site.start()
     loop = asyncio.get_running_loop()
+    sweeper = loop.create_task(_close_idle(runner))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -99,7 +107,29 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), ACCESS_FLUSH_SECONDS)
         edge.cache.flush_accesses()
+    sweeper.cancel()
     await runner.cleanup()
+
+
+async def _close_idle(runner: Any) -> None:
+    """Close connections that have had no request in progress for IDLE_TIMEOUT."""
+    loop = asyncio.get_running_loop()
+    idle_since: dict[object, float] = {}
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        server = runner.server
+        if server is None:
+            continue
+        now = loop.time()
+        current = set(server.connections)
+        for handler in current:
+            # aiohttp keeps this flag while a handler runs (our responses stream inside it).
+            if getattr(handler, "_request_in_progress", True):
+                idle_since.pop(handler, None)
+            elif now - idle_since.setdefault(handler, now) > IDLE_TIMEOUT:
+                handler.force_close()
+        for handler in [h for h in idle_since if h not in current]:
+            del idle_since[handler]
 
 
 def _worker_main(sock: socket.socket, options: ServeOptions, index: int) -> None:
