@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import re
 import socket
 import statistics
@@ -30,6 +31,8 @@ AUDIO_5MIN = "/5min.mp4?ali_audio_only=1"
 TARGET_THROUGHPUT = 0.8  # vodedge / nginx requests/s, at least
 TARGET_TTFB = 2.0  # vodedge / nginx first-byte time, at most
 TARGET_RSS_MB = 300.0
+# The pause between two TTFB samples.
+TTFB_PAUSE = 0.005
 # Slow clients' receive buffer: small and fixed, as behind a slow link.
 SLOW_RCVBUF = 64 << 10
 # A run during which other processes kept more cores busy is repeated (this often).
@@ -460,12 +463,16 @@ def bench_ttfb(options: EdgeOptions) -> Section:
                 for _ in range(3):
                     item.size = links[item.label].sample(item.path)[2]
             meter = RunMeter([pid for s in (nginx, vd) for pid in s.pids()])
+            random.seed(4)  # the same orders every run
             deadline = time.monotonic() + options.ttfb_max_seconds
             for number in range(options.ttfb_samples):
                 if time.monotonic() > deadline:
                     notes.append(f"stopped after {number} samples ({options.ttfb_max_seconds} s)")
                     break
-                order = series if number % 2 == 0 else list(reversed(series))
+                # A new order each round: a sample right after another server's long
+                # response finds its server idle longer (deeper CPU idle states), so
+                # no contender may always come after the same one.
+                order = random.sample(series, len(series))
                 for item in order:
                     if item.error:
                         continue
@@ -477,7 +484,7 @@ def bench_ttfb(options: EdgeOptions) -> Section:
                     item.headers.append(headers)
                     item.first.append(first)
                     # Let the server finish with the last response before the next one.
-                    time.sleep(0.002)
+                    time.sleep(TTFB_PAUSE)
                 if number % 20 == 0:
                     progress(f"  sample {number + 1}/{options.ttfb_samples}")
             other = meter.other_cores()
@@ -494,7 +501,8 @@ def bench_ttfb(options: EdgeOptions) -> Section:
         notes.append(
             "a Python client on one open keep-alive connection per contender sends the request "
             "and times the end of the headers and the first body byte; each response is then "
-            "read to its end untimed; contenders interleave sample by sample"
+            f"read to its end untimed, {TTFB_PAUSE * 1e3:.0f} ms pause; contenders interleave "
+            "sample by sample in a new random order each round"
         )
         notes.append(
             f"ratio is the median time to the first body byte over nginx's (target <= "
