@@ -455,6 +455,7 @@ class Vodedge:
         origin_read_timeout: float | None = None,
         send_timeout: float | None = None,
         origin: str | None = None,
+        loop: str | None = None,
     ) -> None:
         self.work = work
         self.origin = origin  # zero-config mode (`--origin`) instead of the config file
@@ -466,6 +467,8 @@ class Vodedge:
         self.cache_size = cache_size
         self.origin_read_timeout = origin_read_timeout
         self.send_timeout = send_timeout
+        # The event loop (`--loop`): VODEDGE_TEST_LOOP=uvloop runs every server on uvloop.
+        self.loop = loop or os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
         self.port = 0
         self.admin_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -488,6 +491,7 @@ class Vodedge:
             "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin_port}",
             "--workers", str(self.workers), "--cache-dir", str(self.cache_dir),
             "--cache-size", self.cache_size, "--access-log", str(self.access_log),
+            "--loop", self.loop,
         ]  # fmt: skip
 
     def launch(self) -> None:

@@ -22,9 +22,10 @@ SLOW_DRIP = {"chunk": 64 << 10, "drip_after": 0, "interval": 0.05}
 
 @pytest.fixture(scope="module")
 def edge2(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vodedge]:
-    """Two workers sharing one socket and one cache."""
+    """Two workers sharing one socket and one cache, on uvloop."""
     config = domains(origins)
-    with running(Vodedge(tmp_path_factory.mktemp("vodedge2"), config, workers=2)) as server:
+    work = tmp_path_factory.mktemp("vodedge2")
+    with running(Vodedge(work, config, workers=2, loop="uvloop")) as server:
         yield server
 
 

@@ -18,9 +18,10 @@ pytestmark = pytest.mark.xdist_group("edge_renditions")
 
 @pytest.fixture(scope="module")
 def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vodedge]:
-    """Two workers sharing one cache (a rendition one worker writes, the other serves)."""
+    """Two workers on uvloop sharing one cache (a rendition one worker writes, the other
+    serves); uvloop's sendfile path differs from asyncio's."""
     work = tmp_path_factory.mktemp("vodedge-renditions")
-    with running(Vodedge(work, domains(origins), workers=2)) as server:
+    with running(Vodedge(work, domains(origins), workers=2, loop="uvloop")) as server:
         yield server
 
 
