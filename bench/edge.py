@@ -122,7 +122,10 @@ def warm_vodedge(server: Server, path: str, notes: list[str]) -> None:
     """Bring `path` to a warm state (source cached, plan memoised, rendition built);
     problems go to `notes`."""
     url = server.base + path
-    problems = servers.warm(url, want_hit=True)
+    problems = servers.warm(url, want_hit=True, timeout=10)
+    if problems and "complete=False" in problems[-1]:
+        notes.append(f"vodedge warm-up of {path}: {len(problems)} bad responses ({problems[-1]})")
+        return
     # The first warm request builds the plan and starts writing the rendition in
     # the background; later ones are what a warm client gets.
     time.sleep(0.5)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -123,13 +125,21 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 15.0) -
     raise RuntimeError(f"server did not listen on {host}:{port} within {timeout:.0f} s")
 
 
-def warm(url: str, *, want_hit: bool, tries: int = 20) -> list[str]:
-    """Request `url` until a complete 2xx (and a cache HIT if asked); return what went wrong."""
+def warm(url: str, *, want_hit: bool, tries: int = 20, timeout: float = 30.0) -> list[str]:
+    """Request `url` until a complete 2xx (and a cache HIT if asked); return what went wrong.
+
+    Gives up after three incomplete bodies: a server that stalls mid-body would
+    otherwise cost `tries` timeouts.
+    """
     problems: list[str] = []
+    stalled = 0
     for _ in range(tries):
-        got = fetch(url)
+        got = fetch(url, timeout=timeout)
         if not got.complete or not 200 <= got.status < 300:
             problems.append(f"status {got.status}, {got.size} bytes, complete={got.complete}")
+            stalled += not got.complete
+            if stalled >= 3:
+                return problems
             time.sleep(0.2)
             continue
         if not want_hit or got.headers.get("x-cache") == "HIT":
@@ -228,12 +238,17 @@ def vodedge_serve_available() -> bool:
 
 @contextlib.contextmanager
 def vodedge_server(
-    root: Path, probe: str, *, loop: str = "asyncio", src: Path | None = None
+    root: Path,
+    probe: str,
+    *,
+    loop: str = "asyncio",
+    src: Path | None = None,
+    nofile: int | None = None,
 ) -> Iterator[Server]:
     """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
 
     `src` runs another source tree (e.g. an older commit from `git archive`)
-    with the same virtualenv.
+    with the same virtualenv; `nofile` lowers its soft descriptor limit.
     """
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-serve-") as tmp:
         port = free_port()
@@ -248,13 +263,25 @@ def vodedge_server(
             env["PYTHONPATH"] = str(src)  # ahead of the editable install's path entry
         log = Path(tmp) / "stderr.log"
         with log.open("wb") as stderr:
-            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env=env,
+                preexec_fn=None if nofile is None else functools.partial(_limit_fds, nofile),
+            )
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_http(base + probe, proc, timeout=30)
             yield Server(base, proc.pid, log)
         finally:
             _stop(proc)
+
+
+def _limit_fds(soft: int) -> None:
+    """In the child before exec: a lower soft RLIMIT_NOFILE (a common default is 1024)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @contextlib.contextmanager
