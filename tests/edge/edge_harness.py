@@ -579,7 +579,8 @@ class Vodedge:
         return http_request(self.port, host, path, method=method, headers=headers, timeout=timeout)
 
     def prime(self, host: str, path: str) -> None:
-        """Get `path` into the cache: HEAD it until it is a HIT (the first one fills it)."""
+        """HEAD `path` until it is a HIT: the first HEAD fills it if it is absent, later
+        ones wait for a running fill to be stored (a request joining one is a MISS)."""
         for _ in range(100):
             if self.get(host, path, method="HEAD").header("X-Cache") == "HIT":
                 return

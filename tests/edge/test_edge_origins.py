@@ -261,7 +261,7 @@ def test_a_range_far_ahead_of_the_fill_goes_to_the_origin(
     assert reply.elapsed < 1.5, reply.elapsed
     records = origins.fault.requests(path)
     assert any(r["range"] for r in records), records
-    origins.fault.wait_filled(path)
+    edge.prime("faulty.test", path)
     hit = edge.get("faulty.test", path, {"Range": f"bytes={first}-{last}"})
     assert hit.header("X-Cache") == "HIT" and hit.body == data[first : last + 1]
 
