@@ -454,6 +454,7 @@ class Vodedge:
         cache_size: str = "1GiB",
         origin_read_timeout: float | None = None,
         send_timeout: float | None = None,
+        idle_timeout: float | None = None,
         origin: str | None = None,
         loop: str | None = None,
     ) -> None:
@@ -467,6 +468,7 @@ class Vodedge:
         self.cache_size = cache_size
         self.origin_read_timeout = origin_read_timeout
         self.send_timeout = send_timeout
+        self.idle_timeout = idle_timeout
         # The event loop (`--loop`): VODEDGE_TEST_LOOP=uvloop runs every server on uvloop.
         self.loop = loop or os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
         self.port = 0
@@ -478,12 +480,14 @@ class Vodedge:
     def command(self) -> list[str]:
         """The command line that starts this server."""
         head = vodedge_command()
-        if self.origin_read_timeout is not None or self.send_timeout is not None:
+        timeouts = (self.origin_read_timeout, self.send_timeout, self.idle_timeout)
+        if any(t is not None for t in timeouts):
             head = [
                 sys.executable,
                 str(LAUNCHER),
                 str(self.origin_read_timeout or DEFAULT_READ_TIMEOUT),
                 str(self.send_timeout or DEFAULT_SEND_TIMEOUT),
+                *([str(self.idle_timeout)] if self.idle_timeout is not None else []),
             ]
         source = ["--origin", self.origin] if self.origin else ["--config", str(self.config_file)]
         return [
