@@ -63,6 +63,7 @@ class Behaviour:
     extra: int = 0  # write this many bytes past the announced length
     range_extra: int = 0  # a 206 carries this many bytes more than asked
     range_delay: float = 0.0  # sleep before answering a ranged request
+    headers: dict[str, str] = field(default_factory=dict)  # more response headers
 
 
 @dataclass
@@ -211,6 +212,7 @@ async def _answer(
         headers["Age"] = str(how.age)
     if how.ranges:
         headers["Accept-Ranges"] = "bytes"
+    headers.update(how.headers)
     if how.conditional and _not_modified(request, headers):
         record.status = 304
         record.completed = True
