@@ -323,6 +323,10 @@ def throughput_row(
         return Row(label, "-", "", contender.url, "no run")
     result, per_request, other = found
     rps = result.requests_per_s
+    if not result.requests:
+        return Row(
+            label, "0 req/s", "0.00", result.command, f"no response completed, {result.errors}"
+        )
     ratio = f"{rps / base[0].requests_per_s:.2f}" if base and base[0].requests_per_s else ""
     spread = sorted(
         r[0].requests_per_s for r in contender.runs if f"-c{connections} " in r[0].command
@@ -595,6 +599,19 @@ def probe(url: str) -> tuple[float, float, bool]:
     return float(start), float(total), code == "200" and exit_code == "0"
 
 
+def probe_while_held(
+    url: str, events: Events, slow_seconds: float, out: list[tuple[float, float, bool]]
+) -> None:
+    """Five fresh GETs spread over the slow phase (after every client has its headers)."""
+    if not events.ready.wait(timeout=120):
+        return
+    for _ in range(5):
+        if events.last("finishing") or events.last("done"):
+            return
+        out.append(probe(url))
+        time.sleep(slow_seconds / 6)
+
+
 class Events:
     """The slow-client process's JSON lines, read in a thread."""
 
@@ -658,14 +675,14 @@ def bench_slow_clients(options: EdgeOptions) -> Section:
         busy: list[tuple[float, float, bool]] = []
         meter = RunMeter([*vd.pids(), proc.pid])
         limit = time.monotonic() + options.slow_seconds + options.finish_seconds + 120
-        next_probe = 0.0
+        # Probes run in a thread: one may take long, and sampling must go on meanwhile.
+        prober = threading.Thread(
+            target=probe_while_held, args=(url, events, options.slow_seconds, busy), daemon=True
+        )
+        prober.start()
         try:
             while proc.poll() is None and time.monotonic() < limit:
                 samples.append(look(vd, started))
-                holding = events.ready.is_set() and not events.last("finishing")
-                if holding and time.monotonic() >= next_probe and len(busy) < 5:
-                    busy.append(probe(url))
-                    next_probe = time.monotonic() + options.slow_seconds / 6
                 progress(
                     f"  {samples[-1].at:5.1f} s: {samples[-1].connections} connections, "
                     f"RSS {sum(samples[-1].rss_kb.values()) / 1e3:.0f} MB"
@@ -676,6 +693,7 @@ def bench_slow_clients(options: EdgeOptions) -> Section:
                 proc.kill()
             proc.wait()
             events.thread.join(timeout=5)
+            prober.join(timeout=35)
             progress("")
         other = meter.other_cores()
         after = look(vd, started)
