@@ -215,6 +215,21 @@ def test_flv_miss_is_streamed_chunked_with_the_audio_packets(
     assert cached.body == cli_output("extract", source, tmp_path).output
 
 
+def test_flv_range_on_a_miss_waits_for_the_exact_output(
+    edge: Vodedge, origins: Origins, tmp_path: Path
+) -> None:
+    """A Range needs the output's size: on a miss it is answered from the plan, exactly."""
+    source = media("flv_h264_aac_10s_kfindex")
+    path = origins.media.add(source, "flv-miss/ranged.flv")
+    origins.fault.behave(path, chunk=32 << 10, drip_after=0, interval=0.005)
+    want = cli_output("extract", source, tmp_path).output
+    assert want is not None
+    reply = edge.get("faulty.test", path + "?ali_audio_only=1", {"Range": "bytes=100-9999"})
+    assert reply.status == 206, reply
+    assert reply.header("Content-Range") == f"bytes 100-9999/{len(want)}"
+    assert reply.body == want[100:10000]
+
+
 # --- seeking ---------------------------------------------------------------------------------
 
 

@@ -96,6 +96,23 @@ def test_concurrent_clients_share_one_origin_fetch(
     assert len(origins.fault.requests(path)) == 1, origins.fault.requests(path)
 
 
+def test_an_expired_object_is_revalidated_once_per_worker(
+    edge2: Vodedge, origins: Origins
+) -> None:
+    """20 clients over two workers after max-age ran out: at most one conditional request
+    per worker (workers share the cache, not their revalidations), all REVALIDATED."""
+    path, source = _publish(origins, "expired-two-workers.mp4")
+    origins.fault.behave(path, cache_control="max-age=1")
+    edge2.prime("faulty.test", path)
+    time.sleep(1.2)
+    origins.fault.behave(path, cache_control="max-age=1", headers_delay=0.3)
+    replies = concurrent_gets(edge2.port, [("faulty.test", path, {})] * 20)
+    assert all(r.status == 200 and r.body == source for r in replies)
+    assert {r.header("X-Cache") for r in replies} <= {"REVALIDATED", "HIT"}
+    conditional = [r for r in origins.fault.requests(path) if r["if_none_match"]]
+    assert 1 <= len(conditional) <= 2, conditional
+
+
 def test_a_client_leaving_does_not_cancel_the_fill(edge: Vodedge, origins: Origins) -> None:
     """The first client hangs up mid-body: a second still gets everything, from one fetch."""
     path, source = _publish(origins, "abandoned.mp4")
