@@ -54,6 +54,7 @@ class EdgeOptions:
     finish_seconds: float = 20.0
     vodedge_src: Path | None = None  # another source tree to run (see servers.vodedge_server)
     server_nofile: int | None = None  # a lower soft RLIMIT_NOFILE for vodedge
+    slow_loop: str = "asyncio"  # vodedge's event loop in edge-slow-clients
     label: str = ""  # appended to section keys and titles (e.g. "before renditions")
     commit: str | None = None  # what ran, when not the working tree
 
@@ -645,7 +646,11 @@ def bench_slow_clients(options: EdgeOptions) -> Section:
     with servers.docroot({"5min.mp4": source}) as root, contextlib.ExitStack() as stack:
         vd = stack.enter_context(
             servers.vodedge_server(
-                root, "/5min.mp4", src=options.vodedge_src, nofile=options.server_nofile
+                root,
+                "/5min.mp4",
+                loop=options.slow_loop,
+                src=options.vodedge_src,
+                nofile=options.server_nofile,
             )
         )
         warm_vodedge(vd, AUDIO_5MIN, notes)
@@ -721,7 +726,11 @@ def bench_slow_clients(options: EdgeOptions) -> Section:
     return Section(
         section_key("edge-slow-clients", options),
         titled(f"{options.slow_clients:,} slow audio-only clients, one worker (issue 4)", options),
-        [media.describe(source), f"GET {AUDIO_5MIN}, warm"],
+        [
+            media.describe(source),
+            f"GET {AUDIO_5MIN}, warm; vodedge --loop {options.slow_loop}"
+            + (f", soft descriptor limit {options.server_nofile}" if options.server_nofile else ""),
+        ],
         rows,
         notes,
         **({"commit": options.commit} if options.commit else {}),

@@ -506,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow-seconds", type=float, default=edge_defaults.slow_seconds)
     parser.add_argument("--finish-seconds", type=float, default=edge_defaults.finish_seconds,
                         help="how long slow clients may then read freely to the end")  # fmt: skip
+    parser.add_argument("--slow-loop", choices=("asyncio", "uvloop"), default="asyncio",
+                        help="vodedge's event loop in edge-slow-clients")  # fmt: skip
     parser.add_argument("--server-nofile", type=int, default=None,
                         help="run vodedge with this soft descriptor limit (e.g. 1024)")  # fmt: skip
     parser.add_argument(
@@ -543,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         vodedge_src=args.vodedge_src.resolve() if args.vodedge_src else None,
         commit=None if args.vodedge_src is None else f"source tree {args.vodedge_src}",
         server_nofile=args.server_nofile,
+        slow_loop=args.slow_loop,
         label=args.label,
     )
     if args.vodedge_rev:
