@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,66 @@ def test_zero_config_serves_every_host(
             clip = server.get(host, path + "?start=1&end=2")
             want = cli_output("clip", source, tmp_path, "--start", "1", "--end", "2").output
             assert clip.body == want
+
+
+def _ipv6_port() -> int | None:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+            return int(sock.getsockname()[1])
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def ipv6_server(tmp_path_factory: pytest.TempPathFactory) -> tuple[tuple[int, bytes], str, int]:
+    """`vodedge serve --listen [::1]:PORT`: one request's (status, body), its stderr, port."""
+    port = _ipv6_port()
+    if port is None:
+        pytest.skip("no IPv6 loopback here")
+    work = tmp_path_factory.mktemp("vodedge-ipv6")
+    log = work / "stderr.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [*vodedge_command(), "serve", "--origin", str(SAMPLES), "--listen", f"[::1]:{port}",
+             "--workers", "1", "--cache-dir", str(work / "cache"), "--access-log", "off"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        for _ in range(200):
+            try:
+                connection = HTTPConnection("::1", port, timeout=5)
+                connection.request("GET", "/talk.mp4?ali_audio_only=1", headers={"Host": "x"})
+                response = connection.getresponse()
+                reply = (response.status, response.read())
+                connection.close()
+                return reply, log.read_text(), port
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"no answer on [::1]:{port}: {log.read_text()}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_an_ipv6_listener(ipv6_server: tuple[tuple[int, bytes], str, int], tmp_path: Path) -> None:
+    """--listen [::1]:PORT serves over IPv6."""
+    (status, body), _, _ = ipv6_server
+    assert status == 200
+    assert body == cli_output("extract", SAMPLES / "talk.mp4", tmp_path).output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serving.serve's ready() prints http://{host}:{port}/ without brackets: for an "
+    "IPv6 listener the start-up line says http://::1:PORT/, which is no URL",
+)
+def test_the_start_up_line_names_a_usable_url(
+    ipv6_server: tuple[tuple[int, bytes], str, int],
+) -> None:
+    """The line an operator copies from says http://[::1]:PORT/."""
+    _, log, port = ipv6_server
+    assert f"http://[::1]:{port}/" in log, log
 
 
 # --- refused starts --------------------------------------------------------------------------
