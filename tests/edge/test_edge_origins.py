@@ -200,12 +200,6 @@ def test_a_purge_during_a_fill_is_not_undone_by_it(
     assert reply.body == new, f"X-Cache {reply.header('X-Cache')}: the purged version came back"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ObjectMeta keeps only ETag, Last-Modified and Content-Type: an origin's "
-    "Content-Encoding (gzip despite Accept-Encoding: identity) is dropped, so clients get "
-    "compressed bytes labelled as plain",
-)
 def test_content_encoding_from_the_origin_reaches_the_client(
     edge: Vodedge, origins: Origins
 ) -> None:
@@ -222,11 +216,6 @@ def test_content_encoding_from_the_origin_reaches_the_client(
         assert decoded == text, f"Content-Encoding {encoding!r}: the client cannot read it"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storable() and ttl_for() ignore Vary: a `Vary: *` response, which no later "
-    "request matches (RFC 9111 4.1), is stored and served as a HIT",
-)
 def test_vary_star_is_never_reused(edge: Vodedge, origins: Origins) -> None:
     """`Vary: *` matches no later request (RFC 9111 4.1): each goes to the origin."""
     path, source = _copy(origins, "vary-star.mp4")

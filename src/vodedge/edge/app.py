@@ -266,6 +266,8 @@ def _cache_headers(body: Body, how: str) -> CIMultiDict[str]:
     headers["Accept-Ranges"] = "bytes"
     if body.meta.last_modified:
         headers["Last-Modified"] = body.meta.last_modified
+    if body.meta.content_encoding:
+        headers["Content-Encoding"] = body.meta.content_encoding
     return headers
 
 
@@ -495,6 +497,11 @@ async def _transformed(
     fetcher: _Fetcher,
 ) -> Answer | None:
     """Answer with the transform's output; None means "fall back to the original"."""
+    if body.meta.content_encoding:
+        if domain.fallback == "passthrough":
+            return None
+        message = f"the origin sent this object {body.meta.content_encoding}-encoded"
+        return error_response(415, "unsupported_media", message), 415, 0
     reader = _SourceReader(body, fetcher)
     started = time.monotonic()
     try:

@@ -19,7 +19,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from vodedge.config import TtlRule
@@ -52,6 +52,13 @@ class OriginStatus(Exception):
         self.headers = dict(headers)
 
 
+def _encoding(value: str | None) -> str | None:
+    """The Content-Encoding worth keeping (identity is none)."""
+    if value is None or value.strip().lower() in ("", "identity"):
+        return None
+    return value.strip()
+
+
 def _meta_from(key: str, response: OriginResponse, size: int, ttl: int, now: float) -> ObjectMeta:
     headers = response.headers
     age = headers.get("Age", "0")
@@ -61,6 +68,7 @@ def _meta_from(key: str, response: OriginResponse, size: int, ttl: int, now: flo
         etag=headers.get("ETag"),
         last_modified=headers.get("Last-Modified"),
         content_type=headers.get("Content-Type"),
+        content_encoding=_encoding(headers.get("Content-Encoding")),
         stored_at=now,
         expires_at=now + ttl,
         origin_age=int(age) if age.isdigit() else 0,
@@ -377,9 +385,7 @@ class DiskCache:
         pending = self._revalidating.get(key)
         if pending is None:
             # A task of its own: a client that goes away must not cancel it for the others.
-            pending = asyncio.get_running_loop().create_task(
-                self._ask_origin(entry, fetch, rule)
-            )
+            pending = asyncio.get_running_loop().create_task(self._ask_origin(entry, fetch, rule))
             self._revalidating[key] = pending
             pending.add_done_callback(lambda _done: self._revalidating.pop(key, None))
         try:
@@ -413,10 +419,7 @@ class DiskCache:
             origin_age = int(age) if age.isdigit() else 0
             self.index.refresh(meta.key, now, now + ttl, origin_age)
             self._hot.pop(meta.key, None)
-            fresh = ObjectMeta(
-                meta.key, meta.size, meta.etag, meta.last_modified, meta.content_type,
-                now, now + ttl, origin_age, meta.ranges,
-            )  # fmt: skip
+            fresh = replace(meta, stored_at=now, expires_at=now + ttl, origin_age=origin_age)
             return "REVALIDATED", fresh
         if response.status >= 500:
             await response.aclose()
@@ -587,10 +590,7 @@ class DiskCache:
         os.replace(staging, meta_file)
 
     def _publish(self, progress: Progress, meta: ObjectMeta, tmp: Path) -> None:
-        final_meta = ObjectMeta(
-            meta.key, progress.written, meta.etag, meta.last_modified, meta.content_type,
-            meta.stored_at, meta.expires_at, meta.origin_age, meta.ranges,
-        )  # fmt: skip
+        final_meta = replace(meta, size=progress.written)
         digest = self.digest(meta.key)
         shard = self.root / "objects" / digest[:2]
         shard.mkdir(exist_ok=True)
@@ -685,10 +685,13 @@ class DiskCache:
                 await asyncio.get_running_loop().run_in_executor(
                     None, _write_rendition, plan, src, tmp
                 )
-                rendered = ObjectMeta(
-                    rkey, plan.size, meta.etag, meta.last_modified, meta.content_type,
-                    meta.stored_at, meta.stored_at + 10 * 365 * 86400, meta.origin_age, True,
-                )  # fmt: skip
+                rendered = replace(
+                    meta,
+                    key=rkey,
+                    size=plan.size,
+                    expires_at=meta.stored_at + 10 * 365 * 86400,
+                    ranges=True,
+                )
                 shard = self.root / "objects" / digest[:2]
                 shard.mkdir(exist_ok=True)
                 final = shard / tmp.name.removesuffix(".part")

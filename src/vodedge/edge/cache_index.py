@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS objects (
     expires_at REAL NOT NULL,
     origin_age INTEGER NOT NULL DEFAULT 0,
     ranges INTEGER NOT NULL DEFAULT 0,
-    last_access REAL NOT NULL
+    last_access REAL NOT NULL,
+    content_encoding TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
 CREATE TABLE IF NOT EXISTS purges (
@@ -46,6 +47,9 @@ class ObjectMeta:
     expires_at: float
     origin_age: int = 0
     ranges: bool = False
+    # An origin that compresses despite our `Accept-Encoding: identity`: the stored bytes
+    # are encoded, and clients must be told.
+    content_encoding: str | None = None
 
     def fresh(self, now: float) -> bool:
         """True while the object may be served without asking the origin."""
@@ -73,6 +77,9 @@ class CacheIndex:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA case_sensitive_like=ON")  # prefix purges match paths exactly
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
+        if "content_encoding" not in columns:  # an index written by an earlier version
+            self._db.execute("ALTER TABLE objects ADD COLUMN content_encoding TEXT")
 
     def close(self) -> None:
         """Close the database."""
@@ -82,13 +89,15 @@ class CacheIndex:
         """The stored object for `key`, or None."""
         row = self._db.execute(
             "SELECT file, size, etag, last_modified, content_type, stored_at, expires_at,"
-            " origin_age, ranges FROM objects WHERE key = ?",
+            " origin_age, ranges, content_encoding FROM objects WHERE key = ?",
             (key,),
         ).fetchone()
         if row is None:
             return None
-        file, size, etag, modified, ctype, stored, expires, age, ranges = row
-        meta = ObjectMeta(key, size, etag, modified, ctype, stored, expires, age, bool(ranges))
+        file, size, etag, modified, ctype, stored, expires, age, ranges, encoding = row
+        meta = ObjectMeta(
+            key, size, etag, modified, ctype, stored, expires, age, bool(ranges), encoding
+        )
         return Entry(meta, Path(file))
 
     def put(self, entry: Entry) -> Path | None:
@@ -97,11 +106,11 @@ class CacheIndex:
         with self._transaction():
             row = self._db.execute("SELECT file FROM objects WHERE key = ?", (meta.key,)).fetchone()
             self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     meta.key, str(entry.file), meta.size, meta.etag, meta.last_modified,
                     meta.content_type, meta.stored_at, meta.expires_at, meta.origin_age,
-                    int(meta.ranges), time.time(),
+                    int(meta.ranges), time.time(), meta.content_encoding,
                 ),
             )  # fmt: skip
         return Path(row[0]) if row and row[0] != str(entry.file) else None

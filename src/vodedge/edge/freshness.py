@@ -25,6 +25,8 @@ def cache_control(value: str | None) -> dict[str, str | None]:
 def storable(headers: Mapping[str, str], rule: TtlRule | None = None) -> bool:
     """False when the origin forbids a shared cache from keeping the response (unless
     the domain's rule says to ignore that: swift_no_cache_low)."""
+    if headers.get("Vary", "").strip() == "*":
+        return False  # matches no later request (RFC 9111 4.1)
     if rule is not None and rule.ignore_origin_no_cache:
         return True
     directives = cache_control(headers.get("Cache-Control"))
