@@ -247,6 +247,11 @@ def test_flv_range_on_a_miss_waits_for_the_exact_output(
         ),
         ("seek.test", "from=0.5&to=1.5", "clip", ("--start", "0.5", "--end", "1.5")),
         ("seek.test", "ali_audio_only=1&from=0.25", "extract", ("--start", "0.25")),
+        # Past the end: the CLI's error is a 4xx; near the end: a tiny output.
+        ("video.test", "start=999", "clip", ("--start", "999")),
+        ("video.test", "ali_audio_only=1&start=999", "extract", ("--start", "999")),
+        ("video.test", "start=1.9&end=1.95", "clip", ("--start", "1.9", "--end", "1.95")),
+        ("video.test", "ali_audio_only=1&start=1.99", "extract", ("--start", "1.99")),
     ],
 )
 @pytest.mark.parametrize("name", ["mp4_h264_aac", "mp4_h264_bframes_aac", "mp4_frag_hybrid"])
@@ -325,6 +330,19 @@ def test_flv_byte_offset_seeking(
     assert reply.header("Content-Length") == str(len(reply.body))
 
 
+def test_flv_byte_offset_past_the_end_is_400(
+    edge: Vodedge, published: Callable[[Path, str], tuple[str, CliResult]]
+) -> None:
+    """A byte offset beyond the file is an invalid seek, not an empty file."""
+    source = media("flv_h264_aac_10s_kfindex")
+    path, _ = published(source, url_name(FLV_CASES["flv_h264_aac_10s_kfindex"]))
+    edge.prime("video.test", path)
+    beyond = source.stat().st_size + 1000
+    for query in (f"start={beyond}", f"ali_audio_only=1&start={beyond}"):
+        reply = edge.get("video.test", f"{path}?{query}")
+        assert reply.status == 400 and reply.header("X-Vodedge-Error") == "invalid_seek", reply
+
+
 def _flv_tags(data: bytes) -> list[tuple[int, int, bytes]]:
     """(type, timestamp, payload) of every tag after the file header."""
     tags, position = [], 13
@@ -361,6 +379,8 @@ def test_flv_byte_offset_clip_streamed_on_a_miss(
     [
         ("fs=2&fe=6", "clip", ("--start", "2", "--end", "6")),
         ("ali_audio_only=1&fs=3", "extract", ("--start", "3")),
+        ("ali_audio_only=1&fs=9.9", "extract", ("--start", "9.9")),
+        ("fs=999", "clip", ("--start", "999")),
     ],
 )
 def test_flv_seeking_by_time_with_custom_names(
