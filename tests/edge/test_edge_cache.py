@@ -96,9 +96,7 @@ def test_concurrent_clients_share_one_origin_fetch(
     assert len(origins.fault.requests(path)) == 1, origins.fault.requests(path)
 
 
-def test_an_expired_object_is_revalidated_once_per_worker(
-    edge2: Vodedge, origins: Origins
-) -> None:
+def test_an_expired_object_is_revalidated_once_per_worker(edge2: Vodedge, origins: Origins) -> None:
     """20 clients over two workers after max-age ran out: at most one conditional request
     per worker (workers share the cache, not their revalidations), all REVALIDATED."""
     path, source = _publish(origins, "expired-two-workers.mp4")
