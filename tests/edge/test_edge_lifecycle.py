@@ -88,11 +88,6 @@ def test_an_ipv6_listener(ipv6_server: tuple[tuple[int, bytes], str, int], tmp_p
     assert body == cli_output("extract", SAMPLES / "talk.mp4", tmp_path).output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving.serve's ready() prints http://{host}:{port}/ without brackets: for an "
-    "IPv6 listener the start-up line says http://::1:PORT/, which is no URL",
-)
 def test_the_start_up_line_names_a_usable_url(
     ipv6_server: tuple[tuple[int, bytes], str, int],
 ) -> None:

@@ -37,10 +37,13 @@ def serve(args: argparse.Namespace) -> int:
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
     where = args.origin or args.config
 
+    def url(host: str, port: int) -> str:
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
     def ready() -> None:
-        extra = f", admin on http://{admin[0]}:{admin[1]}/metrics" if admin else ""
+        extra = f", admin on {url(*admin)}/metrics" if admin else ""
         sys.stderr.write(
-            f"vodedge: serving http://{listen[0]}:{listen[1]}/ from {where} "
+            f"vodedge: serving {url(*listen)}/ from {where} "
             f"with {node.workers} worker(s){extra}\n"
         )
 
