@@ -23,6 +23,8 @@ ACCESS_FLUSH_SECONDS = 2.0
 # its keep-alive default is an hour.
 IDLE_TIMEOUT = 30.0
 SWEEP_SECONDS = 2.0
+# On SIGTERM, responses in flight get this long to finish (the master waits 10 s).
+SHUTDOWN_SECONDS = 5.0
 
 
 @dataclass
@@ -83,10 +85,14 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     edge = Edge(options.config, DiskCache(options.cache_dir / "store", options.cache_size))
     runner = web.AppRunner(
-        make_app(edge), access_log=None, handle_signals=False, keepalive_timeout=IDLE_TIMEOUT
+        make_app(edge),
+        access_log=None,
+        handle_signals=False,
+        keepalive_timeout=IDLE_TIMEOUT,
+        shutdown_timeout=SHUTDOWN_SECONDS,
     )
     await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=5.0)
+    site = web.SockSite(runner, sock)
     await site.start()
     loop = asyncio.get_running_loop()
     sweeper = loop.create_task(_close_idle(runner))
