@@ -1,8 +1,10 @@
 """Keep-alive clients reading one response slowly, every byte checked (edge-slow-clients).
 
+Each client reads at `--rate` from its response headers on, until the end of the
+ramp plus `--slow-seconds`; then as fast as it can until `--finish-seconds` later.
 Prints JSON lines on stdout: `{"event": "ready", ...}` once every connection has
-its response headers (or the ramp gave up), `{"event": "finishing"}` when the
-slow phase ends, and `{"event": "done", ...}` with the tally last.
+its response headers (or the slow phase is over), `{"event": "finishing"}` when
+the slow phase ends, and `{"event": "done", ...}` with the tally last.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ class Clients:
         self.expected = expected
         self.tally = Tally()
         self.started = time.monotonic()
-        self.slow_until = 0.0  # set once the ramp is over
-        self.deadline = 0.0
+        # Every client reads slowly from its headers on, until the same moment: the
+        # end of the ramp plus the slow phase; then freely until the deadline.
+        self.slow_until = self.started + args.ramp_seconds + args.slow_seconds
+        self.deadline = self.slow_until + args.finish_seconds
         self.ready = asyncio.Event()  # every client has its headers (or gave up)
-        self.go = asyncio.Event()  # the clocks are set: read
         self.pending = args.connections
 
     def _answered(self) -> None:
@@ -72,15 +75,16 @@ class Clients:
         sock.setblocking(False)
         answered = False
         try:
-            await loop.sock_connect(sock, self.address)
-            self.tally.connected += 1
-            reader, writer = await asyncio.open_connection(sock=sock, limit=self.args.read_size)
-            writer.write(self.request)
-            length = await self._headers(reader)
+            # A server out of descriptors may leave connections in its backlog.
+            async with asyncio.timeout_at(loop.time() + self.deadline - time.monotonic()):
+                await loop.sock_connect(sock, self.address)
+                self.tally.connected += 1
+                reader, writer = await asyncio.open_connection(sock=sock, limit=self.args.read_size)
+                writer.write(self.request)
+                length = await self._headers(reader)
             answered = True
             self._answered()
             if length is not None:
-                await self.go.wait()
                 await self._read_body(number, reader, length)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             name = type(exc).__name__
@@ -110,7 +114,7 @@ class Clients:
         chunk = max(rate // 4, 1)
         offset = 0
         # Clients start their clocks a little apart, so reads are spread over time.
-        paced_from = self.slow_until - self.args.slow_seconds + (number % 97) / 97 / 4
+        paced_from = time.monotonic() + (number % 97) / 97 / 4
         reported = False
         while offset < length:
             now = time.monotonic()
@@ -159,19 +163,16 @@ class Clients:
             tasks.append(asyncio.create_task(self.one(number)))
             await asyncio.sleep(gap)
         try:
-            await asyncio.wait_for(self.ready.wait(), args.ramp_seconds + 30)
+            await asyncio.wait_for(self.ready.wait(), max(self.slow_until - time.monotonic(), 0))
         except TimeoutError:
-            self.ready.set()  # read with whatever answered
-        self.slow_until = time.monotonic() + args.slow_seconds
-        self.deadline = self.slow_until + args.finish_seconds
-        self.go.set()
+            self.ready.set()  # some never got headers: the parent probes anyway
         emit(
             "ready",
             connected=self.tally.connected,
             headers=self.tally.headers,
             seconds=round(time.monotonic() - self.started, 1),
         )
-        await asyncio.sleep(args.slow_seconds)
+        await asyncio.sleep(max(self.slow_until - time.monotonic(), 0))
         emit("finishing")
         # Every task ends by the deadline; the margin only covers scheduling.
         await asyncio.wait(tasks, timeout=args.finish_seconds + 10)
