@@ -31,6 +31,8 @@ AUDIO_5MIN = "/5min.mp4?ali_audio_only=1"
 TARGET_THROUGHPUT = 0.8  # vodedge / nginx requests/s, at least
 TARGET_TTFB = 2.0  # vodedge / nginx first-byte time, at most
 TARGET_RSS_MB = 300.0
+# What the curl cross-check of edge-ttfb prints.
+CURL_TIMES = "%{time_connect} %{time_starttransfer}"
 # The pause between two TTFB samples.
 TTFB_PAUSE = 0.005
 # Slow clients' receive buffer: small and fixed, as behind a slow link.
@@ -426,8 +428,7 @@ def p90(values: list[float]) -> float:
 def curl_starttransfer(url: str, count: int) -> list[float]:
     """curl's `time_starttransfer` less `time_connect` (request to first response byte),
     one new curl and connection per request."""
-    argv = ["curl", "-s", "-o", os.devnull, "--max-time", "60", "-w",
-            "%{time_connect} %{time_starttransfer}", url]  # fmt: skip
+    argv = ["curl", "-s", "-o", os.devnull, "--max-time", "60", "-w", CURL_TIMES, url]
     times = []
     for _ in range(count):
         out = subprocess.run(argv, capture_output=True, text=True).stdout.split()
@@ -544,7 +545,9 @@ def ttfb_row(item: TtfbSeries, nginx_first: float | None) -> Row:
         detail += f", curl {fmt_seconds(statistics.median(item.curl))}"
     if item.error:
         detail += f", stopped: {item.error}"
-    return Row(item.label, fmt_seconds(first), ratio, f"GET {item.path}", detail)
+    # The cross-check, copy-pasteable (the Python client is bench/edge.py's KeepAlive).
+    command = f"curl -s -o /dev/null -w '{CURL_TIMES}' '{item.server.base}{item.path}'"
+    return Row(item.label, fmt_seconds(first), ratio, command, detail)
 
 
 # -- benchmark: 1,000 slow clients -------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -574,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
             section = edge.bench_ttfb(edge_options)
         else:
             section = edge.bench_slow_clients(edge_options)
+        # How to run this benchmark again with the same options.
+        options = [a for a in (sys.argv[1:] if argv is None else argv) if a not in BENCHMARKS]
+        section.notes.append(
+            "run: " + shlex.join([".venv/bin/python", "bench/run.py", name, *options])
+        )
         # Others may share the machine; say how busy it was so noisy runs are visible.
         section.notes.append(
             f"other processes kept {meter.other_cores():.2f} of {os.cpu_count()} cores busy "
