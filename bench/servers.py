@@ -200,8 +200,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def nginx_server(root: Path, probe: str) -> Iterator[Server]:
-    """Run nginx with one worker on a free loopback port."""
+def nginx_server(root: Path, probe: str, *, cpus: set[int] | None = None) -> Iterator[Server]:
+    """Run nginx with one worker on a free loopback port (on `cpus` if given)."""
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-nginx-") as tmp:
         workdir = Path(tmp)
         port = free_port()
@@ -212,6 +212,7 @@ def nginx_server(root: Path, probe: str) -> Iterator[Server]:
             ["nginx", "-p", str(workdir), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=functools.partial(_child_setup, None, cpus),
         )
         try:
             _wait_http(base + probe, proc)
@@ -244,11 +245,13 @@ def vodedge_server(
     loop: str = "asyncio",
     src: Path | None = None,
     nofile: int | None = None,
+    cpus: set[int] | None = None,
 ) -> Iterator[Server]:
     """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
 
     `src` runs another source tree (e.g. an older commit from `git archive`)
-    with the same virtualenv; `nofile` lowers its soft descriptor limit.
+    with the same virtualenv; `nofile` lowers its soft descriptor limit; `cpus`
+    pins it (and its workers, which inherit it).
     """
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-serve-") as tmp:
         port = free_port()
@@ -268,7 +271,7 @@ def vodedge_server(
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 env=env,
-                preexec_fn=None if nofile is None else functools.partial(_limit_fds, nofile),
+                preexec_fn=functools.partial(_child_setup, nofile, cpus),
             )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -278,10 +281,14 @@ def vodedge_server(
             _stop(proc)
 
 
-def _limit_fds(soft: int) -> None:
-    """In the child before exec: a lower soft RLIMIT_NOFILE (a common default is 1024)."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+def _child_setup(nofile: int | None, cpus: set[int] | None) -> None:
+    """In a server's process before exec: a lower soft RLIMIT_NOFILE (a common default
+    is 1024) and CPU pinning, when asked."""
+    if nofile is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
 
 
 @contextlib.contextmanager
