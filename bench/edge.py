@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import media
 import servers
-from harness import MAX_OTHER_LOAD, VENV_BIN, LoadMeter, Row, Section, fmt_seconds, progress
+from harness import MAX_OTHER_LOAD, REPO, VENV_BIN, LoadMeter, Row, Section, fmt_seconds, progress
 from servers import Server, WrkResult
 
 AUDIO_5MIN = "/5min.mp4?ali_audio_only=1"
@@ -733,7 +733,8 @@ def bench_slow_clients(options: EdgeOptions) -> Section:
         )
         notes.append("RSS timeline: " + "; ".join(timeline(samples)))
         notes.append(f"other processes kept {other:.2f} cores busy during the run")
-        notes.append(f"command: {' '.join(argv[1:]).replace(str(root), '<docroot>')}")
+        shown = " ".join(argv[1:]).replace(str(root), "<docroot>")
+        notes.append(f"command: {shown.replace(str(REPO) + os.sep, '')}")
     return Section(
         section_key("edge-slow-clients", options),
         titled(f"{options.slow_clients:,} slow audio-only clients, one worker (issue 4)", options),
