@@ -1,0 +1,1 @@
+"""The management API in Alibaba Cloud CDN's OpenAPI dialect, over a store."""
