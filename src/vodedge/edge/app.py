@@ -21,17 +21,14 @@ from vodedge.edge.accesslog import log_request
 from vodedge.edge.cache import Body, DiskCache, OriginStatus
 from vodedge.edge.delivery import SEND_TIMEOUT, Pacer, abort, send_plan, stream_growing
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
-from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
+from vodedge.edge.origin import OriginError
+from vodedge.edge.source import FAR_READ, OriginPool, OriginSet, SourceReader
 from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
 from vodedge.media.errors import MediaError
 from vodedge.media.plan import Plan, Span
 
 VIA = "1.1 vodedge"
 SERVER = f"vodedge/{__version__}"
-# Reads this far past what a fill has written go to the origin as ranged requests
-# (a tail moov), instead of waiting for the fill to get there.
-FAR_READ = 1 << 20
-RANGE_WINDOW = 256 << 10
 # Outputs of this many pieces or more are stored as renditions once built: a warm
 # request then costs one sendfile, not one per audio chunk.
 RENDITION_MIN_PIECES = 64
@@ -52,13 +49,6 @@ CONTENT_TYPES = {
 }
 
 
-def origin_of(spec: Any) -> Origin:
-    """The client for one configured origin."""
-    if spec.kind == "dir":
-        return DirectoryOrigin(spec.directory)
-    return HttpOrigin(spec.url)
-
-
 @dataclass
 class Edge:
     """Everything a worker's handler needs; `config` may be replaced at any time."""
@@ -67,23 +57,11 @@ class Edge:
     cache: DiskCache
     memo: PlanMemo = field(default_factory=PlanMemo)
     max_moov: int = 64 << 20
-    origins: dict[tuple[str, str], Origin] = field(default_factory=dict)
-
-    def origins_for(self, domain: Any, host: str) -> list[tuple[Origin, str]]:
-        """The domain's origins in priority order with the Host each is sent; clients
-        are created once and kept."""
-        out: list[tuple[Origin, str]] = []
-        for spec in sorted(domain.origins, key=lambda s: s.priority):
-            key = (domain.name, repr(spec))
-            if key not in self.origins:
-                self.origins[key] = origin_of(spec)
-            out.append((self.origins[key], domain.origin_host_for(spec, host)))
-        return out
+    origins: OriginPool = field(default_factory=OriginPool)
 
     async def close(self) -> None:
         """Release origin connections and the cache."""
-        for origin in self.origins.values():
-            await origin.close()
+        await self.origins.close()
         await self.cache.close()
 
 
@@ -109,8 +87,10 @@ def cache_key(domain: Any, host: str, raw_path: str, query: Mapping[str, str]) -
     by that Host: the origin may answer each Host differently.
     """
     owner = domain.name
-    if "*" in owner and domain.origin_host is None and any(
-        spec.kind == "http" and not spec.host_header for spec in domain.origins
+    if (
+        "*" in owner
+        and domain.origin_host is None
+        and any(spec.kind == "http" and not spec.host_header for spec in domain.origins)
     ):
         owner = normalize_host(host) or owner
     args = domain.cache_key_args(query)
@@ -151,105 +131,6 @@ def _bad_path(path: str) -> bool:
     if not path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
         return True
     return any(segment in (".", "..") for segment in path.split("/"))
-
-
-class _Fetcher:
-    """Fetches one object from a domain's origins, failing over in priority order."""
-
-    def __init__(
-        self, origins: list[tuple[Origin, str]], path: str, query: str, domain: str
-    ) -> None:
-        self.origins = origins
-        self.path = path
-        self.query = query
-        self.domain = domain
-
-    async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
-        last: OriginError | None = None
-        for origin, host in self.origins:
-            started = time.monotonic()
-            try:
-                response = await origin.fetch(
-                    self.path, self.query, host=host, validators=validators
-                )
-            except OriginError as exc:
-                last = exc
-                continue
-            metrics.ORIGIN_SECONDS.labels(self.domain).observe(time.monotonic() - started)
-            return response
-        assert last is not None
-        raise last
-
-    async def open_range(self, start: int, end: int, etag: str | None) -> OriginResponse:
-        """A response streaming bytes `[start, end)`, refused if the object changed;
-        origins are tried in priority order, like the fill's own request."""
-        response: OriginResponse | None = None
-        last = OriginError(502, "no_origin", "the domain has no origin")
-        for origin, host in self.origins:
-            try:
-                response = await origin.fetch(
-                    self.path, self.query, host=host, byte_range=(start, end)
-                )
-            except OriginError as exc:
-                last = exc
-                continue
-            break
-        if response is None:
-            raise last
-        wanted = f"bytes {start}-{end - 1}/"
-        problem = None
-        if response.status != 206 or not response.headers.get("Content-Range", "").startswith(
-            wanted
-        ):
-            problem = OriginError(502, "origin_range", f"a range request got {response.status}")
-        elif etag is not None and response.headers.get("ETag") not in (None, etag):
-            problem = OriginError(502, "origin_changed", "the object changed during the fill")
-        if problem is not None:
-            await response.aclose()
-            raise problem
-        return response
-
-    async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
-        """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
-        response = await self.open_range(start, end, etag)
-        try:
-            parts = [chunk async for chunk in response.body]
-        finally:
-            await response.aclose()
-        data = b"".join(parts)
-        if len(data) > end - start:
-            raise OriginError(502, "origin_range", "a range request got more than asked")
-        return data
-
-
-class _SourceReader:
-    """Reads for the media parsers: from disk, or from the origin when far ahead of a fill."""
-
-    def __init__(self, body: Body, fetcher: _Fetcher) -> None:
-        self.body = body
-        self.fetcher = fetcher
-        self.window_start = 0
-        self.window = b""
-
-    async def __call__(self, offset: int, length: int) -> bytes:
-        body = self.body
-        size = body.size
-        if body.complete or size is None or not body.meta.ranges:
-            return await body.read_at(offset, length)
-        if offset + length <= body.available or offset < body.available + FAR_READ:
-            return await body.read_at(offset, length)
-        end = min(offset + length, size)
-        if not (self.window_start <= offset and end <= self.window_start + len(self.window)):
-            fetch_end = min(max(end, offset + RANGE_WINDOW), size)
-            try:
-                self.window = await self.fetcher.ranged(offset, fetch_end, body.meta.etag)
-            except OriginError as exc:
-                if exc.code == "origin_changed":
-                    body.discard(exc)  # the fill holds a version that no longer exists
-                raise
-            self.window_start = offset
-        at = offset - self.window_start
-        return self.window[at : at + (end - offset)]
 
 
 def _transformed_etag(body: Body, transform: Transform) -> str:
@@ -376,8 +257,9 @@ async def _handle_domain(
     function = "plain" if transform is None else transform.function
     raw_path = request.raw_path.split("?", 1)[0]
     key = cache_key(domain, request.host or "", raw_path, query)
-    origins = edge.origins_for(domain, request.host or domain.name)
-    fetcher = _Fetcher(origins, raw_path, _encode(domain.origin_args(query)), domain.name)
+    fetcher = edge.origins.origin_set(
+        domain, request.host or domain.name, raw_path, _encode(domain.origin_args(query))
+    )
     try:
         rule = domain.ttl_rule_for(path)
         how, body = await edge.cache.get(key, fetcher, rule=rule)
@@ -420,7 +302,7 @@ async def _range_ahead_of_fill(
     body: Body,
     headers: CIMultiDict[str],
     validators: Validators,
-    fetcher: _Fetcher,
+    fetcher: OriginSet,
     size: int,
 ) -> Answer | None:
     """A Range far beyond what the fill has written, answered by a ranged origin
@@ -461,7 +343,7 @@ async def _range_ahead_of_fill(
 
 
 async def _plain(
-    request: web.Request, domain: Any, body: Body, how: str, path: str, fetcher: _Fetcher
+    request: web.Request, domain: Any, body: Body, how: str, path: str, fetcher: OriginSet
 ) -> Answer:
     headers = _cache_headers(body, how)
     headers["Content-Type"] = (
@@ -494,7 +376,7 @@ async def _transformed(
     body: Body,
     how: str,
     transform: Transform,
-    fetcher: _Fetcher,
+    fetcher: OriginSet,
 ) -> Answer | None:
     """Answer with the transform's output; None means "fall back to the original"."""
     if body.meta.content_encoding:
@@ -502,7 +384,7 @@ async def _transformed(
             return None
         message = f"the origin sent this object {body.meta.content_encoding}-encoded"
         return error_response(415, "unsupported_media", message), 415, 0
-    reader = _SourceReader(body, fetcher)
+    reader = SourceReader(body, fetcher)
     started = time.monotonic()
     try:
         if transform.kind == "flv" and not body.complete and _can_stream_flv(request, transform):
