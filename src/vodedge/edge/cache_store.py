@@ -1,0 +1,207 @@
+"""The cache's files and rows: lookups, locks, publishing, purges and LRU eviction.
+
+Objects live as plain files under `objects/`, one SQLite row each (see
+cache_index); fills write under `tmp/` and are renamed into place when complete.
+An `fcntl` lock per object (under `locks/`) says which process fills it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from vodedge.edge.cache_index import CacheIndex, Entry
+
+# Renditions (a transform's output stored as one file) are keyed by the object's key,
+# this separator (control characters never reach keys: such paths are refused) and a tag.
+RENDITION = "\x1frendition:"
+# Index rows read this recently are reused without asking SQLite (see lookup).
+HOT_SECONDS = 1.0
+HOT_ENTRIES = 4096
+
+
+class Store:
+    """Objects on disk under `root`, at most `max_bytes` of them, least recently used out."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        for sub in ("objects", "tmp", "locks"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self.index = CacheIndex(root / "index.sqlite")
+        self._accesses: dict[str, float] = {}
+        self._hot: dict[str, tuple[float, Entry]] = {}
+
+    # --- names and locks ---------------------------------------------------------------
+
+    @staticmethod
+    def digest(key: str) -> str:
+        """The file-name-safe name of a key."""
+        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+    def temporary(self, digest: str) -> Path:
+        """A fresh temporary file name for an object being written."""
+        return self.root / "tmp" / f"{digest}.{secrets.token_hex(6)}.part"
+
+    def meta_file(self, digest: str) -> Path:
+        """Where a running fill describes itself to processes that follow it."""
+        return self.root / "tmp" / f"{digest}.meta"
+
+    @contextlib.contextmanager
+    def try_lock(self, digest: str) -> Iterator[bool]:
+        """Hold the object's fill lock if no other process does; yields whether held."""
+        fd = os.open(self.root / "locks" / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # --- start-up and housekeeping -------------------------------------------------
+
+    def recover(self) -> int:
+        """Remove what crashed fills left and rows whose file is gone; how many."""
+        removed = 0
+        for part in (self.root / "tmp").iterdir():
+            digest = part.name.split(".", 1)[0]
+            with self.try_lock(digest) as held:
+                if held:
+                    part.unlink(missing_ok=True)
+                    removed += 1
+        known = self.index.files()
+        for name in known:
+            if not os.path.exists(name):
+                key = self._key_of_file(name)
+                if key is not None:
+                    self.index.delete(key)
+                    removed += 1
+        for shard in (self.root / "objects").iterdir():
+            for file in shard.iterdir():
+                if str(file) not in known:
+                    file.unlink(missing_ok=True)  # renamed into place, row never written
+                    removed += 1
+        return removed
+
+    def _key_of_file(self, name: str) -> str | None:
+        row = self.index._db.execute("SELECT key FROM objects WHERE file = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def touch(self, key: str, now: float) -> None:
+        """Note an access (written to the index in batches)."""
+        self._accesses[key] = now
+
+    def flush_accesses(self) -> None:
+        """Write batched last-access times to the index."""
+        if self._accesses:
+            accesses, self._accesses = self._accesses, {}
+            self.index.touch(accesses)
+
+    def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
+        """Drop one object (and its renditions) or every object under a prefix; how
+        many objects were dropped."""
+        self.index.record_purge(key_or_prefix, prefix)
+        self._hot.clear()
+        if prefix:
+            rows = self.index.delete_prefix(key_or_prefix)
+        else:
+            file = self.index.delete(key_or_prefix)
+            rows = [(key_or_prefix, file)] if file is not None else []
+            rows += self.index.delete_prefix(key_or_prefix + RENDITION)
+        for _, file in rows:
+            file.unlink(missing_ok=True)
+        return sum(1 for key, _ in rows if RENDITION not in key)
+
+    def evict(self, keep: str) -> None:
+        """Drop least recently used objects (never `keep`) until under the bound."""
+        total = self.index.total_size()
+        while total > self.max_bytes:
+            victims = [(k, s) for k, s in self.index.oldest(64) if k != keep]
+            if not victims:
+                return
+            for key, size in victims:
+                file = self.index.delete(key)
+                if file is not None:
+                    file.unlink(missing_ok=True)
+                total -= size
+                if total <= self.max_bytes:
+                    return
+
+    # --- lookups and publishing -----------------------------------------------------------
+
+    def open_entry(self, entry: Entry) -> int | None:
+        """A descriptor of the entry's file, None (and the row gone) if it is not the
+        file its row describes any more."""
+        try:
+            fd = os.open(entry.file, os.O_RDONLY)
+        except FileNotFoundError:
+            # Replaced, purged or evicted since the row was read: the row goes only if
+            # it still names this file (another worker may have stored a newer one).
+            self.index.delete_entry(entry)
+            self._hot.pop(entry.meta.key, None)
+            return None
+        if os.fstat(fd).st_size != entry.meta.size:
+            os.close(fd)  # never serve a file that disagrees with its row
+            self.index.delete_entry(entry)
+            self._hot.pop(entry.meta.key, None)
+            entry.file.unlink(missing_ok=True)
+            return None
+        return fd
+
+    def lookup(self, key: str, now: float) -> Entry | None:
+        """The index row of `key`, from memory when read less than HOT_SECONDS ago.
+
+        Files are unlinked whenever their row changes object (replace, purge,
+        evict), so a remembered row whose file still opens still holds that object;
+        only a revalidation elsewhere can be missed, for HOT_SECONDS at most.
+        """
+        hot = self._hot.get(key)
+        if hot is not None and now - hot[0] < HOT_SECONDS:
+            return hot[1]
+        entry = self.index.get(key)
+        if entry is None:
+            self._hot.pop(key, None)
+        else:
+            if len(self._hot) >= HOT_ENTRIES:
+                self._hot.clear()
+            self._hot[key] = (now, entry)
+        return entry
+
+    def forget_hot(self, key: str) -> None:
+        """Make the next lookup of `key` read the index."""
+        self._hot.pop(key, None)
+
+    def publish(self, entry: Entry, tmp: Path) -> None:
+        """Move a complete temporary file into place as `entry.file` and index it; the
+        version it replaces goes, and LRU objects go while over the bound."""
+        entry.file.parent.mkdir(exist_ok=True)
+        os.replace(tmp, entry.file)
+        replaced = self.index.put(entry)
+        self._hot.pop(entry.meta.key, None)
+        if replaced is not None:
+            replaced.unlink(missing_ok=True)
+        self.evict(keep=entry.meta.key)
+
+    def final_path(self, key: str, tmp: Path) -> Path:
+        """Where the temporary file `tmp` of `key` is published (same token: same version)."""
+        digest = self.digest(key)
+        return self.root / "objects" / digest[:2] / tmp.name.removesuffix(".part")
+
+    def close(self) -> None:
+        """Write pending accesses and close the index."""
+        self.flush_accesses()
+        self.index.close()
