@@ -10,7 +10,7 @@ from .errors import ConfigError, ConfigFileError
 from .functions import VOCABULARY, Function, FunctionArg, check_function, parse_functions
 from .hosts import normalize_host
 from .loader import load_toml, zero_config
-from .model import Domain, ListenAddress, NodeConfig, OriginSpec
+from .model import Domain, DomainCertificate, ListenAddress, NodeConfig, OriginSpec
 from .policy import PreviewConfig, RangeMode, RateLimit, SeekConfig, TtlRule
 from .values import parse_size
 
@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "ConfigFileError",
     "Domain",
+    "DomainCertificate",
     "Function",
     "FunctionArg",
     "IpAcl",

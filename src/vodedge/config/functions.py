@@ -15,7 +15,8 @@ Sources (read 2025; names, required flags, defaults and ranges follow them):
   customize_response_status_code and ip_acl_xfwd (on/off/all, default on), and
   limit_rate's ali_limit_rate ("1m", "100k"; at least 100k; 0k = no limit),
   ali_limit_rate_after, traffic_limit_arg/unit, ali_limit_start_hour/end_hour
-  (0..24, defaults 0 and 24).
+  (0..24, defaults 0 and 24); https_force / http_force with enable (required) and
+  https_rewrite / http_rewrite, "301" (the default) or "308", excluding each other.
 - Video seeking console guide, https://www.alibabacloud.com/help/en/cdn/user-guide/video-seeking:
   default parameter names start/end; names are letters, digits and underscores.
 - BatchSetCdnDomainConfig API reference and error codes,
@@ -211,6 +212,11 @@ def _hours_ordered(values: Mapping[str, object]) -> None:
         raise bad("traffic_limit_unit needs traffic_limit_arg").at(arg="traffic_limit_unit")
 
 
+def _redirect_status(text: str) -> int:
+    # The docs' two: 301 (a non-GET may come back as GET) and 308 (method and body kept).
+    return int(parse_switch(text, ("301", "308")))
+
+
 ON_OFF = _switch()
 _ENABLE = ArgSpec(ON_OFF, required=True)
 _OFF = ArgSpec(ON_OFF, default="off")
@@ -236,6 +242,7 @@ _IP_ARGS = {
     "ip_list_notes": ArgSpec(parse_text),
 }
 _PARAM_NAME = parse_param_name
+
 
 VOCABULARY: Mapping[str, FunctionSpec] = {
     "ali_video_split": FunctionSpec({"enable": _ENABLE}),
@@ -305,6 +312,14 @@ VOCABULARY: Mapping[str, FunctionSpec] = {
             "ali_limit_end_hour": ArgSpec(_int(0, 24), default="24"),
         },
         check=_hours_ordered,
+    ),
+    "https_force": FunctionSpec(
+        {"enable": _ENABLE, "https_rewrite": ArgSpec(_redirect_status, default="301")},
+        family="protocol redirect",
+    ),
+    "http_force": FunctionSpec(
+        {"enable": _ENABLE, "http_rewrite": ArgSpec(_redirect_status, default="301")},
+        family="protocol redirect",
     ),
 }
 

@@ -5,6 +5,7 @@ The file (see examples/vodedge.toml)::
     [node]                          # every key optional
     listen = "127.0.0.1:8080"       # host:port, [v6]:port, or :port for every interface
     admin_listen = "127.0.0.1:9090" # /metrics and the API; absent: no admin listener
+    listen_tls = "127.0.0.1:8443"   # HTTPS for domains with a certificate; absent: none
     workers = 4                     # default: one per CPU
     cache_dir = "var/cache"         # relative paths are relative to this file
     cache_size = "10GiB"            # or 500MB, 64k, a plain byte count ...
@@ -18,6 +19,8 @@ The file (see examples/vodedge.toml)::
     ]
     fallback = "passthrough"        # unsupported media: "error" (default) or "passthrough"
     enabled = true                  # false: the domain is stopped, its Host is refused
+    tls = { cert = "certs/video.pem", key = "certs/video.key" }  # PEM chain and key;
+                                    # enabled = false keeps them but turns HTTPS off
 
     [[domain.function]]             # the CDN API's vocabulary, see functions.py
     name = "video_seek"
@@ -39,12 +42,20 @@ from typing import TypeVar
 from .errors import UNKNOWN_FUNCTION, ConfigError, ConfigFileError, shown
 from .functions import Function, FunctionArg
 from .hosts import CATCH_ALL
-from .model import Domain, ListenAddress, NodeConfig, OriginSpec, normalize_domain_name
+from .model import (
+    Domain,
+    DomainCertificate,
+    ListenAddress,
+    NodeConfig,
+    OriginSpec,
+    normalize_domain_name,
+)
 from .values import parse_host_header, parse_size
 
 T = TypeVar("T")
-_NODE_KEYS = {"listen", "admin_listen", "workers", "cache_dir", "cache_size"}
-_DOMAIN_KEYS = {"name", "origins", "fallback", "enabled", "function"}
+_NODE_KEYS = {"listen", "admin_listen", "listen_tls", "workers", "cache_dir", "cache_size"}
+_DOMAIN_KEYS = {"name", "origins", "fallback", "enabled", "function", "tls"}
+_TLS_KEYS = {"cert", "key", "enabled", "name"}
 _FUNCTION_KEYS = {"name", "args"}
 
 
@@ -126,6 +137,7 @@ def _node(source: _File, raw: object) -> NodeConfig:
     node = NodeConfig()
     listen = _listen(source, table, "listen")
     admin_listen = _listen(source, table, "admin_listen")
+    listen_tls = _listen(source, table, "listen_tls")
     workers = source.expect(table.get("workers", node.workers), int, "node.workers", "an integer")
     if not 1 <= workers <= 1024:
         raise source.error("node.workers", f"must be 1..1024, got {workers}")
@@ -144,6 +156,7 @@ def _node(source: _File, raw: object) -> NodeConfig:
     return NodeConfig(
         listen=listen or node.listen,
         admin_listen=admin_listen,
+        listen_tls=listen_tls,
         workers=workers,
         cache_dir=cache_dir,
         cache_size=cache_size,
@@ -174,6 +187,7 @@ def _domain(source: _File, raw: object, key: str) -> Domain:
     functions = tuple(
         _function(source, item, f"{key}.function[{i}]") for i, item in enumerate(raw_functions)
     )
+    certificate = _certificate(source, table["tls"], f"{key}.tls") if "tls" in table else None
     try:
         return Domain(
             name,
@@ -181,6 +195,7 @@ def _domain(source: _File, raw: object, key: str) -> Domain:
             functions,
             "passthrough" if fallback == "passthrough" else "error",
             enabled,
+            certificate,
         )
     except ConfigError as error:
         where = key if error.index is None else f"{key}.function[{error.index}]"
@@ -189,6 +204,21 @@ def _domain(source: _File, raw: object, key: str) -> Domain:
         elif error.code == UNKNOWN_FUNCTION:
             where += ".name"
         raise source.error(where, error.message, error.code) from None
+
+
+def _certificate(source: _File, raw: object, key: str) -> DomainCertificate:
+    table = source.table(raw, key, _TLS_KEYS)
+    paths = []
+    for part in ("cert", "key"):
+        if part not in table:
+            raise source.error(f"{key}.{part}", "is missing")
+        path = source.directory(source.expect(table[part], str, f"{key}.{part}", "a path"))
+        if not path.is_file():
+            raise source.error(f"{key}.{part}", f"{path} is not a file")
+        paths.append(path)
+    enabled = source.expect(table.get("enabled", True), bool, f"{key}.enabled", "true or false")
+    name = source.expect(table.get("name", ""), str, f"{key}.name", "a string")
+    return source.parsed(key, lambda: DomainCertificate(paths[0], paths[1], enabled, name))
 
 
 def _origin(source: _File, raw: object, key: str) -> OriginSpec:

@@ -19,6 +19,7 @@ from .policy import (
     PreviewConfig,
     RangeMode,
     RateLimit,
+    SchemeRedirect,
     SeekConfig,
     TtlRule,
     build_policy,
@@ -27,6 +28,7 @@ from .values import parse_host, parse_host_header, parse_hostname, parse_int, pa
 
 __all__ = [
     "Domain",
+    "DomainCertificate",
     "Fallback",
     "ListenAddress",
     "NodeConfig",
@@ -34,6 +36,7 @@ __all__ = [
     "PreviewConfig",
     "RangeMode",
     "RateLimit",
+    "SchemeRedirect",
     "SeekConfig",
     "TtlRule",
 ]
@@ -131,6 +134,23 @@ def normalize_domain_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class DomainCertificate:
+    """A domain's TLS certificate: PEM files (certificate chain, private key) and
+    whether HTTPS is on (the API's SSLProtocol). The files are not read here."""
+
+    cert_path: Path
+    key_path: Path
+    enabled: bool = True
+    name: str = ""  # the API's CertName
+
+    def __post_init__(self) -> None:
+        if not self.cert_path.is_absolute() or not self.key_path.is_absolute():
+            raise _invalid("certificate and key paths must be absolute")
+        if len(self.name) > 128:
+            raise _invalid("a certificate name has at most 128 characters")
+
+
+@dataclass(frozen=True)
 class Domain:
     """An accelerated domain: its origins, its functions and its typed settings.
 
@@ -144,6 +164,7 @@ class Domain:
     functions: tuple[Function, ...] = ()
     fallback: Fallback = "error"
     enabled: bool = True
+    certificate: DomainCertificate | None = None
     _policy: Policy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +181,16 @@ class Domain:
     def functions_api(self) -> list[dict[str, object]]:
         """The function list in the API's shape (functionName, functionArgs)."""
         return [function.to_api() for function in self.functions]
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the domain answers on the TLS listener (a certificate, switched on)."""
+        return self.certificate is not None and self.certificate.enabled
+
+    @property
+    def scheme_redirect(self) -> SchemeRedirect | None:
+        """https_force / http_force when on: the scheme to send clients to, and how."""
+        return self._policy.scheme_redirect
 
     @property
     def audio_split(self) -> bool:
@@ -289,6 +320,7 @@ class NodeConfig:
 
     listen: ListenAddress = ListenAddress("127.0.0.1", 8080)
     admin_listen: ListenAddress | None = None
+    listen_tls: ListenAddress | None = None
     workers: int = field(default_factory=default_workers)
     cache_dir: Path = Path("var/cache")
     cache_size: int = 10 << 30
@@ -335,6 +367,7 @@ class NodeConfig:
         *,
         listen: str | None = None,
         admin_listen: str | None = None,
+        listen_tls: str | None = None,
         workers: int | str | None = None,
         cache_dir: str | Path | None = None,
         cache_size: int | str | None = None,
@@ -345,6 +378,8 @@ class NodeConfig:
             changes["listen"] = ListenAddress.parse(listen)
         if admin_listen is not None:
             changes["admin_listen"] = ListenAddress.parse(admin_listen)
+        if listen_tls is not None:
+            changes["listen_tls"] = ListenAddress.parse(listen_tls)
         if workers is not None:
             changes["workers"] = (
                 workers if isinstance(workers, int) else parse_int(workers, 1, 1024)

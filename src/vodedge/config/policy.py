@@ -87,6 +87,14 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class SchemeRedirect:
+    """https_force / http_force: requests in the other scheme are sent to `scheme`."""
+
+    scheme: Literal["https", "http"]
+    status: int = 301
+
+
+@dataclass(frozen=True)
 class Policy:
     """Everything the edge asks of a domain's functions, computed once."""
 
@@ -100,6 +108,7 @@ class Policy:
     referer: RefererPolicy | None = None
     ip_acl: IpAcl | None = None
     rate: RateLimit | None = None
+    scheme_redirect: SchemeRedirect | None = None
 
     def ttl_rule_for(self, path: str) -> TtlRule | None:
         """The rule the CDN applies: highest weight, then the earliest configured."""
@@ -167,6 +176,14 @@ def _rate(checked: CheckedFunction) -> RateLimit:
     )
 
 
+def _scheme_redirect(checked: CheckedFunction) -> SchemeRedirect | None:
+    if not _on(checked, "enable"):
+        return None
+    if checked.name == "https_force":
+        return SchemeRedirect("https", checked.need("https_rewrite", int))
+    return SchemeRedirect("http", checked.need("http_rewrite", int))
+
+
 def _query(checked: CheckedFunction | None, consumed: frozenset[str]) -> QueryPolicy:
     if checked is None:
         return QueryPolicy(consumed=consumed)
@@ -221,6 +238,7 @@ def build_policy(functions: Sequence[Function]) -> Policy:
     ip_fn = next((c for c in checked if c.name.startswith("ip_")), None)
     args_fn = next((c for c in checked if c.name in ("set_hashkey_args", "ali_remove_args")), None)
     rate_fn = by_name.get("limit_rate")
+    force = next((c for c in checked if c.name in ("https_force", "http_force")), None)
     return Policy(
         audio_split=split is not None and _on(split, "enable"),
         seek=seek,
@@ -234,4 +252,5 @@ def build_policy(functions: Sequence[Function]) -> Policy:
         referer=_referer(referer) if referer is not None else None,
         ip_acl=_ip_acl(ip_fn) if ip_fn is not None else None,
         rate=_rate(rate_fn) if rate_fn is not None else None,
+        scheme_redirect=_scheme_redirect(force) if force is not None else None,
     )

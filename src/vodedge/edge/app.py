@@ -23,6 +23,7 @@ from vodedge.edge.delivery import SEND_TIMEOUT, Pacer, abort, send_plan, stream_
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import OriginError
 from vodedge.edge.source import FAR_READ, OriginPool, OriginSet, SourceReader
+from vodedge.edge.tls import SchemeAnswer, scheme_answer
 from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
 from vodedge.media.errors import MediaError
 from vodedge.media.plan import Plan, Span
@@ -77,6 +78,12 @@ def error_response(status: int, code: str, message: str) -> web.Response:
         text=message.replace("\n", " ") + "\n",
         headers={"X-Vodedge-Error": code, "Via": VIA, "Cache-Control": "no-store"},
     )
+
+
+def _scheme_response(answer: SchemeAnswer) -> web.Response:
+    if answer.location is None:
+        return error_response(answer.status, answer.code, answer.message)
+    return web.Response(status=answer.status, headers={"Location": answer.location, "Via": VIA})
 
 
 def cache_key(domain: Any, host: str, raw_path: str, query: Mapping[str, str]) -> str:
@@ -199,6 +206,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 403, "unknown_host", f"this node serves no domain {request.host!r}"
             )
         domain_name = domain.name
+        answer = scheme_answer(
+            domain,
+            edge.config,
+            secure=request.secure,
+            host=request.host or "",
+            path_qs=request.raw_path,
+        )
+        if answer is not None:
+            status = answer.status
+            return _scheme_response(answer)
         response, status, sent, function = await _handle_domain(request, edge, domain, fields)
         return response
     except (ConnectionError, asyncio.CancelledError):
