@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     _node_options(serve)
     serve.add_argument("--listen", help="HOST:PORT for clients (default 127.0.0.1:8080)")
     serve.add_argument("--admin", help="HOST:PORT for /metrics and the API (default off)")
+    serve.add_argument("--listen-tls", help="HOST:PORT for HTTPS, certificate by SNI (default off)")
     serve.add_argument("--workers", help="worker processes (default: one per CPU)")
     serve.add_argument("--cache-size", help="disk cache bound, e.g. 10GiB")
     serve.add_argument(

@@ -18,6 +18,7 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
         return node.with_overrides(
             listen=getattr(args, "listen", None),
             admin_listen=getattr(args, "admin", None),
+            listen_tls=getattr(args, "listen_tls", None),
             workers=getattr(args, "workers", None),
             cache_dir=args.cache_dir,
             cache_size=getattr(args, "cache_size", None),
@@ -33,15 +34,19 @@ def serve(args: argparse.Namespace) -> int:
 
     load = node_loader(args)
     node = load()
+    check_certificates(node)
     listen = (node.listen.host, node.listen.port)
+    listen_tls = (node.listen_tls.host, node.listen_tls.port) if node.listen_tls else None
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
     where = args.origin or args.config
 
-    def url(host: str, port: int) -> str:
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    def url(host: str, port: int, scheme: str = "http") -> str:
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def ready() -> None:
         extra = f", admin on {url(*admin)}/metrics" if admin else ""
+        if listen_tls:
+            extra = f", HTTPS on {url(*listen_tls, 'https')}/{extra}"
         sys.stderr.write(
             f"vodedge: serving {url(*listen)}/ from {where} "
             f"with {node.workers} worker(s){extra}\n"
@@ -57,8 +62,41 @@ def serve(args: argparse.Namespace) -> int:
         access_log=None if args.access_log == "off" else args.access_log,
         loop=args.loop,
         ready=ready,
+        listen_tls=listen_tls,
     )
     return run(options)
+
+
+def check_certificates(node: NodeConfig) -> None:
+    """Refuse to start with a certificate that does not load (ValueError: one line);
+    warn of an expired one, which clients will refuse."""
+    import ssl
+    from datetime import UTC, datetime
+
+    from vodedge.control.certificates import iso_time, summarize
+    from vodedge.edge.tls import domain_context
+
+    domains = list(node.domains.values())
+    if node.default_domain is not None:
+        domains.append(node.default_domain)
+    for domain in domains:
+        certificate = domain.certificate
+        if certificate is None:
+            continue
+        try:
+            domain_context(certificate.cert_path, certificate.key_path)
+            expires = summarize(certificate.cert_path).not_after
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+            raise ValueError(
+                f"domain {domain.name}: certificate {certificate.cert_path} "
+                f"with key {certificate.key_path} does not load: {reason}"
+            ) from None
+        if expires <= datetime.now(UTC):
+            sys.stderr.write(
+                f"vodedge: warning: domain {domain.name}: certificate expired on "
+                f"{iso_time(expires)}\n"
+            )
 
 
 def purge(args: argparse.Namespace) -> int:

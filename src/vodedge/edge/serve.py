@@ -43,6 +43,7 @@ class ServeOptions:
     # The last configuration that loaded: the master keeps it current, and workers
     # (re)started later inherit it through fork even while the file is broken.
     config: Any = None
+    listen_tls: tuple[str, int] | None = None  # HTTPS for domains with a certificate
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -72,7 +73,9 @@ def _open_access_log(target: str | None) -> int | None:
     return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
-async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> None:
+async def _worker(
+    sock: socket.socket, options: ServeOptions, index: int, tls_sock: socket.socket | None
+) -> None:
     from aiohttp import web
 
     from vodedge.edge import accesslog
@@ -94,6 +97,12 @@ async def _worker(sock: socket.socket, options: ServeOptions, index: int) -> Non
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
+    if tls_sock is not None:
+        from vodedge.edge.tls import SniContexts, stderr_log
+
+        contexts = SniContexts(lambda: edge.config, stderr_log)
+        contexts.refresh()
+        await web.SockSite(runner, tls_sock, ssl_context=contexts.context).start()
     loop = asyncio.get_running_loop()
     sweeper = loop.create_task(_close_idle(runner))
     stop = asyncio.Event()
@@ -138,14 +147,16 @@ async def _close_idle(runner: Any) -> None:
             del idle_since[handler]
 
 
-def _worker_main(sock: socket.socket, options: ServeOptions, index: int) -> None:
+def _worker_main(
+    sock: socket.socket, options: ServeOptions, index: int, tls_sock: socket.socket | None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when we stop
     if options.loop == "uvloop":
         import uvloop
 
-        uvloop.run(_worker(sock, options, index))
+        uvloop.run(_worker(sock, options, index, tls_sock))
     else:
-        asyncio.run(_worker(sock, options, index))
+        asyncio.run(_worker(sock, options, index, tls_sock))
 
 
 async def _admin(address: tuple[str, int]) -> Any:
@@ -190,12 +201,15 @@ def serve(options: ServeOptions) -> int:
     recovering.recover()
     recovering.index.close()
     sock = bind(options.listen)
+    tls_sock = bind(options.listen_tls) if options.listen_tls else None
     context = multiprocessing.get_context("fork")
     workers: dict[int, BaseProcess] = {}
 
     def start(index: int) -> None:
         process = context.Process(
-            target=_worker_main, args=(sock, options, index), name=f"vodedge-worker-{index}"
+            target=_worker_main,
+            args=(sock, options, index, tls_sock),
+            name=f"vodedge-worker-{index}",
         )
         process.start()
         workers[index] = process

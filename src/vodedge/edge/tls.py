@@ -41,10 +41,11 @@ def domain_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
 
 @dataclass(frozen=True)
 class _Entry:
-    """A domain that answers on the TLS listener, with its context (for HostIndex)."""
+    """A domain and its context (None: HTTPS off), for HostIndex: a name whose domain
+    has HTTPS off is refused, never answered by a wildcard covering it."""
 
     name: str
-    context: ssl.SSLContext
+    context: ssl.SSLContext | None
     enabled: bool = True
 
 
@@ -88,8 +89,6 @@ class SniContexts:
             domains.append(config.default_domain)
         for domain in domains:
             context = self._context_for(domain, loaded)
-            if context is None:
-                continue
             if domain is config.default_domain:
                 catch_all = _Entry(domain.name, context)
             else:
