@@ -422,6 +422,8 @@ GOOD_VALUE = {
     "traffic_limit_unit": "m",
     "ali_limit_start_hour": "1",
     "ali_limit_end_hour": "23",
+    "https_rewrite": "308",
+    "http_rewrite": "301",
 }
 BAD_VALUE = {
     "enable": "maybe",
@@ -460,6 +462,8 @@ BAD_VALUE = {
     "traffic_limit_unit": "g",
     "ali_limit_start_hour": "25",
     "ali_limit_end_hour": "-1",
+    "https_rewrite": "302",  # the docs name 301 and 308 only
+    "http_rewrite": "307",
 }
 
 
