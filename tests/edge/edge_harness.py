@@ -457,8 +457,10 @@ class Vodedge:
         idle_timeout: float | None = None,
         origin: str | None = None,
         loop: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.work = work
+        self.env = env  # added to this process's environment
         self.origin = origin  # zero-config mode (`--origin`) instead of the config file
         self.config_file = work / "vodedge.toml"
         self.cache_dir = work / "cache"
@@ -502,8 +504,9 @@ class Vodedge:
         """Start the serve process on free ports, without waiting for it."""
         self.port, self.admin_port = free_port(), free_port()
         log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
+        env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
         )
         log.close()
 

@@ -26,6 +26,12 @@ The file (see examples/vodedge.toml)::
     name = "video_seek"
     args = { enable = "on", mp4_seek_start = "s" }   # true/false are read as "on"/"off"
 
+    [[access_keys]]                 # key pairs of the API on the admin listener
+    id = "ops"                      # letters, digits, '.', '_', '-'
+    secret = "at-least-16-chars"    # 16..256 printable ASCII characters
+    read_only = false               # true: Describe* actions only
+    rate = 200                      # calls per second (and burst) before Throttling.User
+
 Errors name the file, the key path (0-based: `domain[1].function[2].args.ttl`)
 and the reason, on one line.
 """
@@ -42,6 +48,7 @@ from typing import TypeVar
 from .errors import UNKNOWN_FUNCTION, ConfigError, ConfigFileError, shown
 from .functions import Function, FunctionArg
 from .hosts import CATCH_ALL
+from .keys import DEFAULT_RATE, AccessKey
 from .model import (
     Domain,
     DomainCertificate,
@@ -57,6 +64,7 @@ _NODE_KEYS = {"listen", "admin_listen", "listen_tls", "workers", "cache_dir", "c
 _DOMAIN_KEYS = {"name", "origins", "fallback", "enabled", "function", "tls"}
 _TLS_KEYS = {"cert", "key", "enabled", "name"}
 _FUNCTION_KEYS = {"name", "args"}
+_ACCESS_KEY_KEYS = {"id", "secret", "read_only", "rate"}
 
 
 class _File:
@@ -107,8 +115,9 @@ def load_toml(path: str | Path) -> NodeConfig:
         raise source.error("", f"is not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise source.error("", "is not UTF-8 text") from None
-    top = source.table(document, "", {"node", "domain"})
+    top = source.table(document, "", {"node", "domain", "access_keys"})
     node = _node(source, top.get("node", {}))
+    keys = _access_keys(source, top.get("access_keys", []))
     raw_domains = source.expect(top.get("domain", []), list, "domain", "an array of [[domain]]")
     if not raw_domains:
         raise source.error("domain", "no [[domain]] is configured")
@@ -122,7 +131,36 @@ def load_toml(path: str | Path) -> NodeConfig:
             catch_all = domain
         else:
             domains[domain.name] = domain
-    return replace(node, domains=domains, default_domain=catch_all)
+    return replace(node, domains=domains, default_domain=catch_all, access_keys=keys)
+
+
+def _access_keys(source: _File, raw: object) -> tuple[AccessKey, ...]:
+    items = source.expect(raw, list, "access_keys", "an array of [[access_keys]]")
+    keys: dict[str, AccessKey] = {}
+    for index, item in enumerate(items):
+        key = f"access_keys[{index}]"
+        table = source.table(item, key, _ACCESS_KEY_KEYS)
+        for name in ("id", "secret"):
+            if name not in table:
+                raise source.error(f"{key}.{name}", "is missing")
+        key_id = source.expect(table["id"], str, f"{key}.id", "a string")
+        secret = table["secret"]
+        if not isinstance(secret, str):  # never shown: it may be a secret of another type
+            raise source.error(f"{key}.secret", "must be a string")
+        read_only = source.expect(
+            table.get("read_only", False), bool, f"{key}.read_only", "true or false"
+        )
+        rate = table.get("rate", DEFAULT_RATE)
+        if isinstance(rate, bool) or not isinstance(rate, int | float):
+            raise source.error(f"{key}.rate", f"must be a number, got {shown(rate)}")
+        try:
+            access_key = AccessKey(key_id, secret, read_only, float(rate))
+        except ConfigError as error:
+            raise source.error(key, error.message, error.code) from None
+        if key_id in keys:
+            raise source.error(f"{key}.id", f"{key_id} is configured twice")
+        keys[key_id] = access_key
+    return tuple(keys.values())
 
 
 def _listen(source: _File, table: Mapping[str, object], key: str) -> ListenAddress | None:

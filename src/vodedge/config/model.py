@@ -14,6 +14,7 @@ from .access import IpAcl, RefererPolicy
 from .errors import INVALID_PARAMETER, ConfigError, shown
 from .functions import Function
 from .hosts import CATCH_ALL, HostIndex
+from .keys import AccessKey
 from .policy import (
     Policy,
     PreviewConfig,
@@ -326,6 +327,7 @@ class NodeConfig:
     cache_size: int = 10 << 30
     domains: Mapping[str, Domain] = field(default_factory=dict)
     default_domain: Domain | None = None
+    access_keys: tuple[AccessKey, ...] = ()
     _index: HostIndex[Domain] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -159,10 +159,36 @@ def _worker_main(
         asyncio.run(_worker(sock, options, index, tls_sock))
 
 
-async def _admin(address: tuple[str, int]) -> Any:
+def _keys(options: ServeOptions) -> Callable[[], Any]:
+    """The API's key ring, rebuilt when a reload brings new [[access_keys]]."""
+    from vodedge.control.keys import KeyRing
+
+    built: list[Any] = [None, None]  # the configuration it was built from, the ring
+
+    def keys() -> Any:
+        config = options.config
+        if built[0] is not config:
+            try:
+                built[1] = KeyRing.of(config.access_keys, os.environ)
+                built[0] = config
+            except ValueError as exc:  # the keys of the last good configuration stay
+                sys.stderr.write(f"vodedge: access keys not reloaded: {exc}\n")
+                built[0] = config
+        return built[1]
+
+    return keys
+
+
+async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     from aiohttp import web
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client import multiprocess as prom_multiprocess
+
+    from vodedge.control.api import MAX_REQUEST_LINE, Api, no_actions
+    from vodedge.control.nonces import NonceStore
+
+    # As in the workers: a malformed request is answered 400, not logged with a traceback.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
     async def metrics(request: web.Request) -> web.Response:
         registry = CollectorRegistry()
@@ -177,7 +203,11 @@ async def _admin(address: tuple[str, int]) -> Any:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    api = Api(no_actions, _keys(options), NonceStore(options.cache_dir / "api-nonces.sqlite"))
+    api.add_routes(app)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
+    )
     await runner.setup()
     await web.TCPSite(runner, address[0], address[1]).start()
     return runner
@@ -196,6 +226,10 @@ def serve(options: ServeOptions) -> int:
     # mask is inherited by the workers, which release it once they can reload).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     options.config = options.load_config()  # refuse a bad config before anything listens
+    if options.admin is not None:
+        from vodedge.control.keys import KeyRing, check_admin_keys
+
+        check_admin_keys(*options.admin, KeyRing.of(options.config.access_keys, os.environ))
     store = options.cache_dir / "store"
     recovering = DiskCache(store, options.cache_size)
     recovering.recover()
@@ -239,7 +273,7 @@ async def _supervise(
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    admin = await _admin(options.admin) if options.admin else None
+    admin = await _admin(options.admin, options) if options.admin else None
     if options.ready is not None:
         options.ready()
     while not stop.is_set():

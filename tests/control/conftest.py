@@ -1,0 +1,29 @@
+"""Fixtures of the control-plane tests: `api_node`, a real node with the test keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from api_node import ApiNode, start_node
+from edge_harness import RUNNING
+
+
+@pytest.fixture(scope="module")
+def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiNode]:
+    """One node with the test keys, shared by a module's tests."""
+    server = start_node(tmp_path_factory.mktemp("api-node"))
+    try:
+        yield ApiNode(server)
+    finally:
+        server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, show the stderr of every vodedge still running."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in RUNNING:
+            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))
