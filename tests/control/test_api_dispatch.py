@@ -1,0 +1,158 @@
+"""api.py in-process with a test-only dispatch: what actions receive and how answers look.
+
+The node-level tests (test_api_auth.py) run the real dispatch; here a recording one
+shows the contract of calls.py: the action's own parameters only, who called,
+the request id, and how an action's answer or error becomes JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+from api_client import Key, Prepared, acs3_request, v1_request
+
+from vodedge.config.keys import AccessKey
+from vodedge.control.api import Api
+from vodedge.control.calls import Call, JsonObject
+from vodedge.control.errors import ApiError
+from vodedge.control.keys import KeyRing
+from vodedge.control.nonces import NonceStore
+from vodedge.control.throttle import Throttle
+
+WRITER = Key("writer", "writer-secret-0123456789")
+READER = Key("reader", "reader-secret-0123456789")
+RING = KeyRing(
+    [AccessKey(WRITER.id, WRITER.secret), AccessKey(READER.id, READER.secret, read_only=True)]
+)
+
+
+async def _exchange(
+    tmp_path: Path, dispatch: Any, build: Any
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    api = Api(dispatch, lambda: RING, NonceStore(tmp_path / "nonces.sqlite"))
+    app = web.Application()
+    api.add_routes(app)
+    async with TestServer(app, host="127.0.0.1") as server, ClientSession() as session:
+        assert server.port is not None
+        prepared: Prepared = build(server.port)
+        headers = {k: v for k, v in prepared.headers.items() if k.lower() != "host"}
+        headers["Host"] = prepared.headers.get("Host", f"127.0.0.1:{server.port}")
+        async with session.request(
+            prepared.method,
+            f"http://127.0.0.1:{server.port}{prepared.target}",
+            headers=headers,
+            data=prepared.body or None,
+            skip_auto_headers=["Content-Type"],
+        ) as response:
+            return response.status, json.loads(await response.read()), dict(response.headers)
+
+
+def exchange(
+    tmp_path: Path, dispatch: Any, build: Any
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Serve the API with `dispatch`, send `build(port)`; status, JSON, headers."""
+    return asyncio.run(_exchange(tmp_path, dispatch, build))
+
+
+def test_an_action_gets_its_own_parameters_and_the_caller(tmp_path: Path) -> None:
+    calls: list[Call] = []
+
+    async def dispatch(call: Call) -> JsonObject:
+        calls.append(call)
+        return {"RequestId": "not this one", "Domains": {"PageData": []}, "TotalCount": 0}
+
+    status, body, headers = exchange(
+        tmp_path,
+        dispatch,
+        lambda port: v1_request(
+            port,
+            WRITER,
+            "DescribeUserDomains",
+            {"PageSize": "5"},
+            method="POST",
+            form={"DomainName": "a.example.com"},
+        ),
+    )
+    assert status == 200, body
+    (call,) = calls
+    assert call.action == "DescribeUserDomains"
+    assert dict(call.params) == {"PageSize": "5", "DomainName": "a.example.com"}
+    assert call.caller.access_key_id == WRITER.id and not call.caller.read_only
+    assert body == {"RequestId": call.request_id, "Domains": {"PageData": []}, "TotalCount": 0}
+    assert next(iter(body)) == "RequestId"
+    assert headers["x-acs-request-id"] == call.request_id
+
+
+def test_acs3_parameters_come_from_the_query_and_the_form(tmp_path: Path) -> None:
+    calls: list[Call] = []
+
+    async def dispatch(call: Call) -> JsonObject:
+        calls.append(call)
+        return {}
+
+    status, body, _ = exchange(
+        tmp_path,
+        dispatch,
+        lambda port: acs3_request(
+            port, READER, "DescribeRefreshTasks", {"TaskId": "7"}, form={"ObjectPath": "a b"}
+        ),
+    )
+    assert status == 200, body
+    assert dict(calls[0].params) == {"TaskId": "7", "ObjectPath": "a b"}
+    assert calls[0].caller.read_only
+
+
+def test_an_action_error_is_the_documented_json(tmp_path: Path) -> None:
+    async def dispatch(call: Call) -> JsonObject:
+        raise ApiError(404, "InvalidDomain.NotFound", "The domain\ndoes not exist.")
+
+    status, body, _ = exchange(
+        tmp_path, dispatch, lambda port: v1_request(port, WRITER, "DescribeCdnDomainDetail")
+    )
+    assert status == 404
+    assert body["Code"] == "InvalidDomain.NotFound"
+    assert body["Message"] == "The domain does not exist."
+    assert set(body) == {"RequestId", "HostId", "Code", "Message"}
+
+
+def test_a_crashing_action_is_an_internal_error_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def dispatch(call: Call) -> JsonObject:
+        raise RuntimeError("boom\nwith a second line")
+
+    status, body, _ = exchange(
+        tmp_path, dispatch, lambda port: v1_request(port, WRITER, "DescribeRefreshQuota")
+    )
+    assert status == 500
+    assert body["Code"] == "InternalError"
+    assert "boom" not in body["Message"]
+    logged = capsys.readouterr().err
+    assert "RuntimeError: boom with a second line" in logged
+    assert len(logged.strip().splitlines()) == 1 and "Traceback" not in logged
+
+
+def test_nonces_are_shared_by_every_store_on_the_file(tmp_path: Path) -> None:
+    first = NonceStore(tmp_path / "n.sqlite")
+    second = NonceStore(tmp_path / "n.sqlite")
+    assert first.use("k", "nonce-1", expires=1_000.0, now=100.0)
+    assert not second.use("k", "nonce-1", expires=1_000.0, now=200.0)
+    assert second.use("other-key", "nonce-1", expires=1_000.0, now=200.0)
+    # Once expired, a nonce may come again (its old call is refused as expired anyway).
+    assert second.use("k", "nonce-1", expires=3_000.0, now=1_001.0)
+    assert not first.use("k", "nonce-1", expires=3_000.0, now=1_002.0)
+
+
+def test_a_throttle_refills_at_its_rate() -> None:
+    throttle = Throttle()
+    assert all(throttle.allow("k", 2.0, 0.0) for _ in range(2))
+    assert not throttle.allow("k", 2.0, 0.0)
+    assert throttle.allow("k", 2.0, 0.5)
+    assert not throttle.allow("k", 2.0, 0.5)
+    assert throttle.allow("other", 2.0, 0.5)
