@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from vodedge import __version__
+from vodedge.cli.api_parsers import add_commands, add_endpoint_options
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,9 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
 
-    purge = commands.add_parser("purge", help="drop cached objects by URL or directory URL")
-    _node_options(purge)
+    purge = commands.add_parser(
+        "purge",
+        help="drop cached objects by URL or directory URL: through the API"
+        " (RefreshObjectCaches), or in a local cache with --config/--origin",
+    )
+    _node_options(purge, required=False)
     purge.add_argument("urls", nargs="+", metavar="URL", help="http://host/path, or .../dir/")
+    purge.add_argument("--wait", action="store_true", help="API: wait until every worker purged")
+    add_endpoint_options(purge)
+    add_commands(commands)
 
     demo = commands.add_parser("demo", help="extract the audio of every sample in a directory")
     demo.add_argument("directory")
@@ -65,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _node_options(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group(required=True)
+def _node_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--config", help="a TOML file of domains (see examples/vodedge.toml)")
     source.add_argument(
         "--origin", help="zero-config: serve every Host from this directory or URL"

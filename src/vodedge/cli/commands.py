@@ -48,10 +48,14 @@ def run(args: argparse.Namespace) -> int:
             from vodedge.cli.serving import serve
 
             return serve(args)
-        if args.command == "purge":
+        if args.command == "purge" and (args.config or args.origin):
             from vodedge.cli.serving import purge
 
             return purge(args)
+        if args.command in ("domain", "config", "push", "purge"):
+            from vodedge.cli import api_commands
+
+            return api_commands.run(args)
     except BrokenPipeError:
         # The reader of our stdout went away (`| head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
