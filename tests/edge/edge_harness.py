@@ -436,11 +436,6 @@ class FaultOrigin:
 
 # --- vodedge ----------------------------------------------------------------------------------
 
-# `vodedge` with shorter timeouts than its constants (see launch_vodedge.py).
-LAUNCHER = Path(__file__).with_name("launch_vodedge.py")
-DEFAULT_READ_TIMEOUT = 30.0
-DEFAULT_SEND_TIMEOUT = 60.0
-
 
 class Vodedge:
     """`vodedge serve --config FILE` as a subprocess, and ways to poke at it."""
@@ -458,6 +453,7 @@ class Vodedge:
         origin: str | None = None,
         loop: str | None = None,
         env: Mapping[str, str] | None = None,
+        limits: Mapping[str, object] | None = None,
     ) -> None:
         self.work = work
         self.env = env  # added to this process's environment
@@ -471,6 +467,8 @@ class Vodedge:
         self.origin_read_timeout = origin_read_timeout
         self.send_timeout = send_timeout
         self.idle_timeout = idle_timeout
+        # Other [node] limits as `vodedge serve` flags: {"--max-connections": 100}.
+        self.limits = dict(limits or {})
         # The event loop (`--loop`): VODEDGE_TEST_LOOP=uvloop runs every server on uvloop.
         self.loop = loop or os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
         self.port = 0
@@ -482,22 +480,21 @@ class Vodedge:
     def command(self) -> list[str]:
         """The command line that starts this server."""
         head = vodedge_command()
-        timeouts = (self.origin_read_timeout, self.send_timeout, self.idle_timeout)
-        if any(t is not None for t in timeouts):
-            head = [
-                sys.executable,
-                str(LAUNCHER),
-                str(self.origin_read_timeout or DEFAULT_READ_TIMEOUT),
-                str(self.send_timeout or DEFAULT_SEND_TIMEOUT),
-                *([str(self.idle_timeout)] if self.idle_timeout is not None else []),
-            ]
+        limits = {
+            "--origin-read-timeout": self.origin_read_timeout,
+            "--send-timeout": self.send_timeout,
+            "--idle-timeout": self.idle_timeout,
+            **self.limits,
+        }
+        flags = [str(part) for flag, value in limits.items() if value is not None
+                 for part in (flag, value)]  # fmt: skip
         source = ["--origin", self.origin] if self.origin else ["--config", str(self.config_file)]
         return [
             *head, "serve", *source,
             "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin_port}",
             "--workers", str(self.workers), "--cache-dir", str(self.cache_dir),
             "--cache-size", self.cache_size, "--access-log", str(self.access_log),
-            "--loop", self.loop,
+            "--loop", self.loop, *flags,
         ]  # fmt: skip
 
     def launch(self) -> None:

@@ -25,9 +25,8 @@ from edge_media import SAMPLES, big_tail_moov, cli_output
 
 pytestmark = pytest.mark.xdist_group("edge_faults")
 
-# vodedge's origin read timeout (30 s) and client send timeout (60 s) are not
-# configurable; this server runs with 2 s each (see launch_vodedge.py), and the
-# stalls last longer.
+# vodedge's origin read timeout (30 s) and client send timeout (60 s) are settings;
+# this server runs with 2 s each, and the stalls last longer.
 READ_TIMEOUT = 2.0
 SEND_TIMEOUT = 2.0
 STALL = 4.0

@@ -1,7 +1,7 @@
 """Connections that never finish a request: silent, half-sent, idle after a response.
 
-vodedge closes them after IDLE_TIMEOUT (30 s); this server runs with 3 s (see
-launch_vodedge.py) so the tests wait seconds, not minutes. A response that takes
+vodedge closes them after its idle_timeout setting (30 s); this server runs with
+3 s so the tests wait seconds, not minutes. A response that takes
 longer than that, or a connection reused in time, must not be cut.
 """
 

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         "--access-log", default="-", help="file for JSON access-log lines; '-' stdout, 'off'"
     )
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    for key in LIMIT_FLAGS:
+        flag = "--" + key.replace("_", "-")
+        serve.add_argument(flag, dest=f"limit_{key}", help=f"the [node] {key} setting")
 
     purge = commands.add_parser(
         "purge",
@@ -73,12 +76,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The [node] limits settable by flag (config.limits.LIMIT_KEYS, named here so that
+# commands other than serve do not import the configuration package).
+LIMIT_FLAGS = (
+    "idle_timeout",
+    "send_timeout",
+    "origin_connect_timeout",
+    "origin_read_timeout",
+    "origin_deadline",
+    "max_connections",
+    "shutdown_timeout",
+    "min_free_space",
+)
+
+
 def _node_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--config", help="a TOML file of domains (see examples/vodedge.toml)")
-    source.add_argument(
-        "--origin", help="zero-config: serve every Host from this directory or URL"
-    )
+    source.add_argument("--origin", help="zero-config: serve every Host from this directory or URL")
     parser.add_argument("--cache-dir", help="where the cache lives (default var/cache)")
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from vodedge.config import NodeConfig, load_toml, zero_config
+from vodedge.config.limits import LIMIT_KEYS
 
 
 def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
@@ -22,6 +23,11 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
             workers=getattr(args, "workers", None),
             cache_dir=args.cache_dir,
             cache_size=getattr(args, "cache_size", None),
+            limits={
+                key: value
+                for key in LIMIT_KEYS
+                if (value := getattr(args, f"limit_{key}", None)) is not None
+            },
         )
 
     return load
@@ -48,8 +54,7 @@ def serve(args: argparse.Namespace) -> int:
         if listen_tls:
             extra = f", HTTPS on {url(*listen_tls, 'https')}/{extra}"
         sys.stderr.write(
-            f"vodedge: serving {url(*listen)}/ from {where} "
-            f"with {node.workers} worker(s){extra}\n"
+            f"vodedge: serving {url(*listen)}/ from {where} with {node.workers} worker(s){extra}\n"
         )
 
     options = ServeOptions(

@@ -9,6 +9,8 @@ The file (see examples/vodedge.toml)::
     workers = 4                     # default: one per CPU
     cache_dir = "var/cache"         # relative paths are relative to this file
     cache_size = "10GiB"            # or 500MB, 64k, a plain byte count ...
+    idle_timeout = "30s"            # limits (limits.py): durations as 30, "30s", "500ms"
+    max_connections = 0             # per worker; 0: from the descriptor limit
 
     [[domain]]
     name = "video.example.com"      # or "*.example.com" (one label), or "*" (every other Host)
@@ -42,6 +44,7 @@ import os
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,6 +52,7 @@ from .errors import UNKNOWN_FUNCTION, ConfigError, ConfigFileError, shown
 from .functions import Function, FunctionArg
 from .hosts import CATCH_ALL
 from .keys import DEFAULT_RATE, AccessKey
+from .limits import LIMIT_KEYS
 from .model import (
     Domain,
     DomainCertificate,
@@ -60,7 +64,15 @@ from .model import (
 from .values import parse_host_header, parse_size
 
 T = TypeVar("T")
-_NODE_KEYS = {"listen", "admin_listen", "listen_tls", "workers", "cache_dir", "cache_size"}
+_NODE_KEYS = {
+    "listen",
+    "admin_listen",
+    "listen_tls",
+    "workers",
+    "cache_dir",
+    "cache_size",
+    *LIMIT_KEYS,
+}
 _DOMAIN_KEYS = {"name", "origins", "fallback", "enabled", "function", "tls"}
 _TLS_KEYS = {"cert", "key", "enabled", "name"}
 _FUNCTION_KEYS = {"name", "args"}
@@ -191,6 +203,9 @@ def _node(source: _File, raw: object) -> NodeConfig:
     cache_size = source.expect(size, int, "node.cache_size", "a size like 10GiB")
     if cache_size <= 0:
         raise source.error("node.cache_size", "must be positive")
+    limits = node.limits
+    for key in sorted(LIMIT_KEYS & set(table)):
+        limits = source.parsed(f"node.{key}", partial(limits.with_values, {key: table[key]}))
     return NodeConfig(
         listen=listen or node.listen,
         admin_listen=admin_listen,
@@ -198,6 +213,7 @@ def _node(source: _File, raw: object) -> NodeConfig:
         workers=workers,
         cache_dir=cache_dir,
         cache_size=cache_size,
+        limits=limits,
     )
 
 

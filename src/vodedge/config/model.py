@@ -15,6 +15,7 @@ from .errors import INVALID_PARAMETER, ConfigError, shown
 from .functions import Function
 from .hosts import CATCH_ALL, HostIndex
 from .keys import AccessKey
+from .limits import NodeLimits
 from .policy import (
     Policy,
     PreviewConfig,
@@ -325,6 +326,7 @@ class NodeConfig:
     workers: int = field(default_factory=default_workers)
     cache_dir: Path = Path("var/cache")
     cache_size: int = 10 << 30
+    limits: NodeLimits = field(default_factory=NodeLimits)
     domains: Mapping[str, Domain] = field(default_factory=dict)
     default_domain: Domain | None = None
     access_keys: tuple[AccessKey, ...] = ()
@@ -373,6 +375,7 @@ class NodeConfig:
         workers: int | str | None = None,
         cache_dir: str | Path | None = None,
         cache_size: int | str | None = None,
+        limits: Mapping[str, object] | None = None,
     ) -> NodeConfig:
         """This node with command-line settings applied (strings parsed as in the file)."""
         changes: dict[str, object] = {}
@@ -392,4 +395,6 @@ class NodeConfig:
             changes["cache_size"] = (
                 cache_size if isinstance(cache_size, int) else parse_size(cache_size)
             )
+        if limits:
+            changes["limits"] = self.limits.with_values(limits)
         return replace(self, **changes)  # type: ignore[arg-type]

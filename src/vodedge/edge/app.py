@@ -16,10 +16,18 @@ from multidict import CIMultiDict
 
 from vodedge import __version__
 from vodedge.config import normalize_host
+from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
 from vodedge.edge.cache import Body, DiskCache, OriginStatus
-from vodedge.edge.delivery import SEND_TIMEOUT, Pacer, abort, send_plan, stream_growing
+from vodedge.edge.delivery import (
+    SEND_TIMEOUT,
+    Pacer,
+    abort,
+    send_plan,
+    send_timeout,
+    stream_growing,
+)
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import OriginError
 from vodedge.edge.source import FAR_READ, OriginPool, OriginSet, SourceReader
@@ -59,6 +67,7 @@ class Edge:
     memo: PlanMemo = field(default_factory=PlanMemo)
     max_moov: int = 64 << 20
     origins: OriginPool = field(default_factory=OriginPool)
+    limits: NodeLimits = field(default_factory=NodeLimits)
 
     async def close(self) -> None:
         """Release origin connections and the cache."""
@@ -345,7 +354,7 @@ async def _range_ahead_of_fill(
         if request.method != "HEAD":
             async for chunk in upstream.body:
                 chunk = chunk[: response.content_length - sent]
-                await asyncio.wait_for(response.write(chunk), SEND_TIMEOUT)
+                await asyncio.wait_for(response.write(chunk), send_timeout(request))
                 sent += len(chunk)
                 if pacer is not None:
                     await pacer.pace(len(chunk))
@@ -489,6 +498,7 @@ def make_app(edge: Edge) -> web.Application:
     """The client-facing application."""
     app = web.Application(client_max_size=0, handler_args={"max_field_size": 8190})
     app[EDGE] = edge
+    app[SEND_TIMEOUT] = edge.limits.send_timeout
     app.router.add_route("*", "/{tail:.*}", handle)
 
     async def on_cleanup(app: web.Application) -> None:

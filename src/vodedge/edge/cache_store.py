@@ -55,27 +55,42 @@ class Store:
 
     @contextlib.contextmanager
     def try_lock(self, digest: str) -> Iterator[bool]:
-        """Hold the object's fill lock if no other process does; yields whether held."""
-        fd = os.open(self.root / "locks" / f"{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        """Hold the object's fill lock if no other process does; yields whether held.
+
+        The lock file is removed by whoever releases it, so a lock taken on a file
+        that was removed meanwhile is no lock: it is taken again on the current file.
+        """
+        path = self.root / "locks" / f"{digest}.lock"
+        for _attempt in range(8):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                yield False
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                    yield False
+                    return
+                try:
+                    current = os.stat(path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current != os.fstat(fd).st_ino:
+                    continue  # removed by its last holder after we opened it
+                try:
+                    yield True
+                finally:
+                    path.unlink(missing_ok=True)  # still held: nobody else can own it
                 return
-            try:
-                yield True
             finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+                os.close(fd)  # releases the lock
+        yield False
 
     # --- start-up and housekeeping -------------------------------------------------
 
-    def recover(self) -> int:
-        """Remove what crashed fills left and rows whose file is gone; how many."""
+    def remove_orphans(self) -> int:
+        """Remove the temporary files of fills no process runs any more (their
+        writer died); how many. Safe while other workers fill: theirs are locked."""
         removed = 0
         for part in (self.root / "tmp").iterdir():
             digest = part.name.split(".", 1)[0]
@@ -83,6 +98,12 @@ class Store:
                 if held:
                     part.unlink(missing_ok=True)
                     removed += 1
+        return removed
+
+    def recover(self) -> int:
+        """Remove what crashed fills left and rows whose file is gone; how many. Only
+        while no worker runs (an object renamed into place is indexed just after)."""
+        removed = self.remove_orphans()
         known = self.index.files()
         for name in known:
             if not os.path.exists(name):

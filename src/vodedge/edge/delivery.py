@@ -21,7 +21,13 @@ BATCH_BYTES = 256 << 10
 # A client must take SEND_STEP bytes within SEND_TIMEOUT seconds (about 17 kB/s),
 # or it is dropped: a stalled reader must not hold a connection forever.
 SEND_STEP = 1 << 20
-SEND_TIMEOUT = 60.0
+# The send_timeout setting of the application serving a request.
+SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
+
+
+def send_timeout(request: web.BaseRequest) -> float:
+    """How long a client may take to accept one step of its response."""
+    return request.app.get(SEND_TIMEOUT, 60.0) if isinstance(request, web.Request) else 60.0
 
 
 class Pacer:
@@ -77,15 +83,17 @@ async def _send_span(
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        await asyncio.wait_for(response.drain(), SEND_TIMEOUT)
+        await asyncio.wait_for(response.drain(), send_timeout(request))
         try:
-            await asyncio.wait_for(loop.sendfile(transport, file, offset, step), SEND_TIMEOUT)
+            await asyncio.wait_for(
+                loop.sendfile(transport, file, offset, step), send_timeout(request)
+            )
         except NotImplementedError:
             # uvloop has no sendfile: copy through user space in bounded pieces.
             data = os.pread(body.fd, step, offset)
             if len(data) != step:
                 raise OSError("the cached object is shorter than its plan") from None
-            await asyncio.wait_for(response.write(data), SEND_TIMEOUT)
+            await asyncio.wait_for(response.write(data), send_timeout(request))
         offset += step
         sent += step
         if pacer is not None:
@@ -118,7 +126,7 @@ async def send_plan(
     async def flush() -> None:
         nonlocal batch, batched, sent
         if batch:
-            await asyncio.wait_for(response.write(b"".join(batch)), SEND_TIMEOUT)
+            await asyncio.wait_for(response.write(b"".join(batch)), send_timeout(request))
             sent += batched
             if pacer is not None:
                 await pacer.pace(batched)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import hashlib
 import os
 import stat
@@ -18,6 +19,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 CHUNK = 256 << 10
+# Errors that mean "out of descriptors or memory" (resources.EXHAUSTED).
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class OriginError(Exception):
@@ -83,9 +86,15 @@ class HttpOrigin:
     """An HTTP(S) origin, reached with one pooled aiohttp session."""
 
     def __init__(
-        self, base_url: str, *, connect_timeout: float = 5.0, read_timeout: float = 30.0
+        self,
+        base_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        deadline: float = 600.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.deadline = deadline
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_read=read_timeout
         )
@@ -118,20 +127,34 @@ class HttpOrigin:
         if validators:
             headers.update(validators)
         url = self.base_url + path + (f"?{query}" if query else "")
+        # One deadline for the whole response: an origin dripping a byte now and then
+        # never trips the read timeout, and must not hold clients forever.
+        deadline = asyncio.get_running_loop().time() + self.deadline
         try:
-            response = await self._client().get(
-                URL(url, encoded=True), headers=headers, allow_redirects=False
-            )
+            async with asyncio.timeout_at(deadline):
+                response = await self._client().get(
+                    URL(url, encoded=True), headers=headers, allow_redirects=False
+                )
         except TimeoutError as exc:
             raise OriginError(504, "origin_timeout", "the origin did not answer in time") from exc
         except aiohttp.ClientError as exc:
+            if isinstance(exc, aiohttp.ClientOSError) and exc.errno in EXHAUSTED:
+                raise OriginError(503, "overloaded", "the node is out of resources") from exc
             # The exception's text names the origin's address: clients get its kind only.
             message = f"the origin could not be reached ({type(exc).__name__})"
             raise OriginError(502, "origin_unreachable", message) from exc
 
         async def body() -> AsyncIterator[bytes]:
+            chunks = response.content.iter_chunked(CHUNK).__aiter__()
             try:
-                async for chunk in response.content.iter_chunked(CHUNK):
+                while True:
+                    # The timeout spans one read, never a yield: it must not fire
+                    # while the consumer is busy elsewhere.
+                    async with asyncio.timeout_at(deadline):
+                        try:
+                            chunk = await chunks.__anext__()
+                        except StopAsyncIteration:
+                            return
                     yield chunk
             except TimeoutError as exc:
                 raise OriginError(504, "origin_timeout", "the origin stalled mid-body") from exc

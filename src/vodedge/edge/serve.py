@@ -12,19 +12,19 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 ACCESS_FLUSH_SECONDS = 2.0
-# A connection with no request in progress (silent, half-sent headers, idle
-# keep-alive) is closed after this long: aiohttp has no request-header timeout, and
-# its keep-alive default is an hour.
-IDLE_TIMEOUT = 30.0
+# Connections with no request in progress (silent, half-sent headers, idle keep-alive)
+# are closed after the idle_timeout setting (aiohttp has no request-header timeout,
+# and its keep-alive default is an hour); checked this often.
 SWEEP_SECONDS = 2.0
-# On SIGTERM, responses in flight get this long to finish (the master waits 10 s).
-SHUTDOWN_SECONDS = 5.0
+# On SIGTERM the master waits this long past the workers' shutdown_timeout.
+SHUTDOWN_GRACE = 5.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -44,6 +44,9 @@ class ServeOptions:
     # (re)started later inherit it through fork even while the file is broken.
     config: Any = None
     listen_tls: tuple[str, int] | None = None  # HTTPS for domains with a certificate
+    # Sockets of the master's own (the admin listener) that workers forked later must
+    # close: a worker outliving its master must not keep them bound.
+    masters_only: list[int] = field(default_factory=list)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -81,30 +84,41 @@ async def _worker(
     from vodedge.edge import accesslog
     from vodedge.edge.app import Edge, make_app
     from vodedge.edge.cache import DiskCache
+    from vodedge.edge.resources import (
+        CappedSite,
+        RateLimitedLog,
+        connection_cap,
+        install_loop_log,
+    )
+    from vodedge.edge.source import OriginPool
 
+    loop = asyncio.get_running_loop()
+    install_loop_log(loop, RateLimitedLog(f"vodedge: worker {index}"))
     accesslog.configure(_open_access_log(options.access_log))
     # aiohttp logs every malformed request with a traceback: clients could flood the
     # log, and bad input is answered with a 400 anyway.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    edge = Edge(options.config, DiskCache(options.cache_dir / "store", options.cache_size))
+    limits = options.config.limits
+    cache = DiskCache(options.cache_dir / "store", options.cache_size)
+    edge = Edge(options.config, cache, origins=OriginPool(limits), limits=limits)
     runner = web.AppRunner(
         make_app(edge),
         access_log=None,
         handle_signals=False,
-        keepalive_timeout=IDLE_TIMEOUT,
-        shutdown_timeout=SHUTDOWN_SECONDS,
+        keepalive_timeout=limits.idle_timeout,
+        shutdown_timeout=limits.shutdown_timeout,
     )
     await runner.setup()
-    site = web.SockSite(runner, sock)
-    await site.start()
+    # One cap for both listeners: they share the worker's descriptors.
+    cap = connection_cap(limits.max_connections)
+    await CappedSite(runner, sock, cap).start()
     if tls_sock is not None:
         from vodedge.edge.tls import SniContexts, stderr_log
 
         contexts = SniContexts(lambda: edge.config, stderr_log)
         contexts.refresh()
-        await web.SockSite(runner, tls_sock, ssl_context=contexts.context).start()
-    loop = asyncio.get_running_loop()
-    sweeper = loop.create_task(_close_idle(runner))
+        await CappedSite(runner, tls_sock, cap, ssl_context=contexts.context).start()
+    sweeper = loop.create_task(_close_idle(runner, limits.idle_timeout))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -126,12 +140,12 @@ async def _worker(
     await runner.cleanup()
 
 
-async def _close_idle(runner: Any) -> None:
-    """Close connections that have had no request in progress for IDLE_TIMEOUT."""
+async def _close_idle(runner: Any, idle_timeout: float) -> None:
+    """Close connections that have had no request in progress for `idle_timeout`."""
     loop = asyncio.get_running_loop()
     idle_since: dict[object, float] = {}
     while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+        await asyncio.sleep(min(SWEEP_SECONDS, idle_timeout / 2))
         server = runner.server
         if server is None:
             continue
@@ -141,16 +155,28 @@ async def _close_idle(runner: Any) -> None:
             # aiohttp keeps this flag while a handler runs (our responses stream inside it).
             if getattr(handler, "_request_in_progress", True):
                 idle_since.pop(handler, None)
-            elif now - idle_since.setdefault(handler, now) > IDLE_TIMEOUT:
+            elif now - idle_since.setdefault(handler, now) > idle_timeout:
                 handler.force_close()
         for handler in [h for h in idle_since if h not in current]:
             del idle_since[handler]
 
 
 def _worker_main(
-    sock: socket.socket, options: ServeOptions, index: int, tls_sock: socket.socket | None
+    sock: socket.socket,
+    options: ServeOptions,
+    index: int,
+    tls_sock: socket.socket | None,
+    master: int,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master decides when we stop
+    for fd in options.masters_only:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # A worker whose master died stops (SIGTERM: its listener closes at once, responses
+    # in flight finish), so that a new master can bind the same addresses.
+    _on_parent_death(signal.SIGTERM)
+    if os.getppid() != master:  # it died before we asked
+        return
     if options.loop == "uvloop":
         import uvloop
 
@@ -177,6 +203,15 @@ def _keys(options: ServeOptions) -> Callable[[], Any]:
         return built[1]
 
     return keys
+
+
+def _on_parent_death(sig: int) -> None:
+    """Have the kernel send `sig` to this process when its parent exits."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0:
+        sys.stderr.write(f"vodedge: prctl(PR_SET_PDEATHSIG) failed: {ctypes.get_errno()}\n")
 
 
 async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
@@ -209,8 +244,9 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
     )
     await runner.setup()
-    await web.TCPSite(runner, address[0], address[1]).start()
-    return runner
+    site = web.TCPSite(runner, address[0], address[1])
+    await site.start()
+    return runner, [s.fileno() for s in getattr(site._server, "sockets", ())]
 
 
 def serve(options: ServeOptions) -> int:
@@ -221,7 +257,9 @@ def serve(options: ServeOptions) -> int:
     # prometheus_client picks its storage when first imported: set this first.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from vodedge.edge.cache import DiskCache
+    from vodedge.edge.resources import raise_descriptor_limit
 
+    raise_descriptor_limit()  # inherited by the workers
     # SIGHUP's default action kills: hold it back until handlers are in place (the
     # mask is inherited by the workers, which release it once they can reload).
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
@@ -242,7 +280,7 @@ def serve(options: ServeOptions) -> int:
     def start(index: int) -> None:
         process = context.Process(
             target=_worker_main,
-            args=(sock, options, index, tls_sock),
+            args=(sock, options, index, tls_sock, os.getpid()),
             name=f"vodedge-worker-{index}",
         )
         process.start()
@@ -253,10 +291,23 @@ def serve(options: ServeOptions) -> int:
     return asyncio.run(_supervise(options, workers, start))
 
 
+def _remove_orphans(options: ServeOptions) -> None:
+    from vodedge.edge.cache_store import Store
+
+    store = Store(options.cache_dir / "store", options.cache_size)
+    try:
+        store.remove_orphans()
+    finally:
+        store.close()
+
+
 async def _supervise(
     options: ServeOptions, workers: dict[int, BaseProcess], start: Callable[[int], None]
 ) -> int:
+    from vodedge.edge.resources import RateLimitedLog, install_loop_log
+
     loop = asyncio.get_running_loop()
+    install_loop_log(loop, RateLimitedLog("vodedge"))
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -273,7 +324,9 @@ async def _supervise(
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    admin = await _admin(options.admin, options) if options.admin else None
+    admin = None
+    if options.admin:
+        admin, options.masters_only = await _admin(options.admin, options)
     if options.ready is not None:
         options.ready()
     while not stop.is_set():
@@ -284,12 +337,16 @@ async def _supervise(
                 sys.stderr.write(
                     f"vodedge: worker {index} exited ({process.exitcode}); restarting it\n"
                 )
+                # What its fills left is removed before a new worker takes its place.
+                await loop.run_in_executor(None, _remove_orphans, options)
                 start(index)
     for process in workers.values():
         if process.is_alive() and process.pid is not None:
             os.kill(process.pid, signal.SIGTERM)
     for process in workers.values():
-        await loop.run_in_executor(None, process.join, 10)
+        await loop.run_in_executor(
+            None, process.join, options.config.limits.shutdown_timeout + SHUTDOWN_GRACE
+        )
         if process.is_alive():
             process.kill()
     if admin is not None:

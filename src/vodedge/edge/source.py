@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 
 from vodedge.config import Domain, OriginSpec
+from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
@@ -22,18 +23,24 @@ FAR_READ = 1 << 20
 RANGE_WINDOW = 256 << 10
 
 
-def origin_of(spec: OriginSpec) -> Origin:
+def origin_of(spec: OriginSpec, limits: NodeLimits) -> Origin:
     """The client for one configured origin."""
     if spec.directory is not None:
         return DirectoryOrigin(spec.directory)
     assert spec.url is not None  # an HTTP origin always has one
-    return HttpOrigin(spec.url)
+    return HttpOrigin(
+        spec.url,
+        connect_timeout=limits.origin_connect_timeout,
+        read_timeout=limits.origin_read_timeout,
+        deadline=limits.origin_deadline,
+    )
 
 
 class OriginPool:
     """The origin clients of a worker, created once per configured origin and kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: NodeLimits | None = None) -> None:
+        self.limits = limits or NodeLimits()
         self._clients: dict[tuple[str, str], Origin] = {}
 
     def origin_set(self, domain: Domain, host: str, path: str, query: str) -> OriginSet:
@@ -42,7 +49,7 @@ class OriginPool:
         for spec in sorted(domain.origins, key=lambda s: s.priority):
             key = (domain.name, repr(spec))
             if key not in self._clients:
-                self._clients[key] = origin_of(spec)
+                self._clients[key] = origin_of(spec, self.limits)
             origins.append((self._clients[key], domain.origin_host_for(spec, host)))
         return OriginSet(origins, path, query, domain.name)
 
