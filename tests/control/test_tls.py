@@ -102,6 +102,15 @@ def test_stored_files_are_private_and_named_by_content(
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "certs").stat().st_mode) == 0o700
     assert summarize(second.cert_path).names == ("*.example.test",)
+    # A pair the API stored is written once, where save would have put it.
+    pair = check_pair(*_pems(ca.issue("m.example.test")))
+    made = store.materialize("m.example.test", pair.chain_pem, pair.key_pem)
+    assert stat.S_IMODE(made.key_path.stat().st_mode) == 0o600
+    assert made.key_path.read_bytes() == pair.key_pem
+    stamp = made.key_path.stat().st_mtime_ns
+    assert store.materialize("m.example.test", pair.chain_pem, pair.key_pem) == made
+    assert made.key_path.stat().st_mtime_ns == stamp
+    store.prune("m.example.test", keep=None)
     store.prune("*.example.test", keep=second)
     assert sorted(p.name for p in (tmp_path / "certs").iterdir()) == sorted(
         [second.cert_path.name, second.key_path.name]

@@ -157,20 +157,34 @@ class CertificateStore:
 
     def save(self, domain: str, pair: CertificatePair) -> CertificateFiles:
         """Write the pair durably (checked by loading it as the edge will) and return it."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        digest = hashlib.sha256(pair.chain_pem + pair.key_pem).hexdigest()[:16]
-        stem = f"{_file_name(domain)}.{digest}"
-        files = CertificateFiles(self.directory / f"{stem}.crt", self.directory / f"{stem}.key")
-        _write_private(files.cert_path, pair.chain_pem)
-        _write_private(files.key_path, pair.key_pem)
+        files = self.files_for(domain, pair.chain_pem, pair.key_pem)
+        self._write(files, pair.chain_pem, pair.key_pem)
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(files.cert_path, files.key_path)
         except ssl.SSLError as exc:
             # cryptography accepted what OpenSSL's TLS will not (e.g. a key type).
             self.remove(files)
             raise _invalid_pub(f"it cannot serve TLS ({exc.reason or exc})") from None
-        _sync_directory(self.directory)
         return files
+
+    def materialize(self, domain: str, chain_pem: bytes, key_pem: bytes) -> CertificateFiles:
+        """The files of a pair checked before (stored by the API), written if missing."""
+        files = self.files_for(domain, chain_pem, key_pem)
+        if not (files.cert_path.is_file() and files.key_path.is_file()):
+            self._write(files, chain_pem, key_pem)
+        return files
+
+    def files_for(self, domain: str, chain_pem: bytes, key_pem: bytes) -> CertificateFiles:
+        """Where a pair's files are (named by the domain and a digest of their content)."""
+        digest = hashlib.sha256(chain_pem + key_pem).hexdigest()[:16]
+        stem = f"{_file_name(domain)}.{digest}"
+        return CertificateFiles(self.directory / f"{stem}.crt", self.directory / f"{stem}.key")
+
+    def _write(self, files: CertificateFiles, chain_pem: bytes, key_pem: bytes) -> None:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write_private(files.cert_path, chain_pem)
+        _write_private(files.key_path, key_pem)
+        _sync_directory(self.directory)
 
     def remove(self, files: CertificateFiles) -> None:
         """Delete a stored pair (one no configuration names any more)."""
@@ -245,7 +259,11 @@ class CertificateSummary:
 
 def summarize(cert_path: Path) -> CertificateSummary:
     """The leaf of a stored chain, described; OSError or ValueError if unreadable."""
-    pem = cert_path.read_bytes()
+    return summarize_pem(cert_path.read_bytes())
+
+
+def summarize_pem(pem: bytes) -> CertificateSummary:
+    """The leaf of a PEM chain, described; ValueError if it does not parse."""
     leaf = x509.load_pem_x509_certificates(pem)[0]
     return CertificateSummary(
         names=certificate_names(leaf),
