@@ -380,6 +380,8 @@ def test_a_key_over_its_rate_is_throttled(api_node: ApiNode) -> None:
     ]
     assert_passed(answers[0])
     assert_error(answers[-1], 400, "Throttling.User")
+    assert 0 < int(answers[-1].headers["x-acs-retry-after"]) <= 1000  # milliseconds
+    assert answers[-1].headers["retry-after"] == "1"
     # Other keys are not slowed down by it.
     assert_passed(call(api_node, v1_request(api_node.port, FULL, "DescribeRefreshQuota")))
     time.sleep(1.1)

@@ -9,6 +9,7 @@ signed (see signing.py), answered with `{"RequestId", ...}` or
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
@@ -33,6 +34,14 @@ MAX_PARAMETERS = 500
 MAX_REQUEST_LINE = MAX_BODY + 8192
 FORM = "application/x-www-form-urlencoded"
 _ACTION = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
+
+
+class Throttled(ApiError):
+    """The key's rate is spent: retry after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(400, "Throttling.User", "Request was denied due to user flow control.")
+        self.retry_after = retry_after
 
 
 def _invalid(message: str) -> ApiError:
@@ -165,8 +174,9 @@ class Api:
         now = self.clock()
         verified = verify(signed, self.keys().get, now)
         key = verified.key
-        if not self.throttle.allow(key.id, key.rate, now):
-            raise ApiError(400, "Throttling.User", "Request was denied due to user flow control.")
+        wait = self.throttle.wait(key.id, key.rate, now)
+        if wait > 0.0:
+            raise Throttled(wait)
         if not self.nonces.use(key.id, verified.nonce, verified.timestamp + MAX_SKEW + 1, now):
             raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
         if verified.version != VERSION or not _ACTION.fullmatch(verified.action):
@@ -189,7 +199,12 @@ class Api:
             "Code": error.code,
             "Message": error.message,
         }
-        return self._json(error.status, body, request_id)
+        response = self._json(error.status, body, request_id)
+        if isinstance(error, Throttled):
+            # The current SDK reads milliseconds here (and raises ThrottlingException).
+            response.headers["x-acs-retry-after"] = str(max(1, math.ceil(error.retry_after * 1000)))
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
 
     @staticmethod
     def _json(status: int, body: Mapping[str, object], request_id: str) -> web.Response:

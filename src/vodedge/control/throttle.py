@@ -11,11 +11,15 @@ class Throttle:
 
     def allow(self, key_id: str, rate: float, now: float) -> bool:
         """Take a token from `key_id`'s bucket; False when it is empty."""
+        return self.wait(key_id, rate, now) == 0.0
+
+    def wait(self, key_id: str, rate: float, now: float) -> float:
+        """Take a token from `key_id`'s bucket (0.0), or the seconds until there is one."""
         capacity = max(rate, 1.0)
         tokens, at = self._buckets.get(key_id, (capacity, now))
         tokens = min(capacity, tokens + max(0.0, now - at) * rate)
         if tokens < 1.0:
             self._buckets[key_id] = (tokens, now)
-            return False
+            return (1.0 - tokens) / rate
         self._buckets[key_id] = (tokens - 1.0, now)
-        return True
+        return 0.0

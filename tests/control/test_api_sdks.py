@@ -1,0 +1,91 @@
+"""Both official SDKs, unchanged but for the endpoint, against the front door.
+
+What the SDKs themselves report: the older one tells a wrong secret from a wrong
+signature by comparing the server's string to sign with its own, so
+`InvalidAccessKeySecret` proves both sides computed the same string.
+"""
+
+from __future__ import annotations
+
+import pytest
+from alibabacloud_cdn20180510 import models
+from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
+from aliyunsdkcdn.request.v20180510.AddCdnDomainRequest import AddCdnDomainRequest
+from aliyunsdkcdn.request.v20180510.DescribeRefreshQuotaRequest import (
+    DescribeRefreshQuotaRequest,
+)
+from aliyunsdkcore.acs_exception.exceptions import ServerException
+from aliyunsdkcore.request import CommonRequest
+from api_client import Key
+from api_node import FULL, READ_ONLY, SLOW, UNKNOWN, ApiNode
+
+WRONG = Key(FULL.id, "not-the-right-secret-0123")
+
+
+def test_the_older_sdk_reports_a_wrong_secret_as_such(api_node: ApiNode) -> None:
+    with pytest.raises(ServerException) as caught:
+        api_node.old_client(WRONG).call(DescribeRefreshQuotaRequest())
+    assert caught.value.get_error_code() == "InvalidAccessKeySecret"
+    assert caught.value.get_http_status() == 400
+
+
+def test_the_older_sdk_reports_a_wrong_secret_on_a_common_request(api_node: ApiNode) -> None:
+    request = CommonRequest(version="2018-05-10", action_name="DescribeUserDomains")
+    request.set_method("POST")
+    request.add_query_param("PageSize", "5")
+    request.add_body_params("DomainName", "a b+c~*é.example.com")
+    with pytest.raises(ServerException) as caught:
+        api_node.old_client(WRONG).call(request)
+    # CommonRequest compares its own (unset) string to sign, not its inner request's,
+    # so the SDK cannot tell the cases apart here: compare the inner one ourselves.
+    assert caught.value.get_error_code() == "SignatureDoesNotMatch"
+    server_string = caught.value.get_error_msg().split(":")[1]
+    assert server_string == request.request.string_to_sign
+
+
+def test_the_current_sdk_reports_a_wrong_secret(api_node: ApiNode) -> None:
+    with pytest.raises(ClientException) as caught:
+        api_node.new_client(WRONG).describe_refresh_quota(models.DescribeRefreshQuotaRequest())
+    assert caught.value.code == "SignatureDoesNotMatch"
+    assert caught.value.status_code == 400
+
+
+def test_both_sdks_report_an_unknown_key(api_node: ApiNode) -> None:
+    with pytest.raises(ClientException) as new:
+        api_node.new_client(UNKNOWN).describe_refresh_quota(models.DescribeRefreshQuotaRequest())
+    assert (new.value.code, new.value.status_code) == ("InvalidAccessKeyId.NotFound", 404)
+    with pytest.raises(ServerException) as old:
+        api_node.old_client(UNKNOWN).call(DescribeRefreshQuotaRequest())
+    assert old.value.get_error_code() == "InvalidAccessKeyId.NotFound"
+
+
+def test_both_sdks_report_a_read_only_key_writing(api_node: ApiNode) -> None:
+    with pytest.raises(ClientException) as new:
+        api_node.new_client(READ_ONLY).add_cdn_domain(
+            models.AddCdnDomainRequest(
+                domain_name="ro.example.com",
+                cdn_type="video",
+                sources='[{"content":"127.0.0.1","type":"ipaddr","port":80}]',
+            )
+        )
+    assert (new.value.code, new.value.status_code) == ("Forbidden.RAM", 403)
+    request = AddCdnDomainRequest()
+    request.set_DomainName("ro.example.com")
+    request.set_CdnType("video")
+    request.set_Sources('[{"content":"127.0.0.1","type":"ipaddr","port":80}]')
+    with pytest.raises(ServerException) as old:
+        api_node.old_client(READ_ONLY).call(request)
+    assert (old.value.get_error_code(), old.value.get_http_status()) == ("Forbidden.RAM", 403)
+
+
+def test_the_current_sdk_sees_throttling_with_a_retry_delay(api_node: ApiNode) -> None:
+    client = api_node.new_client(SLOW)
+    with pytest.raises(ThrottlingException) as caught:
+        for _ in range(5):
+            try:
+                client.describe_refresh_quota(models.DescribeRefreshQuotaRequest())
+            except ClientException as error:  # an action's own error is not what we wait for
+                if error.code != "InvalidApi.NotFound":
+                    raise
+    assert caught.value.code == "Throttling.User"
+    assert 0 < caught.value.retry_after <= 1000
