@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--boxes", action="store_true", help="print the box tree")
 
     serve = commands.add_parser("serve", help="run the edge server")
-    _node_options(serve)
+    _node_options(serve, required=False)
+    serve.add_argument(
+        "--state-dir",
+        help="where the API's store lives (default: 'state' beside the cache directory)",
+    )
     serve.add_argument("--listen", help="HOST:PORT for clients (default 127.0.0.1:8080)")
     serve.add_argument("--admin", help="HOST:PORT for /metrics and the API (default off)")
     serve.add_argument("--listen-tls", help="HOST:PORT for HTTPS, certificate by SNI (default off)")

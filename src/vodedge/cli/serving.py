@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from vodedge.config import NodeConfig, load_toml, zero_config
@@ -15,7 +16,12 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
     """A function that (re)reads the node configuration the flags describe."""
 
     def load() -> NodeConfig:
-        node = load_toml(args.config) if args.config else zero_config(args.origin)
+        if args.config:
+            node = load_toml(args.config)
+        elif args.origin:
+            node = zero_config(args.origin)
+        else:
+            node = NodeConfig()  # every domain comes from the store
         return node.with_overrides(
             listen=getattr(args, "listen", None),
             admin_listen=getattr(args, "admin", None),
@@ -34,17 +40,27 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Run the edge until SIGTERM/SIGINT."""
+    """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
+    from vodedge.control.sqlite_store import SqliteStore
+    from vodedge.control.sync import WorkerSync, state_dir_for, store_loader
     from vodedge.edge.serve import ServeOptions
     from vodedge.edge.serve import serve as run
 
-    load = node_loader(args)
+    load_base = node_loader(args)
+    node = load_base()
+    state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(node.cache_dir)
+    store = SqliteStore(state_dir.absolute())
+    load = store_loader(load_base, store, from_file=bool(args.config))
     node = load()
     check_certificates(node)
+    store.set_workers(node.workers)
     listen = (node.listen.host, node.listen.port)
     listen_tls = (node.listen_tls.host, node.listen_tls.port) if node.listen_tls else None
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
-    where = args.origin or args.config
+    where = args.origin or args.config or f"the store in {state_dir}"
+
+    async def follow_store(edge: object, index: int) -> None:
+        await WorkerSync(SqliteStore(store.path.parent), index, listen).run(edge)
 
     def url(host: str, port: int, scheme: str = "http") -> str:
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
@@ -68,6 +84,8 @@ def serve(args: argparse.Namespace) -> int:
         loop=args.loop,
         ready=ready,
         listen_tls=listen_tls,
+        state_dir=store.path.parent,
+        worker_task=follow_store,
     )
     return run(options)
 

@@ -153,6 +153,13 @@ class CacheIndex:
             self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
         return [(key, Path(file)) for key, file in rows]
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Every key starting with `prefix`."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db.execute("SELECT key FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
+        # LIKE ignores ASCII case: the prefix itself decides.
+        return [row[0] for row in rows if row[0].startswith(prefix)]
+
     def record_purge(self, key: str, prefix: bool) -> None:
         """Remember a purge, so that fills which started before it do not publish."""
         now = time.time()

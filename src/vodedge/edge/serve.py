@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -47,6 +47,11 @@ class ServeOptions:
     # Sockets of the master's own (the admin listener) that workers forked later must
     # close: a worker outliving its master must not keep them bound.
     masters_only: list[int] = field(default_factory=list)
+    # Where the control plane keeps its store (None: no store).
+    state_dir: Path | None = None
+    # Run in each worker beside the server, given the worker's Edge and index: the
+    # control plane's loop that keeps `edge.config` and the cache in step with its store.
+    worker_task: Callable[[Any, int], Coroutine[Any, Any, None]] | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -119,6 +124,7 @@ async def _worker(
         contexts.refresh()
         await CappedSite(runner, tls_sock, cap, ssl_context=contexts.context).start()
     sweeper = loop.create_task(_close_idle(runner, limits.idle_timeout))
+    follower = loop.create_task(options.worker_task(edge, index)) if options.worker_task else None
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -137,6 +143,8 @@ async def _worker(
             await asyncio.wait_for(stop.wait(), ACCESS_FLUSH_SECONDS)
         edge.cache.flush_accesses()
     sweeper.cancel()
+    if follower is not None:
+        follower.cancel()
     await runner.cleanup()
 
 
@@ -220,6 +228,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     from prometheus_client import multiprocess as prom_multiprocess
 
     from vodedge.control.api import MAX_REQUEST_LINE, Api, no_actions
+    from vodedge.control.calls import Dispatch
     from vodedge.control.nonces import NonceStore
 
     # As in the workers: a malformed request is answered 400, not logged with a traceback.
@@ -238,7 +247,13 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", health)
-    api = Api(no_actions, _keys(options), NonceStore(options.cache_dir / "api-nonces.sqlite"))
+    dispatch: Dispatch = no_actions
+    if options.state_dir is not None:
+        from vodedge.control.actions import make_dispatch
+        from vodedge.control.sqlite_store import SqliteStore
+
+        dispatch = make_dispatch(SqliteStore(options.state_dir))
+    api = Api(dispatch, _keys(options), NonceStore(options.cache_dir / "api-nonces.sqlite"))
     api.add_routes(app)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE

@@ -1,0 +1,159 @@
+"""The store reaching the edge: the node configuration built from it, and each
+worker's loop that applies changes, purges and prefetches within a second.
+
+A worker reads the store's version every POLL_SECONDS (one indexed read); when it
+moved, it swaps `edge.config` for one built from the stored domains (requests in
+flight keep the configuration they started with, no connection is touched), applies
+the refreshes it has not applied yet, acknowledges them, and takes prefetches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+
+from vodedge.config import NodeConfig
+
+from .domains import node_with, record_of
+from .sqlite_store import SqliteStore
+from .store import ControlStore, TaskRecord
+
+POLL_SECONDS = 0.25
+PRELOADS_AT_ONCE = 4
+PRELOAD_TIMEOUT = 600.0
+
+
+def state_dir_for(cache_dir: Path) -> Path:
+    """The default state directory: `state` beside the cache directory."""
+    return cache_dir.absolute().parent / "state"
+
+
+def store_loader(
+    load_base: Callable[[], NodeConfig], store: ControlStore, *, from_file: bool
+) -> Callable[[], NodeConfig]:
+    """A loader of the node: `load_base`'s settings (and catch-all), the store's domains.
+
+    With `from_file`, the base's own domains are first imported into the store where
+    the file changed them (see `import_file_domains`): a file edit and SIGHUP still
+    take effect; otherwise what the API did stands.
+    """
+
+    def load() -> NodeConfig:
+        base = load_base()
+        if from_file:
+            store.import_file_domains([record_of(d) for d in base.domains.values()])
+        return node_with(base, store.domains())
+
+    return load
+
+
+def _split(path: str) -> tuple[str, str, str]:
+    """(host, path, query) of a task's object, given with or without a scheme."""
+    parts = urlsplit(path if "://" in path else "http://" + path)
+    return (parts.hostname or "", parts.path or "/", parts.query)
+
+
+def apply_refresh(edge: Any, task: TaskRecord) -> int:
+    """Drop what a refresh names from the cache; how many objects went."""
+    from vodedge.edge.app import cache_key
+
+    host, path, query = _split(task.path)
+    domain = edge.config.lookup(host)
+    if domain is None:
+        return 0  # deleted since: nothing of it may be served anyway
+    cache = edge.cache
+    if task.kind == "directory":
+        directory = path if path.endswith("/") else path + "/"
+        return int(cache.purge(cache_key(domain, host, directory, {}), prefix=True))
+    if task.kind == "regex":
+        owner = cache_key(domain, host, "", {})
+        # The regular expression is all after the host, untouched by URL parsing.
+        pattern = re.compile(re.sub(r"^https?://", "", task.path, flags=re.I).partition("/")[2])
+        dropped = 0
+        for key in cache.index.keys_with_prefix(owner + "/"):
+            rest = key[len(owner) + 1 :]
+            if "\x1f" in rest:
+                continue  # a rendition: it goes with its object
+            if pattern.fullmatch(rest) or pattern.fullmatch(rest.partition("?")[0]):
+                dropped += cache.purge(key)
+        return dropped
+    key = cache_key(domain, host, path, dict(parse_qsl(query, keep_blank_values=True)))
+    if query:
+        return int(cache.purge(key))
+    return int(cache.purge(key) + cache.purge(key + "?", prefix=True))
+
+
+class WorkerSync:
+    """One worker's loop over the store."""
+
+    def __init__(self, store: SqliteStore, index: int, listen: tuple[str, int]) -> None:
+        self.store = store
+        self.index = index
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen[0], listen[0])
+        self.client_base = (
+            f"http://[{host}]:{listen[1]}" if ":" in host else f"http://{host}:{listen[1]}"
+        )
+        self.seen = -1
+        self._preloads: set[asyncio.Task[None]] = set()
+
+    async def run(self, edge: Any) -> None:
+        """Poll until cancelled."""
+        await asyncio.to_thread(self.store.release_preloads, self.index)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=PRELOAD_TIMEOUT), auto_decompress=False
+        ) as session:
+            while True:
+                try:
+                    await self.step(edge, session)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a busy or broken store: keep serving, try again
+                    sys.stderr.write(f"vodedge: worker {self.index}: store sync: {exc}\n")
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def step(self, edge: Any, session: aiohttp.ClientSession) -> None:
+        """One look at the store."""
+        version = self.store.version()
+        if version == self.seen:
+            return
+        records = self.store.domains()
+        edge.config = node_with(edge.config, records)
+        pending = self.store.pending_refreshes(self.index)
+        for task in pending:
+            apply_refresh(edge, task)
+        if pending:
+            ids = sorted({task.task_id for task in pending})
+            await asyncio.to_thread(self.store.ack_refreshes, ids, self.index)
+        if len(self._preloads) < PRELOADS_AT_ONCE:
+            taken = await asyncio.to_thread(
+                self.store.claim_preloads, self.index, PRELOADS_AT_ONCE - len(self._preloads)
+            )
+            for task in taken:
+                job = asyncio.get_running_loop().create_task(self.preload(session, task))
+                self._preloads.add(job)
+                job.add_done_callback(self._preloads.discard)
+            if taken:
+                return  # look again next time: there may be more than we took
+        self.seen = version
+
+    async def preload(self, session: aiohttp.ClientSession, task: TaskRecord) -> None:
+        """Fetch one object through the node's own client listener, so it is cached."""
+        host, path, query = _split(task.path)
+        url = self.client_base + path + ("?" + query if query else "")
+        ok, why = False, ""
+        try:
+            async with session.get(url, headers={"Host": host}) as response:
+                while await response.content.readany():
+                    pass
+                ok = response.status == 200
+                why = "" if ok else f"the node answered {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            why = f"fetch failed: {type(exc).__name__}"
+        await asyncio.to_thread(self.store.finish_preload, task.row, ok, why)
