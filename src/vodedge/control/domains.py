@@ -178,5 +178,9 @@ def node_with(base: NodeConfig, records: Iterable[DomainRecord]) -> NodeConfig:
         except ConfigError as error:  # stored by an older vodedge, refused by this one
             sys.stderr.write(f"vodedge: domain {record.name} not served: {error}\n")
             continue
+        known = base.domains.get(domain.name)
+        if known is not None and known.certificate is not None:
+            # A certificate the config file names stays with its domain.
+            domain = replace(domain, certificate=known.certificate)
         domains[domain.name] = domain
     return replace(base, domains=domains)
