@@ -398,10 +398,57 @@ FLV_LIST: list[Case] = [
     ),
 ]
 
+
+def _mp3(name: str, args: tuple[str, ...], **kw: object) -> Case:
+    return Case(name, args, "mp3", has_video=False, audio_codecs=("mp3",), **kw)  # type: ignore[arg-type]
+
+
+def _mp2(name: str, args: tuple[str, ...], **kw: object) -> Case:
+    return Case(name, args, "mp2", has_video=False, audio_codecs=("mp2",), **kw)  # type: ignore[arg-type]
+
+
+LAME_VBR = ("-c:a", "libmp3lame", "-q:a", "4")
+LAME_CBR = ("-c:a", "libmp3lame", "-b:a", "128k")
+STEREO = ("-ac", "2")
+
+# MPEG audio for trial playback. ffmpeg's mp3 muxer writes an ID3v2 tag and a
+# Xing (VBR) or Info (CBR) frame with a LAME tag unless told not to.
+MP3_LIST: list[Case] = [
+    _mp3(
+        "mp3_cbr_info_id3v1",
+        (*_audio(6), *STEREO, *LAME_CBR, "-write_id3v1", "1", "-metadata", "title=v", "-f", "mp3"),
+    ),
+    _mp3("mp3_vbr_xing", (*_audio(6), *STEREO, *LAME_VBR, "-f", "mp3")),
+    _mp3("mp3_vbr_xing_mono", (*_audio(6), *LAME_VBR, "-f", "mp3"), note="Xing at 21 bytes"),
+    _mp3("mp3_cbr_no_info", (*_audio(4), *LAME_CBR, "-write_xing", "0", "-f", "mp3")),
+    _mp3(
+        "mp3_vbr_no_xing_no_id3",
+        (*_audio(4), *LAME_VBR, "-write_xing", "0", "-id3v2_version", "0", "-write_id3v1", "1",
+         "-f", "mp3"),
+    ),
+    _mp3("mp3_mpeg2_22050", (*_audio(4, rate=22050), *LAME_VBR, "-f", "mp3"), note="MPEG-2"),
+    _mp3(
+        "mp3_mpeg25_8000",
+        (*_audio(4, rate=8000), "-c:a", "libmp3lame", "-b:a", "16k", "-f", "mp3"),
+        note="MPEG-2.5",
+    ),
+    _mp2(
+        "mp2_layer2_48000",
+        (*_audio(4, rate=48000), *STEREO, "-c:a", "mp2", "-b:a", "192k", "-f", "mp2"),
+        note="layer II, no info frame",
+    ),
+    _mp2(
+        "mp2_layer2_mpeg2_24000",
+        (*_audio(4, rate=24000), "-c:a", "mp2", "-b:a", "64k", "-f", "mp2"),
+        note="layer II at an MPEG-2 rate",
+    ),
+]
+
 MP4_CASES: dict[str, Case] = {c.name: c for c in MP4_LIST}
 FLV_CASES: dict[str, Case] = {c.name: c for c in FLV_LIST}
-CASES: dict[str, Case] = {**MP4_CASES, **FLV_CASES}
-assert len(CASES) == len(MP4_LIST) + len(FLV_LIST), "duplicate case names"
+MP3_CASES: dict[str, Case] = {c.name: c for c in MP3_LIST}
+CASES: dict[str, Case] = {**MP4_CASES, **FLV_CASES, **MP3_CASES}
+assert len(CASES) == len(MP4_LIST) + len(FLV_LIST) + len(MP3_LIST), "duplicate case names"
 
 
 # --- generation ----------------------------------------------------------------

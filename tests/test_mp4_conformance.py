@@ -233,6 +233,8 @@ def test_matrix_case_is_what_it_claims(case: Case) -> None:
         langs = [(s.get("tags") or {}).get("language") for s in streams_of(info, "audio")]
         assert langs == list(case.languages)
     data = path.read_bytes()
+    if case.ext in ("mp3", "mp2", "ts", "m2ts"):
+        return  # trial-playback inputs: their own tests check what each holds
     if case.name in FLV_CASES:
         assert data[:3] == b"FLV"
         assert (b"filepositions" in data[:4096]) == case.keyframe_index

@@ -70,3 +70,15 @@ class InvalidSeek(MediaError):
     """A seek request (`start`/`end`) that is malformed or outside the media."""
 
     code = "invalid_seek"
+
+
+class NotMpegAudio(UnsupportedMedia):
+    """The input is not MPEG audio (MP3, MP2, MP1)."""
+
+    code = "not_mpeg_audio"
+
+
+class NotMpegTs(UnsupportedMedia):
+    """The input is not an MPEG transport stream."""
+
+    code = "not_mpeg_ts"
