@@ -591,6 +591,25 @@ class Vodedge:
             time.sleep(0.05)
         raise AssertionError(f"{host}{path} never became a cache HIT")
 
+    def wait_expired(self, host: str, path: str, timeout: float = 10.0) -> None:
+        """Wait until the stored object for `host` + `path` (query ignored) has expired by
+        its own row in the index: a positive signal, where a sleep would guess the TTL."""
+        import sqlite3
+
+        key = host + path.split("?", 1)[0]
+        uri = f"file:{self.store / 'index.sqlite'}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            row = db.execute(
+                "SELECT max(expires_at) FROM objects WHERE (key = ? OR substr(key, 1, ?) = ?)"
+                " AND instr(key, char(31)) = 0",
+                (key, len(key) + 1, key + "?"),
+            ).fetchone()
+        assert row is not None and row[0] is not None, f"{key} is not stored"
+        expires = float(row[0])
+        assert expires - time.time() < timeout, f"{key} expires in {expires - time.time():.0f} s"
+        while time.time() <= expires:
+            time.sleep(min(0.05, max(expires - time.time(), 0) + 0.001))
+
     def raw(self, data: bytes, timeout: float = 5.0) -> bytes:
         """Raw bytes to the client listener; what came back."""
         return raw_request(self.port, data, timeout)

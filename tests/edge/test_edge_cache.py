@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from edge_config import Origins, domains
-from edge_harness import RawClient, Vodedge, concurrent_gets, running, wait_until
+from edge_harness import RawClient, Vodedge, concurrent_gets, open_files, running, wait_until
 from edge_media import SAMPLES, big_tail_moov, cli_output
 
 pytestmark = pytest.mark.xdist_group("edge_cache")
@@ -102,7 +102,7 @@ def test_an_expired_object_is_revalidated_once_per_worker(edge2: Vodedge, origin
     path, source = _publish(origins, "expired-two-workers.mp4")
     origins.fault.behave(path, cache_control="max-age=1")
     edge2.prime("faulty.test", path)
-    time.sleep(1.2)
+    edge2.wait_expired("faulty.test", path)
     origins.fault.behave(path, cache_control="max-age=1", headers_delay=0.3)
     replies = concurrent_gets(edge2.port, [("faulty.test", path, {})] * 20)
     assert all(r.status == 200 and r.body == source for r in replies)
@@ -278,7 +278,12 @@ def _part_holders(server: Vodedge) -> dict[int, str]:
     """Which workers hold a fill's temporary file open: 'write' (filler) or 'read' (follower)."""
     roles: dict[int, str] = {}
     for pid in server.worker_pids():
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # the worker exited meanwhile
+        for fd in fds:
+            # Descriptors close while we look: one gone is simply not held any more.
             try:
                 target = os.readlink(fd)
                 info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
@@ -331,11 +336,8 @@ def test_kill_9_of_the_filler_while_another_worker_follows(
         assert len(origins.fault.requests(path)) == 2, "the follower's own fill stored nothing"
         reply = server.get("faulty.test", path)
         assert reply.body == source and reply.header("X-Cache") == "HIT"
-        leaked = [
-            os.readlink(fd)
-            for fd in Path(f"/proc/{follower}/fd").iterdir()
-            if "/store/tmp/" in os.readlink(fd)
-        ]
+        # Descriptors may close while /proc is read: open_files skips those.
+        leaked = [target for target in open_files(follower) if "/store/tmp/" in target]
         assert leaked == [], f"the follower still holds {leaked}"
 
 

@@ -193,7 +193,7 @@ def test_revalidated_then_expired(edge: Vodedge, origins: Origins) -> None:
     assert edge.get("faulty.test", path).header("X-Cache") == "MISS"
     hit = edge.get("faulty.test", path)
     assert hit.header("X-Cache") == "HIT" and hit.body == source
-    time.sleep(1.2)
+    edge.wait_expired("faulty.test", path)
     again = edge.get("faulty.test", path)
     assert again.header("X-Cache") == "REVALIDATED", again
     assert again.body == source
@@ -204,7 +204,7 @@ def test_revalidated_then_expired(edge: Vodedge, origins: Origins) -> None:
     # A new version at the origin: new bytes, new ETag.
     changed = origins.media.write(path.lstrip("/"), source[::-1])
     assert changed == path
-    time.sleep(1.2)
+    edge.wait_expired("faulty.test", path)
     expired = edge.get("faulty.test", path)
     assert expired.header("X-Cache") == "EXPIRED", expired
     assert expired.body == source[::-1]
@@ -218,7 +218,7 @@ def test_stale_copy_when_the_origin_fails_revalidation(edge: Vodedge, origins: O
     source = origins.media.file(path).read_bytes()
     assert edge.get("faulty.test", path).status == 200
     origins.fault.behave(path, **DRIP, status=503)
-    time.sleep(1.2)
+    edge.wait_expired("faulty.test", path)
     reply = edge.get("faulty.test", path)
     assert reply.status == 200 and reply.body == source
     assert reply.header("X-Cache") == "STALE"

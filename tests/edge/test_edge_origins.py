@@ -235,14 +235,14 @@ def test_a_ttl_rule_revalidates_with_nginx(edge: Vodedge, origins: Origins) -> N
     path, source = _copy(origins, "ttl/object.mp4")
     edge.prime("ttl.test", path)
     assert edge.get("ttl.test", path).header("X-Cache") == "HIT"
-    time.sleep(1.2)
+    edge.wait_expired("ttl.test", path)
     again = edge.get("ttl.test", path)
     assert again.header("X-Cache") == "REVALIDATED" and again.body == source
     conditional = origins.nginx.settled_hits(path)[-1]
     assert conditional.status == 304 and conditional.if_none_match, conditional
     changed = source[::-1]
     origins.media.write(path.lstrip("/"), changed)
-    time.sleep(1.2)
+    edge.wait_expired("ttl.test", path)
     head = edge.get("ttl.test", path, method="HEAD")
     assert head.header("X-Cache") == "EXPIRED"
     edge.prime("ttl.test", path)
@@ -256,7 +256,7 @@ def test_concurrent_clients_of_an_expired_object_revalidate_once(
     path, source = _copy(origins, "expired-herd.mp4")
     origins.fault.behave(path, cache_control="max-age=1", headers_delay=0.0)
     edge.prime("faulty.test", path)
-    time.sleep(1.2)
+    edge.wait_expired("faulty.test", path)
     origins.fault.behave(path, cache_control="max-age=1", headers_delay=0.3)
     replies = concurrent_gets(edge.port, [("faulty.test", path, {})] * 10)
     assert all(r.status == 200 and r.body == source for r in replies)

@@ -4,7 +4,6 @@ ranges on them, and never an old version's after a change or a purge."""
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def test_a_new_version_never_gets_the_old_rendition(
     edge.get("faulty.test", url)
     _warm(edge, "faulty.test", url, old)
     origins.media.write(path.lstrip("/"), (SAMPLES / "tail-moov.mp4").read_bytes())
-    time.sleep(1.2)
+    edge.wait_expired("faulty.test", path)
     for _ in range(4):
         reply = edge.get("faulty.test", url)
         assert reply.status == 200 and reply.body == new, reply.header("X-Cache")
