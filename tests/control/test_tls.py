@@ -6,10 +6,12 @@ verifies them against that CA with host-name checking on, as a browser would.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -345,6 +347,37 @@ def test_certificates_change_with_the_configuration_without_a_restart(
         assert before is not None and certificate_names(before) == ("r.test",)
         assert get(server.tls_port, "s.test", tls=tls).status == 404
         assert server.worker_pids() == pids  # no restart
+
+
+def test_clients_joining_a_fill_over_tls_each_get_the_whole_object(
+    ca: CertificateAuthority, ca_file: Path, tmp_path: Path
+) -> None:
+    # Readers of a growing fill share one file description: a copy that seeks it
+    # (asyncio's sendfile fallback under TLS) would mix their bodies.
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    data = os.urandom(24 << 20)
+    (origin / "big.bin").write_bytes(data)
+    cert, key = ca.issue("f.test").write(tmp_path, "f")
+    config = (
+        f'[[domain]]\nname = "f.test"\norigins = ["{origin}"]\n'
+        f'tls = {{ cert = "{cert}", key = "{key}" }}\n'
+    )
+    with running(TlsNode(tmp_path / "node", config, workers=1)) as server:
+        tls = client_context(ca_file)
+        bodies: list[bytes] = []
+
+        def fetch() -> None:
+            bodies.append(get(server.tls_port, "f.test", "/big.bin", tls=tls).body)
+
+        threads = [threading.Thread(target=fetch) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        bodies.append(get(server.tls_port, "f.test", "/big.bin", tls=tls).body)  # warm
+    digest = hashlib.sha256(data).hexdigest()
+    assert [hashlib.sha256(b).hexdigest() == digest for b in bodies] == [True] * 6
 
 
 # --- the TOML file ---------------------------------------------------------------------

@@ -84,12 +84,19 @@ async def _send_span(
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
         await asyncio.wait_for(response.drain(), send_timeout(request))
-        try:
-            await asyncio.wait_for(
-                loop.sendfile(transport, file, offset, step), send_timeout(request)
-            )
-        except NotImplementedError:
-            # uvloop has no sendfile: copy through user space in bounded pieces.
+        # Over TLS the kernel cannot send the file, and asyncio's fallback would
+        # seek and read the descriptor that readers of a growing fill share (a
+        # dup): their bodies would mix. uvloop has no sendfile at all. Both copy
+        # through user space with pread, in bounded pieces.
+        copied = transport.get_extra_info("sslcontext") is not None
+        if not copied:
+            try:
+                await asyncio.wait_for(
+                    loop.sendfile(transport, file, offset, step), send_timeout(request)
+                )
+            except NotImplementedError:
+                copied = True
+        if copied:
             data = os.pread(body.fd, step, offset)
             if len(data) != step:
                 raise OSError("the cached object is shorter than its plan") from None
