@@ -28,7 +28,7 @@ from api_client import (
     with_headers,
 )
 from api_node import ENV, FULL, READ_ONLY, SECRETS, SLOW, UNKNOWN, ApiNode, keys_toml, start_node
-from edge_harness import free_port, raw_request
+from edge_harness import free_port, raw_request, wait_until
 
 from oracle import vodedge_command
 
@@ -487,3 +487,28 @@ def test_percent_encoding_is_rfc3986(api_node: ApiNode) -> None:
         acs3_request(api_node.port, FULL, "DescribeUserDomains", form={"DomainName": value}),
     ):
         assert_passed(call(api_node, prepared))
+
+
+def test_a_reload_changes_the_keys(tmp_path: Path) -> None:
+    server = start_node(tmp_path)
+    try:
+        node = ApiNode(server)
+        assert_passed(call(node, v1_request(node.port, FULL, "DescribeRefreshQuota")))
+        added = Key("vodedge-added", "added-secret-0123456789abcdef")
+        origin = tmp_path / "origin"
+        server.reload(
+            f'[[access_keys]]\nid = "{added.id}"\nsecret = "{added.secret}"\n'
+            f'[[domain]]\nname = "preloaded.example.com"\norigins = ["{origin}"]\n'
+        )
+
+        def reloaded() -> bool:
+            answer = call(node, v1_request(node.port, added, "DescribeRefreshQuota"))
+            return answer.code != "InvalidAccessKeyId.NotFound"
+
+        wait_until(reloaded, 10, "the new key to be accepted")
+        answer = call(node, v1_request(node.port, FULL, "DescribeRefreshQuota"))
+        assert_error(answer, 404, "InvalidAccessKeyId.NotFound")
+        # The environment's pair stays.
+        assert_passed(call(node, v1_request(node.port, ENV, "DescribeRefreshQuota")))
+    finally:
+        server.stop()
