@@ -89,3 +89,60 @@ def test_the_current_sdk_sees_throttling_with_a_retry_delay(api_node: ApiNode) -
                     raise
     assert caught.value.code == "Throttling.User"
     assert 0 < caught.value.retry_after <= 1000
+
+
+# --- calls that pass, through both SDKs --------------------------------------------------------
+
+SOURCES = '[{"content":"127.0.0.1","type":"ipaddr","port":8000}]'
+
+
+def domain_names(api_node: ApiNode) -> set[str]:
+    """The node's domains, as the current SDK lists them."""
+    answer = api_node.new_client().describe_user_domains(
+        models.DescribeUserDomainsRequest(page_size=500)
+    )
+    return {d.domain_name for d in answer.body.domains.page_data}
+
+
+def test_both_sdks_read_the_refresh_quota(api_node: ApiNode) -> None:
+    new = api_node.new_client(READ_ONLY).describe_refresh_quota(
+        models.DescribeRefreshQuotaRequest()
+    )
+    assert new.status_code == 200 and new.body.request_id
+    assert int(new.body.url_quota) >= int(new.body.url_remain) >= 0
+    old = api_node.old_client(READ_ONLY).call(DescribeRefreshQuotaRequest())
+    assert old["RequestId"] != new.body.request_id
+    assert old["UrlQuota"] == new.body.url_quota
+
+
+def test_a_domain_added_by_one_sdk_is_seen_and_deleted_by_the_other(api_node: ApiNode) -> None:
+    name = "both-sdks.example.com"
+    api_node.new_client().add_cdn_domain(
+        models.AddCdnDomainRequest(domain_name=name, cdn_type="video", sources=SOURCES)
+    )
+    listing = CommonRequest(version="2018-05-10", action_name="DescribeUserDomains")
+    listing.add_query_param("DomainName", name)
+    found = api_node.old_client(READ_ONLY).call(listing)
+    assert [d["DomainName"] for d in found["Domains"]["PageData"]] == [name]
+    delete = CommonRequest(version="2018-05-10", action_name="DeleteCdnDomain")
+    delete.set_method("POST")
+    delete.add_query_param("DomainName", name)
+    api_node.old_client().call(delete)
+    assert name not in domain_names(api_node)
+
+
+def test_refused_writes_change_nothing(api_node: ApiNode) -> None:
+    name = "refused.example.com"
+    before = domain_names(api_node)
+    request = models.AddCdnDomainRequest(domain_name=name, cdn_type="video", sources=SOURCES)
+    for key in (WRONG, UNKNOWN, READ_ONLY):
+        with pytest.raises(ClientException):
+            api_node.new_client(key).add_cdn_domain(request)
+    old_request = AddCdnDomainRequest()
+    old_request.set_DomainName(name)
+    old_request.set_CdnType("video")
+    old_request.set_Sources(SOURCES)
+    for key in (WRONG, UNKNOWN, READ_ONLY):
+        with pytest.raises(ServerException):
+            api_node.old_client(key).call(old_request)
+    assert domain_names(api_node) == before
