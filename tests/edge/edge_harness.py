@@ -454,6 +454,7 @@ class Vodedge:
         loop: str | None = None,
         env: Mapping[str, str] | None = None,
         limits: Mapping[str, object] | None = None,
+        nofile: int | None = None,
     ) -> None:
         self.work = work
         self.env = env  # added to this process's environment
@@ -469,6 +470,7 @@ class Vodedge:
         self.idle_timeout = idle_timeout
         # Other [node] limits as `vodedge serve` flags: {"--max-connections": 100}.
         self.limits = dict(limits or {})
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) of the serve process
         # The event loop (`--loop`): VODEDGE_TEST_LOOP=uvloop runs every server on uvloop.
         self.loop = loop or os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
         self.port = 0
@@ -503,9 +505,20 @@ class Vodedge:
         log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
         env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            preexec_fn=None if self.nofile is None else self._limit_descriptors,
         )
         log.close()
+
+    def _limit_descriptors(self) -> None:
+        import resource
+
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def start(self) -> None:
         """Start on free ports and wait until the listeners and every worker are up."""

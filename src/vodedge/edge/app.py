@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from vodedge.edge.delivery import (
 )
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import OriginError
+from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
 from vodedge.edge.source import FAR_READ, OriginPool, OriginSet, SourceReader
 from vodedge.edge.tls import SchemeAnswer, scheme_answer
 from vodedge.edge.transforms import PlanMemo, Transform, plan_for, transform_for
@@ -76,6 +76,8 @@ class Edge:
 
 
 EDGE: web.AppKey[Edge] = web.AppKey("edge", Edge)
+# Request errors reach stderr at most once a second per kind.
+ERROR_LOG = RateLimitedLog("vodedge")
 # A response, its status and the body bytes sent.
 Answer = tuple[web.StreamResponse, int, int]
 
@@ -231,10 +233,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
         status = 499  # the client went away
         raise
     except Exception as exc:
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.errno in EXHAUSTED:
+            # Out of descriptors or memory: the client may try again, nothing is broken.
+            status = 503
+            ERROR_LOG.write("exhausted", f"refused {request.raw_path}: {fields['error']}")
+            refused = error_response(503, "overloaded", "the node is out of resources")
+            refused.headers["Retry-After"] = "1"
+            return refused
         # A bug of ours: one line in the log and a plain 500, never a traceback page.
         status = 500
-        fields["error"] = f"{type(exc).__name__}: {exc}"
-        sys.stderr.write(f"vodedge: internal error on {request.raw_path}: {fields['error']}\n")
+        ERROR_LOG.write("internal", f"internal error on {request.raw_path}: {fields['error']}")
         return error_response(500, "internal_error", "internal error")
     finally:
         metrics.REQUESTS.labels(domain_name, function, str(status)).inc()

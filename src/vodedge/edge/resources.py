@@ -4,6 +4,7 @@ worker that refuses with 503, and logs that cannot flood."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import resource
 import sys
 import time
@@ -95,6 +96,26 @@ def install_loop_log(loop: asyncio.AbstractEventLoop, log: RateLimitedLog) -> No
         log.write(cause, detail)
 
     loop.set_exception_handler(handler)
+    # Libraries' own log records (asyncio's "socket.send() raised exception.", aiohttp's
+    # warnings) take the same way: with no handler, Python prints each one to stderr.
+    root = logging.getLogger()
+    root.handlers[:] = [_LimitedHandler(log)]
+
+
+class _LimitedHandler(logging.Handler):
+    """A logging handler that writes through a RateLimitedLog, one line per record."""
+
+    def __init__(self, log: RateLimitedLog) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        cause = f"{record.name}|{record.msg}"
+        line = f"{record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            line += f": {type(error).__name__}: {error}"
+        self.log.write(cause, line)
 
 
 class _Refusal(asyncio.Protocol):
