@@ -148,12 +148,20 @@ class WorkerSync:
         host, path, query = _split(task.path)
         url = self.client_base + path + ("?" + query if query else "")
         ok, why = False, ""
+        # The request may land on a worker that has not seen the domain yet (each looks
+        # every POLL_SECONDS): an unknown Host is asked again for a little while.
+        deadline = asyncio.get_running_loop().time() + 8 * POLL_SECONDS
         try:
-            async with session.get(url, headers={"Host": host}) as response:
-                while await response.content.readany():
-                    pass
-                ok = response.status == 200
-                why = "" if ok else f"the node answered {response.status}"
+            while True:
+                async with session.get(url, headers={"Host": host}) as response:
+                    while await response.content.readany():
+                        pass
+                    ok = response.status == 200
+                    why = "" if ok else f"the node answered {response.status}"
+                    unknown = response.headers.get("X-Vodedge-Error") == "unknown_host"
+                if not unknown or asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(POLL_SECONDS / 2)
         except (aiohttp.ClientError, TimeoutError) as exc:
             why = f"fetch failed: {type(exc).__name__}"
         await asyncio.to_thread(self.store.finish_preload, task.row, ok, why)
