@@ -499,9 +499,10 @@ class Vodedge:
             "--loop", self.loop, *flags,
         ]  # fmt: skip
 
-    def launch(self) -> None:
-        """Start the serve process on free ports, without waiting for it."""
-        self.port, self.admin_port = free_port(), free_port()
+    def launch(self, *, same_ports: bool = False) -> None:
+        """Start the serve process on free ports (or the last ones), without waiting."""
+        if not same_ports:
+            self.port, self.admin_port = free_port(), free_port()
         log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
         env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
@@ -520,10 +521,11 @@ class Vodedge:
         assert self.nofile is not None
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
-    def start(self) -> None:
-        """Start on free ports and wait until the listeners and every worker are up."""
-        for _attempt in range(5):
-            self.launch()
+    def start(self, *, same_ports: bool = False) -> None:
+        """Start on free ports (or, once, the last ones) and wait until the listeners and
+        every worker are up."""
+        for _attempt in range(1 if same_ports else 5):
+            self.launch(same_ports=same_ports)
             assert self.proc is not None
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -535,6 +537,11 @@ class Vodedge:
             if "in use" not in tail(self.stderr_log):
                 break
         raise RuntimeError(f"vodedge did not start:\n{tail(self.stderr_log)}")
+
+    def lock_files(self) -> list[str]:
+        """What fills left in store/locks."""
+        locks = self.store / "locks"
+        return sorted(p.name for p in locks.iterdir()) if locks.exists() else []
 
     def stop(self) -> None:
         """SIGTERM the serve process and wait for it."""
