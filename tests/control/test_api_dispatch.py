@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
-from api_client import Key, Prepared, acs3_request, v1_request
+from api_client import Key, Prepared, acs3_request, send, v1_request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vodedge.config.keys import AccessKey
-from vodedge.control.api import Api
-from vodedge.control.calls import Call, JsonObject
+from vodedge.control.api import MAX_REQUEST_LINE, Api
+from vodedge.control.calls import COMMON_PARAMETERS, Call, JsonObject
 from vodedge.control.errors import ApiError
 from vodedge.control.keys import KeyRing
 from vodedge.control.nonces import NonceStore
@@ -156,3 +161,86 @@ def test_a_throttle_refills_at_its_rate() -> None:
     assert throttle.allow("k", 2.0, 0.5)
     assert not throttle.allow("k", 2.0, 0.5)
     assert throttle.allow("other", 2.0, 0.5)
+
+
+# --- hostile input ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The API with a dispatch that answers {} in a thread of its own, for fuzzing."""
+
+    async def dispatch(call: Call) -> JsonObject:
+        return {}
+
+    loop = asyncio.new_event_loop()
+    nonces = NonceStore(tmp_path_factory.mktemp("hostile") / "nonces.sqlite")
+    api = Api(dispatch, lambda: RING, nonces)
+    app = web.Application()
+    api.add_routes(app)
+    runner = web.AppRunner(app, max_line_size=MAX_REQUEST_LINE)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = runner.addresses[0][1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        nonces.close()
+
+
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
+query_items = st.lists(
+    st.tuples(st.sampled_from([*sorted(COMMON_PARAMETERS), "DomainName", "a b", "é"]), text),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    query=query_items,
+    body=st.binary(max_size=200),
+    content_type=st.sampled_from(
+        ["application/x-www-form-urlencoded", "application/json", "text/plain; charset=latin-1"]
+    ),
+    authorization=st.one_of(
+        st.none(),
+        header_text,
+        header_text.map(lambda t: f"ACS3-HMAC-SHA256 {t}"),
+        st.builds(
+            lambda c, s, g: f"ACS3-HMAC-SHA256 Credential={c},SignedHeaders={s},Signature={g}",
+            header_text.filter(lambda t: "," not in t),
+            st.sampled_from(["host", "host;x-acs-date", "x-acs-action;x-acs-version", ""]),
+            header_text.filter(lambda t: "," not in t),
+        ),
+    ),
+    acs_date=st.one_of(st.none(), header_text),
+    method=st.sampled_from(["GET", "POST", "PUT"]),
+)
+def test_hostile_requests_get_a_documented_error(
+    hostile_port: int,
+    query: list[tuple[str, str]],
+    body: bytes,
+    content_type: str,
+    authorization: str | None,
+    acs_date: str | None,
+    method: str,
+) -> None:
+    headers = {"Content-Type": content_type}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    if acs_date is not None:
+        headers.update({"x-acs-date": acs_date, "x-acs-action": "A", "x-acs-version": "v"})
+        headers["x-acs-signature-nonce"] = "n"
+    target = "/?" + urlencode(query, quote_via=quote) if query else "/"
+    answer = send(hostile_port, Prepared(method, target, headers, body))
+    assert 400 <= answer.status < 500, answer
+    data = answer.json
+    assert set(data) == {"RequestId", "HostId", "Code", "Message"}, data
+    assert "\n" not in data["Message"]
