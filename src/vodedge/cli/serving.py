@@ -42,7 +42,7 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 def serve(args: argparse.Namespace) -> int:
     """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
     from vodedge.control.sqlite_store import SqliteStore
-    from vodedge.control.sync import WorkerSync, state_dir_for, store_loader
+    from vodedge.control.sync import WorkerSync, certificates_dir, state_dir_for, store_loader
     from vodedge.edge.serve import ServeOptions
     from vodedge.edge.serve import serve as run
 
@@ -50,7 +50,12 @@ def serve(args: argparse.Namespace) -> int:
     node = load_base()
     state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(node.cache_dir)
     store = SqliteStore(state_dir.absolute())
-    load = store_loader(load_base, store, from_file=bool(args.config))
+    load = store_loader(
+        load_base,
+        store,
+        from_file=bool(args.config),
+        certificates_dir=certificates_dir(store.path.parent),
+    )
     node = load()
     check_certificates(node)
     store.set_workers(node.workers)

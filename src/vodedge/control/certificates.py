@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import os
 import ssl
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from vodedge.config import DomainCertificate
 from vodedge.control.errors import ApiError
+from vodedge.control.store import Certificate
 
 # A chain of a leaf and a few intermediates is a few kB; this bounds what we parse.
 MAX_CERTIFICATE = 64 << 10
@@ -293,3 +296,24 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
         return ""
     value = values[0].value
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def stored_certificates(
+    certificates: Iterable[Certificate], directory: Path, edge_name: Callable[[str], str]
+) -> dict[str, DomainCertificate]:
+    """The API's certificates as files the edge loads, by the edge's domain name.
+
+    Each worker writes a pair it does not find yet (0600, named by content): the
+    store holds the truth, the files are what OpenSSL reads.
+    """
+    files = CertificateStore(directory)
+    found: dict[str, DomainCertificate] = {}
+    for certificate in certificates:
+        name = edge_name(certificate.domain)
+        made = files.materialize(
+            name, certificate.cert_pem.encode("ascii"), certificate.key_pem.encode("ascii")
+        )
+        found[name] = DomainCertificate(
+            made.cert_path, made.key_path, certificate.ssl_protocol == "on", certificate.name
+        )
+    return found

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Literal, cast
 
-from vodedge.config import ConfigError, Domain, NodeConfig, OriginSpec
+from vodedge.config import ConfigError, Domain, DomainCertificate, NodeConfig, OriginSpec
 from vodedge.config.errors import shown
 from vodedge.config.values import parse_hostname
 
@@ -169,8 +169,13 @@ def edge_domain(record: DomainRecord) -> Domain:
     )
 
 
-def node_with(base: NodeConfig, records: Iterable[DomainRecord]) -> NodeConfig:
-    """`base` (listeners, cache, the catch-all) serving the stored domains instead of its own."""
+def node_with(
+    base: NodeConfig,
+    records: Iterable[DomainRecord],
+    certificates: Mapping[str, DomainCertificate] | None = None,
+) -> NodeConfig:
+    """`base` (listeners, cache, the catch-all) serving the stored domains instead of its own,
+    with the certificates set through the API (by the edge's domain name)."""
     domains: dict[str, Domain] = {}
     for record in records:
         try:
@@ -179,7 +184,9 @@ def node_with(base: NodeConfig, records: Iterable[DomainRecord]) -> NodeConfig:
             sys.stderr.write(f"vodedge: domain {record.name} not served: {error}\n")
             continue
         known = base.domains.get(domain.name)
-        if known is not None and known.certificate is not None:
+        if certificates is not None and domain.name in certificates:
+            domain = replace(domain, certificate=certificates[domain.name])
+        elif known is not None and known.certificate is not None:
             # A certificate the config file names stays with its domain.
             domain = replace(domain, certificate=known.certificate)
         domains[domain.name] = domain

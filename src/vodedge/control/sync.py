@@ -21,7 +21,8 @@ import aiohttp
 
 from vodedge.config import NodeConfig
 
-from .domains import node_with, record_of
+from .certificates import stored_certificates
+from .domains import edge_domain_name, node_with, record_of
 from .sqlite_store import SqliteStore
 from .store import ControlStore, TaskRecord
 
@@ -35,21 +36,36 @@ def state_dir_for(cache_dir: Path) -> Path:
     return cache_dir.absolute().parent / "state"
 
 
+def certificates_dir(state_dir: Path) -> Path:
+    """Where the API's certificates are written as files: `certs` in the state directory."""
+    return state_dir / "certs"
+
+
 def store_loader(
-    load_base: Callable[[], NodeConfig], store: ControlStore, *, from_file: bool
+    load_base: Callable[[], NodeConfig],
+    store: ControlStore,
+    *,
+    from_file: bool,
+    certificates_dir: Path | None = None,
 ) -> Callable[[], NodeConfig]:
     """A loader of the node: `load_base`'s settings (and catch-all), the store's domains.
 
     With `from_file`, the base's own domains are first imported into the store where
     the file changed them (see `import_file_domains`): a file edit and SIGHUP still
-    take effect; otherwise what the API did stands.
+    take effect; otherwise what the API did stands. Certificates set through the API
+    are written as files in `certificates_dir` for the edge to load.
     """
 
     def load() -> NodeConfig:
         base = load_base()
         if from_file:
             store.import_file_domains([record_of(d) for d in base.domains.values()])
-        return node_with(base, store.domains())
+        certificates = None
+        if certificates_dir is not None:
+            certificates = stored_certificates(
+                store.certificates(), certificates_dir, edge_domain_name
+            )
+        return node_with(base, store.domains(), certificates)
 
     return load
 
@@ -124,7 +140,10 @@ class WorkerSync:
         if version == self.seen:
             return
         records = self.store.domains()
-        edge.config = node_with(edge.config, records)
+        certificates = stored_certificates(
+            self.store.certificates(), certificates_dir(self.store.path.parent), edge_domain_name
+        )
+        edge.config = node_with(edge.config, records, certificates)
         pending = self.store.pending_refreshes(self.index)
         for task in pending:
             apply_refresh(edge, task)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import configs, domains, tasks
+from . import certificates, configs, domains, tasks
 from .registry import REGISTRY, ActionSpec, Context, action, make_dispatch
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ActionSpec",
     "Context",
     "action",
+    "certificates",
     "configs",
     "domains",
     "make_dispatch",
