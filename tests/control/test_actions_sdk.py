@@ -15,6 +15,7 @@ import pytest
 from api_node import FULL, ApiNode, start_node
 from edge_harness import FaultOrigin, Vodedge, http_request, running, wait_until
 from edge_media import SAMPLES, MediaDir
+from test_actions import ARGS, bad_function
 
 pytestmark = pytest.mark.xdist_group("control_sdk")
 
@@ -193,6 +194,38 @@ def test_a_common_request_reaches_the_actions(setup: Setup) -> None:
     # The TOML file's domain was imported: its directory origin shows as vodedge's own type.
     source = body["Domains"]["PageData"][0]["Sources"]["Source"][0]
     assert source["Type"] == "dir"
+
+
+def _refusal(sdk: Sdk, action: str, **params: Any) -> str:
+    """The error code the SDK raises for a refused call."""
+    from aliyunsdkcore.acs_exception.exceptions import ServerException
+    from Tea.exceptions import TeaException
+
+    try:
+        sdk(action, **params)
+    except TeaException as error:
+        return str(error.code)
+    except ServerException as error:
+        return str(error.get_error_code())
+    raise AssertionError(f"{action} was not refused")
+
+
+def test_every_bad_argument_value_is_refused_through_the_sdk(setup: Setup, sdk: Sdk) -> None:
+    """Each argument of the vocabulary with a value it does not take: the SDK reports
+    InvalidArgValue.Malformed and the domain has no function afterwards."""
+    name = f"bad-{sdk.name}.example.com"  # type: ignore[attr-defined]
+    sdk("AddCdnDomain", DomainName=name, CdnType="video", Sources=setup.sources())
+    for function, arg in ARGS:
+        bad = json.dumps([bad_function(function, arg).to_api()])
+        code = _refusal(sdk, "BatchSetCdnDomainConfig", DomainNames=name, Functions=bad)
+        assert code == "InvalidArgValue.Malformed", (function, arg)
+    unknown = json.dumps([{"functionName": "make_coffee", "functionArgs": []}])
+    code = _refusal(sdk, "BatchSetCdnDomainConfig", DomainNames=name, Functions=unknown)
+    assert code == "InvalidFunctionName.ValueNotSupported"
+    assert sdk("DescribeCdnDomainConfigs", DomainName=name)["DomainConfigs"]["DomainConfig"] == []
+    assert _refusal(sdk, "DescribeCdnDomainDetail", DomainName="no.example.com") == (
+        "InvalidDomain.NotFound"
+    )
 
 
 # --- what the edge does -----------------------------------------------------------------------

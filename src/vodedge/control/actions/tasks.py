@@ -11,10 +11,11 @@ it is cached exactly as a client's request would cache it.
 from __future__ import annotations
 
 import calendar
+import importlib
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from ..calls import Call, JsonObject
 from ..domains import edge_domain_name
@@ -34,6 +35,7 @@ PER_CALL = {"file": 1_000, "directory": 100, "regex": 100, "preload": 1_000}
 MAX_DOMAINS_PER_CALL = 10
 MAX_PATH = 1024
 MAX_REGEX = 256
+MAX_REPEATS = 2
 _OBJECT_TYPES = {"file": "file", "exquery": "file", "directory": "directory", "regex": "regex"}
 _DESCRIBED_TYPES = ("file", "directory", "regex", "preload")
 _STATUSES = ("Complete", "Refreshing", "Failed")
@@ -50,6 +52,45 @@ def owner(records: Sequence[DomainRecord], host: str) -> DomainRecord | None:
         if record is not None:
             return record
     return None
+
+
+def _repeats(items: Any, inside: bool) -> int:
+    """Unbounded repetitions in a parsed pattern; ValueError if one is nested in another."""
+    parser: Any = importlib.import_module("re._parser")
+    count = 0
+    for op, arg in items:
+        if op in (parser.MAX_REPEAT, parser.MIN_REPEAT, parser.POSSESSIVE_REPEAT):
+            _low, high, sub = arg
+            if high == parser.MAXREPEAT or high > 100:
+                if inside:
+                    raise ValueError("a repetition inside a repetition")
+                count += 1 + _repeats(sub, True)
+            else:
+                count += _repeats(sub, inside)
+        elif op == parser.SUBPATTERN:
+            count += _repeats(arg[-1], inside)
+        elif op == parser.BRANCH:
+            count += sum(_repeats(branch, inside) for branch in arg[1])
+        elif op in (parser.ASSERT, parser.ASSERT_NOT):
+            count += _repeats(arg[1], inside)
+        elif op in (parser.GROUPREF, parser.GROUPREF_EXISTS):
+            raise ValueError("a back-reference")
+    return count
+
+
+def check_regex(path: str) -> None:
+    """A refresh's regular expression, refused unless matching it is cheap: no nested or
+    more than MAX_REPEATS unbounded repetitions, no back-references (a worker matches it
+    against every cached key of the domain; backtracking must stay polynomial and small)."""
+    parser: Any = importlib.import_module("re._parser")
+    if len(path) > MAX_REGEX:
+        raise ValueError(f"over {MAX_REGEX} characters")
+    try:
+        parsed = parser.parse(path)
+    except (re.error, RecursionError, OverflowError):
+        raise ValueError("not a regular expression") from None
+    if _repeats(parsed, False) > MAX_REPEATS:
+        raise ValueError(f"more than {MAX_REPEATS} unbounded repetitions")
 
 
 def _objects(text: str, records: Sequence[DomainRecord], kind: TaskKind) -> list[tuple[str, str]]:
@@ -77,15 +118,11 @@ def _objects(text: str, records: Sequence[DomainRecord], kind: TaskKind) -> list
             raise invalid("ObjectPath", line, "must be a URL like example.com/path/file.mp4")
         if kind == "regex":
             try:
-                re.compile(path)
-            except re.error:
+                check_regex(path)
+            except ValueError as why:
                 raise invalid(
-                    "ObjectPath", line, "has a path that is not a regular expression"
+                    "ObjectPath", line, f"is not a regular expression we take: {why}"
                 ) from None
-            if len(path) > MAX_REGEX:
-                raise invalid(
-                    "ObjectPath", line, f"has a regular expression over {MAX_REGEX} characters"
-                )
         record = owner(records, host.partition(":")[0])
         if record is None:
             raise ApiError(
