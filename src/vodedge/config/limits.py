@@ -47,8 +47,9 @@ class NodeLimits:
     max_connections: int = 0
     # On SIGTERM, responses in flight get this long to finish.
     shutdown_timeout: float = 5.0
-    # Below this much free space on the cache's filesystem a miss is served uncached.
-    min_free_space: int = 64 << 20
+    # Free space kept on the cache's filesystem (the index grows there too): a fill
+    # that would eat into it evicts, or its object is served from the origin uncached.
+    min_free_space: int = 2 << 20
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import mimetypes
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from vodedge.config import normalize_host
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
-from vodedge.edge.cache import Body, DiskCache, OriginStatus
+from vodedge.edge.cache import Body, DiskCache, OriginStatus, Uncached
 from vodedge.edge.delivery import (
     SEND_TIMEOUT,
     Pacer,
@@ -29,6 +30,7 @@ from vodedge.edge.delivery import (
 )
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.origin import OriginError
+from vodedge.edge.passthrough import no_room, send_uncached
 from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
 from vodedge.edge.source import FAR_READ, OriginPool, OriginSet, SourceReader
 from vodedge.edge.tls import SchemeAnswer, scheme_answer
@@ -234,8 +236,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise
     except Exception as exc:
         fields["error"] = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, OSError) and exc.errno in EXHAUSTED:
-            # Out of descriptors or memory: the client may try again, nothing is broken.
+        if (isinstance(exc, OSError) and exc.errno in EXHAUSTED) or isinstance(
+            exc, sqlite3.OperationalError
+        ):
+            # Out of descriptors or memory, or an index the full disk keeps from writing:
+            # the client may try again, nothing is broken.
             status = 503
             ERROR_LOG.write("exhausted", f"refused {request.raw_path}: {fields['error']}")
             refused = error_response(503, "overloaded", "the node is out of resources")
@@ -305,6 +310,21 @@ async def _handle_domain(
         return response, exc.status, 0, function
     except OriginError as exc:
         return error_response(exc.status, exc.code, exc.message), exc.status, 0, function
+    except Uncached as exc:
+        metrics.CACHE_LOOKUPS.labels("BYPASS").inc()
+        fields["cache"] = "BYPASS"
+        if transform is not None:
+            await exc.release(0)
+            return no_room(), 503, 0, function
+        try:
+            return (*await send_uncached(request, exc, fetcher, path), function)
+        except OriginError as error:
+            return (
+                error_response(error.status, error.code, error.message),
+                error.status,
+                0,
+                function,
+            )
     metrics.CACHE_LOOKUPS.labels(how).inc()
     if rule is not None and rule.follow_to_client:
         # swift_follow_cachetime: clients may keep it as long as we still will.

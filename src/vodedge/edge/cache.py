@@ -16,22 +16,22 @@ from pathlib import Path
 
 from vodedge.config import TtlRule
 from vodedge.edge.cache_body import Body, Progress
-from vodedge.edge.cache_fill import Fetch, Fills, OriginStatus
+from vodedge.edge.cache_fill import Fetch, Fills, OriginStatus, Uncached
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
-from vodedge.edge.cache_store import Store
+from vodedge.edge.cache_store import MIN_FREE, Store
 from vodedge.edge.freshness import ttl_for
 from vodedge.edge.origin import OriginError
 from vodedge.edge.renditions import Renditions
 from vodedge.media.plan import Plan
 
-__all__ = ["Body", "DiskCache", "Fetch", "OriginStatus"]
+__all__ = ["Body", "DiskCache", "Fetch", "OriginStatus", "Uncached"]
 
 
 class DiskCache:
     """Objects on disk under `root`, at most `max_bytes` of them, least recently used out."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
-        self.store = Store(root, max_bytes)
+    def __init__(self, root: Path, max_bytes: int, min_free: int = MIN_FREE) -> None:
+        self.store = Store(root, max_bytes, min_free)
         self.fills = Fills(self.store)
         self.renditions = Renditions(self.store, self.fills.tasks)
         self._revalidating: dict[str, asyncio.Task[tuple[str, ObjectMeta | Progress]]] = {}

@@ -10,9 +10,12 @@ fill, other processes follow the growing file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import os
 import secrets
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, replace
@@ -29,8 +32,41 @@ from vodedge.edge.origin import OriginError, OriginResponse
 Fetch = Callable[[Mapping[str, str] | None], Awaitable[OriginResponse]]
 
 FOLLOW_POLL = 0.005
+# After finding no room for an object, later misses of it go straight to pass-through
+# for this long, instead of evicting again for an object that will not fit.
+NO_ROOM_MEMORY = 60.0
+# How long an origin response handed to pass-through waits for its reader.
+HANDOVER_WAIT = 10.0
 FOLLOW_META_TIMEOUT = 60.0
 PASSTHROUGH_STATUSES = frozenset({301, 302, 303, 307, 308, 400, 401, 403, 404, 405, 410, 451})
+
+
+class Uncached(Exception):
+    """No room to store the object: it is served straight from the origin.
+
+    The first reader takes the origin response the fill got (`take`); the others
+    fetch their own.
+    """
+
+    def __init__(self, meta: ObjectMeta, response: OriginResponse | None) -> None:
+        super().__init__("no room to store the object")
+        self.meta = meta
+        self._response = response
+        self._taken = asyncio.Event()
+
+    def take(self) -> OriginResponse | None:
+        """The fill's origin response, for the first caller only."""
+        response, self._response = self._response, None
+        self._taken.set()
+        return response
+
+    async def release(self, wait: float) -> None:
+        """Close the response if nobody took it within `wait` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._taken.wait(), wait)
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
 
 
 class OriginStatus(Exception):
@@ -73,6 +109,7 @@ class Fills:
         self.store = store
         self._fills: dict[str, Progress] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._no_room: dict[str, float] = {}
 
     def running(self, key: str) -> Progress | None:
         """The fill of `key` running in this process, if any."""
@@ -150,6 +187,10 @@ class Fills:
             progress.fail(OriginError(502, "fill_failed", "could not fill the object"))
         except Exception as exc:
             progress.fail(exc)
+            if isinstance(exc, Uncached):
+                if self._fills.get(progress.key) is progress:
+                    del self._fills[progress.key]
+                await exc.release(HANDOVER_WAIT)
         finally:
             if self._fills.get(progress.key) is progress:
                 del self._fills[progress.key]
@@ -185,9 +226,16 @@ class Fills:
             keep = storable(response.headers, rule)
             ttl = ttl_for(response.headers, now, rule) if keep else 0
             total = response.length
+            meta = _meta_from(progress.key, response, -1 if total is None else total, ttl, now)
+            if self._no_room.get(progress.key, 0.0) > now:
+                raise Uncached(meta, response)
             fd = progress.fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             created = True
-            meta = _meta_from(progress.key, response, -1 if total is None else total, ttl, now)
+            # Room is made before a byte is written; without it the object is served
+            # from the origin, not stored.
+            if total is not None and not self.store.reserve(fd, total, progress.key):
+                self._no_room[progress.key] = now + NO_ROOM_MEMORY
+                raise Uncached(meta, response)
             progress.total = total
             progress.path = tmp
             if keep:
@@ -201,13 +249,7 @@ class Fills:
                     raise progress.error  # discarded meanwhile (the object changed)
                 if total is not None and progress.written + len(chunk) > total:
                     raise OriginError(502, "origin_overrun", "the origin sent more than it said")
-                # pwrite: readers share this descriptor, and sendfile moves its offset.
-                view = memoryview(chunk)
-                position = progress.written
-                while view:
-                    done = os.pwrite(fd, view, position)
-                    view = view[done:]
-                    position += done
+                self._write(fd, chunk, progress)
                 progress.written += len(chunk)
                 progress.notify()
             if progress.error is not None:
@@ -222,18 +264,48 @@ class Fills:
             if keep:
                 final_meta = replace(meta, size=progress.written)
                 final = self.store.final_path(meta.key, tmp)
-                self.store.publish(Entry(final_meta, final), tmp)
-                progress.path = final
-                progress.meta = final_meta
-                metrics.FILL_SECONDS.observe(time.time() - now)
+                try:
+                    self.store.publish(Entry(final_meta, final), tmp)
+                except (OSError, sqlite3.Error):
+                    # Readers have every byte; only keeping it failed (a full disk).
+                    tmp.unlink(missing_ok=True)
+                    final.unlink(missing_ok=True)
+                else:
+                    progress.path = final
+                    progress.meta = final_meta
+                    metrics.FILL_SECONDS.observe(time.time() - now)
             progress.finish()
-        except BaseException:
+        except BaseException as exc:
             if created:
                 tmp.unlink(missing_ok=True)
+            if isinstance(exc, Uncached):
+                response = None  # handed over to a reader
             raise
         finally:
             meta_file.unlink(missing_ok=True)
-            await response.aclose()
+            if response is not None:
+                await response.aclose()
+
+    def _write(self, fd: int, chunk: bytes, progress: Progress) -> None:
+        """Write the next chunk of a fill; a full disk gets one chance to be made room on
+        (fills of unknown length reserve nothing beforehand)."""
+        # pwrite: readers share this descriptor, and sendfile moves its offset.
+        view = memoryview(chunk)
+        position = progress.written
+        retried = False
+        while view:
+            try:
+                done = os.pwrite(fd, view, position)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or retried:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        self._no_room[progress.key] = time.time() + NO_ROOM_MEMORY
+                    raise
+                retried = True
+                self.store.make_room(max(len(view), 8 << 20), progress.key)
+                continue
+            view = view[done:]
+            position += done
 
     @staticmethod
     def _write_meta(meta_file: Path, meta: ObjectMeta, part: Path) -> None:

@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS objects (
     origin_age INTEGER NOT NULL DEFAULT 0,
     ranges INTEGER NOT NULL DEFAULT 0,
     last_access REAL NOT NULL,
-    content_encoding TEXT
+    content_encoding TEXT,
+    disk INTEGER
 );
 CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
 CREATE TABLE IF NOT EXISTS purges (
@@ -80,6 +81,8 @@ class CacheIndex:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
         if "content_encoding" not in columns:  # an index written by an earlier version
             self._db.execute("ALTER TABLE objects ADD COLUMN content_encoding TEXT")
+        if "disk" not in columns:
+            self._db.execute("ALTER TABLE objects ADD COLUMN disk INTEGER")
 
     def close(self) -> None:
         """Close the database."""
@@ -100,17 +103,18 @@ class CacheIndex:
         )
         return Entry(meta, Path(file))
 
-    def put(self, entry: Entry) -> Path | None:
-        """Store `entry`, returning the file of the version it replaced, if any."""
+    def put(self, entry: Entry, disk: int | None = None) -> Path | None:
+        """Store `entry` (its file taking `disk` bytes of blocks), returning the file of
+        the version it replaced, if any."""
         meta = entry.meta
         with self._transaction():
             row = self._db.execute("SELECT file FROM objects WHERE key = ?", (meta.key,)).fetchone()
             self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     meta.key, str(entry.file), meta.size, meta.etag, meta.last_modified,
                     meta.content_type, meta.stored_at, meta.expires_at, meta.origin_age,
-                    int(meta.ranges), time.time(), meta.content_encoding,
+                    int(meta.ranges), time.time(), meta.content_encoding, disk,
                 ),
             )  # fmt: skip
         return Path(row[0]) if row and row[0] != str(entry.file) else None
@@ -177,17 +181,19 @@ class CacheIndex:
         return row is not None
 
     def total_size(self) -> int:
-        """Bytes of all stored objects."""
-        return int(self._db.execute("SELECT coalesce(sum(size), 0) FROM objects").fetchone()[0])
+        """Disk space of all stored objects: their allocated blocks (the length for rows
+        written before blocks were counted)."""
+        row = self._db.execute("SELECT coalesce(sum(coalesce(disk, size)), 0) FROM objects")
+        return int(row.fetchone()[0])
 
     def count(self) -> int:
         """How many objects are stored."""
         return int(self._db.execute("SELECT count(*) FROM objects").fetchone()[0])
 
     def oldest(self, limit: int) -> list[tuple[str, int]]:
-        """The least recently used keys and their sizes."""
+        """The least recently used keys and the disk space of each."""
         rows = self._db.execute(
-            "SELECT key, size FROM objects ORDER BY last_access LIMIT ?", (limit,)
+            "SELECT key, coalesce(disk, size) FROM objects ORDER BY last_access LIMIT ?", (limit,)
         ).fetchall()
         return [(key, size) for key, size in rows]
 

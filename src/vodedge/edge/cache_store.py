@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +25,40 @@ RENDITION = "\x1frendition:"
 # Index rows read this recently are reused without asking SQLite (see lookup).
 HOT_SECONDS = 1.0
 HOT_ENTRIES = 4096
+# Free space kept on the cache's filesystem for the index and fills' metadata.
+MIN_FREE = 2 << 20
+FALLOC_FL_KEEP_SIZE = 1
+EVICT_BATCH = 64
+
+
+def _allocated(path: Path) -> int:
+    """Bytes of disk blocks `path` holds (0 if it is gone)."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except OSError:
+        return 0
+
+
+def _fallocate(fd: int, length: int) -> None:
+    """Allocate `length` bytes of blocks to `fd` without changing its size (readers and
+    followers go by the size); OSError(ENOSPC) when the filesystem has no room."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    call = libc.fallocate64
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    if call(fd, FALLOC_FL_KEEP_SIZE, 0, length) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
 
 
 class Store:
     """Objects on disk under `root`, at most `max_bytes` of them, least recently used out."""
 
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, min_free: int = MIN_FREE) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.min_free = min_free
         for sub in ("objects", "tmp", "locks"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.index = CacheIndex(root / "index.sqlite")
@@ -127,10 +154,12 @@ class Store:
         self._accesses[key] = now
 
     def flush_accesses(self) -> None:
-        """Write batched last-access times to the index."""
+        """Write batched last-access times to the index (lost if it cannot be written:
+        they only order eviction)."""
         if self._accesses:
             accesses, self._accesses = self._accesses, {}
-            self.index.touch(accesses)
+            with contextlib.suppress(sqlite3.Error):
+                self.index.touch(accesses)
 
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how
@@ -147,20 +176,95 @@ class Store:
             file.unlink(missing_ok=True)
         return sum(1 for key, _ in rows if RENDITION not in key)
 
+    def usage(self) -> int:
+        """Disk space the cache takes: stored objects, and running or orphaned fills."""
+        tmp = sum(_allocated(part) for part in (self.root / "tmp").iterdir())
+        return self.index.total_size() + tmp
+
+    def _filesystem(self) -> tuple[int, int]:
+        """The cache filesystem's size and the space free for us, in bytes."""
+        info = os.statvfs(self.root)
+        return info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize
+
+    def _evict_one(self, keep: str) -> bool:
+        """Drop the least recently used object (never `keep`); False if there is none.
+
+        Its file goes before its row: on a full disk the index may be unable to write
+        until it does, and a row whose file is gone is dropped when next read.
+        """
+        try:
+            for key, _ in self.index.oldest(2):
+                entry = self.index.get(key) if key != keep else None
+                if entry is None:
+                    continue
+                existed = entry.file.exists()
+                entry.file.unlink(missing_ok=True)
+                self._hot.pop(key, None)
+                try:
+                    self.index.delete_entry(entry)
+                except sqlite3.Error:
+                    return existed  # progress only if a file went
+                return True
+        except sqlite3.Error:
+            pass  # the index cannot be read: nothing to evict
+        return False
+
     def evict(self, keep: str) -> None:
         """Drop least recently used objects (never `keep`) until under the bound."""
         total = self.index.total_size()
         while total > self.max_bytes:
-            victims = [(k, s) for k, s in self.index.oldest(64) if k != keep]
+            victims = [(k, s) for k, s in self.index.oldest(EVICT_BATCH) if k != keep]
             if not victims:
                 return
             for key, size in victims:
                 file = self.index.delete(key)
                 if file is not None:
                     file.unlink(missing_ok=True)
+                    self._hot.pop(key, None)
                 total -= size
                 if total <= self.max_bytes:
                     return
+
+    def fits(self, length: int) -> bool:
+        """Whether an object of `length` bytes could be stored at all (eviction aside)."""
+        capacity, _ = self._filesystem()
+        return length <= self.max_bytes and length + self.min_free <= capacity
+
+    def reserve(self, fd: int, length: int, key: str) -> bool:
+        """Allocate the blocks of a `length`-byte fill to `fd` before writing, evicting
+        least recently used objects to make room within the bound and on the disk.
+        False when room cannot be made: the object is served without being stored."""
+        try:
+            if not self.fits(length):
+                return False
+            while self.usage() + length > self.max_bytes:
+                if not self._evict_one(key):
+                    return False
+        except sqlite3.Error:
+            return False
+        while True:
+            _, free = self._filesystem()
+            if free - length >= self.min_free:
+                try:
+                    _fallocate(fd, length)
+                    return True
+                except OSError as exc:
+                    if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                        return True  # no preallocation here: free space was checked
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+            if not self._evict_one(key):
+                return False
+
+    def make_room(self, length: int, key: str) -> bool:
+        """Evict until `length` more bytes fit on the disk (a fill of unknown length that
+        met a full disk); False if they cannot."""
+        while True:
+            _, free = self._filesystem()
+            if free - length >= self.min_free:
+                return True
+            if not self._evict_one(key):
+                return False
 
     # --- lookups and publishing -----------------------------------------------------------
 
@@ -211,7 +315,7 @@ class Store:
         version it replaces goes, and LRU objects go while over the bound."""
         entry.file.parent.mkdir(exist_ok=True)
         os.replace(tmp, entry.file)
-        replaced = self.index.put(entry)
+        replaced = self.index.put(entry, _allocated(entry.file))
         self._hot.pop(entry.meta.key, None)
         if replaced is not None:
             replaced.unlink(missing_ok=True)

@@ -64,6 +64,8 @@ class Renditions:
             with self.store.try_lock(digest) as held:
                 if not held:
                     return  # another worker renders it
+                if not self.store.fits(plan.size) or not self.store.make_room(plan.size, rkey):
+                    return  # no room: the plan is served as it is
                 await asyncio.get_running_loop().run_in_executor(
                     None, _write_rendition, plan, src, str(tmp)
                 )

@@ -104,7 +104,7 @@ async def _worker(
     # log, and bad input is answered with a 400 anyway.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     limits = options.config.limits
-    cache = DiskCache(options.cache_dir / "store", options.cache_size)
+    cache = DiskCache(options.cache_dir / "store", options.cache_size, limits.min_free_space)
     edge = Edge(options.config, cache, origins=OriginPool(limits), limits=limits)
     runner = web.AppRunner(
         make_app(edge),
