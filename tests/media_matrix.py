@@ -444,11 +444,47 @@ MP3_LIST: list[Case] = [
     ),
 ]
 
+
+
+def _ts(name: str, args: tuple[str, ...], **kw: object) -> Case:
+    return Case(name, (*args, "-f", "mpegts"), "ts", **kw)  # type: ignore[arg-type]
+
+
+def _seconds(n: float) -> tuple[str, ...]:
+    return (*_video(n), *_audio(n))
+
+
+# MPEG-TS for trial playback: B-frames (PTS out of decode order), audio sent in
+# PES packets grouped after their video, M2TS, and PTS that wrap past 2**33.
+TS_LIST: list[Case] = [
+    _ts("ts_h264_aac", (*_seconds(6), *AV, *H264_BFRAMES, *AAC)),
+    _ts("ts_h264_mp3", (*_seconds(6), *AV, *H264, *MP3), audio_codecs=("mp3",)),
+    _ts(
+        "ts_h264_two_audio",
+        (*_video(6), *_audio(6), *_audio(6, freq=660), "-map", "0:v", "-map", "1:a",
+         "-map", "2:a", *H264, "-c:a:0", "aac", "-c:a:1", "ac3"),
+        audio_codecs=("aac", "ac3"),
+    ),
+    _ts("ts_mp2_audio_only", (*_audio(6), "-c:a", "mp2"), has_video=False, audio_codecs=("mp2",)),
+    _ts(
+        "ts_h264_aac_pts_wrap",
+        (*_seconds(6), *AV, *H264, *AAC, "-output_ts_offset", "95441.5"),
+        note="PTS pass 2**33 (95443.7 s) about 2 s in",
+    ),
+    Case(
+        "m2ts_h264_aac",
+        (*_seconds(6), *AV, *H264, *AAC, "-mpegts_m2ts_mode", "1", "-f", "mpegts"),
+        "m2ts",
+        note="192-byte packets",
+    ),
+]
+
 MP4_CASES: dict[str, Case] = {c.name: c for c in MP4_LIST}
 FLV_CASES: dict[str, Case] = {c.name: c for c in FLV_LIST}
 MP3_CASES: dict[str, Case] = {c.name: c for c in MP3_LIST}
-CASES: dict[str, Case] = {**MP4_CASES, **FLV_CASES, **MP3_CASES}
-assert len(CASES) == len(MP4_LIST) + len(FLV_LIST) + len(MP3_LIST), "duplicate case names"
+TS_CASES: dict[str, Case] = {c.name: c for c in TS_LIST}
+CASES: dict[str, Case] = {**MP4_CASES, **FLV_CASES, **MP3_CASES, **TS_CASES}
+assert len(CASES) == len(MP4_LIST) + len(FLV_LIST) + len(MP3_LIST) + len(TS_LIST), "duplicates"
 
 
 # --- generation ----------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""Hostile MPEG-TS: mutated streams give a typed error or a sound preview plan, quickly.
+
+Each example mutates a seed (bit flips, packet headers, PES headers and their PTS,
+truncation, inserted or deleted bytes) and builds a preview plan over it. Accepted: a
+`MediaError` with a code and a one-line message, or a plan whose spans lie in the
+source, ascend, and are no larger than it. Anything else, more than `TIME_LIMIT`
+seconds, or a peak allocation over `FIXED_MEMORY` plus twice the input fails.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import tracemalloc
+
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from media_matrix import SHARED_MEDIA, media
+from vodedge.media.errors import MediaError
+from vodedge.media.reading import run_bytes
+from vodedge.media.ts import ts_preview_plan
+
+TIME_LIMIT = 2.0
+FIXED_MEMORY = 8 << 20
+SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
+PROFILE = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+PREVIEW_MEDIA = SHARED_MEDIA.parent / "preview-media"
+
+
+def _seeds() -> dict[str, bytes]:
+    seeds = {
+        name: media(name).read_bytes()[: 188 * 400] for name in ("ts_h264_aac", "m2ts_h264_aac")
+    }
+    for path in sorted(PREVIEW_MEDIA.glob("*.ts")):
+        seeds[path.name] = path.read_bytes()
+    return seeds
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A seed with one to four mutations."""
+    name = draw(st.sampled_from(sorted(SEEDS)))
+    data = bytearray(SEEDS[name])
+    size = 192 if name.startswith("m2ts") else 188
+    sync = 4 if size == 192 else 0
+    for _ in range(draw(st.integers(1, 4))):
+        if not data:
+            break
+        kind = draw(st.sampled_from(["flip", "header", "pes", "cut", "insert", "delete"]))
+        packets = max(1, len(data) // size)
+        if kind == "flip":
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "header":
+            at = draw(st.integers(0, packets - 1)) * size + sync + draw(st.integers(0, 5))
+            if at < len(data):
+                data[at] = draw(st.integers(0, 255))
+        elif kind == "pes":
+            # A PES header's length, flags, header length and PTS sit 4..22 bytes in.
+            at = draw(st.integers(0, packets - 1)) * size + sync + draw(st.integers(4, 22))
+            if at < len(data):
+                data[at] = draw(st.sampled_from([0x00, 0x01, 0x80, 0xFF, 0xC0, 0x21]))
+        elif kind == "cut":
+            del data[draw(st.integers(0, len(data))) :]
+        elif kind == "insert":
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.binary(min_size=1, max_size=200))
+        elif kind == "delete":
+            at = draw(st.integers(0, len(data) - 1))
+            del data[at : at + draw(st.integers(1, 200))]
+    note(f"{name}: {len(data)} bytes")
+    return bytes(data)
+
+
+def check(data: bytes, seconds: float) -> None:
+    """One preview over hostile `data`: a typed error or a sound plan, in bounds."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        plan = run_bytes(ts_preview_plan(len(data), seconds), data)
+    except MediaError as error:
+        assert error.code and str(error) and "\n" not in str(error)
+        return
+    finally:
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert elapsed < TIME_LIMIT, f"{elapsed:.2f} s"
+        assert peak < FIXED_MEMORY + 2 * len(data), f"peak allocation {peak}"
+    assert plan.size <= len(data)
+    last = 0
+    for span in plan.spans():
+        assert span.offset >= last and span.end <= len(data)
+        last = span.end
+    plan.render(data)
+
+
+@given(data=mutated(), seconds=st.sampled_from([0.01, 0.5, 2.0, 1e9]))
+@settings(PROFILE, max_examples=max(1, int(300 * SCALE)))
+def test_mutated_previews(data: bytes, seconds: float) -> None:
+    """Mutated seeds at several preview lengths."""
+    check(data, seconds)
+
+
+@given(data=st.binary(max_size=3000), seconds=st.sampled_from([0.5, 1e9]))
+@settings(PROFILE, max_examples=max(1, int(100 * SCALE)))
+def test_random_bytes(data: bytes, seconds: float) -> None:
+    """Random bytes, alone and behind four sync bytes at packet distance."""
+    check(data, seconds)
+    check(b"".join(b"\x47" + data[:187].ljust(187, b"\xff") for _ in range(4)) + data, seconds)
+
+
+def test_sync_bytes_everywhere_do_not_take_long() -> None:
+    """A stream of sync bytes, and packets that all start PES packets without end."""
+    check(b"\x47" * 2_000_000, 1.0)
+    pes = b"\x47\x41\x00\x10" + b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05\x21\x00\x01\x00\x01"
+    check((pes + b"\xff" * (188 - len(pes))) * 20_000, 1e9)
