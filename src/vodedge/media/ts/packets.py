@@ -57,15 +57,23 @@ def pes_pts(packet: bytes | memoryview, at: int) -> int | None:
     """The PTS of the PES packet that the TS packet at `at` starts, if it starts one with a PTS."""
     if packet[at + 1] & 0x80 or not packet[at + 1] & 0x40:  # transport error, or no unit start
         return None
-    offset = payload_start(packet, at)
-    if offset is None or at + TS_PACKET - offset < 14:
+    o = payload_start(packet, at)
+    if o is None or at + TS_PACKET - o < 14:
         return None
-    p = packet[offset : offset + 14]
-    if p[0] != 0 or p[1] != 0 or p[2] != 1 or p[3] in _NO_PES_HEADER or p[3] < 0xBC:
+    if packet[o] or packet[o + 1] or packet[o + 2] != 1:
         return None
-    if (p[6] & 0xC0) != 0x80 or not p[7] & 0x80:
+    stream_id = packet[o + 3]
+    if stream_id < 0xBC or stream_id in _NO_PES_HEADER:
         return None
-    return ((p[9] >> 1) & 7) << 30 | p[10] << 22 | (p[11] >> 1) << 15 | p[12] << 7 | p[13] >> 1
+    if (packet[o + 6] & 0xC0) != 0x80 or not packet[o + 7] & 0x80:
+        return None
+    return (
+        ((packet[o + 9] >> 1) & 7) << 30
+        | packet[o + 10] << 22
+        | (packet[o + 11] >> 1) << 15
+        | packet[o + 12] << 7
+        | packet[o + 13] >> 1
+    )
 
 
 def starts_pes(packet: bytes | memoryview, at: int) -> bool:

@@ -27,7 +27,6 @@ from vodedge.media.ts.packets import (
     pes_pts,
     pid_of,
     pts_delta,
-    starts_pes,
 )
 
 BLOCK_PACKETS = 348  # 64 kB of 188-byte packets per read
@@ -68,8 +67,6 @@ class _Cut:
 
     def unit(self, block: bytes, at: int, position: int) -> None:
         """Note the PES packet (if it is one) that the TS packet at `at` starts."""
-        if not starts_pes(block, at):
-            return
         pts = pes_pts(block, at)
         if pts is None:
             return
