@@ -13,7 +13,7 @@ from vodedge.media.boxes import (
     children,
     children_offset,
     find,
-    make_box,
+    header_bytes,
     parse_header,
 )
 from vodedge.media.errors import MalformedMedia
@@ -269,30 +269,60 @@ def chunk_table(movie: Movie, track: Track) -> ChunkTable | None:
     )
 
 
-def rebuild(data: memoryview, box: Box, replace: Mapping[int, bytes | None]) -> bytes:
-    """`box` re-serialised with the boxes at the given offsets replaced (None drops).
+Replacement = bytes | list[bytes] | None
+
+
+def rebuild(data: memoryview, box: Box, replace: Mapping[int, Replacement]) -> bytes:
+    """`box` re-serialised with the boxes at the given offsets replaced (None drops;
+    a list is a box given in pieces).
 
     Containers on the path to a replaced box get new headers; every other box
     is copied byte for byte.
     """
-    return _rebuild(data, box, replace, sorted(replace))
+    return b"".join(rebuild_pieces(data, box, replace)[0])
+
+
+def rebuild_pieces(
+    data: memoryview, box: Box, replace: Mapping[int, Replacement]
+) -> tuple[list[bytes | memoryview], int]:
+    """What `rebuild` joins, and its length: views of the source and new bytes."""
+    parts: list[bytes | memoryview] = []
+    size = _rebuild(data, box, replace, sorted(replace), parts)
+    return parts, size
 
 
 def _rebuild(
-    data: memoryview, box: Box, replace: Mapping[int, bytes | None], offsets: list[int]
-) -> bytes:
+    data: memoryview,
+    box: Box,
+    replace: Mapping[int, Replacement],
+    offsets: list[int],
+    out: list[bytes | memoryview],
+) -> int:
+    """Append the pieces of `box` rebuilt to `out` (joined once, so a large table is
+    copied once, not once per level of nesting); return their length."""
     if box.offset in replace:
-        return replace[box.offset] or b""
+        new = replace[box.offset] or b""
+        if isinstance(new, list):
+            out.extend(new)
+            return sum(map(len, new))
+        out.append(new)
+        return len(new)
     # Only containers holding a replaced box are re-serialised; a bisection over
     # the sorted offsets keeps that linear in the number of boxes.
     first = bisect_right(offsets, box.offset)
     touched = first < len(offsets) and offsets[first] < box.end
     if not touched or box.type not in CONTAINERS:
-        return bytes(data[box.offset : box.end])
+        out.append(data[box.offset : box.end])
+        return box.size
+    at = len(out)
+    out.append(b"")  # the header, once the payload's size is known
     start = children_offset(data, box)
-    parts = [bytes(data[box.payload_offset : start])]
-    parts += [_rebuild(data, child, replace, offsets) for child in children(data, box)]
-    return make_box(box.type, b"".join(parts))
+    out.append(data[box.payload_offset : start])
+    size = start - box.payload_offset
+    for child in children(data, box):
+        size += _rebuild(data, child, replace, offsets, out)
+    out[at] = header_bytes(box.type, size)
+    return len(out[at]) + size
 
 
 def set_duration_field(payload: bytes, name: str, duration: int, *, tkhd: bool = False) -> bytes:

@@ -78,15 +78,19 @@ class Plan:
         self.size = position
 
     @classmethod
-    def head_and_spans(cls, head: bytes, spans: list[Span]) -> Plan:
+    def head_and_spans(
+        cls, head: bytes, spans: list[Span], lengths: list[int] | None = None
+    ) -> Plan:
         """A literal followed by spans that already ascend without touching and are not
-        empty (a merged data layout): built without re-checking thousands of spans."""
+        empty (a merged data layout): built without re-checking thousands of spans.
+        `lengths`, the spans' lengths when the caller has them, saves a pass."""
         plan = cls.__new__(cls)
         plan.pieces = (head, *spans) if head else tuple(spans)
-        lengths = [len(head)] if head else []
-        lengths += [span.length for span in spans]
-        plan._starts = [0, *accumulate(lengths)]
-        plan.size = plan._starts.pop()
+        if lengths is None:
+            lengths = [span.length for span in spans]
+        starts = list(accumulate(lengths, initial=len(head)))
+        plan.size = starts.pop()
+        plan._starts = [0, *starts] if head else starts
         return plan
 
     def __repr__(self) -> str:

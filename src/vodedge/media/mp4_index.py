@@ -1,0 +1,855 @@
+"""A `moov` parsed once into numpy sample tables, from which any clip is planned.
+
+Building the index reads every sample table once; a clip then costs a few
+binary searches plus work in proportion to its own tables (the output's tables
+are slices of the source's with offsets shifted), never a pass over the file's.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import repeat
+from struct import Struct
+
+import numpy as np
+import numpy.typing as npt
+
+from vodedge.media.boxes import Box, children, header_bytes, make_box
+from vodedge.media.errors import (
+    InvalidSeek,
+    LimitExceeded,
+    MalformedMedia,
+    MediaError,
+    NoAudioTrack,
+    UnsupportedMedia,
+)
+from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4_movie import (
+    Movie,
+    Replacement,
+    Track,
+    parse_movie,
+    rebuild_pieces,
+    set_duration_field,
+)
+from vodedge.media.mp4_tables import parse_stsc
+from vodedge.media.plan import Plan, Span
+from vodedge.media.reading import Reading
+from vodedge.media.seeking import check_seek
+
+Ints = npt.NDArray[np.int64]
+
+_U32 = Struct(">I")
+_STSZ = Struct(">III")
+_VF_COUNT = Struct(">II")
+_ELST0 = Struct(">IiI")
+_ELST1 = Struct(">QqI")
+
+# Tracks a clip keeps; timecode, hint and metadata tracks describe the whole file.
+CLIP_HANDLERS = frozenset({b"vide", b"soun", b"sbtl", b"subt", b"text", b"clcp"})
+# Per-sample boxes of stbl that a cut would have to rewrite and that players
+# do without; they are dropped from clips rather than left inconsistent.
+DROPPED_IN_CLIPS = frozenset(
+    {b"subs", b"stps", b"padb", b"cslg", b"saiz", b"saio", b"stdp", b"stsh"}
+)
+# Per-sample tables are held in memory (about 30 bytes a sample); a constant-size
+# table can claim any count in 20 bytes, so counts past this are refused unless
+# the track is uniform (one duration, one size: PCM), which needs no tables.
+MAX_SAMPLES = 1 << 25
+# Above this, offsets are kept as Python integers so that sums cannot wrap.
+_WIDE = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Edits:
+    """The parts of an edit list a cut needs: leading delay and media start."""
+
+    delay: int  # movie timescale
+    media_time: int  # media timescale
+    version: int
+
+
+def _edits(movie: Movie, edts: Box | None) -> Edits | None:
+    if edts is None:
+        return None
+    elst = next((b for b in children(movie.data, edts) if b.type == b"elst"), None)
+    if elst is None:
+        return None
+    payload = movie.payload(elst)
+    if len(payload) < 8:
+        raise MalformedMedia("elst box is too short")
+    version = payload[0]
+    entry = _ELST1 if version == 1 else _ELST0
+    count = _U32.unpack_from(payload, 4)[0]
+    if count > (len(payload) - 8) // entry.size:
+        raise MalformedMedia(f"elst claims {count} entries, more than its box holds")
+    delay = 0
+    for index in range(count):
+        duration, media_time, _rate = entry.unpack_from(payload, 8 + index * entry.size)
+        if media_time == -1:
+            delay += duration
+            continue
+        return Edits(delay, media_time, version)
+    return Edits(delay, 0, version)
+
+
+def _table(payload: memoryview, name: str, header: int, width: int, count: int) -> memoryview:
+    need = header + count * width
+    if need > len(payload):
+        raise MalformedMedia(
+            f"{name} claims {count} entries but its box holds only "
+            f"{max(len(payload) - header, 0) // width}"
+        )
+    return payload[header:need]
+
+
+def _u32s(raw: memoryview) -> npt.NDArray[np.uint32]:
+    return np.frombuffer(raw, ">u4").astype(np.uint32)
+
+
+def _runs(payload: memoryview, name: str) -> tuple[Ints, npt.NDArray[np.uint32]]:
+    """(counts, values) of a run-length table: `stts`, `ctts`."""
+    if len(payload) < 8:
+        raise MalformedMedia(f"{name} box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    flat = _u32s(_table(payload, name, 8, 8, count))
+    return flat[0::2].astype(np.int64), flat[1::2]
+
+
+def _expand(counts: Ints, values: npt.NDArray[np.uint32], total: int, name: str) -> np.ndarray:
+    """One value per sample, refused past `total` samples (which bounds the allocation)."""
+    if int(counts.sum()) > total:
+        raise MalformedMedia(f"{name} describes more samples than the {total} there are")
+    if total > MAX_SAMPLES:
+        raise LimitExceeded(f"{name} expands to more than {MAX_SAMPLES} samples")
+    return np.repeat(values, counts)
+
+
+def rle(values: np.ndarray) -> tuple[Ints, np.ndarray]:
+    """(counts, values) runs of equal neighbours, as `compress_runs` makes them."""
+    if not len(values):
+        return np.zeros(0, np.int64), values
+    starts = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts = np.concatenate((np.zeros(1, np.int64), starts))
+    counts = np.diff(np.append(starts, len(values)))
+    return counts, values[starts]
+
+
+def _runs_box(kind: bytes, version: int, counts: Ints, values: np.ndarray) -> bytes:
+    flat = np.empty(2 * len(counts), ">u4")
+    flat[0::2] = counts
+    flat[1::2] = values.astype(np.int64) & 0xFFFFFFFF
+    payload = bytes([version, 0, 0, 0]) + _U32.pack(len(counts)) + flat.tobytes()
+    return _U32.pack(8 + len(payload)) + kind + payload
+
+
+def offsets_box(offsets: Ints) -> bytes:
+    """A `stco` box when every offset fits 32 bits, else a `co64` box."""
+    count = len(offsets)
+    if not count or int(offsets.max()) <= 0xFFFFFFFF:
+        payload = _VF_COUNT.pack(0, count) + offsets.astype(">u4").tobytes()
+        return _U32.pack(8 + len(payload)) + b"stco" + payload
+    payload = _VF_COUNT.pack(0, count) + offsets.astype(">u8").tobytes()
+    return _U32.pack(8 + len(payload)) + b"co64" + payload
+
+
+@dataclass(frozen=True, slots=True)
+class Chunks:
+    """Per chunk: its first sample, how many samples it holds, its description."""
+
+    first: Ints
+    samples: Ints
+    end: Ints
+    description: Ints
+
+    @classmethod
+    def of(cls, stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int) -> Chunks:
+        """Expand the `stsc` runs over `chunk_count` chunks, checked against the sample count."""
+        if chunk_count == 0:
+            if sample_count:
+                raise MalformedMedia(f"{sample_count} samples but no chunk holds them")
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, empty, empty)
+        if not stsc:
+            raise MalformedMedia(f"{chunk_count} chunks but stsc is empty")
+        if stsc[0][0] != 1:
+            raise MalformedMedia(f"stsc starts at chunk {stsc[0][0]}, not 1")
+        runs: list[int] = []
+        sample = 0
+        for index, (first, per_chunk, _sdi) in enumerate(stsc):
+            if first > chunk_count:
+                raise MalformedMedia(f"stsc refers to chunk {first}; stco has {chunk_count}")
+            # A run never reaches past the last chunk; a later entry that starts past
+            # it is refused on its own turn.
+            last = (
+                min(stsc[index + 1][0] - 1, chunk_count) if index + 1 < len(stsc) else chunk_count
+            )
+            if last < first - 1:  # equal first_chunk values are empty runs
+                raise MalformedMedia("stsc chunk numbers do not ascend")
+            count = last - first + 1
+            if sample + count * per_chunk > sample_count:
+                raise MalformedMedia(
+                    f"stsc describes more samples than the {sample_count} of the size table"
+                )
+            runs.append(count)
+            sample += count * per_chunk
+        if sample != sample_count:
+            raise MalformedMedia(f"stsc describes {sample} samples, the size table {sample_count}")
+        table = np.array(stsc, np.int64).reshape(-1, 3)
+        repeats = np.array(runs, np.int64)
+        samples = np.repeat(table[:, 1], repeats)
+        end = np.cumsum(samples)
+        return cls(end - samples, samples, end, np.repeat(table[:, 2], repeats))
+
+
+@dataclass(frozen=True, slots=True)
+class SampleGroups:
+    """An `sbgp` box: its header and its runs, cut where a zero-count run ends them."""
+
+    head: bytes
+    ends: Ints  # cumulative run ends
+    values: Ints
+
+    @classmethod
+    def parse(cls, payload: memoryview) -> SampleGroups:
+        """Parse an `sbgp` payload."""
+        version = payload[0]
+        head = 12 if version == 1 else 8
+        if len(payload) < head + 4:
+            raise MalformedMedia("sbgp box is too short")
+        count = _U32.unpack_from(payload, head)[0]
+        if count > (len(payload) - head - 4) // 8:
+            raise MalformedMedia(f"sbgp claims {count} entries, more than its box holds")
+        flat = _u32s(payload[head + 4 : head + 4 + 8 * count]).astype(np.int64)
+        counts, values = flat[0::2], flat[1::2]
+        zero = np.flatnonzero(counts == 0)
+        if len(zero):  # expansion stops at an empty run
+            counts, values = counts[: zero[0]], values[: zero[0]]
+        return cls(bytes(payload[:head]), np.cumsum(counts), values)
+
+    def cut(self, first: int, stop: int) -> bytes:
+        """The `sbgp` payload for samples `[first, stop)` (samples past the runs are group 0)."""
+        described = int(self.ends[-1]) if len(self.ends) else 0
+        inside = min(stop, described)
+        counts = np.zeros(0, np.int64)
+        values = np.zeros(0, np.int64)
+        if first < inside:
+            lo = int(np.searchsorted(self.ends, first, "right"))
+            hi = int(np.searchsorted(self.ends, inside, "left")) + 1
+            ends = np.minimum(self.ends[lo:hi], inside)
+            begins = np.maximum(np.concatenate(([first], self.ends[lo : hi - 1])), first)
+            counts, values = ends - begins, self.values[lo:hi]
+        if stop > max(described, first):
+            counts = np.append(counts, stop - max(described, first))
+            values = np.append(values, 0)
+        if len(values):
+            keep = np.concatenate(([True], values[1:] != values[:-1]))
+            counts = np.add.reduceat(counts, np.flatnonzero(keep))
+            values = values[keep]
+        flat = np.empty(2 * len(counts), ">u4")
+        flat[0::2], flat[1::2] = counts, values
+        return self.head + _U32.pack(len(counts)) + flat.tobytes()
+
+
+class _Times:
+    """Presentation-aligned sample start times in seconds, computed as the per-sample
+    list used to be (`(dts - shift) / scale + delay`), for bisection."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: TrackIndex) -> None:
+        self._index = index
+
+    def __len__(self) -> int:
+        return self._index.count
+
+    def __getitem__(self, i: int) -> float:
+        return self._index.time(i)
+
+
+@dataclass(slots=True)
+class TrackIndex:
+    """One track's sample tables as arrays, and what a cut of it needs besides."""
+
+    track: Track
+    stbl_children: list[Box]
+    stbl: Box
+    count: int
+    constant_size: int
+    sizes: npt.NDArray[np.uint32] | None  # big-endian, as stsz writes them
+    prefix: np.ndarray | None  # bytes before sample i (int64, or objects when wide)
+    dts: Ints | None  # decode time of sample i, count + 1 entries
+    uniform_duration: int  # the one duration when dts is None
+    shift: int
+    delay: float
+    ctts_version: int
+    ctts: npt.NDArray[np.int32] | None
+    sync: Ints | None  # 1-based sync sample numbers, in stss order
+    offsets: np.ndarray  # chunk offsets (int64, or objects when wide)
+    edits: Edits | None
+    edts: Box | None
+    mdhd: Box
+    chunks: Chunks | MediaError
+    groups: dict[int, SampleGroups | MediaError]  # by sbgp box offset
+    sdtp: bytes | None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays."""
+        arrays = (self.sizes, self.prefix, self.dts, self.ctts, self.sync, self.offsets)
+        total = sum(a.nbytes for a in arrays if a is not None)
+        if isinstance(self.chunks, Chunks):
+            total += 4 * self.chunks.first.nbytes
+        return total + len(self.sdtp or b"")
+
+    def dts_at(self, i: int) -> int:
+        """The decode time of sample `i` (of the end for `i == count`)."""
+        return i * self.uniform_duration if self.dts is None else int(self.dts[i])
+
+    def time(self, i: int) -> float:
+        """The start of sample `i` in seconds on the movie's timeline."""
+        return (self.dts_at(i) - self.shift) / self.track.timescale + self.delay
+
+    @property
+    def times(self) -> _Times:
+        """All sample times, as a sequence to bisect."""
+        return _Times(self)
+
+    def durations(self, first: int, stop: int) -> np.ndarray:
+        """The durations of samples `[first, stop)`."""
+        if self.dts is None:
+            return np.full(stop - first, self.uniform_duration, np.int64)
+        return np.diff(self.dts[first : stop + 1])
+
+    def bytes_before(self, at: np.ndarray) -> np.ndarray:
+        """Bytes of the samples before each sample number in `at`."""
+        if self.prefix is None:
+            if self.offsets.dtype == object:
+                return at.astype(object) * self.constant_size
+            return at * self.constant_size
+        found: np.ndarray = self.prefix[at]
+        return found
+
+
+def _sizes(
+    kids: dict[bytes, Box], movie: Movie, track_id: int
+) -> tuple[int, int, npt.NDArray[np.uint32] | None]:
+    """(count, constant size, per-sample sizes) of `stsz` or `stz2`."""
+    if b"stsz" in kids:
+        payload = movie.payload(kids[b"stsz"])
+        if len(payload) < 12:
+            raise MalformedMedia("stsz box is too short")
+        _vf, constant, count = _STSZ.unpack_from(payload, 0)
+        if constant:
+            return count, constant, None
+        return count, 0, _u32s(_table(payload, "stsz", 12, 4, count))
+    if b"stz2" not in kids:
+        raise MalformedMedia(f"track {track_id} has no stsz or stz2")
+    payload = movie.payload(kids[b"stz2"])
+    if len(payload) < 12:
+        raise MalformedMedia("stz2 box is too short")
+    field_size = payload[7]
+    count = _U32.unpack_from(payload, 8)[0]
+    if field_size == 16:
+        sizes = np.frombuffer(_table(payload, "stz2", 12, 2, count), ">u2").astype(np.uint32)
+    elif field_size == 8:
+        sizes = np.frombuffer(_table(payload, "stz2", 12, 1, count), np.uint8).astype(np.uint32)
+    elif field_size == 4:
+        raw = np.frombuffer(_table(payload, "stz2", 12, 1, (count + 1) // 2), np.uint8)
+        sizes = np.stack((raw >> 4, raw & 0x0F), axis=1).reshape(-1)[:count].astype(np.uint32)
+    else:
+        raise MalformedMedia(f"stz2 field size {field_size} is not 4, 8 or 16")
+    return count, 0, sizes
+
+
+def _chunk_offsets(box: Box, movie: Movie) -> np.ndarray:
+    payload = movie.payload(box)
+    if len(payload) < 8:
+        raise MalformedMedia(f"{box.type.decode('latin-1')} box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    if box.type == b"stco":
+        return _u32s(_table(payload, "stco", 8, 4, count)).astype(np.int64)
+    wide = np.frombuffer(_table(payload, "co64", 8, 8, count), ">u8").astype(np.uint64)
+    if len(wide) and int(wide.max()) >= _WIDE:
+        return np.array(wide.tolist(), dtype=object)
+    return wide.astype(np.int64)
+
+
+def _load(movie: Movie, track: Track) -> TrackIndex | None:
+    """A track's index, or None when it has no samples; the checks and their order are
+    those a clip has always made, so that errors read the same."""
+    if track.stbl is None:
+        return None
+    stbl_children = children(movie.data, track.stbl)
+    kids = {child.type: child for child in reversed(stbl_children)}
+    count, constant, sizes = _sizes(kids, movie, track.track_id)
+    if count == 0:
+        return None
+    if b"stts" not in kids:
+        raise MalformedMedia(f"track {track.track_id} has no stts")
+    stts_counts, stts_values = _runs(movie.payload(kids[b"stts"]), "stts")
+    described = int(stts_counts.sum())
+    if described > count:
+        raise MalformedMedia(f"stts describes more samples than the {count} there are")
+    if described != count:
+        raise MalformedMedia(
+            f"stts of track {track.track_id} describes {described} samples, not {count}"
+        )
+    dts: Ints | None = None
+    uniform = 0
+    used = stts_counts > 0
+    if sizes is None and len(np.unique(stts_values[used])) == 1:
+        uniform = int(stts_values[used][0])
+    else:
+        durations = _expand(stts_counts, stts_values, count, "stts")
+        dts = np.concatenate((np.zeros(1, np.int64), np.cumsum(durations, dtype=np.int64)))
+    ctts: npt.NDArray[np.int32] | None = None
+    ctts_version = 0
+    if b"ctts" in kids:
+        payload = movie.payload(kids[b"ctts"])
+        ctts_version = payload[0] if payload else 0
+        ctts_counts, ctts_values = _runs(payload, "ctts")
+        expanded = _expand(ctts_counts, ctts_values, count, "ctts")
+        ctts = np.zeros(count, np.uint32)
+        ctts[: len(expanded)] = expanded
+        ctts = ctts.view(np.int32)
+    sync: Ints | None = None
+    if b"stss" in kids:
+        payload = movie.payload(kids[b"stss"])
+        if len(payload) < 8:
+            raise MalformedMedia("stss box is too short")
+        number = _VF_COUNT.unpack_from(payload, 0)[1]
+        sync = _u32s(_table(payload, "stss", 8, 4, number)).astype(np.int64)
+    offsets_box = kids.get(b"stco") or kids.get(b"co64")
+    if offsets_box is None:
+        raise MalformedMedia(f"track {track.track_id} has no stco or co64")
+    offsets = _chunk_offsets(offsets_box, movie)
+    edts = next((b for b in children(movie.data, track.box) if b.type == b"edts"), None)
+    edits = _edits(movie, edts)
+    if not track.timescale:
+        raise MalformedMedia(f"track {track.track_id} has a timescale of 0")
+
+    prefix: np.ndarray | None = None
+    if sizes is not None:
+        prefix = np.concatenate((np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)))
+    total = int(prefix[-1]) if prefix is not None else count * constant
+    top = int(offsets.max()) if len(offsets) else 0
+    if offsets.dtype != object and top + total >= _WIDE:
+        offsets = offsets.astype(object)
+    if offsets.dtype == object and prefix is not None:
+        prefix = prefix.astype(object)
+    chunks: Chunks | MediaError
+    try:
+        stsc_box = kids.get(b"stsc")
+        stsc = parse_stsc(movie.payload(stsc_box)) if stsc_box is not None else []
+        chunks = Chunks.of(stsc, len(offsets), count)
+    except MediaError as exc:
+        chunks = exc
+    groups: dict[int, SampleGroups | MediaError] = {}
+    for child in stbl_children:
+        if child.type == b"sbgp":
+            try:
+                groups[child.offset] = SampleGroups.parse(movie.payload(child))
+            except MediaError as exc:
+                groups[child.offset] = exc
+    sdtp = bytes(movie.payload(kids[b"sdtp"])) if b"sdtp" in kids else None
+    mdia = next(b for b in children(movie.data, track.box) if b.type == b"mdia")
+    mdhd = next(b for b in children(movie.data, mdia) if b.type == b"mdhd")
+    return TrackIndex(
+        track=track,
+        stbl_children=stbl_children,
+        stbl=track.stbl,
+        count=count,
+        constant_size=constant,
+        sizes=None if sizes is None else sizes.astype(">u4"),
+        prefix=prefix,
+        dts=dts,
+        uniform_duration=uniform,
+        shift=edits.media_time if edits else 0,
+        delay=edits.delay / movie.timescale if edits and movie.timescale else 0.0,
+        ctts_version=ctts_version,
+        ctts=ctts,
+        sync=sync,
+        offsets=offsets,
+        edits=edits,
+        edts=edts,
+        mdhd=mdhd,
+        chunks=chunks,
+        groups=groups,
+        sdtp=sdtp,
+    )
+
+
+def _again(error: MediaError) -> MediaError:
+    """A fresh copy of a remembered error (raising one instance twice chains tracebacks)."""
+    return type(error)(error.message)
+
+
+@dataclass(slots=True)
+class _Cut:
+    """The samples `[first, stop)` of a track that a clip keeps; `begin` (source
+    seconds) becomes the clip's time zero."""
+
+    samples: TrackIndex
+    first: int
+    stop: int
+    begin: float
+
+
+def _sync_at_or_before(samples: TrackIndex, when: float) -> int:
+    """The sync sample at or before `when` (every sample is one without stss)."""
+    index = max(bisect_right(samples.times, when) - 1, 0)
+    sync = samples.sync
+    if sync is None:
+        return index
+    position = bisect_right(sync, index + 1) - 1
+    if position < 0:
+        found = max(int(sync[0]) - 1, 0) if len(sync) else 0
+    else:
+        found = int(sync[position]) - 1
+    if not 0 <= found < samples.count:
+        raise MalformedMedia(
+            f"stss of track {samples.track.track_id} names sample {found + 1}, "
+            f"outside 1..{samples.count}"
+        )
+    return found
+
+
+@dataclass(slots=True)
+class _CutTables:
+    """The rewritten tables of one cut, all but the chunk offsets."""
+
+    boxes: dict[bytes, bytes]
+    chunk_offsets: np.ndarray
+    chunk_sizes: np.ndarray
+    media_duration: int
+
+
+def _cut_tables(cut: _Cut) -> _CutTables:
+    samples, first, stop = cut.samples, cut.first, cut.stop
+    boxes: dict[bytes, bytes] = {}
+    if samples.dts is None:
+        counts = np.array([stop - first], np.int64)
+        values: np.ndarray = np.array([samples.uniform_duration], np.int64)
+    else:
+        counts, values = rle(samples.durations(first, stop))
+    boxes[b"stts"] = _runs_box(b"stts", 0, counts, values)
+    if samples.ctts is not None:
+        counts, values = rle(samples.ctts[first:stop])
+        boxes[b"ctts"] = _runs_box(b"ctts", samples.ctts_version, counts, values)
+    if samples.sync is not None:
+        sync = samples.sync
+        kept = sync[(sync > first) & (sync <= stop)] - first
+        payload = _VF_COUNT.pack(0, len(kept)) + kept.astype(">u4").tobytes()
+        boxes[b"stss"] = _U32.pack(8 + len(payload)) + b"stss" + payload
+    if samples.sizes is None:
+        payload = _STSZ.pack(0, samples.constant_size, stop - first)
+    else:
+        payload = _STSZ.pack(0, 0, stop - first) + samples.sizes[first:stop].tobytes()
+    boxes[b"stsz"] = _U32.pack(8 + len(payload)) + b"stsz" + payload
+    sdtp = samples.sdtp
+    if sdtp is not None and len(sdtp) >= 4 + stop:
+        boxes[b"sdtp"] = make_box(b"sdtp", sdtp[:4] + sdtp[4 + first : 4 + stop])
+
+    chunks = samples.chunks
+    if isinstance(chunks, MediaError):
+        raise _again(chunks)
+    c_lo = int(np.searchsorted(chunks.end, first, "right"))
+    c_hi = int(np.searchsorted(chunks.first, stop, "left"))
+    picked = np.arange(c_lo, max(c_hi, c_lo), dtype=np.int64)
+    picked = picked[chunks.samples[picked] > 0]
+    chunk_first = chunks.first[picked]
+    lo = np.maximum(chunk_first, first)
+    hi = np.minimum(chunks.end[picked], stop)
+    before_lo = samples.bytes_before(lo)
+    offsets = samples.offsets[picked] + (before_lo - samples.bytes_before(chunk_first))
+    sizes = samples.bytes_before(hi) - before_lo
+    per_chunk = hi - lo
+    description = chunks.description[picked]
+    new_run = np.ones(len(picked), bool)
+    new_run[1:] = (per_chunk[1:] != per_chunk[:-1]) | (description[1:] != description[:-1])
+    at = np.flatnonzero(new_run)
+    stsc = np.empty((len(at), 3), ">u4")
+    stsc[:, 0] = at + 1
+    stsc[:, 1] = per_chunk[at]
+    stsc[:, 2] = description[at]
+    payload = _VF_COUNT.pack(0, len(at)) + stsc.tobytes()
+    boxes[b"stsc"] = _U32.pack(8 + len(payload)) + b"stsc" + payload
+    duration = samples.dts_at(stop) - samples.dts_at(first)
+    return _CutTables(boxes, offsets, sizes, duration)
+
+
+def _elst(cut: _Cut, tables: _CutTables, movie: Movie) -> tuple[bytes | None, int]:
+    """The new `elst` (None when the track had none) and the track's movie duration."""
+    samples = cut.samples
+    media_scale = samples.track.timescale
+    edits = samples.edits
+    if cut.first == 0 and edits is not None:
+        # A track that starts later than the clip keeps the rest of its delay.
+        late = edits.delay / movie.timescale - cut.begin if movie.timescale else 0.0
+        delay, media_time = max(round(late * movie.timescale), 0), edits.media_time
+    else:
+        delay = 0
+        is_video = samples.track.handler == b"vide"
+        ctts = samples.ctts
+        media_time = int(ctts[cut.first]) if is_video and ctts is not None else 0
+    media_time = max(media_time, 0)
+    segment = max(tables.media_duration - media_time, 0) * movie.timescale // media_scale
+    if edits is None:
+        return None, tables.media_duration * movie.timescale // media_scale
+    version = edits.version if segment <= 0xFFFFFFFF and delay <= 0xFFFFFFFF else 1
+    entry = _ELST1 if version == 1 else _ELST0
+    entries = ([entry.pack(delay, -1, 1 << 16)] if delay else []) + [
+        entry.pack(segment, media_time, 1 << 16)
+    ]
+    payload = bytes([version, 0, 0, 0]) + _U32.pack(len(entries)) + b"".join(entries)
+    return make_box(b"elst", payload), delay + segment
+
+
+class _Layout:
+    """Source byte intervals (merged, ascending) and where each chunk lands in the new mdat."""
+
+    __slots__ = ("lengths", "positions", "starts", "total")
+
+    def __init__(self, offsets: np.ndarray, sizes: np.ndarray) -> None:
+        ends = offsets + sizes
+        full = sizes != 0
+        order = np.lexsort((ends[full], offsets[full]))
+        begin, finish = offsets[full][order], ends[full][order]
+        reach = np.maximum.accumulate(finish) if len(finish) else finish
+        fresh = np.flatnonzero(begin[1:] > reach[:-1]) + 1
+        first = np.concatenate((np.zeros(1, np.int64), fresh)) if len(begin) else fresh
+        starts = begin[first]
+        stops = reach[np.append(fresh - 1, len(reach) - 1)] if len(begin) else reach
+        lengths = stops - starts
+        out_starts = np.concatenate((np.zeros(1, np.int64), np.cumsum(lengths)))
+        positions = np.zeros(len(offsets), np.int64)
+        if len(starts):
+            where = np.searchsorted(starts, offsets[full], "right") - 1
+            positions[full] = out_starts[where] + offsets[full] - starts[where]
+        self.starts: list[int] = starts.tolist()
+        self.lengths: list[int] = lengths.tolist()
+        self.total = int(out_starts[-1])
+        self.positions = positions
+
+
+@dataclass(slots=True)
+class Mp4Index:
+    """An MP4 file's `ftyp` and `moov`, with the sample tables of its clip-able tracks."""
+
+    size: int
+    ftyp: bytes
+    movie: Movie
+    tracks: dict[int, TrackIndex | MediaError | None]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this index holds (the moov bytes and the arrays)."""
+        arrays = sum(t.nbytes for t in self.tracks.values() if isinstance(t, TrackIndex))
+        return len(self.ftyp) + len(self.movie.data) + arrays
+
+    @classmethod
+    def of(cls, size: int, ftyp: bytes, movie: Movie) -> Mp4Index:
+        """Index every track a clip may keep (errors are kept for the clips that need them)."""
+        tracks: dict[int, TrackIndex | MediaError | None] = {}
+        for track in movie.tracks:
+            if track.handler not in CLIP_HANDLERS:
+                continue
+            try:
+                tracks[track.track_id] = _load(movie, track)
+            except MediaError as exc:
+                tracks[track.track_id] = exc
+        return cls(size, ftyp, movie, tracks)
+
+    def clip(self, start: float | None, end: float | None, *, audio_only: bool = False) -> Plan:
+        """The plan of the file cut to `[start, end)` seconds (see `clip_plan`)."""
+        check_seek(start, end)
+        movie = self.movie
+        wanted = [
+            t for t in movie.tracks if (t.is_audio if audio_only else t.handler in CLIP_HANDLERS)
+        ]
+        if audio_only and not wanted:
+            raise NoAudioTrack("the file has no audio track")
+        loaded: list[TrackIndex] = []
+        for track in wanted:
+            found = self.tracks[track.track_id]
+            if isinstance(found, MediaError):
+                raise _again(found)
+            if found is not None:
+                loaded.append(found)
+        if not loaded:
+            raise UnsupportedMedia("the file has no samples to clip")
+        duration = max(
+            s.time(s.count - 1) + (s.dts_at(s.count) - s.dts_at(s.count - 1)) / s.track.timescale
+            for s in loaded
+        )
+        if start is not None and start >= duration:
+            raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
+        cuts = _cuts(loaded, start, end, audio_only)
+        if not cuts:
+            raise InvalidSeek(f"no media between start ({start}) and end ({end})")
+        return self._plan(cuts)
+
+    def _plan(self, cuts: list[_Cut]) -> Plan:
+        movie, size = self.movie, self.size
+        replace: dict[int, bytes | None] = {}
+        kept_ids = {cut.samples.track.track_id for cut in cuts}
+        for track in movie.tracks:
+            if track.track_id not in kept_ids:
+                replace[track.box.offset] = None
+        tables: list[_CutTables] = []
+        track_durations: list[int] = []
+        for cut in cuts:
+            track = cut.samples.track
+            cut_tables = _cut_tables(cut)
+            ends = cut_tables.chunk_offsets + cut_tables.chunk_sizes
+            past = np.flatnonzero(ends > size)
+            if len(past):
+                offset = int(cut_tables.chunk_offsets[past[0]])
+                length = int(cut_tables.chunk_sizes[past[0]])
+                raise MalformedMedia(
+                    f"a chunk of track {track.track_id} at {offset} (+{length}) "
+                    f"lies past the end of the file ({size} bytes)"
+                )
+            tables.append(cut_tables)
+            elst, track_duration = _elst(cut, cut_tables, movie)
+            track_durations.append(track_duration)
+            if elst is not None:
+                assert cut.samples.edts is not None
+                replace[cut.samples.edts.offset] = make_box(b"edts", elst)
+            replace[track.tkhd.offset] = make_box(
+                b"tkhd",
+                set_duration_field(
+                    bytes(movie.payload(track.tkhd)), "tkhd", track_duration, tkhd=True
+                ),
+            )
+            mdhd = cut.samples.mdhd
+            replace[mdhd.offset] = make_box(
+                b"mdhd",
+                set_duration_field(bytes(movie.payload(mdhd)), "mdhd", cut_tables.media_duration),
+            )
+        if movie.mvhd is not None:
+            replace[movie.mvhd.offset] = make_box(
+                b"mvhd",
+                set_duration_field(bytes(movie.payload(movie.mvhd)), "mvhd", max(track_durations)),
+            )
+
+        all_offsets = np.concatenate([t.chunk_offsets for t in tables])
+        all_sizes = np.concatenate([t.chunk_sizes for t in tables])
+        if all_offsets.dtype == object:
+            all_offsets = all_offsets.astype(np.int64)  # every chunk lies within the file
+            all_sizes = all_sizes.astype(np.int64)
+        layout = _Layout(all_offsets, all_sizes)
+        mdat_header = header_bytes(b"mdat", layout.total)
+
+        pieces: list[tuple[int, list[bytes | None], int, Ints]] = []
+        first = 0
+        for cut, cut_tables in zip(cuts, tables, strict=True):
+            count = len(cut_tables.chunk_offsets)
+            relative = layout.positions[first : first + count]
+            first += count
+            parts = self._stbl(cut, cut_tables.boxes)
+            fixed = sum(len(p) for p in parts if p is not None)
+            pieces.append((cut.samples.stbl.offset, parts, fixed, relative))
+
+        def with_offsets(base: int | None) -> dict[int, Replacement]:
+            """The replacements, the chunk offsets for `base` (left out for None)."""
+            edits: dict[int, Replacement] = dict(replace)
+            for at, parts, fixed, relative in pieces:
+                stco = b"" if base is None else offsets_box(relative + base)
+                head = header_bytes(b"stbl", fixed + len(stco))
+                edits[at] = [head, *(stco if p is None else p for p in parts)]
+            return edits
+
+        # The moov's size depends on stco vs co64, which depends on the offsets, which
+        # depend on the moov's size. Its size is that of the moov without chunk offsets
+        # plus theirs, so the base settles by arithmetic, and the moov is built once.
+        _, bare = rebuild_pieces(movie.data, movie.box, with_offsets(None))
+
+        def moov_size(base: int) -> int:
+            size = bare
+            for _at, _parts, _fixed, relative in pieces:
+                wide = len(relative) and int(relative.max()) + base > 0xFFFFFFFF
+                size += 16 + (8 if wide else 4) * len(relative)
+            return size
+
+        base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
+        moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base))
+        head = b"".join([self.ftyp, *moov, mdat_header])
+        # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
+        pairs = zip(layout.starts, layout.lengths, strict=True)
+        spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
+        return Plan.head_and_spans(head, spans, layout.lengths)
+
+    def _stbl(self, cut: _Cut, new: dict[bytes, bytes]) -> list[bytes | None]:
+        """The `stbl`'s children in the original order; None where the chunk offsets go."""
+        samples, movie = cut.samples, self.movie
+        new = dict(new)
+        new[b"stco"] = b""
+        parts: list[bytes | None] = []
+        for child in samples.stbl_children:
+            kind = {b"co64": b"stco", b"stz2": b"stsz"}.get(child.type, child.type)
+            if kind in DROPPED_IN_CLIPS:
+                continue
+            if kind == b"sbgp":
+                groups = samples.groups[child.offset]
+                if isinstance(groups, MediaError):
+                    raise _again(groups)
+                parts.append(make_box(b"sbgp", groups.cut(cut.first, cut.stop)))
+            elif kind in new:
+                box = new.pop(kind)
+                parts.append(None if kind == b"stco" else box)
+            elif kind not in (b"ctts", b"stss", b"sdtp"):
+                parts.append(bytes(movie.raw(child)))
+        return parts
+
+
+def _settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:
+    """Where the new mdat's payload starts: the steps `settle_moov` takes, on sizes alone."""
+    size = moov_size(before + guess + mdat_header)
+    for _ in range(4):
+        again = moov_size(before + size + mdat_header)
+        if again == size:
+            return before + size + mdat_header
+        size = again
+    raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
+
+
+def _cuts(
+    tracks: list[TrackIndex], start: float | None, end: float | None, audio_only: bool
+) -> list[_Cut]:
+    begin = start or 0.0
+    if not audio_only and start is not None:
+        video = next((t for t in tracks if t.track.handler == b"vide"), None)
+        if video is not None:
+            key = _sync_at_or_before(video, begin)
+            # The other tracks start where the keyframe is shown, not decoded.
+            ctts = video.ctts
+            shown = int(ctts[key]) / video.track.timescale if ctts is not None else 0.0
+            begin = max(video.time(key) + shown, 0.0)
+    cuts: list[_Cut] = []
+    for samples in tracks:
+        if start is None:
+            first = 0  # only the end is cut: every track keeps its beginning and edits
+        elif samples.track.handler == b"vide" and not audio_only:
+            first = _sync_at_or_before(samples, begin)
+        else:
+            first = max(bisect_right(samples.times, begin) - 1, 0)
+        stop = samples.count if end is None else bisect_left(samples.times, end)
+        if stop > first:
+            cuts.append(_Cut(samples, first, stop, begin))
+    return cuts
+
+
+def read_index(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Mp4Index]:
+    """Read and index the `ftyp` and `moov` of the ISO BMFF file of `size` bytes."""
+    top = yield from scan_top_level(size)
+    if top.first(b"moof") is not None:
+        raise UnsupportedMedia("seeking in fragmented MP4 is not supported")
+    moov_box = top.movie_box()
+    ftyp_box = top.first(b"ftyp")
+    ftyp = b"" if ftyp_box is None else (yield from read_box(ftyp_box, MAX_FTYP, "ftyp"))
+    movie = parse_movie((yield from read_box(moov_box, max_moov, "moov")), moov_box.offset)
+    return Mp4Index.of(size, ftyp, movie)
