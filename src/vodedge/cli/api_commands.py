@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from vodedge.cli.api_client import ApiCallError, Endpoint, JsonObject, call
@@ -32,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
             return _config(endpoint, args)
         if args.command == "push":
             answer = call(endpoint, "PushObjectCache", {"ObjectPath": "\n".join(args.urls)})
-            print(f"PushTaskId {answer.get('PushTaskId')}")
+            task = str(answer.get("PushTaskId"))
+            print(f"PushTaskId {task}")
+            if args.wait:
+                _wait_for(endpoint, "PushTaskId", [task], time.monotonic() + WAIT_SECONDS)
             return 0
         if args.command == "purge":
             return _purge(endpoint, args)
@@ -224,22 +227,24 @@ def _purge(endpoint: Endpoint, args: argparse.Namespace) -> int:
             tasks.append(str(answer.get("RefreshTaskId")))
             print(f"RefreshTaskId {answer.get('RefreshTaskId')} ({len(urls)} {kind.lower()})")
     if args.wait:
-        _wait_for(endpoint, tasks, time.monotonic() + WAIT_SECONDS, print)
+        _wait_for(endpoint, "RefreshTaskId", tasks, time.monotonic() + WAIT_SECONDS)
     return 0
 
 
-def _wait_for(
-    endpoint: Endpoint, tasks: Sequence[str], deadline: float, say: Callable[[str], None]
-) -> None:
+def _wait_for(endpoint: Endpoint, label: str, tasks: Sequence[str], deadline: float) -> None:
+    """Poll DescribeRefreshTasks until every object of `tasks` is Complete."""
     for task in tasks:
         while True:
             answer = call(endpoint, "DescribeRefreshTasks", {"TaskId": task})
-            statuses = {str(t.get("Status")) for t in _items(answer, "Tasks", "CDNTask")}
+            found = _items(answer, "Tasks", "CDNTask")
+            statuses = {str(t.get("Status")) for t in found}
             if statuses and statuses <= {"Complete"}:
-                say(f"RefreshTaskId {task}: Complete")
+                print(f"{label} {task}: Complete")
                 break
             if "Failed" in statuses:
-                raise ApiCallError(None, f"refresh task {task} failed")
+                why = "; ".join(str(t.get("Description") or "") for t in found).strip("; ")
+                raise ApiCallError(None, f"task {task} failed{': ' + why if why else ''}")
             if time.monotonic() > deadline:
-                raise ApiCallError(None, f"refresh task {task} is still {', '.join(statuses)}")
+                state = ", ".join(sorted(statuses)) or "not listed"
+                raise ApiCallError(None, f"task {task} is still {state}")
             time.sleep(0.2)

@@ -63,5 +63,6 @@ def add_commands(commands: argparse._SubParsersAction[P]) -> None:
 
     push = commands.add_parser("push", help="prefetch URLs into the cache (PushObjectCache)")
     push.add_argument("urls", nargs="+", metavar="URL")
+    push.add_argument("--wait", action="store_true", help="wait until the objects are cached")
     for parser in (add, listing, show, set_, get, delete, push, *simple):
         add_endpoint_options(parser)
