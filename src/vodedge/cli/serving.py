@@ -130,8 +130,8 @@ def check_certificates(node: NodeConfig) -> None:
 def purge(args: argparse.Namespace) -> int:
     """Drop cached objects: a URL drops that object (every query variant), a URL ending
     in '/' everything under that directory."""
-    from vodedge.edge.app import cache_key
     from vodedge.edge.cache import DiskCache
+    from vodedge.edge.resolve import cache_key
 
     node = node_loader(args)()
     cache = DiskCache(node.cache_dir / "store", node.cache_size)

@@ -78,7 +78,7 @@ def _split(path: str) -> tuple[str, str, str]:
 
 def apply_refresh(edge: Any, task: TaskRecord) -> int:
     """Drop what a refresh names from the cache; how many objects went."""
-    from vodedge.edge.app import cache_key
+    from vodedge.edge.resolve import cache_key
 
     host, path, query = _split(task.path)
     domain = edge.config.lookup(host)

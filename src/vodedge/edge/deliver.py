@@ -1,0 +1,344 @@
+"""Stage four, deliver: HTTP semantics of a representation, and the one body writer.
+
+Every response body, whatever produced it (a plan over a cached file, a file
+still filling, an FLV filter, an origin's range), goes through `_write`: one
+place applies the send timeout, `limit_rate` pacing, counting and the abort
+that tells a client its body is incomplete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from vodedge.edge.cache import Body
+from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
+from vodedge.edge.observe import exchange_of
+from vodedge.edge.origin import OriginError, OriginResponse
+from vodedge.media.errors import MediaError
+from vodedge.media.plan import Plan, Span
+
+# While a fill runs, send in steps of this size so clients get bytes as they arrive.
+FOLLOW_STEP = 1 << 20
+# Spans smaller than this are read and written in batches of BATCH_BYTES.
+SENDFILE_MIN = 64 << 10
+BATCH_BYTES = 256 << 10
+# A client must take SEND_STEP bytes within SEND_TIMEOUT seconds (about 17 kB/s),
+# or it is dropped: a stalled reader must not hold a connection forever.
+SEND_STEP = 1 << 20
+# The send_timeout setting of the application serving a request.
+SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
+
+
+def send_timeout(request: web.BaseRequest) -> float:
+    """How long a client may take to accept one step of its response."""
+    return request.app.get(SEND_TIMEOUT, 60.0) if isinstance(request, web.Request) else 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpan:
+    """Bytes of an open file, sent with sendfile when the length is announced."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+Piece = bytes | FileSpan
+
+
+@dataclass
+class Pieces:
+    """A body's pieces in order, and what to release once it is sent or abandoned."""
+
+    pieces: AsyncGenerator[Piece, None]
+    release: Callable[[], Awaitable[None]] | None = None
+
+    async def aclose(self) -> None:
+        """Stop producing; release what was held (even if never iterated)."""
+        await self.pieces.aclose()
+        if self.release is not None:
+            await self.release()
+
+
+# The pieces of bytes `[start, end)` of a representation (end None: all of it).
+Opener = Callable[[int, int | None], Awaitable[Pieces]]
+
+
+@dataclass
+class Output:
+    """A representation ready to send: headers, validators, length (None while
+    unknown) and how to produce any range of its bytes."""
+
+    headers: CIMultiDict[str]
+    validators: Validators
+    size: int | None
+    open: Opener
+    # False: Range is ignored (the bytes come as they are, from the start).
+    ranges: bool = True
+    # Files to close once the response is over (a rendition read instead of the object).
+    holds: list[Body] = field(default_factory=list)
+    # What else to release then (an origin response that may never have been read).
+    releases: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def aclose(self) -> None:
+        """Release what this output holds."""
+        for body in self.holds:
+            body.close()
+        for release in self.releases:
+            await release()
+
+
+class Pacer:
+    """Holds a response to `rate` bytes per second after its first `free` bytes (the
+    `limit_rate` function)."""
+
+    def __init__(self, rate: int, free: int = 0) -> None:
+        self.rate = rate
+        self.free = free
+        self.started = time.monotonic()
+        self.sent = 0
+
+    @property
+    def step(self) -> int:
+        """How much to send between pauses: a quarter second's worth."""
+        return max(self.rate // 4, 16 << 10)
+
+    async def pace(self, sent: int) -> None:
+        """Account for `sent` bytes and sleep until the rate allows more."""
+        self.sent += sent
+        if self.sent <= self.free:
+            self.started = time.monotonic()  # the clock starts after the free prefix
+            return
+        ahead = (self.sent - self.free) / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+def abort(request: web.BaseRequest) -> None:
+    """Drop the connection so the client sees an incomplete body, never a short one."""
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def deliver(
+    request: web.Request, output: Output, rate: tuple[int, int] | None
+) -> web.StreamResponse:
+    """Answer with `output`: conditional requests, Range, HEAD, then its body."""
+    headers = output.headers
+    validators = output.validators
+    if validators.etag:
+        headers["ETag"] = validators.etag
+    if not output.ranges:
+        headers.pop("Accept-Ranges", None)
+    if output.size is None:
+        headers.pop("Accept-Ranges", None)
+        response = web.StreamResponse(status=200, headers=headers)
+        await _write(request, response, await output.open(0, None), rate)
+        return response
+    size = output.size
+    if validators.not_modified(request):
+        return web.Response(status=304, headers=headers)
+    try:
+        applies = output.ranges and validators.range_applies(request)
+        wanted = byte_range(request, size) if applies else None
+    except Unsatisfiable:
+        headers["Content-Range"] = f"bytes */{size}"
+        return web.Response(status=416, headers=headers)
+    status = 200
+    start, end = 0, size
+    if wanted is not None:
+        status = 206
+        start, end = wanted
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    pieces = await output.open(start, end)
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = end - start
+    await _write(request, response, pieces, rate)
+    return response
+
+
+async def _write(
+    request: web.Request,
+    response: web.StreamResponse,
+    pieces: Pieces,
+    rate: tuple[int, int] | None,
+) -> None:
+    """The one body writer: send every piece, or abort the connection."""
+    exchange = exchange_of(request)
+    pacer = None if rate is None else Pacer(*rate)
+    files: dict[int, IO[bytes]] = {}
+    try:
+        await response.prepare(request)
+        exchange.prepared = response
+        if request.method != "HEAD":
+            # Announced lengths allow sendfile; chunked bodies need aiohttp's framing.
+            direct = response.content_length is not None and not response.chunked
+            async for piece in pieces.pieces:
+                if isinstance(piece, FileSpan) and direct:
+                    file = files.get(piece.fd)
+                    if file is None:
+                        # The descriptor belongs to its Body; this wrapper must not close it.
+                        file = files[piece.fd] = open(  # noqa: SIM115
+                            piece.fd, "rb", buffering=0, closefd=False
+                        )
+                    await _sendfile(request, response, file, piece, pacer)
+                else:
+                    data = piece if isinstance(piece, bytes) else _read(piece)
+                    await _send(request, response, data, pacer)
+        await response.write_eof()
+    except (OriginError, MediaError, OSError, TimeoutError):
+        abort(request)
+    finally:
+        for file in files.values():
+            file.close()
+        await pieces.aclose()
+
+
+def _read(span: FileSpan) -> bytes:
+    data = os.pread(span.fd, span.length, span.offset)
+    if len(data) != span.length:
+        raise OSError("the cached object is shorter than its plan")
+    return data
+
+
+async def _send(
+    request: web.Request, response: web.StreamResponse, data: bytes, pacer: Pacer | None
+) -> None:
+    step = len(data) if pacer is None else pacer.step
+    for at in range(0, len(data), max(step, 1)):
+        part = data[at : at + step]
+        await asyncio.wait_for(response.write(part), send_timeout(request))
+        exchange_of(request).sent += len(part)
+        if pacer is not None:
+            await pacer.pace(len(part))
+
+
+async def _sendfile(
+    request: web.Request,
+    response: web.StreamResponse,
+    file: IO[bytes],
+    span: FileSpan,
+    pacer: Pacer | None,
+) -> None:
+    loop = asyncio.get_running_loop()
+    offset, end = span.offset, span.offset + span.length
+    while offset < end:
+        step = min(end - offset, SEND_STEP)
+        if pacer is not None:
+            step = min(step, pacer.step)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        timeout = send_timeout(request)
+        await asyncio.wait_for(response.drain(), timeout)
+        # Over TLS the kernel cannot send the file, and asyncio's fallback would
+        # seek and read the descriptor that readers of a growing fill share (a
+        # dup): their bodies would mix. uvloop has no sendfile at all. Both copy
+        # through user space with pread, in bounded pieces.
+        copied = transport.get_extra_info("sslcontext") is not None
+        if not copied:
+            try:
+                await asyncio.wait_for(loop.sendfile(transport, file, offset, step), timeout)
+            except NotImplementedError:
+                copied = True
+        if copied:
+            data = _read(FileSpan(span.fd, offset, step))
+            await asyncio.wait_for(response.write(data), timeout)
+        offset += step
+        exchange_of(request).sent += step
+        if pacer is not None:
+            await pacer.pace(step)
+
+
+# --- the bodies ------------------------------------------------------------------------
+
+
+def plan_pieces(plan: Plan, body: Body) -> Pieces:
+    """The pieces of `plan` over `body`, waiting for a fill to reach each span."""
+    return Pieces(_plan_pieces(plan, body))
+
+
+async def _plan_pieces(plan: Plan, body: Body) -> AsyncGenerator[Piece, None]:
+    batch: list[bytes] = []
+    batched = 0
+    for piece in plan.pieces:
+        if isinstance(piece, Span) and piece.length >= SENDFILE_MIN:
+            if batch:
+                yield b"".join(batch)
+                batch, batched = [], 0
+            offset, end = piece.offset, piece.end
+            while offset < end:
+                if not body.complete and body.available <= offset:
+                    await body.wait_beyond(offset)
+                    continue
+                stop = end if body.complete else min(end, body.available)
+                yield FileSpan(body.fd, offset, stop - offset)
+                offset = stop
+            continue
+        if isinstance(piece, Span):
+            # Small spans (an audio track's chunks) are gathered and written
+            # together: one sendfile each would cost far more than the copy.
+            if body.available < piece.end:
+                if batch:
+                    yield b"".join(batch)  # what we have goes out before we wait for the fill
+                    batch, batched = [], 0
+                await body.ready(piece.end)
+            data = _read(FileSpan(body.fd, piece.offset, piece.length))
+        else:
+            data = piece
+        batch.append(data)
+        batched += len(data)
+        if batched >= BATCH_BYTES:
+            yield b"".join(batch)
+            batch, batched = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+def growing_pieces(body: Body) -> Pieces:
+    """An object of unknown length, as the fill writes it."""
+    return Pieces(_growing_pieces(body))
+
+
+async def _growing_pieces(body: Body) -> AsyncGenerator[Piece, None]:
+    offset = 0
+    while True:
+        available = body.available
+        if available > offset:
+            chunk = os.pread(body.fd, min(available - offset, FOLLOW_STEP), offset)
+            if not chunk:
+                raise OSError("the cached object is shorter than written")
+            offset += len(chunk)
+            yield chunk
+            continue
+        if body.complete:
+            return
+        await body.wait_beyond(offset)
+
+
+def upstream_pieces(upstream: OriginResponse, length: int | None) -> Pieces:
+    """Exactly `length` bytes of an origin's response (short is an error), or all of
+    it when the length is unknown."""
+    return Pieces(_upstream_pieces(upstream, length), upstream.aclose)
+
+
+async def _upstream_pieces(
+    upstream: OriginResponse, length: int | None
+) -> AsyncGenerator[Piece, None]:
+    sent = 0
+    async for chunk in upstream.body:
+        if length is not None:
+            chunk = chunk[: length - sent]
+        if chunk:
+            sent += len(chunk)
+            yield chunk
+    if length is not None and sent != length:
+        raise OriginError(502, "origin_short", "the origin's body ended early")

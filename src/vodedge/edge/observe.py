@@ -1,0 +1,113 @@
+"""Middleware around every request: the access log, metrics and the last-resort 500."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from vodedge.edge import metrics
+from vodedge.edge.accesslog import log_request
+from vodedge.edge.refusal import Refusal, error_response
+from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
+
+# Request errors reach stderr at most once a second per kind.
+ERROR_LOG = RateLimitedLog("vodedge")
+
+
+@dataclass
+class Exchange:
+    """What the stages learn about one request, for its log line and metrics."""
+
+    domain: str = "-"
+    function: str = "plain"
+    cache: str | None = None
+    sent: int = 0  # body bytes handed to the connection
+    # The response whose headers went out: after that an error can only abort.
+    prepared: web.StreamResponse | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange", Exchange)
+
+
+def exchange_of(request: web.Request) -> Exchange:
+    """The request's exchange record (a fresh one outside the middleware)."""
+    found = request.get(EXCHANGE)
+    if found is None:
+        found = request[EXCHANGE] = Exchange()
+    return found
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run the handler; log and count what it answered, whatever happened."""
+    exchange = exchange_of(request)
+    status = 500
+    error: str | None = None
+    try:
+        try:
+            response = await handler(request)
+        except Refusal as refusal:
+            exchange.domain = refusal.domain or exchange.domain
+            exchange.function = refusal.function or exchange.function
+            response = refusal.response()
+        status = response.status
+        return response
+    except (ConnectionError, asyncio.CancelledError):
+        status = 499  # the client went away
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        # Out of descriptors or memory, or an index the full disk keeps from writing:
+        # the client may try again, nothing is broken.
+        exhausted = (isinstance(exc, OSError) and exc.errno in EXHAUSTED) or isinstance(
+            exc, sqlite3.OperationalError
+        )
+        if exhausted:
+            ERROR_LOG.write("exhausted", f"refused {request.raw_path}: {error}")
+        else:
+            # A bug of ours: one line in the log and a plain 500, never a traceback page.
+            ERROR_LOG.write("internal", f"internal error on {request.raw_path}: {error}")
+        if exchange.prepared is not None:
+            # Headers are out: only dropping the connection tells the client.
+            if request.transport is not None:
+                request.transport.abort()
+            status = exchange.prepared.status
+            return exchange.prepared
+        if exhausted:
+            status = 503
+            refused = error_response(503, "overloaded", "the node is out of resources")
+            refused.headers["Retry-After"] = "1"
+            return refused
+        status = 500
+        return error_response(500, "internal_error", "internal error")
+    finally:
+        _record(request, exchange, status, error)
+
+
+def _record(request: web.Request, exchange: Exchange, status: int, error: str | None) -> None:
+    metrics.REQUESTS.labels(exchange.domain, exchange.function, str(status)).inc()
+    if exchange.sent:
+        metrics.SENT_BYTES.labels(exchange.domain, exchange.function).inc(exchange.sent)
+    fields: dict[str, object] = {
+        "host": request.host,
+        "method": request.method,
+        "path": request.raw_path,
+        "remote": request.remote,
+    }
+    if exchange.cache is not None:
+        fields["cache"] = exchange.cache
+    if error is not None:
+        fields["error"] = error
+    fields.update(
+        status=status,
+        bytes=exchange.sent,
+        function=exchange.function,
+        ms=round((time.monotonic() - exchange.started) * 1000, 2),
+    )
+    log_request(**fields)

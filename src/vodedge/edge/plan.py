@@ -1,0 +1,297 @@
+"""Stage three, plan: what the response is made of (one entry into `media` per transform)."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import time
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+
+from multidict import CIMultiDict
+
+from vodedge.edge import metrics
+from vodedge.edge.cache import Body, DiskCache
+from vodedge.edge.deliver import (
+    Output,
+    Piece,
+    Pieces,
+    growing_pieces,
+    plan_pieces,
+    upstream_pieces,
+)
+from vodedge.edge.driver import run_async
+from vodedge.edge.http_semantics import Validators
+from vodedge.edge.refusal import VIA, Refusal
+from vodedge.edge.resolve import Resolved, media_refusal
+from vodedge.edge.source import FAR_READ, OriginSet, SourceReader
+from vodedge.edge.transforms import Transform
+from vodedge.media.errors import MediaError
+from vodedge.media.flv_filter import FlvFilter
+from vodedge.media.plan import Plan, Span
+
+# Outputs of this many pieces or more are stored as renditions once built: a warm
+# request then costs one sendfile, not one per audio chunk.
+RENDITION_MIN_PIECES = 64
+FLV_HEAD = 64 << 10
+CONTENT_TYPES = {
+    ("mp4", True): "audio/mp4",
+    ("mp4", False): "video/mp4",
+    ("flv", True): "video/x-flv",
+    ("flv", False): "video/x-flv",
+}
+
+ReadAt = Callable[[int, int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Planner:
+    """What building outputs needs beyond the request: memoised plans, renditions."""
+
+    cache: DiskCache
+    memo: PlanMemo
+    max_moov: int
+
+
+async def plan_output(
+    planner: Planner, resolved: Resolved, body: Body, how: str, origins: OriginSet, *, ranged: bool
+) -> tuple[Output, str]:
+    """The output answering `resolved` from `body`, and the function it serves
+    ("plain" when a transform fell back to the original). `ranged`: the client
+    sent a Range."""
+    transform = resolved.transform
+    if transform is not None:
+        output = await _transformed(planner, resolved, body, how, transform, origins, ranged)
+        if output is not None:
+            return output, transform.function
+    return _plain(resolved, body, how, origins), "plain"
+
+
+def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
+    """The headers every response from the cache carries."""
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers["Via"] = VIA
+    headers["X-Cache"] = how
+    headers["Age"] = str(body.meta.age(time.time()))
+    headers["Accept-Ranges"] = "bytes"
+    if body.meta.last_modified:
+        headers["Last-Modified"] = body.meta.last_modified
+    if body.meta.content_encoding:
+        headers["Content-Encoding"] = body.meta.content_encoding
+    return headers
+
+
+def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
+    headers = cache_headers(body, how)
+    headers["Content-Type"] = (
+        body.meta.content_type
+        or mimetypes.guess_type(resolved.path)[0]
+        or "application/octet-stream"
+    )
+    size = body.size
+
+    async def open_plain(start: int, end: int | None) -> Pieces:
+        if size is None or end is None:
+            return growing_pieces(body)
+        if not body.complete and body.meta.ranges and start >= body.available + FAR_READ:
+            # A player seeking in a cold file must not wait for the whole object.
+            upstream = await origins.open_range(start, end, body.meta.etag)
+            return upstream_pieces(upstream, end - start)
+        return plan_pieces(Plan([Span(0, size)]).slice(start, end), body)
+
+    return Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)
+
+
+def _transformed_etag(body: Body, transform: Transform) -> str:
+    base = body.meta.etag or body.version
+    digest = hashlib.blake2s(f"{base}|{transform.tag()}".encode(), digest_size=10).hexdigest()
+    return f'"{digest}"'
+
+
+def _over(plan: Plan, body: Body) -> Callable[[int, int | None], Awaitable[Pieces]]:
+    async def open_plan(start: int, end: int | None) -> Pieces:
+        return plan_pieces(plan if end is None else plan.slice(start, end), body)
+
+    return open_plan
+
+
+async def _transformed(
+    planner: Planner,
+    resolved: Resolved,
+    body: Body,
+    how: str,
+    transform: Transform,
+    origins: OriginSet,
+    ranged: bool,
+) -> Output | None:
+    """The transform's output; None means "fall back to the original"."""
+    domain = resolved.domain
+    if body.meta.content_encoding:
+        if domain.fallback == "passthrough":
+            return None
+        message = f"the origin sent this object {body.meta.content_encoding}-encoded"
+        raise Refusal(415, "unsupported_media", message)
+    reader = SourceReader(body, origins)
+    started = time.monotonic()
+    try:
+        if transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
+            return await _flv_stream(body, how, transform)
+        plan = await plan_for(planner.memo, resolved.key, body, transform, reader, planner.max_moov)
+    except MediaError as exc:
+        if domain.fallback == "passthrough" and exc.code != "invalid_seek":
+            return None
+        raise media_refusal(exc) from None
+    metrics.PLAN_SECONDS.labels(transform.kind).observe(time.monotonic() - started)
+    headers = cache_headers(body, how)
+    headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
+    validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
+    if transform.audio_only and body.size:
+        metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
+    output = Output(headers, validators, plan.size, _over(plan, body))
+    if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
+        return output
+    cache = planner.cache
+    tag = hashlib.blake2s(f"{body.version}|{transform.tag()}".encode(), digest_size=12).hexdigest()
+    rendered = cache.open_rendition(resolved.key, tag)
+    if rendered is None or rendered.meta.size != plan.size:
+        if rendered is not None:
+            rendered.close()
+        cache.store_rendition(resolved.key, tag, plan, body)
+        return output
+    output.open = _over(Plan([Span(0, plan.size)]), rendered)
+    output.holds.append(rendered)
+    return output
+
+
+def _can_stream_flv(ranged: bool, transform: Transform) -> bool:
+    # A time-based seek needs the keyframe index, and a Range needs the exact
+    # size: both wait for the whole object and answer from a plan.
+    return ((transform.start is None and transform.end is None) or not transform.by_time) and (
+        not ranged
+    )
+
+
+async def _flv_stream(body: Body, how: str, transform: Transform) -> Output:
+    start = None if transform.start is None else int(transform.start)
+    end = None if transform.end is None else int(transform.end)
+    flv = FlvFilter(audio_only=transform.audio_only, start=start, end=end)
+    headers = cache_headers(body, how)
+    headers["Content-Type"] = "video/x-flv"
+    first = flv.feed(await body.read_at(0, FLV_HEAD))  # header errors before any byte is sent
+
+    async def open_stream(start: int, end: int | None) -> Pieces:
+        return Pieces(_flv_pieces(flv, first, body))
+
+    return Output(headers, Validators(None, body.meta.last_modified), None, open_stream)
+
+
+async def _flv_pieces(
+    flv: FlvFilter, first: list[bytes], body: Body
+) -> AsyncGenerator[Piece, None]:
+    for chunk in first:
+        yield chunk
+    offset = min(FLV_HEAD, body.available)
+    while True:
+        if offset < body.available:
+            data = await body.read_at(offset, min(body.available - offset, 1 << 20))
+            offset += len(data)
+            for chunk in flv.feed(data):
+                yield chunk
+            continue
+        if body.complete:
+            break
+        await body.wait_beyond(offset)
+    for chunk in flv.close():
+        yield chunk
+
+
+# --- building plans ----------------------------------------------------------------------
+
+
+async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov: int) -> Plan:
+    """The plan of `transform` over an object of `size` bytes."""
+    if transform.kind == "mp4":
+        if transform.start is None and transform.end is None:
+            from vodedge.media.mp4_audio import audio_plan
+
+            return await run_async(audio_plan(size, max_moov=max_moov), read_at)
+        from vodedge.media.mp4_seek import clip_plan
+
+        parser = clip_plan(
+            size,
+            start=transform.start,
+            end=transform.end,
+            audio_only=transform.audio_only,
+            max_moov=max_moov,
+        )
+        return await run_async(parser, read_at)
+    from vodedge.media.flv_plan import flv_clip_plan
+
+    parser = flv_clip_plan(
+        size,
+        _flv_bound(transform.start, transform.by_time),
+        _flv_bound(transform.end, transform.by_time),
+        by_time=transform.by_time,
+        audio_only=transform.audio_only,
+    )
+    return await run_async(parser, read_at)
+
+
+def _flv_bound(value: float | None, by_time: bool) -> float | int | None:
+    return value if value is None or by_time else int(value)
+
+
+class PlanMemo:
+    """Recently built plans per object version and transform, bounded by their size."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._plans: OrderedDict[tuple[str, str, Transform], tuple[Plan, int]] = OrderedDict()
+        self._bytes = 0
+
+    @staticmethod
+    def _weight(plan: Plan) -> int:
+        return 64 * len(plan.pieces) + sum(
+            len(piece) for piece in plan.pieces if not isinstance(piece, Span)
+        )
+
+    def get(self, key: str, version: str, transform: Transform) -> Plan | None:
+        """A memoised plan, or None."""
+        found = self._plans.get((key, version, transform))
+        if found is None:
+            return None
+        self._plans.move_to_end((key, version, transform))
+        return found[0]
+
+    def put(self, key: str, version: str, transform: Transform, plan: Plan) -> None:
+        """Remember a plan, forgetting the least recently used beyond the budget."""
+        weight = self._weight(plan)
+        if weight > self.max_bytes:
+            return
+        old = self._plans.pop((key, version, transform), None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._plans[(key, version, transform)] = (plan, weight)
+        self._bytes += weight
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._plans.popitem(last=False)
+            self._bytes -= dropped
+
+
+async def plan_for(
+    memo: PlanMemo, key: str, body: Body, transform: Transform, read_at: ReadAt, max_moov: int
+) -> Plan:
+    """The plan of `transform` over `body`, memoised once the object is complete."""
+    version = body.version
+    if body.complete:
+        found = memo.get(key, version, transform)
+        if found is not None:
+            return found
+    size = body.size
+    if size is None:
+        size = await body.wait_done()
+    plan = await build_plan(transform, size, read_at, max_moov)
+    if body.complete:
+        memo.put(key, version, transform, plan)
+    return plan

@@ -1,0 +1,162 @@
+"""Stage one, resolve: a request becomes a domain, a transform and a cache key, or a refusal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
+from vodedge.edge.refusal import Refusal
+from vodedge.edge.tls import scheme_answer
+from vodedge.edge.transforms import Transform, transform_for
+from vodedge.media.errors import MediaError
+
+MEDIA_STATUS = {
+    "invalid_seek": 400,
+    "not_iso_bmff": 415,
+    "not_flv": 415,
+    "unsupported_media": 415,
+    "no_audio_track": 422,
+    "limit_exceeded": 422,
+}
+
+
+def media_refusal(
+    exc: MediaError, *, domain: str | None = None, function: str | None = None
+) -> Refusal:
+    """The answer to a media error: its status by code, its one-line message."""
+    status = MEDIA_STATUS.get(exc.code, 422)
+    return Refusal(status, exc.code, str(exc), domain=domain, function=function)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Everything the later stages need to know about a request, decided once."""
+
+    domain: Domain
+    host: str  # the Host the client sent
+    path: str  # the decoded path: TTL rules, content types, transforms
+    raw_path: str  # the path as sent (so %3F stays no query): the key and the origin's
+    query: Mapping[str, str]
+    transform: Transform | None
+    key: str
+    origin_query: str
+    ttl_rule: TtlRule | None
+    # limit_rate for this request: bytes per second after the free prefix, or None.
+    rate: tuple[int, int] | None
+
+    @property
+    def function(self) -> str:
+        """The label used in metrics and logs."""
+        return "plain" if self.transform is None else self.transform.function
+
+
+def resolve(request: web.Request, config: NodeConfig) -> Resolved:
+    """The request's domain, transform and cache key; Refusal when it is not served."""
+    host = request.host or ""
+    domain = config.domain_for(host)
+    if domain is None:
+        raise Refusal(403, "unknown_host", f"this node serves no domain {request.host!r}")
+    name = domain.name
+    answer = scheme_answer(
+        domain, config, secure=request.secure, host=host, path_qs=request.raw_path
+    )
+    if answer is not None:
+        if answer.location is not None:
+            raise Refusal.redirect(answer.location, answer.status, domain=name)
+        raise Refusal(answer.status, answer.code, answer.message, domain=name)
+    if request.method not in ("GET", "HEAD"):
+        raise Refusal(
+            405,
+            "method_not_allowed",
+            "only GET and HEAD are served",
+            headers={"Allow": "GET, HEAD"},
+            domain=name,
+        )
+    path = request.path
+    if _bad_path(path):
+        raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
+    refused = _ip_refusal(domain, request)
+    if refused is not None:
+        raise Refusal(refused, "ip_denied", "your address may not fetch this", domain=name)
+    if not domain.referer_allowed(request.headers.get("Referer")):
+        redirect = domain.referer_policy.redirect_url if domain.referer_policy else None
+        if redirect:
+            raise Refusal.redirect(redirect, domain=name)
+        raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
+    query = request.query
+    try:
+        transform = transform_for(domain, path, query)
+    except MediaError as exc:
+        raise media_refusal(exc, domain=name, function="seek") from None
+    raw_path = request.raw_path.split("?", 1)[0]
+    return Resolved(
+        domain=domain,
+        host=host,
+        path=path,
+        raw_path=raw_path,
+        query=query,
+        transform=transform,
+        key=cache_key(domain, host, raw_path, query),
+        origin_query=urlencode(domain.origin_args(query)),
+        ttl_rule=domain.ttl_rule_for(path),
+        rate=_rate(domain, query),
+    )
+
+
+def cache_key(domain: Domain, host: str, raw_path: str, query: Mapping[str, str]) -> str:
+    """The cache key of a request: domain, path as sent (so %3F is not a query) and the
+    kept query arguments.
+
+    A wildcard domain whose origin is asked with the client's Host keys objects
+    by that Host: the origin may answer each Host differently.
+    """
+    owner = domain.name
+    if (
+        "*" in owner
+        and domain.origin_host is None
+        and any(spec.kind == "http" and not spec.host_header for spec in domain.origins)
+    ):
+        owner = normalize_host(host) or owner
+    args = domain.cache_key_args(query)
+    return f"{owner}{raw_path}" + ("?" + urlencode(args) if args else "")
+
+
+def _rate(domain: Domain, query: Mapping[str, str]) -> tuple[int, int] | None:
+    """limit_rate for this request (its query may set the rate), or None."""
+    config = domain.rate_limit_config
+    if config is None:
+        return None
+    rate = config.rate_for(query, time.localtime().tm_hour)
+    return None if rate is None else (rate, config.after or 0)
+
+
+def _ip_refusal(domain: Domain, request: web.Request) -> int | None:
+    """The status refusing this client by the domain's IP list, None when allowed.
+
+    Which addresses count follows ip_acl_xfwd: the first X-Forwarded-For
+    address (on, the default), the connection's (off), or every one (all).
+    """
+    acl = domain.ip_acl
+    if acl is None:
+        return None
+    remote = request.remote or ""
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+    forwarded = [a for a in forwarded if a]
+    if acl.xfwd == "off" or not forwarded:
+        addresses = [remote]
+    elif acl.xfwd == "on":
+        addresses = forwarded[:1]
+    else:
+        addresses = [remote, *forwarded]
+    return None if all(acl.allows(a) for a in addresses) else int(acl.status)
+
+
+def _bad_path(path: str) -> bool:
+    if not path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+        return True
+    return any(segment in (".", "..") for segment in path.split("/"))
