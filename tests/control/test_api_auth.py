@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import time
 from dataclasses import replace
@@ -552,3 +553,32 @@ def test_refused_hand_made_writes_change_nothing(api_node: ApiNode) -> None:
     assert call(api_node, good).status == 200
     assert _listed(api_node, name)
     assert_error(call(api_node, good), 400, "SignatureNonceUsed")
+
+
+def test_a_caller_leaving_mid_body_is_no_error_in_the_log(api_node: ApiNode) -> None:
+    for head in (
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 100\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+    ):
+        with socket.create_connection(("127.0.0.1", api_node.port), timeout=5) as sock:
+            sock.sendall(head)
+            time.sleep(0.2)
+    assert_passed(call(api_node, v1_request(api_node.port, FULL, "DescribeRefreshQuota")))
+    assert "vodedge: api:" not in api_node.log_text()
+
+
+def test_silent_connections_to_the_admin_listener_are_closed(tmp_path: Path) -> None:
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    config = "[node]\nidle_timeout = 1\n" + keys_toml()
+    config += f'[[domain]]\nname = "a.example.com"\norigins = ["{origin}"]\n'
+    server = start_node(tmp_path, config)
+    try:
+        with socket.create_connection(("127.0.0.1", server.admin_port), timeout=15) as sock:
+            sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+            started = time.monotonic()
+            assert sock.recv(1024) == b""  # closed by the node
+            assert time.monotonic() - started < 10
+    finally:
+        server.stop()

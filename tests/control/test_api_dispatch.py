@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from api_client import Key, Prepared, acs3_request, send, v1_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import vodedge.control.api as api_module
 from vodedge.config.keys import AccessKey
 from vodedge.control.api import MAX_REQUEST_LINE, Api
 from vodedge.control.calls import COMMON_PARAMETERS, Call, JsonObject
@@ -188,9 +190,18 @@ def hostile_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     try:
         yield port
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+
+        async def shutdown() -> None:
+            await runner.cleanup()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
         nonces.close()
 
 
@@ -244,3 +255,15 @@ def test_hostile_requests_get_a_documented_error(
     data = answer.json
     assert set(data) == {"RequestId", "HostId", "Code", "Message"}, data
     assert "\n" not in data["Message"]
+
+
+def test_a_body_too_slow_to_arrive_is_a_timeout(
+    hostile_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(api_module, "BODY_SECONDS", 0.5)
+    with socket.create_connection(("127.0.0.1", hostile_port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        reply = sock.recv(65536)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), reply
+    assert json.loads(body)["Code"] == "RequestTimeout"

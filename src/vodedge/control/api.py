@@ -8,6 +8,7 @@ signed (see signing.py), answered with `{"RequestId", ...}` or
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -28,6 +29,7 @@ from .throttle import Throttle
 
 VERSION = "2018-05-10"
 MAX_BODY = 1 << 20
+BODY_SECONDS = 30.0
 # Far above what any action takes; a flood of them is refused before it is parsed.
 MAX_PARAMETERS = 500
 # The request line may carry a whole call (the older SDK puts everything in the query).
@@ -77,16 +79,22 @@ def _too_large() -> ApiError:
 
 
 async def _read_body(request: web.Request) -> bytes:
-    """The body, refused past MAX_BODY without reading further."""
+    """The body, refused past MAX_BODY without reading further, or after BODY_SECONDS."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(65536):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _too_large()
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            while chunk := await request.content.read(65536):
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise _too_large()
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, "RequestTimeout", f"The request body did not arrive within {BODY_SECONDS:g} s."
+        ) from None
     return b"".join(chunks)
 
 
@@ -129,6 +137,8 @@ class Api:
             answer = await self._call(request, request_id)
         except ApiError as error:
             return self._error(request, request_id, error)
+        except ConnectionError:  # the caller left mid-request: nobody to answer, no bug
+            return self._error(request, request_id, _invalid("The connection was lost."))
         except Exception as exc:  # a bug must not answer with a traceback
             sys.stderr.write(
                 f"vodedge: api: request {request_id} failed: {type(exc).__name__}:"

@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -258,6 +258,14 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
     )
+
+    async def sweep(app: web.Application) -> AsyncIterator[None]:
+        # Silent or half-sent requests are closed here too, as in the workers.
+        sweeper = asyncio.create_task(_close_idle(runner, options.config.limits.idle_timeout))
+        yield
+        sweeper.cancel()
+
+    app.cleanup_ctx.append(sweep)
     await runner.setup()
     site = web.TCPSite(runner, address[0], address[1])
     await site.start()
