@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import ssl
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +37,9 @@ from vodedge.control.store import Certificate
 MAX_CERTIFICATE = 64 << 10
 MAX_KEY = 16 << 10
 MAX_CHAIN = 10
+# Unreferenced certificate files are deleted once this old (seconds), see prune.
+PRUNE_GRACE = 60.0
+_PAIR_FILE = re.compile(r"[a-z0-9_.-]+\.[0-9a-f]{16}\.(?:crt|key)|\..+\.\d+\.tmp")
 # The key types TLS servers sign with.
 TlsKey = (
     rsa.RSAPrivateKey
@@ -195,22 +200,28 @@ class CertificateStore:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
-    def prune(self, domain: str, keep: CertificateFiles | None) -> None:
-        """Delete the domain's stored pairs but `keep`."""
+    def prune(self, keep: Collection[Path], grace: float = PRUNE_GRACE) -> int:
+        """Delete pairs (and leftover temporary files) not in `keep` and older than
+        `grace` seconds; how many files went.
+
+        Workers prune as they follow the store: one still on an older version
+        must not take the files another has just written for a newer one, hence
+        the grace. A worker needs files only to load them after its own
+        configuration changed, and then it names the current ones.
+        """
         if not self.directory.is_dir():
-            return
-        prefix = f"{_file_name(domain)}."
-        kept = set() if keep is None else {keep.cert_path.name, keep.key_path.name}
+            return 0
+        kept = {Path(path).name for path in keep}
+        oldest = time.time() - grace
+        removed = 0
         for path in self.directory.iterdir():
-            rest = path.name[len(prefix) :]
-            if (
-                path.name.startswith(prefix)
-                and path.name not in kept
-                and rest.count(".") == 1
-                and rest.endswith((".crt", ".key"))
-            ):
-                with contextlib.suppress(FileNotFoundError):
+            if path.name in kept or not _PAIR_FILE.fullmatch(path.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < oldest:
                     path.unlink()
+                    removed += 1
+        return removed
 
 
 def _file_name(domain: str) -> str:

@@ -21,7 +21,7 @@ import aiohttp
 
 from vodedge.config import NodeConfig
 
-from .certificates import stored_certificates
+from .certificates import CertificateStore, stored_certificates
 from .domains import edge_domain_name, node_with, record_of
 from .sqlite_store import SqliteStore
 from .store import ControlStore, TaskRecord
@@ -140,10 +140,12 @@ class WorkerSync:
         if version == self.seen:
             return
         records = self.store.domains()
-        certificates = stored_certificates(
-            self.store.certificates(), certificates_dir(self.store.path.parent), edge_domain_name
-        )
+        directory = certificates_dir(self.store.path.parent)
+        certificates = stored_certificates(self.store.certificates(), directory, edge_domain_name)
         edge.config = node_with(edge.config, records, certificates)
+        CertificateStore(directory).prune(
+            [path for c in certificates.values() for path in (c.cert_path, c.key_path)]
+        )
         pending = self.store.pending_refreshes(self.index)
         for task in pending:
             apply_refresh(edge, task)
