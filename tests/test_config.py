@@ -424,6 +424,18 @@ GOOD_VALUE = {
     "ali_limit_end_hour": "23",
     "https_rewrite": "308",
     "http_rewrite": "301",
+    "auth_type": "no_auth",  # the other types need auth_key1 (tests/test_urlauth.py)
+    "auth_key1": "aliyuncdnexp1234",
+    "auth_key2": "A" * 128,
+    "ali_auth_delta": "3600",
+    "req_auth_ip_white": "192.0.2.1,2001:db8::/64",
+    "req_auth_ip_acl_xfwd": "all",
+    "sign_param": "token",
+    "time_param": "ts",
+    "time_format": "dec",
+    "path_encoding": "off",
+    "auth_m3u8": "off",
+    "vodedge_signed_args": "free_time,start",
 }
 BAD_VALUE = {
     "enable": "maybe",
@@ -464,6 +476,18 @@ BAD_VALUE = {
     "ali_limit_end_hour": "-1",
     "https_rewrite": "302",  # the docs name 301 and 308 only
     "http_rewrite": "307",
+    "auth_type": "type_g",
+    "auth_key1": "short",
+    "auth_key2": "has-a-dash-in-it-here",
+    "ali_auth_delta": "1.5",
+    "req_auth_ip_white": "192.0.2.300",
+    "req_auth_ip_acl_xfwd": "both",
+    "sign_param": "si gn",
+    "time_param": "ti&me",
+    "time_format": "oct",
+    "path_encoding": "yes",
+    "auth_m3u8": "1",
+    "vodedge_signed_args": "a=b",
 }
 
 

@@ -74,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     add_endpoint_options(purge)
     add_commands(commands)
 
+    from vodedge.cli.signing import add_sign_command
+
+    add_sign_command(commands)
+
     demo = commands.add_parser("demo", help="extract the audio of every sample in a directory")
     demo.add_argument("directory")
     demo.add_argument("--out", default="var/demo")

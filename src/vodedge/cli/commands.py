@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
             from pathlib import Path
 
             return demo(Path(args.directory), Path(args.out))
+        if args.command == "sign":
+            from vodedge.cli.signing import sign
+
+            return sign(args)
         if args.command == "serve":
             from vodedge.cli.serving import serve
 

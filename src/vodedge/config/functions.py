@@ -201,6 +201,42 @@ def _seek_names_differ(values: Mapping[str, object]) -> None:
             )
 
 
+# auth_type values the docs list; D and E are refused rather than stored unenforced.
+AUTH_TYPES = ("no_auth", "type_a", "type_b", "type_c", "type_d", "type_e", "type_f")
+
+
+def _auth_type(text: str) -> str:
+    value = parse_switch(text, AUTH_TYPES)
+    if value in ("type_d", "type_e"):
+        raise bad(f"{value} is not supported by vodedge (type_a, type_b, type_c, type_f are)")
+    return value
+
+
+def _auth_key(text: str) -> str:
+    # The docs: 16 to 128 upper- and lower-case letters and digits.
+    if not 16 <= len(text) <= 128 or not (text.isascii() and text.isalnum()):
+        raise bad("must be 16 to 128 letters and digits")
+    return text
+
+
+def _auth_consistent(values: Mapping[str, object]) -> None:
+    if values["auth_type"] != "no_auth" and values.get("auth_key1") is None:
+        raise ConfigError(
+            MISSING_PARAMETER,
+            f"the value of ArgName auth_key1 is missing (auth_type {values['auth_type']})",
+            arg="auth_key1",
+        )
+    if values["sign_param"] == values["time_param"]:
+        raise bad("sign_param and time_param must differ").at(arg="time_param")
+    signature = {"auth_key", "KEY1", "KEY2", values["sign_param"], values["time_param"]}
+    signed = values.get("vodedge_signed_args")
+    for name in signed if isinstance(signed, tuple) else ():
+        if name in signature:
+            raise bad(f"vodedge_signed_args names the signature parameter {name}").at(
+                arg="vodedge_signed_args"
+            )
+
+
 def _hours_ordered(values: Mapping[str, object]) -> None:
     start, end = values["ali_limit_start_hour"], values["ali_limit_end_hour"]
     assert isinstance(start, int) and isinstance(end, int)
@@ -312,6 +348,26 @@ VOCABULARY: Mapping[str, FunctionSpec] = {
             "ali_limit_end_hour": ArgSpec(_int(0, 24), default="24"),
         },
         check=_hours_ordered,
+    ),
+    "aliauth": FunctionSpec(
+        {
+            "auth_type": ArgSpec(_auth_type, required=True),
+            "auth_key1": ArgSpec(_auth_key),
+            "auth_key2": ArgSpec(_auth_key),
+            "ali_auth_delta": ArgSpec(_int(0, 2_147_483_647), default="1800"),
+            "req_auth_ip_white": ArgSpec(parse_ip_list),
+            "req_auth_ip_acl_xfwd": ArgSpec(_switch("on", "off", "all"), default="on"),
+            "sign_param": ArgSpec(_PARAM_NAME, default="sign"),
+            "time_param": ArgSpec(_PARAM_NAME, default="time"),
+            # The docs' own example writes "hec"; it is read as hex.
+            "time_format": ArgSpec(_switch("hex", "dec", "hec"), default="hex"),
+            "path_encoding": ArgSpec(ON_OFF, default="on"),
+            # Accepted for compatibility: vodedge serves no m3u8 playlists to rewrite.
+            "auth_m3u8": ArgSpec(ON_OFF, default="on"),
+            # vodedge's own extension (see config/urlauth.py): query parameters in the hash.
+            "vodedge_signed_args": ArgSpec(_names(",", 10)),
+        },
+        check=_auth_consistent,
     ),
     "https_force": FunctionSpec(
         {"enable": _ENABLE, "https_rewrite": ArgSpec(_redirect_status, default="301")},
@@ -447,9 +503,8 @@ def check_function(function: Function) -> CheckedFunction:
         try:
             spec.check(values)
         except ConfigError as error:
-            raise ConfigError(
-                MALFORMED_ARG_VALUE, f"{function.name}: {error.message}", arg=error.arg
-            ) from None
+            code = MISSING_PARAMETER if error.code == MISSING_PARAMETER else MALFORMED_ARG_VALUE
+            raise ConfigError(code, f"{function.name}: {error.message}", arg=error.arg) from None
     return CheckedFunction(function.name, {k: v for k, v in values.items() if v is not None})
 
 

@@ -26,6 +26,7 @@ from .policy import (
     TtlRule,
     build_policy,
 )
+from .urlauth import UrlAuth
 from .values import parse_host, parse_host_header, parse_hostname, parse_int, parse_size
 
 __all__ = [
@@ -208,6 +209,11 @@ class Domain:
     def preview(self) -> PreviewConfig | None:
         """ali_video_preview when it is on."""
         return self._policy.preview
+
+    @property
+    def url_auth(self) -> UrlAuth | None:
+        """aliauth when it asks for signed URLs."""
+        return self._policy.url_auth
 
     @property
     def range_mode(self) -> RangeMode:

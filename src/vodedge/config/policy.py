@@ -10,6 +10,7 @@ from .access import IpAcl, Network, RefererPolicy
 from .errors import CONFLICTING_FUNCTIONS, ConfigError
 from .functions import CheckedFunction, Function, check_functions
 from .query import AUDIO_ONLY_ARG, QueryPolicy
+from .urlauth import AuthKind, UrlAuth
 
 RangeMode = Literal["on", "off", "force"]
 MIN_RATE = 100 << 10  # the docs: a limit under 100k is applied as 100k
@@ -108,6 +109,7 @@ class Policy:
     referer: RefererPolicy | None = None
     ip_acl: IpAcl | None = None
     rate: RateLimit | None = None
+    url_auth: UrlAuth | None = None
     scheme_redirect: SchemeRedirect | None = None
 
     def ttl_rule_for(self, path: str) -> TtlRule | None:
@@ -161,6 +163,34 @@ def _ip_acl(checked: CheckedFunction) -> IpAcl:
         networks=networks,
         status=checked.get("customize_response_status_code", int) or 403,
         xfwd=xfwd,
+    )
+
+
+def url_auth_of(checked: CheckedFunction) -> UrlAuth | None:
+    """The signed-URL settings of a checked aliauth function; None for no_auth."""
+    kind = checked.need("auth_type", str)
+    if kind not in ("type_a", "type_b", "type_c", "type_f"):
+        return None
+    auth_kind: AuthKind = (
+        "type_a" if kind == "type_a" else "type_b" if kind == "type_b"
+        else "type_c" if kind == "type_c" else "type_f"
+    )  # fmt: skip
+    keys = tuple(k for k in (checked.get("auth_key1", str), checked.get("auth_key2", str)) if k)
+    given = checked.need("req_auth_ip_acl_xfwd", str)
+    xfwd: Literal["on", "off", "all"] = (
+        "all" if given == "all" else "off" if given == "off" else "on"
+    )
+    return UrlAuth(
+        kind=auth_kind,
+        keys=keys,
+        delta=checked.need("ali_auth_delta", int),
+        exempt=checked.get("req_auth_ip_white", tuple) or (),
+        xfwd=xfwd,
+        sign_param=checked.need("sign_param", str),
+        time_param=checked.need("time_param", str),
+        time_format="dec" if checked.need("time_format", str) == "dec" else "hex",
+        encoded_path=checked.need("path_encoding", str) == "on",
+        signed_args=tuple(checked.get("vodedge_signed_args", tuple) or ()),
     )
 
 
@@ -230,6 +260,10 @@ def build_policy(functions: Sequence[Function]) -> Policy:
     # Generic names such as `start` stay ordinary parameters while their function is off.
     consumed |= seek.arg_names if seek.enabled else set()
     consumed |= {preview.argument} if preview is not None else set()
+    url_auth = url_auth_of(by_name["aliauth"]) if "aliauth" in by_name else None
+    # The signature never reaches a cache key or the origin (the docs: "restored to the
+    # original URL ... to raise the cache hit ratio").
+    consumed |= url_auth.signature_args if url_auth is not None else set()
     range_fn = by_name.get("range")
     given = range_fn.need("enable", str) if range_fn is not None else "off"
     range_mode: RangeMode = "force" if given == "force" else "on" if given == "on" else "off"
@@ -253,4 +287,5 @@ def build_policy(functions: Sequence[Function]) -> Policy:
         ip_acl=_ip_acl(ip_fn) if ip_fn is not None else None,
         rate=_rate(rate_fn) if rate_fn is not None else None,
         scheme_redirect=_scheme_redirect(force) if force is not None else None,
+        url_auth=url_auth,
     )
