@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import subprocess
@@ -14,6 +13,7 @@ from typing import BinaryIO
 
 import edge
 import media
+import seek
 from harness import (
     REPO,
     SCRATCH,
@@ -357,107 +357,6 @@ def bench_flv(runs: int, warmup: int) -> Section:
     )
 
 
-# -- benchmark 4 (issue 3, prepared for issue 4): seek plans over HTTP -----------------
-
-
-def bench_seek(seconds: int, connections: int) -> Section:
-    """Requests/s of `?start=&end=` on the 30-minute MP4: nginx's mp4 module vs vodedge."""
-    import servers
-
-    head = media.ensure(media.MP4_LONG)
-    # A one-second window keeps the body small, so requests/s measures the
-    # per-request work (reading and rewriting the 650 kB moov), not copying.
-    path = "/long.mp4?start=600&end=601"
-    rows: list[Row] = []
-    notes = [
-        f"wrk, one thread, {connections} connections, {seconds} s, loopback; "
-        "one server worker each; ratio is vodedge / nginx requests/s (above 1 is faster)"
-    ]
-    print(f"\nbenchmark seek: wrk {seconds} s per server", flush=True)
-    nginx_rps: float | None = None
-    with servers.docroot({"long.mp4": head}) as root:
-        if not servers.nginx_has_mp4():
-            rows.append(Row("nginx mp4 module", "-", "", "", "skipped: nginx lacks mp4 module"))
-        else:
-            with servers.nginx(root, "/long.mp4?start=0&end=1") as base:
-                body = servers.fetch(base + path).size
-                servers.wrk(base + path, seconds=1, connections=connections)
-                result = servers.wrk(base + path, seconds=seconds, connections=connections)
-                nginx_rps = result.requests_per_s
-                rows.append(_wrk_row("nginx mp4 module ?start=&end=", result, body, None))
-        rows += seek_in_process(head, nginx_rps)
-        if not servers.vodedge_serve_available():
-            rows.append(Row("vodedge serve ?start=&end=", "-", "", "",
-                            "skipped: vodedge serve not available"))  # fmt: skip
-        else:
-            with servers.vodedge_serve(root, "/long.mp4") as base:
-                # Fill vodedge's cache first: the comparison is warm (nginx
-                # reads the file from the page cache).
-                problems = servers.warm(base + "/long.mp4", want_hit=True)
-                problems += servers.warm(base + path, want_hit=False)
-                if problems:
-                    notes.append(
-                        f"vodedge warm-up: {len(problems)} bad responses before a good one "
-                        f"(first: {problems[0]})"
-                    )
-                body = servers.fetch(base + path).size
-                servers.wrk(base + path, seconds=1, connections=connections)
-                result = servers.wrk(base + path, seconds=seconds, connections=connections)
-                rows.append(_wrk_row("vodedge serve ?start=&end=", result, body, nginx_rps))
-    return Section(
-        "seek",
-        "Seek plans over HTTP, 30-minute MP4 (issue 3), requests per second",
-        [media.describe(head), f"GET {path}"],
-        rows,
-        notes,
-    )
-
-
-def seek_in_process(path: Path, nginx_rps: float | None) -> list[Row]:
-    """The per-request work alone: vodedge's clip plan of the same window, in-process."""
-    if importlib.util.find_spec("vodedge.media.mp4_seek") is None:
-        return [Row("vodedge clip_plan (in-process)", "-", "", "", "skipped: no mp4_seek yet")]
-    from vodedge.media.mp4_seek import clip_plan
-    from vodedge.media.reading import run
-
-    rows = []
-    size = path.stat().st_size
-    with path.open("rb") as file:
-        fd = file.fileno()
-        for audio_only in (False, True):
-
-            def build(audio_only: bool = audio_only) -> object:
-                return run(
-                    clip_plan(size, start=600.0, end=601.0, audio_only=audio_only),
-                    lambda offset, length: os.pread(fd, length, offset),
-                )
-
-            stats = time_in_process(build, 30, 3)
-            per_s = 1 / stats.median
-            label = "audio-only " if audio_only else ""
-            rows.append(
-                Row(
-                    f"vodedge {label}clip_plan 600-601 s (in-process, no HTTP)",
-                    f"{per_s:,.0f} plans/s",
-                    f"{per_s / nginx_rps:.2f}" if nginx_rps else "",
-                    "",
-                    f"median {fmt_seconds(stats.median)} per plan, one core",
-                )
-            )
-    return rows
-
-
-def _wrk_row(label: str, result: object, body: int, base_rps: float | None) -> Row:
-    from servers import WrkResult
-
-    assert isinstance(result, WrkResult)
-    ratio_text = f"{result.requests_per_s / base_rps:.2f}" if base_rps else "1.00"
-    detail = f"p50 {result.p50}, p99 {result.p99}, body {body / 1e3:.0f} kB"
-    if result.errors:
-        detail += f", {result.errors}"
-    return Row(label, f"{result.requests_per_s:,.0f} req/s", ratio_text, result.command, detail)
-
-
 def source_tree(rev: str) -> tuple[Path, str]:
     """src/ of commit `rev`, extracted once under .cache/bench-src; and its short hash.
 
@@ -568,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "flv":
             section = bench_flv(args.runs, args.warmup)
         elif name == "seek":
-            section = bench_seek(args.wrk_seconds, args.connections)
+            section = seek.bench_seek(args.wrk_seconds, args.connections)
         elif name == "edge-throughput":
             section = edge.bench_throughput(edge_options)
         elif name == "edge-ttfb":

@@ -391,12 +391,22 @@ class WrkResult:
     transfer_per_s: str = ""  # wrk's own figure, headers included
 
 
-def wrk(url: str, *, seconds: int, connections: int, timeout: int | None = None) -> WrkResult:
-    """Load `url` with one wrk thread; return its requests/s and latency percentiles."""
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    timeout: int | None = None,
+    script: Path | None = None,
+) -> WrkResult:
+    """Load `url` with one wrk thread (its requests made by a Lua `script` if given);
+    return its requests/s and latency percentiles."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if timeout is not None:
         # wrk's default (2 s) counts slow full responses as timeouts.
         argv[4:4] = [f"--timeout={timeout}s"]
+    if script is not None:
+        argv[4:4] = ["-s", str(script)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     text = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)

@@ -34,7 +34,6 @@ from vodedge.media.mp4_movie import (
     rebuild_pieces,
     set_duration_field,
 )
-from vodedge.media.mp4_tables import parse_stsc
 from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
@@ -165,43 +164,60 @@ class Chunks:
     description: Ints
 
     @classmethod
-    def of(cls, stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int) -> Chunks:
-        """Expand the `stsc` runs over `chunk_count` chunks, checked against the sample count."""
+    def of(cls, stsc: Ints, chunk_count: int, sample_count: int) -> Chunks:
+        """Expand the `stsc` runs (rows of first chunk, samples per chunk, description)
+        over `chunk_count` chunks, checked against the sample count; the checks, their
+        order and their messages are those of `mp4_tables.chunk_map`."""
         if chunk_count == 0:
             if sample_count:
                 raise MalformedMedia(f"{sample_count} samples but no chunk holds them")
             empty = np.zeros(0, np.int64)
             return cls(empty, empty, empty, empty)
-        if not stsc:
+        if not len(stsc):
             raise MalformedMedia(f"{chunk_count} chunks but stsc is empty")
-        if stsc[0][0] != 1:
-            raise MalformedMedia(f"stsc starts at chunk {stsc[0][0]}, not 1")
-        runs: list[int] = []
-        sample = 0
-        for index, (first, per_chunk, _sdi) in enumerate(stsc):
-            if first > chunk_count:
-                raise MalformedMedia(f"stsc refers to chunk {first}; stco has {chunk_count}")
-            # A run never reaches past the last chunk; a later entry that starts past
-            # it is refused on its own turn.
-            last = (
-                min(stsc[index + 1][0] - 1, chunk_count) if index + 1 < len(stsc) else chunk_count
-            )
-            if last < first - 1:  # equal first_chunk values are empty runs
+        firsts, per_chunk = stsc[:, 0], stsc[:, 1]
+        if firsts[0] != 1:
+            raise MalformedMedia(f"stsc starts at chunk {firsts[0]}, not 1")
+        # A run never reaches past the last chunk; a later entry that starts past it is
+        # refused on its own turn. Equal first_chunk values are empty runs.
+        last = np.append(np.minimum(firsts[1:] - 1, chunk_count), chunk_count)
+        runs = last - firsts + 1
+        # Products capped past the sample count keep the sums exact up to the first
+        # entry that overflows it (every earlier one fit), without wrapping.
+        cap = sample_count + 1
+        taken = np.minimum(
+            np.maximum(runs, 0).astype(np.uint64) * per_chunk.astype(np.uint64), cap
+        ).astype(np.int64)
+        before = np.cumsum(taken) - taken
+        past_chunks = firsts > chunk_count
+        descending = last < firsts - 1
+        too_many = before + taken > sample_count
+        bad = np.flatnonzero(past_chunks | descending | too_many)
+        if len(bad):
+            i = int(bad[0])
+            if past_chunks[i]:
+                raise MalformedMedia(f"stsc refers to chunk {firsts[i]}; stco has {chunk_count}")
+            if descending[i]:
                 raise MalformedMedia("stsc chunk numbers do not ascend")
-            count = last - first + 1
-            if sample + count * per_chunk > sample_count:
-                raise MalformedMedia(
-                    f"stsc describes more samples than the {sample_count} of the size table"
-                )
-            runs.append(count)
-            sample += count * per_chunk
-        if sample != sample_count:
-            raise MalformedMedia(f"stsc describes {sample} samples, the size table {sample_count}")
-        table = np.array(stsc, np.int64).reshape(-1, 3)
-        repeats = np.array(runs, np.int64)
-        samples = np.repeat(table[:, 1], repeats)
+            raise MalformedMedia(
+                f"stsc describes more samples than the {sample_count} of the size table"
+            )
+        described = int(before[-1] + taken[-1])
+        if described != sample_count:
+            raise MalformedMedia(
+                f"stsc describes {described} samples, the size table {sample_count}"
+            )
+        samples = np.repeat(per_chunk, runs)
         end = np.cumsum(samples)
-        return cls(end - samples, samples, end, np.repeat(table[:, 2], repeats))
+        return cls(end - samples, samples, end, np.repeat(stsc[:, 2], runs))
+
+
+def _stsc(payload: memoryview) -> Ints:
+    """`stsc` rows: first chunk, samples per chunk, sample description index."""
+    if len(payload) < 8:
+        raise MalformedMedia("stsc box is too short")
+    count = _VF_COUNT.unpack_from(payload, 0)[1]
+    return _u32s(_table(payload, "stsc", 8, 12, count)).astype(np.int64).reshape(-1, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,8 +459,8 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     chunks: Chunks | MediaError
     try:
         stsc_box = kids.get(b"stsc")
-        stsc = parse_stsc(movie.payload(stsc_box)) if stsc_box is not None else []
-        chunks = Chunks.of(stsc, len(offsets), count)
+        stsc = _stsc(movie.payload(stsc_box)) if stsc_box is not None else np.zeros((0, 3))
+        chunks = Chunks.of(stsc.astype(np.int64), len(offsets), count)
     except MediaError as exc:
         chunks = exc
     groups: dict[int, SampleGroups | MediaError] = {}

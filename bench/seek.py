@@ -1,0 +1,358 @@
+"""Benchmark `seek` (issues 3 and 15): clips at random starts on the 30-minute MP4.
+
+Over HTTP, one worker each, side by side with nginx's mp4 module: `wrk` with a
+Lua script that draws a new start for every request (a listener dragging the
+progress bar), a cold-index case (the first seek of an object), and the
+latency of a small HIT while 8 clients seek at random. In process: the
+planner's cost from a warm index, building the index, and the old planner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import media
+import servers
+from edge import KeepAlive
+from harness import REPO, Row, Section, time_in_process
+from servers import Server, WrkResult
+
+DURATION = 1800.0
+CLIP = 10.0
+SEED = 15
+# wrk scripts beside this file: a new random start for every request.
+SCRIPTS = {
+    "clip": Path(__file__).with_name("seek-clip.lua"),
+    "audio-open": Path(__file__).with_name("seek-audio-open.lua"),
+}
+WORKLOADS = {
+    "clip": "/long.mp4?start=%.3f&end=%.3f",
+    "audio-open": "/long.mp4?ali_audio_only=1&start=%.3f",
+}
+
+
+def random_path(workload: str, rng: random.Random) -> str:
+    """One request of `workload`, as the Lua script would draw it."""
+    fmt = WORKLOADS[workload]
+    s = rng.random() * (DURATION - CLIP)
+    return fmt % ((s, s + CLIP) if workload == "clip" else (s,))
+
+
+def wrk_row(label: str, result: WrkResult, base_rps: float | None) -> Row:
+    """A table row of one wrk run."""
+    ratio = f"{result.requests_per_s / base_rps:.3f}" if base_rps else ""
+    detail = f"p50 {result.p50}, p99 {result.p99}, {result.requests} requests"
+    if result.errors:
+        detail += f", {result.errors}"
+    return Row(label, f"{result.requests_per_s:,.1f} req/s", ratio, result.command, detail)
+
+
+def ms(seconds: float) -> str:
+    """Milliseconds, three significant places."""
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
+
+
+# -- in process ---------------------------------------------------------------------------
+
+
+def _oracle() -> Callable[..., object] | None:
+    """The planner as it was before the index (kept in tests/ as the oracle), if present."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from mp4_seek_oracle import clip_plan
+    except ImportError:
+        return None
+    finally:
+        sys.path.pop(0)
+    return clip_plan  # type: ignore[no-any-return]
+
+
+def in_process(path: Path, samples: int) -> list[Row]:
+    """The planner alone: old planner, index build, and clips from a warm index."""
+    from vodedge.media.mp4_index import read_index
+    from vodedge.media.reading import run
+
+    size = path.stat().st_size
+    rows: list[Row] = []
+    with path.open("rb") as file:
+        fd = file.fileno()
+
+        def read(offset: int, length: int) -> bytes:
+            return os.pread(fd, length, offset)
+
+        old = _oracle()
+        build = time_in_process(lambda: run(read_index(size), read), 15, 2)
+        if old is not None:
+            rng = random.Random(SEED)
+
+            def old_clip() -> object:
+                s = rng.random() * (DURATION - CLIP)
+                return run(old(size, start=s, end=s + CLIP), read)
+
+            before = time_in_process(old_clip, 15, 2)
+            rows.append(
+                Row(
+                    "old planner (whole moov per request), random 10-s clip",
+                    ms(before.median),
+                    "",
+                    "",
+                    f"CPU median {ms(before.cpu_median or 0)}; what every seek cost before",
+                )
+            )
+        rows.append(
+            Row(
+                "index build (cold: read + parse the moov once)",
+                ms(build.median),
+                f"{build.median / before.median:.2f}" if old is not None else "",
+                "",
+                "ratio: index build / old planner per request (target <= 1)",
+            )
+        )
+        index = run(read_index(size), read)
+        rows.append(Row("index memory", f"{index.nbytes / 1e6:.1f} MB", "", "", "moov + arrays"))
+        cases: list[tuple[str, Callable[[float], object], float]] = [
+            ("warm: random 10-s clip, full", lambda s: index.clip(s, s + CLIP), 0.5e-3),
+            (
+                "warm: random 10-s clip, audio-only",
+                lambda s: index.clip(s, s + CLIP, audio_only=True),
+                0.5e-3,
+            ),
+            (
+                "warm: random open-ended start, audio-only",
+                lambda s: index.clip(s, None, audio_only=True),
+                3e-3,
+            ),
+            ("warm: random open-ended start, full", lambda s: index.clip(s, None), 3e-3),
+            (
+                "warm: open-ended from 0 s, audio-only (largest)",
+                lambda s: index.clip(0.0, None, audio_only=True),
+                3e-3,
+            ),
+        ]
+        for label, plan, target in cases:
+            rng = random.Random(SEED)
+            times: list[float] = []
+            for _ in range(10):
+                plan(rng.random() * (DURATION - CLIP))
+            for _ in range(samples):
+                s = rng.random() * (DURATION - CLIP)
+                started = time.perf_counter()
+                plan(s)
+                times.append(time.perf_counter() - started)
+            p50 = statistics.median(times)
+            rows.append(
+                Row(
+                    label,
+                    ms(p50),
+                    "",
+                    "",
+                    f"p99 {ms(quantile(times, 0.99))}, max {ms(max(times))}, "
+                    f"{samples} starts; target <= {ms(target)} "
+                    f"({'met' if p50 <= target else 'missed'})",
+                )
+            )
+    return rows
+
+
+# -- over HTTP ----------------------------------------------------------------------------
+
+
+def ttfb(server: Server, paths: list[str]) -> list[float]:
+    """Seconds to the first body byte of each path, one keep-alive connection."""
+    client = KeepAlive(server.base)
+    try:
+        out = []
+        for path in paths:
+            out.append(client.sample(path)[1])
+            time.sleep(0.002)
+        return out
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def both_servers(files: dict[str, Path]) -> Iterator[tuple[Server | None, Server | None, Path]]:
+    """nginx (mp4 module) and vodedge serving `files` (plus small.bin, 1 kB)."""
+    with servers.docroot(files) as root, contextlib.ExitStack() as stack:
+        (root / "small.bin").write_bytes(os.urandom(1000))
+        nginx = None
+        if servers.nginx_has_mp4():
+            nginx = stack.enter_context(servers.nginx_server(root, "/small.bin"))
+        vd = None
+        if servers.vodedge_serve_available():
+            vd = stack.enter_context(servers.vodedge_server(root, "/small.bin"))
+            for name in files:
+                servers.warm(vd.base + f"/{name}", want_hit=True)
+            servers.warm(vd.base + "/small.bin", want_hit=True)
+        yield nginx, vd, root
+
+
+def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
+    """wrk with random starts, nginx and vodedge; TTFB of open-ended audio-only starts."""
+    head = media.ensure(media.MP4_LONG)
+    rows: list[Row] = []
+    scripts = SCRIPTS
+    with both_servers({"long.mp4": head}) as (nginx, vd, _root):
+        nginx_rps = None
+        if nginx is None:
+            rows.append(Row("nginx mp4 module", "-", "", "", "skipped: no mp4 module"))
+        else:
+            url = nginx.base + "/long.mp4"
+            servers.wrk(url, seconds=1, connections=connections, script=scripts["clip"])
+            result = servers.wrk(
+                url, seconds=seconds, connections=connections, script=scripts["clip"]
+            )
+            nginx_rps = result.requests_per_s
+            rows.append(wrk_row("nginx mp4 module, random 10-s clips", result, None))
+        if vd is None:
+            rows.append(Row("vodedge serve", "-", "", "", "skipped: no serve command"))
+            return rows
+        url = vd.base + "/long.mp4"
+        servers.wrk(url, seconds=1, connections=connections, script=scripts["clip"])
+        result = servers.wrk(url, seconds=seconds, connections=connections, script=scripts["clip"])
+        rows.append(wrk_row("vodedge, random 10-s clips", result, nginx_rps))
+        result = servers.wrk(
+            url, seconds=seconds, connections=connections, script=scripts["audio-open"], timeout=30
+        )
+        rows.append(wrk_row("vodedge, random open-ended audio-only starts", result, None))
+        rng = random.Random(SEED + 1)
+        paths = [random_path("audio-open", rng) for _ in range(60)]
+        first = ttfb(vd, paths)
+        rows.append(
+            Row(
+                "vodedge, random open-ended audio-only starts: time to first byte",
+                ms(statistics.median(first)),
+                "",
+                "",
+                f"p90 {ms(quantile(first, 0.9))}, {len(first)} requests one at a time on one "
+                "keep-alive connection (body read untimed); target p50 < 5 ms",
+            )
+        )
+        notes.append(
+            "wrk scripts: a new random start (three decimals) for every request, seeded; "
+            "ratio is vodedge / nginx requests/s"
+        )
+    return rows
+
+
+def cold_index(copies: int) -> list[Row]:
+    """The first seek of an object (its index not built yet) against later ones; nginx
+    parses the moov on every request, so its first and later ones cost the same."""
+    head = media.ensure(media.MP4_LONG)
+    files = {f"c{i}.mp4": head for i in range(copies)}
+    rows: list[Row] = []
+    rng = random.Random(SEED + 2)
+    with both_servers(files) as (nginx, vd, _root):
+        for label, server in (("nginx mp4 module", nginx), ("vodedge", vd)):
+            if server is None:
+                continue
+            cold: list[float] = []
+            warm: list[float] = []
+            for name in files:
+                paths = [random_path("clip", rng).replace("long", name[:-4]) for _ in range(4)]
+                times = ttfb(server, paths)
+                cold.append(times[0])
+                warm += times[1:]
+            rows.append(
+                Row(
+                    f"{label}: first 10-s clip of an object (cold index)",
+                    ms(statistics.median(cold)),
+                    "",
+                    "",
+                    f"max {ms(max(cold))}; later clips of the same object: median "
+                    f"{ms(statistics.median(warm))}; {copies} objects, time to first byte",
+                )
+            )
+    return rows
+
+
+def hit_while_seeking(seconds: int, connections: int) -> list[Row]:
+    """A 1 kB HIT's latency, alone and while `connections` clients seek at random."""
+    head = media.ensure(media.MP4_LONG)
+    rows: list[Row] = []
+    with both_servers({"long.mp4": head}) as (_nginx, vd, _root):
+        if vd is None:
+            return rows
+        script = SCRIPTS["clip"]
+        quiet = probe_hits(vd, seconds=3.0)
+        probes: list[float] = []
+        load: list[WrkResult] = []
+
+        def seekers() -> None:
+            load.append(
+                servers.wrk(
+                    vd.base + "/long.mp4",
+                    seconds=seconds,
+                    connections=connections,
+                    script=script,
+                )
+            )
+
+        thread = threading.Thread(target=seekers)
+        thread.start()
+        time.sleep(0.5)
+        probes = probe_hits(vd, seconds=seconds - 1.0)
+        thread.join()
+        for label, values in (("alone", quiet), (f"while {connections} clients seek", probes)):
+            rows.append(
+                Row(
+                    f"vodedge 1 kB HIT, {label}",
+                    f"p99 {ms(quantile(values, 0.99))}",
+                    "",
+                    "",
+                    f"p50 {ms(statistics.median(values))}, max {ms(max(values))}, "
+                    f"{len(values)} requests every 10 ms; target p99 < 10 ms",
+                )
+            )
+        if load:
+            rows.append(wrk_row("  (the seekers meanwhile: random 10-s clips)", load[0], None))
+    return rows
+
+
+def probe_hits(server: Server, seconds: float) -> list[float]:
+    """Latencies of GET /small.bin (a HIT), one every 10 ms for `seconds`."""
+    client = KeepAlive(server.base)
+    out = []
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            out.append(client.sample("/small.bin")[1])
+            time.sleep(0.01)
+    finally:
+        client.close()
+    return out
+
+
+def bench_seek(seconds: int, connections: int, samples: int = 300) -> Section:
+    """Random-start seeks on the 30-minute MP4: over HTTP against nginx, and in process."""
+    head = media.ensure(media.MP4_LONG)
+    notes: list[str] = [
+        f"wrk -t1 -c{connections}, {seconds} s per run, loopback, one server worker each",
+        "in process: wall time of one plan (no I/O after the index is built), one core",
+    ]
+    print(f"\nbenchmark seek: random starts, wrk {seconds} s per run", flush=True)
+    rows = in_process(head, samples)
+    rows += over_http(seconds, connections, notes)
+    rows += cold_index(4)
+    rows += hit_while_seeking(seconds, connections)
+    return Section(
+        "seek",
+        "Seeking at random starts, 30-minute MP4 (issues 3 and 15)",
+        [media.describe(head), "clips: ?start=S&end=S+10 and ?ali_audio_only=1&start=S, S random"],
+        rows,
+        notes,
+    )
