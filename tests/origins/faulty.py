@@ -219,6 +219,9 @@ async def _answer(
         return web.Response(status=304, headers=headers)
     status, start, end = 200, 0, len(body)
     wanted = _byte_range(request.headers.get("Range"), len(body)) if how.ranges else None
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range not in (headers.get("ETag"), headers.get("Last-Modified")):
+        wanted = None  # RFC 9110 If-Range: another version, so the whole of this one
     if wanted is not None:
         if how.range_delay:
             await asyncio.sleep(how.range_delay)

@@ -110,11 +110,6 @@ class Body:
         if self.progress is not None:
             await self.progress.wait_for(end)
 
-    def discard(self, error: Exception) -> None:
-        """Fail the fill this body follows (its origin object changed): not stored."""
-        if self.progress is not None:
-            self.progress.fail(error)
-
     async def wait_beyond(self, offset: int) -> None:
         """Wait until more than `offset` bytes are readable or the object is complete."""
         if self.progress is not None:

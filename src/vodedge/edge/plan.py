@@ -23,6 +23,7 @@ from vodedge.edge.deliver import (
 )
 from vodedge.edge.driver import run_async
 from vodedge.edge.http_semantics import Validators
+from vodedge.edge.origin import OriginError
 from vodedge.edge.refusal import VIA, Refusal
 from vodedge.edge.resolve import Resolved, media_refusal
 from vodedge.edge.source import FAR_READ, OriginSet, SourceReader
@@ -95,9 +96,15 @@ def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Outp
         if size is None or end is None:
             return growing_pieces(body)
         if not body.complete and body.meta.ranges and start >= body.available + FAR_READ:
-            # A player seeking in a cold file must not wait for the whole object.
-            upstream = await origins.open_range(start, end, body.meta.etag)
-            return upstream_pieces(upstream, end - start)
+            # A player seeking in a cold file must not wait for the whole object; an
+            # origin that cannot answer for this version leaves it to the fill.
+            try:
+                upstream = await origins.open_range(start, end, body.meta)
+            except OriginError as exc:
+                if exc.code not in ("origin_changed", "origin_range"):
+                    raise
+            else:
+                return upstream_pieces(upstream, end - start)
         return plan_pieces(Plan([Span(0, size)]).slice(start, end), body)
 
     return Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)

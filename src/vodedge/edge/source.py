@@ -8,19 +8,24 @@ they are far ahead of a running fill (a tail moov).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
 
 from vodedge.config import Domain, OriginSpec
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body
+from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
 
 # Reads this far past what a fill has written go to the origin as ranged requests
 # (a tail moov), instead of waiting for the fill to get there.
 FAR_READ = 1 << 20
 RANGE_WINDOW = 256 << 10
+# A far read this close to the end fetches everything to the end.
+TAIL_WINDOW = 8 << 20
 
 
 def origin_of(spec: OriginSpec, limits: NodeLimits) -> Origin:
@@ -86,15 +91,22 @@ class OriginSet:
         assert last is not None
         raise last
 
-    async def open_range(self, start: int, end: int, etag: str | None) -> OriginResponse:
-        """A response streaming bytes `[start, end)`, refused if the object changed;
-        origins are tried in priority order, like the fill's own request."""
+    async def open_range(self, start: int, end: int, meta: ObjectMeta) -> OriginResponse:
+        """A response streaming bytes `[start, end)` of the object version `meta` describes;
+        origins are tried in priority order, like the fill's own request.
+
+        The version is checked as If-Range would: the same length and the same ETag or
+        Last-Modified. An origin whose ETag differs per response (servers behind a
+        balancer) passes on its Last-Modified; If-Range asks it to send the whole object
+        (refused here) rather than bytes of another version.
+        """
         response: OriginResponse | None = None
         last = OriginError(502, "no_origin", "the domain has no origin")
+        condition = _if_range(meta)
         for origin, host in self.origins:
             try:
                 response = await origin.fetch(
-                    self.path, self.query, host=host, byte_range=(start, end)
+                    self.path, self.query, host=host, byte_range=(start, end), validators=condition
                 )
             except OriginError as exc:
                 last = exc
@@ -102,57 +114,146 @@ class OriginSet:
             break
         if response is None:
             raise last
-        wanted = f"bytes {start}-{end - 1}/"
-        problem = None
-        if response.status != 206 or not response.headers.get("Content-Range", "").startswith(
-            wanted
-        ):
-            problem = OriginError(502, "origin_range", f"a range request got {response.status}")
-        elif etag is not None and response.headers.get("ETag") not in (None, etag):
-            problem = OriginError(502, "origin_changed", "the object changed during the fill")
+        problem = _range_problem(response, start, end, meta)
         if problem is not None:
             await response.aclose()
             raise problem
         return response
 
-    async def ranged(self, start: int, end: int, etag: str | None) -> bytes:
-        """Bytes `[start, end)` of the object, refused if it changed meanwhile."""
-        response = await self.open_range(start, end, etag)
+    async def ranged(self, start: int, end: int, meta: ObjectMeta) -> bytes:
+        """Bytes `[start, end)` of the object version `meta` describes."""
+        response = await self.open_range(start, end, meta)
         try:
             parts = [chunk async for chunk in response.body]
         finally:
             await response.aclose()
         data = b"".join(parts)
-        if len(data) > end - start:
-            raise OriginError(502, "origin_range", "a range request got more than asked")
+        if len(data) != end - start:
+            raise OriginError(502, "origin_range", f"a range request got {len(data)} bytes")
         return data
 
 
+def _if_range(meta: ObjectMeta) -> dict[str, str] | None:
+    """If-Range for a version: its date when it has one (an ETag may differ per server
+    of one origin), else a strong ETag."""
+    if meta.last_modified:
+        return {"If-Range": meta.last_modified}
+    if meta.etag and not meta.etag.startswith("W/"):
+        return {"If-Range": meta.etag}
+    return None
+
+
+def _range_problem(
+    response: OriginResponse, start: int, end: int, meta: ObjectMeta
+) -> OriginError | None:
+    """Why a ranged response is not bytes `[start, end)` of `meta`'s version, or None."""
+    content_range = response.headers.get("Content-Range", "")
+    if response.status != 206 or not content_range.startswith(f"bytes {start}-{end - 1}/"):
+        return OriginError(502, "origin_range", f"a range request got {response.status}")
+    total = content_range.rpartition("/")[2]
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    same_length = meta.size < 0 or total == str(meta.size)
+    if meta.etag is None and meta.last_modified is None:
+        same_version = True  # nothing to tell versions apart by but the length
+    else:
+        same_version = (meta.etag is not None and etag == meta.etag) or (
+            meta.last_modified is not None and modified == meta.last_modified
+        )
+    if not (same_length and same_version):
+        return OriginError(502, "origin_changed", "the object changed during the fill")
+    return None
+
+
+class RangeWindows:
+    """Ranged reads of objects' far parts (a tail moov) shared by a worker's requests:
+    cold requests for one object make one ranged origin request, not one each."""
+
+    def __init__(self, budget: int = 64 << 20) -> None:
+        self.budget = budget
+        self._windows: OrderedDict[tuple[str, int, int], asyncio.Task[bytes]] = OrderedDict()
+        self._bytes = 0
+
+    def _covering(
+        self, version: str, start: int, end: int
+    ) -> tuple[int, asyncio.Task[bytes]] | None:
+        for (owner, first, last), task in reversed(self._windows.items()):
+            if owner == version and first <= start and end <= last:
+                if task.done() and (task.cancelled() or task.exception() is not None):
+                    continue
+                self._windows.move_to_end((owner, first, last))
+                return first, task
+        return None
+
+    async def read(
+        self, version: str, start: int, end: int, fetch: Callable[[], Coroutine[None, None, bytes]]
+    ) -> tuple[int, bytes]:
+        """A window holding bytes `[start, end)` of `version`: where it starts, its bytes."""
+        found = self._covering(version, start, end)
+        if found is None:
+            # A task of its own: a client that goes away must not cancel it for the others.
+            task = asyncio.get_running_loop().create_task(fetch())
+            key = (version, start, end)
+            self._windows[key] = task
+            task.add_done_callback(lambda done: self._settle(key, done))
+            found = start, task
+        first, task = found
+        return first, await asyncio.shield(task)
+
+    def _settle(self, key: tuple[str, int, int], task: asyncio.Task[bytes]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            if self._windows.get(key) is task:
+                del self._windows[key]
+            return
+        self._bytes += len(task.result())
+        while self._bytes > self.budget and len(self._windows) > 1:
+            _, oldest = self._windows.popitem(last=False)
+            if oldest.done() and not oldest.cancelled() and oldest.exception() is None:
+                self._bytes -= len(oldest.result())
+
+
+# One per worker process.
+WINDOWS = RangeWindows()
+
+
 class SourceReader:
-    """Reads for the media parsers: from disk, or from the origin when far ahead of a fill."""
+    """Reads for the media parsers: from disk, or from the origin when far ahead of a fill.
+
+    A ranged read the origin cannot answer for this version (it changed, or ignores
+    Range) falls back to waiting for the fill: the fill others read is never discarded.
+    """
 
     def __init__(self, body: Body, fetcher: OriginSet) -> None:
         self.body = body
         self.fetcher = fetcher
         self.window_start = 0
         self.window = b""
+        self.ranged = True
 
     async def __call__(self, offset: int, length: int) -> bytes:
         body = self.body
         size = body.size
-        if body.complete or size is None or not body.meta.ranges:
+        if body.complete or size is None or not body.meta.ranges or not self.ranged:
             return await body.read_at(offset, length)
         if offset + length <= body.available or offset < body.available + FAR_READ:
             return await body.read_at(offset, length)
         end = min(offset + length, size)
         if not (self.window_start <= offset and end <= self.window_start + len(self.window)):
-            fetch_end = min(max(end, offset + RANGE_WINDOW), size)
+            # Near the end, the window runs to the end: a tail moov is read in one request.
+            fetch_end = size if size - offset <= TAIL_WINDOW else offset + RANGE_WINDOW
+            fetch_end = min(max(end, fetch_end), size)
+            meta = body.meta
+
+            async def fetch() -> bytes:
+                return await self.fetcher.ranged(offset, fetch_end, meta)
+
             try:
-                self.window = await self.fetcher.ranged(offset, fetch_end, body.meta.etag)
+                self.window_start, self.window = await WINDOWS.read(
+                    body.version, offset, fetch_end, fetch
+                )
             except OriginError as exc:
-                if exc.code == "origin_changed":
-                    body.discard(exc)  # the fill holds a version that no longer exists
-                raise
-            self.window_start = offset
+                if exc.code not in ("origin_changed", "origin_range"):
+                    raise
+                self.ranged = False
+                return await body.read_at(offset, length)
         at = offset - self.window_start
         return self.window[at : at + (end - offset)]
