@@ -164,9 +164,11 @@ def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
     )
     for track in summary.tracks:
         duration = "-" if track.duration is None else f"{track.duration:.3f} s"
+        samples = "-" if track.samples is None else str(track.samples)
+        size = "-" if track.bytes is None else _human(track.bytes)
         print(
             f"{track.id:>5}  {track.kind:<9} {track.codec:<5} {track.language:<4} "
-            f"{duration:>10} {track.samples:>8} {_human(track.bytes):>13}"
+            f"{duration:>10} {samples:>8} {size:>13}"
         )
     if summary.audio_only_bytes is not None and summary.saved_share is not None:
         print(
@@ -176,6 +178,8 @@ def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
         )
     else:
         print(f"audio only: not possible ({summary.audio_only_error})")
+    for note in summary.notes:
+        print(f"note: {note}")
     if tree is not None:
         print("boxes:")
         stack = [(node, 1) for node in reversed(tree)]
@@ -202,7 +206,13 @@ def _inspect_flv(source: LocalSource, input_path: str, *, as_json: bool) -> int:
     print(f"{name}: FLV version {summary.version} ({'+'.join(flags) or 'no'} flagged), "
           f"{_human(summary.size)} bytes")  # fmt: skip
     duration = "-" if summary.duration is None else f"{summary.duration:.3f} s"
-    print(f"duration: {duration}; keyframe index entries: {summary.keyframe_index_entries}")
+    if summary.keyframe_index_entries is not None:
+        index = f"{summary.keyframe_index_entries} entries"
+    elif summary.metadata is not None and "keyframes" in summary.metadata:
+        index = "unreadable"
+    else:
+        index = "none (seeking by time scans the tags)"
+    print(f"duration: {duration}; keyframes index in onMetaData: {index}")
     print(f"audio codecs: {', '.join(summary.audio_codecs) or '-'}; "
           f"video codecs: {', '.join(summary.video_codecs) or '-'}")  # fmt: skip
     print(f"{'tags':<8} {'count':>8} {'bytes':>13}")

@@ -87,12 +87,19 @@ def atomic_output(path: str) -> Iterator[int]:
     """A file descriptor whose content replaces `path` only if the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        # The temporary name is ours; the user gave `path`.
+        raise OSError(exc.errno, exc.strerror, path) from None
     try:
         yield fd
         os.close(fd)
         fd = -1
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, path) from None
     except BaseException:
         if fd >= 0:
             os.close(fd)

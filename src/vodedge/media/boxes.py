@@ -133,5 +133,8 @@ def _printable(kind: bytes) -> str:
 
 
 def printable_type(kind: bytes) -> str:
-    """The box type as text safe to print, non-printable bytes as '?'."""
-    return _printable(kind)
+    """The box type as the file spells it: Mac Roman above 0x7f (`©too`), control bytes escaped."""
+    return "".join(
+        chr(b) if 32 <= b < 127 else bytes([b]).decode("mac_roman") if b > 127 else f"\\x{b:02x}"
+        for b in kind
+    )

@@ -6,25 +6,26 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from vodedge.media.boxes import CONTAINERS, Box, children, printable_type
-from vodedge.media.errors import MediaError
+from vodedge.media.errors import MediaError, NoMovieBox
 from vodedge.media.mp4_audio import audio_plan
 from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4_fragments import parse_fragment
-from vodedge.media.mp4_movie import chunk_table, parse_movie
+from vodedge.media.mp4_movie import Movie, Track, chunk_table, parse_movie
+from vodedge.media.mp4_timing import fragment_ticks, presented_ticks, table_duration
 from vodedge.media.reading import Reading
 
 
 @dataclass(slots=True)
 class TrackSummary:
-    """One track as `vodedge inspect` shows it."""
+    """One track as `vodedge inspect` shows it (None where the file does not say)."""
 
     id: int
     kind: str
     codec: str
     language: str
     duration: float | None
-    samples: int
-    bytes: int
+    samples: int | None
+    bytes: int | None
 
 
 @dataclass(slots=True)
@@ -43,6 +44,8 @@ class Mp4Summary:
     audio_only_bytes: int | None
     audio_only_error: str | None
     top_level: list[str] = field(default_factory=list)
+    # What is odd about the file, where the summary stops short (`code: reason`).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def saved_share(self) -> float | None:
@@ -58,10 +61,64 @@ class Mp4Summary:
         return out
 
 
+def _problem(exc: MediaError) -> str:
+    return f"{exc.code}: {exc}"
+
+
+def _track_summary(movie: Movie, track: Track, notes: list[str]) -> TrackSummary:
+    samples: int | None = None
+    size: int | None = None
+    duration: float | None = None
+    try:
+        table = chunk_table(movie, track)
+        samples, size = (table.sample_count, sum(table.sizes)) if table is not None else (0, 0)
+    except MediaError as exc:
+        notes.append(f"track {track.track_id}: {_problem(exc)}")
+    try:
+        if track.timescale:
+            duration = presented_ticks(movie, track) / track.timescale
+    except MediaError as exc:
+        notes.append(f"track {track.track_id}: {_problem(exc)}")
+    return TrackSummary(
+        track.track_id, track.kind, track.codec, track.language, duration, samples, size
+    )
+
+
+def _add_fragments(
+    movie: Movie, tracks: list[TrackSummary], moofs: list[tuple[Box, memoryview]], size: int
+) -> None:
+    """Count the samples, bytes and time that movie fragments add to each track."""
+    ends = {t.track_id: table_duration(movie, t)[0] for t in movie.tracks}
+    seen: set[int] = set()
+    by_id = {t.id: t for t in tracks}
+    for moof, data in moofs:
+        for traf in parse_fragment(data, moof, movie.trex, size):
+            seen.add(traf.track_id)
+            summary = by_id.get(traf.track_id)
+            if summary is not None:
+                summary.samples = (summary.samples or 0) + sum(r.sample_count for r in traf.runs)
+                summary.bytes = (summary.bytes or 0) + sum(r.data_size for r in traf.runs)
+        fragment_ticks(data, moof, movie.trex, ends)
+    for track in movie.tracks:
+        summary = by_id[track.track_id]
+        if track.track_id in seen and track.timescale:
+            # What the fragments reach wins over a moov that was written first.
+            ticks = max(ends[track.track_id], round((summary.duration or 0) * track.timescale))
+            summary.duration = ticks / track.timescale
+
+
 def mp4_summary(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Mp4Summary]:
-    """Summarise the ISO BMFF file of `size` bytes."""
+    """Summarise the ISO BMFF file of `size` bytes, as far as it can be read."""
     top = yield from scan_top_level(size)
-    moov_box = top.movie_box()
+    notes: list[str] = []
+    movies = top.all(b"moov")
+    if not movies:
+        raise NoMovieBox("the file has no moov box")
+    moov_box = movies[0]
+    if len(movies) > 1:
+        notes.append(
+            f"malformed_media: the file has {len(movies)} moov boxes; the first is summarised"
+        )
     brand, compatible = "", []
     ftyp_box = top.first(b"ftyp")
     if ftyp_box is not None:
@@ -69,37 +126,31 @@ def mp4_summary(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Mp4Su
         payload = ftyp[ftyp_box.header_size :]
         brand = printable_type(payload[:4])
         compatible = [printable_type(payload[i : i + 4]) for i in range(8, len(payload) - 3, 4)]
-    movie = parse_movie((yield from read_box(moov_box, max_moov, "moov")), moov_box.offset)
-    counts: dict[int, list[int]] = {track.track_id: [0, 0] for track in movie.tracks}
-    for track in movie.tracks:
-        table = chunk_table(movie, track)
-        if table is not None:
-            counts[track.track_id] = [table.sample_count, sum(table.sizes)]
     moofs = top.all(b"moof")
-    for moof in moofs:
-        data = memoryview((yield from read_box(moof, max_moov, "moof")))
-        for traf in parse_fragment(data, moof, movie.trex, size):
-            tally = counts.setdefault(traf.track_id, [0, 0])
-            tally[0] += sum(run.sample_count for run in traf.runs)
-            tally[1] += sum(run.data_size for run in traf.runs)
-    tracks = [
-        TrackSummary(
-            id=track.track_id,
-            kind=track.kind,
-            codec=track.codec,
-            language=track.language,
-            duration=track.media_duration / track.timescale if track.timescale else None,
-            samples=counts[track.track_id][0],
-            bytes=counts[track.track_id][1],
-        )
-        for track in movie.tracks
-    ]
+    tracks: list[TrackSummary] = []
+    try:
+        data = yield from read_box(moov_box, max_moov, "moov")
+        movie = parse_movie(data, moov_box.offset, need_mvhd=False)
+    except MediaError as exc:
+        notes.append(f"moov: {_problem(exc)}")
+    else:
+        if movie.mvhd is None:
+            notes.append("malformed_media: moov has no mvhd (no movie timescale: edits ignored)")
+        tracks = [_track_summary(movie, track, notes) for track in movie.tracks]
+        try:
+            fragments = []
+            for moof in moofs:
+                data = yield from read_box(moof, max_moov, "moof")
+                fragments.append((moof, memoryview(data)))
+            _add_fragments(movie, tracks, fragments, size)
+        except MediaError as exc:
+            notes.append(f"fragments: {_problem(exc)}")
     audio_bytes: int | None = None
     audio_error: str | None = None
     try:
         audio_bytes = (yield from audio_plan(size, max_moov=max_moov)).size
     except MediaError as exc:
-        audio_error = f"{exc.code}: {exc}"
+        audio_error = _problem(exc)
     data_before = any(box.type == b"mdat" and box.offset < moov_box.offset for box in top.boxes)
     return Mp4Summary(
         format="mp4",
@@ -114,6 +165,7 @@ def mp4_summary(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Mp4Su
         audio_only_bytes=audio_bytes,
         audio_only_error=audio_error,
         top_level=[printable_type(box.type) for box in top.boxes],
+        notes=notes,
     )
 
 

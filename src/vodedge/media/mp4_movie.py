@@ -198,8 +198,11 @@ def _parse_track(data: memoryview, trak: Box) -> Track:
     )
 
 
-def parse_movie(data: bytes | memoryview, offset: int) -> Movie:
-    """Parse a whole `moov` box (header included) that sits at `offset` in the file."""
+def parse_movie(data: bytes | memoryview, offset: int, *, need_mvhd: bool = True) -> Movie:
+    """Parse a whole `moov` box (header included) that sits at `offset` in the file.
+
+    `need_mvhd=False` (for `inspect`) reads a movie without one: timescale 0.
+    """
     view = memoryview(data)
     box = parse_header(view, 0, len(view))
     mvhd: Box | None = None
@@ -213,8 +216,11 @@ def parse_movie(data: bytes | memoryview, offset: int) -> Movie:
         elif child.type == b"mvex" and mvex is None:
             mvex = child
     if mvhd is None:
-        raise MalformedMedia("moov has no mvhd")
-    timescale, duration = _read_time_fields(view[mvhd.payload_offset : mvhd.end], "mvhd")
+        if need_mvhd:
+            raise MalformedMedia("moov has no mvhd")
+        timescale, duration = 0, 0
+    else:
+        timescale, duration = _read_time_fields(view[mvhd.payload_offset : mvhd.end], "mvhd")
     ids = [track.track_id for track in tracks]
     if len(set(ids)) != len(ids):
         raise MalformedMedia("two tracks share one track_ID")

@@ -1,0 +1,61 @@
+"""`vodedge inspect` on odd files, and error lines that name what the user named."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from media_matrix import FFPROBE, SHARED_MEDIA, media
+from oracle import cli_error_line, run_cli
+
+
+def test_two_moov_boxes_are_summarised_and_extraction_refused() -> None:
+    """Two `moov`s: the first is summarised with a note; extraction still refuses."""
+    src = SHARED_MEDIA / "mp4parse__test_case_1185230.mp4"
+    proc = run_cli("inspect", src)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: malformed_media: the file has 2 moov boxes" in proc.stdout, proc.stdout
+    assert re.search(r"^\s+1\s+video\s+avc1", proc.stdout, re.M), proc.stdout
+    assert re.search(r"^\s+2\s+audio\s+mp4a", proc.stdout, re.M), proc.stdout
+    assert "audio only: not possible (malformed_media" in proc.stdout
+
+
+def test_boxes_are_named_as_the_file_spells_them() -> None:
+    """QuickTime's `\\xa9too` (Mac Roman/latin-1 ©) prints as `©too`, not `?too`."""
+    src = media("mp4_h264_aac")
+    assert b"\xa9too" in src.read_bytes()
+    proc = run_cli("inspect", src, "--boxes")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^\s+©too\s+@", proc.stdout, re.M), proc.stdout
+    assert "?too" not in proc.stdout
+
+
+def _keyframes(path: Path) -> int:
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-select_streams", "v", "-show_entries", "packet=flags",
+         "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return sum(1 for line in out.splitlines() if line.startswith("K"))
+
+
+def test_flv_keyframes_index_line() -> None:
+    """The FLV summary says how many keyframes its index holds, or that it has none."""
+    proc = run_cli("inspect", media("flv_h264_aac"))
+    assert proc.returncode == 0, proc.stderr
+    assert "keyframes index in onMetaData: none" in proc.stdout, proc.stdout
+    assert "None" not in proc.stdout
+    src = media("flv_h264_aac_kfindex")
+    proc = run_cli("inspect", src)
+    assert proc.returncode == 0, proc.stderr
+    want = _keyframes(src)
+    assert want > 1
+    assert f"keyframes index in onMetaData: {want} entries" in proc.stdout, proc.stdout
+
+
+def test_missing_output_directory_names_the_output(tmp_path: Path) -> None:
+    """`-o /nonexistent/dir/x.m4a` names that path, not our temporary file."""
+    out = f"{tmp_path}/nowhere/x.m4a"
+    line = cli_error_line(run_cli("extract", media("m4a_aac"), "-o", out))
+    assert line == f"vodedge: error: {out}: No such file or directory", line
