@@ -6,8 +6,10 @@ verifies them against that CA with host-name checking on, as a browser would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import socket
 import ssl
 import stat
 import subprocess
@@ -382,6 +384,37 @@ def test_clients_joining_a_fill_over_tls_each_get_the_whole_object(
         bodies.append(get(server.tls_port, "f.test", "/big.bin", tls=tls).body)  # warm
     digest = hashlib.sha256(data).hexdigest()
     assert [hashlib.sha256(b).hexdigest() == digest for b in bodies] == [True] * 6
+
+
+def test_silent_tls_clients_are_closed_after_the_idle_timeout(
+    ca: CertificateAuthority, ca_file: Path, tmp_path: Path
+) -> None:
+    cert, key = ca.issue("s.test").write(tmp_path, "s")
+    config = (
+        f'[[domain]]\nname = "s.test"\norigins = ["{SAMPLES}"]\n'
+        f'tls = {{ cert = "{cert}", key = "{key}" }}\n'
+    )
+    node = TlsNode(tmp_path / "node", config, workers=1, flags=["--idle-timeout", "2"])
+    with running(node) as server:
+        silent = socket.create_connection(("127.0.0.1", server.tls_port))
+        half = socket.create_connection(("127.0.0.1", server.tls_port))
+        half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # a ClientHello's start
+        handshaken = client_context(ca_file).wrap_socket(
+            socket.create_connection(("127.0.0.1", server.tls_port)), server_hostname="s.test"
+        )
+        started = time.monotonic()
+        closed_after = []
+        for sock in (silent, half, handshaken):
+            sock.settimeout(15)
+            # A reset, or a TLS connection cut without close_notify, is a close too.
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                assert sock.recv(1) == b""
+            closed_after.append(time.monotonic() - started)
+            sock.close()
+        assert max(closed_after) < 10, closed_after
+        assert (
+            get(server.tls_port, "s.test", "/talk.flv", tls=client_context(ca_file)).status == 200
+        )
 
 
 # --- the TOML file ---------------------------------------------------------------------

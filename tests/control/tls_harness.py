@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import signal
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,13 @@ def _catches_sighup(pid: int) -> bool:
 class TlsNode:
     """A vodedge node with a plain and a TLS client listener, configured by TOML."""
 
-    def __init__(self, work: Path, config: str, *, workers: int = 2) -> None:
+    def __init__(
+        self, work: Path, config: str, *, workers: int = 2, flags: Sequence[str] = ()
+    ) -> None:
         self.work = work
+        self.flags = list(flags)
+        # VODEDGE_TEST_LOOP=uvloop runs every server on uvloop.
+        self.loop = os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
         self.config_file = work / "vodedge.toml"
         self.stderr_log = work / "stderr.log"
         self.workers = workers
@@ -65,7 +71,7 @@ class TlsNode:
             *vodedge_command(), "serve", "--config", str(self.config_file),
             "--listen", f"127.0.0.1:{self.port}", "--listen-tls", f"127.0.0.1:{self.tls_port}",
             "--workers", str(self.workers), "--cache-dir", str(self.work / "cache"),
-            "--access-log", "off",
+            "--access-log", "off", "--loop", self.loop, *self.flags,
         ]  # fmt: skip
 
     def start(self) -> None:

@@ -157,10 +157,20 @@ class CappedSite(web.SockSite):
     """A listener that keeps at most `cap` client connections: past it, the longest-idle
     one makes room, or the newcomer is answered 503."""
 
-    def __init__(self, runner: web.BaseRunner, sock: Any, cap: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        sock: Any,
+        cap: int,
+        handshake_timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(runner, sock, **kwargs)
         self.cap = cap
         self.refused = 0
+        # A TLS connection is no handler (not capped, not swept) until its handshake
+        # is done: a client silent before that is dropped after this long.
+        self.handshake_timeout = handshake_timeout
 
     async def start(self) -> None:
         """Listen, with the cap applied to each accepted connection."""
@@ -175,9 +185,16 @@ class CappedSite(web.SockSite):
             return _Refusal()
 
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            factory, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
-        )
+        if self._ssl_context is None:
+            self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                factory,
+                sock=self._sock,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
 
 
 def _make_room(connections: list[Any]) -> bool:

@@ -122,7 +122,13 @@ async def _worker(
 
         contexts = SniContexts(lambda: edge.config, stderr_log)
         contexts.refresh()
-        await CappedSite(runner, tls_sock, cap, ssl_context=contexts.context).start()
+        await CappedSite(
+            runner,
+            tls_sock,
+            cap,
+            handshake_timeout=limits.idle_timeout,
+            ssl_context=contexts.context,
+        ).start()
     sweeper = loop.create_task(_close_idle(runner, limits.idle_timeout))
     follower = loop.create_task(options.worker_task(edge, index)) if options.worker_task else None
     stop = asyncio.Event()
