@@ -273,3 +273,51 @@ def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError) as caught:
         load_toml(path)
     assert str(caught.value).startswith(str(path))
+
+
+# --- [node] limits -------------------------------------------------------------------------
+
+
+def test_node_limits_from_the_file(tmp_path: Path) -> None:
+    """Durations as numbers or with units, counts and sizes; unnamed keys keep defaults."""
+    text = (
+        '[node]\nidle_timeout = "500ms"\nsend_timeout = 3\norigin_deadline = "2m"\n'
+        'max_connections = 100\nmin_free_space = "16MiB"\n' + GOOD_DOMAIN
+    )
+    limits = load_toml(write(tmp_path, text)).limits
+    assert limits.idle_timeout == 0.5 and limits.send_timeout == 3.0
+    assert limits.origin_deadline == 120.0 and limits.max_connections == 100
+    assert limits.min_free_space == 16 << 20
+    assert limits.origin_read_timeout == 30.0 and limits.shutdown_timeout == 5.0
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ('idle_timeout = "0s"', "node.idle_timeout"),
+        ('send_timeout = "soon"', "node.send_timeout"),
+        ("origin_read_timeout = true", "node.origin_read_timeout"),
+        ("max_connections = -1", "node.max_connections"),
+        ('origin_deadline = "8d"', "node.origin_deadline"),
+        ('min_free_space = "lots"', "node.min_free_space"),
+    ],
+)
+def test_bad_node_limits_name_their_key(tmp_path: Path, line: str, key: str) -> None:
+    path = write(tmp_path, f"[node]\n{line}\n" + GOOD_DOMAIN)
+    with pytest.raises(ConfigFileError) as caught:
+        load_toml(path)
+    assert caught.value.key == key, caught.value
+
+
+def test_every_limit_is_a_serve_flag() -> None:
+    """The flags the CLI offers are exactly the limits the file knows."""
+    from vodedge.cli import LIMIT_FLAGS
+    from vodedge.config.limits import LIMIT_KEYS
+
+    assert set(LIMIT_FLAGS) == LIMIT_KEYS and len(LIMIT_FLAGS) == len(LIMIT_KEYS)
+
+
+def test_flags_override_the_files_limits(tmp_path: Path) -> None:
+    node = load_toml(write(tmp_path, "[node]\nsend_timeout = 3\n" + GOOD_DOMAIN))
+    changed = node.with_overrides(limits={"send_timeout": "7s", "max_connections": "9"})
+    assert changed.limits.send_timeout == 7.0 and changed.limits.max_connections == 9
