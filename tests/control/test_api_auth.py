@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -172,7 +173,7 @@ def test_an_acs3_signature_must_cover_the_essential_headers(api_node: ApiNode) -
 # --- replay and time -----------------------------------------------------------------------
 
 
-def test_a_replayed_nonce_is_refused_also_after_a_restart(tmp_path: Path) -> None:
+def test_a_replayed_nonce_is_refused_also_after_a_restart_and_a_wiped_cache(tmp_path: Path) -> None:
     server = start_node(tmp_path)
     try:
         node = ApiNode(server)
@@ -181,7 +182,9 @@ def test_a_replayed_nonce_is_refused_also_after_a_restart(tmp_path: Path) -> Non
         for prepared in (v1, acs3):
             assert_passed(call(node, prepared))
             assert_error(call(node, prepared), 400, "SignatureNonceUsed")
-        server.restart()  # on new ports
+        server.stop()
+        shutil.rmtree(server.cache_dir)  # nonces are state, not cache
+        server.start()  # on new ports
         assert_error(call(node, v1), 400, "SignatureNonceUsed")
         # The Host header is signed: the same nonce, signed for the new port.
         nonce = acs3.headers["x-acs-signature-nonce"]

@@ -259,7 +259,9 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         from vodedge.control.sqlite_store import SqliteStore
 
         dispatch = make_dispatch(SqliteStore(options.state_dir))
-    api = Api(dispatch, _keys(options), NonceStore(options.cache_dir / "api-nonces.sqlite"))
+    # Kept with the state, not the cache: wiping a cache must not reopen replays.
+    nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")
+    api = Api(dispatch, _keys(options), nonces)
     api.add_routes(app)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
