@@ -585,3 +585,12 @@ def test_silent_connections_to_the_admin_listener_are_closed(tmp_path: Path) -> 
             assert time.monotonic() - started < 10
     finally:
         server.stop()
+
+
+def test_a_huge_wrongly_signed_call_gets_a_bounded_answer(api_node: ApiNode) -> None:
+    wrong = Key(FULL.id, "not-the-secret-0123456789")
+    form = {"ObjectPath": "a" * 900_000}
+    prepared = v1_request(api_node.port, wrong, "RefreshObjectCaches", method="POST", form=form)
+    answer = call(api_node, prepared)
+    assert_error(answer, 400, "SignatureDoesNotMatch")
+    assert len(answer.body) < 300_000 and answer.json["Message"].endswith("...")

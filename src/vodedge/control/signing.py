@@ -30,6 +30,7 @@ ACS3 = "ACS3-HMAC-SHA256"
 V1_METHOD = "HMAC-SHA1"
 V1_VERSION = "1.0"
 MAX_NONCE = 128
+MAX_SHOWN = 256 << 10  # of a string to sign in an error message (a certificate call fits)
 # Headers an ACS3 signature must cover: unsigned, they could be changed in transit.
 ACS3_REQUIRED_SIGNED = (
     "host",
@@ -92,6 +93,8 @@ def _mismatch(string_to_sign: str) -> ApiError:
     # The older SDK compares what follows the colon with its own string to sign, to tell a
     # wrong secret from a wrong computation; ACS3's has a line break, shown as `\n`.
     shown = string_to_sign.replace("\n", "\\n")
+    if len(shown) > MAX_SHOWN:  # a huge call must not make a larger answer
+        shown = shown[:MAX_SHOWN] + "..."
     return ApiError(
         400,
         "SignatureDoesNotMatch",
