@@ -96,8 +96,9 @@ class ApiNode:
         """HOST:PORT, as the SDKs take an endpoint."""
         return f"127.0.0.1:{self.port}"
 
-    def new_client(self, key: Key = FULL) -> Any:
-        """An alibabacloud_cdn20180510 client (ACS3-HMAC-SHA256) for `key`."""
+    def new_client(self, key: Key = FULL, signature_algorithm: str | None = None) -> Any:
+        """An alibabacloud_cdn20180510 client (ACS3-HMAC-SHA256) for `key`; with
+        `signature_algorithm="v2"` it signs RPC v1.0 HMAC-SHA1 like the older SDK."""
         from alibabacloud_cdn20180510.client import Client
         from alibabacloud_tea_openapi.models import Config
 
@@ -108,6 +109,7 @@ class ApiNode:
             protocol="http",
             read_timeout=30000,
             connect_timeout=5000,
+            signature_algorithm=signature_algorithm,
         )
         return Client(config)
 

@@ -143,3 +143,19 @@ def test_refused_writes_change_nothing(api_node: ApiNode) -> None:
         with pytest.raises(ServerException):
             api_node.old_client(key).call(old_request)
     assert domain_names(api_node) == before
+
+
+def test_the_current_sdk_in_its_hmac_sha1_mode_works_too(api_node: ApiNode) -> None:
+    name = "v2-mode.example.com"
+    client = api_node.new_client(signature_algorithm="v2")
+    client.add_cdn_domain(
+        models.AddCdnDomainRequest(domain_name=name, cdn_type="video", sources=SOURCES)
+    )
+    answer = client.describe_user_domains(models.DescribeUserDomainsRequest(domain_name=name))
+    assert [d.domain_name for d in answer.body.domains.page_data] == [name]
+    client.delete_cdn_domain(models.DeleteCdnDomainRequest(domain_name=name))
+    with pytest.raises(ClientException) as caught:
+        api_node.new_client(WRONG, "v2").describe_refresh_quota(
+            models.DescribeRefreshQuotaRequest()
+        )
+    assert caught.value.code == "SignatureDoesNotMatch"
