@@ -8,7 +8,7 @@ import logging
 import resource
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -128,10 +128,10 @@ class _Refusal(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         if _Refusal.refusing >= MAX_REFUSING:
-            transport.abort()
+            self.transport.abort()
             return
         _Refusal.refusing += 1
         self.timer = asyncio.get_running_loop().call_later(REFUSAL_WAIT, self.answer)
