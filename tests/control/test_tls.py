@@ -353,6 +353,19 @@ def test_certificates_change_with_the_configuration_without_a_restart(
         assert before is not None and certificate_names(before) == ("r.test",)
         assert get(server.tls_port, "s.test", tls=tls).status == 404
         assert server.worker_pids() == pids  # no restart
+        # A reload naming a key that does not match is refused; the old pair serves on.
+        mismatched = (first[0], tmp_path / "s.key")
+        server.reload(_toml({"r.test": mismatched}))
+        deadline = time.monotonic() + 5
+        while "config not reloaded" not in server.log():  # by the master, for all
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        assert "r.test: certificate" in server.log()
+        for _ in range(4):
+            answer = get(server.tls_port, "r.test", tls=tls)
+            assert answer.peer is not None
+            assert certificate_names(answer.peer) == ("r.test", "www.r.test")
+        assert get(server.tls_port, "s.test", tls=tls).status == 404
 
 
 def test_clients_joining_a_fill_over_tls_each_get_the_whole_object(

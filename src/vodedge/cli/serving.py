@@ -22,6 +22,8 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
             node = zero_config(args.origin)
         else:
             node = NodeConfig()  # every domain comes from the store
+        # A certificate that stopped loading makes the file bad: a reload keeps the old.
+        check_certificates(node, warn=False)
         return node.with_overrides(
             listen=getattr(args, "listen", None),
             admin_listen=getattr(args, "admin", None),
@@ -95,8 +97,8 @@ def serve(args: argparse.Namespace) -> int:
     return run(options)
 
 
-def check_certificates(node: NodeConfig) -> None:
-    """Refuse to start with a certificate that does not load (ValueError: one line);
+def check_certificates(node: NodeConfig, *, warn: bool = True) -> None:
+    """Refuse a certificate that does not load (ValueError: one line); with `warn`,
     warn of an expired one, which clients will refuse."""
     import ssl
     from datetime import UTC, datetime
@@ -120,7 +122,7 @@ def check_certificates(node: NodeConfig) -> None:
                 f"domain {domain.name}: certificate {certificate.cert_path} "
                 f"with key {certificate.key_path} does not load: {reason}"
             ) from None
-        if expires <= datetime.now(UTC):
+        if warn and expires <= datetime.now(UTC):
             sys.stderr.write(
                 f"vodedge: warning: domain {domain.name}: certificate expired on "
                 f"{iso_time(expires)}\n"
