@@ -21,6 +21,7 @@ from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.cache import DiskCache, OriginStatus, Uncached
 from vodedge.edge.deliver import SEND_TIMEOUT, deliver
+from vodedge.edge.indexes import IndexMemo
 from vodedge.edge.observe import exchange_of, observe
 from vodedge.edge.origin import OriginError
 from vodedge.edge.passthrough import no_room, uncached_output
@@ -40,6 +41,7 @@ class Edge:
     config: NodeConfig
     cache: DiskCache
     memo: PlanMemo = field(default_factory=PlanMemo)
+    indexes: IndexMemo = field(default_factory=IndexMemo)
     max_moov: int = 64 << 20
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
@@ -89,7 +91,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)
         request["cache_control"] = f"max-age={remaining}"
-    planner = Planner(edge.cache, edge.memo, edge.max_moov)
+    planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov)
     try:
         output, exchange.function = await plan_output(
             planner, resolved, body, how, origins, ranged="Range" in request.headers

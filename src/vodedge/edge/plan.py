@@ -23,6 +23,7 @@ from vodedge.edge.deliver import (
 )
 from vodedge.edge.driver import run_async
 from vodedge.edge.http_semantics import Validators
+from vodedge.edge.indexes import IndexMemo
 from vodedge.edge.origin import OriginError
 from vodedge.edge.refusal import VIA, Refusal
 from vodedge.edge.resolve import Resolved, media_refusal
@@ -52,6 +53,7 @@ class Planner:
 
     cache: DiskCache
     memo: PlanMemo
+    indexes: IndexMemo
     max_moov: int
 
 
@@ -144,7 +146,7 @@ async def _transformed(
     try:
         if transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
             return await _flv_stream(body, how, transform)
-        plan = await plan_for(planner.memo, resolved.key, body, transform, reader, planner.max_moov)
+        plan = await plan_for(planner, resolved.key, body, transform, reader)
     except MediaError as exc:
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
@@ -157,6 +159,10 @@ async def _transformed(
         metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
     output = Output(headers, validators, plan.size, _over(plan, body))
     if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
+        return output
+    if transform.is_clip and not planner.memo.asked_before(resolved.key, body.version, transform):
+        # A listener dragging the progress bar asks for a new start every time:
+        # writing each clip out would copy megabytes that nobody asks for again.
         return output
     cache = planner.cache
     tag = hashlib.blake2s(f"{body.version}|{transform.tag()}".encode(), digest_size=12).hexdigest()
@@ -217,22 +223,11 @@ async def _flv_pieces(
 
 
 async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov: int) -> Plan:
-    """The plan of `transform` over an object of `size` bytes."""
+    """The plan of a transform that is not an MP4 clip over an object of `size` bytes."""
     if transform.kind == "mp4":
-        if transform.start is None and transform.end is None:
-            from vodedge.media.mp4_audio import audio_plan
+        from vodedge.media.mp4_audio import audio_plan
 
-            return await run_async(audio_plan(size, max_moov=max_moov), read_at)
-        from vodedge.media.mp4_seek import clip_plan
-
-        parser = clip_plan(
-            size,
-            start=transform.start,
-            end=transform.end,
-            audio_only=transform.audio_only,
-            max_moov=max_moov,
-        )
-        return await run_async(parser, read_at)
+        return await run_async(audio_plan(size, max_moov=max_moov), read_at)
     from vodedge.media.flv_plan import flv_clip_plan
 
     parser = flv_clip_plan(
@@ -250,12 +245,27 @@ def _flv_bound(value: float | None, by_time: bool) -> float | int | None:
 
 
 class PlanMemo:
-    """Recently built plans per object version and transform, bounded by their size."""
+    """Recently built plans per object version and transform, bounded by their size;
+    and which clips were asked for recently."""
+
+    ASKED = 4096
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self._plans: OrderedDict[tuple[str, str, Transform], tuple[Plan, int]] = OrderedDict()
         self._bytes = 0
+        self._asked: OrderedDict[tuple[str, str, Transform], None] = OrderedDict()
+
+    def asked_before(self, key: str, version: str, transform: Transform) -> bool:
+        """Whether this transform of this object version was asked for recently; it is
+        remembered as asked from now on."""
+        at = (key, version, transform)
+        seen = at in self._asked
+        self._asked[at] = None
+        self._asked.move_to_end(at)
+        if len(self._asked) > self.ASKED:
+            self._asked.popitem(last=False)
+        return seen
 
     @staticmethod
     def _weight(plan: Plan) -> int:
@@ -287,18 +297,25 @@ class PlanMemo:
 
 
 async def plan_for(
-    memo: PlanMemo, key: str, body: Body, transform: Transform, read_at: ReadAt, max_moov: int
+    planner: Planner, key: str, body: Body, transform: Transform, read_at: ReadAt
 ) -> Plan:
-    """The plan of `transform` over `body`, memoised once the object is complete."""
+    """The plan of `transform` over `body`: an MP4 clip from the object's memoised
+    index (every start is a new plan, cheap from the index), others memoised once
+    the object is complete."""
     version = body.version
-    if body.complete:
-        found = memo.get(key, version, transform)
+    if not transform.is_clip and body.complete:
+        found = planner.memo.get(key, version, transform)
         if found is not None:
             return found
     size = body.size
     if size is None:
         size = await body.wait_done()
-    plan = await build_plan(transform, size, read_at, max_moov)
+    if transform.is_clip:
+        index = await planner.indexes.get(
+            key, version, size, read_at, planner.max_moov, keep=body.complete
+        )
+        return index.clip(transform.start, transform.end, audio_only=transform.audio_only)
+    plan = await build_plan(transform, size, read_at, planner.max_moov)
     if body.complete:
-        memo.put(key, version, transform, plan)
+        planner.memo.put(key, version, transform, plan)
     return plan

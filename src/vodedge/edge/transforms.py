@@ -32,6 +32,11 @@ class Transform:
             return "audio_only" if self.start is None and self.end is None else "audio_seek"
         return "seek"
 
+    @property
+    def is_clip(self) -> bool:
+        """An MP4 cut by start or end (planned from the object's index)."""
+        return self.kind == "mp4" and (self.start is not None or self.end is not None)
+
     def tag(self) -> str:
         """A short stable name of this transform, part of derived ETags."""
         raw = f"{self.kind}|{int(self.audio_only)}|{self.start}|{self.end}|{int(self.by_time)}"

@@ -1,0 +1,90 @@
+"""MP4 indexes per object version: built once off the event loop, shared, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from vodedge.edge.driver import run_async
+from vodedge.media.errors import MediaError
+from vodedge.media.mp4_index import Mp4Index, read_index
+
+# Reads of at least this many bytes (a moov) are handed to the parser in a worker
+# thread, so the parse they trigger runs off the event loop.
+OFFLOAD_BYTES = 64 << 10
+# What a remembered refusal weighs against the budget.
+ERROR_WEIGHT = 1 << 10
+
+ReadAt = Callable[[int, int], Awaitable[bytes]]
+Key = tuple[str, str]  # cache key, object version
+
+
+class IndexMemo:
+    """The `Mp4Index` of recently clipped objects, least recently used first out past
+    `max_bytes`; one build per object version however many requests ask at once."""
+
+    def __init__(self, max_bytes: int = 256 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[Key, tuple[Mp4Index | MediaError, int]] = OrderedDict()
+        self._bytes = 0
+        self._building: dict[Key, asyncio.Task[Mp4Index]] = {}
+
+    @property
+    def size(self) -> int:
+        """Bytes the remembered indexes hold."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(
+        self, key: str, version: str, size: int, read_at: ReadAt, max_moov: int, *, keep: bool
+    ) -> Mp4Index:
+        """The index of the object version, built (or joined while building) when absent;
+        `keep` remembers it (only for complete objects, whose version is final)."""
+        found = self._entries.get((key, version))
+        if found is not None:
+            self._entries.move_to_end((key, version))
+            entry = found[0]
+            if isinstance(entry, MediaError):
+                raise type(entry)(entry.message)
+            return entry
+        if not keep:
+            return await build_index(size, read_at, max_moov)
+        task = self._building.get((key, version))
+        if task is None:
+            task = asyncio.create_task(self._build((key, version), size, read_at, max_moov))
+            # Retrieved even when every waiter went away, so it is never logged as lost.
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._building[(key, version)] = task
+        # Shielded: a client going away does not cancel a build others wait for.
+        return await asyncio.shield(task)
+
+    async def _build(self, at: Key, size: int, read_at: ReadAt, max_moov: int) -> Mp4Index:
+        try:
+            index = await build_index(size, read_at, max_moov)
+        except MediaError as exc:
+            self._put(at, exc, ERROR_WEIGHT)  # a broken moov is not re-read per request
+            raise
+        finally:
+            del self._building[at]
+        self._put(at, index, index.nbytes)
+        return index
+
+    def _put(self, at: Key, entry: Mp4Index | MediaError, weight: int) -> None:
+        if weight > self.max_bytes:
+            return
+        old = self._entries.pop(at, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._entries[at] = (entry, weight)
+        self._bytes += weight
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self._bytes -= dropped
+
+
+async def build_index(size: int, read_at: ReadAt, max_moov: int) -> Mp4Index:
+    """Read and index an MP4's moov, the parse in a worker thread."""
+    return await run_async(read_index(size, max_moov=max_moov), read_at, offload=OFFLOAD_BYTES)

@@ -1,0 +1,94 @@
+"""MP4 seeks served from a memoised index: any start gives the media layer's clip, a new
+object version gets a new index, and one-off clips are not written out as renditions."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+from edge_config import Origins, domains
+from edge_harness import Vodedge, concurrent_gets, running, wait_until
+from edge_media import SAMPLES
+
+from vodedge.media.mp4_seek import clip_plan
+from vodedge.media.reading import run_bytes
+from vodedge.media.seeking import parse_seconds
+
+pytestmark = pytest.mark.xdist_group("edge_seek_index")
+
+
+@pytest.fixture(scope="module")
+def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vodedge]:
+    """One worker, so that a clip asked twice is asked of the same process."""
+    work = tmp_path_factory.mktemp("vodedge-seek-index")
+    with running(Vodedge(work, domains(origins), workers=1)) as server:
+        yield server
+
+
+def expected(source: bytes, start: str | None, end: str | None, audio_only: bool) -> bytes:
+    """The media layer's clip of `source` for these query values."""
+    plan = run_bytes(
+        clip_plan(
+            len(source),
+            start=None if start is None else parse_seconds(start, "start"),
+            end=None if end is None else parse_seconds(end, "end"),
+            audio_only=audio_only,
+        ),
+        source,
+    )
+    return plan.render(source)
+
+
+def test_random_starts_give_the_media_layers_clips(edge: Vodedge, origins: Origins) -> None:
+    """Clips at random starts, some asked at once, each equal to a cold plan of them."""
+    path = origins.media.add(SAMPLES / "talk.mp4", "seek-index/talk.mp4")
+    source = (SAMPLES / "talk.mp4").read_bytes()
+    edge.prime("video.test", path)
+    rng = random.Random(15)
+    asks: list[tuple[str, str | None, bool]] = []
+    for _ in range(6):
+        start = f"{rng.uniform(0, 7.5):.3f}"
+        asks.append((start, f"{float(start) + 0.7:.3f}", False))
+        asks.append((start, None, True))
+    queries = [
+        f"{path}?{'ali_audio_only=1&' if audio else ''}start={start}"
+        + ("" if end is None else f"&end={end}")
+        for start, end, audio in asks
+    ]
+    replies = concurrent_gets(edge.port, [("video.test", q, {}) for q in queries])
+    for (start, end, audio), reply in zip(asks, replies, strict=True):
+        assert reply.status == 200, (start, end, audio, reply.body[:200])
+        assert reply.body == expected(source, start, end, audio), (start, end, audio)
+
+
+def test_a_new_version_gets_a_new_index(edge: Vodedge, origins: Origins) -> None:
+    """max-age=1: the origin's object changes; its clips change with it."""
+    path = origins.media.add(SAMPLES / "talk.mp4", "seek-index/changing.mp4")
+    origins.fault.behave(path, cache_control="max-age=1")
+    url = path + "?ali_audio_only=1&start=2.5"
+    old, new = (SAMPLES / "talk.mp4").read_bytes(), (SAMPLES / "tail-moov.mp4").read_bytes()
+    assert edge.get("faulty.test", url).body == expected(old, "2.5", None, True)
+    origins.media.write(path.lstrip("/"), new)
+    edge.wait_expired("faulty.test", path)
+    for _ in range(3):
+        reply = edge.get("faulty.test", url)
+        assert reply.status == 200 and reply.body == expected(new, "2.5", None, True)
+
+
+def test_only_a_clip_asked_again_is_written_out(edge: Vodedge, origins: Origins) -> None:
+    """A drag along the progress bar (a new start each time) writes no rendition; the
+    same clip asked a second time does."""
+    path = origins.media.add(SAMPLES / "talk.mp4", "seek-index/rendition.mp4")
+    source = (SAMPLES / "talk.mp4").read_bytes()
+    edge.prime("video.test", path)
+    before = len(edge.object_files())
+    for start in ("0.5", "1.25", "2.75", "4"):
+        reply = edge.get("video.test", f"{path}?ali_audio_only=1&start={start}")
+        assert reply.body == expected(source, start, None, True)
+    time.sleep(1.0)  # a rendition would be written in the background by now
+    assert len(edge.object_files()) == before
+    reply = edge.get("video.test", f"{path}?ali_audio_only=1&start=1.25")
+    assert reply.body == expected(source, "1.25", None, True)
+    wait_until(lambda: len(edge.object_files()) == before + 1, 5, "the repeated clip written out")

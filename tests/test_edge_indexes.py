@@ -1,0 +1,131 @@
+"""The edge's MP4 index memo: one build per object version however many ask at once, the
+parse off the event loop, refusals remembered, memory bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator
+
+import pytest
+
+from media_matrix import media
+from vodedge.edge.driver import run_async
+from vodedge.edge.indexes import OFFLOAD_BYTES, IndexMemo
+from vodedge.media.errors import MalformedMedia, MediaError
+from vodedge.media.reading import ReadRequest
+
+
+class Source:
+    """A file's bytes behind an async read_at that counts the reads of the whole moov."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.moov_reads = 0
+
+    async def read_at(self, offset: int, length: int) -> bytes:
+        await asyncio.sleep(0)  # a real read yields to the loop
+        found = self.data[offset : offset + length]
+        if length > 16 and found[4:8] == b"moov":
+            self.moov_reads += 1
+        return found
+
+
+def test_concurrent_asks_share_one_build() -> None:
+    """Eight requests for clips of one object version read and parse its moov once."""
+    data = media("mp4_long_30min").read_bytes()
+    source = Source(data)
+    memo = IndexMemo()
+
+    async def main() -> None:
+        indexes = await asyncio.gather(
+            *(memo.get("k", "v1", len(data), source.read_at, 64 << 20, keep=True) for _ in range(8))
+        )
+        assert all(index is indexes[0] for index in indexes)
+        again = await memo.get("k", "v1", len(data), source.read_at, 64 << 20, keep=True)
+        assert again is indexes[0]
+        other = await memo.get("k", "v2", len(data), source.read_at, 64 << 20, keep=True)
+        assert other is not indexes[0]
+
+    asyncio.run(main())
+    assert source.moov_reads == 2  # v1 once, v2 once
+    assert len(memo) == 2
+
+
+def test_a_refusal_is_remembered_and_raised_afresh() -> None:
+    """A broken moov is read once; each ask gets its own exception."""
+    data = bytearray(media("mp4_h264_aac").read_bytes())
+    at = data.index(b"mvhd")
+    data[at : at + 4] = b"xxxx"  # a moov without mvhd
+    source = Source(bytes(data))
+    memo = IndexMemo()
+    raised: list[MediaError] = []
+
+    async def main() -> None:
+        for _ in range(3):
+            with pytest.raises(MalformedMedia, match="no mvhd") as caught:
+                await memo.get("k", "v", len(data), source.read_at, 64 << 20, keep=True)
+            raised.append(caught.value)
+
+    asyncio.run(main())
+    assert source.moov_reads == 1
+    assert len({id(e) for e in raised}) == 3
+
+
+def test_memory_stays_within_the_budget() -> None:
+    """Past the budget the least recently used indexes go; one over it is not kept."""
+    data = media("mp4_h264_bframes_aac").read_bytes()
+    source = Source(data)
+
+    async def sizes(memo: IndexMemo, versions: int) -> None:
+        for version in range(versions):
+            await memo.get("k", str(version), len(data), source.read_at, 64 << 20, keep=True)
+
+    probe = IndexMemo()
+    asyncio.run(sizes(probe, 1))
+    one = probe.size
+    memo = IndexMemo(max_bytes=3 * one)
+    asyncio.run(sizes(memo, 10))
+    assert len(memo) == 3 and memo.size <= 3 * one
+    tiny = IndexMemo(max_bytes=one - 1)
+    asyncio.run(sizes(tiny, 2))
+    assert len(tiny) == 0
+
+
+def test_not_kept_while_the_object_is_incomplete() -> None:
+    """An index of an object still filling is built for the request and not remembered."""
+    data = media("mp4_h264_aac").read_bytes()
+    source = Source(data)
+    memo = IndexMemo()
+    asyncio.run(memo.get("k", "v", len(data), source.read_at, 64 << 20, keep=False))
+    assert len(memo) == 0
+
+
+def _parser(log: list[str]) -> Generator[ReadRequest, bytes, int]:
+    small = yield ReadRequest(0, 16)
+    log.append(f"small {threading.current_thread() is threading.main_thread()}")
+    big = yield ReadRequest(len(small), 1 << 20)
+    log.append(f"big {threading.current_thread() is threading.main_thread()}")
+    if not big:
+        raise MalformedMedia("empty")
+    return len(big)
+
+
+def test_large_answers_are_parsed_in_a_worker_thread() -> None:
+    """The parse that a moov-sized answer sets off runs off the loop's thread; its result
+    and its errors come back as if it had not."""
+
+    async def read_at(offset: int, length: int) -> bytes:
+        return b"x" * length
+
+    async def empty(offset: int, length: int) -> bytes:
+        return b"" if length > 16 else b"x" * length
+
+    log: list[str] = []
+    assert asyncio.run(run_async(_parser(log), read_at, offload=OFFLOAD_BYTES)) == 1 << 20
+    assert log == ["small True", "big False"]
+    log.clear()
+    assert asyncio.run(run_async(_parser(log), read_at)) == 1 << 20
+    assert log == ["small True", "big True"]
+    with pytest.raises(MalformedMedia):
+        asyncio.run(run_async(_parser([]), empty, offload=1))
