@@ -331,3 +331,14 @@ def test_junk_between_frames_is_kept_and_skipped(
     out = plan_of(junky, 1.0).render(junky)
     clean = plan_of(data, 1.0).render(data)
     assert len(out) == len(clean) + 49
+
+
+def test_a_preview_past_the_end_is_the_file_without_its_tail_tags(
+    media: Callable[[str], Path],
+) -> None:
+    """Nothing cut: the source's own info frame is kept as it is, only ID3v1 goes."""
+    data = media("mp3_cbr_info_id3v1").read_bytes()
+    assert data[-128:-125] == b"TAG"
+    assert plan_of(data, 3600.0).render(data) == data[:-128]
+    vbr = media("mp3_vbr_xing").read_bytes()
+    assert plan_of(vbr, 3600.0).render(vbr) == vbr

@@ -11,13 +11,13 @@ part of the URL tampered with.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
+from url_signing import CN, ref_sign
 from vodedge.config.errors import ConfigError
 from vodedge.config.functions import Function, check_functions
 from vodedge.config.policy import build_policy
@@ -28,39 +28,7 @@ KEY2 = "SecondKeyForRotation2026"
 OTHER = "NotAConfiguredKey0000"
 T0 = 1_764_500_000  # signing time used throughout (2025-11-30)
 DELTA = 1800
-CN = timezone(timedelta(hours=8))
 UNKNOWN = "InvalidArgName.ValueNotSupported"
-
-
-def md5(text: str) -> str:
-    """The documented md5sum: lower-case hex of the UTF-8 string."""
-    return hashlib.md5(text.encode()).hexdigest()
-
-
-# --- the independent signer (from the documentation, not from vodedge) -----------------
-
-
-def ref_sign(
-    kind: str, key: str, path: str, when: int, *, query: str = "", rand: str = "0",
-    uid: str = "0", c_query: bool = False, sign_param: str = "sign", time_param: str = "time",
-    dec: bool = False, signed: tuple[str, ...] = (),
-) -> tuple[str, str]:  # fmt: skip
-    """A signed (path, query) as the documentation builds it (plus vodedge's extension)."""
-    pairs = dict(p.split("=", 1) for p in query.split("&") if p)
-    covered = path + ("?" + "&".join(f"{n}={pairs.get(n, '')}" for n in signed) if signed else "")
-    sep = "&" if query else ""
-    if kind == "a":
-        digest = md5(f"{covered}-{when}-{rand}-{uid}-{key}")
-        return path, f"{query}{sep}auth_key={when}-{rand}-{uid}-{digest}"
-    if kind == "b":
-        stamp = datetime.fromtimestamp(when, CN).strftime("%Y%m%d%H%M")
-        return f"/{stamp}/{md5(key + stamp + covered)}{path}", query
-    stamp = str(when) if dec else format(when, "X")
-    digest = md5(key + covered + stamp)
-    if kind == "c" and not c_query:
-        return f"/{digest}/{stamp}{path}", query
-    names = ("KEY1", "KEY2") if kind == "c" else (sign_param, time_param)
-    return path, f"{query}{sep}{names[0]}={digest}&{names[1]}={stamp}"
 
 
 def test_reference_signer_reproduces_the_documented_examples() -> None:

@@ -84,9 +84,21 @@ def plan_of(
     max_moov: int,
 ) -> Plan:
     """The plan of a local file's audio-only rendition and/or clip, by its content."""
-    from vodedge.media.sniff import looks_like_flv
+    from vodedge.media.sniff import looks_like_flv, looks_like_mpeg_audio, looks_like_mpeg_ts
 
-    if looks_like_flv(source.head()):
+    head = source.head(400)
+    if looks_like_mpeg_ts(head) or looks_like_mpeg_audio(head):
+        # MP3 and MPEG-TS have one video function, trial playback: the first --end seconds.
+        if audio_only or start is not None or end is None:
+            raise InvalidSeek("MP3 and MPEG-TS files are cut with `clip --end N` only")
+        if looks_like_mpeg_ts(head):
+            from vodedge.media.ts import ts_preview_plan
+
+            return source.parse(ts_preview_plan(source.size, end))
+        from vodedge.media.mp3 import mp3_preview_plan
+
+        return source.parse(mp3_preview_plan(source.size, end))
+    if looks_like_flv(head):
         if start is None and end is None and not audio_only:
             raise InvalidSeek("a clip needs --start or --end")
         from vodedge.media.flv import flv_clip_plan

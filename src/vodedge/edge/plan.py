@@ -42,6 +42,8 @@ CONTENT_TYPES = {
     ("mp4", False): "video/mp4",
     ("flv", True): "video/x-flv",
     ("flv", False): "video/x-flv",
+    ("mp3", False): "audio/mpeg",
+    ("ts", False): "video/mp2t",
 }
 
 ReadAt = Callable[[int, int], Awaitable[bytes]]
@@ -224,6 +226,15 @@ async def _flv_pieces(
 
 async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov: int) -> Plan:
     """The plan of a transform that is not an MP4 clip over an object of `size` bytes."""
+    if transform.kind in ("mp3", "ts"):
+        assert transform.end is not None
+        if transform.kind == "mp3":
+            from vodedge.media.mp3 import mp3_preview_plan
+
+            return await run_async(mp3_preview_plan(size, transform.end), read_at)
+        from vodedge.media.ts import ts_preview_plan
+
+        return await run_async(ts_preview_plan(size, transform.end), read_at)
     if transform.kind == "mp4":
         from vodedge.media.mp4_audio import audio_plan
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
+from vodedge.config.urlauth import AuthDenied, verify
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.tls import scheme_answer
 from vodedge.edge.transforms import Transform, transform_for
@@ -19,6 +20,8 @@ MEDIA_STATUS = {
     "invalid_seek": 400,
     "not_iso_bmff": 415,
     "not_flv": 415,
+    "not_mpeg_audio": 415,
+    "not_mpeg_ts": 415,
     "unsupported_media": 415,
     "no_audio_track": 422,
     "limit_exceeded": 422,
@@ -88,12 +91,24 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         if redirect:
             raise Refusal.redirect(redirect, domain=name)
         raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    auth = domain.url_auth
+    if auth is not None and not auth.exempts(
+        request.remote or "", request.headers.get("X-Forwarded-For")
+    ):
+        try:
+            authorized = verify(auth, raw_path, raw_query, int(time.time()))
+        except AuthDenied as denied:
+            raise Refusal(403, denied.code, denied.reason, domain=name) from None
+        if authorized.path != raw_path:  # types B and C carry the signature in the path
+            raw_path, path = authorized.path, unquote(authorized.path)
+            if _bad_path(path):
+                raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
     query = request.query
     try:
         transform = transform_for(domain, path, query)
     except MediaError as exc:
         raise media_refusal(exc, domain=name, function="seek") from None
-    raw_path = request.raw_path.split("?", 1)[0]
     return Resolved(
         domain=domain,
         host=host,

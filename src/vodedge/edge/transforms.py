@@ -8,10 +8,13 @@ from dataclasses import dataclass
 
 from vodedge.config import Domain
 from vodedge.media.errors import InvalidSeek
+from vodedge.media.preview import check_preview
 from vodedge.media.seeking import check_seek, parse_seconds
 
 MP4_SUFFIXES = frozenset({".mp4", ".m4a", ".m4v", ".mov", ".3gp", ".3g2"})
 FLV_SUFFIXES = frozenset({".flv"})
+# Containers whose only video function is trial playback (ali_video_preview).
+PREVIEW_ONLY = {".mp3": "mp3", ".mp2": "mp3", ".ts": "ts", ".m2ts": "ts", ".mts": "ts"}
 AUDIO_ONLY_ARG = "ali_audio_only"
 
 
@@ -19,7 +22,7 @@ AUDIO_ONLY_ARG = "ali_audio_only"
 class Transform:
     """A request's video functions: audio extraction and/or a clip."""
 
-    kind: str  # "mp4" or "flv"
+    kind: str  # "mp4", "flv", or "mp3" / "ts" (previews only)
     audio_only: bool
     start: float | None
     end: float | None
@@ -28,6 +31,8 @@ class Transform:
     @property
     def function(self) -> str:
         """The label used in metrics and logs."""
+        if self.kind in ("mp3", "ts"):
+            return "preview"
         if self.audio_only:
             return "audio_only" if self.start is None and self.end is None else "audio_seek"
         return "seek"
@@ -44,14 +49,14 @@ class Transform:
 
 
 def kind_of(path: str) -> str | None:
-    """mp4 or flv by the path's suffix; None for other objects."""
+    """mp4, flv, mp3 or ts by the path's suffix; None for other objects."""
     dot = path.rfind(".")
     suffix = path[dot:].lower() if dot > path.rfind("/") else ""
     if suffix in MP4_SUFFIXES:
         return "mp4"
     if suffix in FLV_SUFFIXES:
         return "flv"
-    return None
+    return PREVIEW_ONLY.get(suffix)
 
 
 def _offset(text: str, name: str) -> float:
@@ -65,6 +70,13 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
     kind = kind_of(path)
     if kind is None:
         return None
+    preview = domain.preview
+    if kind in ("mp3", "ts"):
+        if preview is None or query.get(preview.argument) is None:
+            return None
+        seconds = parse_seconds(query[preview.argument], preview.argument)
+        check_preview(seconds)
+        return Transform(kind, False, None, seconds)
     audio_only = bool(domain.audio_split) and query.get(AUDIO_ONLY_ARG) == "1"
     start: float | None = None
     end: float | None = None
@@ -79,10 +91,11 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
             start = parse(query[start_arg], start_arg)
         if query.get(end_arg) is not None:
             end = parse(query[end_arg], end_arg)
-    preview = domain.preview
     if preview is not None and query.get(preview.argument) is not None:
         if not by_time:
-            raise InvalidSeek("a preview cannot be combined with a byte-offset seek")
+            if start is not None or end is not None:
+                raise InvalidSeek("a preview cannot be combined with a byte-offset seek")
+            by_time = True  # a preview alone is a cut in seconds, whatever seeks take
         limit = parse_seconds(query[preview.argument], preview.argument)
         end = limit if end is None else min(end, limit)
         if start is not None and start >= end:

@@ -258,7 +258,12 @@ def mp3_preview_plan(size: int, seconds: float) -> Reading[Plan]:
     if not frames:
         raise MalformedMedia("the file holds no MPEG audio frame")
     cut = position
-    if info is None:
+    dropped = position < end and (
+        bool((yield from _frame_at(source, stream, position)))
+        or (yield from _resync(source, stream, position, MAX_GAP)) is not None
+    )
+    if info is None or not dropped:
+        # Every frame kept: the source's own info frame still describes them.
         return Plan([Span(0, cut)])
     rewritten = rewrite_info(first_bytes, info, [offset - first for offset in frames], cut - first)
     return Plan([Span(0, first), rewritten, Span(first + first_size, cut - first - first_size)])
