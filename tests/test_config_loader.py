@@ -34,6 +34,9 @@ def test_the_example_file_loads() -> None:
     media = node.domain_for("clips.media.example.com")
     assert media is not None and media.origins[0].directory == REPO / "samples"
     assert not media.ip_allowed("192.0.2.7")
+    paid = node.domain_for("paid.example.com")
+    assert paid is not None and paid.url_auth is not None and paid.preview is not None
+    assert paid.url_auth.signed_args == ("free_time",) and len(paid.url_auth.keys) == 2
 
 
 def test_a_full_file(tmp_path: Path) -> None:
