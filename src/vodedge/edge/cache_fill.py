@@ -283,6 +283,9 @@ class Fills:
             raise
         finally:
             meta_file.unlink(missing_ok=True)
+            # Ranged windows other workers shared beside the file (source.shared_window).
+            for window in tmp.parent.glob(tmp.name.removesuffix(".part") + ".w*"):
+                window.unlink(missing_ok=True)
             if response is not None:
                 await response.aclose()
 

@@ -52,6 +52,39 @@ def _fallocate(fd: int, length: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
+@contextlib.contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """Hold the `flock` of `path` if no other process does; yields whether held.
+
+    The lock file is removed by whoever releases it, so a lock taken on a file that
+    was removed meanwhile is no lock: it is taken again on the current file.
+    """
+    for _attempt in range(8):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                yield False
+                return
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current != os.fstat(fd).st_ino:
+                continue  # removed by its last holder after we opened it
+            try:
+                yield True
+            finally:
+                path.unlink(missing_ok=True)  # still held: nobody else can own it
+            return
+        finally:
+            os.close(fd)  # releases the lock
+    yield False
+
+
 class Store:
     """Objects on disk under `root`, at most `max_bytes` of them, least recently used out."""
 
@@ -80,38 +113,9 @@ class Store:
         """Where a running fill describes itself to processes that follow it."""
         return self.root / "tmp" / f"{digest}.meta"
 
-    @contextlib.contextmanager
-    def try_lock(self, digest: str) -> Iterator[bool]:
-        """Hold the object's fill lock if no other process does; yields whether held.
-
-        The lock file is removed by whoever releases it, so a lock taken on a file
-        that was removed meanwhile is no lock: it is taken again on the current file.
-        """
-        path = self.root / "locks" / f"{digest}.lock"
-        for _attempt in range(8):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError as exc:
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                        raise
-                    yield False
-                    return
-                try:
-                    current = os.stat(path).st_ino
-                except FileNotFoundError:
-                    current = -1
-                if current != os.fstat(fd).st_ino:
-                    continue  # removed by its last holder after we opened it
-                try:
-                    yield True
-                finally:
-                    path.unlink(missing_ok=True)  # still held: nobody else can own it
-                return
-            finally:
-                os.close(fd)  # releases the lock
-        yield False
+    def try_lock(self, digest: str) -> contextlib.AbstractContextManager[bool]:
+        """Hold the object's fill lock if no other process does; yields whether held."""
+        return try_lock(self.root / "locks" / f"{digest}.lock")
 
     # --- start-up and housekeeping -------------------------------------------------
 

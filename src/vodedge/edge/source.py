@@ -9,15 +9,18 @@ they are far ahead of a running fill (a tail moov).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
 
 from vodedge.config import Domain, OriginSpec
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body
 from vodedge.edge.cache_index import ObjectMeta
+from vodedge.edge.cache_store import try_lock
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
 
 # Reads this far past what a fill has written go to the origin as ranged requests
@@ -213,6 +216,54 @@ class RangeWindows:
 
 # One per worker process.
 WINDOWS = RangeWindows()
+WINDOW_POLL = 0.005
+WINDOW_WAIT = 30.0
+
+
+def _read_window(path: Path, length: int) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if len(data) == length else None
+
+
+async def shared_window(
+    part: Path, start: int, end: int, ranged: Coroutine[None, None, bytes]
+) -> bytes:
+    """Bytes `[start, end)` of the object a fill writes to `part`, fetched by one worker
+    for all: the first writes them beside the fill's file (removed with it), the others
+    wait for that file."""
+    name = f"{part.name.removesuffix('.part')}.w{start}-{end}"
+    window = part.parent / name
+    lock = part.parent.parent / "locks" / f"{name}.lock"
+    deadline = time.monotonic() + WINDOW_WAIT
+    try:
+        while True:
+            data = _read_window(window, end - start)
+            if data is not None:
+                return data
+            with try_lock(lock) as held:
+                if held:
+                    data = _read_window(window, end - start)
+                    if data is None:
+                        data = await ranged
+                        _write_window(window, data)
+                    return data
+            if time.monotonic() > deadline:
+                return await ranged
+            await asyncio.sleep(WINDOW_POLL)
+    finally:
+        ranged.close()  # never awaited when another worker's window served
+
+
+def _write_window(window: Path, data: bytes) -> None:
+    staging = window.with_name(window.name + ".writing")
+    try:
+        staging.write_bytes(data)
+        os.replace(staging, window)
+    except OSError:
+        staging.unlink(missing_ok=True)  # a full disk: the others fetch for themselves
 
 
 class SourceReader:
@@ -244,7 +295,11 @@ class SourceReader:
             meta = body.meta
 
             async def fetch() -> bytes:
-                return await self.fetcher.ranged(offset, fetch_end, meta)
+                ranged = self.fetcher.ranged(offset, fetch_end, meta)
+                part = body.progress.path if body.progress is not None else None
+                if part is None or not part.name.endswith(".part"):
+                    return await ranged
+                return await shared_window(part, offset, fetch_end, ranged)
 
             try:
                 self.window_start, self.window = await WINDOWS.read(
