@@ -503,3 +503,15 @@ def leaf_signature(box: Box, skip: frozenset[bytes]) -> list[tuple[str, bytes]]:
         if leaf.children is None and leaf.type not in skip:
             out.append((path, leaf.usertype + leaf.payload))
     return out
+
+
+def without_audio_stsd(data: bytes) -> bytes:
+    """`data` with each sound track's `stsd` renamed `free`: samples no player can decode."""
+    out = bytearray(data)
+    for trak in find_all(parse(data), "moov/trak"):
+        if trak_fields(trak)[1] != b"soun":
+            continue
+        for path, box in walk([trak]):
+            if path.endswith("/stsd") and box.src_start is not None:
+                out[box.src_start + 4 : box.src_start + 8] = b"free"
+    return bytes(out)

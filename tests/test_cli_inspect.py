@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import mp4_rewrite as rw
 from media_matrix import FFPROBE, SHARED_MEDIA, media
 from oracle import cli_error_line, run_cli
 
@@ -59,3 +60,17 @@ def test_missing_output_directory_names_the_output(tmp_path: Path) -> None:
     out = f"{tmp_path}/nowhere/x.m4a"
     line = cli_error_line(run_cli("extract", media("m4a_aac"), "-o", out))
     assert line == f"vodedge: error: {out}: No such file or directory", line
+
+
+def test_audio_track_without_sample_description_is_refused(tmp_path: Path) -> None:
+    """No `stsd` in the audio track: exit 2 and one line saying so, and no output."""
+    src = tmp_path / "no-stsd.mp4"
+    src.write_bytes(rw.without_audio_stsd(media("mp4_h264_aac").read_bytes()))
+    out = tmp_path / "audio.m4a"
+    line = cli_error_line(run_cli("extract", src, "-o", out))
+    assert "audio track 2 has no sample description (stsd)" in line, line
+    assert not out.exists()
+    line = cli_error_line(run_cli("extract", src, "-o", out, "--start", "0.5"))
+    assert "stsd" in line, line
+    proc = run_cli("inspect", src)
+    assert proc.returncode == 0 and "no sample description" in proc.stdout, proc.stdout

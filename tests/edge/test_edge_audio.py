@@ -425,3 +425,21 @@ def test_preview_ends_at_n_seconds(
     inside = edge.get("preview.test", f"{path}?{PREVIEW_ARG}=1&start=0.5&end=1.8")
     clip = cli_output("clip", source, tmp_path, "--start", "0.5", "--end", "1")
     _assert_same_result(inside, clip, "video/mp4")
+
+
+def test_audio_track_without_sample_description_is_a_4xx(
+    edge: Vodedge,
+    published: Callable[[Path, str], tuple[str, CliResult]],
+    tmp_path: Path,
+) -> None:
+    """An audio track with no `stsd`: the CLI's refusal, as the mapped 4xx with its code."""
+    import mp4_rewrite as rw
+
+    source = tmp_path / "no-stsd.mp4"
+    source.write_bytes(rw.without_audio_stsd(media("mp4_h264_aac").read_bytes()))
+    path, expected = published(source, "hostile/no-stsd.mp4")
+    assert expected.output is None and "stsd" in (expected.error or ""), expected
+    reply = edge.get("video.test", path + "?ali_audio_only=1")
+    _assert_same_result(reply, expected, "audio/mp4")
+    assert reply.status == 422 and reply.header("X-Vodedge-Error") == "malformed_media", reply
+    assert b"no sample description (stsd)" in reply.body

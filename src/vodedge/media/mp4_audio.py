@@ -14,6 +14,7 @@ from vodedge.media.mp4_movie import (
     ChunkTable,
     Movie,
     Track,
+    check_described,
     chunk_table,
     parse_movie,
     rebuild,
@@ -179,6 +180,8 @@ def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
     kept = [track for track in movie.tracks if track.is_audio]
     if not kept:
         raise NoAudioTrack("the file has no audio track")
+    for track in kept:
+        check_described(track)
     kept_ids = {track.track_id for track in kept}
 
     tables: dict[int, ChunkTable] = {}

@@ -30,6 +30,7 @@ from vodedge.media.mp4_movie import (
     Movie,
     Replacement,
     Track,
+    check_described,
     parse_movie,
     rebuild_pieces,
     set_duration_field,
@@ -688,6 +689,9 @@ class Mp4Index:
         ]
         if audio_only and not wanted:
             raise NoAudioTrack("the file has no audio track")
+        for track in wanted:
+            if track.is_audio:
+                check_described(track)
         loaded: list[TrackIndex] = []
         for track in wanted:
             found = self.tracks[track.track_id]

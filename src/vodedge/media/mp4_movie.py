@@ -79,6 +79,15 @@ class Track(NamedTuple):
         return self.handler == b"soun"
 
 
+def check_described(track: Track) -> None:
+    """Refuse a sample table without a sample description: its samples are undecodable."""
+    if track.stbl is not None and not track.codec:
+        raise MalformedMedia(
+            f"{track.kind} track {track.track_id} has no sample description (stsd): "
+            f"no player could decode it"
+        )
+
+
 class Movie(NamedTuple):
     """A parsed `moov` box held in memory; `offset` is where it sits in the file."""
 
@@ -179,7 +188,12 @@ def _parse_track(data: memoryview, trak: Box) -> Track:
     codec = ""
     if stbl is not None:
         stsd = find(data, stbl, b"stsd")
-        if stsd is not None and stsd.size >= 24:
+        # An stsd counting no entries describes nothing, whatever bytes follow.
+        if (
+            stsd is not None
+            and stsd.size >= 24
+            and any(data[stsd.payload_offset + 4 : stsd.payload_offset + 8])
+        ):
             codec = bytes(data[stsd.payload_offset + 12 : stsd.payload_offset + 16]).decode(
                 "latin-1"
             )
