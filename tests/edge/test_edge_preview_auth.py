@@ -52,7 +52,7 @@ def server(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                    PREVIEW),
             domain("locked.test", nginx, auth("a", vodedge_signed_args="free_time"), PREVIEW),
             domain("exempt.test", nginx,
-                   auth("a", req_auth_ip_white="127.0.0.1", req_auth_ip_acl_xfwd="off")),
+                   auth("b", req_auth_ip_white="127.0.0.1", req_auth_ip_acl_xfwd="off")),
         ]
     )  # fmt: skip
     with running(Vodedge(tmp_path_factory.mktemp("vodedge-preview"), config)) as edge:
@@ -177,7 +177,14 @@ def test_signed_preview_length_cannot_be_raised(server: Vodedge, origins: Origin
 
 
 def test_white_listed_address_needs_no_signature(server: Vodedge, origins: Origins) -> None:
-    """req_auth_ip_white: the loopback client is let in unsigned."""
+    """req_auth_ip_white: the loopback client is let in unsigned; a signed URL it sends
+    still has its signature taken out (type B: of the path)."""
     path = origins.media.write("signed/exempt.bin", b"exempt")
     reply = server.get("exempt.test", path)
     assert reply.status == 200 and reply.body == b"exempt"
+    signed_path, _ = ref_sign("b", KEY1, path, int(time.time()))
+    reply = server.get("exempt.test", signed_path)
+    assert reply.status == 200 and reply.body == b"exempt"
+    # Exempt from signing, not from the rest: forwarded-for does not count with xfwd off.
+    stranger = server.get("signed-a.test", path, {"X-Forwarded-For": "127.0.0.1"})
+    assert stranger.status == 403

@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlencode
 from aiohttp import web
 
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
-from vodedge.config.urlauth import AuthDenied, verify
+from vodedge.config.urlauth import AuthDenied, Authorized, verify
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.tls import scheme_answer
 from vodedge.edge.transforms import Transform, transform_for
@@ -93,13 +93,13 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
     raw_path, _, raw_query = request.raw_path.partition("?")
     auth = domain.url_auth
-    if auth is not None and not auth.exempts(
-        request.remote or "", request.headers.get("X-Forwarded-For")
-    ):
+    if auth is not None:
         try:
             authorized = verify(auth, raw_path, raw_query, int(time.time()))
         except AuthDenied as denied:
-            raise Refusal(403, denied.code, denied.reason, domain=name) from None
+            if not auth.exempts(request.remote or "", request.headers.get("X-Forwarded-For")):
+                raise Refusal(403, denied.code, denied.reason, domain=name) from None
+            authorized = Authorized(raw_path, raw_query)  # req_auth_ip_white: served unsigned
         if authorized.path != raw_path:  # types B and C carry the signature in the path
             raw_path, path = authorized.path, unquote(authorized.path)
             if _bad_path(path):
