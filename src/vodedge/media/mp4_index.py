@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from struct import Struct
 
@@ -40,6 +40,7 @@ from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
 
 Ints = npt.NDArray[np.int64]
+Piece = bytes | memoryview
 
 _U32 = Struct(">I")
 _STSZ = Struct(">III")
@@ -660,6 +661,14 @@ class Mp4Index:
     ftyp: bytes
     movie: Movie
     tracks: dict[int, TrackIndex | MediaError | None]
+    kids: dict[int, list[Box]] = field(default_factory=dict)  # containers' children
+
+    def children(self, box: Box) -> list[Box]:
+        """The children of a container of the moov, parsed once."""
+        found = self.kids.get(box.offset)
+        if found is None:
+            found = self.kids[box.offset] = children(self.movie.data, box)
+        return found
 
     @property
     def nbytes(self) -> int:
@@ -764,7 +773,8 @@ class Mp4Index:
         layout = _Layout(all_offsets, all_sizes)
         mdat_header = header_bytes(b"mdat", layout.total)
 
-        pieces: list[tuple[int, list[bytes | None], int, Ints]] = []
+        pieces: list[tuple[int, list[Piece | None], int, Ints]] = []
+        widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
         first = 0
         for cut, cut_tables in zip(cuts, tables, strict=True):
             count = len(cut_tables.chunk_offsets)
@@ -773,6 +783,7 @@ class Mp4Index:
             parts = self._stbl(cut, cut_tables.boxes)
             fixed = sum(len(p) for p in parts if p is not None)
             pieces.append((cut.samples.stbl.offset, parts, fixed, relative))
+            widest.append((int(relative.max()) if count else 0, count))
 
         def with_offsets(base: int | None) -> dict[int, Replacement]:
             """The replacements, the chunk offsets for `base` (left out for None)."""
@@ -786,29 +797,29 @@ class Mp4Index:
         # The moov's size depends on stco vs co64, which depends on the offsets, which
         # depend on the moov's size. Its size is that of the moov without chunk offsets
         # plus theirs, so the base settles by arithmetic, and the moov is built once.
-        _, bare = rebuild_pieces(movie.data, movie.box, with_offsets(None))
+        _, bare = rebuild_pieces(movie.data, movie.box, with_offsets(None), self.children)
 
         def moov_size(base: int) -> int:
             size = bare
-            for _at, _parts, _fixed, relative in pieces:
-                wide = len(relative) and int(relative.max()) + base > 0xFFFFFFFF
-                size += 16 + (8 if wide else 4) * len(relative)
+            for top, count in widest:
+                wide = count and top + base > 0xFFFFFFFF
+                size += 16 + (8 if wide else 4) * count
             return size
 
         base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
-        moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base))
+        moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base), self.children)
         head = b"".join([self.ftyp, *moov, mdat_header])
         # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
         pairs = zip(layout.starts, layout.lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
         return Plan.head_and_spans(head, spans, layout.lengths)
 
-    def _stbl(self, cut: _Cut, new: dict[bytes, bytes]) -> list[bytes | None]:
+    def _stbl(self, cut: _Cut, new: dict[bytes, bytes]) -> list[Piece | None]:
         """The `stbl`'s children in the original order; None where the chunk offsets go."""
         samples, movie = cut.samples, self.movie
         new = dict(new)
         new[b"stco"] = b""
-        parts: list[bytes | None] = []
+        parts: list[Piece | None] = []
         for child in samples.stbl_children:
             kind = {b"co64": b"stco", b"stz2": b"stsz"}.get(child.type, child.type)
             if kind in DROPPED_IN_CLIPS:
@@ -822,7 +833,7 @@ class Mp4Index:
                 box = new.pop(kind)
                 parts.append(None if kind == b"stco" else box)
             elif kind not in (b"ctts", b"stss", b"sdtp"):
-                parts.append(bytes(movie.raw(child)))
+                parts.append(movie.raw(child))
         return parts
 
 

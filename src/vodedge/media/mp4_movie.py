@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from struct import Struct
 from typing import NamedTuple
 
@@ -289,7 +289,7 @@ def chunk_table(movie: Movie, track: Track) -> ChunkTable | None:
     )
 
 
-Replacement = bytes | list[bytes] | None
+Replacement = bytes | list[bytes | memoryview] | None
 
 
 def rebuild(data: memoryview, box: Box, replace: Mapping[int, Replacement]) -> bytes:
@@ -303,11 +303,17 @@ def rebuild(data: memoryview, box: Box, replace: Mapping[int, Replacement]) -> b
 
 
 def rebuild_pieces(
-    data: memoryview, box: Box, replace: Mapping[int, Replacement]
+    data: memoryview,
+    box: Box,
+    replace: Mapping[int, Replacement],
+    kids: Callable[[Box], list[Box]] | None = None,
 ) -> tuple[list[bytes | memoryview], int]:
-    """What `rebuild` joins, and its length: views of the source and new bytes."""
+    """What `rebuild` joins, and its length: views of the source and new bytes.
+    `kids(box)` gives a container's children (a caller rebuilding one moov often
+    keeps them)."""
     parts: list[bytes | memoryview] = []
-    size = _rebuild(data, box, replace, sorted(replace), parts)
+    walk = kids or (lambda parent: children(data, parent))
+    size = _rebuild(data, box, replace, sorted(replace), parts, walk)
     return parts, size
 
 
@@ -317,6 +323,7 @@ def _rebuild(
     replace: Mapping[int, Replacement],
     offsets: list[int],
     out: list[bytes | memoryview],
+    kids: Callable[[Box], list[Box]],
 ) -> int:
     """Append the pieces of `box` rebuilt to `out` (joined once, so a large table is
     copied once, not once per level of nesting); return their length."""
@@ -339,8 +346,8 @@ def _rebuild(
     start = children_offset(data, box)
     out.append(data[box.payload_offset : start])
     size = start - box.payload_offset
-    for child in children(data, box):
-        size += _rebuild(data, child, replace, offsets, out)
+    for child in kids(box):
+        size += _rebuild(data, child, replace, offsets, out, kids)
     out[at] = header_bytes(box.type, size)
     return len(out[at]) + size
 
