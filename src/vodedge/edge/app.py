@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from vodedge import __version__
 from vodedge.config import NodeConfig
 from vodedge.config.limits import NodeLimits
-from vodedge.edge import metrics
+from vodedge.edge import bad_requests, metrics
 from vodedge.edge.cache import DiskCache, OriginStatus, Uncached
 from vodedge.edge.deliver import SEND_TIMEOUT, deliver
 from vodedge.edge.indexes import IndexMemo
@@ -30,7 +29,7 @@ from vodedge.edge.refusal import Refusal
 from vodedge.edge.resolve import Resolved, resolve
 from vodedge.edge.source import OriginPool, OriginSet
 
-SERVER = f"vodedge/{__version__}"
+SERVER = bad_requests.SERVER
 
 
 @dataclass
@@ -63,7 +62,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     domain = resolved.domain
     exchange.domain, exchange.function = domain.name, resolved.function
     origins = edge.origins.origin_set(
-        domain, resolved.host or domain.name, resolved.raw_path, resolved.origin_query
+        domain, resolved.host, resolved.raw_path, resolved.origin_query
     )
     try:
         how, body = await edge.cache.get(resolved.key, origins, rule=resolved.ttl_rule)
@@ -123,6 +122,7 @@ async def _bypass(
 
 def make_app(edge: Edge) -> web.Application:
     """The client-facing application."""
+    bad_requests.install()
     app = web.Application(
         client_max_size=0, handler_args={"max_field_size": 8190}, middlewares=[observe]
     )

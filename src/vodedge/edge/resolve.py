@@ -12,6 +12,7 @@ from aiohttp import web
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
 from vodedge.config.urlauth import AuthDenied, Authorized, verify
 from vodedge.edge.refusal import Refusal
+from vodedge.edge.target import BadTarget, normalize_path, read_target
 from vodedge.edge.tls import scheme_answer
 from vodedge.edge.transforms import Transform, transform_for
 from vodedge.media.errors import MediaError
@@ -41,9 +42,13 @@ class Resolved:
     """Everything the later stages need to know about a request, decided once."""
 
     domain: Domain
-    host: str  # the Host the client sent
+    # The canonical host (lower-case ASCII, no port): what chose the domain and the
+    # key, and what the origin is sent as Host unless the domain names another.
+    host: str
     path: str  # the decoded path: TTL rules, content types, transforms
-    raw_path: str  # the path as sent (so %3F stays no query): the key and the origin's
+    # The path percent-encoded in one canonical spelling (so %3F stays no query, and
+    # /%73mall.mp4 is /small.mp4): the key's and the origin's.
+    raw_path: str
     query: Mapping[str, str]
     transform: Transform | None
     key: str
@@ -60,13 +65,19 @@ class Resolved:
 
 def resolve(request: web.Request, config: NodeConfig) -> Resolved:
     """The request's domain, transform and cache key; Refusal when it is not served."""
-    host = request.host or ""
+    try:
+        target = read_target(request.raw_path, request.headers.get("Host"))
+    except BadTarget as exc:
+        raise Refusal(400, exc.code, str(exc)) from None
+    host = target.host_header
     domain = config.domain_for(host)
     if domain is None:
-        raise Refusal(403, "unknown_host", f"this node serves no domain {request.host!r}")
+        # The Host is not echoed: an error page must not reflect what a client wrote.
+        raise Refusal(403, "unknown_host", "this node serves no such domain")
     name = domain.name
+    _refuse_repeated(request, name)
     answer = scheme_answer(
-        domain, config, secure=request.secure, host=host, path_qs=request.raw_path
+        domain, config, secure=request.secure, host=host, path_qs=request.rel_url.raw_path_qs
     )
     if answer is not None:
         if answer.location is not None:
@@ -80,7 +91,7 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
             headers={"Allow": "GET, HEAD"},
             domain=name,
         )
-    path = request.path
+    path = target.path
     if _bad_path(path):
         raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
     refused = _ip_refusal(domain, request)
@@ -91,17 +102,23 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         if redirect:
             raise Refusal.redirect(redirect, domain=name)
         raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
-    raw_path, _, raw_query = request.raw_path.partition("?")
+    raw_path = target.raw_path
     auth = domain.url_auth
     if auth is not None:
+        sent_path, _, sent_query = target.sent.partition("?")
         try:
-            authorized = verify(auth, raw_path, raw_query, int(time.time()))
+            authorized = verify(auth, sent_path, sent_query, int(time.time()))
         except AuthDenied as denied:
             if not auth.exempts(request.remote or "", request.headers.get("X-Forwarded-For")):
                 raise Refusal(403, denied.code, denied.reason, domain=name) from None
-            authorized = Authorized(raw_path, raw_query)  # req_auth_ip_white: served unsigned
-        if authorized.path != raw_path:  # types B and C carry the signature in the path
-            raw_path, path = authorized.path, unquote(authorized.path)
+            # req_auth_ip_white: served unsigned
+            authorized = Authorized(sent_path, sent_query)
+        if authorized.path != sent_path:  # types B and C carry the signature in the path
+            try:
+                raw_path = normalize_path(authorized.path)
+            except BadTarget as exc:
+                raise Refusal(400, exc.code, str(exc), domain=name) from None
+            path = unquote(raw_path, errors="replace")
             if _bad_path(path):
                 raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
     query = request.query
@@ -148,6 +165,17 @@ def _rate(domain: Domain, query: Mapping[str, str]) -> tuple[int, int] | None:
         return None
     rate = config.rate_for(query, time.localtime().tm_hour)
     return None if rate is None else (rate, config.after or 0)
+
+
+# Headers that may appear once: two of them are two answers to one question (RFC 9110
+# 5.3), so the request is refused rather than one picked. Host is aiohttp's to refuse.
+SINGLE_HEADERS = ("Range", "If-Range", "If-Modified-Since", "Referer")
+
+
+def _refuse_repeated(request: web.Request, domain: str) -> None:
+    for name in SINGLE_HEADERS:
+        if len(request.headers.getall(name, ())) > 1:
+            raise Refusal(400, "repeated_header", f"{name} may appear once", domain=domain)
 
 
 def _ip_refusal(domain: Domain, request: web.Request) -> int | None:

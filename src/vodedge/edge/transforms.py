@@ -60,7 +60,7 @@ def kind_of(path: str) -> str | None:
 
 
 def _offset(text: str, name: str) -> float:
-    if not text.isdigit() or len(text) > 15:
+    if not (text.isascii() and text.isdigit()) or len(text) > 15:
         raise InvalidSeek(f"{name} must be a byte offset, not {text[:40]!r}")
     return float(int(text))
 
