@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import media
@@ -46,10 +47,36 @@ def random_path(workload: str, rng: random.Random) -> str:
     return fmt % ((s, s + CLIP) if workload == "clip" else (s,))
 
 
-def wrk_row(label: str, result: WrkResult, base_rps: float | None) -> Row:
-    """A table row of one wrk run."""
-    ratio = f"{result.requests_per_s / base_rps:.3f}" if base_rps else ""
+def measured(server: Server, script: Path, seconds: int, connections: int) -> Measured:
+    """One wrk run of `script` against `server` (after a 1-s warm-up run), with the
+    server's CPU time per response: on a shared machine the steadier figure."""
+    url = server.base + "/long.mp4"
+    servers.wrk(url, seconds=1, connections=connections, script=script, timeout=30)
+    pids = server.pids()
+    before = servers.cpu_seconds(pids)
+    result = servers.wrk(url, seconds=seconds, connections=connections, script=script, timeout=30)
+    used = servers.cpu_seconds(pids) - before
+    return Measured(result, used / max(result.requests, 1))
+
+
+@dataclass
+class Measured:
+    """A wrk run and the server's CPU seconds per response during it."""
+
+    result: WrkResult
+    cpu: float
+
+
+def wrk_row(label: str, run: Measured | WrkResult, base: Measured | None) -> Row:
+    """A table row of one wrk run; the ratio is requests/s against `base`'s, and the
+    detail also gives the ratio of CPU per response (base / this: above 1 is cheaper)."""
+    result = run.result if isinstance(run, Measured) else run
+    ratio = f"{result.requests_per_s / base.result.requests_per_s:.3f}" if base else ""
     detail = f"p50 {result.p50}, p99 {result.p99}, {result.requests} requests"
+    if isinstance(run, Measured):
+        detail += f", server CPU {ms(run.cpu)} per response"
+        if base is not None:
+            detail += f" (CPU ratio {base.cpu / run.cpu:.3f})"
     if result.errors:
         detail += f", {result.errors}"
     command = result.command.replace(f"{REPO}/", "")
@@ -212,28 +239,19 @@ def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
     rows: list[Row] = []
     scripts = SCRIPTS
     with both_servers({"long.mp4": head}) as (nginx, vd, _root):
-        nginx_rps = None
+        base = None
         if nginx is None:
             rows.append(Row("nginx mp4 module", "-", "", "", "skipped: no mp4 module"))
         else:
-            url = nginx.base + "/long.mp4"
-            servers.wrk(url, seconds=1, connections=connections, script=scripts["clip"])
-            result = servers.wrk(
-                url, seconds=seconds, connections=connections, script=scripts["clip"]
-            )
-            nginx_rps = result.requests_per_s
-            rows.append(wrk_row("nginx mp4 module, random 10-s clips", result, None))
+            base = measured(nginx, scripts["clip"], seconds, connections)
+            rows.append(wrk_row("nginx mp4 module, random 10-s clips", base, None))
         if vd is None:
             rows.append(Row("vodedge serve", "-", "", "", "skipped: no serve command"))
             return rows
-        url = vd.base + "/long.mp4"
-        servers.wrk(url, seconds=1, connections=connections, script=scripts["clip"])
-        result = servers.wrk(url, seconds=seconds, connections=connections, script=scripts["clip"])
-        rows.append(wrk_row("vodedge, random 10-s clips", result, nginx_rps))
-        result = servers.wrk(
-            url, seconds=seconds, connections=connections, script=scripts["audio-open"], timeout=30
-        )
-        rows.append(wrk_row("vodedge, random open-ended audio-only starts", result, None))
+        run = measured(vd, scripts["clip"], seconds, connections)
+        rows.append(wrk_row("vodedge, random 10-s clips", run, base))
+        run = measured(vd, scripts["audio-open"], seconds, connections)
+        rows.append(wrk_row("vodedge, random open-ended audio-only starts", run, None))
         rng = random.Random(SEED + 1)
         paths = [random_path("audio-open", rng) for _ in range(60)]
         first = ttfb(vd, paths)
@@ -324,7 +342,7 @@ def hit_while_seeking(seconds: int, connections: int) -> list[Row]:
                 )
             )
         if load:
-            rows.append(wrk_row("  (the seekers meanwhile: random 10-s clips)", load[0], None))
+            rows.append(wrk_row("(the seekers meanwhile: random 10-s clips)", load[0], None))
     return rows
 
 
