@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := ffmpeg nginx-light
+# Only the benchmarks need these (`make bench`), not `make test`.
+BENCH_APT_PACKAGES := wrk
 export VODEDGE_TEST_CACHE ?= $(CURDIR)/.cache/test-media
 
-.PHONY: run test lint typecheck bench system-deps clean
+.PHONY: run test lint typecheck bench system-deps bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +22,10 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	touch $@
 
 # Debian packages the tests drive for real (ffmpeg is the oracle).
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+system-deps bench-deps: PACKAGES = $(APT_PACKAGES)
+bench-deps: PACKAGES = $(APT_PACKAGES) $(BENCH_APT_PACKAGES)
+system-deps bench-deps:
+	@missing=""; for p in $(PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -43,7 +47,7 @@ test: $(VENV)/.installed-test system-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-bench: $(VENV)/.installed-test system-deps
+bench: $(VENV)/.installed-test bench-deps
 	$(BIN)/python bench/run.py
 
 clean:

@@ -365,7 +365,7 @@ def bench_seek(seconds: int, connections: int, samples: int = 300) -> Section:
     head = media.ensure(media.MP4_LONG)
     notes: list[str] = [
         f"wrk -t1 -c{connections}, {seconds} s per run, loopback, one server worker each",
-        "in process: wall time of one plan (no I/O after the index is built), one core",
+        "in process: CPU time of one plan (no I/O once the index is built), one core",
     ]
     print(f"\nbenchmark seek: random starts, wrk {seconds} s per run", flush=True)
     rows = in_process(head, samples)
