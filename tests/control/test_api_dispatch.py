@@ -132,7 +132,7 @@ def test_a_crashing_action_is_an_internal_error_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def dispatch(call: Call) -> JsonObject:
-        raise RuntimeError("boom\nwith a second line")
+        raise RuntimeError("boom\nwith a -----BEGIN PRIVATE KEY----- in it")
 
     status, body, _ = exchange(
         tmp_path, dispatch, lambda port: v1_request(port, WRITER, "DescribeRefreshQuota")
@@ -141,7 +141,8 @@ def test_a_crashing_action_is_an_internal_error_without_a_traceback(
     assert body["Code"] == "InternalError"
     assert "boom" not in body["Message"]
     logged = capsys.readouterr().err
-    assert "RuntimeError: boom with a second line" in logged
+    assert "RuntimeError at test_api_dispatch.py:" in logged
+    assert "PRIVATE KEY" not in logged and "boom" not in logged
     assert len(logged.strip().splitlines()) == 1 and "Traceback" not in logged
 
 

@@ -14,8 +14,10 @@ import math
 import re
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -140,9 +142,11 @@ class Api:
         except ConnectionError:  # the caller left mid-request: nobody to answer, no bug
             return self._error(request, request_id, _invalid("The connection was lost."))
         except Exception as exc:  # a bug must not answer with a traceback
+            # Where, not what: an exception's text may quote a call's parameters (a key).
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
             sys.stderr.write(
-                f"vodedge: api: request {request_id} failed: {type(exc).__name__}:"
-                f" {' '.join(str(exc).split())[:200]}\n"
+                f"vodedge: api: request {request_id} failed: {type(exc).__name__}{where}\n"
             )
             return self._error(
                 request,
