@@ -19,12 +19,13 @@ from flv_media import (
     metadata,
     metadata_of,
     parse,
+    run_filter,
     synthetic,
     tag,
 )
 from vodedge.media.amf0 import AmfValue
 from vodedge.media.errors import NoAudioTrack, NotFlv, TruncatedMedia
-from vodedge.media.flv import flv_audio_plan, flv_summary
+from vodedge.media.flv import FlvAudioFilter, flv_audio_plan, flv_clip_plan, flv_summary
 from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import ReadRequest, run, run_bytes
 
@@ -61,9 +62,10 @@ def test_plan_is_header_metadata_then_spans_on_tag_boundaries() -> None:
     check_output(out)
 
 
-def test_plan_metadata_has_the_exact_filesize_and_a_rebuilt_keyframes_index() -> None:
+def test_a_time_clip_has_the_exact_filesize_and_a_rebuilt_keyframes_index() -> None:
     source = synthetic()
-    out = plan_of(source).render(source)
+    out = run_bytes(flv_clip_plan(len(source), 0.001, by_time=True, audio_only=True), source)
+    out = out.render(source)
     meta = metadata_of(out)
     assert meta is not None and meta["filesize"] == float(len(out))
     source_meta = metadata_of(source)
@@ -91,11 +93,25 @@ def test_plan_without_a_source_index_adds_none() -> None:
     assert meta is not None and "keyframes" not in meta and meta["hasVideo"] is False
 
 
-def test_plan_adds_filesize_when_the_source_had_none() -> None:
-    source = flv([tag(SCRIPT, metadata({"duration": 1.0})), tag(AUDIO, aac_frame(0))])
+def test_a_plan_a_stream_could_make_is_the_streams_bytes() -> None:
+    """Without a time clip the layout is unknown to a stream when it writes the metadata:
+    the plan writes the same (no filesize, no keyframes), so one URL is one body."""
+    source = synthetic()
     out = plan_of(source).render(source)
     meta = metadata_of(out)
-    assert meta == {"duration": 1.0, "hasVideo": False, "filesize": float(len(out))}
+    assert meta is not None and "filesize" not in meta and "keyframes" not in meta
+    assert run_filter(FlvAudioFilter(), source, [1000]) == out
+    for start in (0, len(source) // 3):
+        plan = run_bytes(flv_clip_plan(len(source), start, audio_only=True), source)
+        assert run_filter(FlvAudioFilter(start=start), source, [777]) == plan.render(source)
+
+
+def test_a_time_clip_adds_filesize_when_the_source_had_none() -> None:
+    source = flv([tag(SCRIPT, metadata({"duration": 1.0})), tag(AUDIO, aac_frame(0))])
+    out = run_bytes(flv_clip_plan(len(source), None, 0.5, by_time=True, audio_only=True), source)
+    out = out.render(source)
+    meta = metadata_of(out)
+    assert meta is not None and meta["filesize"] == float(len(out))
 
 
 def test_layout_keys_of_the_source_are_not_carried_over() -> None:

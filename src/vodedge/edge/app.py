@@ -95,6 +95,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         output, exchange.function = await plan_output(
             planner, resolved, body, how, origins, ranged="Range" in request.headers
         )
+        exchange.saving = output.saving
         try:
             return await deliver(request, output, resolved.rate)
         finally:

@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 
 from vodedge.edge.cache import Body
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
-from vodedge.edge.observe import exchange_of
+from vodedge.edge.observe import Exchange, exchange_of
 from vodedge.edge.origin import OriginError, OriginResponse
 from vodedge.media.errors import MediaError
 from vodedge.media.plan import Plan, Span
@@ -87,6 +87,8 @@ class Output:
     holds: list[Body] = field(default_factory=list)
     # What else to release then (an origin response that may never have been read).
     releases: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Audio extraction: source bytes not sent per byte sent (counted on what is sent).
+    saving: Callable[[], float] | None = None
 
     async def aclose(self) -> None:
         """Release what this output holds."""
@@ -194,12 +196,27 @@ async def _write(
                     data = piece if isinstance(piece, bytes) else _read(piece)
                     await _send(request, response, data, pacer)
         await response.write_eof()
-    except (OriginError, MediaError, OSError, TimeoutError):
-        abort(request)
+    except ConnectionError:
+        _abort(request, exchange, "client_gone")
+    except TimeoutError:
+        _abort(request, exchange, "send_timeout")  # a reader that stopped taking bytes
+    except (OriginError, MediaError) as exc:
+        _abort(request, exchange, exc.code)
+    except OSError as exc:
+        _abort(request, exchange, f"io_error: {exc.strerror or exc}")
     finally:
         for file in files.values():
             file.close()
         await pieces.aclose()
+
+
+def _abort(request: web.BaseRequest, exchange: Exchange, why: str) -> None:
+    """Drop the connection mid-body; bytes still queued in it were never sent."""
+    exchange.aborted = why
+    transport = request.transport
+    if transport is not None:
+        exchange.sent = max(exchange.sent - transport.get_write_buffer_size(), 0)
+        transport.abort()
 
 
 def _read(span: FileSpan) -> bytes:

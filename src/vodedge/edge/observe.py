@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -29,6 +30,10 @@ class Exchange:
     sent: int = 0  # body bytes handed to the connection
     # The response whose headers went out: after that an error can only abort.
     prepared: web.StreamResponse | None = None
+    # Why the body was cut short (client_gone, send_timeout, an origin error code).
+    aborted: str | None = None
+    # Audio extraction: source bytes saved per body byte sent (see Output.saving).
+    saving: Callable[[], float] | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -56,7 +61,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             exchange.domain = refusal.domain or exchange.domain
             exchange.function = refusal.function or exchange.function
             response = refusal.response()
-        status = response.status
+        # A client that went away mid-body is logged as nginx does, with what it got.
+        status = 499 if exchange.aborted == "client_gone" else response.status
         return response
     except (ConnectionError, asyncio.CancelledError):
         status = 499  # the client went away
@@ -94,6 +100,10 @@ def _record(request: web.Request, exchange: Exchange, status: int, error: str | 
     metrics.REQUESTS.labels(exchange.domain, exchange.function, str(status)).inc()
     if exchange.sent:
         metrics.SENT_BYTES.labels(exchange.domain, exchange.function).inc(exchange.sent)
+        if exchange.saving is not None:
+            saved = round(exchange.sent * exchange.saving())
+            if saved > 0:
+                metrics.SAVED_BYTES.labels(exchange.domain).inc(saved)
     fields: dict[str, object] = {
         "host": request.host,
         "method": request.method,
@@ -104,6 +114,8 @@ def _record(request: web.Request, exchange: Exchange, status: int, error: str | 
         fields["cache"] = exchange.cache
     if error is not None:
         fields["error"] = error
+    if exchange.aborted is not None:
+        fields["aborted"] = exchange.aborted
     fields.update(
         status=status,
         bytes=exchange.sent,

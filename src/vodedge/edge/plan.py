@@ -157,9 +157,11 @@ async def _transformed(
     headers = cache_headers(body, how)
     headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
-    if transform.audio_only and body.size:
-        metrics.SAVED_BYTES.labels(domain.name).inc(max(body.size - plan.size, 0))
     output = Output(headers, validators, plan.size, _over(plan, body))
+    source_size = body.size
+    if transform.audio_only and source_size and plan.size:
+        ratio = max(source_size - plan.size, 0) / plan.size
+        output.saving = lambda: ratio
     if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
         return output
     if transform.is_clip and not planner.memo.asked_before(resolved.key, body.version, transform):
@@ -193,31 +195,54 @@ async def _flv_stream(body: Body, how: str, transform: Transform) -> Output:
     flv = FlvFilter(audio_only=transform.audio_only, start=start, end=end)
     headers = cache_headers(body, how)
     headers["Content-Type"] = "video/x-flv"
-    first = flv.feed(await body.read_at(0, FLV_HEAD))  # header errors before any byte is sent
+    head = await body.read_at(0, FLV_HEAD)
+    first = flv.feed(head)  # header errors before any byte is sent
+    counts = _Counts(len(head), sum(map(len, first)))
 
     async def open_stream(start: int, end: int | None) -> Pieces:
-        return Pieces(_flv_pieces(flv, first, body))
+        return Pieces(_flv_pieces(flv, first, body, counts))
 
-    return Output(headers, Validators(None, body.meta.last_modified), None, open_stream)
+    # The same bytes as the plan of this transform once the object is cached (see
+    # media.flv_metadata), so the same validators: If-Range may resume across paths.
+    validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
+    output = Output(headers, validators, None, open_stream)
+    if transform.audio_only:
+        output.saving = counts.saving
+    return output
+
+
+@dataclass
+class _Counts:
+    """Source bytes read and output bytes made by a streamed transform."""
+
+    read: int
+    made: int
+
+    def saving(self) -> float:
+        """Source bytes left out per output byte, so far."""
+        return max(self.read - self.made, 0) / self.made if self.made else 0.0
 
 
 async def _flv_pieces(
-    flv: FlvFilter, first: list[bytes], body: Body
+    flv: FlvFilter, first: list[bytes], body: Body, counts: _Counts
 ) -> AsyncGenerator[Piece, None]:
     for chunk in first:
         yield chunk
-    offset = min(FLV_HEAD, body.available)
+    offset = counts.read
     while True:
         if offset < body.available:
             data = await body.read_at(offset, min(body.available - offset, 1 << 20))
             offset += len(data)
+            counts.read = offset
             for chunk in flv.feed(data):
+                counts.made += len(chunk)
                 yield chunk
             continue
         if body.complete:
             break
         await body.wait_beyond(offset)
     for chunk in flv.close():
+        counts.made += len(chunk)
         yield chunk
 
 

@@ -2,11 +2,12 @@
 
 - Audio-only outputs: `hasVideo` false (added if absent), `VIDEO_KEYS` removed.
 - Every output: `LAYOUT_KEYS` removed. `filesize` and `keyframes` are removed
-  from a stream (its layout is unknown) and exact in a plan (`filesize` added
-  if absent, `keyframes` rebuilt if the source had one); `hasKeyframes`, when
-  present, says whether `keyframes` is.
-- Clips: `audiosize`/`videosize` removed; `duration` removed from a stream,
-  the clip's own in a plan.
+  where the layout is unknown when the metadata is written (a stream, and every
+  plan a stream could also make: one URL, one body) and exact in a time-based
+  clip's plan (`filesize` added if absent, `keyframes` rebuilt if the source had
+  one); `hasKeyframes`, when present, says whether `keyframes` is.
+- Clips: `audiosize`/`videosize` removed; `duration` removed where the layout
+  is unknown, the clip's own in a time-based clip's plan.
 """
 
 from __future__ import annotations

@@ -90,7 +90,11 @@ def build_plan(index: TagIndex, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Pl
         if item.meta is not None:
             item.literal = _encode(item, rewrite)
     metas = [item for item in items if item.meta is not None]
-    if metas:
+    if metas and seek.by_time and seek.clipped:
+        # Only a time-based clip, which needs the whole file anyway, gets exact layout
+        # metadata. Any other transform can also be streamed (FlvFilter) before its
+        # layout is known, and must be the same bytes however it is made: its
+        # metadata is what the stream writes.
         _settle_first_metadata(index, items, metas[0], audio_only, seek, first)
     header = index.header.encode(FLAG_AUDIO if audio_only else None)
     pieces: list[Piece] = [header]
