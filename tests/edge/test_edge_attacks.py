@@ -268,3 +268,16 @@ def test_the_unknown_host_403_does_not_echo_the_host(edge: Vodedge) -> None:
     status, headers, body = _parse(_raw_get(edge, b"/x.mp4", b"" + MARKER + b".example"))
     assert status == 403 and headers["x-vodedge-error"] == "unknown_host"
     assert MARKER not in body
+
+
+def test_a_purge_finds_the_object_under_any_spelling_of_its_path(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """`vodedge purge` keys a URL as requests are keyed: another encoding is the same
+    object."""
+    path = "/attacks/purged-spelling.bin"
+    origins.fault.behave(path, size=3000)
+    edge.prime("faulty.test", path)
+    proc = edge.purge("http://faulty.test/attacks/%70urged-spelling.bin")
+    assert proc.returncode == 0 and "1 object(s)" in proc.stdout, proc.stdout + proc.stderr
+    assert edge.get("faulty.test", path).header("X-Cache") == "MISS"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -155,6 +156,8 @@ def cache_key(domain: Domain, host: str, raw_path: str, query: Mapping[str, str]
     ):
         owner = normalize_host(host) or owner
     args = domain.cache_key_args(query)
+    with contextlib.suppress(BadTarget):  # purges name paths as users write them
+        raw_path = normalize_path(raw_path)
     return f"{owner}{raw_path}" + ("?" + urlencode(args) if args else "")
 
 
