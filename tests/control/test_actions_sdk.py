@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,17 @@ def test_video_split_switches_within_a_second_on_every_worker(setup: Setup, sdk:
     path = setup.talk + "?ali_audio_only=1"
     wait_until(lambda: _answers(server, name, path, 1)[0][0] == 200, 5, "the domain to serve")
     pids = server.worker_pids()
+    # A keep-alive connection opened before the changes: it must see them, never be dropped.
+    kept = HTTPConnection("127.0.0.1", server.port, timeout=10)
+
+    def on_kept_connection() -> str:
+        kept.request("HEAD", path, headers={"Host": name})
+        response = kept.getresponse()
+        response.read()
+        return f"{response.status} {response.getheader('Content-Type')}"
+
+    # Its worker may not have the new domain yet (each looks four times a second).
+    _time_until(lambda: on_kept_connection() == "200 video/mp4", 1.0)
     for enable, wanted in (("on", "audio/mp4"), ("off", "video/mp4")):
         functions = [{"functionName": "ali_video_split",
                       "functionArgs": [{"argName": "enable", "argValue": enable}]}]  # fmt: skip
@@ -274,6 +286,8 @@ def test_video_split_switches_within_a_second_on_every_worker(setup: Setup, sdk:
         assert took < 1.0, f"{enable}: {took:.2f} s"
         assert all(a == (200, wanted) for a in _answers(server, name, path, 24))
         assert _workers_answered(server, changed, name) == set(pids)
+        assert on_kept_connection() == f"200 {wanted}"
+    kept.close()
     assert server.worker_pids() == pids
 
 
