@@ -320,59 +320,48 @@ def test_batch_set_is_all_or_nothing(api: Api, store: SqliteStore) -> None:
 
 # Values no argument parser of the vocabulary takes (each is tried until one is refused).
 BAD_VALUES = ("\x00", "not a value!", "-1", "999999999999999", "on,off", "/", "a" * 2000)
+# Values some argument takes: each needed argument gets the first its parser accepts.
+GOOD_VALUES = (
+    "on", "60", "mp4", "/v", "origin.example.com", "10.0.0.0/8", "1m", "token", "type_a",
+    "http://example.com/", "a-secret-key-0123456789", "off", "no_auth",
+)  # fmt: skip
+
+
+def _valid_args(function: str, arg: str, value: str) -> dict[str, str]:
+    """`arg` = `value`, and every other argument the function needs with a value it takes."""
+    spec = VOCABULARY[function]
+    chosen = {name: GOOD_VALUES[0] for name, a in spec.args.items() if a.required and name != arg}
+    for _ in range(len(spec.args) * len(GOOD_VALUES)):
+        try:
+            check_function(Function.of(function, **chosen, **{arg: value}))
+            break
+        except ConfigError as failure:
+            blamed = failure.arg
+            if blamed is None or blamed == arg:
+                break  # the value of `arg` itself, or the function as a whole
+            at = GOOD_VALUES.index(chosen[blamed]) + 1 if blamed in chosen else 0
+            assert at < len(GOOD_VALUES), f"no value of {function}.{blamed} is taken"
+            chosen[blamed] = GOOD_VALUES[at]
+    return {**chosen, arg: value}
 
 
 def _bad_value(function: str, arg: str) -> str:
-    """A value of `arg` that the vocabulary refuses on its own."""
-    spec = VOCABULARY[function]
+    """A value of `arg` that the vocabulary refuses, blaming `arg`."""
     for value in BAD_VALUES:
-        args = {
-            name: value if name == arg else (spec_arg.default or _good(function, name))
-            for name, spec_arg in spec.args.items()
-            if spec_arg.required or name == arg
-        }
         try:
-            check_function(Function.of(function, **args))
+            check_function(Function.of(function, **_valid_args(function, arg, value)))
         except ConfigError as failure:
             if failure.arg == arg:
                 return value
     raise AssertionError(f"no bad value found for {function}.{arg}")
 
 
-GOOD = {
-    "enable": "on",
-    "ali_video_preview_argument": "preview",
-    "domain_name": "origin.example.com",
-    "ttl": "60",
-    "file_type": "mp4",
-    "path": "/v",
-    "disable": "off",
-    "keep_oss_args": "off",
-    "ali_remove_args": "token",
-    "refer_domain_allow_list": "example.com",
-    "refer_domain_deny_list": "bad.example.com",
-    "ip_list": "10.0.0.0/8",
-    "ali_limit_rate": "1m",
-}
-
-
-def _good(function: str, arg: str) -> str:
-    return GOOD[arg]
-
-
 ARGS = [(function, arg) for function, spec in VOCABULARY.items() for arg in spec.args]
 
 
 def bad_function(function: str, arg: str) -> Function:
-    """`function` with valid required arguments but `arg` given a value it does not take."""
-    value = _bad_value(function, arg)
-    spec = VOCABULARY[function]
-    args = {
-        name: value if name == arg else (spec_arg.default or _good(function, name))
-        for name, spec_arg in spec.args.items()
-        if spec_arg.required or name == arg
-    }
-    return Function.of(function, **args)
+    """`function` with valid arguments but `arg` given a value it does not take."""
+    return Function.of(function, **_valid_args(function, arg, _bad_value(function, arg)))
 
 
 @pytest.mark.parametrize(("function", "arg"), ARGS, ids=[f"{f}.{a}" for f, a in ARGS])
