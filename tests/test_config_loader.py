@@ -114,7 +114,6 @@ BAD_FILES: list[tuple[str, str, str]] = [
     ("[node]\ncache_dir = 3\n" + GOOD_DOMAIN, "node.cache_dir", "path"),
     ("[node]\nthreads = 4\n" + GOOD_DOMAIN, "node.threads", "not a known key"),
     ('title = "x"\n' + GOOD_DOMAIN, "title", "not a known key"),
-    ("[node]\n", "domain", "no [[domain]]"),
     ('domain = "x"\n', "domain", "array"),
     ('[[domain]]\norigins = ["http://a"]\n', "domain[0].name", "missing"),
     ('[[domain]]\nname = 3\norigins = ["http://a"]\n', "domain[0].name", "domain name"),

@@ -37,6 +37,15 @@ def test_no_keys_is_an_empty_tuple(tmp_path: Path) -> None:
     assert load(tmp_path, "") == ()
 
 
+def test_a_file_of_keys_and_settings_only_loads(tmp_path: Path) -> None:
+    """The domains of such a node all come from the API."""
+    path = tmp_path / "keys-only.toml"
+    path.write_text(f'[node]\nworkers = 1\n[[access_keys]]\nid = "ops"\nsecret = "{SECRET}"\n')
+    node = load_toml(path)
+    assert not node.domains and node.default_domain is None
+    assert [k.id for k in node.access_keys] == ["ops"]
+
+
 @pytest.mark.parametrize(
     ("table", "where", "reason"),
     [

@@ -7,6 +7,8 @@ signature by comparing the server's string to sign with its own, so
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alibabacloud_cdn20180510 import models
 from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
@@ -17,7 +19,7 @@ from aliyunsdkcdn.request.v20180510.DescribeRefreshQuotaRequest import (
 from aliyunsdkcore.acs_exception.exceptions import ServerException
 from aliyunsdkcore.request import CommonRequest
 from api_client import Key
-from api_node import FULL, READ_ONLY, SLOW, UNKNOWN, ApiNode
+from api_node import FULL, READ_ONLY, SLOW, UNKNOWN, ApiNode, keys_toml, start_node
 
 WRONG = Key(FULL.id, "not-the-right-secret-0123")
 
@@ -159,3 +161,25 @@ def test_the_current_sdk_in_its_hmac_sha1_mode_works_too(api_node: ApiNode) -> N
             models.DescribeRefreshQuotaRequest()
         )
     assert caught.value.code == "SignatureDoesNotMatch"
+
+
+def test_a_node_configured_with_keys_only_takes_its_domains_from_the_api(tmp_path: Path) -> None:
+    server = start_node(tmp_path, "[node]\nworkers = 1\n" + keys_toml())
+    try:
+        node = ApiNode(server)
+        assert domain_names(node) == set()
+        node.old_client().call(_add_request("keys-only.example.com"))
+        assert domain_names(node) == {"keys-only.example.com"}
+        with pytest.raises(ServerException) as caught:
+            node.old_client(READ_ONLY).call(_add_request("reader.example.com"))
+        assert caught.value.get_error_code() == "Forbidden.RAM"
+    finally:
+        server.stop()
+
+
+def _add_request(name: str) -> AddCdnDomainRequest:
+    request = AddCdnDomainRequest()
+    request.set_DomainName(name)
+    request.set_CdnType("video")
+    request.set_Sources(SOURCES)
+    return request

@@ -130,9 +130,8 @@ def load_toml(path: str | Path) -> NodeConfig:
     top = source.table(document, "", {"node", "domain", "access_keys"})
     node = _node(source, top.get("node", {}))
     keys = _access_keys(source, top.get("access_keys", []))
+    # No [[domain]] is a node whose domains all come from the API (its store).
     raw_domains = source.expect(top.get("domain", []), list, "domain", "an array of [[domain]]")
-    if not raw_domains:
-        raise source.error("domain", "no [[domain]] is configured")
     domains: dict[str, Domain] = {}
     catch_all: Domain | None = None
     for index, raw in enumerate(raw_domains):
