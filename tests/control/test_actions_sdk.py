@@ -404,3 +404,35 @@ def test_acknowledged_writes_survive_kill_9_of_the_whole_node(tmp_path: Path) ->
         assert set(acknowledged) <= stored, set(acknowledged) - stored
     finally:
         server.stop()
+
+
+def test_the_file_seeds_the_store_then_the_api_owns_the_domain(tmp_path: Path) -> None:
+    """A TOML domain is served from the store; stopped through the API it stays stopped
+    across SIGHUP and restart while its table is unchanged; an edit of the table wins."""
+    from api_node import node_toml
+
+    work = tmp_path / "node"
+    origin = work / "origin"
+    origin.mkdir(parents=True)
+    (origin / "hello.txt").write_text("hello\n")
+    server = start_node(work)
+    try:
+        sdk = NewSdk(ApiNode(server))
+        host = "preloaded.example.com"
+        assert server.get(host, "/hello.txt").status == 200
+        sdk("StopCdnDomain", DomainName=host)
+        _time_until(lambda: all(s == 403 for s, _ in _answers(server, host, "/hello.txt")))
+        server.reload(server.config_file.read_text())  # the same file: the API's stop stands
+        time.sleep(1.0)
+        assert all(s == 403 for s, _ in _answers(server, host, "/hello.txt"))
+        server.stop()
+        server.start()
+        assert all(s == 403 for s, _ in _answers(server, host, "/hello.txt"))
+        edited = node_toml(origin) + 'fallback = "passthrough"\n'  # the domain's table changed
+        server.reload(edited)
+        _time_until(lambda: all(s == 200 for s, _ in _answers(server, host, "/hello.txt")))
+        sdk = NewSdk(ApiNode(server))  # the restart chose new ports
+        detail = sdk("DescribeCdnDomainDetail", DomainName=host)["GetDomainDetailModel"]
+        assert detail["DomainStatus"] == "online"
+    finally:
+        server.stop()
