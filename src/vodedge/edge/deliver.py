@@ -124,12 +124,6 @@ class Pacer:
             await asyncio.sleep(ahead)
 
 
-def abort(request: web.BaseRequest) -> None:
-    """Drop the connection so the client sees an incomplete body, never a short one."""
-    if request.transport is not None:
-        request.transport.abort()
-
-
 async def deliver(
     request: web.Request, output: Output, rate: tuple[int, int] | None
 ) -> web.StreamResponse:
@@ -140,14 +134,14 @@ async def deliver(
         headers["ETag"] = validators.etag
     if not output.ranges:
         headers.pop("Accept-Ranges", None)
+    if validators.not_modified(request):
+        return web.Response(status=304, headers=headers)
     if output.size is None:
         headers.pop("Accept-Ranges", None)
         response = web.StreamResponse(status=200, headers=headers)
         await _write(request, response, await output.open(0, None), rate)
         return response
     size = output.size
-    if validators.not_modified(request):
-        return web.Response(status=304, headers=headers)
     try:
         applies = output.ranges and validators.range_applies(request)
         wanted = byte_range(request, size) if applies else None
@@ -211,7 +205,8 @@ async def _write(
 
 
 def _abort(request: web.BaseRequest, exchange: Exchange, why: str) -> None:
-    """Drop the connection mid-body; bytes still queued in it were never sent."""
+    """Drop the connection mid-body, so the client sees an incomplete body, never a
+    short one that looks whole; bytes still queued in it were never sent."""
     exchange.aborted = why
     transport = request.transport
     if transport is not None:
