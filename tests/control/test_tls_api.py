@@ -256,3 +256,39 @@ def test_https_force_through_the_sdk_redirects(
 
     eventually(plain, (308, f"https://{A}:{tls_port(node)}/talk.mp4?x=1"))
     assert served_names(node, ca_file, A) == (A,)
+
+
+def test_a_wildcard_domain_added_through_the_api_gets_its_certificate(
+    node: ApiNode, ca: CertificateAuthority, ca_file: Path
+) -> None:
+    import socket
+
+    from alibabacloud_cdn20180510 import models
+
+    sources = json.dumps([{"content": "127.0.0.1", "type": "ipaddr", "port": 9}])
+    node.new_client().add_cdn_domain(
+        models.AddCdnDomainRequest(domain_name=".w.tls-api.test", cdn_type="video", sources=sources)
+    )
+    set_certificate(node, ".w.tls-api.test", ca.issue("*.w.tls-api.test"))
+
+    def handshake(name: str) -> tuple[str, ...] | None:
+        import ssl
+
+        try:
+            with client_context(ca_file).wrap_socket(
+                socket.create_connection(("127.0.0.1", tls_port(node)), timeout=10),
+                server_hostname=name,
+            ) as sock:
+                der = sock.getpeercert(binary_form=True)
+        except (ssl.SSLError, ConnectionError):
+            return None
+        assert der is not None
+        from cryptography import x509
+
+        return certificate_names(x509.load_der_x509_certificate(der))
+
+    eventually(lambda: handshake("x.w.tls-api.test"), ("*.w.tls-api.test",))
+    assert handshake("y.w.tls-api.test") == ("*.w.tls-api.test",)
+    assert handshake("y.x.w.tls-api.test") is None  # one label only, as the Host lookup
+    info = describe(node, ".w.tls-api.test")["CertInfos"]["CertInfo"][0]
+    assert (info["DomainName"], info["CertDomainName"]) == (".w.tls-api.test", "*.w.tls-api.test")
