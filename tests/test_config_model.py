@@ -606,3 +606,15 @@ def test_zero_config_from_a_url() -> None:
 def test_zero_config_refuses_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a directory"):
         zero_config(str(tmp_path / "absent"))
+
+
+def test_a_repeated_parameter_keeps_its_order_in_the_key() -> None:
+    """The origin gets them in request order and may read either: two objects."""
+    from multidict import MultiDict
+
+    d = domain()
+    first, second = MultiDict([("v", "1"), ("v", "2")]), MultiDict([("v", "2"), ("v", "1")])
+    assert d.cache_key_args(first) != d.cache_key_args(second)
+    assert d.cache_key_args(first) == d.origin_args(first)
+    mixed = MultiDict([("b", "1"), ("v", "2"), ("a", "0"), ("v", "1")])
+    assert d.cache_key_args(mixed) == [("a", "0"), ("b", "1"), ("v", "2"), ("v", "1")]

@@ -281,3 +281,17 @@ def test_a_purge_finds_the_object_under_any_spelling_of_its_path(
     proc = edge.purge("http://faulty.test/attacks/%70urged-spelling.bin")
     assert proc.returncode == 0 and "1 object(s)" in proc.stdout, proc.stdout + proc.stderr
     assert edge.get("faulty.test", path).header("X-Cache") == "MISS"
+
+
+def test_a_repeated_query_parameter_in_another_order_is_another_object(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """The origin is sent the parameters in request order and may read the first or the
+    last of a repeated one: v=1&v=2 and v=2&v=1 must not share a key."""
+    path = "/attacks/repeated-args.bin"
+    origins.fault.behave(path, size=2000)
+    for query in ("v=1&v=2", "v=2&v=1"):
+        edge.prime("faulty.test", f"{path}?{query}")
+    assert [r["query"] for r in origins.fault.requests(path)] == ["v=1&v=2", "v=2&v=1"]
+    edge.prime("faulty.test", f"{path}?v=1&v=2")  # still the first: a HIT, no new fetch
+    assert len(origins.fault.requests(path)) == 2

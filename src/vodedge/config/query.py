@@ -39,8 +39,10 @@ class QueryPolicy:
         return [(k, v) for k, v in query.items() if k not in self.consumed]
 
     def cache_key_args(self, query: Mapping[str, str]) -> list[tuple[str, str]]:
-        """The parameters that distinguish cached objects, sorted so order does not matter."""
-        return sorted(self._key_filter(self._unconsumed(query)))
+        """The parameters that distinguish cached objects, sorted by name so their order
+        does not matter. A repeated name keeps its values in request order: an origin
+        may read the first or the last, so `v=1&v=2` and `v=2&v=1` are two objects."""
+        return sorted(self._key_filter(self._unconsumed(query)), key=lambda item: item[0])
 
     def origin_args(self, query: Mapping[str, str]) -> list[tuple[str, str]]:
         """The parameters to send the origin, in request order."""
