@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import socket
 import threading
 from collections.abc import Iterator
@@ -268,3 +269,29 @@ def test_a_body_too_slow_to_arrive_is_a_timeout(
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), reply
     assert json.loads(body)["Code"] == "RequestTimeout"
+
+
+def _use_nonces(path: str, nonces: list[str], out: Any) -> None:
+    store = NonceStore(Path(path))
+    out.put([n for n in nonces if store.use("k", n, expires=2e9, now=1e9)])
+    store.close()
+
+
+def test_each_nonce_is_accepted_once_across_processes(tmp_path: Path) -> None:
+    """Processes racing over one file (as workers or nodes sharing it would)."""
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    nonces = [f"n{i}" for i in range(300)]
+    path = str(tmp_path / "shared.sqlite")
+    NonceStore(Path(path)).close()
+    processes = [
+        context.Process(target=_use_nonces, args=(path, nonces[i:] + nonces[:i], out))
+        for i in (0, 100, 200)
+    ]
+    for process in processes:
+        process.start()
+    accepted = [out.get(timeout=60) for _ in processes]
+    for process in processes:
+        process.join(30)
+    everything = [n for part in accepted for n in part]
+    assert sorted(everything) == sorted(nonces)  # each exactly once, none lost
