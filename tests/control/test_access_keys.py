@@ -8,7 +8,14 @@ import pytest
 
 from vodedge.config import ConfigError, ConfigFileError, load_toml
 from vodedge.config.keys import DEFAULT_RATE, AccessKey
-from vodedge.control.keys import ENV_ID, ENV_SECRET, KeyRing, check_admin_keys, is_loopback
+from vodedge.control.keys import (
+    ENV_ID,
+    ENV_SECRET,
+    CurrentKeys,
+    KeyRing,
+    check_admin_keys,
+    is_loopback,
+)
 
 DOMAIN = '\n[[domain]]\nname = "a.example.com"\norigins = ["http://127.0.0.1:8000"]\n'
 SECRET = "s3cret-s3cret-s3cret"
@@ -126,3 +133,15 @@ def test_only_a_loopback_admin_listener_may_run_without_keys(host: str, loopback
         with pytest.raises(ConfigError, match="not loopback and no access key"):
             check_admin_keys(host, 9090, KeyRing([]))
     check_admin_keys(host, 9090, KeyRing([AccessKey("k", SECRET)]))
+
+
+def test_the_current_keys_follow_the_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    pairs: list[tuple[AccessKey, ...]] = [(AccessKey("a", SECRET),)]
+    keys = CurrentKeys(lambda: pairs[-1], {ENV_ID: "env", ENV_SECRET: SECRET})
+    assert keys().get("a") is not None and keys().get("env") is not None
+    pairs.append((AccessKey("b", SECRET),))
+    assert keys().get("a") is None and keys().get("b") is not None
+    # A reload whose pairs clash with the environment's keeps the last good ones.
+    pairs.append((AccessKey("env", SECRET + "-other"),))
+    assert keys().get("b") is not None
+    assert "access keys not reloaded" in capsys.readouterr().err

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 
 from vodedge.config.errors import INVALID_PARAMETER, ConfigError
 from vodedge.config.keys import AccessKey
@@ -45,6 +46,28 @@ class KeyRing:
     def get(self, key_id: str) -> AccessKey | None:
         """The pair named `key_id`, None when there is none."""
         return self._keys.get(key_id)
+
+
+class CurrentKeys:
+    """The key ring of the current configuration, rebuilt when its pairs change."""
+
+    def __init__(
+        self, configured: Callable[[], tuple[AccessKey, ...]], environ: Mapping[str, str]
+    ) -> None:
+        self._configured = configured
+        self._environ = dict(environ)
+        self._pairs = configured()
+        self._ring = KeyRing.of(self._pairs, self._environ)
+
+    def __call__(self) -> KeyRing:
+        pairs = self._configured()
+        if pairs != self._pairs:
+            self._pairs = pairs
+            try:
+                self._ring = KeyRing.of(pairs, self._environ)
+            except ConfigError as error:  # the last good pairs stay
+                sys.stderr.write(f"vodedge: access keys not reloaded: {error}\n")
+        return self._ring
 
 
 def is_loopback(host: str) -> bool:

@@ -199,26 +199,6 @@ def _worker_main(
         asyncio.run(_worker(sock, options, index, tls_sock))
 
 
-def _keys(options: ServeOptions) -> Callable[[], Any]:
-    """The API's key ring, rebuilt when a reload brings new [[access_keys]]."""
-    from vodedge.control.keys import KeyRing
-
-    built: list[Any] = [None, None]  # the configuration it was built from, the ring
-
-    def keys() -> Any:
-        config = options.config
-        if built[0] is not config:
-            try:
-                built[1] = KeyRing.of(config.access_keys, os.environ)
-                built[0] = config
-            except ValueError as exc:  # the keys of the last good configuration stay
-                sys.stderr.write(f"vodedge: access keys not reloaded: {exc}\n")
-                built[0] = config
-        return built[1]
-
-    return keys
-
-
 def _on_parent_death(sig: int) -> None:
     """Have the kernel send `sig` to this process when its parent exits."""
     import ctypes
@@ -235,6 +215,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
 
     from vodedge.control.api import MAX_REQUEST_LINE, Api, no_actions
     from vodedge.control.calls import Dispatch
+    from vodedge.control.keys import CurrentKeys
     from vodedge.control.nonces import NonceStore
 
     # As in the workers: a malformed request is answered 400, not logged with a traceback.
@@ -261,7 +242,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         dispatch = make_dispatch(SqliteStore(options.state_dir))
     # Kept with the state, not the cache: wiping a cache must not reopen replays.
     nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")
-    api = Api(dispatch, _keys(options), nonces)
+    api = Api(dispatch, CurrentKeys(lambda: options.config.access_keys, os.environ), nonces)
     api.add_routes(app)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
