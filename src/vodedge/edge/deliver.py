@@ -33,6 +33,9 @@ BATCH_BYTES = 256 << 10
 # A client must take SEND_STEP bytes within SEND_TIMEOUT seconds (about 17 kB/s),
 # or it is dropped: a stalled reader must not hold a connection forever.
 SEND_STEP = 1 << 20
+# Pieces copied through user space (TLS, uvloop) are this big: what a slow client has
+# not taken yet stays in memory.
+COPY_STEP = 64 << 10
 # The send_timeout setting of the application serving a request.
 SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
 
@@ -262,8 +265,12 @@ async def _sendfile(
             except NotImplementedError:
                 copied = True
         if copied:
-            data = _read(FileSpan(span.fd, offset, step))
-            await asyncio.wait_for(response.write(data), timeout)
+            # What is copied stays in memory until the client takes it: small pieces,
+            # and the whole step still within the one timeout.
+            deadline = loop.time() + timeout
+            for at in range(offset, offset + step, COPY_STEP):
+                data = _read(FileSpan(span.fd, at, min(COPY_STEP, offset + step - at)))
+                await asyncio.wait_for(response.write(data), max(deadline - loop.time(), 0))
         offset += step
         exchange_of(request).sent += step
         if pacer is not None:
