@@ -64,7 +64,12 @@ class OldSdk:
         module = importlib.import_module(f"aliyunsdkcdn.request.v20180510.{action}Request")
         request = getattr(module, f"{action}Request")()
         for key, value in params.items():
-            getattr(request, f"set_{key}")(str(value).lower() if isinstance(value, bool) else value)
+            text = str(value).lower() if isinstance(value, bool) else value
+            setter = getattr(request, f"set_{key}", None)
+            if setter is None:  # a parameter newer than this SDK release: set it by name
+                request.add_query_param(key, text)
+            else:
+                setter(text)
         body = self.client.call(request)
         assert body.get("RequestId"), body
         return body
@@ -322,8 +327,8 @@ def test_refresh_and_push_change_the_cache(setup: Setup, sdk: Sdk) -> None:
     assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "MISS"
     server.prime(name, setup.talk)
     assert len(setup.origin.requests(setup.talk)) == fetched + 1
-    # A directory refresh, then a push: the object is back before any client asks.
-    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}/v/", ObjectType="Directory")[
+    # A forced directory refresh, then a push: the object is back before any client asks.
+    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}/v/", ObjectType="Directory", Force=True)[
         "RefreshTaskId"
     ]
     _task_done(sdk, task)
@@ -331,10 +336,17 @@ def test_refresh_and_push_change_the_cache(setup: Setup, sdk: Sdk) -> None:
     _task_done(sdk, push, 15)
     assert len(setup.origin.requests(setup.talk)) == fetched + 2
     assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "HIT"
-    # A regular expression refresh drops what it matches.
-    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}/v/.*\\.mp4", ObjectType="Regex")[
-        "RefreshTaskId"
-    ]
+    # Without Force, a directory or a regular expression marks objects stale: the next
+    # request revalidates with the origin (unchanged: 304) instead of fetching again.
+    for object_path, kind in ((f"{name}/v/", "Directory"), (f"{name}/v/.*\\.mp4", "Regex")):
+        task = sdk("RefreshObjectCaches", ObjectPath=object_path, ObjectType=kind)["RefreshTaskId"]
+        _task_done(sdk, task)
+        assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "REVALIDATED"
+        assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "HIT"
+    # With Force, a regular expression drops what it matches.
+    task = sdk(
+        "RefreshObjectCaches", ObjectPath=f"{name}/v/.*\\.mp4", ObjectType="Regex", Force=True
+    )["RefreshTaskId"]
     _task_done(sdk, task)
     assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "MISS"
 

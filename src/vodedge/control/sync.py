@@ -77,7 +77,12 @@ def _split(path: str) -> tuple[str, str, str]:
 
 
 def apply_refresh(edge: Any, task: TaskRecord) -> int:
-    """Drop what a refresh names from the cache; how many objects went."""
+    """Apply a refresh to the cache; how many objects it touched.
+
+    A file is dropped. A directory or a regular expression's matches are dropped with
+    Force, and otherwise marked stale: the next request revalidates them with the
+    origin, which refetches only what changed (the API's Force=false).
+    """
     from vodedge.edge.resolve import cache_key
 
     host, path, query = _split(task.path)
@@ -86,20 +91,25 @@ def apply_refresh(edge: Any, task: TaskRecord) -> int:
         return 0  # deleted since: nothing of it may be served anyway
     cache = edge.cache
     if task.kind == "directory":
-        directory = path if path.endswith("/") else path + "/"
-        return int(cache.purge(cache_key(domain, host, directory, {}), prefix=True))
+        directory = cache_key(domain, host, path if path.endswith("/") else path + "/", {})
+        if task.force:
+            return int(cache.purge(directory, prefix=True))
+        keys = [k for k in cache.index.keys_with_prefix(directory) if "\x1f" not in k]
+        return int(cache.expire(keys))
     if task.kind == "regex":
         owner = cache_key(domain, host, "", {})
         # The regular expression is all after the host, untouched by URL parsing.
         pattern = re.compile(re.sub(r"^https?://", "", task.path, flags=re.I).partition("/")[2])
-        dropped = 0
+        matched = []
         for key in cache.index.keys_with_prefix(owner + "/"):
             rest = key[len(owner) + 1 :]
             if "\x1f" in rest:
                 continue  # a rendition: it goes with its object
             if pattern.fullmatch(rest) or pattern.fullmatch(rest.partition("?")[0]):
-                dropped += cache.purge(key)
-        return dropped
+                matched.append(key)
+        if not task.force:
+            return int(cache.expire(matched))
+        return sum(int(cache.purge(key)) for key in matched)
     key = cache_key(domain, host, path, dict(parse_qsl(query, keep_blank_values=True)))
     if query:
         return int(cache.purge(key))

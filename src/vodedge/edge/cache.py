@@ -49,6 +49,10 @@ class DiskCache:
         """Write batched last-access times to the index."""
         self.store.flush_accesses()
 
+    def expire(self, keys: list[str]) -> int:
+        """Mark objects stale (revalidated before they are served again); how many."""
+        return self.store.expire(keys)
+
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how
         many objects were dropped."""

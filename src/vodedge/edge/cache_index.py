@@ -157,6 +157,14 @@ class CacheIndex:
             self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
         return [(key, Path(file)) for key, file in rows]
 
+    def expire(self, keys: list[str]) -> int:
+        """Make these objects stale at once; how many were stored."""
+        with self._transaction():
+            return sum(
+                self._db.execute("UPDATE objects SET expires_at = 0 WHERE key = ?", (key,)).rowcount
+                for key in keys
+            )
+
     def keys_with_prefix(self, prefix: str) -> list[str]:
         """Every key starting with `prefix`."""
         pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

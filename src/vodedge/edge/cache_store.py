@@ -165,6 +165,13 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self.index.touch(accesses)
 
+    def expire(self, keys: list[str]) -> int:
+        """Mark objects stale: kept, but revalidated with the origin before being served
+        again (a refresh without Force); how many there were."""
+        for key in keys:
+            self._hot.pop(key, None)
+        return self.index.expire(keys)
+
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how
         many objects were dropped."""
