@@ -137,3 +137,29 @@ def test_no_lock_file_outlives_its_fill(edge: Vodedge, origins: Origins) -> None
         edge.prime("video.test", path)
         edge.get("video.test", path + "?ali_audio_only=1")
     wait_until(lambda: edge.lock_files() == [], 5, f"no lock files, not {edge.lock_files()}")
+
+
+def test_lock_files_of_a_dead_process_go_when_its_worker_is_replaced(
+    origins: Origins, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A lock file its holder never removed (killed between taking and releasing it), and
+    one still held by a live process: the first goes when a killed worker is replaced,
+    the held one stays."""
+    import fcntl
+
+    work = tmp_path_factory.mktemp("vodedge-stray-lock")
+    with running(Vodedge(work, domains(origins), workers=2)) as server:
+        locks = server.store / "locks"
+        (locks / "stray.lock").write_bytes(b"")
+        held = locks / "held.lock"
+        with open(held, "wb") as holder:
+            fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+            victim = server.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            wait_until(
+                lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(),
+                10,
+                "the master to replace the worker",
+            )
+            wait_until(lambda: server.lock_files() == ["held.lock"], 5, "the stray lock to go")
+        held.unlink()

@@ -129,6 +129,10 @@ class Store:
                 if held:
                     part.unlink(missing_ok=True)
                     removed += 1
+        # A lock file nobody holds is removed by taking it (try_lock's release).
+        for lock in (self.root / "locks").iterdir():
+            with try_lock(lock) as held:
+                removed += held
         return removed
 
     def recover(self) -> int:
