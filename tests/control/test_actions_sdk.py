@@ -364,6 +364,39 @@ def test_push_of_a_missing_object_fails_with_a_reason(setup: Setup, sdk: Sdk) ->
     assert (task["Status"], task["Description"]) == ("Failed", "the node answered 404")
 
 
+def test_concurrent_calls_lose_no_update(setup: Setup) -> None:
+    """Four clients of both SDKs add rules to one domain at once: every rule is there,
+    each with its own ConfigId."""
+    import threading
+
+    name = "concurrent.example.com"
+    first = NewSdk(setup.node)
+    first("AddCdnDomain", DomainName=name, CdnType="video", Sources=setup.sources())
+    failures: list[BaseException] = []
+
+    def writer(which: int) -> None:
+        sdk = NewSdk(setup.node) if which % 2 else OldSdk(setup.node)
+        try:
+            for n in range(10):
+                rule = [{"functionName": "path_based_ttl_set", "functionArgs": [
+                    {"argName": "ttl", "argValue": "60"},
+                    {"argName": "path", "argValue": f"/w{which}/{n}"}]}]  # fmt: skip
+                sdk("BatchSetCdnDomainConfig", DomainNames=name, Functions=json.dumps(rule))
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    configs = first("DescribeCdnDomainConfigs", DomainName=name)["DomainConfigs"]["DomainConfig"]
+    paths = sorted(c["FunctionArgs"]["FunctionArg"][1]["ArgValue"] for c in configs)
+    assert paths == sorted(f"/w{w}/{n}" for w in range(4) for n in range(10))
+    assert len({c["ConfigId"] for c in configs}) == 40
+
+
 # --- durability -----------------------------------------------------------------------------
 
 
