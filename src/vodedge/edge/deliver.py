@@ -259,7 +259,11 @@ async def _sendfile(
         # dup): their bodies would mix. uvloop has no sendfile at all. Both copy
         # through user space with pread, in bounded pieces.
         copied = transport.get_extra_info("sslcontext") is not None
-        if not copied:
+        if copied:
+            # asyncio buffers 512 kB of a TLS connection's output before it pushes
+            # back: a stalled reader would hold that much of ours.
+            transport.set_write_buffer_limits(COPY_STEP)
+        else:
             try:
                 await asyncio.wait_for(loop.sendfile(transport, file, offset, step), timeout)
             except NotImplementedError:
