@@ -230,3 +230,18 @@ def test_a_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
     os.waitpid(pid, 0)
     assert os.read(read, 100) == b"ok"
     assert store.domain("child.example.com") is not None
+
+
+def test_finished_tasks_are_forgotten_after_three_days(store: SqliteStore) -> None:
+    """Tasks older than the API describes are deleted as new ones come; unfinished ones
+    stay until they finish."""
+    store.set_workers(1)
+    done = store.add_task("file", [("a.com", "a.com/done")], False)
+    store.ack_refreshes([done], 0)
+    store.set_workers(2)
+    open_task = store.add_task("file", [("a.com", "a.com/open")], False)
+    store._db().execute("UPDATE tasks SET created = created - 4 * 86400")
+    store.add_task("file", [("a.com", "a.com/new")], False)
+    paths = {t.path for t in store.tasks(TaskQuery(size=100))[1]}
+    assert paths == {"a.com/open", "a.com/new"}
+    assert store.pending_refreshes(0)[0].task_id == open_task

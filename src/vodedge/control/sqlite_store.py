@@ -89,6 +89,8 @@ _TASK_COLUMNS = "row, task_id, kind, path, domain, force, status, created, descr
 # Task ids look like the CDN's (large numbers), and grow from here.
 _FIRST_TASK_ID = 10_000_000_000
 _FIRST_CONFIG_ID = 100_000_000_000
+# DescribeRefreshTasks answers for the last three days, as the CDN's does.
+TASK_MEMORY = 3 * 86400.0
 
 
 def _sources_json(sources: Sequence[Source]) -> str:
@@ -414,6 +416,14 @@ class SqliteStore:
         """A task over (domain, path) objects; its TaskId."""
         now = time.time()
         with self._write() as db:
+            # Tasks are kept as long as the API describes them; older ones go.
+            old = now - TASK_MEMORY
+            db.execute(
+                "DELETE FROM task_acks WHERE task_id IN"
+                " (SELECT task_id FROM tasks WHERE created < ? AND status != 'Refreshing')",
+                (old,),
+            )
+            db.execute("DELETE FROM tasks WHERE created < ? AND status != 'Refreshing'", (old,))
             task_id = self._bump(db, "task_id", _FIRST_TASK_ID)
             db.executemany(
                 "INSERT INTO tasks (task_id, kind, path, domain, force, status, created)"
