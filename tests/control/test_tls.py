@@ -71,6 +71,9 @@ def test_a_good_pair_is_kept_as_clean_pem(ca: CertificateAuthority) -> None:
     assert checked.chain_pem.decode() == pair.cert_pem + ca.pem  # leaf first, junk gone
     assert b"PRIVATE KEY" in checked.key_pem
     assert certificate_names(checked.leaf) == ("a.example.test", "www.a.example.test")
+    # A chain pasted CA first is put in the order TLS sends it: the key's certificate first.
+    reordered = check_pair(ca.pem + pair.cert_pem, pair.key_pem)
+    assert reordered.chain_pem == checked.chain_pem
 
 
 def test_bad_pairs_get_the_documented_codes(ca: CertificateAuthority) -> None:

@@ -76,12 +76,16 @@ def check_pair(ssl_pub: str, ssl_pri: str, *, now: datetime | None = None) -> Ce
         raise _invalid_pri(f"longer than {MAX_KEY} characters")
     chain = _parse_chain(ssl_pub)
     key = _parse_key(ssl_pri)
-    leaf = chain[0]
-    public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(
-        serialization.Encoding.DER, public
-    ) != leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    wanted = key.public_key().public_bytes(serialization.Encoding.DER, spki)
+    matching = [
+        c for c in chain if c.public_key().public_bytes(serialization.Encoding.DER, spki) == wanted
+    ]
+    if not matching:
         raise ApiError(400, "Certificate.MissMatch", "The SSLPri does not match the certificate.")
+    # The key's certificate is the leaf, which TLS sends first, wherever it was pasted.
+    leaf = matching[0]
+    chain = [leaf, *(c for c in chain if c is not leaf)]
     moment = now or datetime.now(UTC)
     if leaf.not_valid_after_utc <= moment:
         raise ApiError(
