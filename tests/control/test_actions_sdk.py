@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_client import Key
 from api_node import FULL, ApiNode, start_node
 from edge_harness import FaultOrigin, Vodedge, http_request, running, wait_until
 from edge_media import SAMPLES, MediaDir
@@ -35,8 +36,8 @@ class NewSdk:
 
     name = "new"
 
-    def __init__(self, node: ApiNode) -> None:
-        self.client = node.new_client(FULL)
+    def __init__(self, node: ApiNode, key: Key = FULL) -> None:
+        self.client = node.new_client(key)
 
     def __call__(self, action: str, **params: Any) -> dict[str, Any]:
         from alibabacloud_cdn20180510 import models
@@ -479,5 +480,42 @@ def test_the_file_seeds_the_store_then_the_api_owns_the_domain(tmp_path: Path) -
         sdk = NewSdk(ApiNode(server))  # the restart chose new ports
         detail = sdk("DescribeCdnDomainDetail", DomainName=host)["GetDomainDetailModel"]
         assert detail["DomainStatus"] == "online"
+    finally:
+        server.stop()
+
+
+class StoreOnlyNode(Vodedge):
+    """`vodedge serve` with neither --config nor --origin: every domain from the store."""
+
+    def command(self) -> list[str]:
+        command = super().command()
+        at = command.index("--config")
+        return command[:at] + command[at + 2 :]
+
+
+def test_a_node_without_config_or_origin_serves_what_the_api_adds(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Empty at first; a domain added through the API is served, and still is after a
+    restart; the store is a private file in `state` beside the cache directory."""
+    from api_node import ENV
+
+    env = {"VODEDGE_ACCESS_KEY_ID": ENV.id, "VODEDGE_ACCESS_KEY_SECRET": ENV.secret}
+    server = StoreOnlyNode(tmp_path / "node", "", env=env, workers=2)
+    server.start()
+    try:
+        assert "from the store in" in server.log_text()
+        sdk = NewSdk(ApiNode(server), ENV)
+        assert sdk("DescribeUserDomains")["TotalCount"] == 0
+        assert server.get("fresh.example.com", setup.talk, method="HEAD").status == 403
+        sdk("AddCdnDomain", DomainName="fresh.example.com", CdnType="video",
+            Sources=setup.sources())  # fmt: skip
+        _time_until(lambda: all(s == 200 for s, _ in _answers(server, "fresh.example.com",
+                                                               setup.talk)))  # fmt: skip
+        state = server.cache_dir.parent / "state" / "control.sqlite"
+        assert state.stat().st_mode & 0o777 == 0o600
+        server.stop()
+        server.start()
+        assert all(s == 200 for s, _ in _answers(server, "fresh.example.com", setup.talk))
     finally:
         server.stop()
