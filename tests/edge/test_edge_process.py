@@ -163,3 +163,26 @@ def test_lock_files_of_a_dead_process_go_when_its_worker_is_replaced(
             )
             wait_until(lambda: server.lock_files() == ["held.lock"], 5, "the stray lock to go")
         held.unlink()
+
+
+def test_temporary_files_count_in_the_cache_size(
+    origins: Origins, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A 1000 KiB cache holding one 370 kB object, and 500 kB of another process's fill in
+    store/tmp: storing a second object evicts the first (the fill's blocks count)."""
+    import fcntl
+
+    a, _ = _publish(origins, "counted-a.mp4")
+    b, _ = _publish(origins, "counted-b.mp4")
+    work = tmp_path_factory.mktemp("vodedge-counted")
+    with running(Vodedge(work, domains(origins), cache_size="1000k")) as server:
+        server.prime("video.test", a)
+        digest = "f" * 40
+        with open(server.store / "locks" / f"{digest}.lock", "wb") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # a fill running elsewhere
+            (server.store / "tmp" / f"{digest}.0123456789ab.part").write_bytes(b"\1" * 500_000)
+            server.prime("video.test", b)
+            assert server.get("video.test", b, method="HEAD").header("X-Cache") == "HIT"
+            assert server.get("video.test", a, method="HEAD").header("X-Cache") == "MISS"
+        (server.store / "tmp" / f"{digest}.0123456789ab.part").unlink()
+        (server.store / "locks" / f"{digest}.lock").unlink(missing_ok=True)

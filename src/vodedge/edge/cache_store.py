@@ -225,8 +225,9 @@ class Store:
         return False
 
     def evict(self, keep: str) -> None:
-        """Drop least recently used objects (never `keep`) until under the bound."""
-        total = self.index.total_size()
+        """Drop least recently used objects (never `keep`) until under the bound, running
+        and orphaned fills counted."""
+        total = self.usage()
         while total > self.max_bytes:
             victims = [(k, s) for k, s in self.index.oldest(EVICT_BATCH) if k != keep]
             if not victims:
