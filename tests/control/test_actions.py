@@ -169,6 +169,12 @@ def test_add_refuses_bad_parameters_and_stores_nothing(
 
 
 def test_add_twice_is_refused(api: Api) -> None:
+    """A name is taken whatever its spelling (case, `.wild` or `*.wild` for a wildcard)."""
+    add(api, ".wild.example.com")
+    failure = error(
+        api, "AddCdnDomain", DomainName="*.WILD.example.com", CdnType="web", Sources=SOURCES
+    )
+    assert failure.code == "DomainAlreadyExist"
     add(api)
     assert (
         error(api, "AddCdnDomain", DomainName=DOMAIN.upper(), CdnType="web", Sources=SOURCES).code

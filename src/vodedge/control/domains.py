@@ -28,8 +28,8 @@ def bad_domain_name(name: str) -> ApiError:
 
 
 def api_domain_name(text: str) -> str:
-    """A DomainName as stored: lower-case ASCII; a wildcard is `.example.com` (the API's
-    form) or `*.example.com`, stored as given."""
+    """A DomainName as stored: lower-case ASCII; a wildcard in the API's form,
+    `.example.com` (`*.example.com` is taken as the same name)."""
     wildcard = text.startswith((".", "*."))
     bare = text[1:] if text.startswith(".") else text[2:] if text.startswith("*.") else text
     try:
@@ -38,7 +38,7 @@ def api_domain_name(text: str) -> str:
         raise bad_domain_name(text) from None
     if "." not in host and not wildcard:
         raise bad_domain_name(text)  # an accelerated domain has a parent: no bare labels
-    return ("." if text.startswith(".") else "*." if wildcard else "") + host
+    return ("." if wildcard else "") + host
 
 
 def edge_domain_name(name: str) -> str:
@@ -149,7 +149,7 @@ def source_of(origin: OriginSpec) -> Source:
 def record_of(domain: Domain) -> DomainRecord:
     """A stored domain for a TOML file's domain (what `import_file_domains` is given)."""
     return DomainRecord(
-        name=domain.name,
+        name=domain.name[1:] if domain.name.startswith("*.") else domain.name,
         cdn_type="video",
         sources=tuple(source_of(origin) for origin in domain.origins),
         status="online" if domain.enabled else "offline",

@@ -135,13 +135,18 @@ class WorkerSync:
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=PRELOAD_TIMEOUT), auto_decompress=False
         ) as session:
+            failing = ""
             while True:
                 try:
                     await self.step(edge, session)
+                    failing = ""
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a busy or broken store: keep serving, try again
-                    sys.stderr.write(f"vodedge: worker {self.index}: store sync: {exc}\n")
+                    why = f"{type(exc).__name__}: {exc}"
+                    if why != failing:  # once per cause, not four times a second
+                        sys.stderr.write(f"vodedge: worker {self.index}: store sync: {why}\n")
+                    failing = why
                 await asyncio.sleep(POLL_SECONDS)
 
     async def step(self, edge: Any, session: aiohttp.ClientSession) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from ..calls import Call, JsonObject
-from ..domains import edge_domain_name
+from ..domains import api_domain_name, edge_domain_name
 from ..errors import ApiError, missing
 from ..store import DomainRecord, TaskKind, TaskQuery, TaskStatus
 from .params import boolean, choice, integer, invalid, iso, optional, required, utc_time
@@ -203,7 +203,7 @@ async def describe_refresh_tasks(context: Context, call: Call) -> JsonObject:
         task_id=None if task_text is None else int(task_text),
         path=optional(call, "ObjectPath"),
         kind=cast(TaskKind | None, kind),
-        domain=None if domain is None else domain.strip().lower(),
+        domain=None if domain is None else api_domain_name(domain.strip()),
         status=cast(TaskStatus | None, status),
         start=start,
         end=end,
