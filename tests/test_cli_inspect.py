@@ -1,14 +1,16 @@
-"""`vodedge inspect` on odd files, and error lines that name what the user named."""
+"""`vodedge inspect` on odd files, error lines that name what the user named, progress bars."""
 
 from __future__ import annotations
 
+import os
+import pty
 import re
 import subprocess
 from pathlib import Path
 
 import mp4_rewrite as rw
 from media_matrix import FFPROBE, SHARED_MEDIA, media
-from oracle import cli_error_line, run_cli
+from oracle import cli_error_line, run_cli, vodedge_command
 
 
 def test_two_moov_boxes_are_summarised_and_extraction_refused() -> None:
@@ -74,3 +76,44 @@ def test_audio_track_without_sample_description_is_refused(tmp_path: Path) -> No
     assert "stsd" in line, line
     proc = run_cli("inspect", src)
     assert proc.returncode == 0 and "no sample description" in proc.stdout, proc.stdout
+
+
+def _stderr_on_a_terminal(*args: str | Path) -> tuple[int, bytes]:
+    """Run `vodedge ARGS` with stderr on a pseudo-terminal; (exit code, what it drew)."""
+    master, slave = pty.openpty()
+    proc = subprocess.run(
+        [*vodedge_command(), *map(str, args)], stderr=slave, stdout=subprocess.DEVNULL, timeout=120
+    )
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed: everything is read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(master)
+    return proc.returncode, drawn
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """A clip of over 64 MiB draws a moving bar on a terminal, and nothing on a pipe."""
+    src = tmp_path / "big.mov"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi",
+         "-i", "testsrc2=size=1280x720:rate=25:duration=1.6",
+         "-c:v", "rawvideo", "-pix_fmt", "uyvy422", "-f", "mov", str(src)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    out_tty, out_pipe = tmp_path / "tty.mov", tmp_path / "pipe.mov"
+    code, drawn = _stderr_on_a_terminal("clip", src, "-o", out_tty, "--end", "1.5")
+    assert code == 0, drawn
+    steps = re.findall(rb"\r\[#* *\] +(\d+)% (\d+)/(\d+) MiB", drawn)
+    assert len(steps) >= 3, drawn
+    assert steps[-1][0] == b"100" and int(steps[-1][2]) >= 64, drawn
+    assert drawn.endswith(b"\n")
+    proc = run_cli("clip", src, "-o", out_pipe, "--end", "1.5")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert out_pipe.read_bytes() == out_tty.read_bytes()

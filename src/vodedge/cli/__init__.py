@@ -21,30 +21,44 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vodedge", description="A video edge node for MP4 and FLV.")
+    parser = _Parser(
+        prog="vodedge",
+        description="A video edge node for MP4 and FLV: origin pull, a disk cache, and audio "
+        "extraction and seeking on the fly. Bad input is one line on stderr and exit code 2.",
+    )
     parser.add_argument("--version", action="version", version=f"vodedge {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+    )
 
-    extract = commands.add_parser("extract", help="write the audio-only rendition of a file")
-    extract.add_argument("input")
-    extract.add_argument("-o", "--output", required=True)
-    extract.add_argument("--start", help="clip from this second (sample-precise)")
-    extract.add_argument("--end", help="clip to this second")
+    extract = commands.add_parser(
+        "extract",
+        help=EXTRACT_HELP,
+        description=f"{EXTRACT_HELP[0].upper()}{EXTRACT_HELP[1:]}. " + _OUTPUT_NOTE,
+    )
+    _in_out(extract)
+    extract.add_argument("--start", metavar="S", help="from this second (sample-precise)")
+    extract.add_argument("--end", metavar="E", help="to this second")
     extract.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
 
-    clip = commands.add_parser("clip", help="write a keyframe-aligned clip, video kept")
-    clip.add_argument("input")
-    clip.add_argument("-o", "--output", required=True)
-    clip.add_argument("--start", help="clip from the keyframe at or before this second")
-    clip.add_argument("--end", help="clip to this second")
+    clip = commands.add_parser(
+        "clip",
+        help=CLIP_HELP,
+        description=f"{CLIP_HELP[0].upper()}{CLIP_HELP[1:]}. " + _OUTPUT_NOTE,
+    )
+    _in_out(clip, "an MP4 (MOV, M4A, 3GP...), FLV, MP3 or MPEG-TS")
+    clip.add_argument("--start", metavar="S", help="from the keyframe at or before this second")
+    clip.add_argument("--end", metavar="E", help="to this second")
     clip.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
 
-    inspect = commands.add_parser("inspect", help="summarise an MP4 or FLV file")
-    inspect.add_argument("input")
+    inspect = commands.add_parser(
+        "inspect", help=INSPECT_HELP, description=f"{INSPECT_HELP[0].upper()}{INSPECT_HELP[1:]}."
+    )
+    inspect.add_argument("input", metavar="IN", help="an MP4 (MOV, M4A, 3GP...) or FLV file")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--boxes", action="store_true", help="print the box tree")
 
-    serve = commands.add_parser("serve", help="run the edge server")
+    serve = commands.add_parser("serve", help="runs the edge server")
     _node_options(serve, required=False)
     serve.add_argument(
         "--state-dir",
@@ -78,10 +92,29 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sign_command(commands)
 
-    demo = commands.add_parser("demo", help="extract the audio of every sample in a directory")
-    demo.add_argument("directory")
-    demo.add_argument("--out", default="var/demo")
     return parser
+
+
+# The README's command-line table says the same (tests/test_readme.py checks it).
+EXTRACT_HELP = (
+    "writes the audio-only file (MP4 family or FLV, by content), optionally clipped, in seconds"
+)
+CLIP_HELP = (
+    "writes a clip with the video kept (keyframe-aligned start); for MP3 and MPEG-TS "
+    "(by content) only --end N: the trial-playback cut the edge serves for ?<preview argument>=N"
+)
+INSPECT_HELP = "summarises an MP4 or FLV"
+_OUTPUT_NOTE = (
+    "The output is written to a temporary file and renamed, so a failed run leaves nothing; "
+    "outputs over 64 MiB draw a progress bar when stderr is a terminal."
+)
+
+
+def _in_out(
+    parser: argparse.ArgumentParser, kinds: str = "an MP4 (MOV, M4A, 3GP...) or FLV"
+) -> None:
+    parser.add_argument("input", metavar="IN", help=f"{kinds} file, told apart by content")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="the file to write")
 
 
 # The [node] limits settable by flag (config.limits.LIMIT_KEYS, named here so that
@@ -102,7 +135,12 @@ def _node_options(parser: argparse.ArgumentParser, required: bool = True) -> Non
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--config", help="a TOML file of domains (see examples/vodedge.toml)")
     source.add_argument("--origin", help="zero-config: serve every Host from this directory or URL")
-    parser.add_argument("--cache-dir", help="where the cache lives (default var/cache)")
+    parser.add_argument(
+        "--cache-dir",
+        metavar="D",
+        help="where the cache lives (default: var/cache under the current directory; "
+        "with --config, the file's cache_dir)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,19 +1,15 @@
-"""The subcommands: extract, inspect, demo."""
+"""The media subcommands (extract, clip, inspect) and the dispatch of every command."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from vodedge.cli.files import LocalSource, atomic_output, write_plan
 from vodedge.media.errors import InvalidSeek, MediaError
 from vodedge.media.plan import Plan
 from vodedge.media.seeking import parse_seconds
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 # json and pathlib are imported where used: `vodedge extract` is timed against
 # ffmpeg as a whole process, start-up included.
@@ -40,10 +36,6 @@ def run(args: argparse.Namespace) -> int:
             )
         if args.command == "inspect":
             return inspect(args.input, as_json=args.json, boxes=args.boxes)
-        if args.command == "demo":
-            from pathlib import Path
-
-            return demo(Path(args.directory), Path(args.out))
         if args.command == "sign":
             from vodedge.cli.signing import sign
 
@@ -238,22 +230,4 @@ def _inspect_flv(source: LocalSource, input_path: str, *, as_json: bool) -> int:
               f"of the file, saves {(1 - share) * 100:.1f} %)")  # fmt: skip
     else:
         print(f"audio only: not possible ({summary.audio_only_error})")
-    return 0
-
-
-def demo(directory: Path, out: Path) -> int:
-    """Extract the audio of every sample in `directory` and summarise each."""
-    kinds = {".mp4", ".m4a", ".mov", ".3gp", ".flv"}
-    samples = sorted(p for p in directory.iterdir() if p.suffix.lower() in kinds)
-    if not samples:
-        return _fail(f"{directory}: no samples found")
-    out.mkdir(parents=True, exist_ok=True)
-    for sample in samples:
-        target = out / f"{sample.stem}.audio{sample.suffix}"
-        try:
-            extract(str(sample), str(target))
-            inspect(str(sample), as_json=False, boxes=False)
-            print(f"-> {target} ({_human(target.stat().st_size)} bytes)\n")
-        except MediaError as exc:
-            print(f"{sample.name}: {exc.code}: {exc}\n")
     return 0
