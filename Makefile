@@ -36,7 +36,7 @@ run: $(VENV)/.installed
 	@echo "Try (audio only; a 4-second audio clip of a file whose moov is at the tail; FLV audio; metrics):"
 	@echo "  curl -sI 'http://127.0.0.1:8080/talk.mp4?ali_audio_only=1'                                # 68,970 bytes of 369,828"
 	@echo "  curl -s -o clip.m4a 'http://127.0.0.1:8080/tail-moov.mp4?ali_audio_only=1&start=2&end=6'  # 34,565 bytes of 255,738"
-	@echo "  curl -s -o talk-audio.flv 'http://127.0.0.1:8080/talk.flv?ali_audio_only=1'               # 70,715 bytes of 372,017; 70,734 once cached"
+	@echo "  curl -s -o talk-audio.flv 'http://127.0.0.1:8080/talk.flv?ali_audio_only=1'               # 70,715 bytes of 372,017"
 	@echo "  curl -s http://127.0.0.1:9090/metrics                                                     # Prometheus text"
 	$(BIN)/vodedge serve --origin samples --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
 	  --cache-dir var/cache
