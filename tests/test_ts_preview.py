@@ -231,3 +231,24 @@ def test_trailing_partial_packet_and_junk(media: Callable[[str], Path]) -> None:
     junky = data[: 188 * 50] + b"junk" * 10 + data[188 * 50 :]
     out = plan_of(junky, 60.0).render(junky)
     assert out == junky
+
+
+def test_cli_clip_cuts_ts_and_mp3_and_refuses_what_they_cannot_do(
+    media: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """`vodedge clip --end N` writes the preview plan; --start and `extract` are one-line errors."""
+    from oracle import cli_error_line, run_cli
+
+    for name in ("ts_h264_aac", "mp3_vbr_xing"):
+        source = media(name)
+        out = tmp_path / f"{name}{source.suffix}"
+        proc = run_cli("clip", source, "-o", out, "--end", "1.5")
+        assert proc.returncode == 0, proc.stderr
+        data = source.read_bytes()
+        if name.startswith("ts"):
+            assert out.read_bytes() == plan_of(data, 1.5).render(data)
+        assert 0 < out.stat().st_size < len(data)
+        for args in (("clip", "--start", "1", "--end", "2"), ("extract",), ("clip",)):
+            line = cli_error_line(run_cli(args[0], source, "-o", tmp_path / "x", *args[1:]))
+            assert "clip --end N" in line
+        assert not (tmp_path / "x").exists()
