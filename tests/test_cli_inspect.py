@@ -117,3 +117,18 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     proc = run_cli("clip", src, "-o", out_pipe, "--end", "1.5")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert out_pipe.read_bytes() == out_tty.read_bytes()
+
+
+def test_cut_off_moov_is_summarised_as_far_as_it_goes(tmp_path: Path) -> None:
+    """A file cut inside its `moov`: brand and placement, and notes saying where it ends."""
+    src = tmp_path / "cut.mp4"
+    src.write_bytes(media("mp4_h264_aac_faststart").read_bytes()[:100])
+    proc = run_cli("inspect", src)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("cut.mp4: ISO BMFF, brand isom"), proc.stdout
+    assert re.search(r"^note: truncated_media: box 'moov' at \d+ ends at", proc.stdout, re.M)
+    assert "audio only: not possible (truncated_media" in proc.stdout
+    cli_error_line(run_cli("extract", src, "-o", tmp_path / "a.m4a"))
+    # Cut before any moov: nothing to summarise, the one-line error.
+    src.write_bytes(media("mp4_h264_aac").read_bytes()[:50_000])
+    assert "past the end of the file" in cli_error_line(run_cli("inspect", src))

@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vodedge.media.boxes import CONTAINERS, Box, children, printable_type
-from vodedge.media.errors import MediaError, NoMovieBox
+from vodedge.media.boxes import CONTAINERS, Box, children, parse_header, printable_type
+from vodedge.media.errors import MalformedMedia, MediaError, NoMovieBox
 from vodedge.media.mp4_audio import audio_plan
-from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4_file import (
+    DEFAULT_MAX_MOOV,
+    MAX_FTYP,
+    TopLevel,
+    read_box,
+    scan_top_level,
+)
 from vodedge.media.mp4_fragments import parse_fragment
 from vodedge.media.mp4_movie import Movie, Track, chunk_table, parse_movie
 from vodedge.media.mp4_timing import fragment_ticks, presented_ticks, table_duration
-from vodedge.media.reading import Reading
+from vodedge.media.reading import Reading, ReadRequest
 
 
 @dataclass(slots=True)
@@ -107,13 +113,36 @@ def _add_fragments(
             summary.duration = ticks / track.timescale
 
 
+def _boxes_until_broken(size: int) -> Reading[TopLevel]:
+    """The top-level boxes up to and including the first that is cut off or unreadable."""
+    boxes: list[Box] = []
+    pos = 0
+    while size - pos >= 8:
+        head = yield ReadRequest(pos, 16)
+        try:
+            box = parse_header(head, 0, 1 << 64, base=pos)
+        except MediaError:
+            break
+        boxes.append(box)
+        if box.size == 0 or box.end > size:
+            break
+        pos = box.end
+    return TopLevel(size, boxes)
+
+
 def mp4_summary(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Mp4Summary]:
     """Summarise the ISO BMFF file of `size` bytes, as far as it can be read."""
-    top = yield from scan_top_level(size)
     notes: list[str] = []
+    broken: MalformedMedia | None = None
+    try:
+        top = yield from scan_top_level(size)
+    except MalformedMedia as exc:  # not NotIsoBmff: the file opened as one
+        broken = exc
+        notes.append(_problem(exc))
+        top = yield from _boxes_until_broken(size)
     movies = top.all(b"moov")
     if not movies:
-        raise NoMovieBox("the file has no moov box")
+        raise broken or NoMovieBox("the file has no moov box")
     moov_box = movies[0]
     if len(movies) > 1:
         notes.append(
