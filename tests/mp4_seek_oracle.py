@@ -13,7 +13,14 @@ from vodedge.media.boxes import Box, children, header_bytes, make_box
 from vodedge.media.errors import InvalidSeek, MalformedMedia, NoAudioTrack, UnsupportedMedia
 from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4_layout import DataLayout, settle_moov
-from vodedge.media.mp4_movie import Movie, Track, parse_movie, rebuild, set_duration_field
+from vodedge.media.mp4_movie import (
+    Movie,
+    Track,
+    check_described,
+    parse_movie,
+    rebuild,
+    set_duration_field,
+)
 from vodedge.media.mp4_tables import (
     SampleSizes,
     chunk_map,
@@ -333,6 +340,11 @@ def clip_plan(
     wanted = [t for t in movie.tracks if (t.is_audio if audio_only else t.handler in CLIP_HANDLERS)]
     if audio_only and not wanted:
         raise NoAudioTrack("the file has no audio track")
+    # A deliberate change made since (458ea39): an audio track without a sample
+    # description is refused rather than clipped into an undecodable file.
+    for track in wanted:
+        if track.is_audio:
+            check_described(track)
     loaded = [s for s in (_load(movie, track) for track in wanted) if s is not None]
     if not loaded:
         raise UnsupportedMedia("the file has no samples to clip")

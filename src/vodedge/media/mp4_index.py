@@ -16,7 +16,7 @@ from struct import Struct
 import numpy as np
 import numpy.typing as npt
 
-from vodedge.media.boxes import Box, children, header_bytes, make_box
+from vodedge.media.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.errors import (
     InvalidSeek,
     LimitExceeded,
@@ -312,11 +312,22 @@ class TrackIndex:
     chunks: Chunks | MediaError
     groups: dict[int, SampleGroups | MediaError]  # by sbgp box offset
     sdtp: bytes | None
+    # Sample times in seconds, when float64 arithmetic on the decode times gives
+    # exactly what Python's int / int does (every value below 2**53).
+    seconds: npt.NDArray[np.float64] | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays."""
-        arrays = (self.sizes, self.prefix, self.dts, self.ctts, self.sync, self.offsets)
+        arrays = (
+            self.sizes,
+            self.prefix,
+            self.dts,
+            self.ctts,
+            self.sync,
+            self.offsets,
+            self.seconds,
+        )
         total = sum(a.nbytes for a in arrays if a is not None)
         if isinstance(self.chunks, Chunks):
             total += 4 * self.chunks.first.nbytes
@@ -330,10 +341,17 @@ class TrackIndex:
         """The start of sample `i` in seconds on the movie's timeline."""
         return (self.dts_at(i) - self.shift) / self.track.timescale + self.delay
 
-    @property
-    def times(self) -> _Times:
-        """All sample times, as a sequence to bisect."""
-        return _Times(self)
+    def after(self, when: float) -> int:
+        """How many samples start at or before `when` (`bisect_right` of the times)."""
+        if self.seconds is not None:
+            return int(np.searchsorted(self.seconds, when, "right"))
+        return bisect_right(_Times(self), when)
+
+    def before(self, when: float) -> int:
+        """How many samples start before `when` (`bisect_left` of the times)."""
+        if self.seconds is not None:
+            return int(np.searchsorted(self.seconds, when, "left"))
+        return bisect_left(_Times(self), when)
 
     def durations(self, first: int, stop: int) -> np.ndarray:
         """The durations of samples `[first, stop)`."""
@@ -475,6 +493,13 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     sdtp = bytes(movie.payload(kids[b"sdtp"])) if b"sdtp" in kids else None
     mdia = next(b for b in children(movie.data, track.box) if b.type == b"mdia")
     mdhd = next(b for b in children(movie.data, mdia) if b.type == b"mdhd")
+    shift = edits.media_time if edits else 0
+    delay = edits.delay / movie.timescale if edits and movie.timescale else 0.0
+    seconds = None
+    exact = 1 << 53
+    if dts is not None and max(abs(shift), abs(int(dts[-1]) - shift), track.timescale) < exact:
+        # Monotonic, so a binary search of it is the bisection of the Python values.
+        seconds = (dts[:-1] - shift) / track.timescale + delay
     return TrackIndex(
         track=track,
         stbl_children=stbl_children,
@@ -485,8 +510,8 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         prefix=prefix,
         dts=dts,
         uniform_duration=uniform,
-        shift=edits.media_time if edits else 0,
-        delay=edits.delay / movie.timescale if edits and movie.timescale else 0.0,
+        shift=shift,
+        delay=delay,
         ctts_version=ctts_version,
         ctts=ctts,
         sync=sync,
@@ -497,6 +522,7 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         chunks=chunks,
         groups=groups,
         sdtp=sdtp,
+        seconds=seconds,
     )
 
 
@@ -518,7 +544,7 @@ class _Cut:
 
 def _sync_at_or_before(samples: TrackIndex, when: float) -> int:
     """The sync sample at or before `when` (every sample is one without stss)."""
-    index = max(bisect_right(samples.times, when) - 1, 0)
+    index = max(samples.after(when) - 1, 0)
     sync = samples.sync
     if sync is None:
         return index
@@ -797,7 +823,7 @@ class Mp4Index:
         # The moov's size depends on stco vs co64, which depends on the offsets, which
         # depend on the moov's size. Its size is that of the moov without chunk offsets
         # plus theirs, so the base settles by arithmetic, and the moov is built once.
-        _, bare = rebuild_pieces(movie.data, movie.box, with_offsets(None), self.children)
+        bare = self._rebuilt_size(with_offsets(None))
 
         def moov_size(base: int) -> int:
             size = bare
@@ -813,6 +839,39 @@ class Mp4Index:
         pairs = zip(layout.starts, layout.lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
         return Plan.head_and_spans(head, spans, layout.lengths)
+
+    def _rebuilt_size(self, replace: dict[int, Replacement]) -> int:
+        """The size of the moov `rebuild_pieces` would make with these replacements,
+        without making it: the moov's size, plus each reached replacement's change,
+        plus the change of header of each container re-serialised on the way (8 bytes
+        below 4 GiB). Only the containers a rebuild re-serialises are parsed, in the
+        same order, so a malformed box elsewhere is left alone as a rebuild leaves it."""
+        moov = self.movie.box
+        if moov.offset in replace:
+            new = replace[moov.offset]
+            return sum(map(len, new)) if isinstance(new, list) else len(new or b"")
+        delta = 0
+        touched: dict[int, Box] = {}
+        for at in sorted(replace):
+            if not moov.offset < at < moov.end:
+                continue
+            # Every container holding `at` on the way is re-serialised, even where the
+            # descent ends without reaching a box there.
+            node, chain = moov, []
+            while node.offset != at and node.offset not in replace:
+                if node.type not in CONTAINERS:
+                    break  # copied whole, whatever lies inside
+                chain.append(node)
+                node = next((c for c in self.children(node) if c.offset <= at < c.end), node)
+                if node is chain[-1]:
+                    break
+            for container in chain:
+                touched[container.offset] = container
+            if node.offset == at and node is not moov:
+                new = replace[at]
+                size = sum(map(len, new)) if isinstance(new, list) else len(new or b"")
+                delta += size - node.size
+        return moov.size + delta + sum(8 - c.header_size for c in touched.values())
 
     def _stbl(self, cut: _Cut, new: dict[bytes, bytes]) -> list[Piece | None]:
         """The `stbl`'s children in the original order; None where the chunk offsets go."""
@@ -867,8 +926,8 @@ def _cuts(
         elif samples.track.handler == b"vide" and not audio_only:
             first = _sync_at_or_before(samples, begin)
         else:
-            first = max(bisect_right(samples.times, begin) - 1, 0)
-        stop = samples.count if end is None else bisect_left(samples.times, end)
+            first = max(samples.after(begin) - 1, 0)
+        stop = samples.count if end is None else samples.before(end)
         if stop > first:
             cuts.append(_Cut(samples, first, stop, begin))
     return cuts
