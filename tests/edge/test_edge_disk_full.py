@@ -141,6 +141,14 @@ def test_a_disk_filled_by_someone_else(full: Vodedge, origins: Origins, small_fs
             assert reply.status == 200 and reply.complete and reply.body == data, reply
         audio = full.get("video.test", objects[0][0] + "?ali_audio_only=1")
         assert audio.status != 500, audio
+        # Answers never given before (new metric series) on the full disk: no worker dies
+        # (metrics are written through mmap, where a full disk is a SIGBUS).
+        workers = full.worker_pids()
+        for n in range(20):
+            assert full.get(f"nohost{n}.test", "/x").status == 403
+            assert full.get("video.test", f"/disk/absent-{n}.bin").status == 404
+            assert full.get("video.test", "/x", method="POST").status == 405
+        assert full.worker_pids() == workers and "exited" not in full.log_text()
         print(f"[disk foreign filler] statuses={dict(statuses)}")
         assert _leftovers(full) == []
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -261,9 +262,24 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     return runner, [s.fileno() for s in getattr(site._server, "sockets", ())]
 
 
+def _metrics_dir(cache_dir: Path) -> Path:
+    """Where the workers' metric files live: in memory (/dev/shm) when there is one.
+
+    prometheus_client writes them through mmap: on a full disk the first write to a new
+    page kills the process with SIGBUS, so they must not share the cache's filesystem.
+    The name follows the cache directory, so a restart after kill -9 reuses (and
+    clears) the same one.
+    """
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        tag = hashlib.sha256(str(cache_dir.resolve()).encode()).hexdigest()[:16]
+        return shm / f"vodedge-metrics-{tag}"
+    return cache_dir / "metrics"
+
+
 def serve(options: ServeOptions) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration in every worker."""
-    metrics_dir = options.cache_dir / "metrics"
+    metrics_dir = _metrics_dir(options.cache_dir)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     # prometheus_client picks its storage when first imported: set this first.
@@ -300,7 +316,10 @@ def serve(options: ServeOptions) -> int:
 
     for index in range(options.workers):
         start(index)
-    return asyncio.run(_supervise(options, workers, start))
+    try:
+        return asyncio.run(_supervise(options, workers, start))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _remove_orphans(options: ServeOptions) -> None:
