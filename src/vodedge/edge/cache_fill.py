@@ -35,6 +35,7 @@ FOLLOW_POLL = 0.005
 # After finding no room for an object, later misses of it go straight to pass-through
 # for this long, instead of evicting again for an object that will not fit.
 NO_ROOM_MEMORY = 60.0
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How long an origin response handed to pass-through waits for its reader.
 HANDOVER_WAIT = 10.0
 FOLLOW_META_TIMEOUT = 60.0
@@ -229,18 +230,23 @@ class Fills:
             meta = _meta_from(progress.key, response, -1 if total is None else total, ttl, now)
             if self._no_room.get(progress.key, 0.0) > now:
                 raise Uncached(meta, response)
-            fd = progress.fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            created = True
-            # Room is made before a byte is written; without it the object is served
-            # from the origin, not stored.
-            if total is not None and not self.store.reserve(fd, total, progress.key):
-                self._no_room[progress.key] = now + NO_ROOM_MEMORY
-                raise Uncached(meta, response)
+            # Room is made before a byte is written; without it (or without room for
+            # the file's name and description) the object is served from the origin.
+            try:
+                fd = progress.fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                created = True
+                if total is not None and not self.store.reserve(fd, total, progress.key):
+                    self._no_room[progress.key] = now + NO_ROOM_MEMORY
+                    raise Uncached(meta, response)
+                if keep:
+                    self._write_meta(meta_file, meta, tmp)
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                raise Uncached(meta, response) from None
             progress.total = total
             progress.path = tmp
-            if keep:
-                self._write_meta(meta_file, meta, tmp)
-            else:
+            if not keep:
                 tmp.unlink()  # readers hold descriptors; nothing else may find it
             progress.meta = meta
             progress.notify()
@@ -300,8 +306,8 @@ class Fills:
             try:
                 done = os.pwrite(fd, view, position)
             except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or retried:
-                    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                if exc.errno not in DISK_FULL or retried:
+                    if exc.errno in DISK_FULL:
                         self._no_room[progress.key] = time.time() + NO_ROOM_MEMORY
                     raise
                 retried = True

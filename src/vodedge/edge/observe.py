@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from vodedge.edge import metrics
 from vodedge.edge.accesslog import log_request
+from vodedge.edge.cache_fill import DISK_FULL
 from vodedge.edge.refusal import Refusal, error_response
 from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
 
@@ -69,9 +70,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
-        # Out of descriptors or memory, or an index the full disk keeps from writing:
+        # Out of descriptors, memory or disk (an index the full disk keeps from writing):
         # the client may try again, nothing is broken.
-        exhausted = (isinstance(exc, OSError) and exc.errno in EXHAUSTED) or isinstance(
+        exhausted = (isinstance(exc, OSError) and exc.errno in EXHAUSTED | DISK_FULL) or isinstance(
             exc, sqlite3.OperationalError
         )
         if exhausted:
