@@ -502,7 +502,11 @@ class Vodedge:
     def launch(self, *, same_ports: bool = False) -> None:
         """Start the serve process on free ports (or the last ones), without waiting."""
         if not same_ports:
-            self.port, self.admin_port = free_port(), free_port()
+            # Two calls may name the same free port: the admin listener's bind would
+            # then fail and the master exit, taking its workers with it.
+            self.port = self.admin_port = free_port()
+            while self.admin_port == self.port:
+                self.admin_port = free_port()
         log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
         env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
