@@ -338,7 +338,8 @@ async def _supervise(
     from vodedge.edge.resources import RateLimitedLog, install_loop_log
 
     loop = asyncio.get_running_loop()
-    install_loop_log(loop, RateLimitedLog("vodedge"))
+    log = RateLimitedLog("vodedge")
+    install_loop_log(loop, log)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -365,8 +366,9 @@ async def _supervise(
             await asyncio.wait_for(stop.wait(), 0.5)
         for index, process in list(workers.items()):
             if not process.is_alive() and not stop.is_set():
-                sys.stderr.write(
-                    f"vodedge: worker {index} exited ({process.exitcode}); restarting it\n"
+                # A worker dying over and over must not flood the log either.
+                log.write(
+                    "worker exited", f"worker {index} exited ({process.exitcode}); restarting it"
                 )
                 # What its fills left is removed before a new worker takes its place.
                 await loop.run_in_executor(None, _remove_orphans, options)
