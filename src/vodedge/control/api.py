@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from vodedge.config.keys import AccessKey
+
 from .calls import COMMON_PARAMETERS, Call, Caller, Dispatch, JsonObject
 from .errors import ApiError
 from .keys import KeyRing
@@ -188,23 +190,34 @@ class Api:
         now = self.clock()
         verified = verify(signed, self.keys().get, now)
         key = verified.key
+        self.check_rate(key, now)
+        if not self.nonces.use(key.id, verified.nonce, verified.timestamp + MAX_SKEW + 1, now):
+            raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+        if verified.version != VERSION:
+            raise not_found()
+        action_params = {k: v for k, v in verified.params.items() if k not in COMMON_PARAMETERS}
+        return await self.run(verified.action, action_params, key, request_id)
+
+    def check_rate(self, key: AccessKey, now: float) -> None:
+        """Raise Throttled when `key` has spent its rate."""
         wait = self.throttle.wait(key.id, key.rate, now)
         if wait > 0.0:
             raise Throttled(wait)
-        if not self.nonces.use(key.id, verified.nonce, verified.timestamp + MAX_SKEW + 1, now):
-            raise ApiError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
-        if verified.version != VERSION or not _ACTION.fullmatch(verified.action):
+
+    async def run(
+        self, action: str, params: Mapping[str, str], key: AccessKey, request_id: str
+    ) -> JsonObject:
+        """An authenticated caller's action, as the SDKs' calls and the console's run."""
+        if not _ACTION.fullmatch(action):
             raise not_found()
-        if key.read_only and not verified.action.startswith("Describe"):
+        if key.read_only and not action.startswith("Describe"):
             raise ApiError(
                 403,
                 "Forbidden.RAM",
                 "User not authorized to operate on the specified resource: the access key"
                 " is read-only (Describe* actions only).",
             )
-        action_params = {k: v for k, v in verified.params.items() if k not in COMMON_PARAMETERS}
-        call = Call(verified.action, action_params, Caller(key.id, key.read_only), request_id)
-        return await self.dispatch(call)
+        return await self.dispatch(Call(action, params, Caller(key.id, key.read_only), request_id))
 
     def _error(self, request: web.Request, request_id: str, error: ApiError) -> web.Response:
         body: Mapping[str, object] = {

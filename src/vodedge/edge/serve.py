@@ -245,6 +245,10 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")
     api = Api(dispatch, CurrentKeys(lambda: options.config.access_keys, os.environ), nonces)
     api.add_routes(app)
+    from vodedge.control.console.routes import Console
+    from vodedge.control.console.sessions import SESSION_SECONDS_ENV, Sessions, session_seconds
+
+    Console(api, Sessions(session_seconds(os.environ.get(SESSION_SECONDS_ENV)))).add_routes(app)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, max_line_size=MAX_REQUEST_LINE
     )

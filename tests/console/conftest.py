@@ -1,0 +1,48 @@
+"""Fixtures of the console tests: a real node with the test keys, and headless chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(TESTS / "control"), str(TESTS / "edge")]
+
+from browser import Browser  # noqa: E402
+from edge_harness import RUNNING  # noqa: E402
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path("/usr/bin/chromium")
+# Where the screenshots of each page go (VODEDGE_TEST_OUTPUT, or .cache/test-output).
+OUTPUT = Path(os.environ.get("VODEDGE_TEST_OUTPUT", TESTS.parent / ".cache" / "test-output"))
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless chromium for a module's tests, with a fresh profile."""
+    if not (CHROMEDRIVER.is_file() and CHROMIUM.is_file()):
+        pytest.fail("chromium and chromium-driver not found: `make test` installs them")
+    shots = OUTPUT / "console"
+    shots.mkdir(parents=True, exist_ok=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    browser = Browser.start(CHROMIUM, CHROMEDRIVER, profile, shots)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, show the stderr of every vodedge still running."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for server in RUNNING:
+            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))

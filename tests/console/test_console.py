@@ -1,0 +1,230 @@
+"""The seeds' five steps in headless chromium, and what the console must refuse.
+
+A real node (the control tests' keys, one file domain whose origin holds talk.mp4),
+one chromium for the module; every page visited is saved as a screenshot.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from api_node import FULL, READ_ONLY, ApiNode, start_node
+from browser import Browser
+from edge_harness import http_request, wait_until
+from selenium.webdriver.common.by import By
+
+pytestmark = pytest.mark.xdist_group("console")
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+DOMAIN = "preloaded.example.com"
+
+
+@dataclass
+class Console:
+    node: ApiNode
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.node.port}"
+
+    def get(self, query: str) -> tuple[int, str, bytes]:
+        """(status, Content-Type, body) of talk.mp4 on the domain, from the edge."""
+        reply = http_request(self.node.server.port, DOMAIN, "/talk.mp4" + query)
+        return reply.status, reply.header("Content-Type") or "", reply.body
+
+    def post(self, path: str, form: dict[str, str], cookie: str, csrf: str | None) -> Any:
+        """A console request made by hand (a replay): its status and JSON answer."""
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"vodedge_console={cookie}",
+        }
+        if csrf is not None:
+            headers["X-CSRF-Token"] = csrf
+        connection = HTTPConnection("127.0.0.1", self.node.port, timeout=10)
+        try:
+            connection.request("POST", path, urlencode(form), headers)
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    def split_state(self) -> str:
+        """ali_video_split's enable as the API describes it ("" when not set)."""
+        old = self.node.old_client()
+        from aliyunsdkcore.request import CommonRequest
+
+        request = CommonRequest(
+            domain=None, version="2018-05-10", action_name="DescribeCdnDomainConfigs"
+        )
+        request.add_query_param("DomainName", DOMAIN)
+        request.add_query_param("FunctionNames", "ali_video_split")
+        configs = old.call(request)["DomainConfigs"]["DomainConfig"]
+        return next((a["ArgValue"] for c in configs for a in c["FunctionArgs"]["FunctionArg"]
+                     if a["ArgName"] == "enable"), "")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    work = tmp_path_factory.mktemp("console-node")
+    (work / "origin").mkdir()
+    shutil.copyfile(SAMPLES / "talk.mp4", work / "origin" / "talk.mp4")
+    server = start_node(work)
+    try:
+        yield Console(ApiNode(server))
+    finally:
+        server.stop()
+
+
+def split_form(enable: str) -> dict[str, str]:
+    """The form the Audio Extraction switch sends."""
+    functions = [{"functionName": "ali_video_split",
+                  "functionArgs": [{"argName": "enable", "argValue": enable}]}]  # fmt: skip
+    return {
+        "Action": "BatchSetCdnDomainConfig",
+        "DomainNames": DOMAIN,
+        "Functions": json.dumps(functions),
+    }
+
+
+def open_video(browser: Browser) -> None:
+    """Domain Names, Manage (on the domain's row), Video: as an operator clicks."""
+    browser.by_text("a", "Domain Names").click()
+    row = browser.wait(By.XPATH, f"//tr[th[normalize-space(.)='{DOMAIN}']]")
+    browser.screenshot("domain-names")
+    row.find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    browser.by_text("a", "Video").click()
+    browser.by_text("h2", "Video")
+    browser.by_text("h3", "Audio Extraction")
+
+
+def test_a_wrong_key_is_refused(browser: Browser, console: Console) -> None:
+    browser.open_console(console.base)
+    browser.screenshot("log-on")
+    browser.type_into(browser.labelled("AccessKey ID"), FULL.id)
+    browser.type_into(browser.labelled("AccessKey Secret"), FULL.secret + "x")
+    browser.by_text("button", "Log on").click()
+    error = browser.wait_text(By.ID, "logon-error", "InvalidAccessKey")
+    browser.screenshot("log-on-refused")
+    assert "not valid" in error.text
+    assert browser.driver.get_cookie("vodedge_console") is None
+    browser.by_text("h1", "Log on")
+
+
+def test_the_seeds_procedure_turns_audio_extraction_on_and_off(
+    browser: Browser, console: Console
+) -> None:
+    whole = (SAMPLES / "talk.mp4").read_bytes()
+    assert console.get("?ali_audio_only=1")[2] == whole  # off: the parameter changes nothing
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    assert FULL.secret not in str(browser.driver.get_cookies())
+    stored = browser.driver.execute_script(
+        "return JSON.stringify([localStorage, sessionStorage, document.cookie])"
+    )
+    assert FULL.secret not in stored
+    open_video(browser)
+    switch = browser.labelled("Audio Extraction")
+    assert switch.get_attribute("role") == "switch" and not switch.is_selected()
+    switch.click()
+    browser.wait_text(By.ID, "card-ali_video_split", "Saved.")
+    saved = time.monotonic()
+    browser.screenshot("video-audio-extraction-on")
+
+    def audio_only() -> bool:
+        status, content_type, body = console.get("?ali_audio_only=1")
+        return status == 200 and content_type.startswith("audio/") and len(body) < len(whole)
+
+    wait_until(audio_only, 1.0, "audio only within a second", interval=0.02)
+    took = time.monotonic() - saved
+    assert took < 1.0, took
+    assert console.split_state() == "on"
+
+    browser.labelled("Audio Extraction").click()
+    browser.wait_text(By.ID, "card-ali_video_split", "Saved.")
+    saved = time.monotonic()
+    wait_until(lambda: console.get("?ali_audio_only=1")[2] == whole, 1.0, "the whole file",
+               interval=0.02)  # fmt: skip
+    assert time.monotonic() - saved < 1.0
+    assert console.get("?ali_audio_only=1")[1] == "video/mp4"
+    browser.screenshot("video-audio-extraction-off")
+
+
+def test_a_bad_preview_parameter_shows_the_api_error_beside_its_field(
+    browser: Browser, console: Console
+) -> None:
+    from aliyunsdkcore.acs_exception.exceptions import ServerException
+    from aliyunsdkcore.request import CommonRequest
+
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    open_video(browser)
+    field = browser.labelled("Preview parameter")
+    browser.type_into(field, "my preview")
+    browser.labelled("Audio/video Preview").click()
+    error_id = str(field.get_attribute("aria-describedby")).split()[0]
+    shown = browser.wait_text(By.ID, error_id, "ali_video_preview_argument").text
+    browser.screenshot("video-preview-error")
+    assert field.get_attribute("aria-invalid") == "true"
+    assert not browser.labelled("Audio/video Preview").is_selected()
+    # The very error the API answers an SDK for the same function.
+    request = CommonRequest(
+        domain=None, version="2018-05-10", action_name="BatchSetCdnDomainConfig"
+    )
+    request.add_query_param("DomainNames", DOMAIN)
+    functions = [{"functionName": "ali_video_preview", "functionArgs": [
+        {"argName": "enable", "argValue": "on"},
+        {"argName": "ali_video_preview_argument", "argValue": "my preview"}]}]  # fmt: skip
+    request.add_query_param("Functions", json.dumps(functions))
+    with pytest.raises(ServerException) as raised:
+        console.node.old_client().call(request)
+    assert shown == f"{raised.value.get_error_msg()} ({raised.value.get_error_code()})"
+
+
+def test_a_request_without_the_csrf_token_is_refused(browser: Browser, console: Console) -> None:
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    cookie, token = browser.session_cookie(), browser.csrf_token()
+    status, answer = console.post("/console/api/call", split_form("on"), cookie, None)
+    assert (status, answer["Code"]) == (403, "Console.CsrfTokenInvalid")
+    status, answer = console.post("/console/api/call", split_form("on"), cookie, "x" + token)
+    assert (status, answer["Code"]) == (403, "Console.CsrfTokenInvalid")
+    assert console.split_state() in ("", "off")
+    # The same request with its token is the switch's own: it works.
+    status, answer = console.post("/console/api/call", split_form("on"), cookie, token)
+    assert status == 200, answer
+    assert console.split_state() == "on"
+    status, answer = console.post("/console/api/call", split_form("off"), cookie, token)
+    assert status == 200, answer
+
+
+def test_a_read_only_key_cannot_flip_a_switch(browser: Browser, console: Console) -> None:
+    browser.log_on(console.base, READ_ONLY.id, READ_ONLY.secret)
+    open_video(browser)
+    switch = browser.labelled("Audio Extraction")
+    browser.screenshot("video-read-only")
+    assert not switch.is_enabled()
+    assert "read-only" in browser.driver.find_element(By.TAG_NAME, "main").text
+    # Replayed by hand with the session's cookie and token: the action refuses it.
+    cookie, token = browser.session_cookie(), browser.csrf_token()
+    status, answer = console.post("/console/api/call", split_form("on"), cookie, token)
+    assert (status, answer["Code"]) == (403, "Forbidden.RAM")
+    assert console.split_state() in ("", "off")
+    status, answer = console.post(
+        "/console/api/call", {"Action": "DescribeUserDomains"}, cookie, token
+    )
+    assert status == 200 and answer["TotalCount"] >= 1
+
+
+def test_log_off_ends_the_session(browser: Browser, console: Console) -> None:
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    cookie, token = browser.session_cookie(), browser.csrf_token()
+    browser.by_text("button", "Log off").click()
+    browser.by_text("h1", "Log on")
+    status, answer = console.post("/console/api/call", split_form("on"), cookie, token)
+    assert (status, answer["Code"]) == (401, "Console.NotLoggedOn")
