@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := ffmpeg nginx-light chromium chromium-driver
+APT_PACKAGES := ffmpeg nginx-light chromium chromium-driver redis-server
 # Only the benchmarks need these (`make bench`), not `make test`.
 BENCH_APT_PACKAGES := wrk
 export VODEDGE_TEST_CACHE ?= $(CURDIR)/.cache/test-media

@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
         "--state-dir",
         help="where the API's store lives (default: 'state' beside the cache directory)",
     )
+    serve.add_argument(
+        "--store",
+        help="a fleet's shared store: redis://HOST:PORT/DB, rediss://... or"
+        " redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB] (default: SQLite in --state-dir)",
+    )
     serve.add_argument("--listen", help="HOST:PORT for clients (default 127.0.0.1:8080)")
     serve.add_argument("--admin", help="HOST:PORT for /metrics and the API (default off)")
     serve.add_argument("--listen-tls", help="HOST:PORT for HTTPS, certificate by SNI (default off)")

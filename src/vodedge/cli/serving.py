@@ -43,20 +43,24 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
-    from vodedge.control.sqlite_store import SqliteStore
+    from vodedge.control.stores import check_store_url, node_name, open_store
     from vodedge.control.sync import WorkerSync, certificates_dir, state_dir_for, store_loader
     from vodedge.edge.serve import ServeOptions
     from vodedge.edge.serve import serve as run
 
     load_base = node_loader(args)
     node = load_base()
-    state_dir = Path(args.state_dir) if args.state_dir else state_dir_for(node.cache_dir)
-    store = SqliteStore(state_dir.absolute())
+    state_dir = (
+        Path(args.state_dir) if args.state_dir else state_dir_for(node.cache_dir)
+    ).absolute()
+    store_url = check_store_url(args.store) if args.store else None
+    name = node_name((node.listen.host, node.listen.port))
+    store = open_store(state_dir, store_url, name)
     load = store_loader(
         load_base,
         store,
         from_file=bool(args.config),
-        certificates_dir=certificates_dir(store.path.parent),
+        certificates_dir=certificates_dir(state_dir),
     )
     node = load()
     check_certificates(node)
@@ -64,10 +68,10 @@ def serve(args: argparse.Namespace) -> int:
     listen = (node.listen.host, node.listen.port)
     listen_tls = (node.listen_tls.host, node.listen_tls.port) if node.listen_tls else None
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
-    where = args.origin or args.config or f"the store in {state_dir}"
+    where = args.origin or args.config or f"the store in {store_url or state_dir}"
 
     async def follow_store(edge: object, index: int) -> None:
-        await WorkerSync(SqliteStore(store.path.parent), index, listen).run(edge)
+        await WorkerSync(open_store(state_dir, store_url, name), index, listen, state_dir).run(edge)
 
     def url(host: str, port: int, scheme: str = "http") -> str:
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
@@ -91,7 +95,9 @@ def serve(args: argparse.Namespace) -> int:
         loop=args.loop,
         ready=ready,
         listen_tls=listen_tls,
-        state_dir=store.path.parent,
+        state_dir=state_dir,
+        store_url=store_url,
+        node_name=name,
         worker_task=follow_store,
     )
     return run(options)

@@ -30,6 +30,10 @@ class DomainExists(StoreError):
     """AddCdnDomain of a name the store already holds."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (a fleet's Redis is down): try again later."""
+
+
 class StaleRecord(StoreError):
     """A record changed between read and write: read again and retry."""
 

@@ -23,7 +23,6 @@ from vodedge.config import NodeConfig
 
 from .certificates import CertificateStore, stored_certificates
 from .domains import edge_domain_name, node_with, record_of
-from .sqlite_store import SqliteStore
 from .store import ControlStore, TaskRecord
 
 POLL_SECONDS = 0.25
@@ -119,8 +118,11 @@ def apply_refresh(edge: Any, task: TaskRecord) -> int:
 class WorkerSync:
     """One worker's loop over the store."""
 
-    def __init__(self, store: SqliteStore, index: int, listen: tuple[str, int]) -> None:
+    def __init__(
+        self, store: ControlStore, index: int, listen: tuple[str, int], state_dir: Path
+    ) -> None:
         self.store = store
+        self.state_dir = state_dir
         self.index = index
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen[0], listen[0])
         self.client_base = (
@@ -155,7 +157,7 @@ class WorkerSync:
         if version == self.seen:
             return
         records = self.store.domains()
-        directory = certificates_dir(self.store.path.parent)
+        directory = certificates_dir(self.state_dir)
         certificates = stored_certificates(self.store.certificates(), directory, edge_domain_name)
         edge.config = node_with(edge.config, records, certificates)
         CertificateStore(directory).prune(

@@ -50,6 +50,10 @@ class ServeOptions:
     masters_only: list[int] = field(default_factory=list)
     # Where the control plane keeps its store (None: no store).
     state_dir: Path | None = None
+    # A fleet's shared store (a redis:// URL) instead of the state directory's SQLite,
+    # and this node's name in it.
+    store_url: str | None = None
+    node_name: str = ""
     # Run in each worker beside the server, given the worker's Edge and index: the
     # control plane's loop that keeps `edge.config` and the cache in step with its store.
     worker_task: Callable[[Any, int], Coroutine[Any, Any, None]] | None = None
@@ -238,9 +242,11 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     dispatch: Dispatch = no_actions
     if options.state_dir is not None:
         from vodedge.control.actions import make_dispatch
-        from vodedge.control.sqlite_store import SqliteStore
+        from vodedge.control.stores import open_store
 
-        dispatch = make_dispatch(SqliteStore(options.state_dir))
+        dispatch = make_dispatch(
+            open_store(options.state_dir, options.store_url, options.node_name)
+        )
     # Kept with the state, not the cache: wiping a cache must not reopen replays.
     nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")
     api = Api(dispatch, CurrentKeys(lambda: options.config.access_keys, os.environ), nonces)

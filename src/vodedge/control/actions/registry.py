@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 
 from ..calls import Call, Dispatch, JsonObject
 from ..errors import ApiError
-from ..store import ControlStore
+from ..store import ControlStore, StoreUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,6 +70,14 @@ def make_dispatch(store: ControlStore) -> Dispatch:
                 f"The access key {call.caller.access_key_id} is read-only:"
                 f" {call.action} is not allowed.",
             )
-        return await spec.handler(context, call)
+        try:
+            return await spec.handler(context, call)
+        except StoreUnavailable:
+            raise ApiError(
+                503,
+                "ServiceUnavailable",
+                "The shared store cannot be reached; the node serves its last configuration."
+                " Try again later.",
+            ) from None
 
     return dispatch

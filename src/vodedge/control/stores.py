@@ -1,0 +1,35 @@
+"""Which store a node uses: the embedded SQLite one, or a fleet's Redis (`--store`)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from .store import ControlStore
+
+STORE_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "unix://")
+
+
+def check_store_url(url: str) -> str:
+    """`url` if it names a store vodedge can use; ValueError (one line) otherwise."""
+    if not url.startswith(STORE_SCHEMES):
+        raise ValueError(
+            f"--store {url!r}: expected a redis://, rediss:// or redis+sentinel:// URL"
+        )
+    return url
+
+
+def node_name(listen: tuple[str, int]) -> str:
+    """How a node is named in a fleet's acknowledgements: host name and client port."""
+    return f"{socket.gethostname()}:{listen[1]}"
+
+
+def open_store(state_dir: Path, url: str | None, node: str) -> ControlStore:
+    """The node's store: Redis at `url` as `node`, or SQLite in `state_dir`."""
+    if url:
+        from .redis_store import RedisStore
+
+        return RedisStore(url, node)
+    from .sqlite_store import SqliteStore
+
+    return SqliteStore(state_dir)

@@ -1,0 +1,172 @@
+"""The Redis store against a real redis-server: the store contract, two nodes writing
+at once, refreshes acknowledged across nodes, and Redis out of reach."""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import replace
+
+import pytest
+from redis_harness import RedisServer
+
+from vodedge.config import Function
+from vodedge.control.redis_store import RedisStore
+from vodedge.control.store import (
+    Certificate,
+    DomainExists,
+    DomainRecord,
+    Source,
+    StaleRecord,
+    StoreUnavailable,
+    TaskQuery,
+)
+
+SOURCE = Source("ipaddr", "127.0.0.1", 8000)
+
+
+def record(name: str = "video.example.com", **changes: object) -> DomainRecord:
+    base = DomainRecord(name=name, cdn_type="video", sources=(SOURCE,))
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_domains_round_trip_and_versions(redis_server: RedisServer) -> None:
+    """What one node adds, another reads back whole; every write moves the version."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    split = Function.of("ali_video_split", enable="on")
+    seen = [b.version()]
+    added = a.add_domain(record(functions=(split,), description="talks"))
+    seen.append(b.version())
+    assert b.domain("video.example.com") == added
+    assert added.functions[0].config_id is not None and added.revision == 1
+    with pytest.raises(DomainExists):
+        b.add_domain(record())
+    second = b.add_domain(record("a.example.com"))
+    assert second.domain_id != added.domain_id
+    assert [d.name for d in a.domains()] == ["a.example.com", "video.example.com"]
+    seen.append(b.version())
+    b.update_domains([replace(added, status="offline")])
+    seen.append(a.version())
+    a.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
+    assert b.certificate("video.example.com") == a.certificates()[0]
+    seen.append(a.version())
+    with pytest.raises(KeyError):
+        a.put_certificate(Certificate("nowhere.example.com", "c", "CERT", "KEY"))
+    assert a.delete_domain("video.example.com") and not b.delete_domain("video.example.com")
+    assert b.certificate("video.example.com") is None
+    seen.append(a.version())
+    assert seen == sorted(set(seen)), seen
+
+
+def test_a_stale_write_is_refused_and_nothing_is_written(redis_server: RedisServer) -> None:
+    """Of two nodes that read the same record, the second writer is refused."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    one = a.add_domain(record())
+    two = a.add_domain(record("b.example.com"))
+    a.update_domains([replace(one, description="first")])
+    with pytest.raises(StaleRecord):
+        b.update_domains([replace(two, description="x"), replace(one, description="second")])
+    assert b.domain("video.example.com").description == "first"  # type: ignore[union-attr]
+    assert b.domain("b.example.com") == two
+
+
+def _bump(url: str, node: str, times: int) -> None:
+    store = RedisStore(url, node)
+    for i in range(times):
+        while True:
+            current = store.domain("video.example.com")
+            assert current is not None
+            count = int(current.description or "0")
+            try:
+                store.update_domains([replace(current, description=str(count + 1))])
+                break
+            except StaleRecord:
+                continue
+        if i % 10 == 0:
+            store.add_task("file", [("video.example.com", f"video.example.com/{node}{i}")], False)
+
+
+def test_two_nodes_writing_at_once_lose_no_update(redis_server: RedisServer) -> None:
+    """Two processes each read-modify-write 100 times: the counter ends at 200."""
+    RedisStore(redis_server.url, "a").add_domain(record(description="0"))
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_bump, args=(redis_server.url, n, 100)) for n in ("a", "b")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    store = RedisStore(redis_server.url, "c")
+    assert store.domain("video.example.com").description == "200"  # type: ignore[union-attr]
+    total, tasks = store.tasks(TaskQuery(size=50))
+    assert total == 20 and len({t.task_id for t in tasks}) == 20
+
+
+def test_refreshes_complete_when_every_live_node_applied_them(redis_server: RedisServer) -> None:
+    """Complete needs each worker of each live node; a node that was away replays it."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    a.set_workers(2)
+    b.set_workers(1)
+    task = a.add_task("directory", [("v.example.com", "v.example.com/dir/")], True)
+    assert [t.task_id for t in b.pending_refreshes(0)] == [task]
+    a.ack_refreshes([task], 0)
+    a.ack_refreshes([task], 1)
+    total, [row] = b.tasks(TaskQuery(task_id=task))
+    assert (total, row.status, row.process, row.force) == (1, "Refreshing", "66%", True)
+    b.ack_refreshes([task], 0)
+    _, [row] = a.tasks(TaskQuery(task_id=task))
+    assert (row.status, row.process) == ("Complete", "100%")
+    assert a.pending_refreshes(0) == [] and b.pending_refreshes(0) == []
+    # Node b is gone (its heartbeat expired): a's workers alone complete the next one,
+    # and b, back, still applies it.
+    b.redis.delete(b._k("alive", "b"))
+    later = a.add_task("file", [("v.example.com", "v.example.com/x.mp4")], False)
+    a.ack_refreshes([later], 0)
+    a.ack_refreshes([later], 1)
+    _, [row] = a.tasks(TaskQuery(task_id=later))
+    assert row.status == "Complete"
+    assert [t.task_id for t in b.pending_refreshes(0)] == [later]
+
+
+def test_preloads_are_taken_once_across_nodes(redis_server: RedisServer) -> None:
+    """Two nodes never fetch the same preload; a restarted worker hands its back."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    a.add_task("preload", [("v.example.com", f"v.example.com/{i}") for i in range(3)], False)
+    first = a.claim_preloads(0, 2)
+    second = b.claim_preloads(0, 5)
+    assert len(first) == 2 and len(second) == 1
+    assert not {t.row for t in first} & {t.row for t in second}
+    b.finish_preload(second[0].row, False, "the node answered 404")
+    a.release_preloads(0)
+    assert {t.row for t in b.claim_preloads(1, 5)} == {t.row for t in first}
+    _, rows = a.tasks(TaskQuery(status="Failed"))
+    assert [r.description for r in rows] == ["the node answered 404"]
+    assert a.task_counts_since(0) == {"preload": 3}
+
+
+def test_file_domains_are_imported_only_where_the_file_changed(redis_server: RedisServer) -> None:
+    """A file's domain is written when the file changes it, and dropped when it goes."""
+    store = RedisStore(redis_server.url, "a")
+    assert store.import_file_domains([record(), record("b.example.com")]) == [
+        "video.example.com",
+        "b.example.com",
+    ]
+    api = store.domain("video.example.com")
+    assert api is not None
+    store.update_domains([replace(api, description="from the API")])
+    assert store.import_file_domains([record(), record("b.example.com")]) == []
+    assert store.import_file_domains([record()]) == ["b.example.com"]
+    assert store.domain("b.example.com") is None
+    assert store.domain("video.example.com").description == "from the API"  # type: ignore[union-attr]
+
+
+def test_redis_out_of_reach_is_store_unavailable(redis_server: RedisServer) -> None:
+    """A stopped Redis is StoreUnavailable, quickly; it works again once back."""
+    store = RedisStore(redis_server.url, "a")
+    store.add_domain(record())
+    redis_server.stop()
+    with pytest.raises(StoreUnavailable):
+        store.domains()
+    with pytest.raises(StoreUnavailable):
+        store.add_task("file", [("video.example.com", "video.example.com/a")], False)
+    redis_server.start()
+    assert [d.name for d in store.domains()] == ["video.example.com"]
