@@ -21,6 +21,8 @@ from api_node import FULL, READ_ONLY, ApiNode, start_node
 from browser import Browser
 from edge_harness import http_request, wait_until
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = pytest.mark.xdist_group("console")
 
@@ -228,3 +230,64 @@ def test_log_off_ends_the_session(browser: Browser, console: Console) -> None:
     browser.by_text("h1", "Log on")
     status, answer = console.post("/console/api/call", split_form("on"), cookie, token)
     assert (status, answer["Code"]) == (401, "Console.NotLoggedOn")
+
+
+def row_of(browser: Browser, name: str) -> WebElement:
+    """The Domain Names row of `name`."""
+    return browser.wait(By.XPATH, f"//tr[th[normalize-space(.)='{name}']]")
+
+
+def test_domains_are_added_stopped_started_and_deleted(browser: Browser, console: Console) -> None:
+    name = "added.example.com"
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    browser.type_into(browser.labelled("Domain Name"), "not a domain")
+    browser.type_into(browser.labelled("Origin"), "127.0.0.1")
+    browser.by_text("button", "Add Domain").click()
+    shown = browser.wait_text(By.ID, "error-add-domain-name", "DomainName").text
+    browser.screenshot("domain-names-add-error")
+    assert "Malformed" in shown
+    browser.type_into(browser.labelled("Domain Name"), name)
+    browser.by_text("button", "Add Domain").click()
+    row = row_of(browser, name)
+    assert "online" in row.text and "127.0.0.1:80 (ipaddr)" in row.text
+    browser.screenshot("domain-names-added")
+
+    row.find_element(By.XPATH, ".//button[normalize-space(.)='Stop']").click()
+    browser.wait_text(By.XPATH, f"//tr[th[normalize-space(.)='{name}']]", "offline")
+    row_of(browser, name).find_element(By.XPATH, ".//button[normalize-space(.)='Start']").click()
+    browser.wait_text(By.XPATH, f"//tr[th[normalize-space(.)='{name}']]", "online")
+
+    row_of(browser, name).find_element(By.XPATH, ".//button[normalize-space(.)='Delete']").click()
+    browser.screenshot("domain-names-delete-confirm")
+    row_of(browser, name).find_element(By.XPATH, ".//button[normalize-space(.)='Cancel']").click()
+    row_of(browser, name).find_element(By.XPATH, ".//button[normalize-space(.)='Delete']").click()
+    confirm = ".//button[normalize-space(.)='Confirm Delete']"
+    row_of(browser, name).find_element(By.XPATH, confirm).click()
+    WebDriverWait(browser.driver, 10).until(
+        lambda d: not d.find_elements(By.XPATH, f"//tr[th[normalize-space(.)='{name}']]")
+    )
+    row_of(browser, DOMAIN)
+
+
+def test_refresh_and_prefetch_tasks_reach_complete(browser: Browser, console: Console) -> None:
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    browser.by_text("a", "Refresh and Prefetch").click()
+    urls = browser.labelled("URLs")
+    browser.type_into(urls, f"http://{DOMAIN}/a talk.mp4")
+    browser.by_text("button", "Submit Refresh").click()
+    browser.wait_text(By.ID, "error-object-path", "ObjectPath")
+    assert urls.get_attribute("aria-invalid") == "true"
+    browser.type_into(urls, "http://elsewhere.example.org/talk.mp4")
+    browser.by_text("button", "Submit Refresh").click()
+    browser.wait_text(By.ID, "error-object-path", "InvalidDomain.NotFound")
+    browser.type_into(urls, f"http://{DOMAIN}/talk.mp4")
+    browser.by_text("button", "Submit Refresh").click()
+    browser.wait_text(By.XPATH, "//main", "Submitted: task")
+    browser.by_text("button", "Submit Prefetch").click()
+    for kind in ("file", "preload"):
+        WebDriverWait(browser.driver, 10).until(
+            lambda d, kind=kind: d.find_elements(
+                By.XPATH, f"//tr[td[.='{kind}'] and td[.='Complete']]"
+            )
+        )
+    browser.screenshot("refresh-and-prefetch")

@@ -101,7 +101,8 @@ function shell(current, ...content) {
     h("div", { class: "layout" },
       h("nav", { class: "side", "aria-label": "Console" },
         h("h2", {}, "CDN"),
-        h("ul", {}, link("#/domains", "Domain Names", "domains"))),
+        h("ul", {}, link("#/domains", "Domain Names", "domains"),
+          link("#/refresh", "Refresh and Prefetch", "refresh"))),
       h("main", { id: "content" }, ...content)));
 }
 
@@ -109,34 +110,131 @@ function failureText(error) {
   return error instanceof ApiFailure ? `${error.message} (${error.code})` : String(error);
 }
 
+// Show the API's error beside the field whose parameter its message names, else `fallback`.
+function placeError(error, fields, fallback) {
+  for (const { input, box } of Object.values(fields)) { box.textContent = ""; input.removeAttribute("aria-invalid"); }
+  fallback.textContent = "";
+  if (error === null) return;
+  const named = Object.keys(fields).sort((a, b) => b.length - a.length)
+    .find((name) => error.message.includes(name));
+  if (named) {
+    fields[named].box.textContent = failureText(error);
+    fields[named].input.setAttribute("aria-invalid", "true");
+    fields[named].input.focus();
+  } else {
+    fallback.textContent = failureText(error);
+  }
+}
+
+// A labelled text field with its error box: [row, input, box].
+function textField(id, label, attrs) {
+  const box = h("p", { class: "error", id: `error-${id}`, role: "alert" });
+  const input = h("input", { type: "text", id, spellcheck: "false", "aria-describedby": `error-${id}`,
+    disabled: state.session.ReadOnly, ...attrs });
+  return [h("div", { class: "row" }, h("label", { class: "field", for: id }, label), input, box), input, box];
+}
+
+function addDomainCard() {
+  const [nameRow, name, nameBox] = textField("add-domain-name", "Domain Name", { placeholder: "video.example.com" });
+  const [originRow, origin, originBox] = textField("add-domain-origin", "Origin", { placeholder: "10.0.0.5 or origin.example.com" });
+  const [portRow, port, portBox] = textField("add-domain-port", "Port", { value: "80", inputmode: "numeric" });
+  const general = h("p", { class: "error", id: "error-add-domain", role: "alert" });
+  const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
+  const fields = { DomainName: { input: name, box: nameBox }, Sources: { input: origin, box: originBox },
+    port: { input: port, box: portBox } };
+  const form = h("form", { "aria-labelledby": "add-domain-title", onsubmit: async (event) => {
+    event.preventDefault();
+    status.textContent = "";
+    const isIp = /^[0-9.]+$|:/.test(origin.value.trim());
+    const sources = [{ content: origin.value.trim(), type: isIp ? "ipaddr" : "domain",
+      port: Number(port.value) || port.value }];
+    try {
+      await call("AddCdnDomain", { DomainName: name.value.trim(), CdnType: "video",
+        Sources: JSON.stringify(sources) });
+    } catch (error) {
+      if (error.status !== 401) placeError(error, fields, general);
+      return;
+    }
+    placeError(null, fields, general);
+    status.textContent = `Added ${name.value.trim()}.`;
+    name.value = ""; origin.value = "";
+    await listDomains();
+  } },
+    nameRow, originRow, portRow,
+    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: state.session.ReadOnly },
+      "Add Domain"), status, general));
+  return h("section", { class: "card", id: "card-add-domain" },
+    h("h3", { id: "add-domain-title" }, "Add Domain"),
+    h("p", { class: "help" }, "A video domain pulled from one origin server (more origins: Basic)."), form);
+}
+
+let listDomains = async () => {};
+
 async function showDomains() {
   document.title = "Domain Names - vodedge console";
   const body = h("tbody", {}, h("tr", {}, h("td", { colspan: "5" }, "Loading…")));
-  shell("domains", h("h1", {}, "Domain Names"),
+  const content = h("div", {});
+  shell("domains", h("h1", {}, "Domain Names"), content);
+  const problem = h("p", { class: "error", id: "error-domains", role: "alert" });
+  content.append(addDomainCard(), problem,
     h("table", {},
       h("caption", {}, "The domains this node serves"),
       h("thead", {}, h("tr", {}, ["Domain Name", "Status", "Origins", "Created", "Actions"]
         .map((text) => h("th", { scope: "col" }, text)))),
       body));
-  let answer;
+  listDomains = async () => {
+    let answer;
+    try {
+      answer = await call("DescribeUserDomains", { PageSize: "500" });
+    } catch (error) {
+      if (error.status !== 401) body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "error", role: "alert" }, failureText(error))));
+      return;
+    }
+    const domains = answer.Domains.PageData;
+    if (!domains.length) {
+      body.replaceChildren(h("tr", {}, h("td", { colspan: "5" }, "No domain yet.")));
+      return;
+    }
+    body.replaceChildren(...domains.map((d) => domainRow(d, problem)));
+  };
+  await listDomains();
+}
+
+async function domainAction(action, domain, problem) {
+  problem.textContent = "";
   try {
-    answer = await call("DescribeUserDomains", { PageSize: "500" });
+    await call(action, { DomainName: domain });
   } catch (error) {
-    if (error.status !== 401) body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "error", role: "alert" }, failureText(error))));
+    if (error.status !== 401) problem.textContent = `${domain}: ${failureText(error)}`;
     return;
   }
-  const domains = answer.Domains.PageData;
-  if (!domains.length) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: "5" }, "No domain yet.")));
-    return;
-  }
-  body.replaceChildren(...domains.map((d) => h("tr", {},
-    h("th", { scope: "row" }, d.DomainName),
+  await listDomains();
+}
+
+function domainRow(d, problem) {
+  const readOnly = state.session.ReadOnly;
+  const name = d.DomainName;
+  const online = d.DomainStatus === "online";
+  const actions = h("td", { class: "actions" });
+  const normal = () => actions.replaceChildren(
+    h("a", { href: `#/domain/${encodeURIComponent(name)}/video`, "aria-label": `Manage ${name}` }, "Manage"), " ",
+    h("button", { type: "button", disabled: readOnly, "aria-label": `${online ? "Stop" : "Start"} ${name}`,
+      onclick: () => domainAction(online ? "StopCdnDomain" : "StartCdnDomain", name, problem) },
+      online ? "Stop" : "Start"), " ",
+    h("button", { type: "button", disabled: readOnly, "aria-label": `Delete ${name}`, onclick: () => {
+      const cancel = h("button", { type: "button", onclick: normal }, "Cancel");
+      actions.replaceChildren(h("span", { role: "alert" }, `Delete ${name}? It stops being served. `),
+        h("button", { type: "button", class: "primary", onclick: () => domainAction("DeleteCdnDomain", name, problem) },
+          "Confirm Delete"), " ", cancel);
+      cancel.focus();
+    } }, "Delete"));
+  normal();
+  return h("tr", {},
+    h("th", { scope: "row" }, name),
     h("td", { class: `status-${d.DomainStatus}` }, d.DomainStatus),
     h("td", {}, d.Sources.Source.map((s) => h("div", {}, `${s.Content}${s.Port ? ":" + s.Port : ""} (${s.Type})`))),
     h("td", {}, h("time", { datetime: d.GmtCreated }, d.GmtCreated)),
-    h("td", {}, h("a", { href: `#/domain/${encodeURIComponent(d.DomainName)}/video`,
-      "aria-label": `Manage ${d.DomainName}` }, "Manage")))));
+    actions);
 }
 
 // A function's form: a switch (argument "enable") and text or on/off fields; it saves
@@ -248,10 +346,84 @@ async function showVideo(domain) {
     ...VIDEO_FUNCTIONS.map((spec) => functionCard(domain, spec, values[spec.name] || {})));
 }
 
+let taskPoll = null;
+
+async function showRefresh() {
+  document.title = "Refresh and Prefetch - vodedge console";
+  const readOnly = state.session.ReadOnly;
+  const box = h("p", { class: "error", id: "error-object-path", role: "alert" });
+  const urls = h("textarea", { id: "object-path", rows: "5", cols: "70", spellcheck: "false",
+    "aria-describedby": "error-object-path help-object-path", disabled: readOnly,
+    placeholder: "video.example.com/v/talk.mp4" });
+  const kind = (value, label, checked) => h("label", {},
+    h("input", { type: "radio", name: "object-type", value, checked, disabled: readOnly }), ` ${label}`);
+  const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
+  const tasks = h("tbody", {});
+  // An unknown domain's error names no parameter, but it is the URLs' too.
+  const fields = { ObjectPath: { input: urls, box }, "The domain": { input: urls, box } };
+  const general = h("p", { class: "error", id: "error-refresh", role: "alert" });
+  const submit = async (action) => {
+    status.textContent = "";
+    const params = { ObjectPath: urls.value };
+    if (action === "RefreshObjectCaches") {
+      params.ObjectType = document.querySelector("input[name=object-type]:checked").value;
+    }
+    let answer;
+    try {
+      answer = await call(action, params);
+    } catch (error) {
+      if (error.status !== 401) placeError(error, fields, general);
+      return;
+    }
+    placeError(null, fields, general);
+    status.textContent = `Submitted: task ${answer.RefreshTaskId || answer.PushTaskId}.`;
+    await listTasks(20);
+  };
+  shell("refresh", h("h1", {}, "Refresh and Prefetch"),
+    h("section", { class: "card" },
+      h("h3", {}, "Submit URLs"),
+      h("p", { class: "help", id: "help-object-path" },
+        "One URL or directory per line. Refresh drops them from the cache; Prefetch fetches them into it."),
+      h("div", { class: "row" }, h("label", { class: "field", for: "object-path" }, "URLs"), urls, box),
+      h("fieldset", { class: "row" }, h("legend", {}, "Refresh by"), kind("File", "File", true), kind("Directory", "Directory", false)),
+      h("div", { class: "row" },
+        h("button", { type: "button", class: "primary", disabled: readOnly, onclick: () => submit("RefreshObjectCaches") }, "Submit Refresh"),
+        h("button", { type: "button", disabled: readOnly, onclick: () => submit("PushObjectCache") }, "Submit Prefetch"),
+        status, general)),
+    h("h2", {}, "Tasks"),
+    h("table", {},
+      h("caption", {}, "The latest refresh and prefetch tasks"),
+      h("thead", {}, h("tr", {}, ["Task ID", "URL", "Type", "Status", "Progress", "Created"]
+        .map((text) => h("th", { scope: "col" }, text)))),
+      tasks));
+  // Until every task shown is done, look again every second (a bounded number of times).
+  const listTasks = async (polls) => {
+    clearTimeout(taskPoll);
+    let answer;
+    try {
+      answer = await call("DescribeRefreshTasks", { PageSize: "50" });
+    } catch (error) {
+      if (error.status !== 401) general.textContent = failureText(error);
+      return;
+    }
+    const list = answer.Tasks.CDNTask;
+    tasks.replaceChildren(...(list.length ? list.map((t) => h("tr", {},
+      h("th", { scope: "row" }, t.TaskId), h("td", {}, t.ObjectPath), h("td", {}, t.ObjectType),
+      h("td", { class: `task-${t.Status}` }, t.Status), h("td", {}, t.Process),
+      h("td", {}, h("time", { datetime: t.CreationTime }, t.CreationTime))))
+      : [h("tr", {}, h("td", { colspan: "6" }, "No task yet."))]));
+    if (polls > 0 && list.some((t) => t.Status === "Refreshing") && location.hash === "#/refresh") {
+      taskPoll = setTimeout(() => listTasks(polls - 1), 1000);
+    }
+  };
+  await listTasks(20);
+}
+
 function render() {
   if (!state.session) { showLogon(); return; }
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] === "domain" && parts[1]) showVideo(decodeURIComponent(parts[1]));
+  else if (parts[0] === "refresh") showRefresh();
   else showDomains();
 }
 
