@@ -291,3 +291,31 @@ def test_refresh_and_prefetch_tasks_reach_complete(browser: Browser, console: Co
             )
         )
     browser.screenshot("refresh-and-prefetch")
+
+
+def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
+    browser: Browser, console: Console
+) -> None:
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    browser.by_text("a", "Domain Names").click()
+    row_of(browser, DOMAIN).find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    browser.by_text("a", "Basic").click()
+    browser.by_text("h3", "Back-to-origin Host")
+    browser.screenshot("domain-basic")
+    browser.by_text("a", "Access Control").click()
+    browser.by_text("h2", "Access Control")
+    assert "null" not in browser.driver.find_element(By.TAG_NAME, "main").text
+    field = browser.labelled("Blocked IP addresses")
+    card = browser.driver.find_element(By.ID, "card-ip_black_list_set")
+    browser.type_into(field, "127.0.0.300")
+    card.find_element(By.XPATH, ".//button[.='Save']").click()
+    browser.wait_text(By.ID, "error-ip_black_list_set-ip_list", "ip_list")
+    assert field.get_attribute("aria-invalid") == "true"
+    browser.type_into(field, "127.0.0.1")
+    card.find_element(By.XPATH, ".//button[.='Save']").click()
+    browser.wait_text(By.ID, "card-ip_black_list_set", "Saved.")
+    browser.screenshot("domain-access-control")
+    wait_until(lambda: console.get("")[0] == 403, 1.0, "the block list", interval=0.02)
+    card.find_element(By.XPATH, ".//button[.='Remove']").click()
+    browser.wait_text(By.ID, "card-ip_black_list_set", "Removed.")
+    wait_until(lambda: console.get("")[0] == 200, 1.0, "served again", interval=0.02)

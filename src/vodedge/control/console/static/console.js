@@ -237,10 +237,12 @@ function domainRow(d, problem) {
     actions);
 }
 
-// A function's form: a switch (argument "enable") and text or on/off fields; it saves
-// when the switch changes or on Save, and shows the API's error beside its field.
-function functionCard(domain, spec, values) {
+// A function's form: an optional switch (argument "enable") and text, on/off or choice
+// fields; it saves when the switch changes or on Save, Remove deletes the rule, and the
+// API's error is shown beside the field its message names.
+function functionCard(domain, spec, values, configId) {
   const readOnly = state.session.ReadOnly;
+  const hasSwitch = spec.switch !== false;
   const errors = {};
   const inputs = {};
   const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
@@ -250,100 +252,160 @@ function functionCard(domain, spec, values) {
     checked: values.enable === "on", disabled: readOnly, "aria-describedby": `error-${spec.name}-enable` });
   inputs.enable = enabled;
   let savedOn = values.enable === "on";
+  let savedId = configId;
   const switchState = h("span", { class: "switch-state", "aria-hidden": "true" }, values.enable === "on" ? "On" : "Off");
   const rows = spec.fields.map((field) => {
     const id = `${spec.name}-${field.arg}`;
-    const input = field.kind === "onoff"
-      ? h("input", { type: "checkbox", id, name: field.arg, checked: values[field.arg] === "on", disabled: readOnly,
-          "aria-describedby": `error-${spec.name}-${field.arg}` })
-      : h("input", { type: "text", id, name: field.arg, value: values[field.arg] ?? field.default ?? "",
-          disabled: readOnly, spellcheck: "false", "aria-describedby": `error-${spec.name}-${field.arg} help-${id}` });
+    const common = { id, name: field.arg, disabled: readOnly, "aria-describedby": `error-${spec.name}-${field.arg} help-${id}` };
+    let input;
+    if (field.kind === "onoff") {
+      input = h("input", { type: "checkbox", ...common, checked: (values[field.arg] ?? field.default) === "on" });
+    } else if (field.choices) {
+      input = h("select", common, field.choices.map((c) => h("option", { value: c,
+        selected: (values[field.arg] ?? field.default) === c }, c)));
+    } else {
+      input = h("input", { type: "text", ...common, value: values[field.arg] ?? field.default ?? "", spellcheck: "false" });
+    }
     inputs[field.arg] = input;
     return h("div", { class: "row" },
       h("label", { class: "field", for: id }, field.label), input,
       h("span", { class: "help", id: `help-${id}` }, field.kind === "onoff" ? "" : field.arg),
       errorFor(field.arg));
   });
-  const save = async () => {
+  const clearErrors = () => {
     status.textContent = "";
     for (const [arg, el] of Object.entries(errors)) { el.textContent = ""; inputs[arg].removeAttribute("aria-invalid"); }
-    const args = [{ argName: "enable", argValue: enabled.checked ? "on" : "off" }];
+  };
+  const showError = (error) => {
+    // Beside the field the message names (the longest name first), else the switch.
+    const named = Object.keys(errors).sort((a, b) => b.length - a.length)
+      .find((arg) => arg !== "enable" && error.message.includes(arg)) || "enable";
+    errors[named].textContent = failureText(error);
+    inputs[named].setAttribute("aria-invalid", "true");
+  };
+  const save = async () => {
+    clearErrors();
+    const args = hasSwitch ? [{ argName: "enable", argValue: enabled.checked ? "on" : "off" }] : [];
     for (const field of spec.fields) {
       const input = inputs[field.arg];
       const value = field.kind === "onoff" ? (input.checked ? "on" : "off") : input.value;
       if (field.kind === "onoff" || value !== "" || field.required) args.push({ argName: field.arg, argValue: value });
     }
     try {
-      await call("BatchSetCdnDomainConfig", { DomainNames: domain,
+      const answer = await call("BatchSetCdnDomainConfig", { DomainNames: domain,
         Functions: JSON.stringify([{ functionName: spec.name, functionArgs: args }]) });
+      savedId = String(answer.DomainConfigList.DomainConfigModel[0].ConfigId);
       savedOn = enabled.checked;
       switchState.textContent = savedOn ? "On" : "Off";
       status.textContent = "Saved.";
     } catch (error) {
       if (error.status === 401) return;
-      // Beside the field the message names (the longest name first), else the switch.
-      const named = Object.keys(errors).sort((a, b) => b.length - a.length)
-        .find((arg) => arg !== "enable" && error.message.includes(arg)) || "enable";
-      errors[named].textContent = failureText(error);
-      inputs[named].setAttribute("aria-invalid", "true");
+      showError(error);
       enabled.checked = savedOn;  // the switch shows what is in force, not what failed
     }
   };
+  const remove = async () => {
+    clearErrors();
+    if (!savedId) { status.textContent = "Not set."; return; }
+    try {
+      await call("DeleteSpecificConfig", { DomainName: domain, ConfigId: savedId });
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+      return;
+    }
+    savedId = undefined;
+    status.textContent = "Removed.";
+  };
   enabled.addEventListener("change", save);
   const form = h("form", { "aria-labelledby": `title-${spec.name}`, onsubmit: (event) => { event.preventDefault(); save(); } },
-    h("div", { class: "row" },
+    hasSwitch ? h("div", { class: "row" },
       h("label", { class: "field", for: switchId }, spec.title), enabled, switchState, status,
-      errorFor("enable")),
+      errorFor("enable")) : null,
     ...rows,
-    spec.fields.length ? h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: readOnly }, "Save")) : null);
+    spec.fields.length ? h("div", { class: "row" },
+      h("button", { type: "submit", class: "primary", disabled: readOnly }, "Save"),
+      hasSwitch ? null : h("button", { type: "button", disabled: readOnly, onclick: remove }, "Remove"),
+      hasSwitch ? null : status,
+      hasSwitch ? null : errorFor("enable")) : null);
   return h("section", { class: "card", id: `card-${spec.name}` },
     h("h3", { id: `title-${spec.name}` }, spec.title), h("p", { class: "help" }, spec.help), form);
 }
 
-const VIDEO_FUNCTIONS = [
-  { name: "ali_video_split", title: "Audio Extraction",
-    help: "Requests with ?ali_audio_only=1 get the audio track only (MP4 and FLV).", fields: [] },
-  { name: "video_seek", title: "Video Seeking",
-    help: "Start and end query parameters cut MP4 and FLV files; FLV seeks by byte offset unless by time.",
-    fields: [
-      { arg: "flv_seek_by_time", label: "FLV seek by time", kind: "onoff" },
-      { arg: "mp4_seek_start", label: "MP4 start parameter", default: "start" },
-      { arg: "mp4_seek_end", label: "MP4 end parameter", default: "end" },
-      { arg: "flv_seek_start", label: "FLV start parameter", default: "start" },
-      { arg: "flv_seek_end", label: "FLV end parameter", default: "end" },
-    ] },
-  { name: "ali_video_preview", title: "Audio/video Preview",
-    help: "A request with this parameter gets only its first N seconds.",
-    fields: [{ arg: "ali_video_preview_argument", label: "Preview parameter", required: true }] },
-];
+const PAGES = {
+  video: { title: "Video", functions: [
+    { name: "ali_video_split", title: "Audio Extraction",
+      help: "Requests with ?ali_audio_only=1 get the audio track only (MP4 and FLV).", fields: [] },
+    { name: "video_seek", title: "Video Seeking",
+      help: "Start and end query parameters cut MP4 and FLV files; FLV seeks by byte offset unless by time.",
+      fields: [
+        { arg: "flv_seek_by_time", label: "FLV seek by time", kind: "onoff" },
+        { arg: "mp4_seek_start", label: "MP4 start parameter", default: "start" },
+        { arg: "mp4_seek_end", label: "MP4 end parameter", default: "end" },
+        { arg: "flv_seek_start", label: "FLV start parameter", default: "start" },
+        { arg: "flv_seek_end", label: "FLV end parameter", default: "end" },
+      ] },
+    { name: "ali_video_preview", title: "Audio/video Preview",
+      help: "A request with this parameter gets only its first N seconds.",
+      fields: [{ arg: "ali_video_preview_argument", label: "Preview parameter", required: true }] },
+  ] },
+  basic: { title: "Basic", functions: [
+    { name: "set_req_host_header", title: "Back-to-origin Host", switch: false,
+      help: "The Host header sent to the origin (by default the requested domain).",
+      fields: [{ arg: "domain_name", label: "Origin Host", required: true }] },
+  ] },
+  "access-control": { title: "Access Control", functions: [
+    { name: "referer_white_list_set", title: "Referer Allow List", switch: false,
+      help: "Only requests from these referers (comma-separated) are served.",
+      fields: [
+        { arg: "refer_domain_allow_list", label: "Allowed referers", required: true },
+        { arg: "allow_empty", label: "Allow an empty Referer", kind: "onoff", default: "off" },
+      ] },
+    { name: "ip_black_list_set", title: "IP Block List", switch: false,
+      help: "Requests from these addresses or networks (comma-separated) are refused.",
+      fields: [{ arg: "ip_list", label: "Blocked IP addresses", required: true }] },
+    { name: "aliauth", title: "URL Signing", switch: false,
+      help: "Requests must carry a signature made with one of these keys.",
+      fields: [
+        { arg: "auth_type", label: "Signing type", choices: ["type_a", "type_b", "type_c", "type_f"], default: "type_a" },
+        { arg: "auth_key1", label: "Primary key" },
+        { arg: "auth_key2", label: "Secondary key" },
+        { arg: "ali_auth_delta", label: "Validity (seconds)", default: "1800" },
+      ] },
+  ] },
+};
 
-async function showVideo(domain) {
-  document.title = `Video - ${domain} - vodedge console`;
+async function showDomain(domain, pageName) {
+  const page = PAGES[pageName] || PAGES.video;
+  document.title = `${page.title} - ${domain} - vodedge console`;
   const pane = h("div", {}, h("p", {}, "Loading…"));
+  const here = `#/domain/${encodeURIComponent(domain)}/`;
   shell("domains",
     h("p", { class: "crumbs" }, h("a", { href: "#/domains" }, "Domain Names"), " / ", domain),
     h("h1", {}, domain),
     h("div", { class: "domain" },
       h("nav", { class: "side", "aria-label": "Domain settings" },
-        h("ul", {}, h("li", {}, h("a", { href: `#/domain/${encodeURIComponent(domain)}/video`, "aria-current": "page" }, "Video")))),
+        h("ul", {}, ["basic", "video", "access-control"].map((name) => h("li", {},
+          h("a", { href: here + name, "aria-current": PAGES[name] === page ? "page" : null }, PAGES[name].title))))),
       pane));
   let answer;
   try {
     answer = await call("DescribeCdnDomainConfigs", { DomainName: domain,
-      FunctionNames: VIDEO_FUNCTIONS.map((f) => f.name).join(",") });
+      FunctionNames: page.functions.map((f) => f.name).join(",") });
   } catch (error) {
     if (error.status !== 401) pane.replaceChildren(h("p", { class: "error", role: "alert" }, failureText(error)));
     return;
   }
   const values = {};
+  const ids = {};
   for (const config of answer.DomainConfigs.DomainConfig) {
+    ids[config.FunctionName] = config.ConfigId;
     values[config.FunctionName] = Object.fromEntries(
       config.FunctionArgs.FunctionArg.map((a) => [a.ArgName, a.ArgValue]));
   }
-  pane.replaceChildren(
-    h("h2", {}, "Video"),
+  pane.replaceChildren(h("div", {},
+    h("h2", {}, page.title),
     state.session.ReadOnly ? h("p", { class: "note" }, "This AccessKey is read-only: you can see the settings but not change them.") : null,
-    ...VIDEO_FUNCTIONS.map((spec) => functionCard(domain, spec, values[spec.name] || {})));
+    page.functions.map((spec) => functionCard(domain, spec, values[spec.name] || {}, ids[spec.name]))));
 }
 
 let taskPoll = null;
@@ -422,7 +484,7 @@ async function showRefresh() {
 function render() {
   if (!state.session) { showLogon(); return; }
   const parts = location.hash.replace(/^#\/?/, "").split("/");
-  if (parts[0] === "domain" && parts[1]) showVideo(decodeURIComponent(parts[1]));
+  if (parts[0] === "domain" && parts[1]) showDomain(decodeURIComponent(parts[1]), parts[2]);
   else if (parts[0] === "refresh") showRefresh();
   else showDomains();
 }
