@@ -319,3 +319,27 @@ def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
     card.find_element(By.XPATH, ".//button[.='Remove']").click()
     browser.wait_text(By.ID, "card-ip_black_list_set", "Removed.")
     wait_until(lambda: console.get("")[0] == 200, 1.0, "served again", interval=0.02)
+
+
+def test_https_takes_an_uploaded_certificate(browser: Browser, console: Console) -> None:
+    from tls_certs import CertificateAuthority, other_key_pem
+
+    pair = CertificateAuthority().issue(DOMAIN)
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    browser.by_text("a", "Domain Names").click()
+    row_of(browser, DOMAIN).find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    browser.by_text("a", "HTTPS").click()
+    browser.by_text("h3", "HTTPS Certificate")
+    browser.by_text("h3", "Force HTTPS")
+    browser.type_into(browser.labelled("Certificate (PEM)"), pair.cert_pem)
+    browser.type_into(browser.labelled("Private Key (PEM)"), other_key_pem())
+    browser.by_text("button", "Upload Certificate").click()
+    shown = browser.wait(By.XPATH, "//p[@role='alert' and normalize-space(.)!='']").text
+    assert "SSLPri" in shown or "key" in shown
+    key = browser.labelled("Private Key (PEM)")
+    browser.type_into(key, pair.key_pem)
+    browser.by_text("button", "Upload Certificate").click()
+    browser.wait_text(By.ID, "card-certificate", "Certificate uploaded.")
+    assert key.get_attribute("value") == ""  # the key does not stay in the page
+    browser.wait_text(By.ID, "card-certificate", DOMAIN)
+    browser.screenshot("domain-https")

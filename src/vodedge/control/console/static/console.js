@@ -372,7 +372,69 @@ const PAGES = {
         { arg: "ali_auth_delta", label: "Validity (seconds)", default: "1800" },
       ] },
   ] },
+  https: { title: "HTTPS", certificate: true, functions: [
+    { name: "https_force", title: "Force HTTPS",
+      help: "Plain HTTP requests are redirected to HTTPS.",
+      fields: [{ arg: "https_rewrite", label: "Redirect status", choices: ["301", "302", "307", "308"], default: "301" }] },
+  ] },
 };
+
+// The domain's certificate: what is in force, and an upload (PEM text or files). The
+// private key leaves the page with the upload and is not kept in it.
+async function certificateCard(domain) {
+  const readOnly = state.session.ReadOnly;
+  const info = h("dl", { class: "cert" });
+  const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
+  const general = h("p", { class: "error", id: "error-certificate", role: "alert" });
+  const area = (id, label, help) => {
+    const box = h("p", { class: "error", id: `error-${id}`, role: "alert" });
+    const input = h("textarea", { id, rows: "4", cols: "64", spellcheck: "false", disabled: readOnly,
+      "aria-describedby": `error-${id}`, placeholder: help });
+    const file = h("input", { type: "file", id: `${id}-file`, accept: ".pem,.crt,.key,.cer", disabled: readOnly,
+      "aria-label": `${label} file`, onchange: async () => { if (file.files[0]) input.value = await file.files[0].text(); } });
+    return [h("div", { class: "row" }, h("label", { class: "field", for: id }, label), input, file, box), input, box];
+  };
+  const [pubRow, pub, pubBox] = area("ssl-pub", "Certificate (PEM)", "-----BEGIN CERTIFICATE-----");
+  const [priRow, pri, priBox] = area("ssl-pri", "Private Key (PEM)", "-----BEGIN PRIVATE KEY-----");
+  const fields = { SSLPub: { input: pub, box: pubBox }, SSLPri: { input: pri, box: priBox },
+    certificate: { input: pub, box: pubBox }, "private key": { input: pri, box: priBox } };
+  const show = async () => {
+    let answer;
+    try {
+      answer = await call("DescribeDomainCertificateInfo", { DomainName: domain });
+    } catch (error) {
+      if (error.status !== 401) general.textContent = failureText(error);
+      return;
+    }
+    const cert = answer.CertInfos.CertInfo[0] || {};
+    const item = (term, value) => [h("dt", {}, term), h("dd", {}, value || "-")];
+    info.replaceChildren(...item("HTTPS", cert.ServerCertificateStatus),
+      ...item("Certificate names", cert.CertDomainName), ...item("Expires", cert.CertExpireTime));
+  };
+  const set = async (protocol) => {
+    status.textContent = "";
+    const params = { DomainName: domain, SSLProtocol: protocol };
+    if (protocol === "on") Object.assign(params, { CertType: "upload", SSLPub: pub.value, SSLPri: pri.value });
+    try {
+      await call("SetCdnDomainSSLCertificate", params);
+    } catch (error) {
+      if (error.status !== 401) placeError(error, fields, general);
+      return;
+    }
+    placeError(null, fields, general);
+    pri.value = "";
+    status.textContent = protocol === "on" ? "Certificate uploaded." : "HTTPS is off.";
+    await show();
+  };
+  await show();
+  return h("section", { class: "card", id: "card-certificate" },
+    h("h3", {}, "HTTPS Certificate"), h("p", { class: "help" }, "The certificate and key this domain is served with over TLS."),
+    info, pubRow, priRow,
+    h("div", { class: "row" },
+      h("button", { type: "button", class: "primary", disabled: readOnly, onclick: () => set("on") }, "Upload Certificate"),
+      h("button", { type: "button", disabled: readOnly, onclick: () => set("off") }, "Turn HTTPS Off"),
+      status, general));
+}
 
 async function showDomain(domain, pageName) {
   const page = PAGES[pageName] || PAGES.video;
@@ -384,7 +446,7 @@ async function showDomain(domain, pageName) {
     h("h1", {}, domain),
     h("div", { class: "domain" },
       h("nav", { class: "side", "aria-label": "Domain settings" },
-        h("ul", {}, ["basic", "video", "access-control"].map((name) => h("li", {},
+        h("ul", {}, ["basic", "video", "access-control", "https"].map((name) => h("li", {},
           h("a", { href: here + name, "aria-current": PAGES[name] === page ? "page" : null }, PAGES[name].title))))),
       pane));
   let answer;
@@ -405,6 +467,7 @@ async function showDomain(domain, pageName) {
   pane.replaceChildren(h("div", {},
     h("h2", {}, page.title),
     state.session.ReadOnly ? h("p", { class: "note" }, "This AccessKey is read-only: you can see the settings but not change them.") : null,
+    page.certificate ? await certificateCard(domain) : null,
     page.functions.map((spec) => functionCard(domain, spec, values[spec.name] || {}, ids[spec.name]))));
 }
 
