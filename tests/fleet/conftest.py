@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from redis_harness import RedisServer
+
+TESTS = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(TESTS / "control"), str(TESTS / "edge")]
+
+from redis_harness import RedisServer  # noqa: E402
 
 
 @pytest.fixture

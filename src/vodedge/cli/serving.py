@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
+    from vodedge.control.store import StoreUnavailable
     from vodedge.control.stores import check_store_url, node_name, open_store
     from vodedge.control.sync import WorkerSync, certificates_dir, state_dir_for, store_loader
     from vodedge.edge.serve import ServeOptions
@@ -54,17 +56,19 @@ def serve(args: argparse.Namespace) -> int:
         Path(args.state_dir) if args.state_dir else state_dir_for(node.cache_dir)
     ).absolute()
     store_url = check_store_url(args.store) if args.store else None
-    name = node_name((node.listen.host, node.listen.port))
+    name = node_name(state_dir) if store_url else ""
     store = open_store(state_dir, store_url, name)
     load = store_loader(
         load_base,
         store,
         from_file=bool(args.config),
         certificates_dir=certificates_dir(state_dir),
+        state_dir=state_dir if store_url else None,
     )
     node = load()
     check_certificates(node)
-    store.set_workers(node.workers)
+    with contextlib.suppress(StoreUnavailable):  # Redis down: workers register when it is back
+        store.set_workers(node.workers)
     listen = (node.listen.host, node.listen.port)
     listen_tls = (node.listen_tls.host, node.listen_tls.port) if node.listen_tls else None
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None

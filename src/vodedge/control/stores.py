@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from pathlib import Path
 
@@ -19,9 +20,18 @@ def check_store_url(url: str) -> str:
     return url
 
 
-def node_name(listen: tuple[str, int]) -> str:
-    """How a node is named in a fleet's acknowledgements: host name and client port."""
-    return f"{socket.gethostname()}:{listen[1]}"
+def node_name(state_dir: Path) -> str:
+    """How a node is named in a fleet's acknowledgements: made once, kept in the state
+    directory, so a restarted node is the same node and replays what it missed."""
+    path = state_dir / "node-name"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    name = f"{socket.gethostname()}-{secrets.token_hex(4)}"
+    path.write_text(name + "\n")
+    return name
 
 
 def open_store(state_dir: Path, url: str | None, node: str) -> ControlStore:

@@ -23,7 +23,8 @@ from vodedge.config import NodeConfig
 
 from .certificates import CertificateStore, stored_certificates
 from .domains import edge_domain_name, node_with, record_of
-from .store import ControlStore, TaskRecord
+from .local_copy import load_copy, save_copy
+from .store import ControlStore, StoreUnavailable, TaskRecord
 
 POLL_SECONDS = 0.25
 PRELOADS_AT_ONCE = 4
@@ -46,25 +47,36 @@ def store_loader(
     *,
     from_file: bool,
     certificates_dir: Path | None = None,
+    state_dir: Path | None = None,
 ) -> Callable[[], NodeConfig]:
     """A loader of the node: `load_base`'s settings (and catch-all), the store's domains.
 
     With `from_file`, the base's own domains are first imported into the store where
     the file changed them (see `import_file_domains`): a file edit and SIGHUP still
     take effect; otherwise what the API did stands. Certificates set through the API
-    are written as files in `certificates_dir` for the edge to load.
+    are written as files in `certificates_dir` for the edge to load. With `state_dir`,
+    what the store said is kept there, and used when the store is out of reach.
     """
 
     def load() -> NodeConfig:
         base = load_base()
-        if from_file:
-            store.import_file_domains([record_of(d) for d in base.domains.values()])
+        try:
+            if from_file:
+                store.import_file_domains([record_of(d) for d in base.domains.values()])
+            records, stored = store.domains(), store.certificates()
+            if state_dir is not None:
+                save_copy(state_dir, records, stored)
+        except StoreUnavailable as exc:
+            # A fleet's Redis out of reach: serve what it last said, if we ever heard it.
+            copy = None if state_dir is None else load_copy(state_dir)
+            if copy is None:
+                raise ValueError(f"{exc}, and no local copy of the configuration") from None
+            sys.stderr.write(f"vodedge: {exc}: serving the local copy of the configuration\n")
+            records, stored = copy
         certificates = None
         if certificates_dir is not None:
-            certificates = stored_certificates(
-                store.certificates(), certificates_dir, edge_domain_name
-            )
-        return node_with(base, store.domains(), certificates)
+            certificates = stored_certificates(stored, certificates_dir, edge_domain_name)
+        return node_with(base, records, certificates)
 
     return load
 
@@ -133,13 +145,16 @@ class WorkerSync:
 
     async def run(self, edge: Any) -> None:
         """Poll until cancelled."""
-        await asyncio.to_thread(self.store.release_preloads, self.index)
+        released = False
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=PRELOAD_TIMEOUT), auto_decompress=False
         ) as session:
             failing = ""
             while True:
                 try:
+                    if not released:  # once, when the store first answers
+                        await asyncio.to_thread(self.store.release_preloads, self.index)
+                        released = True
                     await self.step(edge, session)
                     failing = ""
                 except asyncio.CancelledError:
@@ -156,9 +171,11 @@ class WorkerSync:
         version = self.store.version()
         if version == self.seen:
             return
-        records = self.store.domains()
+        records, stored = self.store.domains(), self.store.certificates()
+        if self.index == 0:
+            save_copy(self.state_dir, records, stored)
         directory = certificates_dir(self.state_dir)
-        certificates = stored_certificates(self.store.certificates(), directory, edge_domain_name)
+        certificates = stored_certificates(stored, directory, edge_domain_name)
         edge.config = node_with(edge.config, records, certificates)
         CertificateStore(directory).prune(
             [path for c in certificates.values() for path in (c.cert_path, c.key_path)]

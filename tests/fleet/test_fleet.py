@@ -1,0 +1,157 @@
+"""Three real nodes sharing one real redis-server: a change through one node's API is
+served by the others within a second, a purge through one drops the object on all,
+and an outage of Redis stops no node from serving and loses no purge."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_node import FULL, ApiNode, keys_toml
+from edge_harness import FaultOrigin, Vodedge, http_request, running, wait_until
+from edge_media import SAMPLES, MediaDir
+from redis_harness import RedisServer
+from test_actions_sdk import NewSdk
+
+pytestmark = pytest.mark.xdist_group("fleet")
+
+
+@dataclass
+class Fleet:
+    redis: RedisServer
+    origin: FaultOrigin
+    nodes: list[Vodedge]
+    talk: str  # the sample's URL path on the origin
+
+    def sdk(self, index: int) -> NewSdk:
+        """The official (current) SDK pointed at node `index`'s API."""
+        return NewSdk(ApiNode(self.nodes[index]), FULL)
+
+    def sources(self) -> str:
+        return json.dumps([{"content": "127.0.0.1", "type": "ipaddr", "port": self.origin.port}])
+
+
+def _node(work: Path, redis: RedisServer) -> Vodedge:
+    # No domain in the file: everything comes from the shared store.
+    return Vodedge(work, keys_toml(), workers=1, limits={"--store": redis.url})
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, redis_server: RedisServer) -> Iterator[Fleet]:
+    media = MediaDir(tmp_path / "media")
+    media.root.mkdir()
+    talk = media.add(SAMPLES / "talk.mp4", "v/talk.mp4")
+    with running(FaultOrigin(media.root, tmp_path / "origin")) as origin:
+        nodes = [_node(tmp_path / name, redis_server) for name in "abc"]
+        try:
+            for node in nodes:
+                node.start()
+            yield Fleet(redis_server, origin, nodes, talk)
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+def _answer(node: Vodedge, host: str, path: str) -> tuple[int, str, str]:
+    reply = http_request(node.port, host, path, timeout=10)
+    return reply.status, reply.header("Content-Type") or "", reply.header("X-Cache") or ""
+
+
+def _add_domain(fleet: Fleet, name: str) -> None:
+    fleet.sdk(0)("AddCdnDomain", DomainName=name, CdnType="video", Sources=fleet.sources())
+    for node in fleet.nodes:
+        wait_until(lambda n=node: _answer(n, name, fleet.talk)[0] == 200, 5, f"{name} served")
+
+
+def _split(on: bool) -> str:
+    args = [{"argName": "enable", "argValue": "on" if on else "off"}]
+    return json.dumps([{"functionName": "ali_video_split", "functionArgs": args}])
+
+
+def test_a_change_on_one_node_is_served_by_the_others_within_a_second(fleet: Fleet) -> None:
+    """ali_video_split on through node A's API: B and C serve audio-only within 1 s;
+    a purge through B drops the object on A and C (the origin is asked again)."""
+    name = "fleet.example.com"
+    _add_domain(fleet, name)
+    path = fleet.talk + "?ali_audio_only=1"
+    assert all(_answer(n, name, path)[1] == "video/mp4" for n in fleet.nodes)
+    fleet.sdk(0)("BatchSetCdnDomainConfig", DomainNames=name, Functions=_split(True))
+    changed = time.monotonic()
+    for node in fleet.nodes[1:]:
+        wait_until(lambda n=node: _answer(n, name, path)[1] == "audio/mp4", 1.0, "audio-only")
+    took = time.monotonic() - changed
+    assert took < 1.0, f"{took:.2f} s"
+
+    # Each node has the source cached: a second request is a HIT everywhere.
+    for node in fleet.nodes:
+        _answer(node, name, fleet.talk)
+        assert _answer(node, name, fleet.talk)[2] == "HIT"
+    asked = len(fleet.origin.requests(fleet.talk))
+    task = fleet.sdk(1)("RefreshObjectCaches", ObjectPath=f"{name}{fleet.talk}", ObjectType="File")
+    task_id = task["RefreshTaskId"]
+
+    def complete() -> bool:
+        tasks = fleet.sdk(1)("DescribeRefreshTasks", TaskId=task_id)["Tasks"]["CDNTask"]
+        return bool(tasks) and all(t["Status"] == "Complete" for t in tasks)
+
+    wait_until(complete, 2.0, "the purge to be Complete on every node")
+    for node in (fleet.nodes[0], fleet.nodes[2]):
+        assert _answer(node, name, fleet.talk)[2] == "MISS"
+    assert len(fleet.origin.requests(fleet.talk)) > asked
+
+
+def test_redis_down_nodes_serve_writes_refused_and_nothing_lost(fleet: Fleet) -> None:
+    """Redis killed: every node serves (HIT and MISS), writes are 503, a node restarted
+    meanwhile serves its last configuration; Redis back: a purge accepted while a node
+    was stopped reaches it, and a change made after reaches every node."""
+    name = "outage.example.com"
+    _add_domain(fleet, name)
+    for node in fleet.nodes:
+        _answer(node, name, fleet.talk)
+    a, b, c = fleet.nodes
+    c.stop()  # away during the purge
+    task = fleet.sdk(1)("RefreshObjectCaches", ObjectPath=f"{name}{fleet.talk}", ObjectType="File")
+    assert task["RefreshTaskId"]
+    fleet.redis.stop()
+    for node in (a, b):
+        assert _answer(node, name, fleet.talk)[0] == 200
+        assert _answer(node, name, fleet.talk)[2] == "HIT"
+        assert _answer(node, name, fleet.talk + "?new=1")[0] == 200  # a MISS, from the origin
+    with pytest.raises(Exception) as refused:
+        fleet.sdk(0)("StopCdnDomain", DomainName=name)
+    error: Any = refused.value  # the SDK's TeaException: the API's code, from a 503
+    assert getattr(error, "code", None) == "ServiceUnavailable", error
+    # A node started during the outage serves from its local copy (C had the cached
+    # object and has not applied the purge yet: a HIT).
+    c.start()
+    assert _answer(c, name, fleet.talk)[:2] == (200, "video/mp4")
+    a.restart()
+    assert _answer(a, name, fleet.talk)[0] == 200
+
+    fleet.redis.start()
+    # C applies the purge it missed: its next answer comes from the origin again.
+    wait_until(lambda: _answer(c, name, fleet.talk + "?probe")[0] == 200, 5, "C serving")
+
+    wait_until(lambda: _answer(c, name, fleet.talk)[2] == "MISS", 10, "the purge on C")
+    # A change after the outage reaches every node.
+    fleet.sdk(0)("BatchSetCdnDomainConfig", DomainNames=name, Functions=_split(True))
+    path = fleet.talk + "?ali_audio_only=1"
+    for node in fleet.nodes:
+        wait_until(lambda n=node: _answer(n, name, path)[1] == "audio/mp4", 10, "the change")
+
+
+def test_a_node_stopped_during_a_change_catches_up(fleet: Fleet) -> None:
+    """A change made while C is stopped is served by C once it starts again."""
+    name = "away.example.com"
+    _add_domain(fleet, name)
+    c = fleet.nodes[2]
+    c.stop()
+    fleet.sdk(0)("BatchSetCdnDomainConfig", DomainNames=name, Functions=_split(True))
+    c.start()
+    path = fleet.talk + "?ali_audio_only=1"
+    wait_until(lambda: _answer(c, name, path)[1] == "audio/mp4", 1.0, "C to catch up")
