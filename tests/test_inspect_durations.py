@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from media_matrix import CASES, FFPROBE, SHARED_MEDIA, media
+from media_matrix import FFPROBE, FLV_CASES, MP4_CASES, SHARED_MEDIA, media
 from oracle import run_cli
 from vodedge.media.errors import MediaError
 from vodedge.media.flv import flv_summary
@@ -51,7 +51,7 @@ def _packets(probe: dict[str, Any], index: int) -> list[tuple[float, float]]:
 
 def _params() -> list[object]:
     out: list[object] = []
-    for name, case in CASES.items():
+    for name, case in {**MP4_CASES, **FLV_CASES}.items():
         marks = [pytest.mark.slow] if case.slow else []
         out.append(pytest.param(("case", name), id=name, marks=marks))
     for path in sorted(SHARED_MEDIA.glob("*")):
