@@ -343,3 +343,22 @@ def test_https_takes_an_uploaded_certificate(browser: Browser, console: Console)
     assert key.get_attribute("value") == ""  # the key does not stay in the page
     browser.wait_text(By.ID, "card-certificate", DOMAIN)
     browser.screenshot("domain-https")
+
+
+def test_cache_ttl_rules_are_added_and_removed(browser: Browser, console: Console) -> None:
+    browser.log_on(console.base, FULL.id, FULL.secret)
+    browser.by_text("a", "Domain Names").click()
+    row_of(browser, DOMAIN).find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    browser.by_text("a", "Cache").click()
+    browser.by_text("h3", "TTL Rules")
+    browser.type_into(browser.labelled("Directory or file types"), "/videos")
+    browser.type_into(browser.labelled("TTL (seconds)"), "-5")
+    browser.by_text("button", "Add TTL Rule").click()
+    browser.wait_text(By.ID, "error-ttl-seconds", "ttl")
+    browser.type_into(browser.labelled("TTL (seconds)"), "3600")
+    browser.by_text("button", "Add TTL Rule").click()
+    rule = row_of(browser, "/videos")
+    assert "3600" in rule.text
+    browser.screenshot("domain-cache")
+    rule.find_element(By.XPATH, ".//button[.='Remove']").click()
+    browser.wait_text(By.ID, "card-ttl", "No TTL rule")

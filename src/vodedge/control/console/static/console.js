@@ -110,13 +110,19 @@ function failureText(error) {
   return error instanceof ApiFailure ? `${error.message} (${error.code})` : String(error);
 }
 
+// Whether `message` names `name` as a whole word (ttl, not the ttl in path_based_ttl_set).
+function names(message, name) {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`(^|[^A-Za-z0-9_])${escaped}($|[^A-Za-z0-9_])`).test(message);
+}
+
 // Show the API's error beside the field whose parameter its message names, else `fallback`.
 function placeError(error, fields, fallback) {
   for (const { input, box } of Object.values(fields)) { box.textContent = ""; input.removeAttribute("aria-invalid"); }
   fallback.textContent = "";
   if (error === null) return;
   const named = Object.keys(fields).sort((a, b) => b.length - a.length)
-    .find((name) => error.message.includes(name));
+    .find((name) => names(error.message, name));
   if (named) {
     fields[named].box.textContent = failureText(error);
     fields[named].input.setAttribute("aria-invalid", "true");
@@ -279,7 +285,7 @@ function functionCard(domain, spec, values, configId) {
   const showError = (error) => {
     // Beside the field the message names (the longest name first), else the switch.
     const named = Object.keys(errors).sort((a, b) => b.length - a.length)
-      .find((arg) => arg !== "enable" && error.message.includes(arg)) || "enable";
+      .find((arg) => arg !== "enable" && names(error.message, arg)) || "enable";
     errors[named].textContent = failureText(error);
     inputs[named].setAttribute("aria-invalid", "true");
   };
@@ -372,12 +378,75 @@ const PAGES = {
         { arg: "ali_auth_delta", label: "Validity (seconds)", default: "1800" },
       ] },
   ] },
+  cache: { title: "Cache", ttlRules: true, functions: [
+    { name: "set_hashkey_args", title: "Cache Key Parameters", switch: false,
+      help: "Only these query parameters (comma-separated) are kept in the cache key.",
+      fields: [{ arg: "hashkey_args", label: "Kept parameters" }] },
+  ] },
   https: { title: "HTTPS", certificate: true, functions: [
     { name: "https_force", title: "Force HTTPS",
       help: "Plain HTTP requests are redirected to HTTPS.",
       fields: [{ arg: "https_rewrite", label: "Redirect status", choices: ["301", "302", "307", "308"], default: "301" }] },
   ] },
 };
+
+const TTL_KINDS = { path_based_ttl_set: ["Directory", "path"], filetype_based_ttl_set: ["File type", "file_type"] };
+
+// The TTL rules (repeatable): the list with Remove on each, and a form adding one.
+function ttlCard(domain, configs) {
+  const readOnly = state.session.ReadOnly;
+  const body = h("tbody", {});
+  const problem = h("p", { class: "error", id: "error-ttl", role: "alert" });
+  const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
+  const kind = h("select", { id: "ttl-kind", disabled: readOnly },
+    Object.entries(TTL_KINDS).map(([name, [label]]) => h("option", { value: name }, label)));
+  const [valueRow, value, valueBox] = textField("ttl-value", "Directory or file types", { placeholder: "/videos or mp4,flv" });
+  const [ttlRow, ttl, ttlBox] = textField("ttl-seconds", "TTL (seconds)", { inputmode: "numeric" });
+  const fields = { path: { input: value, box: valueBox }, file_type: { input: value, box: valueBox },
+    ttl: { input: ttl, box: ttlBox } };
+  const rows = (list) => body.replaceChildren(...(list.length ? list.map((c) => {
+    const args = Object.fromEntries(c.FunctionArgs.FunctionArg.map((a) => [a.ArgName, a.ArgValue]));
+    const [label, arg] = TTL_KINDS[c.FunctionName];
+    return h("tr", {}, h("td", {}, label), h("th", { scope: "row" }, args[arg]), h("td", {}, args.ttl),
+      h("td", {}, h("button", { type: "button", disabled: readOnly, "aria-label": `Remove ${args[arg]}`,
+        onclick: async () => {
+          try { await call("DeleteSpecificConfig", { DomainName: domain, ConfigId: c.ConfigId }); }
+          catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
+          await reload();
+        } }, "Remove")));
+  }) : [h("tr", {}, h("td", { colspan: "4" }, "No TTL rule: the origin's headers decide."))]));
+  const reload = async () => {
+    let answer;
+    try {
+      answer = await call("DescribeCdnDomainConfigs", { DomainName: domain, FunctionNames: Object.keys(TTL_KINDS).join(",") });
+    } catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
+    rows(answer.DomainConfigs.DomainConfig);
+  };
+  rows(configs);
+  const form = h("form", { "aria-labelledby": "title-ttl", onsubmit: async (event) => {
+    event.preventDefault();
+    status.textContent = "";
+    const args = [{ argName: TTL_KINDS[kind.value][1], argValue: value.value.trim() }, { argName: "ttl", argValue: ttl.value.trim() }];
+    try {
+      await call("BatchSetCdnDomainConfig", { DomainNames: domain,
+        Functions: JSON.stringify([{ functionName: kind.value, functionArgs: args }]) });
+    } catch (error) { if (error.status !== 401) placeError(error, fields, problem); return; }
+    placeError(null, fields, problem);
+    status.textContent = "Added.";
+    value.value = ""; ttl.value = "";
+    await reload();
+  } },
+    h("div", { class: "row" }, h("label", { class: "field", for: "ttl-kind" }, "Rule for"), kind),
+    valueRow, ttlRow,
+    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: readOnly }, "Add TTL Rule"), status, problem));
+  return h("section", { class: "card", id: "card-ttl" },
+    h("h3", { id: "title-ttl" }, "TTL Rules"),
+    h("p", { class: "help" }, "How long objects are cached, by directory or by file type."),
+    h("table", {}, h("caption", {}, "The domain's TTL rules"),
+      h("thead", {}, h("tr", {}, ["Rule for", "Directory or file types", "TTL (seconds)", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+      body),
+    form);
+}
 
 // The domain's certificate: what is in force, and an upload (PEM text or files). The
 // private key leaves the page with the upload and is not kept in it.
@@ -446,13 +515,13 @@ async function showDomain(domain, pageName) {
     h("h1", {}, domain),
     h("div", { class: "domain" },
       h("nav", { class: "side", "aria-label": "Domain settings" },
-        h("ul", {}, ["basic", "video", "access-control", "https"].map((name) => h("li", {},
+        h("ul", {}, ["basic", "cache", "video", "access-control", "https"].map((name) => h("li", {},
           h("a", { href: here + name, "aria-current": PAGES[name] === page ? "page" : null }, PAGES[name].title))))),
       pane));
   let answer;
+  const wanted = page.functions.map((f) => f.name).concat(page.ttlRules ? Object.keys(TTL_KINDS) : []);
   try {
-    answer = await call("DescribeCdnDomainConfigs", { DomainName: domain,
-      FunctionNames: page.functions.map((f) => f.name).join(",") });
+    answer = await call("DescribeCdnDomainConfigs", { DomainName: domain, FunctionNames: wanted.join(",") });
   } catch (error) {
     if (error.status !== 401) pane.replaceChildren(h("p", { class: "error", role: "alert" }, failureText(error)));
     return;
@@ -468,6 +537,7 @@ async function showDomain(domain, pageName) {
     h("h2", {}, page.title),
     state.session.ReadOnly ? h("p", { class: "note" }, "This AccessKey is read-only: you can see the settings but not change them.") : null,
     page.certificate ? await certificateCard(domain) : null,
+    page.ttlRules ? ttlCard(domain, answer.DomainConfigs.DomainConfig.filter((c) => c.FunctionName in TTL_KINDS)) : null,
     page.functions.map((spec) => functionCard(domain, spec, values[spec.name] || {}, ids[spec.name]))));
 }
 
