@@ -62,6 +62,14 @@ def _answer(node: Vodedge, host: str, path: str) -> tuple[int, str, str]:
     return reply.status, reply.header("Content-Type") or "", reply.header("X-Cache") or ""
 
 
+def _metric(node: Vodedge, name: str) -> float:
+    """One unlabelled metric of the node's /metrics."""
+    text = http_request(node.admin_port, "127.0.0.1", "/metrics").body.decode()
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert len(values) == 1, values
+    return float(values[0])
+
+
 def _add_domain(fleet: Fleet, name: str) -> None:
     fleet.sdk(0)("AddCdnDomain", DomainName=name, CdnType="video", Sources=fleet.sources())
     for node in fleet.nodes:
@@ -117,7 +125,10 @@ def test_redis_down_nodes_serve_writes_refused_and_nothing_lost(fleet: Fleet) ->
     c.stop()  # away during the purge
     task = fleet.sdk(1)("RefreshObjectCaches", ObjectPath=f"{name}{fleet.talk}", ObjectType="File")
     assert task["RefreshTaskId"]
+    assert _metric(a, "vodedge_store_up") == 1 and _metric(a, "vodedge_store_version") > 0
     fleet.redis.stop()
+    wait_until(lambda: _metric(b, "vodedge_store_up") == 0, 5, "store_up to show the outage")
+    assert http_request(b.admin_port, "127.0.0.1", "/healthz").status == 200
     for node in (a, b):
         assert _answer(node, name, fleet.talk)[0] == 200
         assert _answer(node, name, fleet.talk)[2] == "HIT"
@@ -138,6 +149,8 @@ def test_redis_down_nodes_serve_writes_refused_and_nothing_lost(fleet: Fleet) ->
     wait_until(lambda: _answer(c, name, fleet.talk + "?probe")[0] == 200, 5, "C serving")
 
     wait_until(lambda: _answer(c, name, fleet.talk)[2] == "MISS", 10, "the purge on C")
+    wait_until(lambda: _metric(b, "vodedge_store_up") == 1, 5, "store_up to show Redis back")
+    assert _metric(b, "vodedge_store_lag_seconds") < 5
     # A change after the outage reaches every node.
     fleet.sdk(0)("BatchSetCdnDomainConfig", DomainNames=name, Functions=_split(True))
     path = fleet.talk + "?ali_audio_only=1"

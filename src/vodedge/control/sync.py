@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -23,6 +24,10 @@ from vodedge.config import NodeConfig
 
 from .certificates import CertificateStore, stored_certificates
 from .domains import edge_domain_name, node_with, record_of
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
 from .local_copy import load_copy, save_copy
 from .store import ControlStore, StoreUnavailable, TaskRecord
 
@@ -142,10 +147,15 @@ class WorkerSync:
         )
         self.seen = -1
         self._preloads: set[asyncio.Task[None]] = set()
+        self.version_gauge: Gauge | None = None
 
     async def run(self, edge: Any) -> None:
         """Poll until cancelled."""
+        from .store_metrics import STORE_LAG, STORE_LAST_SYNC, STORE_UP, STORE_VERSION
+
+        self.version_gauge = STORE_VERSION
         released = False
+        last_ok = time.time()
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=PRELOAD_TIMEOUT), auto_decompress=False
         ) as session:
@@ -157,6 +167,9 @@ class WorkerSync:
                         released = True
                     await self.step(edge, session)
                     failing = ""
+                    last_ok = time.time()
+                    STORE_UP.set(1)
+                    STORE_LAST_SYNC.set(last_ok)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a busy or broken store: keep serving, try again
@@ -164,6 +177,8 @@ class WorkerSync:
                     if why != failing:  # once per cause, not four times a second
                         sys.stderr.write(f"vodedge: worker {self.index}: store sync: {why}\n")
                     failing = why
+                    STORE_UP.set(0)
+                STORE_LAG.set(max(0.0, time.time() - last_ok))
                 await asyncio.sleep(POLL_SECONDS)
 
     async def step(self, edge: Any, session: aiohttp.ClientSession) -> None:
@@ -197,6 +212,8 @@ class WorkerSync:
             if taken:
                 return  # look again next time: there may be more than we took
         self.seen = version
+        if self.version_gauge is not None:
+            self.version_gauge.set(version)
 
     async def preload(self, session: aiohttp.ClientSession, task: TaskRecord) -> None:
         """Fetch one object through the node's own client listener, so it is cached."""

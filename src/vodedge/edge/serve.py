@@ -234,6 +234,11 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         )
 
     async def health(request: web.Request) -> web.Response:
+        # For a balancer's checks: can this node serve (a configuration, a cache it can write)?
+        if options.config is None:
+            return web.Response(status=503, text="no configuration loaded\n")
+        if not os.access(options.cache_dir, os.W_OK | os.X_OK):
+            return web.Response(status=503, text="the cache directory is not writable\n")
         return web.Response(text="ok\n")
 
     app = web.Application()
