@@ -301,6 +301,11 @@ def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
     row_of(browser, DOMAIN).find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
     browser.by_text("a", "Basic").click()
     browser.by_text("h3", "Back-to-origin Host")
+    origins = browser.wait(By.XPATH, "//section[@id='card-origins']//li").text
+    browser.type_into(browser.labelled("Origin"), "not an origin!")
+    browser.by_text("button", "Save Origin").click()
+    browser.wait_text(By.ID, "error-origin-content", "Sources")
+    assert browser.driver.find_element(By.XPATH, "//section[@id='card-origins']//li").text == origins
     browser.screenshot("domain-basic")
     browser.by_text("a", "Access Control").click()
     browser.by_text("h2", "Access Control")

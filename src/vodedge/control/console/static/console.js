@@ -354,7 +354,7 @@ const PAGES = {
       help: "A request with this parameter gets only its first N seconds.",
       fields: [{ arg: "ali_video_preview_argument", label: "Preview parameter", required: true }] },
   ] },
-  basic: { title: "Basic", functions: [
+  basic: { title: "Basic", origins: true, functions: [
     { name: "set_req_host_header", title: "Back-to-origin Host", switch: false,
       help: "The Host header sent to the origin (by default the requested domain).",
       fields: [{ arg: "domain_name", label: "Origin Host", required: true }] },
@@ -448,6 +448,44 @@ function ttlCard(domain, configs) {
     form);
 }
 
+// The domain's origin servers: shown, and replaced by one (ModifyCdnDomain).
+async function originsCard(domain) {
+  const readOnly = state.session.ReadOnly;
+  const list = h("ul", { class: "origins" });
+  const general = h("p", { class: "error", id: "error-origins", role: "alert" });
+  const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
+  const [originRow, origin, originBox] = textField("origin-content", "Origin", { placeholder: "10.0.0.5 or origin.example.com" });
+  const [portRow, port, portBox] = textField("origin-port", "Port", { value: "80", inputmode: "numeric" });
+  const fields = { Sources: { input: origin, box: originBox }, port: { input: port, box: portBox } };
+  const show = async () => {
+    let answer;
+    try {
+      answer = await call("DescribeCdnDomainDetail", { DomainName: domain });
+    } catch (error) { if (error.status !== 401) general.textContent = failureText(error); return; }
+    const sources = answer.GetDomainDetailModel.SourceModels.SourceModel;
+    list.replaceChildren(...sources.map((s) => h("li", {}, `${s.Content}${s.Port ? ":" + s.Port : ""} (${s.Type}, priority ${s.Priority})`)));
+  };
+  const form = h("form", { "aria-labelledby": "title-origins", onsubmit: async (event) => {
+    event.preventDefault();
+    status.textContent = "";
+    const isIp = /^[0-9.]+$|:/.test(origin.value.trim());
+    const sources = [{ content: origin.value.trim(), type: isIp ? "ipaddr" : "domain", port: Number(port.value) || port.value }];
+    try {
+      await call("ModifyCdnDomain", { DomainName: domain, Sources: JSON.stringify(sources) });
+    } catch (error) { if (error.status !== 401) placeError(error, fields, general); return; }
+    placeError(null, fields, general);
+    status.textContent = "Saved.";
+    await show();
+  } },
+    originRow, portRow,
+    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: readOnly }, "Save Origin"), status, general));
+  await show();
+  return h("section", { class: "card", id: "card-origins" },
+    h("h3", { id: "title-origins" }, "Origins"),
+    h("p", { class: "help" }, "Where this domain's files are fetched from. Saving replaces them with the one below."),
+    list, form);
+}
+
 // The domain's certificate: what is in force, and an upload (PEM text or files). The
 // private key leaves the page with the upload and is not kept in it.
 async function certificateCard(domain) {
@@ -536,6 +574,7 @@ async function showDomain(domain, pageName) {
   pane.replaceChildren(h("div", {},
     h("h2", {}, page.title),
     state.session.ReadOnly ? h("p", { class: "note" }, "This AccessKey is read-only: you can see the settings but not change them.") : null,
+    page.origins ? await originsCard(domain) : null,
     page.certificate ? await certificateCard(domain) : null,
     page.ttlRules ? ttlCard(domain, answer.DomainConfigs.DomainConfig.filter((c) => c.FunctionName in TTL_KINDS)) : null,
     page.functions.map((spec) => functionCard(domain, spec, values[spec.name] || {}, ids[spec.name]))));
