@@ -368,3 +368,54 @@ def test_cache_ttl_rules_are_added_and_removed(browser: Browser, console: Consol
     browser.screenshot("domain-cache")
     rule.find_element(By.XPATH, ".//button[.='Remove']").click()
     browser.wait_text(By.ID, "card-ttl", "No TTL rule")
+
+
+def raw_post(console: Console, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    """A POST to the admin listener: (status, headers, JSON or text)."""
+    connection = HTTPConnection("127.0.0.1", console.node.port, timeout=10)
+    try:
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        data = response.read()
+        ctype = response.getheader("Content-Type") or ""
+        return response.status, response.headers, json.loads(data) if "json" in ctype else data
+    finally:
+        connection.close()
+
+
+def test_the_console_http_surface_answers_hostile_requests_plainly(console: Console) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    logon = urlencode({"AccessKeyId": FULL.id, "AccessKeySecret": FULL.secret}).encode()
+    status, headers, answer = raw_post(console, "/console/api/logon", logon, form)
+    assert status == 200 and FULL.secret not in json.dumps(answer)
+    cookie = headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console/" in cookie
+    assert "Max-Age=" in cookie and "Secure" not in cookie  # plain HTTP here
+    token = cookie.split(";")[0].split("=", 1)[1]
+    csrf = answer["CsrfToken"]
+    # Another site's page posting with the browser's cookie and (somehow) the token.
+    status, _, answer = raw_post(console, "/console/api/call", b"Action=DescribeUserDomains", {
+        **form, "Origin": "http://evil.example", "Cookie": f"vodedge_console={token}",
+        "X-CSRF-Token": csrf})  # fmt: skip
+    assert (status, answer["Code"]) == (403, "Console.CrossOrigin")
+    session = {**form, "Cookie": f"vodedge_console={token}", "X-CSRF-Token": csrf}
+    status, _, answer = raw_post(console, "/console/api/call", b"Action=NoSuchThing", session)
+    assert (status, answer["Code"]) == (404, "InvalidApi.NotFound")
+    status, _, answer = raw_post(console, "/console/api/call", b"\xff\xfe", session)
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    json_body = {**session, "Content-Type": "application/json"}
+    status, _, answer = raw_post(console, "/console/api/call", b"{}", json_body)
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    status, _, answer = raw_post(console, "/console/api/call", b"a=1&a=2", session)
+    assert (status, answer["Code"]) == (400, "InvalidParameter")
+    status, _, answer = raw_post(console, "/console/api/call", b"x" * (2 << 20), session)
+    assert (status, answer["Code"]) == (413, "RequestEntityTooLarge")
+    status, _, answer = raw_post(console, "/console/api/logon", b"AccessKeyId=nobody", form)
+    assert (status, answer["Code"]) == (401, "InvalidAccessKey")
+    for path in ("/console/static/..%2f..%2fapi.py", "/console/static/index.html"):
+        reply = http_request(console.node.port, "127.0.0.1", path)
+        assert reply.status == 404, path
+    page = http_request(console.node.port, "127.0.0.1", "/console/")
+    assert page.status == 200
+    assert (page.header("Content-Security-Policy") or "").startswith("default-src 'self'")
+    assert b"http://" not in page.body and b"https://" not in page.body
