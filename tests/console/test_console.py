@@ -21,6 +21,7 @@ from api_node import FULL, READ_ONLY, ApiNode, start_node
 from browser import Browser
 from edge_harness import http_request, wait_until
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -97,6 +98,19 @@ def split_form(enable: str) -> dict[str, str]:
     }
 
 
+UNLABELLED = """
+return [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")
+                 && !(e.tagName === "BUTTON" && e.textContent.trim()))
+  .map((e) => e.outerHTML);
+"""
+
+
+def assert_labelled(browser: Browser) -> None:
+    """Every control of the page has a name a screen reader can say."""
+    assert browser.driver.execute_script(UNLABELLED) == []
+
+
 def open_video(browser: Browser) -> None:
     """Domain Names, Manage (on the domain's row), Video: as an operator clicks."""
     browser.by_text("a", "Domain Names").click()
@@ -106,6 +120,7 @@ def open_video(browser: Browser) -> None:
     browser.by_text("a", "Video").click()
     browser.by_text("h2", "Video")
     browser.by_text("h3", "Audio Extraction")
+    assert_labelled(browser)
 
 
 def test_a_wrong_key_is_refused(browser: Browser, console: Console) -> None:
@@ -149,7 +164,8 @@ def test_the_seeds_procedure_turns_audio_extraction_on_and_off(
     assert took < 1.0, took
     assert console.split_state() == "on"
 
-    browser.labelled("Audio Extraction").click()
+    # Off from the keyboard this time: the switch is a focusable control Space flips.
+    browser.labelled("Audio Extraction").send_keys(Keys.SPACE)
     browser.wait_text(By.ID, "card-ali_video_split", "Saved.")
     saved = time.monotonic()
     wait_until(lambda: console.get("?ali_audio_only=1")[2] == whole, 1.0, "the whole file",
@@ -251,6 +267,7 @@ def test_domains_are_added_stopped_started_and_deleted(browser: Browser, console
     row = row_of(browser, name)
     assert "online" in row.text and "127.0.0.1:80 (ipaddr)" in row.text
     browser.screenshot("domain-names-added")
+    assert_labelled(browser)
 
     row.find_element(By.XPATH, ".//button[normalize-space(.)='Stop']").click()
     browser.wait_text(By.XPATH, f"//tr[th[normalize-space(.)='{name}']]", "offline")
@@ -291,6 +308,7 @@ def test_refresh_and_prefetch_tasks_reach_complete(browser: Browser, console: Co
             )
         )
     browser.screenshot("refresh-and-prefetch")
+    assert_labelled(browser)
 
 
 def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
@@ -308,6 +326,7 @@ def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
     shown = browser.driver.find_element(By.XPATH, "//section[@id='card-origins']//li").text
     assert shown == origins  # a refused change leaves the origins as they were
     browser.screenshot("domain-basic")
+    assert_labelled(browser)
     browser.by_text("a", "Access Control").click()
     browser.by_text("h2", "Access Control")
     assert "null" not in browser.driver.find_element(By.TAG_NAME, "main").text
@@ -321,6 +340,7 @@ def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
     card.find_element(By.XPATH, ".//button[.='Save']").click()
     browser.wait_text(By.ID, "card-ip_black_list_set", "Saved.")
     browser.screenshot("domain-access-control")
+    assert_labelled(browser)
     wait_until(lambda: console.get("")[0] == 403, 1.0, "the block list", interval=0.02)
     card.find_element(By.XPATH, ".//button[.='Remove']").click()
     browser.wait_text(By.ID, "card-ip_black_list_set", "Removed.")
@@ -349,6 +369,7 @@ def test_https_takes_an_uploaded_certificate(browser: Browser, console: Console)
     assert key.get_attribute("value") == ""  # the key does not stay in the page
     browser.wait_text(By.ID, "card-certificate", DOMAIN)
     browser.screenshot("domain-https")
+    assert_labelled(browser)
 
 
 def test_cache_ttl_rules_are_added_and_removed(browser: Browser, console: Console) -> None:
@@ -366,6 +387,7 @@ def test_cache_ttl_rules_are_added_and_removed(browser: Browser, console: Consol
     rule = row_of(browser, "/videos")
     assert "3600" in rule.text
     browser.screenshot("domain-cache")
+    assert_labelled(browser)
     rule.find_element(By.XPATH, ".//button[.='Remove']").click()
     browser.wait_text(By.ID, "card-ttl", "No TTL rule")
 
