@@ -434,6 +434,13 @@ def test_the_console_http_surface_answers_hostile_requests_plainly(console: Cons
     assert (status, answer["Code"]) == (413, "RequestEntityTooLarge")
     status, _, answer = raw_post(console, "/console/api/logon", b"AccessKeyId=nobody", form)
     assert (status, answer["Code"]) == (401, "InvalidAccessKey")
+    # Guessing is slowed for every key id together; the right pair still gets in.
+    guesses = [
+        raw_post(console, "/console/api/logon", f"AccessKeyId=k{i}".encode(), form)[2]["Code"]
+        for i in range(40)
+    ]
+    assert "Throttling.User" in guesses and set(guesses) <= {"InvalidAccessKey", "Throttling.User"}
+    assert raw_post(console, "/console/api/logon", logon, form)[0] == 200
     for path in ("/console/static/..%2f..%2fapi.py", "/console/static/index.html"):
         reply = http_request(console.node.port, "127.0.0.1", path)
         assert reply.status == 404, path

@@ -17,12 +17,16 @@ from aiohttp import web
 
 from vodedge.config.keys import AccessKey
 
-from ..api import FORM, Api, _parameters, _read_body
+from ..api import FORM, Api, Throttled, _parameters, _read_body
 from ..calls import COMMON_PARAMETERS
 from ..errors import ApiError
+from ..throttle import Throttle
 from .sessions import Session, Sessions, csrf_matches
 
 COOKIE = "vodedge_console"
+# Wrong pairs, whatever their key id, across all callers: guessing stays slow, and a
+# right pair is never held up by them.
+FAILED_LOGONS_PER_SECOND = 10.0
 CSRF_HEADER = "X-CSRF-Token"
 STATIC = {
     "console.css": "text/css",
@@ -54,6 +58,7 @@ class Console:
     def __init__(self, api: Api, sessions: Sessions | None = None) -> None:
         self.api = api
         self.sessions = sessions or Sessions()
+        self.failed_logons = Throttle()
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the console under `/console/` of `app`."""
@@ -189,6 +194,9 @@ class Console:
         if key is not None:
             self.api.check_rate(key, now)  # guessing a secret costs the key's rate
         if key is None or not hmac.compare_digest(key.secret.encode(), secret.encode()):
+            wait = self.failed_logons.wait("", FAILED_LOGONS_PER_SECOND, now)
+            if wait > 0.0:
+                raise Throttled(wait)
             raise ApiError(
                 401, "InvalidAccessKey", "The AccessKey ID or AccessKey Secret is not valid."
             )
