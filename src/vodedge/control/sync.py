@@ -164,6 +164,8 @@ class WorkerSync:
                 try:
                     if not released:  # once, when the store first answers
                         await asyncio.to_thread(self.store.release_preloads, self.index)
+                        if self.index == 0:  # the master could not if the store was down
+                            await asyncio.to_thread(self.store.set_workers, edge.config.workers)
                         released = True
                     await self.step(edge, session)
                     failing = ""
