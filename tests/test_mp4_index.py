@@ -4,6 +4,7 @@ byte-identical plans, and the same errors, for any start and end on every MP4 we
 from __future__ import annotations
 
 import functools
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -182,7 +183,7 @@ def test_mutated_moov_answers_like_the_oracle(name: str) -> None:
     at = data.index(b"moov") - 4
     length = int.from_bytes(data[at : at + 4], "big")
 
-    @settings(max_examples=150, deadline=None, database=None)
+    @settings(max_examples=int(os.environ.get("MUT_N", "150")), deadline=None, database=None)
     @given(
         st.lists(
             st.tuples(st.integers(at + 8, at + length - 1), st.integers(0, 255)),
@@ -215,7 +216,14 @@ def test_mutated_moov_answers_like_the_oracle(name: str) -> None:
                 run_bytes, clip_plan(len(blob), start=start, end=end, audio_only=audio_only), blob
             )
         )
-        if expected != ("crash", ""):
+        # The oracle never checked that stss names samples of the track (it crashed or
+        # planned from garbage); the index refuses such a file, whatever else is wrong.
+        stss_refusal = (
+            isinstance(got, tuple)
+            and got[0] == "MalformedMedia"
+            and (got[1].startswith("stss of track ") and " names sample " in got[1])
+        )
+        if expected != ("crash", "") and not stss_refusal:
             assert got == expected
 
     check()
