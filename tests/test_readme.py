@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from oracle import run_cli, vodedge_command
+from ports import free_ports
 from vodedge.cli import CLIP_HELP, EXTRACT_HELP, INSPECT_HELP
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,18 +47,11 @@ def test_make_run_banner_is_what_the_readme_shows() -> None:
     assert _fenced_after("`make run` serves until Ctrl-C") == _banner()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def samples_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int, Path]]:
     """`vodedge serve` of samples/ as `make run` starts it, on free ports: (port, admin, cwd)."""
     cwd = tmp_path_factory.mktemp("make-run")
-    port, admin = _free_port(), _free_port()
+    port, admin = free_ports(2)
     recipe = MAKEFILE.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     serve = re.search(r"\$\(BIN\)/vodedge (serve .*?)(?<!\\)$", recipe, re.S | re.M)
     assert serve, "no vodedge serve line in the run target"

@@ -17,8 +17,9 @@ from api_client import Key
 from api_node import FULL, READ_ONLY, ApiNode, keys_toml, start_node
 from Tea.exceptions import TeaException
 from tls_certs import CertificateAuthority, Pair, other_key_pem
-from tls_harness import client_context, free_port, get
+from tls_harness import client_context, get
 
+from ports import free_port
 from vodedge.control.certificates import certificate_names
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

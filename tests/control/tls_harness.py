@@ -18,15 +18,9 @@ from pathlib import Path
 from cryptography import x509
 
 from oracle import vodedge_command
+from ports import free_ports
 
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
@@ -77,7 +71,7 @@ class TlsNode:
     def start(self) -> None:
         """Start on free ports; return once both listeners and every worker are up."""
         for _attempt in range(5):
-            self.port, self.tls_port = free_port(), free_port()
+            self.port, self.tls_port = free_ports(2)
             with open(self.stderr_log, "ab") as log:
                 self.proc = subprocess.Popen(
                     self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log

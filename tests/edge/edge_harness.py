@@ -24,19 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from oracle import vodedge_command
+from ports import free_port, free_ports
 
 TESTS = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 START_TIMEOUT = 20.0
 # Every vodedge started and not yet stopped (conftest shows their stderr on failures).
 RUNNING: list[Vodedge] = []
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (callers retry if it is taken meanwhile)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
@@ -502,11 +496,7 @@ class Vodedge:
     def launch(self, *, same_ports: bool = False) -> None:
         """Start the serve process on free ports (or the last ones), without waiting."""
         if not same_ports:
-            # Two calls may name the same free port: the admin listener's bind would
-            # then fail and the master exit, taking its workers with it.
-            self.port = self.admin_port = free_port()
-            while self.admin_port == self.port:
-                self.admin_port = free_port()
+            self.port, self.admin_port = free_ports(2)
         log = open(self.stderr_log, "ab")  # noqa: SIM115 - owned by the child
         env = None if self.env is None else {**os.environ, **self.env}
         self.proc = subprocess.Popen(
