@@ -43,6 +43,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 

@@ -89,8 +89,16 @@ def _audio(seconds: float = 2, rate: int = 44100, freq: int = 440) -> tuple[str,
 H264 = ("-c:v", "libx264", "-preset", "ultrafast", "-g", "12", "-pix_fmt", "yuv420p")
 H264_BFRAMES = ("-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "12")
 HEVC = (
-    "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
-    "-g", "12", "-tag:v", "hvc1",
+    "-c:v",
+    "libx265",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error",
+    "-g",
+    "12",
+    "-tag:v",
+    "hvc1",
 )
 VP9 = ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "12")
 MPEG4 = ("-c:v", "mpeg4", "-bf", "2", "-g", "12")
@@ -117,9 +125,12 @@ def _mp4(name: str, args: tuple[str, ...], **kw: object) -> Case:
 ELST = "moov/trak/edts/elst"
 
 # Subtitles come in through ffmpeg's data: protocol, so a recipe needs no files.
-SRT = "data:text/plain;base64," + base64.b64encode(
-    b"1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n"
-).decode()
+SRT = (
+    "data:text/plain;base64,"
+    + base64.b64encode(
+        b"1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n"
+    ).decode()
+)
 
 MP4_LIST: list[Case] = [
     # Codec matrix; plain `-f mp4` puts the moov at the tail.
@@ -129,9 +140,7 @@ MP4_LIST: list[Case] = [
         moov_first=False,
         note="baseline; movie-level udta/meta title",
     ),
-    _mp4(
-        "mp4_h264_aac_faststart", _av(H264, AAC, "-movflags", "+faststart"), moov_first=True
-    ),
+    _mp4("mp4_h264_aac_faststart", _av(H264, AAC, "-movflags", "+faststart"), moov_first=True),
     _mp4(
         "mp4_h264_bframes_aac",
         _av(H264_BFRAMES, AAC),
@@ -177,8 +186,18 @@ MP4_LIST: list[Case] = [
     Case(
         "3gp_mpeg4_aac_faststart",
         (
-            *_video(size="176x144"), *_audio(rate=16000), *AV,
-            "-c:v", "mpeg4", "-g", "12", *AAC, "-movflags", "+faststart", "-f", "3gp",
+            *_video(size="176x144"),
+            *_audio(rate=16000),
+            *AV,
+            "-c:v",
+            "mpeg4",
+            "-g",
+            "12",
+            *AAC,
+            "-movflags",
+            "+faststart",
+            "-f",
+            "3gp",
         ),
         "3gp",
         moov_first=True,
@@ -187,9 +206,21 @@ MP4_LIST: list[Case] = [
     _mp4(
         "mp4_two_languages",
         (
-            *_video(), *_audio(freq=440), *_audio(freq=660),
-            "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264, *AAC,
-            "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=fra",
+            *_video(),
+            *_audio(freq=440),
+            *_audio(freq=660),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:a",
+            *H264,
+            *AAC,
+            "-metadata:s:a:0",
+            "language=eng",
+            "-metadata:s:a:1",
+            "language=fra",
         ),
         audio_codecs=("aac", "aac"),
         languages=("eng", "fra"),
@@ -197,11 +228,26 @@ MP4_LIST: list[Case] = [
     _mp4(
         "mp4_two_languages_mixed_codecs",
         (
-            *_video(), *_audio(freq=440), *_audio(freq=660, rate=48000),
-            "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264,
-            "-c:a:0", "aac", "-c:a:1", "ac3",
-            "-metadata:s:a:0", "language=deu", "-metadata:s:a:1", "language=spa",
-            "-movflags", "+faststart",
+            *_video(),
+            *_audio(freq=440),
+            *_audio(freq=660, rate=48000),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:a",
+            *H264,
+            "-c:a:0",
+            "aac",
+            "-c:a:1",
+            "ac3",
+            "-metadata:s:a:0",
+            "language=deu",
+            "-metadata:s:a:1",
+            "language=spa",
+            "-movflags",
+            "+faststart",
         ),
         audio_codecs=("aac", "ac3"),
         languages=("deu", "spa"),
@@ -209,16 +255,39 @@ MP4_LIST: list[Case] = [
     _mp4(
         "mp4_h264_aac_subtitles",
         (
-            *_video(), *_audio(), "-f", "srt", "-i", SRT,
-            "-map", "0:v", "-map", "1:a", "-map", "2:s", *H264, *AAC, "-c:s", "mov_text",
+            *_video(),
+            *_audio(),
+            "-f",
+            "srt",
+            "-i",
+            SRT,
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:s",
+            *H264,
+            *AAC,
+            "-c:s",
+            "mov_text",
         ),
         note="a tx3g text track to drop",
     ),
     _mp4(
         "mp4_two_video_tracks",
         (
-            *_video(), *_audio(), *_video(size="32x18"),
-            "-map", "0:v", "-map", "1:a", "-map", "2:v", *H264, *AAC,
+            *_video(),
+            *_audio(),
+            *_video(size="32x18"),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:v",
+            *H264,
+            *AAC,
         ),
         note="audio between two video tracks",
     ),
@@ -247,9 +316,19 @@ MP4_LIST: list[Case] = [
     Case(
         "m4a_two_languages",
         (
-            *_audio(3, freq=440), *_audio(3, freq=550, rate=22050),
-            "-map", "0:a", "-map", "1:a", *AAC,
-            "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=jpn", "-f", "ipod",
+            *_audio(3, freq=440),
+            *_audio(3, freq=550, rate=22050),
+            "-map",
+            "0:a",
+            "-map",
+            "1:a",
+            *AAC,
+            "-metadata:s:a:0",
+            "language=eng",
+            "-metadata:s:a:1",
+            "language=jpn",
+            "-f",
+            "ipod",
         ),
         "m4a",
         has_video=False,
@@ -324,9 +403,21 @@ MP4_LIST: list[Case] = [
     _mp4(
         "mp4_long_30min",
         (
-            *_video(1800, size="64x36"), *_audio(1800, rate=22050), *AV,
-            "-c:v", "libx264", "-preset", "ultrafast", "-g", "250",
-            "-c:a", "aac", "-b:a", "24k", "-ac", "1",
+            *_video(1800, size="64x36"),
+            *_audio(1800, rate=22050),
+            *AV,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "250",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "24k",
+            "-ac",
+            "1",
         ),
         slow=True,
         moov_first=False,
@@ -423,8 +514,18 @@ MP3_LIST: list[Case] = [
     _mp3("mp3_cbr_no_info", (*_audio(4), *LAME_CBR, "-write_xing", "0", "-f", "mp3")),
     _mp3(
         "mp3_vbr_no_xing_no_id3",
-        (*_audio(4), *LAME_VBR, "-write_xing", "0", "-id3v2_version", "0", "-write_id3v1", "1",
-         "-f", "mp3"),
+        (
+            *_audio(4),
+            *LAME_VBR,
+            "-write_xing",
+            "0",
+            "-id3v2_version",
+            "0",
+            "-write_id3v1",
+            "1",
+            "-f",
+            "mp3",
+        ),
     ),
     _mp3("mp3_mpeg2_22050", (*_audio(4, rate=22050), *LAME_VBR, "-f", "mp3"), note="MPEG-2"),
     _mp3(
@@ -445,7 +546,6 @@ MP3_LIST: list[Case] = [
 ]
 
 
-
 def _ts(name: str, args: tuple[str, ...], **kw: object) -> Case:
     return Case(name, (*args, "-f", "mpegts"), "ts", **kw)  # type: ignore[arg-type]
 
@@ -461,8 +561,22 @@ TS_LIST: list[Case] = [
     _ts("ts_h264_mp3", (*_seconds(6), *AV, *H264, *MP3), audio_codecs=("mp3",)),
     _ts(
         "ts_h264_two_audio",
-        (*_video(6), *_audio(6), *_audio(6, freq=660), "-map", "0:v", "-map", "1:a",
-         "-map", "2:a", *H264, "-c:a:0", "aac", "-c:a:1", "ac3"),
+        (
+            *_video(6),
+            *_audio(6),
+            *_audio(6, freq=660),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:a",
+            *H264,
+            "-c:a:0",
+            "aac",
+            "-c:a:1",
+            "ac3",
+        ),
         audio_codecs=("aac", "ac3"),
     ),
     _ts("ts_mp2_audio_only", (*_audio(6), "-c:a", "mp2"), has_video=False, audio_codecs=("mp2",)),
@@ -493,9 +607,7 @@ assert len(CASES) == len(MP4_LIST) + len(FLV_LIST) + len(MP3_LIST) + len(TS_LIST
 @functools.cache
 def ffmpeg_version() -> str:
     """The first line of `ffmpeg -version` (part of every cache key)."""
-    out = subprocess.run(
-        [FFMPEG, "-version"], capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run([FFMPEG, "-version"], capture_output=True, text=True, check=True).stdout
     return out.splitlines()[0] if out else "unknown"
 
 

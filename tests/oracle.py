@@ -77,9 +77,7 @@ def probe(path: Path | str) -> dict[str, Any]:
 @functools.lru_cache(maxsize=512)
 def _probe(key: tuple[str, int, int]) -> dict[str, Any]:
     path = key[0]
-    proc = _run(
-        [FFPROBE, "-v", "error", "-of", "json", "-show_streams", "-show_format", path]
-    )
+    proc = _run([FFPROBE, "-v", "error", "-of", "json", "-show_streams", "-show_format", path])
     if proc.returncode != 0:
         raise OracleError(f"ffprobe failed on {path}: {proc.stderr.strip()[-1500:]}")
     data: dict[str, Any] = json.loads(proc.stdout or "{}")
