@@ -16,29 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from edge_harness import catches_sighup, port_open
 
 from oracle import vodedge_command
 from ports import free_ports
 
 START_TIMEOUT = 30.0
-
-
-def port_open(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:`port`."""
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _catches_sighup(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    for line in status.splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
-    return False
 
 
 class TlsNode:
@@ -88,7 +71,7 @@ class TlsNode:
 
     def _workers_ready(self) -> bool:
         pids = self.worker_pids()
-        return len(pids) == self.workers and all(_catches_sighup(pid) for pid in pids)
+        return len(pids) == self.workers and all(catches_sighup(pid) for pid in pids)
 
     def worker_pids(self) -> list[int]:
         """The worker processes."""

@@ -35,6 +35,7 @@ from vodedge.media.mp4_movie import (
     rebuild_pieces,
     set_duration_field,
 )
+from vodedge.media.mp4_tables import checked_entries
 from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
@@ -96,16 +97,6 @@ def _edits(movie: Movie, edts: Box | None) -> Edits | None:
     return Edits(delay, 0, version)
 
 
-def _table(payload: memoryview, name: str, header: int, width: int, count: int) -> memoryview:
-    need = header + count * width
-    if need > len(payload):
-        raise MalformedMedia(
-            f"{name} claims {count} entries but its box holds only "
-            f"{max(len(payload) - header, 0) // width}"
-        )
-    return payload[header:need]
-
-
 def _u32s(raw: memoryview) -> npt.NDArray[np.uint32]:
     return np.frombuffer(raw, ">u4").astype(np.uint32)
 
@@ -115,7 +106,7 @@ def _runs(payload: memoryview, name: str) -> tuple[Ints, npt.NDArray[np.uint32]]
     if len(payload) < 8:
         raise MalformedMedia(f"{name} box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
-    flat = _u32s(_table(payload, name, 8, 8, count))
+    flat = _u32s(checked_entries(payload, name, 8, 8, count))
     return flat[0::2].astype(np.int64), flat[1::2]
 
 
@@ -219,7 +210,7 @@ def _stsc(payload: memoryview) -> Ints:
     if len(payload) < 8:
         raise MalformedMedia("stsc box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
-    return _u32s(_table(payload, "stsc", 8, 12, count)).astype(np.int64).reshape(-1, 3)
+    return _u32s(checked_entries(payload, "stsc", 8, 12, count)).astype(np.int64).reshape(-1, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +371,7 @@ def _sizes(
         _vf, constant, count = _STSZ.unpack_from(payload, 0)
         if constant:
             return count, constant, None
-        return count, 0, _u32s(_table(payload, "stsz", 12, 4, count))
+        return count, 0, _u32s(checked_entries(payload, "stsz", 12, 4, count))
     if b"stz2" not in kids:
         raise MalformedMedia(f"track {track_id} has no stsz or stz2")
     payload = movie.payload(kids[b"stz2"])
@@ -389,11 +380,15 @@ def _sizes(
     field_size = payload[7]
     count = _U32.unpack_from(payload, 8)[0]
     if field_size == 16:
-        sizes = np.frombuffer(_table(payload, "stz2", 12, 2, count), ">u2").astype(np.uint32)
+        sizes = np.frombuffer(checked_entries(payload, "stz2", 12, 2, count), ">u2").astype(
+            np.uint32
+        )
     elif field_size == 8:
-        sizes = np.frombuffer(_table(payload, "stz2", 12, 1, count), np.uint8).astype(np.uint32)
+        sizes = np.frombuffer(checked_entries(payload, "stz2", 12, 1, count), np.uint8).astype(
+            np.uint32
+        )
     elif field_size == 4:
-        raw = np.frombuffer(_table(payload, "stz2", 12, 1, (count + 1) // 2), np.uint8)
+        raw = np.frombuffer(checked_entries(payload, "stz2", 12, 1, (count + 1) // 2), np.uint8)
         sizes = np.stack((raw >> 4, raw & 0x0F), axis=1).reshape(-1)[:count].astype(np.uint32)
     else:
         raise MalformedMedia(f"stz2 field size {field_size} is not 4, 8 or 16")
@@ -406,8 +401,8 @@ def _chunk_offsets(box: Box, movie: Movie) -> np.ndarray:
         raise MalformedMedia(f"{box.type.decode('latin-1')} box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
     if box.type == b"stco":
-        return _u32s(_table(payload, "stco", 8, 4, count)).astype(np.int64)
-    wide = np.frombuffer(_table(payload, "co64", 8, 8, count), ">u8").astype(np.uint64)
+        return _u32s(checked_entries(payload, "stco", 8, 4, count)).astype(np.int64)
+    wide = np.frombuffer(checked_entries(payload, "co64", 8, 8, count), ">u8").astype(np.uint64)
     if len(wide) and int(wide.max()) >= _WIDE:
         return np.array(wide.tolist(), dtype=object)
     return wide.astype(np.int64)
@@ -457,7 +452,7 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         if len(payload) < 8:
             raise MalformedMedia("stss box is too short")
         number = _VF_COUNT.unpack_from(payload, 0)[1]
-        sync = _u32s(_table(payload, "stss", 8, 4, number)).astype(np.int64)
+        sync = _u32s(checked_entries(payload, "stss", 8, 4, number)).astype(np.int64)
     offsets_box = kids.get(b"stco") or kids.get(b"co64")
     if offsets_box is None:
         raise MalformedMedia(f"track {track.track_id} has no stco or co64")

@@ -16,7 +16,9 @@ _STSZ = Struct(">III")
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _entries(payload: memoryview, name: str, header: int, width: int, count: int) -> memoryview:
+def checked_entries(
+    payload: memoryview, name: str, header: int, width: int, count: int
+) -> memoryview:
     """The table bytes after `header`, checked to hold `count` entries of `width` bytes."""
     need = header + count * width
     if need > len(payload):
@@ -74,7 +76,7 @@ def parse_stsz(payload: memoryview) -> SampleSizes:
     _vf, constant, count = _STSZ.unpack_from(payload, 0)
     if constant:
         return SampleSizes(count, constant, None)
-    return SampleSizes(count, 0, be_array("I", _entries(payload, "stsz", 12, 4, count)))
+    return SampleSizes(count, 0, be_array("I", checked_entries(payload, "stsz", 12, 4, count)))
 
 
 def parse_stz2(payload: memoryview) -> SampleSizes:
@@ -84,11 +86,11 @@ def parse_stz2(payload: memoryview) -> SampleSizes:
     field_size = payload[7]
     count = _U32.unpack_from(payload, 8)[0]
     if field_size == 16:
-        sizes = array("I", be_array("H", _entries(payload, "stz2", 12, 2, count)))
+        sizes = array("I", be_array("H", checked_entries(payload, "stz2", 12, 2, count)))
     elif field_size == 8:
-        sizes = array("I", _entries(payload, "stz2", 12, 1, count))
+        sizes = array("I", checked_entries(payload, "stz2", 12, 1, count))
     elif field_size == 4:
-        raw = _entries(payload, "stz2", 12, 1, (count + 1) // 2)
+        raw = checked_entries(payload, "stz2", 12, 1, (count + 1) // 2)
         nibbles = array("I")
         for byte in raw:
             nibbles.append(byte >> 4)
@@ -104,7 +106,7 @@ def parse_stsc(payload: memoryview) -> list[tuple[int, int, int]]:
     if len(payload) < 8:
         raise MalformedMedia("stsc box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
-    flat = be_array("I", _entries(payload, "stsc", 8, 12, count))
+    flat = be_array("I", checked_entries(payload, "stsc", 8, 12, count))
     return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
 
 
@@ -114,8 +116,8 @@ def parse_chunk_offsets(kind: bytes, payload: memoryview) -> array[int]:
         raise MalformedMedia(f"{kind.decode('latin-1')} box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
     if kind == b"stco":
-        return array("Q", be_array("I", _entries(payload, "stco", 8, 4, count)))
-    return be_array("Q", _entries(payload, "co64", 8, 8, count))
+        return array("Q", be_array("I", checked_entries(payload, "stco", 8, 4, count)))
+    return be_array("Q", checked_entries(payload, "co64", 8, 8, count))
 
 
 def chunk_offsets_box(offsets: array[int] | list[int]) -> bytes:
@@ -191,7 +193,7 @@ def parse_runs(payload: memoryview, name: str) -> list[tuple[int, int]]:
     if len(payload) < 8:
         raise MalformedMedia(f"{name} box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
-    flat = be_array("I", _entries(payload, name, 8, 8, count))
+    flat = be_array("I", checked_entries(payload, name, 8, 8, count))
     return list(zip(flat[0::2], flat[1::2], strict=True))
 
 
@@ -229,7 +231,7 @@ def parse_stss(payload: memoryview) -> array[int]:
     if len(payload) < 8:
         raise MalformedMedia("stss box is too short")
     count = _VF_COUNT.unpack_from(payload, 0)[1]
-    return be_array("I", _entries(payload, "stss", 8, 4, count))
+    return be_array("I", checked_entries(payload, "stss", 8, 4, count))
 
 
 def stss_box(numbers: list[int]) -> bytes:
