@@ -300,7 +300,7 @@ def test_metrics_count_requests_bytes_and_cache_lookups(
     assert delta("vodedge_sent_bytes_total", domain="video.test", function="audio_only") == len(
         audio.body
     )
-    assert delta("vodedge_cache_lookups_total", result="HIT") == 4
+    assert delta("vodedge_cache_lookups_total", domain="video.test", result="HIT") == 4
     assert delta("vodedge_audio_saved_bytes_total", domain="video.test") == size - len(audio.body)
     assert _value(after, "vodedge_origin_response_seconds_count", domain="video.test") >= 1
     lines = [line for line in edge.access_lines() if line.get("function") == "audio_only"]

@@ -77,13 +77,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except OriginError as exc:
         raise Refusal(exc.status, exc.code, exc.message) from None
     except Uncached as exc:
-        metrics.CACHE_LOOKUPS.labels("BYPASS").inc()
+        metrics.CACHE_LOOKUPS.labels(domain.name, "BYPASS").inc()
         exchange.cache = "BYPASS"
         if resolved.transform is not None:
             await exc.release(0)
             raise no_room() from None
         return await _bypass(request, resolved, exc, origins)
-    metrics.CACHE_LOOKUPS.labels(how).inc()
+    metrics.CACHE_LOOKUPS.labels(domain.name, how).inc()
     exchange.cache = how
     rule = resolved.ttl_rule
     if rule is not None and rule.follow_to_client:

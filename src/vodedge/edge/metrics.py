@@ -11,7 +11,10 @@ SAVED_BYTES = Counter(
     "Bytes not sent thanks to audio extraction (source size minus output size)",
     ["domain"],
 )
-CACHE_LOOKUPS = Counter("vodedge_cache_lookups", "Cache lookups by result", ["result"])
+# Per domain for the usage charts (hit ratio); domains are bounded by the configuration.
+CACHE_LOOKUPS = Counter(
+    "vodedge_cache_lookups", "Cache lookups by domain and result", ["domain", "result"]
+)
 ORIGIN_SECONDS = Histogram(
     "vodedge_origin_response_seconds", "Time until the origin's response headers", ["domain"]
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import certificates, configs, domains, tasks
+from . import certificates, configs, domains, tasks, usage
 from .registry import REGISTRY, ActionSpec, Context, action, make_dispatch
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "domains",
     "make_dispatch",
     "tasks",
+    "usage",
 ]

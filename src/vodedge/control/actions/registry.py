@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 from ..calls import Call, Dispatch, JsonObject
 from ..errors import ApiError
 from ..store import ControlStore, StoreUnavailable
+from ..usage import UsageStore
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -17,9 +18,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Context:
-    """What every action gets besides its call: the store, reached from a thread."""
+    """What every action gets besides its call: the store, reached from a thread (and
+    the usage store, when the node samples its counters)."""
 
     store: ControlStore
+    usage: UsageStore | None = None
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a (blocking) store call off the event loop."""
@@ -53,9 +56,9 @@ def action(name: str, *, writes: bool) -> Callable[[Handler], Handler]:
     return register
 
 
-def make_dispatch(store: ControlStore) -> Dispatch:
+def make_dispatch(store: ControlStore, usage: UsageStore | None = None) -> Dispatch:
     """The Dispatch over `store`: finds the action, checks the caller may write, runs it."""
-    context = Context(store)
+    context = Context(store, usage)
 
     async def dispatch(call: Call) -> JsonObject:
         spec = REGISTRY.get(call.action)
