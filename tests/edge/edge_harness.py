@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from oracle import vodedge_command
+from origins.process import start_origin, stop_origin
 from ports import free_port, free_ports
 
-TESTS = Path(__file__).resolve().parent.parent
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 START_TIMEOUT = 20.0
 # Every vodedge started and not yet stopped (conftest shows their stderr on failures).
@@ -373,37 +372,14 @@ class FaultOrigin:
 
     def start(self) -> None:
         """Start it and read the port it chose."""
-        self.work.mkdir(parents=True, exist_ok=True)
-        log = open(self.work / "faulty.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "origins.faulty", "--root", str(self.root)],
-            cwd=TESTS,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
+        self.proc, self.port = start_origin(
+            "origins.faulty", ["--root", str(self.root)], self.work / "faulty.log"
         )
-        log.close()
-        assert self.proc.stdout is not None
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        line = b""
-        deadline = time.monotonic() + START_TIMEOUT
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            with contextlib.suppress(BlockingIOError, TypeError):
-                line += self.proc.stdout.read() or b""
-            time.sleep(0.02)
-        if not line.startswith(b"PORT "):
-            stop_process(self.proc)
-            raise RuntimeError(f"fault origin did not start:\n{tail(self.work / 'faulty.log')}")
-        self.port = int(line.split()[1])
 
     def stop(self) -> None:
         """Stop the origin."""
         if self.proc is not None:
-            stop_process(self.proc)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
+            stop_origin(self.proc)
 
     def behave(self, path: str, **spec: Any) -> None:
         """Make `path` answer as `spec` says (see origins.faulty.Behaviour)."""

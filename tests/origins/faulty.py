@@ -147,7 +147,7 @@ async def requests(request: web.Request) -> web.Response:
     return web.json_response([r.__dict__ for r in records])
 
 
-def _rst(request: web.Request) -> None:
+def rst(request: web.Request) -> None:
     """Drop the connection with a TCP RST (SO_LINGER 0), not a FIN."""
     transport = request.transport
     if transport is None:
@@ -196,7 +196,7 @@ async def _answer(
         record.status = 404
         record.completed = True
         return web.Response(status=404, text="not found\n")
-    headers: dict[str, str] = {"Content-Type": _content_type(path)}
+    headers: dict[str, str] = {"Content-Type": content_type(path)}
     if how.etag == "content":
         headers["ETag"] = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
     elif how.etag == "flip":
@@ -213,7 +213,7 @@ async def _answer(
     if how.ranges:
         headers["Accept-Ranges"] = "bytes"
     headers.update(how.headers)
-    if how.conditional and _not_modified(request, headers):
+    if how.conditional and not_modified(request, headers):
         record.status = 304
         record.completed = True
         return web.Response(status=304, headers=headers)
@@ -264,7 +264,7 @@ async def _write_body(
             await response.drain()
             await asyncio.sleep(0.05)  # let the bytes before the reset reach the peer
             record.error = "reset"
-            _rst(request)
+            rst(request)
             return
         if faults and how.stall_at is not None and position >= how.stall_at and not stalled:
             stalled = True
@@ -291,7 +291,8 @@ async def _write_body(
     record.completed = True
 
 
-def _content_type(path: str) -> str:
+def content_type(path: str) -> str:
+    """The Content-Type a static server would give `path`."""
     if path.endswith(".flv"):
         return "video/x-flv"
     if path.endswith((".mp4", ".m4a", ".mov", ".3gp")):
@@ -299,7 +300,8 @@ def _content_type(path: str) -> str:
     return "application/octet-stream"
 
 
-def _not_modified(request: web.Request, headers: dict[str, str]) -> bool:
+def not_modified(request: web.Request, headers: dict[str, str]) -> bool:
+    """Whether the request's If-None-Match / If-Modified-Since match these validators."""
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
         tags = [tag.strip() for tag in if_none_match.split(",")]
