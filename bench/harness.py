@@ -294,6 +294,7 @@ SECTION_ORDER = (
     "edge-throughput",
     "edge-ttfb",
     "edge-slow-clients",
+    "cold",
 )
 
 

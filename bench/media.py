@@ -96,6 +96,16 @@ MP4_LONG_TAIL = Recipe(
     note="remux of long-30min-head with moov at the tail",
 )
 
+# Issue 13: the 720p streams of (a) with `moov` at the tail (no +faststart).
+MP4_720P_TAIL = Recipe(
+    name="720p-5min-tail",
+    suffix=".mp4",
+    duration=300.0,
+    args=("-map", "0", "-c", "copy", "-f", "mp4"),
+    source=MP4_720P,
+    note="remux of 720p-5min.mp4 with moov at the tail",
+)
+
 # (c) issue 3: the 720p streams of (a) in FLV, with an onMetaData keyframes index.
 FLV_720P = Recipe(
     name="720p-5min",
@@ -108,6 +118,7 @@ FLV_720P = Recipe(
 
 RECIPES: dict[str, Recipe] = {
     "mp4-720p": MP4_720P,
+    "mp4-720p-tail": MP4_720P_TAIL,
     "mp4-long": MP4_LONG,
     "mp4-long-tail": MP4_LONG_TAIL,
     "flv-720p": FLV_720P,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import cold
 import edge
 import media
 import seek
@@ -378,7 +379,16 @@ def source_tree(rev: str) -> tuple[Path, str]:
     return target / "src", f"{commit} (src/ of that commit)"
 
 
-BENCHMARKS = ("extract", "plan", "flv", "seek", "edge-throughput", "edge-ttfb", "edge-slow-clients")
+BENCHMARKS = (
+    "extract",
+    "plan",
+    "flv",
+    "seek",
+    "edge-throughput",
+    "edge-ttfb",
+    "edge-slow-clients",
+    "cold",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         help="run the edge benchmarks on this commit's src/ (extracted under .cache/bench-src)",
     )
     parser.add_argument("--label", default="", help="kept apart in results.md, e.g. 'before'")
+    cold.add_arguments(parser.add_argument_group("cold (issue 13)"))
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -472,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
             section = edge.bench_throughput(edge_options)
         elif name == "edge-ttfb":
             section = edge.bench_ttfb(edge_options)
+        elif name == "cold":
+            section = cold.bench_cold(args, edge_options.vodedge_src)
+            if edge_options.commit:
+                section.commit = edge_options.commit
         else:
             section = edge.bench_slow_clients(edge_options)
         # How to run this benchmark again with the same options.

@@ -239,7 +239,7 @@ def vodedge_serve_available() -> bool:
 
 @contextlib.contextmanager
 def vodedge_server(
-    root: Path,
+    root: Path | str,
     probe: str,
     *,
     loop: str = "asyncio",
@@ -249,6 +249,7 @@ def vodedge_server(
 ) -> Iterator[Server]:
     """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
 
+    `root` is a directory or an origin's URL; the cache is a fresh temporary directory.
     `src` runs another source tree (e.g. an older commit from `git archive`)
     with the same virtualenv; `nofile` lowers its soft descriptor limit; `cpus`
     pins it (and its workers, which inherit it).
