@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         "--access-log", default="-", help="file for JSON access-log lines; '-' stdout, 'off'"
     )
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    serve.add_argument(
+        "--role",
+        choices=("edge", "parent"),
+        help="parent: never fetch through origins of kind vodedge (default: the file's, or edge);"
+        " the fleet's secret comes from VODEDGE_FLEET_SECRET",
+    )
     for key in LIMIT_FLAGS:
         flag = "--" + key.replace("_", "-")
         serve.add_argument(flag, dest=f"limit_{key}", help=f"the [node] {key} setting")

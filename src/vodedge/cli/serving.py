@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 
 from vodedge.config import NodeConfig, load_toml, zero_config
 from vodedge.config.limits import LIMIT_KEYS
+
+FLEET_SECRET_ENV = "VODEDGE_FLEET_SECRET"
 
 
 def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
@@ -37,6 +40,9 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
                 for key in LIMIT_KEYS
                 if (value := getattr(args, f"limit_{key}", None)) is not None
             },
+            role=getattr(args, "role", None),
+            # From the environment, not a flag: flags show in `ps`.
+            fleet_secret=os.environ.get(FLEET_SECRET_ENV) or None,
         )
 
     return load

@@ -7,6 +7,9 @@ The file (see examples/vodedge.toml)::
     admin_listen = "127.0.0.1:9090" # /metrics and the API; absent: no admin listener
     listen_tls = "127.0.0.1:8443"   # HTTPS for domains with a certificate; absent: none
     workers = 4                     # default: one per CPU
+    role = "edge"                   # "parent": never fetch through vodedge origins
+    fleet_secret = "..."            # signs edges' source requests to their parent
+                                    # (prefer VODEDGE_FLEET_SECRET: 16..256 characters)
     cache_dir = "var/cache"         # relative paths are relative to this file
     cache_size = "10GiB"            # or 500MB, 64k, a plain byte count ...
     idle_timeout = "30s"            # limits (limits.py): durations as 30, "30s", "500ms"
@@ -18,6 +21,7 @@ The file (see examples/vodedge.toml)::
       { url = "http://127.0.0.1:8000", host = "origin.example.com" },
       { dir = "/srv/media", priority = 30 },
       "https://backup.example.net/media",   # a bare string: a URL, else a directory
+      { vodedge = "http://10.0.0.9:8080" },  # a parent vodedge (fleet, see README)
     ]
     fallback = "passthrough"        # unsupported media: "error" (default) or "passthrough"
     enabled = true                  # false: the domain is stopped, its Host is refused
@@ -61,6 +65,7 @@ from .model import (
     OriginSpec,
     normalize_domain_name,
 )
+from .tier import ROLES, Tier
 from .values import parse_host_header, parse_size
 
 T = TypeVar("T")
@@ -71,6 +76,8 @@ _NODE_KEYS = {
     "workers",
     "cache_dir",
     "cache_size",
+    "role",
+    "fleet_secret",
     *LIMIT_KEYS,
 }
 _DOMAIN_KEYS = {"name", "origins", "fallback", "enabled", "function", "tls"}
@@ -205,6 +212,13 @@ def _node(source: _File, raw: object) -> NodeConfig:
     limits = node.limits
     for key in sorted(LIMIT_KEYS & set(table)):
         limits = source.parsed(f"node.{key}", partial(limits.with_values, {key: table[key]}))
+    role = table.get("role", "edge")
+    if role not in ROLES:
+        raise source.error("node.role", f"must be edge or parent, got {shown(role)}")
+    secret = table.get("fleet_secret")
+    if secret is not None and not isinstance(secret, str):  # never shown: it is a secret
+        raise source.error("node.fleet_secret", "must be a string")
+    tier = source.parsed("node.fleet_secret", lambda: Tier(role, secret))
     return NodeConfig(
         listen=listen or node.listen,
         admin_listen=admin_listen,
@@ -213,6 +227,7 @@ def _node(source: _File, raw: object) -> NodeConfig:
         cache_dir=cache_dir,
         cache_size=cache_size,
         limits=limits,
+        tier=tier,
     )
 
 
@@ -277,12 +292,20 @@ def _certificate(source: _File, raw: object, key: str) -> DomainCertificate:
 def _origin(source: _File, raw: object, key: str) -> OriginSpec:
     if isinstance(raw, str):
         raw = {"url": raw} if raw.startswith(("http://", "https://")) else {"dir": raw}
-    table = source.table(raw, key, {"url", "dir", "host", "priority"})
+    table = source.table(raw, key, {"url", "dir", "vodedge", "host", "priority"})
     priority = source.expect(table.get("priority", 20), int, f"{key}.priority", "an integer")
     if not 1 <= priority <= 65535:
         raise source.error(f"{key}.priority", f"must be 1..65535, got {priority}")
-    if ("url" in table) == ("dir" in table):
-        raise source.error(key, "needs exactly one of url or dir")
+    if sum(name in table for name in ("url", "dir", "vodedge")) != 1:
+        raise source.error(key, "needs exactly one of url, dir or vodedge")
+    if "vodedge" in table:
+        if "host" in table:
+            raise source.error(f"{key}.host", "does not apply: a parent gets the client's Host")
+        parent = source.expect(table["vodedge"], str, f"{key}.vodedge", "a parent's URL")
+        return source.parsed(
+            f"{key}.vodedge",
+            lambda: OriginSpec.from_url(parent, priority=priority, kind="vodedge"),
+        )
     if "dir" in table:
         if "host" in table:
             raise source.error(f"{key}.host", "applies to URL origins only")

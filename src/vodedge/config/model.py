@@ -26,6 +26,7 @@ from .policy import (
     TtlRule,
     build_policy,
 )
+from .tier import Tier
 from .urlauth import UrlAuth
 from .values import parse_host, parse_host_header, parse_hostname, parse_int, parse_size
 
@@ -53,11 +54,15 @@ def _invalid(message: str) -> ConfigError:
     return ConfigError(INVALID_PARAMETER, message)
 
 
+OriginKind = Literal["http", "dir", "vodedge"]
+
+
 @dataclass(frozen=True)
 class OriginSpec:
-    """Where objects come from: an HTTP(S) server or a local directory."""
+    """Where objects come from: an HTTP(S) server, a local directory, or a parent vodedge
+    (kind `vodedge`: asked for source bytes with the client's Host, see edge/parent_tier.py)."""
 
-    kind: Literal["http", "dir"]
+    kind: OriginKind
     scheme: Literal["http", "https"] = "http"
     host: str = ""
     port: int = 0
@@ -73,14 +78,23 @@ class OriginSpec:
         if self.kind == "dir":
             if self.directory is None or not self.directory.is_absolute():
                 raise _invalid("a directory origin needs an absolute directory")
-        elif self.kind != "http" or not self.host or not 1 <= self.port <= 65535:
+        elif self.kind not in ("http", "vodedge") or not self.host or not 1 <= self.port <= 65535:
             raise _invalid(f"an HTTP origin needs a host and a port, got {self!r}")
+        elif self.kind == "vodedge" and (self.base_path or self.host_header):
+            # The parent finds the domain by the client's Host and serves its paths.
+            raise _invalid("a vodedge (parent) origin takes no path and no host")
 
     @classmethod
     def from_url(
-        cls, url: str, *, host_header: str | None = None, priority: int = DEFAULT_PRIORITY
+        cls,
+        url: str,
+        *,
+        host_header: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        kind: Literal["http", "vodedge"] = "http",
     ) -> OriginSpec:
-        """An HTTP origin from `http(s)://host[:port][/base/path]`."""
+        """An HTTP origin from `http(s)://host[:port][/base/path]` (a parent vodedge's
+        from `http(s)://host[:port]`)."""
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -93,7 +107,7 @@ class OriginSpec:
             raise _invalid(f"origin URL must have no user, query or fragment: {shown(url)}")
         scheme: Literal["http", "https"] = "https" if parts.scheme == "https" else "http"
         return cls(
-            kind="http",
+            kind=kind,
             scheme=scheme,
             host=parse_host(parts.hostname),
             port=port if port is not None else _DEFAULT_PORTS[scheme],
@@ -109,8 +123,8 @@ class OriginSpec:
 
     @property
     def url(self) -> str | None:
-        """The base URL of an HTTP origin (None for a directory)."""
-        if self.kind != "http":
+        """The base URL of an HTTP or vodedge origin (None for a directory)."""
+        if self.kind == "dir":
             return None
         host = f"[{self.host}]" if ":" in self.host else self.host
         port = "" if self.port == _DEFAULT_PORTS[self.scheme] else f":{self.port}"
@@ -336,6 +350,7 @@ class NodeConfig:
     domains: Mapping[str, Domain] = field(default_factory=dict)
     default_domain: Domain | None = None
     access_keys: tuple[AccessKey, ...] = ()
+    tier: Tier = field(default_factory=Tier)
     _index: HostIndex[Domain] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -382,9 +397,16 @@ class NodeConfig:
         cache_dir: str | Path | None = None,
         cache_size: int | str | None = None,
         limits: Mapping[str, object] | None = None,
+        role: str | None = None,
+        fleet_secret: str | None = None,
     ) -> NodeConfig:
         """This node with command-line settings applied (strings parsed as in the file)."""
         changes: dict[str, object] = {}
+        if role is not None or fleet_secret is not None:
+            changes["tier"] = Tier(
+                role=self.tier.role if role is None else role,  # type: ignore[arg-type]
+                secret=self.tier.secret if fleet_secret is None else fleet_secret,
+            )
         if listen is not None:
             changes["listen"] = ListenAddress.parse(listen)
         if admin_listen is not None:

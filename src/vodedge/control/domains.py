@@ -77,16 +77,16 @@ def parse_sources(text: str) -> tuple[Source, ...]:
         if unknown:
             raise _malformed(f"unknown key {shown(unknown[0])}")
         kind = item.get("type")
-        if kind not in ("ipaddr", "domain", "oss"):
+        if kind not in ("ipaddr", "domain", "oss", "vodedge"):
             raise ApiError(
                 400,
                 "InvalidSourceType.Malformed",
-                f"Specified SourceType {shown(kind)} is malformed: ipaddr, domain or oss.",
+                f"Specified SourceType {shown(kind)} is malformed: ipaddr, domain, oss or vodedge.",
             )
         content = item.get("content")
         if not isinstance(content, str) or not content:
             raise _malformed("each origin needs a content (an IP address or a domain name)")
-        if kind == "ipaddr":
+        if kind == "ipaddr" or (kind == "vodedge" and _is_ip(content)):
             try:
                 content = ipaddress.ip_address(content.strip("[]")).compressed
             except ValueError:
@@ -108,11 +108,27 @@ def parse_sources(text: str) -> tuple[Source, ...]:
     return tuple(sources)
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def origin_of(source: Source) -> OriginSpec:
     """The edge's origin for a stored source (port 443 is HTTPS, as the API says)."""
     if source.type == "dir":
         return OriginSpec.from_directory(source.content, priority=source.priority)
     scheme: Literal["http", "https"] = "https" if source.port == 443 else "http"
+    if source.type == "vodedge":  # a parent node: it gets the client's Host and path
+        return OriginSpec(
+            kind="vodedge",
+            scheme=scheme,
+            host=source.content,
+            port=source.port,
+            priority=source.priority,
+        )
     # An OSS bucket answers only to its own name: it is the back-to-origin Host.
     host_header = source.host_header or (source.content if source.type == "oss" else None)
     return OriginSpec(
@@ -130,11 +146,9 @@ def source_of(origin: OriginSpec) -> Source:
     """A stored source for one of a TOML file's origins (nothing of it lost)."""
     if origin.kind == "dir":
         return Source("dir", str(origin.directory), 0, origin.priority, 10)
-    try:
-        ipaddress.ip_address(origin.host)
-        kind: SourceType = "ipaddr"
-    except ValueError:
-        kind = "domain"
+    kind: SourceType = "ipaddr" if _is_ip(origin.host) else "domain"
+    if origin.kind == "vodedge":
+        kind = "vodedge"
     if (origin.scheme == "https") != (origin.port == 443):
         # The API's only scheme rule is the port; say so rather than change the origin.
         raise ConfigError(

@@ -19,7 +19,8 @@ from vodedge.config import Function
 DomainStatus = Literal["online", "offline"]
 TaskKind = Literal["file", "directory", "regex", "preload"]
 TaskStatus = Literal["Refreshing", "Complete", "Failed"]
-SourceType = Literal["ipaddr", "domain", "oss", "dir"]
+# `vodedge` (a parent node, by IP or name) and `dir` are vodedge's own.
+SourceType = Literal["ipaddr", "domain", "oss", "dir", "vodedge"]
 
 
 class StoreError(Exception):

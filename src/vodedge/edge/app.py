@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from vodedge.edge.deliver import SEND_TIMEOUT, deliver
 from vodedge.edge.indexes import IndexMemo
 from vodedge.edge.observe import exchange_of, observe
 from vodedge.edge.origin import OriginError
+from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
 from vodedge.edge.passthrough import no_room, uncached_output
 from vodedge.edge.plan import PlanMemo, Planner, plan_output
 from vodedge.edge.refusal import Refusal
@@ -62,8 +64,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     domain = resolved.domain
     exchange.domain, exchange.function = domain.name, resolved.function
     origins = edge.origins.origin_set(
-        domain, resolved.host, resolved.raw_path, resolved.origin_query
+        domain, resolved.host, resolved.raw_path, resolved.origin_query, _parents(edge, resolved)
     )
+    if resolved.source is not None:
+        drop_if_purged(edge.cache, resolved.key, resolved.source)
     try:
         how, body = await edge.cache.get(resolved.key, origins, rule=resolved.ttl_rule)
     except OriginStatus as exc:
@@ -86,7 +90,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     metrics.CACHE_LOOKUPS.labels(domain.name, how).inc()
     exchange.cache = how
     rule = resolved.ttl_rule
-    if rule is not None and rule.follow_to_client:
+    if resolved.source is not None:
+        meta = body.meta
+        request["cache_control"] = source_cache_control(
+            meta.stored_at, meta.expires_at, time.time()
+        )
+    elif rule is not None and rule.follow_to_client:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)
         request["cache_control"] = f"max-age={remaining}"
@@ -105,6 +114,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
         raise Refusal(exc.status, exc.code, exc.message) from None
     finally:
         body.close()
+
+
+def _parents(edge: Edge, resolved: Resolved) -> ParentAccess | None:
+    """How this request may ask the domain's parents: not at all on a parent node or
+    for a child's source request (no loops), else signed with the fleet's secret."""
+    tier = edge.config.tier
+    if tier.role == "parent" or resolved.source is not None:
+        return None
+    return ParentAccess(tier.secret, partial(edge.cache.index.last_purge, resolved.key))
 
 
 async def _bypass(

@@ -188,6 +188,15 @@ class CacheIndex:
         ).fetchone()
         return row is not None
 
+    def last_purge(self, key: str) -> float | None:
+        """When the latest remembered purge covering `key` happened, if any."""
+        row = self._db.execute(
+            "SELECT max(at) FROM purges WHERE key = ? OR (prefix = 1 AND"
+            " substr(?, 1, length(key)) = key)",
+            (key, key),
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def total_size(self) -> int:
         """Disk space of all stored objects: their allocated blocks (the length for rows
         written before blocks were counted)."""

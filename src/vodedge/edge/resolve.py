@@ -12,6 +12,13 @@ from aiohttp import web
 
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
 from vodedge.config.urlauth import AuthDenied, Authorized, verify
+from vodedge.edge.parent_tier import (
+    DENIED,
+    SOURCE_HEADER,
+    SourceDenied,
+    SourceRequest,
+    verify_source,
+)
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.target import BadTarget, normalize_path, read_target
 from vodedge.edge.tls import scheme_answer
@@ -57,6 +64,8 @@ class Resolved:
     ttl_rule: TtlRule | None
     # limit_rate for this request: bytes per second after the free prefix, or None.
     rate: tuple[int, int] | None
+    # A child edge's signed request for source bytes (parent_tier), None for a client's.
+    source: SourceRequest | None = None
 
     @property
     def function(self) -> str:
@@ -77,9 +86,12 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         raise Refusal(403, "unknown_host", "this node serves no such domain")
     name = domain.name
     _refuse_repeated(request, name)
-    answer = scheme_answer(
-        domain, config, secure=request.secure, host=host, path_qs=request.rel_url.raw_path_qs
-    )
+    source = _source_request(request, config, host, name)
+    answer = None
+    if source is None:  # an edge's request: the edge answered the client's scheme
+        answer = scheme_answer(
+            domain, config, secure=request.secure, host=host, path_qs=request.rel_url.raw_path_qs
+        )
     if answer is not None:
         if answer.location is not None:
             raise Refusal.redirect(answer.location, answer.status, domain=name)
@@ -95,6 +107,8 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
     path = target.path
     if _bad_path(path):
         raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
+    if source is not None:
+        return _source_resolved(domain, host, target.raw_path, request.query, source)
     refused = _ip_refusal(domain, request)
     if refused is not None:
         raise Refusal(refused, "ip_denied", "your address may not fetch this", domain=name)
@@ -141,6 +155,41 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
     )
 
 
+def _source_request(
+    request: web.Request, config: NodeConfig, host: str, domain: str
+) -> SourceRequest | None:
+    """The child edge's source request this is, None for a client's; Refusal when its
+    signature does not verify (a client can gain nothing by sending the header)."""
+    values = request.headers.getall(SOURCE_HEADER, ())
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Refusal(400, "repeated_header", f"{SOURCE_HEADER} may appear once", domain=domain)
+    try:
+        return verify_source(config.tier.secret, host, request.raw_path, values[0], time.time())
+    except SourceDenied as exc:
+        raise Refusal(403, DENIED, str(exc), domain=domain) from None
+
+
+def _source_resolved(
+    domain: Domain, host: str, raw_path: str, query: Mapping[str, str], source: SourceRequest
+) -> Resolved:
+    """An edge's source request: the plain object, whatever arguments its URL carries."""
+    return Resolved(
+        domain=domain,
+        host=host,
+        path=unquote(raw_path, errors="replace"),
+        raw_path=raw_path,
+        query=query,
+        transform=None,
+        key=cache_key(domain, host, raw_path, query),
+        origin_query=urlencode(domain.origin_args(query)),
+        ttl_rule=domain.ttl_rule_for(unquote(raw_path, errors="replace")),
+        rate=None,
+        source=source,
+    )
+
+
 def cache_key(domain: Domain, host: str, raw_path: str, query: Mapping[str, str]) -> str:
     """The cache key of a request: domain, path as sent (so %3F is not a query) and the
     kept query arguments.
@@ -152,7 +201,7 @@ def cache_key(domain: Domain, host: str, raw_path: str, query: Mapping[str, str]
     if (
         "*" in owner
         and domain.origin_host is None
-        and any(spec.kind == "http" and not spec.host_header for spec in domain.origins)
+        and any(spec.kind != "dir" and not spec.host_header for spec in domain.origins)
     ):
         owner = normalize_host(host) or owner
     args = domain.cache_key_args(query)

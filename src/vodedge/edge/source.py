@@ -22,6 +22,7 @@ from vodedge.edge.cache import Body
 from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.cache_store import try_lock
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
+from vodedge.edge.parent_tier import ParentAccess, ParentSource
 
 # Reads this far past what a fill has written go to the origin as ranged requests
 # (a tail moov), instead of waiting for the fill to get there.
@@ -51,13 +52,30 @@ class OriginPool:
         self.limits = limits or NodeLimits()
         self._clients: dict[tuple[str, str], Origin] = {}
 
-    def origin_set(self, domain: Domain, host: str, path: str, query: str) -> OriginSet:
-        """Where `path?query` of `domain` is fetched from, for a client that asked `host`."""
+    def origin_set(
+        self,
+        domain: Domain,
+        host: str,
+        path: str,
+        query: str,
+        parents: ParentAccess | None = None,
+    ) -> OriginSet:
+        """Where `path?query` of `domain` is fetched from, for a client that asked `host`.
+
+        Origins of kind vodedge (parents) are asked as `parents` says, with the client's
+        Host; without `parents` (a parent node, or a child's source request) they are
+        left out.
+        """
         origins: list[tuple[Origin, str]] = []
         for spec in sorted(domain.origins, key=lambda s: s.priority):
+            if spec.kind == "vodedge" and parents is None:
+                continue
             key = (domain.name, repr(spec))
             if key not in self._clients:
                 self._clients[key] = origin_of(spec, self.limits)
+            if spec.kind == "vodedge" and parents is not None:
+                origins.append((ParentSource(self._clients[key], parents), host))
+                continue
             origins.append((self._clients[key], domain.origin_host_for(spec, host)))
         return OriginSet(origins, path, query, domain.name)
 
@@ -79,7 +97,7 @@ class OriginSet:
         self.domain = domain
 
     async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
-        last: OriginError | None = None
+        last = OriginError(502, "no_origin", "the domain has no origin this node fetches from")
         for origin, host in self.origins:
             started = time.monotonic()
             try:
@@ -91,7 +109,6 @@ class OriginSet:
                 continue
             metrics.ORIGIN_SECONDS.labels(self.domain).observe(time.monotonic() - started)
             return response
-        assert last is not None
         raise last
 
     async def open_range(self, start: int, end: int, meta: ObjectMeta) -> OriginResponse:
