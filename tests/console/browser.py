@@ -74,10 +74,19 @@ class Browser:
         found = self.by_text("label", label)
         return self.driver.find_element(By.ID, str(found.get_attribute("for")))
 
-    def screenshot(self, name: str) -> Path:
-        """Save the page as NAME.png in the screenshot directory."""
+    def screenshot(self, name: str, *, whole: bool = False) -> Path:
+        """Save the page as NAME.png in the screenshot directory (`whole`: all of its
+        height, not only the window's)."""
         path = self.shots / f"{re.sub(r'[^A-Za-z0-9_.-]', '-', name)}.png"
-        self.driver.save_screenshot(str(path))
+        size = self.driver.get_window_size()
+        if whole:
+            height = int(self.driver.execute_script("return document.body.scrollHeight"))
+            self.driver.set_window_size(size["width"], min(height + 160, 6000))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            if whole:
+                self.driver.set_window_size(size["width"], size["height"])
         return path
 
     def open_console(self, base: str) -> None:

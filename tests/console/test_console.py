@@ -320,9 +320,9 @@ def test_access_control_blocks_an_ip_and_removing_the_rule_serves_it_again(
     browser.by_text("a", "Basic").click()
     browser.by_text("h3", "Back-to-origin Host")
     origins = browser.wait(By.XPATH, "//section[@id='card-origins']//li").text
-    browser.type_into(browser.labelled("Origin"), "not an origin!")
-    browser.by_text("button", "Save Origin").click()
-    browser.wait_text(By.ID, "error-origin-content", "Sources")
+    browser.type_into(browser.driver.find_element(By.ID, "origin-1-content"), "not an origin!")
+    browser.by_text("button", "Save Origins").click()
+    browser.wait_text(By.ID, "error-origin-1-content", "Sources")
     shown = browser.driver.find_element(By.XPATH, "//section[@id='card-origins']//li").text
     assert shown == origins  # a refused change leaves the origins as they were
     browser.screenshot("domain-basic")

@@ -126,7 +126,11 @@ def start_node(work: Path, config: str | None = None, **options: Any) -> Vodedge
     """A started node (the caller stops it) with the test keys, file and environment."""
     origin = work / "origin"
     origin.mkdir(parents=True, exist_ok=True)
-    env = {"VODEDGE_ACCESS_KEY_ID": ENV.id, "VODEDGE_ACCESS_KEY_SECRET": ENV.secret}
+    env = {
+        "VODEDGE_ACCESS_KEY_ID": ENV.id,
+        "VODEDGE_ACCESS_KEY_SECRET": ENV.secret,
+        **options.pop("env", {}),
+    }
     server = Vodedge(work, config or node_toml(origin), env=env, **options)
     server.start()
     return server

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from vodedge.config.errors import INVALID_PARAMETER, ConfigError
 
 from .store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 MINUTE = 60
 HOUR = 3600
@@ -284,7 +290,27 @@ def sample_seconds(text: str | None) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise ValueError(f"{SAMPLE_SECONDS_ENV} must be a number of seconds") from None
+        seconds = -1.0
     if not 0.05 <= seconds <= 3600:
-        raise ValueError(f"{SAMPLE_SECONDS_ENV} must be from 0.05 to 3600 seconds")
+        raise ConfigError(
+            INVALID_PARAMETER, f"{SAMPLE_SECONDS_ENV} must be seconds in [0.05, 3600]"
+        )
     return seconds
+
+
+def sampling(
+    store: UsageStore, metrics_dir: Path, seconds: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """An aiohttp cleanup context sampling the counters in `metrics_dir` into `store`
+    while the admin listener runs (once more as it stops), then closing the store."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        sampler = Sampler(store, functools.partial(prometheus_totals, metrics_dir))
+        task = asyncio.create_task(sampler.run(seconds))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        store.close()
+
+    return run

@@ -64,6 +64,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             response = refusal.response()
         # A client that went away mid-body is logged as nginx does, with what it got.
         status = 499 if exchange.aborted == "client_gone" else response.status
+        if (
+            not exchange.sent
+            and isinstance(response, web.Response)
+            and isinstance(response.body, bytes)
+            and request.method != "HEAD"
+        ):
+            exchange.sent = len(response.body)  # an error page is served bytes too
         return response
     except (ConnectionError, asyncio.CancelledError):
         status = 499  # the client went away

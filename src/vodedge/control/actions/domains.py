@@ -149,7 +149,7 @@ async def describe_cdn_domain_detail(context: Context, call: Call) -> JsonObject
         "GetDomainDetailModel": {
             "DomainName": record.name,
             "CdnType": record.cdn_type,
-            "Cname": "",
+            "Cname": context.cname,
             "HttpsCname": "",
             "Description": record.description,
             "DomainStatus": record.status,
@@ -227,7 +227,7 @@ async def describe_user_domains(context: Context, call: Call) -> JsonObject:
                     "DomainName": r.name,
                     "DomainId": r.domain_id,
                     "CdnType": r.cdn_type,
-                    "Cname": "",
+                    "Cname": context.cname,
                     "Coverage": r.scope,
                     "Description": r.description,
                     "DomainStatus": r.status,

@@ -23,6 +23,7 @@ class Context:
 
     store: ControlStore
     usage: UsageStore | None = None
+    cname: str = ""  # every domain's Cname: where the node serves (see node_address)
 
     async def run(self, function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a (blocking) store call off the event loop."""
@@ -56,9 +57,11 @@ def action(name: str, *, writes: bool) -> Callable[[Handler], Handler]:
     return register
 
 
-def make_dispatch(store: ControlStore, usage: UsageStore | None = None) -> Dispatch:
+def make_dispatch(
+    store: ControlStore, usage: UsageStore | None = None, cname: str = ""
+) -> Dispatch:
     """The Dispatch over `store`: finds the action, checks the caller may write, runs it."""
-    context = Context(store, usage)
+    context = Context(store, usage, cname)
 
     async def dispatch(call: Call) -> JsonObject:
         spec = REGISTRY.get(call.action)

@@ -102,7 +102,8 @@ function shell(current, ...content) {
       h("nav", { class: "side", "aria-label": "Console" },
         h("h2", {}, "CDN"),
         h("ul", {}, link("#/domains", "Domain Names", "domains"),
-          link("#/refresh", "Refresh and Prefetch", "refresh"))),
+          link("#/refresh", "Refresh and Prefetch", "refresh"),
+          link("#/usage", "Usage", "usage"))),
       h("main", { id: "content" }, ...content)));
 }
 
@@ -178,14 +179,14 @@ let listDomains = async () => {};
 
 async function showDomains() {
   document.title = "Domain Names - vodedge console";
-  const body = h("tbody", {}, h("tr", {}, h("td", { colspan: "5" }, "Loading…")));
+  const body = h("tbody", {}, h("tr", {}, h("td", { colspan: "6" }, "Loading…")));
   const content = h("div", {});
   shell("domains", h("h1", {}, "Domain Names"), content);
   const problem = h("p", { class: "error", id: "error-domains", role: "alert" });
   content.append(addDomainCard(), problem,
     h("table", {},
       h("caption", {}, "The domains this node serves"),
-      h("thead", {}, h("tr", {}, ["Domain Name", "Status", "Origins", "Created", "Actions"]
+      h("thead", {}, h("tr", {}, ["Domain Name", "CNAME (node address)", "Status", "Origins", "Created", "Actions"]
         .map((text) => h("th", { scope: "col" }, text)))),
       body));
   listDomains = async () => {
@@ -193,12 +194,12 @@ async function showDomains() {
     try {
       answer = await call("DescribeUserDomains", { PageSize: "500" });
     } catch (error) {
-      if (error.status !== 401) body.replaceChildren(h("tr", {}, h("td", { colspan: "5", class: "error", role: "alert" }, failureText(error))));
+      if (error.status !== 401) body.replaceChildren(h("tr", {}, h("td", { colspan: "6", class: "error", role: "alert" }, failureText(error))));
       return;
     }
     const domains = answer.Domains.PageData;
     if (!domains.length) {
-      body.replaceChildren(h("tr", {}, h("td", { colspan: "5" }, "No domain yet.")));
+      body.replaceChildren(h("tr", {}, h("td", { colspan: "6" }, "No domain yet.")));
       return;
     }
     body.replaceChildren(...domains.map((d) => domainRow(d, problem)));
@@ -237,6 +238,7 @@ function domainRow(d, problem) {
   normal();
   return h("tr", {},
     h("th", { scope: "row" }, name),
+    h("td", { class: "cname" }, h("code", {}, d.Cname || "-")),
     h("td", { class: `status-${d.DomainStatus}` }, d.DomainStatus),
     h("td", {}, d.Sources.Source.map((s) => h("div", {}, `${s.Content}${s.Port ? ":" + s.Port : ""} (${s.Type})`))),
     h("td", {}, h("time", { datetime: d.GmtCreated }, d.GmtCreated)),
@@ -366,9 +368,18 @@ const PAGES = {
         { arg: "refer_domain_allow_list", label: "Allowed referers", required: true },
         { arg: "allow_empty", label: "Allow an empty Referer", kind: "onoff", default: "off" },
       ] },
+    { name: "referer_black_list_set", title: "Referer Deny List", switch: false,
+      help: "Requests from these referers (comma-separated) are refused (an allow list and a deny list exclude each other).",
+      fields: [
+        { arg: "refer_domain_deny_list", label: "Denied referers", required: true },
+        { arg: "allow_empty", label: "Allow an empty Referer", kind: "onoff", default: "on" },
+      ] },
     { name: "ip_black_list_set", title: "IP Block List", switch: false,
       help: "Requests from these addresses or networks (comma-separated) are refused.",
       fields: [{ arg: "ip_list", label: "Blocked IP addresses", required: true }] },
+    { name: "ip_white_list_set", title: "IP Allow List", switch: false,
+      help: "Only requests from these addresses or networks (comma-separated) are served (excludes the block list).",
+      fields: [{ arg: "ip_list", label: "Allowed IP addresses", required: true }] },
     { name: "aliauth", title: "URL Signing", switch: false,
       help: "Requests must carry a signature made with one of these keys.",
       fields: [
@@ -376,12 +387,24 @@ const PAGES = {
         { arg: "auth_key1", label: "Primary key" },
         { arg: "auth_key2", label: "Secondary key" },
         { arg: "ali_auth_delta", label: "Validity (seconds)", default: "1800" },
+        { arg: "sign_param", label: "Signature parameter (type F)", default: "sign" },
+        { arg: "time_param", label: "Time parameter (type F)", default: "time" },
       ] },
   ] },
   cache: { title: "Cache", ttlRules: true, functions: [
     { name: "set_hashkey_args", title: "Cache Key Parameters", switch: false,
       help: "Only these query parameters (comma-separated) are kept in the cache key.",
-      fields: [{ arg: "hashkey_args", label: "Kept parameters" }] },
+      fields: [
+        { arg: "hashkey_args", label: "Kept parameters" },
+        { arg: "disable", label: "Ignore all parameters", kind: "onoff", default: "off" },
+        { arg: "keep_oss_args", label: "Send every parameter to the origin", kind: "onoff", default: "off" },
+      ] },
+    { name: "ali_remove_args", title: "Removed Parameters", switch: false,
+      help: "These query parameters (space-separated) are left out of the cache key and the origin request (kept and removed parameters exclude each other).",
+      fields: [
+        { arg: "ali_remove_args", label: "Removed parameters", required: true },
+        { arg: "keep_oss_args", label: "Send them to the origin anyway", kind: "onoff", default: "off" },
+      ] },
   ] },
   https: { title: "HTTPS", certificate: true, functions: [
     { name: "https_force", title: "Force HTTPS",
@@ -391,6 +414,12 @@ const PAGES = {
 };
 
 const TTL_KINDS = { path_based_ttl_set: ["Directory", "path"], filetype_based_ttl_set: ["File type", "file_type"] };
+const TTL_OPTIONS = [
+  ["swift_origin_cache_high", "Origin cache headers first"],
+  ["swift_no_cache_low", "Cache despite no-cache from the origin"],
+  ["swift_follow_cachetime", "Clients keep it as long as the node does"],
+  ["force_revalidate", "Revalidate every time (TTL 0)"],
+];
 
 // The TTL rules (repeatable): the list with Remove on each, and a form adding one.
 function ttlCard(domain, configs) {
@@ -402,19 +431,23 @@ function ttlCard(domain, configs) {
     Object.entries(TTL_KINDS).map(([name, [label]]) => h("option", { value: name }, label)));
   const [valueRow, value, valueBox] = textField("ttl-value", "Directory or file types", { placeholder: "/videos or mp4,flv" });
   const [ttlRow, ttl, ttlBox] = textField("ttl-seconds", "TTL (seconds)", { inputmode: "numeric" });
+  const [weightRow, weight, weightBox] = textField("ttl-weight", "Weight (1-99, higher wins)", { inputmode: "numeric", value: "1" });
+  const options = TTL_OPTIONS.map(([arg, label]) => [arg, label, h("input", { type: "checkbox", id: `ttl-${arg}`, disabled: readOnly })]);
   const fields = { path: { input: value, box: valueBox }, file_type: { input: value, box: valueBox },
-    ttl: { input: ttl, box: ttlBox } };
+    ttl: { input: ttl, box: ttlBox }, weight: { input: weight, box: weightBox } };
   const rows = (list) => body.replaceChildren(...(list.length ? list.map((c) => {
     const args = Object.fromEntries(c.FunctionArgs.FunctionArg.map((a) => [a.ArgName, a.ArgValue]));
     const [label, arg] = TTL_KINDS[c.FunctionName];
+    const chosen = TTL_OPTIONS.filter(([name]) => args[name] === "on").map(([, text]) => text);
     return h("tr", {}, h("td", {}, label), h("th", { scope: "row" }, args[arg]), h("td", {}, args.ttl),
+      h("td", {}, args.weight || "1"), h("td", {}, chosen.length ? chosen.join("; ") : "-"),
       h("td", {}, h("button", { type: "button", disabled: readOnly, "aria-label": `Remove ${args[arg]}`,
         onclick: async () => {
           try { await call("DeleteSpecificConfig", { DomainName: domain, ConfigId: c.ConfigId }); }
           catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
           await reload();
         } }, "Remove")));
-  }) : [h("tr", {}, h("td", { colspan: "4" }, "No TTL rule: the origin's headers decide."))]));
+  }) : [h("tr", {}, h("td", { colspan: "6" }, "No TTL rule: the origin's headers decide."))]));
   const reload = async () => {
     let answer;
     try {
@@ -426,63 +459,142 @@ function ttlCard(domain, configs) {
   const form = h("form", { "aria-labelledby": "title-ttl", onsubmit: async (event) => {
     event.preventDefault();
     status.textContent = "";
-    const args = [{ argName: TTL_KINDS[kind.value][1], argValue: value.value.trim() }, { argName: "ttl", argValue: ttl.value.trim() }];
+    const args = [{ argName: TTL_KINDS[kind.value][1], argValue: value.value.trim() }, { argName: "ttl", argValue: ttl.value.trim() },
+      { argName: "weight", argValue: weight.value.trim() },
+      ...options.map(([arg, , box]) => ({ argName: arg, argValue: box.checked ? "on" : "off" }))];
     try {
       await call("BatchSetCdnDomainConfig", { DomainNames: domain,
         Functions: JSON.stringify([{ functionName: kind.value, functionArgs: args }]) });
     } catch (error) { if (error.status !== 401) placeError(error, fields, problem); return; }
     placeError(null, fields, problem);
     status.textContent = "Added.";
-    value.value = ""; ttl.value = "";
+    value.value = ""; ttl.value = ""; weight.value = "1";
+    for (const [, , box] of options) box.checked = false;
     await reload();
   } },
     h("div", { class: "row" }, h("label", { class: "field", for: "ttl-kind" }, "Rule for"), kind),
-    valueRow, ttlRow,
+    valueRow, ttlRow, weightRow,
+    h("fieldset", { class: "row" }, h("legend", {}, "Options"),
+      options.map(([arg, label, box]) => h("label", { for: `ttl-${arg}` }, box, ` ${label}`))),
     h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: readOnly }, "Add TTL Rule"), status, problem));
   return h("section", { class: "card", id: "card-ttl" },
     h("h3", { id: "title-ttl" }, "TTL Rules"),
     h("p", { class: "help" }, "How long objects are cached, by directory or by file type."),
     h("table", {}, h("caption", {}, "The domain's TTL rules"),
-      h("thead", {}, h("tr", {}, ["Rule for", "Directory or file types", "TTL (seconds)", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Rule for", "Directory or file types", "TTL (seconds)", "Weight", "Options", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
       body),
     form);
 }
 
-// The domain's origin servers: shown, and replaced by one (ModifyCdnDomain).
+// The domain's origin servers: each a row (address, port, priority, weight), rows added
+// and removed, all saved at once (ModifyCdnDomain); the API's error goes beside the field
+// of the row it names.
+const PRIORITIES = [["20", "Primary"], ["30", "Backup"]];
+
 async function originsCard(domain) {
   const readOnly = state.session.ReadOnly;
   const list = h("ul", { class: "origins" });
+  const rowsBox = h("div", { class: "origin-rows" });
   const general = h("p", { class: "error", id: "error-origins", role: "alert" });
   const status = h("span", { class: "saved", role: "status", "aria-live": "polite" });
-  const [originRow, origin, originBox] = textField("origin-content", "Origin", { placeholder: "10.0.0.5 or origin.example.com" });
-  const [portRow, port, portBox] = textField("origin-port", "Port", { value: "80", inputmode: "numeric" });
-  const fields = { Sources: { input: origin, box: originBox }, port: { input: port, box: portBox } };
+  let rows = [];
+  const field = (row, key, label, input) => {
+    const id = `origin-${row.n}-${key}`;
+    const box = h("p", { class: "error", id: `error-${id}`, role: "alert" });
+    input.id = id;
+    input.setAttribute("aria-describedby", `error-${id}`);
+    if (readOnly) input.disabled = true;
+    row[key] = { input, box };
+    return h("div", { class: "cell" }, h("label", { for: id }, label), input, box);
+  };
+  const renumber = () => rows.forEach((row, i) => { row.legend.textContent = `Origin ${i + 1}`; });
+  const addRow = (source) => {
+    const row = { n: rows.length ? Math.max(...rows.map((r) => r.n)) + 1 : 1 };
+    const content = h("input", { type: "text", spellcheck: "false", value: source.Content || "",
+      placeholder: "10.0.0.5 or origin.example.com" });
+    const port = h("input", { type: "text", inputmode: "numeric", size: "6", value: String(source.Port || 80) });
+    const priority = h("select", {}, PRIORITIES.map(([value, text]) =>
+      h("option", { value, selected: String(source.Priority || "20") === value }, text)));
+    const weight = h("input", { type: "text", inputmode: "numeric", size: "4", value: String(source.Weight || 10) });
+    row.legend = h("legend", {}, "Origin");
+    row.element = h("fieldset", { class: "origin-row" }, row.legend,
+      field(row, "content", "Address", content), field(row, "port", "Port", port),
+      field(row, "priority", "Priority", priority), field(row, "weight", "Weight", weight),
+      h("button", { type: "button", disabled: readOnly, onclick: () => {
+        rows = rows.filter((r) => r !== row);
+        row.element.remove();
+        renumber();
+        (rows[0] ? rows[0].content.input : addButton).focus();
+      } }, "Remove"));
+    rows.push(row);
+    rowsBox.append(row.element);
+    renumber();
+    return row;
+  };
+  const addButton = h("button", { type: "button", disabled: readOnly, onclick: () => addRow({}).content.input.focus() }, "Add Origin");
+  const clear = () => {
+    general.textContent = "";
+    for (const row of rows) for (const key of ["content", "port", "priority", "weight"]) {
+      row[key].box.textContent = ""; row[key].input.removeAttribute("aria-invalid");
+    }
+  };
+  // The field an error is about: the key it names (port, priority, weight) in the row
+  // whose value it quotes, else the address it quotes; else the list as a whole.
+  const fieldOf = (message) => {
+    const got = (message.match(/got (.*)$/) || [])[1] || "";
+    for (const key of ["port", "priority", "weight"]) {
+      if (names(message, key)) return (rows.find((r) => got.includes(r[key].input.value)) || rows[0])[key];
+    }
+    const row = rows.find((r) => r.content.input.value.trim() && message.includes(r.content.input.value.trim()));
+    return row ? row.content : null;
+  };
   const show = async () => {
     let answer;
     try {
       answer = await call("DescribeCdnDomainDetail", { DomainName: domain });
     } catch (error) { if (error.status !== 401) general.textContent = failureText(error); return; }
     const sources = answer.GetDomainDetailModel.SourceModels.SourceModel;
-    list.replaceChildren(...sources.map((s) => h("li", {}, `${s.Content}${s.Port ? ":" + s.Port : ""} (${s.Type}, priority ${s.Priority})`)));
+    list.replaceChildren(...sources.map((s) => h("li", {},
+      `${s.Content}${s.Port ? ":" + s.Port : ""} (${s.Type}, ${s.Priority === "20" ? "primary" : s.Priority === "30" ? "backup" : "priority " + s.Priority}, weight ${s.Weight})`)));
+    rows = [];
+    rowsBox.replaceChildren();
+    for (const source of sources) addRow(source);
+    if (!sources.length) addRow({});
   };
   const form = h("form", { "aria-labelledby": "title-origins", onsubmit: async (event) => {
     event.preventDefault();
+    clear();
     status.textContent = "";
-    const isIp = /^[0-9.]+$|:/.test(origin.value.trim());
-    const sources = [{ content: origin.value.trim(), type: isIp ? "ipaddr" : "domain", port: Number(port.value) || port.value }];
+    const number = (text) => (/^[0-9]+$/.test(text.trim()) ? Number(text.trim()) : text.trim());
+    const sources = rows.map((r) => {
+      const content = r.content.input.value.trim();
+      return { content, type: /^[0-9.]+$|:/.test(content) ? "ipaddr" : "domain", port: number(r.port.input.value),
+        priority: r.priority.input.value, weight: number(r.weight.input.value) };
+    });
     try {
       await call("ModifyCdnDomain", { DomainName: domain, Sources: JSON.stringify(sources) });
-    } catch (error) { if (error.status !== 401) placeError(error, fields, general); return; }
-    placeError(null, fields, general);
+    } catch (error) {
+      if (error.status === 401) return;
+      const target = rows.length ? fieldOf(error.message) : null;
+      if (target) {
+        target.box.textContent = failureText(error);
+        target.input.setAttribute("aria-invalid", "true");
+        target.input.focus();
+      } else {
+        general.textContent = failureText(error);
+      }
+      return;
+    }
     status.textContent = "Saved.";
     await show();
   } },
-    originRow, portRow,
-    h("div", { class: "row" }, h("button", { type: "submit", class: "primary", disabled: readOnly }, "Save Origin"), status, general));
+    rowsBox,
+    h("div", { class: "row" }, addButton,
+      h("button", { type: "submit", class: "primary", disabled: readOnly }, "Save Origins"), status, general));
   await show();
   return h("section", { class: "card", id: "card-origins" },
     h("h3", { id: "title-origins" }, "Origins"),
-    h("p", { class: "help" }, "Where this domain's files are fetched from. Saving replaces them with the one below."),
+    h("p", { class: "help" }, "Where this domain's files are fetched from: primary origins first, backups when they fail; weights are kept with them."),
     list, form);
 }
 
@@ -653,11 +765,150 @@ async function showRefresh() {
   await listTasks(20);
 }
 
+// --- Usage: the node's (or fleet's) counters per domain, as charts with table twins ---
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
+  for (const child of children.flat()) if (child !== null && child !== undefined) el.append(child);
+  return el;
+}
+
+const PERIODS = {
+  hour: { label: "Last hour", seconds: 3600, interval: 60, per: "minute" },
+  day: { label: "Last day", seconds: 86400, interval: 300, per: "5 minutes" },
+};
+const FUNCTION_SERIES = [
+  { key: "PlainRequests", label: "Plain", cls: "plain" },
+  { key: "AudioOnlyRequests", label: "Audio only", cls: "audio" },
+  { key: "AudioSeekRequests", label: "Audio + seek", cls: "audioseek" },
+  { key: "SeekRequests", label: "Seek", cls: "seek" },
+  { key: "PreviewRequests", label: "Preview", cls: "preview" },
+];
+
+function bytesText(n) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = n, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${n} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+const countText = (n) => String(n);
+const ratioText = (hits, lookups) => lookups ? `${(100 * hits / lookups).toFixed(1)}%` : "–";
+const clock = (stamp) => stamp.slice(11, 16);
+const utcTime = (date) => date.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+// A bar chart of `points` (stacked `series`), with a summary for screen readers and
+// the same numbers as a table.
+function barChart(id, title, points, series, format, period, max, overall) {
+  const width = 760, height = 170, left = 76, bottom = 22, top = 8;
+  const totals = points.map((p) => series.reduce((sum, s) => sum + (p[s.key] || 0), 0));
+  const peak = Math.max(0, ...totals.filter((t) => t !== null));
+  const scale = max || peak || 1;
+  const slot = (width - left) / Math.max(points.length, 1);
+  const bars = points.map((p, i) => {
+    let y = height - bottom;
+    const parts = series.map((s) => {
+      const value = p[s.key] || 0;
+      const h = (value / scale) * (height - bottom - top);
+      y -= h;
+      return value > 0 ? svg("rect", { x: (left + i * slot).toFixed(1), y: y.toFixed(1),
+        width: Math.max(slot - 1, 1).toFixed(1), height: Math.max(h, 0.5).toFixed(1), class: `bar-${s.cls}` }) : null;
+    });
+    const tip = `${clock(p.TimeStamp)} UTC: ` + series.map((s) => `${s.label} ${format(p[s.key] || 0)}`).join(", ");
+    return svg("g", {}, svg("title", {}, tip), ...parts);
+  });
+  const whole = totals.reduce((a, b) => a + b, 0);
+  const peakAt = points[totals.indexOf(peak)];
+  const summary = points.length
+    ? `${title}, ${period.label.toLowerCase()}, per ${period.per}: ${overall || `total ${format(whole)}`}, peak ${format(peak)}` +
+      (peak > 0 && peakAt ? ` at ${clock(peakAt.TimeStamp)} UTC` : "")
+    : `${title}: no data`;
+  const axis = [
+    svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+    svg("text", { x: left - 6, y: top + 10, "text-anchor": "end", class: "tick" }, format(scale)),
+    svg("text", { x: left - 6, y: height - bottom, "text-anchor": "end", class: "tick" }, format(0)),
+  ];
+  if (points.length) {
+    const ends = [[0, "start"], [Math.floor(points.length / 2), "middle"], [points.length - 1, "end"]];
+    for (const [i, anchor] of ends) {
+      const x = anchor === "start" ? left + i * slot : anchor === "end" ? left + (i + 1) * slot : left + (i + 0.5) * slot;
+      axis.push(svg("text", { x: x.toFixed(1), y: height - 6, "text-anchor": anchor, class: "tick" }, clock(points[i].TimeStamp)));
+    }
+  }
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": `${id}-summary`,
+    class: "chart", id: `${id}-chart` }, ...axis, ...bars);
+  const legend = series.length > 1 ? h("ul", { class: "legend", "aria-hidden": "true" },
+    series.map((s) => h("li", {}, h("span", { class: `swatch bar-${s.cls}` }), s.label))) : null;
+  const rows = points.filter((p, i) => totals[i] > 0).map((p) => h("tr", {},
+    h("th", { scope: "row" }, h("time", { datetime: p.TimeStamp }, `${clock(p.TimeStamp)} UTC`)),
+    series.map((s) => h("td", {}, format(p[s.key] || 0)))));
+  return h("figure", { class: "card chart-card", id },
+    h("figcaption", {}, h("h3", {}, title), h("p", { class: "help", id: `${id}-summary` }, summary)),
+    chart, legend,
+    h("details", {}, h("summary", {}, `${title}: the numbers`),
+      h("table", {}, h("caption", {}, `${title} per ${period.per} (intervals with none are left out)`),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Time"), series.map((s) => h("th", { scope: "col" }, s.label)))),
+        h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: String(series.length + 1) }, "None."))))));
+}
+
+async function showUsage(domain, periodName) {
+  const period = PERIODS[periodName] || PERIODS.hour;
+  document.title = "Usage - vodedge console";
+  const pane = h("div", { id: "usage-charts", "aria-live": "polite" }, h("p", {}, "Loading…"));
+  const problem = h("p", { class: "error", id: "error-usage", role: "alert" });
+  const select = h("select", { id: "usage-domain" }, h("option", { value: "" }, "All domains"));
+  const go = (d, p) => { location.hash = `#/usage/${encodeURIComponent(d)}/${p}`; };
+  select.addEventListener("change", () => go(select.value, periodName || "hour"));
+  const choice = (name) => h("label", { for: `usage-period-${name}` }, h("input", { type: "radio",
+    id: `usage-period-${name}`, name: "usage-period", value: name, checked: period === PERIODS[name],
+    onchange: () => go(select.value, name) }), ` ${PERIODS[name].label}`);
+  shell("usage", h("h1", {}, "Usage"),
+    h("p", { class: "help" }, "What this node served (on a fleet: every node together), from its own counters, sampled once a minute."),
+    h("div", { class: "row" }, h("label", { class: "field", for: "usage-domain" }, "Domain"), select,
+      h("fieldset", { class: "row periods" }, h("legend", {}, "Period"), choice("hour"), choice("day")),
+      h("button", { type: "button", onclick: () => showUsage(domain, periodName) }, "Refresh")),
+    problem, pane);
+  try {
+    const domains = (await call("DescribeUserDomains", { PageSize: "500" })).Domains.PageData;
+    for (const d of domains) select.append(h("option", { value: d.DomainName, selected: d.DomainName === domain }, d.DomainName));
+  } catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
+  const end = new Date();
+  const params = { StartTime: utcTime(new Date(end - period.seconds * 1000)), EndTime: utcTime(end),
+    Interval: String(period.interval) };
+  if (domain) params.DomainName = domain;
+  let answer;
+  try {
+    answer = await call("DescribeDomainVideoUsageData", params);
+  } catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
+  const points = answer.VideoUsageDataPerInterval.DataModule;
+  const sum = (key) => points.reduce((total, p) => total + (p[key] || 0), 0);
+  const ratios = points.map((p) => ({ TimeStamp: p.TimeStamp,
+    HitRatio: p.CacheLookups ? Math.round(1000 * p.CacheHits / p.CacheLookups) / 10 : 0 }));
+  const total = (id, label, value) => h("div", { class: "tile" }, h("dt", {}, label), h("dd", { id: `usage-total-${id}` }, value));
+  pane.replaceChildren(
+    h("section", { class: "card", id: "usage-totals", "aria-labelledby": "usage-totals-title" },
+      h("h2", { id: "usage-totals-title" }, `${domain || "All domains"}, ${period.label.toLowerCase()}`),
+      h("dl", { class: "tiles" },
+        total("traffic", "Bytes served", `${sum("Traffic")} (${bytesText(sum("Traffic"))})`),
+        total("saved", "Bytes saved by audio extraction", `${sum("AudioSavedTraffic")} (${bytesText(sum("AudioSavedTraffic"))})`),
+        total("hit-ratio", "Cache hit ratio", ratioText(sum("CacheHits"), sum("CacheLookups"))),
+        total("requests", "Requests", countText(sum("Requests"))),
+        FUNCTION_SERIES.map((s) => total(s.cls, `Requests: ${s.label}`, countText(sum(s.key)))))),
+    barChart("usage-traffic", "Bytes served", points, [{ key: "Traffic", label: "Bytes served", cls: "traffic" }], bytesText, period),
+    barChart("usage-saved", "Bytes saved by audio extraction", points,
+      [{ key: "AudioSavedTraffic", label: "Bytes saved", cls: "saved" }], bytesText, period),
+    barChart("usage-requests", "Requests by function", points, FUNCTION_SERIES, countText, period),
+    barChart("usage-hit-ratio", "Cache hit ratio", ratios, [{ key: "HitRatio", label: "Hit ratio", cls: "hit" }],
+      (v) => `${v}%`, period, 100, `overall ${ratioText(sum("CacheHits"), sum("CacheLookups"))}`));
+}
+
 function render() {
   if (!state.session) { showLogon(); return; }
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] === "domain" && parts[1]) showDomain(decodeURIComponent(parts[1]), parts[2]);
   else if (parts[0] === "refresh") showRefresh();
+  else if (parts[0] === "usage") showUsage(decodeURIComponent(parts[1] || ""), parts[2]);
   else showDomains();
 }
 
