@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import cold
 import edge
+import hit
 import media
 import seek
 from harness import (
@@ -384,6 +385,7 @@ BENCHMARKS = (
     "plan",
     "flv",
     "seek",
+    "edge-hit",
     "edge-throughput",
     "edge-ttfb",
     "edge-slow-clients",
@@ -398,7 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="timed runs per command (>= 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs per command first")
     parser.add_argument("--wrk-seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8, help="wrk connections (seek)")
+    parser.add_argument("--connections", type=int, default=8, help="wrk connections (seek, hit)")
+    parser.add_argument("--hit-seconds", type=int, default=3, help="s per wrk run (edge-hit)")
+    parser.add_argument("--hit-rounds", type=int, default=5, help="interleaved runs of edge-hit")
     edge_defaults = edge.EdgeOptions()
     parser.add_argument(
         "--edge-connections",
@@ -479,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
             section = bench_flv(args.runs, args.warmup)
         elif name == "seek":
             section = seek.bench_seek(args.wrk_seconds, args.connections)
+        elif name == "edge-hit":
+            section = hit.bench_hit(args.hit_seconds, args.connections, args.hit_rounds)
         elif name == "edge-throughput":
             section = edge.bench_throughput(edge_options)
         elif name == "edge-ttfb":

@@ -51,10 +51,13 @@ def measured(server: Server, script: Path, seconds: int, connections: int) -> Me
     """One wrk run of `script` against `server` (after a 1-s warm-up run), with the
     server's CPU time per response: on a shared machine the steadier figure."""
     url = server.base + "/long.mp4"
-    servers.wrk(url, seconds=1, connections=connections, script=script, timeout=30)
+    # Another seed for the warm-up: repeating its starts would make them warm clips.
+    servers.wrk(url, seconds=1, connections=connections, script=script, timeout=30, seed=SEED + 9)
     pids = server.pids()
     before = servers.cpu_seconds(pids)
-    result = servers.wrk(url, seconds=seconds, connections=connections, script=script, timeout=30)
+    result = servers.wrk(
+        url, seconds=seconds, connections=connections, script=script, timeout=30, seed=SEED
+    )
     used = servers.cpu_seconds(pids) - before
     return Measured(result, used / max(result.requests, 1))
 

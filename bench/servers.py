@@ -399,15 +399,18 @@ def wrk(
     connections: int,
     timeout: int | None = None,
     script: Path | None = None,
+    seed: int | None = None,
 ) -> WrkResult:
-    """Load `url` with one wrk thread (its requests made by a Lua `script` if given);
-    return its requests/s and latency percentiles."""
+    """Load `url` with one wrk thread (its requests made by a Lua `script` if given, which
+    gets `seed` as its argument); return its requests/s and latency percentiles."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if timeout is not None:
         # wrk's default (2 s) counts slow full responses as timeouts.
         argv[4:4] = [f"--timeout={timeout}s"]
     if script is not None:
         argv[4:4] = ["-s", str(script)]
+    if seed is not None:
+        argv += ["--", str(seed)]
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     text = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)

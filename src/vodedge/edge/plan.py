@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import time
@@ -31,6 +32,7 @@ from vodedge.edge.source import FAR_READ, OriginSet, SourceReader
 from vodedge.edge.transforms import Transform
 from vodedge.media.errors import MediaError
 from vodedge.media.flv_filter import FlvFilter
+from vodedge.media.mp4_index import Mp4Index
 from vodedge.media.plan import Plan, Span
 
 # Outputs of this many pieces or more are stored as renditions once built: a warm
@@ -148,7 +150,7 @@ async def _transformed(
     try:
         if transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
             return await _flv_stream(body, how, transform)
-        plan = await plan_for(planner, resolved.key, body, transform, reader)
+        plan, index = await plan_for(planner, resolved.key, body, transform, reader)
     except MediaError as exc:
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
@@ -163,6 +165,9 @@ async def _transformed(
         ratio = max(source_size - plan.size, 0) / plan.size
         output.saving = lambda: ratio
     if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
+        return output
+    if index is not None and transform.audio_only:
+        await _read_audio_rendition(planner.cache, resolved.key, body, index, plan, output)
         return output
     if transform.is_clip and not planner.memo.asked_before(resolved.key, body.version, transform):
         # A listener dragging the progress bar asks for a new start every time:
@@ -179,6 +184,35 @@ async def _transformed(
     output.open = _over(Plan([Span(0, plan.size)]), rendered)
     output.holds.append(rendered)
     return output
+
+
+async def _read_audio_rendition(
+    cache: DiskCache, key: str, body: Body, index: Mp4Index, plan: Plan, output: Output
+) -> None:
+    """Have an audio-only clip read the stored bytes of every audio sample of its object,
+    where its thousands of spans (audio chunks between video chunks) are one or a few;
+    the first such clip of an object version stores them."""
+    audio = index.audio
+    if audio is None:
+        try:
+            # Once per object version, and a few ms of numpy and Python: off the loop.
+            loop = asyncio.get_running_loop()
+            audio = await loop.run_in_executor(None, index.audio_map)
+        except MediaError:
+            return
+    tag = hashlib.blake2s(f"{body.version}|audio-samples".encode(), digest_size=12).hexdigest()
+    rendered = cache.open_rendition(key, tag)
+    if rendered is None or rendered.meta.size != audio.plan.size:
+        if rendered is not None:
+            rendered.close()
+        cache.store_rendition(key, tag, audio.plan, body)
+        return
+    mapped = audio.remap(plan)
+    if mapped is None:  # not a subset of the audio samples: served from the object
+        rendered.close()
+        return
+    output.open = _over(mapped, rendered)
+    output.holds.append(rendered)
 
 
 def _can_stream_flv(ranged: bool, transform: Transform) -> bool:
@@ -334,15 +368,15 @@ class PlanMemo:
 
 async def plan_for(
     planner: Planner, key: str, body: Body, transform: Transform, read_at: ReadAt
-) -> Plan:
-    """The plan of `transform` over `body`: an MP4 clip from the object's memoised
-    index (every start is a new plan, cheap from the index), others memoised once
-    the object is complete."""
+) -> tuple[Plan, Mp4Index | None]:
+    """The plan of `transform` over `body` and the index it came from: an MP4 clip from
+    the object's memoised index (every start is a new plan, cheap from the index),
+    others memoised once the object is complete (and no index)."""
     version = body.version
     if not transform.is_clip and body.complete:
         found = planner.memo.get(key, version, transform)
         if found is not None:
-            return found
+            return found, None
     size = body.size
     if size is None:
         size = await body.wait_done()
@@ -350,8 +384,9 @@ async def plan_for(
         index = await planner.indexes.get(
             key, version, size, read_at, planner.max_moov, keep=body.complete
         )
-        return index.clip(transform.start, transform.end, audio_only=transform.audio_only)
+        clip = index.clip(transform.start, transform.end, audio_only=transform.audio_only)
+        return clip, index
     plan = await build_plan(transform, size, read_at, planner.max_moov)
     if body.complete:
         planner.memo.put(key, version, transform, plan)
-    return plan
+    return plan, None

@@ -37,6 +37,7 @@ from vodedge.media.mp4_movie import (
 )
 from vodedge.media.mp4_tables import checked_entries
 from vodedge.media.plan import Plan, Span
+from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
 
@@ -683,6 +684,16 @@ class Mp4Index:
     movie: Movie
     tracks: dict[int, TrackIndex | MediaError | None]
     kids: dict[int, list[Box]] = field(default_factory=dict)  # containers' children
+    audio: OutputMap | None = None  # see audio_map
+
+    def audio_map(self) -> OutputMap:
+        """The plan copying every audio sample's bytes in source order (what audio-only
+        clips read a subset of) and where they land in its output; built once."""
+        if self.audio is None:
+            whole = self.clip(None, None, audio_only=True)
+            spans = [piece for piece in whole.pieces if isinstance(piece, Span)]
+            self.audio = OutputMap(Plan.head_and_spans(b"", spans))
+        return self.audio
 
     def children(self, box: Box) -> list[Box]:
         """The children of a container of the moov, parsed once."""

@@ -102,6 +102,10 @@ class Plan:
     def __hash__(self) -> int:
         return hash(self.pieces)
 
+    def output_starts(self) -> list[int]:
+        """Where each piece starts in the output."""
+        return list(self._starts)
+
     def spans(self) -> Iterator[Span]:
         """The source spans of this plan, in order."""
         return (p for p in self.pieces if isinstance(p, Span))
