@@ -38,6 +38,10 @@ run: $(VENV)/.installed
 	@echo "  curl -s -o clip.m4a 'http://127.0.0.1:8080/tail-moov.mp4?ali_audio_only=1&start=2&end=6'  # 34,565 bytes of 255,738"
 	@echo "  curl -s -o talk-audio.flv 'http://127.0.0.1:8080/talk.flv?ali_audio_only=1'               # 70,715 bytes of 372,017"
 	@echo "  curl -s http://127.0.0.1:9090/metrics                                                     # Prometheus text"
+	@echo "Listen in a browser (the video, or with Listen only its audio from the same position):"
+	@echo "  http://127.0.0.1:8080/_vodedge/listen?src=/talk.mp4"
+	@echo "  http://127.0.0.1:8080/_vodedge/listen?src=/tail-moov.mp4"
+	@echo "  http://127.0.0.1:8080/_vodedge/listen?src=/talk.flv"
 	$(BIN)/vodedge serve --origin samples --listen 127.0.0.1:8080 --admin 127.0.0.1:9090 \
 	  --cache-dir var/cache
 

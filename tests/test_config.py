@@ -436,6 +436,11 @@ GOOD_VALUE = {
     "path_encoding": "off",
     "auth_m3u8": "off",
     "vodedge_signed_args": "free_time,start",
+    "vodedge_preview_max": "30",
+    "key": "Access-Control-Allow-Origin",
+    "value": "https://player.example.com",
+    "header_operation_type": "modify",
+    "access_origin_control": "on",
 }
 BAD_VALUE = {
     "enable": "maybe",
@@ -488,6 +493,11 @@ BAD_VALUE = {
     "path_encoding": "yes",
     "auth_m3u8": "1",
     "vodedge_signed_args": "a=b",
+    "vodedge_preview_max": "0",
+    "key": "Content-Length",  # the edge's own (framing)
+    "value": "a\r\nSet-Cookie: x=1",
+    "header_operation_type": "rewrite",  # not supported
+    "access_origin_control": "yes",
 }
 
 
@@ -723,3 +733,65 @@ def test_ttl_rules_repeat() -> None:
         ),
     )
     assert [rule.ttl for rule in domain.ttl_rules] == [10, 20, 30, 40]
+
+
+HOSTILE_HEADERS = [
+    ("key", "X-A\r\nSet-Cookie"),
+    ("key", "X A"),
+    ("key", "X:A"),
+    ("key", "X-\u00e9"),
+    ("key", "x" * 129),
+    ("key", "Transfer-Encoding"),
+    ("key", "content-length"),
+    ("key", "Content-Range"),
+    ("key", "Connection"),
+    ("key", "X-Vodedge-Error"),
+    ("value", "a\r\nSet-Cookie: x=1"),
+    ("value", "a\nb"),
+    ("value", "a\x00b"),
+    ("value", "caf\u00e9"),
+    ("value", " padded"),
+    ("value", "x" * 2049),
+    ("header_operation_type", "rewrite"),
+]
+
+
+@pytest.mark.parametrize(("arg", "value"), HOSTILE_HEADERS)
+def test_hostile_response_headers_are_refused(arg: str, value: str) -> None:
+    """Header names and values that could split a response or lie about its body."""
+    args = {"key": "X-Served-By", "value": "edge", arg: value}
+    with pytest.raises(ConfigError) as caught:
+        Domain("example.com", ORIGIN, (Function.of("set_resp_header", **args),))
+    assert (caught.value.code, caught.value.arg) == (MALFORMED, arg)
+
+
+def test_response_header_rules_of_a_domain() -> None:
+    """One rule per header; Access-Control-Allow-Origin takes * or origins; CORS defaults."""
+    twice = (
+        Function.of("set_resp_header", key="X-A", value="1"),
+        Function.of("set_resp_header", key="x-a", value="2"),
+    )
+    with pytest.raises(ConfigError) as caught:
+        Domain("example.com", ORIGIN, twice)
+    assert (caught.value.code, caught.value.index) == ("ConfigDuplicate", 1)
+    bad = Function.of("set_resp_header", key="Access-Control-Allow-Origin", value="a.com")
+    with pytest.raises(ConfigError) as caught:
+        Domain("example.com", ORIGIN, (bad,))
+    assert (caught.value.code, caught.value.arg) == (MALFORMED, "value")
+    cors = Domain(
+        "example.com",
+        ORIGIN,
+        (
+            Function.of(
+                "set_resp_header",
+                key="Access-Control-Allow-Origin",
+                value="https://a.example,https://b.example",
+                access_origin_control="on",
+            ),
+            Function.of("set_resp_header", key="Access-Control-Max-Age", value="60"),
+        ),
+    ).response_headers.cors
+    assert cors is not None
+    assert cors.allow_origin("https://b.example") == "https://b.example"
+    assert cors.allow_origin("https://c.example") is None
+    assert cors.max_age == "60" and "Range" in cors.request_headers

@@ -27,12 +27,29 @@ README = (REPO / "README.md").read_text()
 MAKEFILE = (REPO / "Makefile").read_text()
 
 
+LISTEN_HEADER = "Listen in a browser"
+
+
 def _banner() -> list[str]:
     """The lines `make run` echoes before it starts serving."""
     recipe = MAKEFILE.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     lines = re.findall(r'^\t@echo "(.*)"$', recipe, re.M)
     assert lines, "no @echo lines in the run target"
     return lines
+
+
+def _curl_lines() -> list[str]:
+    """The banner's `curl` lines (between its first line and the page URLs)."""
+    lines = _banner()
+    end = next(i for i, line in enumerate(lines) if line.startswith(LISTEN_HEADER))
+    return lines[1:end]
+
+
+def _page_urls() -> list[str]:
+    """The listening page URLs the banner prints."""
+    lines = _banner()
+    start = next(i for i, line in enumerate(lines) if line.startswith(LISTEN_HEADER))
+    return [line.strip() for line in lines[start + 1 :]]
 
 
 def _fenced_after(marker: str) -> list[str]:
@@ -111,7 +128,7 @@ def test_banner_commands_give_the_figures_they_state(
     """Every `curl` line, run as printed (ports aside), gives what its comment says."""
     port, admin, cwd = samples_server
     checked = 0
-    for line in _banner()[1:]:
+    for line in _curl_lines():
         command, _, comment = line.strip().partition("  # ")
         command = command.replace(":8080/", f":{port}/").replace(":9090/", f":{admin}/")
         argv = shlex.split(command)
@@ -132,7 +149,24 @@ def test_banner_commands_give_the_figures_they_state(
         got.append(_received(argv, cwd))
         assert got == [*sizes, sizes[-1]], f"{line}: received {got}"
         checked += 1
-    assert checked == len(_banner()) - 1
+    assert checked == len(_curl_lines())
+
+
+def test_banner_prints_a_working_page_url_per_sample(
+    samples_server: tuple[int, int, Path],
+) -> None:
+    """One listening page URL per bundled sample, and each answers with the page."""
+    port, _, _ = samples_server
+    urls = _page_urls()
+    names = sorted(path.name for path in (REPO / "samples").iterdir())
+    assert sorted(url.rsplit("src=/", 1)[1] for url in urls) == names
+    for url in urls:
+        url = url.replace(":8080/", f":{port}/")
+        proc = subprocess.run(["curl", "-s", "-i", url], capture_output=True, timeout=60)
+        answer = proc.stdout.decode()
+        assert answer.startswith("HTTP/1.1 200"), answer[:300]
+        src = url.rsplit("src=", 1)[1]
+        assert f'data-src="{src}"' in answer, answer[:2000]
 
 
 def test_inspect_example_prints_what_the_readme_shows() -> None:

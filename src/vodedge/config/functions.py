@@ -56,6 +56,7 @@ from .errors import (
     ConfigError,
     shown,
 )
+from .headers import parse_header_name, parse_header_value, parse_operation
 from .values import (
     bad,
     parse_host_header,
@@ -294,7 +295,23 @@ VOCABULARY: Mapping[str, FunctionSpec] = {
         check=_seek_names_differ,
     ),
     "ali_video_preview": FunctionSpec(
-        {"enable": _ENABLE, "ali_video_preview_argument": ArgSpec(_PARAM_NAME, required=True)}
+        {
+            "enable": _ENABLE,
+            "ali_video_preview_argument": ArgSpec(_PARAM_NAME, required=True),
+            # vodedge's own: the longest preview served, whatever length a URL asks for.
+            "vodedge_preview_max": ArgSpec(_int(1, 86_400)),
+        }
+    ),
+    # vodedge's own: the listening page, GET /_vodedge/listen?src=/path.mp4 (edge/listen.py).
+    "vodedge_listen_page": FunctionSpec({"enable": _ENABLE}),
+    "set_resp_header": FunctionSpec(
+        {
+            "key": ArgSpec(parse_header_name, required=True),
+            "value": ArgSpec(parse_header_value, required=True),
+            "header_operation_type": ArgSpec(parse_operation, default="add"),
+            "access_origin_control": _OFF,
+        },
+        repeatable=True,
     ),
     "range": FunctionSpec({"enable": ArgSpec(_switch("on", "off", "force"), required=True)}),
     "set_req_host_header": FunctionSpec({"domain_name": ArgSpec(parse_host_header, required=True)}),

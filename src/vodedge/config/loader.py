@@ -342,7 +342,8 @@ def _function(source: _File, raw: object, key: str) -> Function:
 def zero_config(origin: str) -> NodeConfig:
     """A node serving every Host from `origin` (a directory or an http(s) URL).
 
-    Audio extraction and video seeking are on, with the default parameter names.
+    Audio extraction, video seeking and the listening page are on, with the default
+    parameter names.
     """
     if origin.startswith(("http://", "https://")):
         spec = OriginSpec.from_url(origin)
@@ -354,5 +355,6 @@ def zero_config(origin: str) -> NodeConfig:
     functions = (
         Function.of("ali_video_split", enable="on"),
         Function.of("video_seek", enable="on"),
+        Function.of("vodedge_listen_page", enable="on"),
     )
     return NodeConfig(default_domain=Domain(CATCH_ALL, (spec,), functions))

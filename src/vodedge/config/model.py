@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from .access import IpAcl, RefererPolicy
 from .errors import INVALID_PARAMETER, ConfigError, shown
 from .functions import Function
+from .headers import ResponseHeaders
 from .hosts import CATCH_ALL, HostIndex
 from .keys import AccessKey
 from .limits import NodeLimits
@@ -223,6 +224,16 @@ class Domain:
     def preview(self) -> PreviewConfig | None:
         """ali_video_preview when it is on."""
         return self._policy.preview
+
+    @property
+    def listen_page(self) -> bool:
+        """vodedge_listen_page: GET /_vodedge/listen?src=... serves the listening page."""
+        return self._policy.listen_page
+
+    @property
+    def response_headers(self) -> ResponseHeaders:
+        """set_resp_header: headers added, changed or removed, and the CORS answer."""
+        return self._policy.response_headers
 
     @property
     def url_auth(self) -> UrlAuth | None:

@@ -9,7 +9,8 @@ from typing import Literal
 from .access import IpAcl, Network, RefererPolicy
 from .errors import CONFLICTING_FUNCTIONS, ConfigError
 from .functions import CheckedFunction, Function, check_functions
-from .query import AUDIO_ONLY_ARG, QueryPolicy
+from .headers import ResponseHeaders, response_headers
+from .query import AUDIO_ONLY_ARG, AUDIO_TRACK_ARG, QueryPolicy
 from .urlauth import AuthKind, UrlAuth
 
 RangeMode = Literal["on", "off", "force"]
@@ -37,9 +38,15 @@ class SeekConfig:
 
 @dataclass(frozen=True)
 class PreviewConfig:
-    """ali_video_preview: the query parameter carrying the preview length in seconds."""
+    """ali_video_preview: the query parameter carrying the preview length in seconds, and
+    the longest preview served (vodedge_preview_max; None: as long as asked)."""
 
     argument: str
+    max_seconds: int | None = None
+
+    def length(self, asked: float) -> float:
+        """The preview served for a URL asking `asked` seconds."""
+        return asked if self.max_seconds is None else min(asked, float(self.max_seconds))
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ class Policy:
     rate: RateLimit | None = None
     url_auth: UrlAuth | None = None
     scheme_redirect: SchemeRedirect | None = None
+    listen_page: bool = False
+    response_headers: ResponseHeaders = field(default_factory=ResponseHeaders)
 
     def ttl_rule_for(self, path: str) -> TtlRule | None:
         """The rule the CDN applies: highest weight, then the earliest configured."""
@@ -246,7 +255,9 @@ def build_policy(functions: Sequence[Function]) -> Policy:
         )
     preview = None
     if (found := by_name.get("ali_video_preview")) is not None and _on(found, "enable"):
-        preview = PreviewConfig(found.need("ali_video_preview_argument", str))
+        preview = PreviewConfig(
+            found.need("ali_video_preview_argument", str), found.get("vodedge_preview_max", int)
+        )
         if seek.enabled and preview.argument in seek.arg_names:
             index = [f.name for f in functions].index("ali_video_preview")
             raise ConfigError(
@@ -256,7 +267,7 @@ def build_policy(functions: Sequence[Function]) -> Policy:
                 index=index,
                 arg="ali_video_preview_argument",
             )
-    consumed = {AUDIO_ONLY_ARG}
+    consumed = {AUDIO_ONLY_ARG, AUDIO_TRACK_ARG}
     # Generic names such as `start` stay ordinary parameters while their function is off.
     consumed |= seek.arg_names if seek.enabled else set()
     consumed |= {preview.argument} if preview is not None else set()
@@ -273,6 +284,10 @@ def build_policy(functions: Sequence[Function]) -> Policy:
     args_fn = next((c for c in checked if c.name in ("set_hashkey_args", "ali_remove_args")), None)
     rate_fn = by_name.get("limit_rate")
     force = next((c for c in checked if c.name in ("https_force", "http_force")), None)
+    listen = by_name.get("vodedge_listen_page")
+    headers = response_headers(
+        [(index, c.values) for index, c in enumerate(checked) if c.name == "set_resp_header"]
+    )
     return Policy(
         audio_split=split is not None and _on(split, "enable"),
         seek=seek,
@@ -288,4 +303,6 @@ def build_policy(functions: Sequence[Function]) -> Policy:
         rate=_rate(rate_fn) if rate_fn is not None else None,
         scheme_redirect=_scheme_redirect(force) if force is not None else None,
         url_auth=url_auth,
+        listen_page=listen is not None and _on(listen, "enable"),
+        response_headers=headers,
     )

@@ -8,6 +8,8 @@ from typing import Literal
 
 # The parameter audio extraction reads; it never reaches the cache key or the origin.
 AUDIO_ONLY_ARG = "ali_audio_only"
+# vodedge's own: which audio track (by track id) an audio-only MP4 keeps; all by default.
+AUDIO_TRACK_ARG = "vodedge_audio_track"
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class QueryPolicy:
     mode: Literal["all", "keep", "none", "remove"] = "all"
     names: frozenset[str] = frozenset()
     keep_origin_args: bool = True
-    consumed: frozenset[str] = frozenset({AUDIO_ONLY_ARG})
+    consumed: frozenset[str] = frozenset({AUDIO_ONLY_ARG, AUDIO_TRACK_ARG})
 
     def _key_filter(self, items: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         if self.mode == "keep":

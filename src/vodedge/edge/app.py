@@ -18,7 +18,7 @@ from aiohttp import web
 
 from vodedge.config import NodeConfig
 from vodedge.config.limits import NodeLimits
-from vodedge.edge import bad_requests, metrics
+from vodedge.edge import bad_requests, listen, metrics, resp_headers
 from vodedge.edge.cache import DiskCache, OriginStatus, Uncached
 from vodedge.edge.deliver import SEND_TIMEOUT, deliver
 from vodedge.edge.indexes import IndexMemo
@@ -147,6 +147,7 @@ def make_app(edge: Edge) -> web.Application:
     )
     app[EDGE] = edge
     app[SEND_TIMEOUT] = edge.limits.send_timeout
+    listen.add_routes(app)  # /_vodedge/…: the listening page, where a domain has it on
     app.router.add_route("*", "/{tail:.*}", handle)
 
     async def on_cleanup(app: web.Application) -> None:
@@ -154,6 +155,7 @@ def make_app(edge: Edge) -> web.Application:
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["Server"] = SERVER
+        resp_headers.apply(request, response)
         if "cache_control" in request and response.status < 400:
             response.headers["Cache-Control"] = request["cache_control"]
 

@@ -297,7 +297,8 @@ async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov:
     if transform.kind == "mp4":
         from vodedge.media.mp4_audio import audio_plan
 
-        return await run_async(audio_plan(size, max_moov=max_moov), read_at)
+        parser = audio_plan(size, max_moov=max_moov, track_id=transform.track)
+        return await run_async(parser, read_at)
     from vodedge.media.flv_plan import flv_clip_plan
 
     parser = flv_clip_plan(

@@ -50,9 +50,14 @@ class Refusal(Exception):
         headers = {"Location": location}
         return cls(status, "redirect", location, headers=headers, domain=domain)
 
+    @classmethod
+    def answer(cls, status: int, headers: Mapping[str, str]) -> Refusal:
+        """A bodiless answer that is no error (a preflight's 204)."""
+        return cls(status, "answer", "", headers=headers)
+
     def response(self) -> web.Response:
         """The response that says it."""
-        if self.code == "redirect":
+        if self.code in ("redirect", "answer"):
             return web.Response(status=self.status, headers={**self.headers, "Via": VIA})
         response = error_response(self.status, self.code, self.message)
         response.headers.update(self.headers)

@@ -20,6 +20,7 @@ from vodedge.edge.parent_tier import (
     verify_source,
 )
 from vodedge.edge.refusal import Refusal
+from vodedge.edge.resp_headers import DOMAIN, preflight
 from vodedge.edge.target import BadTarget, normalize_path, read_target
 from vodedge.edge.tls import scheme_answer
 from vodedge.edge.transforms import Transform, transform_for
@@ -27,6 +28,7 @@ from vodedge.media.errors import MediaError
 
 MEDIA_STATUS = {
     "invalid_seek": 400,
+    "invalid_track": 400,
     "not_iso_bmff": 415,
     "not_flv": 415,
     "not_mpeg_audio": 415,
@@ -85,7 +87,10 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         # The Host is not echoed: an error page must not reflect what a client wrote.
         raise Refusal(403, "unknown_host", "this node serves no such domain")
     name = domain.name
+    request[DOMAIN] = domain  # its set_resp_header rules apply to whatever is answered
     _refuse_repeated(request, name)
+    if request.method == "OPTIONS" and (cors := preflight(domain, request)) is not None:
+        raise cors
     source = _source_request(request, config, host, name)
     answer = None
     if source is None:  # an edge's request: the edge answered the client's scheme

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vodedge.config import Domain
-from vodedge.media.errors import InvalidSeek
+from vodedge.config.query import AUDIO_TRACK_ARG
+from vodedge.media.errors import InvalidSeek, InvalidTrack
 from vodedge.media.preview import check_preview
 from vodedge.media.seeking import check_seek, parse_seconds
 
@@ -27,6 +28,7 @@ class Transform:
     start: float | None
     end: float | None
     by_time: bool = True  # FLV only: seconds (True) or byte offsets (False)
+    track: int | None = None  # MP4 audio only: the one audio track kept (vodedge_audio_track)
 
     @property
     def function(self) -> str:
@@ -45,6 +47,8 @@ class Transform:
     def tag(self) -> str:
         """A short stable name of this transform, part of derived ETags."""
         raw = f"{self.kind}|{int(self.audio_only)}|{self.start}|{self.end}|{int(self.by_time)}"
+        if self.track is not None:
+            raw += f"|track={self.track}"
         return hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()
 
 
@@ -76,7 +80,7 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
             return None
         seconds = parse_seconds(query[preview.argument], preview.argument)
         check_preview(seconds)
-        return Transform(kind, False, None, seconds)
+        return Transform(kind, False, None, preview.length(seconds))
     audio_only = bool(domain.audio_split) and query.get(AUDIO_ONLY_ARG) == "1"
     start: float | None = None
     end: float | None = None
@@ -97,10 +101,23 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
                 raise InvalidSeek("a preview cannot be combined with a byte-offset seek")
             by_time = True  # a preview alone is a cut in seconds, whatever seeks take
         limit = parse_seconds(query[preview.argument], preview.argument)
+        limit = preview.length(limit)
         end = limit if end is None else min(end, limit)
         if start is not None and start >= end:
             raise InvalidSeek(f"start ({start}) is past the preview's end ({end})")
     if not audio_only and start is None and end is None:
         return None
     check_seek(start, end)
-    return Transform(kind, audio_only, start, end, by_time)
+    track = _track(query.get(AUDIO_TRACK_ARG)) if audio_only and kind == "mp4" else None
+    if track is not None and (start is not None or end is not None):
+        raise InvalidTrack(f"{AUDIO_TRACK_ARG} cannot be combined with seeking or a preview yet")
+    return Transform(kind, audio_only, start, end, by_time, track)
+
+
+def _track(text: str | None) -> int | None:
+    """vodedge_audio_track's track id (None: every audio track)."""
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or not 0 < int(text) < 1 << 32:
+        raise InvalidTrack(f"{AUDIO_TRACK_ARG} must be a track id, not {text[:40]!r}")
+    return int(text)

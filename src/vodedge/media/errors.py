@@ -72,6 +72,12 @@ class InvalidSeek(MediaError):
     code = "invalid_seek"
 
 
+class InvalidTrack(MediaError):
+    """A track choice that is not a number, or names no audio track of the file."""
+
+    code = "invalid_track"
+
+
 class NotMpegAudio(UnsupportedMedia):
     """The input is not MPEG audio (MP3, MP2, MP1)."""
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from struct import Struct
 
 from vodedge.media.boxes import Box, children, header_bytes, make_box
-from vodedge.media.errors import MalformedMedia, MediaError, NoAudioTrack, UnsupportedMedia
+from vodedge.media.errors import (
+    InvalidTrack,
+    MalformedMedia,
+    MediaError,
+    NoAudioTrack,
+    UnsupportedMedia,
+)
 from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4_fragments import Fragment, parse_fragment, rebuild_fragment
 from vodedge.media.mp4_layout import DataLayout, settle_moov
@@ -169,8 +175,11 @@ def _mfra(
     return build_mfra(tables, moved)
 
 
-def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
-    """The plan of the audio-only rendition of the ISO BMFF file of `size` bytes."""
+def audio_plan(
+    size: int, *, max_moov: int = DEFAULT_MAX_MOOV, track_id: int | None = None
+) -> Reading[Plan]:
+    """The plan of the audio-only rendition of the ISO BMFF file of `size` bytes: every
+    audio track, or only the one whose id is `track_id`."""
     top = yield from scan_top_level(size)
     moov_box = top.movie_box()
     ftyp_box = top.first(b"ftyp")
@@ -180,6 +189,10 @@ def audio_plan(size: int, *, max_moov: int = DEFAULT_MAX_MOOV) -> Reading[Plan]:
     kept = [track for track in movie.tracks if track.is_audio]
     if not kept:
         raise NoAudioTrack("the file has no audio track")
+    if track_id is not None:
+        kept = [t for t in kept if t.track_id == track_id]
+        if not kept:
+            raise InvalidTrack(f"the file has no audio track with id {track_id}")
     for track in kept:
         check_described(track)
     kept_ids = {track.track_id for track in kept}

@@ -1,0 +1,179 @@
+"use strict";
+// The listening page: one <video>, fed the file (MP4 natively, FLV through mpegts.js and
+// Media Source Extensions) or its audio-only rendition, at the same position.
+(function () {
+  const root = document.getElementById("listen");
+  const data = root.dataset;
+  const video = document.getElementById("player");
+  const toggle = document.getElementById("listen-only");
+  const statusLine = document.getElementById("status");
+  const languageBox = document.getElementById("language-box");
+  const language = document.getElementById("language");
+  const mediaPath = new URL(data.src, location.href).pathname;
+  const totals = { video: { bytes: 0, responses: 0 }, audio: { bytes: 0, responses: 0 } };
+  const state = { audio: false, track: "", player: null, info: null };
+  window.vodedgeListen = { totals: totals, state: state };
+
+  function say(text, error) {
+    statusLine.textContent = text;
+    statusLine.classList.toggle("error", Boolean(error));
+  }
+
+  function size(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " kB";
+    return (bytes / 1024 / 1024).toFixed(2) + " MB";
+  }
+
+  function audioUrl() {
+    if (!data.audioSrc) return "";
+    if (!state.track) return data.audioSrc;
+    return data.audioSrc + "&" + data.trackArg + "=" + encodeURIComponent(state.track);
+  }
+
+  function currentUrl() {
+    return state.audio ? audioUrl() : data.src;
+  }
+
+  function dropPlayer() {
+    if (state.player === null) return;
+    state.player.pause();
+    state.player.unload();
+    state.player.detachMediaElement();
+    state.player.destroy();
+    state.player = null;
+  }
+
+  // Where the media element says "error", ask the edge why (its status and code).
+  function explain(url) {
+    fetch(url, { method: "HEAD" }).then(function (answer) {
+      const code = answer.headers.get("X-Vodedge-Error");
+      say("The edge answered " + answer.status + (code ? " (" + code + ")" : "") +
+          " for " + url, true);
+    }).catch(function () { say("The file could not be played.", true); });
+  }
+
+  function load(position, playing) {
+    const url = currentUrl();
+    dropPlayer();
+    root.classList.toggle("audio", state.audio);
+    video.addEventListener("loadedmetadata", function resume() {
+      if (position > 0) video.currentTime = position;
+      if (playing) video.play().catch(function () {});
+    }, { once: true });
+    if (data.kind === "flv") {
+      if (!window.mpegts || !window.mpegts.isSupported()) {
+        say("This browser has no Media Source Extensions: FLV cannot play here.", true);
+        return;
+      }
+      window.mpegts.LoggingControl.enableAll = false;
+      state.player = window.mpegts.createPlayer(
+        { type: "flv", url: new URL(url, location.href).href, isLive: false,
+          hasAudio: true, hasVideo: !state.audio },
+        { enableWorker: false, lazyLoad: false, seekType: "range" });
+      state.player.on(window.mpegts.Events.ERROR, function () { explain(url); });
+      state.player.attachMediaElement(video);
+      state.player.load();
+    } else {
+      video.src = url;
+      video.load();
+    }
+  }
+
+  video.addEventListener("error", function () {
+    if (data.kind !== "flv") explain(currentUrl());
+  });
+
+  toggle.disabled = !data.audioSrc;
+  if (!data.audioSrc) toggle.parentElement.title = "Audio extraction is off for this domain";
+  toggle.addEventListener("change", function () {
+    const position = video.currentTime;
+    const playing = !video.paused && !video.ended;
+    state.audio = toggle.checked;
+    load(position, playing);
+    say(state.audio ? "Listening: the audio-only rendition, from " + position.toFixed(1) + " s"
+                    : "Watching: video and audio, from " + position.toFixed(1) + " s");
+  });
+
+  function languageName(code) {
+    if (!code || code === "und") return "Undetermined";
+    try {
+      const name = new Intl.DisplayNames(["en"], { type: "language" }).of(code);
+      if (name && name !== code) return name + " (" + code + ")";
+    } catch (error) { /* not a BCP 47 code: show it as it is */ }
+    return code;
+  }
+
+  function offerLanguages(tracks) {
+    const audio = tracks.filter(function (track) { return track.kind === "audio"; });
+    if (audio.length < 2 || !data.audioSrc) return;
+    const all = document.createElement("option");
+    all.value = "";
+    all.textContent = "All tracks (the player picks)";
+    language.appendChild(all);
+    audio.forEach(function (track) {
+      const option = document.createElement("option");
+      option.value = String(track.id);
+      option.dataset.language = track.language;
+      option.textContent = languageName(track.language) + " · " + track.codec + " · track " + track.id;
+      language.appendChild(option);
+    });
+    languageBox.hidden = false;
+    language.addEventListener("change", function () {
+      state.track = language.value;
+      if (state.audio) {
+        load(video.currentTime, !video.paused && !video.ended);
+      } else {
+        say("The language applies to listen only; the video plays the file's first audio track.");
+      }
+    });
+  }
+
+  fetch(data.info).then(function (answer) {
+    if (!answer.ok) {
+      const code = answer.headers.get("X-Vodedge-Error");
+      say("The edge answered " + answer.status + (code ? " (" + code + ")" : ""), true);
+      return null;
+    }
+    return answer.json();
+  }).then(function (info) {
+    if (info === null) return;
+    state.info = info;
+    document.getElementById("file-size").textContent = size(info.size);
+    if (info.audio_only_bytes) {
+      const share = (100 * info.audio_only_bytes / info.size).toFixed(1);
+      document.getElementById("audio-share").textContent =
+        "audio only: " + size(info.audio_only_bytes) + " (" + share + " %)";
+    }
+    offerLanguages(info.tracks || []);
+  }).catch(function () { say("Could not read the file's tracks.", true); });
+
+  function modeOf(name) {
+    const url = new URL(name);
+    if (url.origin !== location.origin || url.pathname !== mediaPath) return null;
+    return url.searchParams.get("ali_audio_only") === "1" ? "audio" : "video";
+  }
+
+  function count(entries) {
+    entries.forEach(function (entry) {
+      const mode = modeOf(entry.name);
+      if (mode === null) return;
+      totals[mode].bytes += entry.transferSize || 0;
+      totals[mode].responses += 1;
+    });
+    ["video", "audio"].forEach(function (mode) {
+      const shown = document.getElementById("bytes-" + mode);
+      shown.textContent = size(totals[mode].bytes);
+      shown.dataset.bytes = String(totals[mode].bytes);
+      shown.dataset.responses = String(totals[mode].responses);
+      const n = totals[mode].responses;
+      document.getElementById("responses-" + mode).textContent =
+        n === 0 ? "no response yet" : n + (n === 1 ? " response" : " responses");
+    });
+  }
+
+  performance.setResourceTimingBufferSize(10000);
+  new PerformanceObserver(function (list) { count(list.getEntries()); })
+    .observe({ type: "resource", buffered: true });
+  load(0, false);
+})();
