@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ _HOST = re.compile(r"[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?")
 CATCH_ALL = "*"
 
 
+@functools.lru_cache(maxsize=4096)  # per request, and clients send few distinct Hosts
 def normalize_host(header: str) -> str | None:
     """A Host header's name: port stripped, lower-case, IDNA ASCII; None if malformed."""
     text = header.strip()

@@ -81,13 +81,13 @@ async def handle(request: web.Request) -> web.StreamResponse:
     except OriginError as exc:
         raise Refusal(exc.status, exc.code, exc.message) from None
     except Uncached as exc:
-        metrics.CACHE_LOOKUPS.labels(domain.name, "BYPASS").inc()
+        metrics.child(metrics.CACHE_LOOKUPS, domain.name, "BYPASS").inc()
         exchange.cache = "BYPASS"
         if resolved.transform is not None:
             await exc.release(0)
             raise no_room() from None
         return await _bypass(request, resolved, exc, origins)
-    metrics.CACHE_LOOKUPS.labels(domain.name, how).inc()
+    metrics.child(metrics.CACHE_LOOKUPS, domain.name, how).inc()
     exchange.cache = how
     rule = resolved.ttl_rule
     if resolved.source is not None:

@@ -40,6 +40,13 @@ COPY_STEP = 64 << 10
 SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
 
 
+class _Response(web.StreamResponse):
+    """Its headers go out with the first body bytes: a small response is one send (one
+    wake-up of the client), not two."""
+
+    _send_headers_immediately = False
+
+
 def send_timeout(request: web.BaseRequest) -> float:
     """How long a client may take to accept one step of its response."""
     return request.app.get(SEND_TIMEOUT, 60.0) if isinstance(request, web.Request) else 60.0
@@ -141,7 +148,7 @@ async def deliver(
         return web.Response(status=304, headers=headers)
     if output.size is None:
         headers.pop("Accept-Ranges", None)
-        response = web.StreamResponse(status=200, headers=headers)
+        response = _Response(status=200, headers=headers)
         await _write(request, response, await output.open(0, None), rate)
         return response
     size = output.size
@@ -158,7 +165,7 @@ async def deliver(
         start, end = wanted
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     pieces = await output.open(start, end)
-    response = web.StreamResponse(status=status, headers=headers)
+    response = _Response(status=status, headers=headers)
     response.content_length = end - start
     await _write(request, response, pieces, rate)
     return response
@@ -253,6 +260,8 @@ async def _sendfile(
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
         timeout = send_timeout(request)
+        # Headers still held for the first body bytes go out before the file's.
+        await response.write(b"")
         await asyncio.wait_for(response.drain(), timeout)
         # Over TLS the kernel cannot send the file, and asyncio's fallback would
         # seek and read the descriptor that readers of a growing fill share (a

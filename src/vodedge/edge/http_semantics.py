@@ -34,8 +34,10 @@ class Validators:
             tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
             return "*" in tags or self.etag.removeprefix("W/") in tags
         since = request.if_modified_since
+        if since is None:
+            return False
         modified = self._modified()
-        return since is not None and modified is not None and modified <= since
+        return modified is not None and modified <= since
 
     def range_applies(self, request: web.BaseRequest) -> bool:
         """False when If-Range names another representation (send the whole one)."""

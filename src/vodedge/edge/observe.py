@@ -105,13 +105,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _record(request: web.Request, exchange: Exchange, status: int, error: str | None) -> None:
-    metrics.REQUESTS.labels(exchange.domain, exchange.function, str(status)).inc()
+    metrics.child(metrics.REQUESTS, exchange.domain, exchange.function, str(status)).inc()
     if exchange.sent:
-        metrics.SENT_BYTES.labels(exchange.domain, exchange.function).inc(exchange.sent)
+        metrics.child(metrics.SENT_BYTES, exchange.domain, exchange.function).inc(exchange.sent)
         if exchange.saving is not None:
             saved = round(exchange.sent * exchange.saving())
             if saved > 0:
-                metrics.SAVED_BYTES.labels(exchange.domain).inc(saved)
+                metrics.child(metrics.SAVED_BYTES, exchange.domain).inc(saved)
     fields: dict[str, object] = {
         "host": request.host,
         "method": request.method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import mimetypes
 import time
@@ -89,13 +90,14 @@ def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
     return headers
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every HIT of an object without a type
+def _guessed_type(path: str) -> str:
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
 def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
     headers = cache_headers(body, how)
-    headers["Content-Type"] = (
-        body.meta.content_type
-        or mimetypes.guess_type(resolved.path)[0]
-        or "application/octet-stream"
-    )
+    headers["Content-Type"] = body.meta.content_type or _guessed_type(resolved.path)
     size = body.size
 
     async def open_plain(start: int, end: int | None) -> Pieces:
@@ -155,7 +157,7 @@ async def _transformed(
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
         raise media_refusal(exc) from None
-    metrics.PLAN_SECONDS.labels(transform.kind).observe(time.monotonic() - started)
+    metrics.child(metrics.PLAN_SECONDS, transform.kind).observe(time.monotonic() - started)
     headers = cache_headers(body, how)
     headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)

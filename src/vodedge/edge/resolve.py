@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -256,7 +257,11 @@ def _ip_refusal(domain: Domain, request: web.Request) -> int | None:
     return None if all(acl.allows(a) for a in addresses) else int(acl.status)
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+
+
 def _bad_path(path: str) -> bool:
-    if not path.startswith("/") or "\\" in path or any(ord(c) < 32 or c == "\x7f" for c in path):
+    if not path.startswith("/") or _UNSAFE.search(path):
         return True
-    return any(segment in (".", "..") for segment in path.split("/"))
+    # A "." or ".." segment follows a "/": most paths have none to look for.
+    return "/." in path and any(segment in (".", "..") for segment in path.split("/"))

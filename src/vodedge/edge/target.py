@@ -3,6 +3,7 @@ key is exactly what is sent to the origin (RFC 3986 normalisation, RFC 9112 form
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +13,8 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # pchar's sub-delims, ":" and "@", and the "/" between segments stay as they are.
 _RAW = _UNRESERVED | frozenset(b"!$&'()*+,;=:@/")
+# A path of these characters only (no escapes) is its own normal form.
+_PLAIN = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
 
 
 class BadTarget(ValueError):
@@ -41,6 +44,8 @@ def normalize_path(raw: str) -> str:
     """`raw` (a path as sent, without its query) in RFC 3986's normal form: escapes of
     unreserved characters decoded, other escapes upper-case, and every byte that may
     not appear raw (non-ASCII included) escaped. BadTarget for a stray `%`."""
+    if _PLAIN.fullmatch(raw):
+        return raw  # most requests: nothing to decode or escape
     data = raw.encode("utf-8", "surrogateescape")
     out: list[str] = []
     at = 0
