@@ -195,6 +195,17 @@ def test_reset_mid_range(origin: RangedOrigin, data: bytes) -> None:
     assert served.faults == ["reset"] and (served.start, served.end) == (1000, 200_000)
 
 
+def test_covered_merges_what_was_sent(origin: RangedOrigin, data: bytes) -> None:
+    """`covered` is the union of the bytes sent: overlaps and neighbours merge, a cut
+    response counts only what it sent, HEAD and 416 count nothing."""
+    origin.faults(A, {"kind": "reset", "after": 500, "skip": 3, "count": 1})
+    for header in ("bytes=100-199", "bytes=150-299", "bytes=300-399", "bytes=1000-9999"):
+        get(origin, A, {"Range": header})
+    get(origin, A, {"Range": "bytes=5000-5999"}, method="HEAD")
+    get(origin, A, {"Range": f"bytes={SIZE}-"})
+    assert origin.covered(A) == [(100, 400), (1000, 1500)]
+
+
 def test_short_mid_range(origin: RangedOrigin, data: bytes) -> None:
     """`short` sends `after` bytes, then closes cleanly before the announced end."""
     origin.faults(A, {"kind": "short", "after": 5000})

@@ -421,6 +421,20 @@ class RangedOrigin:
             (s.start, s.end) for s in self.log(path) if s.method == "GET" and s.status in (200, 206)
         ]
 
+    def covered(self, path: str) -> list[tuple[int, int]]:
+        """The union of the object's bytes sent so far, as sorted `[start, end)` extents
+        (a response cut short counts what it sent)."""
+        spans = sorted(
+            (s.start, s.start + s.sent) for s in self.log(path) if s.method == "GET" and s.sent
+        )
+        merged: list[tuple[int, int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        return merged
+
     def _post(self, target: str, body: dict[str, Any]) -> None:
         request = urllib.request.Request(
             self.url + target, data=json.dumps(body).encode(), method="POST"
