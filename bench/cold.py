@@ -45,8 +45,8 @@ TARGET_AUDIO_TIME = 0.15  # time to last byte / the whole fill's
 TARGET_CLIP = 1.5  # (origin bytes - moov) / response size
 CLIP = "start=600&end=610"
 READY = "/cold-bench-ready"  # not in the docroot
-CASE_KEYS = ("whole-head", "whole-tail", "whole-30min", "audio-head", "audio-tail",
-             "audio-30min", "clip-30min", "range-1gib")  # fmt: skip
+CASE_KEYS = ("whole-head", "whole-tail", "whole-30min", "whole-flv", "audio-head", "audio-tail",
+             "audio-30min", "audio-flv", "clip-30min", "range-1gib")  # fmt: skip
 
 
 @dataclass
@@ -102,7 +102,7 @@ http {{
     fastcgi_temp_path {work}/fastcgi;
     uwsgi_temp_path {work}/uwsgi;
     scgi_temp_path {work}/scgi;
-    types {{ video/mp4 mp4; }}
+    types {{ video/mp4 mp4; video/x-flv flv; }}
     default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
@@ -330,6 +330,7 @@ def make_cases() -> tuple[list[Case], dict[str, Path]]:
         "5min.mp4": media.ensure(media.MP4_720P),
         "5min-tail.mp4": media.ensure(media.MP4_720P_TAIL),
         "30min.mp4": media.ensure(media.MP4_LONG),
+        "5min.flv": media.ensure(media.FLV_720P),
         "big.bin": big_object(),
     }
     cases = [
@@ -337,12 +338,15 @@ def make_cases() -> tuple[list[Case], dict[str, Path]]:
         Case("whole-tail", "whole object, 5-min 720p, moov at tail", "/5min-tail.mp4",
              "5min-tail.mp4"),
         Case("whole-30min", "whole object, 30-min", "/30min.mp4", "30min.mp4"),
+        Case("whole-flv", "whole object, 5-min 720p FLV", "/5min.flv", "5min.flv"),
         Case("audio-head", "?ali_audio_only=1, 5-min 720p, moov at head",
              "/5min.mp4?ali_audio_only=1", "5min.mp4", expect="extract"),
         Case("audio-tail", "?ali_audio_only=1, 5-min 720p, moov at tail",
              "/5min-tail.mp4?ali_audio_only=1", "5min-tail.mp4", expect="extract"),
         Case("audio-30min", "?ali_audio_only=1, 30-min", "/30min.mp4?ali_audio_only=1",
              "30min.mp4", expect="extract"),
+        Case("audio-flv", "?ali_audio_only=1, 5-min 720p FLV", "/5min.flv?ali_audio_only=1",
+             "5min.flv", expect="extract"),
         Case("clip-30min", f"?{CLIP}, 30-min", f"/30min.mp4?{CLIP}", "30min.mp4",
              expect="warm"),
         Case("range-1gib", f"Range: bytes={BIG_OFFSET}- into a 1 GiB object "
@@ -415,7 +419,7 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
     notes: list[str] = []
 
     def whole_time(file: str) -> float | None:
-        for key in ("whole-head", "whole-tail", "whole-30min"):
+        for key in ("whole-head", "whole-tail", "whole-30min", "whole-flv"):
             got = results.get(key)
             if got is not None and got.case.file == file and got.correct == "yes":
                 return got.ttlb
@@ -440,10 +444,13 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
         elif key.startswith("audio"):
             whole = whole_time(case.file)
             time_ratio = f"{got.ttlb / whole:.2f}" if whole else "n/a"
+            # FLV has no index: its audio-only answer needs every tag header (issue 13
+            # leaves the cost to be measured), so its ratios have no target.
+            flv = case.file.endswith(".flv")
             ratio = (
-                f"bytes {ratio_bytes:.2f} (<= {TARGET_AUDIO_BYTES}), "
-                f"time {time_ratio} (<= {TARGET_AUDIO_TIME})"
-            )
+                f"bytes {ratio_bytes:.2f}" + ("" if flv else f" (<= {TARGET_AUDIO_BYTES})")
+                + f", time {time_ratio}" + ("" if flv else f" (<= {TARGET_AUDIO_TIME})")
+            )  # fmt: skip
         elif key == "clip-30min":
             over = (origin_bytes - moov) / got.size if got.size else 0.0
             ratio = f"(bytes - moov) {over:.2f} (<= {TARGET_CLIP})"
@@ -488,7 +495,7 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
     return Section(
         "cold",
         f"Cold cache behind a {options.rate_mbit:g} Mbit/s origin (issue 13)",
-        [media.describe(files[name]) for name in ("5min.mp4", "5min-tail.mp4", "30min.mp4")]
+        [media.describe(files[n]) for n in ("5min.mp4", "5min-tail.mp4", "30min.mp4", "5min.flv")]
         + [f"big.bin: {BIG_SIZE >> 20} MiB (sparse)"],
         rows,
         notes,
