@@ -27,6 +27,14 @@ FLAGS = (
     "--window-size=1280,900",
 )
 WAIT = 10.0
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = Path("/usr/bin/chromium")
+# Where screenshots go (VODEDGE_TEST_OUTPUT, or .cache/test-output), a directory per suite.
+OUTPUT = Path(
+    os.environ.get(
+        "VODEDGE_TEST_OUTPUT", Path(__file__).resolve().parents[2] / ".cache" / "test-output"
+    )
+)
 
 
 @dataclass
@@ -37,12 +45,15 @@ class Browser:
     shots: Path
 
     @classmethod
-    def start(cls, chromium: Path, chromedriver: Path, profile: Path, shots: Path) -> Browser:
-        """Chromium with a fresh `--user-data-dir`; no Selenium Manager, no network."""
+    def start(
+        cls, chromium: Path, chromedriver: Path, profile: Path, shots: Path, *extra: str
+    ) -> Browser:
+        """Chromium with a fresh `--user-data-dir` (and `extra` flags); no Selenium
+        Manager, no network."""
         os.environ["SE_AVOID_STATS"] = "true"
         options = webdriver.ChromeOptions()
         options.binary_location = str(chromium)
-        for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        for flag in (*FLAGS, *extra, f"--user-data-dir={profile}"):
             options.add_argument(flag)
         driver = webdriver.Chrome(options=options, service=Service(str(chromedriver)))
         driver.set_page_load_timeout(WAIT)

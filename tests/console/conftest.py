@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -13,13 +12,8 @@ import pytest
 TESTS = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TESTS / "control"), str(TESTS / "edge")]
 
-from browser import Browser  # noqa: E402
+from browser import CHROMEDRIVER, CHROMIUM, OUTPUT, Browser  # noqa: E402
 from edge_harness import RUNNING  # noqa: E402
-
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-CHROMIUM = Path("/usr/bin/chromium")
-# Where the screenshots of each page go (VODEDGE_TEST_OUTPUT, or .cache/test-output).
-OUTPUT = Path(os.environ.get("VODEDGE_TEST_OUTPUT", TESTS.parent / ".cache" / "test-output"))
 
 
 @pytest.fixture(scope="module")

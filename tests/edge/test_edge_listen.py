@@ -100,6 +100,18 @@ def test_page_in_zero_config(zero: Vodedge, origins: Origins) -> None:
         assert again.status == 304
 
 
+def test_byte_counter_is_served_beside_the_page(zero: Vodedge) -> None:
+    """The service worker that counts bytes: in the page's scope, never cached for long."""
+    text = page(zero, "/listen/a.mp4").body.decode()
+    assert 'data-counter="/_vodedge/listen-counter.js"' in text
+    assert 'data-counter-scope="/_vodedge/"' in text
+    worker = zero.get("listen.test", "/_vodedge/listen-counter.js")
+    assert worker.status == 200
+    assert worker.header("Content-Type") == "text/javascript; charset=utf-8"
+    assert worker.header("Cache-Control") == "no-cache"
+    assert b'addEventListener("fetch"' in worker.body
+
+
 def test_flv_page_loads_the_vendored_mpegts(zero: Vodedge, origins: Origins) -> None:
     """An FLV page loads mpegts.js from the node; its licence is served beside it."""
     path, _ = publish(origins, "flv_h264_aac")

@@ -48,6 +48,8 @@ PREFIX = "/_vodedge/"
 PAGE = "/_vodedge/listen"
 INFO = "/_vodedge/listen/info"
 STATIC = "/_vodedge/static/"
+# The byte counter (a service worker): beside the page, so that its scope covers it.
+COUNTER = "/_vodedge/listen-counter.js"
 MPEGTS = "mpegts-1.8.2/mpegts.js"
 MAX_SRC = 2048
 # What RFC 3986 lets a path and query hold: unreserved, sub-delims, ":@/?" and escapes.
@@ -58,8 +60,8 @@ URL_CHARS = frozenset(
 IMMUTABLE = "public, max-age=31536000, immutable"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'self'"
+    "media-src 'self' blob:; connect-src 'self'; worker-src 'self'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'self'"
 )
 
 
@@ -121,6 +123,9 @@ async def route(request: web.Request) -> web.StreamResponse:
         return _page(request, domain)
     if path == INFO:
         return await _info(request)
+    if path == COUNTER:
+        # Browsers look for a new service worker on every visit: no long caching here.
+        return _asset(request, ASSETS["listen-sw.js"], cache="no-cache")
     if path.startswith(STATIC) and (asset := ASSETS.get(path[len(STATIC) :])) is not None:
         return _asset(request, asset)
     raise Refusal(404, "not_found", "no such page", domain=domain.name)
@@ -194,6 +199,8 @@ def _page(request: web.Request, domain: Domain) -> web.Response:
         kind=kind,
         info=html.escape(info),
         css=html.escape(asset_url("listen.css")),
+        counter=COUNTER,
+        counter_scope=PREFIX,
         scripts="\n".join(f'<script src="{html.escape(url)}"></script>' for url in scripts),
     )
     answer = scheme_answer(
@@ -218,10 +225,10 @@ def _page(request: web.Request, domain: Domain) -> web.Response:
     )
 
 
-def _asset(request: web.Request, asset: Asset) -> web.Response:
+def _asset(request: web.Request, asset: Asset, cache: str = IMMUTABLE) -> web.Response:
     headers = {
         "ETag": asset.etag,
-        "Cache-Control": IMMUTABLE,
+        "Cache-Control": cache,
         "X-Content-Type-Options": "nosniff",
         "Content-Type": asset.content_type,
     }

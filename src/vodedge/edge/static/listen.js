@@ -11,7 +11,8 @@
   const language = document.getElementById("language");
   const mediaPath = new URL(data.src, location.href).pathname;
   const totals = { video: { bytes: 0, responses: 0 }, audio: { bytes: 0, responses: 0 } };
-  const state = { audio: false, track: "", player: null, info: null };
+  const state = { audio: false, track: "", player: null, info: null,
+                  switchedAt: 0, resumedAt: null, counting: "" };
   window.vodedgeListen = { totals: totals, state: state };
 
   function say(text, error) {
@@ -57,9 +58,20 @@
     const url = currentUrl();
     dropPlayer();
     root.classList.toggle("audio", state.audio);
+    // Where the new source was asked to start, and where it did (tests read both).
+    state.switchedAt = position;
+    state.resumedAt = null;
     video.addEventListener("loadedmetadata", function resume() {
-      if (position > 0) video.currentTime = position;
-      if (playing) video.play().catch(function () {});
+      function resumed() {
+        state.resumedAt = video.currentTime;
+        if (playing) video.play().catch(function () {});
+      }
+      if (position > 0) {
+        video.addEventListener("seeked", resumed, { once: true });
+        video.currentTime = position;
+      } else {
+        resumed();
+      }
     }, { once: true });
     if (data.kind === "flv") {
       if (!window.mpegts || !window.mpegts.isSupported()) {
@@ -154,13 +166,7 @@
     return url.searchParams.get("ali_audio_only") === "1" ? "audio" : "video";
   }
 
-  function count(entries) {
-    entries.forEach(function (entry) {
-      const mode = modeOf(entry.name);
-      if (mode === null) return;
-      totals[mode].bytes += entry.transferSize || 0;
-      totals[mode].responses += 1;
-    });
+  function show() {
     ["video", "audio"].forEach(function (mode) {
       const shown = document.getElementById("bytes-" + mode);
       shown.textContent = size(totals[mode].bytes);
@@ -172,8 +178,72 @@
     });
   }
 
-  performance.setResourceTimingBufferSize(10000);
-  new PerformanceObserver(function (list) { count(list.getEntries()); })
-    .observe({ type: "resource", buffered: true });
-  load(0, false);
+  // Preferred: the service worker counts body bytes as they reach the player.
+  function fromServiceWorker(message) {
+    const said = message.data || {};
+    if (said.mode !== "video" && said.mode !== "audio") return;
+    if (said.vodedge === "response") {
+      if (modeOf(said.url) === null) return;
+      totals[said.mode].responses += 1;
+    } else if (said.vodedge === "bytes") {
+      totals[said.mode].bytes += said.bytes;
+    }
+    show();
+  }
+
+  // Otherwise (no service worker: a plain-HTTP page on another host than localhost),
+  // Resource Timing's transferSize of each finished response.
+  function fromResourceTiming() {
+    performance.setResourceTimingBufferSize(10000);
+    new PerformanceObserver(function (list) {
+      list.getEntries().forEach(function (entry) {
+        const mode = modeOf(entry.name);
+        if (mode === null) return;
+        totals[mode].bytes += entry.transferSize || 0;
+        totals[mode].responses += 1;
+      });
+      show();
+    }).observe({ type: "resource", buffered: true });
+  }
+
+  const COUNTED = {
+    "service-worker": "Bytes are the response bodies each mode's media requests delivered to " +
+      "the player over the network (this page's service worker fetches them past the " +
+      "browser's cache and counts them as they arrive; a request the player abandons " +
+      "counts what it delivered). Served by vodedge.",
+    "resource-timing": "Bytes are what the browser reports receiving for each mode's media " +
+      "requests (Resource Timing's transferSize, headers included) as each response " +
+      "finishes; requests the player abandons may count less than they cost. Served by " +
+      "vodedge.",
+  };
+
+  function counting() {
+    const worker = navigator.serviceWorker;
+    if (!worker || !window.isSecureContext) return Promise.resolve("resource-timing");
+    worker.addEventListener("message", fromServiceWorker);
+    return worker.register(data.counter, { scope: data.counterScope }).then(function () {
+      if (worker.controller) return "service-worker";
+      return new Promise(function (resolve) {
+        worker.addEventListener("controllerchange", function () { resolve("service-worker"); },
+                                { once: true });
+        setTimeout(function () { resolve(worker.controller ? "service-worker" : "none"); }, 5000);
+      });
+    }).catch(function () { return "resource-timing"; });
+  }
+
+  counting().then(function (how) {
+    if (how === "none") {
+      stopListening();
+      how = "resource-timing";
+    }
+    if (how === "resource-timing") fromResourceTiming();
+    state.counting = how;
+    document.getElementById("counting").textContent = COUNTED[how];
+    show();
+    load(0, false);
+  });
+
+  function stopListening() {
+    navigator.serviceWorker.removeEventListener("message", fromServiceWorker);
+  }
 })();
