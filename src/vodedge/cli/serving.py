@@ -51,10 +51,11 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 def serve(args: argparse.Namespace) -> int:
     """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
     from vodedge.control.store import StoreUnavailable
+    from vodedge.control.store_config import certificates_dir, state_dir_for, store_loader
     from vodedge.control.stores import check_store_url, node_name, open_store
-    from vodedge.control.sync import WorkerSync, certificates_dir, state_dir_for, store_loader
-    from vodedge.edge.serve import ServeOptions
-    from vodedge.edge.serve import serve as run
+    from vodedge.node.serve import ServeOptions
+    from vodedge.node.serve import serve as run
+    from vodedge.node.sync import WorkerSync
 
     load_base = node_loader(args)
     node = load_base()

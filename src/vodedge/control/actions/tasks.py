@@ -1,7 +1,7 @@
 """Cache actions: RefreshObjectCaches, PushObjectCache, DescribeRefreshTasks,
 DescribeRefreshQuota.
 
-A task is stored, then applied by the node's workers (see `control.sync`): every
+A task is stored, then applied by the node's workers (see `node.sync`): every
 worker applies a refresh (the cache on disk is shared, but each worker keeps
 recent lookups in memory) and it is Complete once all have; a preload is taken by
 one worker, which fetches the object through the node's own client listener, so

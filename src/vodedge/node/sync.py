@@ -1,5 +1,5 @@
-"""The store reaching the edge: the node configuration built from it, and each
-worker's loop that applies changes, purges and prefetches within a second.
+"""The store reaching the edge: each worker's loop that applies changes, purges and
+prefetches within a second.
 
 A worker reads the store's version every POLL_SECONDS (one indexed read); when it
 moved, it swaps `edge.config` for one built from the stored domains (requests in
@@ -13,77 +13,25 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 
-from vodedge.config import NodeConfig
-
-from .certificates import CertificateStore, stored_certificates
-from .domains import edge_domain_name, node_with, record_of
+from vodedge.control.certificates import CertificateStore, stored_certificates
+from vodedge.control.domains import edge_domain_name, node_with
+from vodedge.control.local_copy import save_copy
+from vodedge.control.store import ControlStore, TaskRecord
+from vodedge.control.store_config import certificates_dir
+from vodedge.edge.resolve import cache_key
 
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
-from .local_copy import load_copy, save_copy
-from .store import ControlStore, StoreUnavailable, TaskRecord
-
 POLL_SECONDS = 0.25
 PRELOADS_AT_ONCE = 4
 PRELOAD_TIMEOUT = 600.0
-
-
-def state_dir_for(cache_dir: Path) -> Path:
-    """The default state directory: `state` beside the cache directory."""
-    return cache_dir.absolute().parent / "state"
-
-
-def certificates_dir(state_dir: Path) -> Path:
-    """Where the API's certificates are written as files: `certs` in the state directory."""
-    return state_dir / "certs"
-
-
-def store_loader(
-    load_base: Callable[[], NodeConfig],
-    store: ControlStore,
-    *,
-    from_file: bool,
-    certificates_dir: Path | None = None,
-    state_dir: Path | None = None,
-) -> Callable[[], NodeConfig]:
-    """A loader of the node: `load_base`'s settings (and catch-all), the store's domains.
-
-    With `from_file`, the base's own domains are first imported into the store where
-    the file changed them (see `import_file_domains`): a file edit and SIGHUP still
-    take effect; otherwise what the API did stands. Certificates set through the API
-    are written as files in `certificates_dir` for the edge to load. With `state_dir`,
-    what the store said is kept there, and used when the store is out of reach.
-    """
-
-    def load() -> NodeConfig:
-        base = load_base()
-        try:
-            if from_file:
-                store.import_file_domains([record_of(d) for d in base.domains.values()])
-            records, stored = store.domains(), store.certificates()
-            if state_dir is not None:
-                save_copy(state_dir, records, stored)
-        except StoreUnavailable as exc:
-            # A fleet's Redis out of reach: serve what it last said, if we ever heard it.
-            copy = None if state_dir is None else load_copy(state_dir)
-            if copy is None:
-                raise ValueError(f"{exc}, and no local copy of the configuration") from None
-            sys.stderr.write(f"vodedge: {exc}: serving the local copy of the configuration\n")
-            records, stored = copy
-        certificates = None
-        if certificates_dir is not None:
-            certificates = stored_certificates(stored, certificates_dir, edge_domain_name)
-        return node_with(base, records, certificates)
-
-    return load
 
 
 def _split(path: str) -> tuple[str, str, str]:
@@ -99,8 +47,6 @@ def apply_refresh(edge: Any, task: TaskRecord) -> int:
     Force, and otherwise marked stale: the next request revalidates them with the
     origin, which refetches only what changed (the API's Force=false).
     """
-    from vodedge.edge.resolve import cache_key
-
     host, path, query = _split(task.path)
     domain = edge.config.lookup(host)
     if domain is None:
@@ -151,7 +97,12 @@ class WorkerSync:
 
     async def run(self, edge: Any) -> None:
         """Poll until cancelled."""
-        from .store_metrics import STORE_LAG, STORE_LAST_SYNC, STORE_UP, STORE_VERSION
+        from vodedge.control.store_metrics import (
+            STORE_LAG,
+            STORE_LAST_SYNC,
+            STORE_UP,
+            STORE_VERSION,
+        )
 
         self.version_gauge = STORE_VERSION
         released = False
