@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from flv_media import Synthetic, check_output, parse, run_filter, synthetic, without_metadata
+from mutation_harness import bounded
 from vodedge.media import amf0
 from vodedge.media.errors import MediaError, NoAudioTrack
 from vodedge.media.flv import (
@@ -35,7 +33,6 @@ from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
 
 REPO = Path(__file__).resolve().parent.parent
-TIME_LIMIT = 2.0
 SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
 PROFILE = settings(
     deadline=None,
@@ -62,23 +59,9 @@ def _head(data: bytes, limit: int) -> bytes:
 SEEDS["talk_head"] = _head((REPO / "samples" / "talk.flv").read_bytes(), 40_000)
 SEED_TAGS = {name: parse(seed)[1] for name, seed in SEEDS.items()}
 
-T = TypeVar("T")
-
 
 def examples(n: int) -> settings:
     return settings(PROFILE, max_examples=max(1, int(n * SCALE)))
-
-
-def bounded(call: Callable[[], T]) -> T | MediaError:
-    """The result or the typed error of `call`, which must not take long."""
-    started = time.perf_counter()
-    try:
-        result: T | MediaError = call()
-    except MediaError as error:
-        assert error.code and "\n" not in str(error)
-        result = error
-    assert time.perf_counter() - started < TIME_LIMIT
-    return result
 
 
 @st.composite

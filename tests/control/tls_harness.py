@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from edge_harness import catches_sighup, port_open
+from edge_harness import START_TIMEOUT, catches_sighup, port_open
 
 from oracle import vodedge_command
 from ports import free_ports
-
-START_TIMEOUT = 30.0
 
 
 class TlsNode:

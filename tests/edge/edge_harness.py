@@ -27,7 +27,9 @@ from origins.process import start_origin, stop_origin
 from ports import free_port, free_ports
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-START_TIMEOUT = 20.0
+# How long a process may take to start: long, since every test starting one waits for it
+# on a machine other jobs may keep busy (it is a wait, never a measure).
+START_TIMEOUT = 60.0
 # Every vodedge started and not yet stopped (conftest shows their stderr on failures).
 RUNNING: list[Vodedge] = []
 
@@ -48,6 +50,12 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def request_started(line: dict[str, Any]) -> float:
+    """When the node began the request of an access-log line, by its own clock (the line
+    is written at the end, with the time the request took)."""
+    return float(line["time"]) - float(line["ms"]) / 1000
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -132,6 +140,41 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks)
+
+
+def stalled_reader(
+    server: Vodedge, host: str, path: str, timeout: float = 30.0
+) -> tuple[int, bool]:
+    """GET `path` and take nothing until the node logs that it dropped the reader
+    (`send_timeout`), then read what is left: (bytes received, whether it was closed).
+
+    Waiting for the node's word, not for a fixed time: on a busy machine the buffers
+    between the node and the reader may take longer than the send timeout to fill.
+    `timeout` stays under the node's default send timeout (60 s): a node that ignored
+    its configured one would not drop the reader in time.
+    """
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        wait_until(
+            lambda: any(
+                line["path"] == path and line.get("aborted") == "send_timeout"
+                for line in server.access_lines()
+            ),
+            timeout,
+            "the access log line saying the reader was dropped",
+        )
+        sock.settimeout(10)
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return received, False
+    return received, True
 
 
 class RawClient:
@@ -615,6 +658,43 @@ class Vodedge:
         if not self.access_log.exists():
             return []
         return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
+    def changed_within(
+        self,
+        host: str,
+        since: float,
+        probe: Callable[[], bool],
+        is_new: Callable[[dict[str, Any]], bool],
+        within: float = 1.0,
+        timeout: float = 60.0,
+    ) -> None:
+        """A change made at `since` (time.time()) reached every worker within `within` s.
+
+        Requests for `host` are sent (`probe()`, True once it sees the change) until
+        every worker has answered one the new way (`is_new` of its access-log line).
+        Then, by the node's own clock, no request a worker began more than `within` s
+        after `since` was answered the old way. The requirement is the node's: how long
+        a test runner on a busy machine takes to send its probes is not part of it.
+        """
+        pids = set(self.worker_pids())
+
+        def lines() -> list[dict[str, Any]]:
+            return [
+                line
+                for line in self.access_lines()
+                if line.get("host") == host and request_started(line) >= since
+            ]
+
+        def everywhere() -> bool:
+            return probe() and pids <= {line["pid"] for line in lines() if is_new(line)}
+
+        wait_until(everywhere, timeout, f"every worker to serve {host} changed", 0.01)
+        late = [
+            (round(request_started(line) - since, 3), line)
+            for line in lines()
+            if request_started(line) > since + within and not is_new(line)
+        ]
+        assert not late, f"answered the old way more than {within} s after the change: {late}"
 
     def purge(self, *urls: str) -> subprocess.CompletedProcess[str]:
         """`vodedge purge URL...` against this server's config and cache."""

@@ -3,7 +3,6 @@ no descriptor or memory left behind once the faults are over."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from edge_harness import (
     process_fds,
     process_rss,
     running,
+    stalled_reader,
     wait_until,
 )
 from edge_media import SAMPLES, big_tail_moov, cli_output
@@ -185,21 +185,7 @@ def test_a_client_that_stops_reading_is_dropped(edge: Vodedge, origins: Origins)
     path = origins.media.add(big_tail_moov(), "faults/stalled-reader.mp4")
     size = origins.media.file(path).stat().st_size
     edge.prime("video.test", path)
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", edge.port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: video.test\r\n\r\n".encode())
-        time.sleep(SEND_TIMEOUT + 2.5)
-        sock.settimeout(3)
-        received, closed = 0, False
-        try:
-            while chunk := sock.recv(1 << 20):
-                received += len(chunk)
-            closed = True
-        except ConnectionResetError:
-            closed = True
-        except TimeoutError:
-            pass
+    received, closed = stalled_reader(edge, "video.test", path)
     assert closed, f"still connected after {received} bytes"
     assert received < size, "the stalled reader got the whole object"
     reply = edge.get("video.test", path)
@@ -231,8 +217,19 @@ def test_no_descriptor_or_memory_leak_after_the_faults(edge: Vodedge, origins: O
     fds_before, rss_before = _snapshot(edge)
     for index in range(3):
         _round(edge, origins, f"round-{index}")
-    time.sleep(0.5)
-    fds_after, rss_after = _snapshot(edge)
+    # The last round's connections close as the worker gets to them (later on a busy
+    # machine); a leak stays. Waited for, then the same bounds are asserted.
+    deadline = time.monotonic() + 30
+    while True:
+        fds_after, rss_after = _snapshot(edge)
+        within = (
+            fds_after["file"] <= fds_before["file"] + 1
+            and fds_after["socket"] <= fds_before["socket"] + 8
+            and rss_after <= rss_before + (24 << 20)
+        )
+        if within or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     # Files: every fill's descriptor is closed (store files, temporaries).
     assert fds_after["file"] <= fds_before["file"] + 1, (fds_before, fds_after)
     # Sockets: pooled origin connections come and go; three rounds of leaks would not.
