@@ -19,12 +19,14 @@ from urllib.parse import quote
 
 import pytest
 from browser import Browser
+from edge_config import domain, function
 from edge_harness import Vodedge, running
 from edge_media import MediaDir, generated
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from oracle import probe
+from url_signing import ref_sign
 
 SECONDS = 6
 VIDEO = ("-f", "lavfi", "-i", f"testsrc2=size=160x90:rate=25:duration={SECONDS}")
@@ -218,3 +220,54 @@ def test_hostile_src_stays_text(browser: Browser, site: Site) -> None:
     seen = resources(browser)
     assert all(r["name"].startswith(site.base + "/") for r in seen), seen
     browser.screenshot("listen-hostile-src")
+
+
+KEY = "aliyuncdnexp1234"
+
+
+@pytest.fixture(scope="module")
+def paid(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vodedge]:
+    """Every Host served with signed URLs and a signed preview length (and the page on)."""
+    assert site.edge.origin is not None
+    config = domain(
+        "*",
+        site.edge.origin,
+        function("ali_video_split", enable="on"),
+        function("vodedge_listen_page", enable="on"),
+        function("ali_video_preview", enable="on", ali_video_preview_argument="free_time"),
+        function("aliauth", auth_type="type_a", auth_key1=KEY, vodedge_signed_args="free_time"),
+    )
+    with running(Vodedge(tmp_path_factory.mktemp("vodedge-listen-paid"), config)) as server:
+        yield server
+
+
+def test_signed_preview_plays(browser: Browser, site: Site, paid: Vodedge, tmp_path: Path) -> None:
+    """A signed URL with a 3-second preview plays for 3 seconds, and so does listen only
+    (its URL adds ali_audio_only, which the signature does not cover); a raised preview
+    length is refused and the page says why."""
+    path, query = ref_sign("a", KEY, "/head.mp4", int(time.time()), query="free_time=3",
+                           signed=("free_time",))  # fmt: skip
+    src = f"{path}?{query}"
+    preview = paid.get("127.0.0.1", src)
+    assert preview.status == 200, preview
+    (tmp_path / "preview.mp4").write_bytes(preview.body)
+    expected = float(probe(tmp_path / "preview.mp4")["format"]["duration"])
+    assert abs(expected - 3) < 0.2, expected
+    base = f"http://127.0.0.1:{paid.port}"
+    browser.driver.get(f"{base}/_vodedge/listen?src={quote(src, safe='')}")
+    duration = float(until(browser, VIDEO_STATE + "return v.readyState >= 1 && v.duration",
+                           "metadata"))  # fmt: skip
+    assert abs(duration - expected) <= 0.1, (duration, expected)
+    js(browser, VIDEO_STATE + "v.play();")
+    until(browser, VIDEO_STATE + "return v.currentTime > 1", "the preview to play")
+    browser.driver.find_element(By.CSS_SELECTOR, "label.switch").click()
+    resumed = until(browser, "return window.vodedgeListen.state.resumedAt", "listen only")
+    switched = js(browser, "return window.vodedgeListen.state.switchedAt")
+    assert abs(resumed - switched) <= 1.0, (switched, resumed)
+    assert js(browser, VIDEO_STATE + "return v.currentSrc").endswith(f"{query}&ali_audio_only=1")
+    audio = float(js(browser, VIDEO_STATE + "return v.duration"))
+    assert abs(audio - 3) <= 0.1, audio
+    browser.screenshot("listen-signed-preview")
+    raised = src.replace("free_time=3", "free_time=30")
+    browser.driver.get(f"{base}/_vodedge/listen?src={quote(raised, safe='')}")
+    browser.wait_text(By.ID, "status", "403 (auth_invalid)")
