@@ -17,6 +17,8 @@ Sources (read 2025; names, required flags, defaults and ranges follow them):
   ali_limit_rate_after, traffic_limit_arg/unit, ali_limit_start_hour/end_hour
   (0..24, defaults 0 and 24); https_force / http_force with enable (required) and
   https_rewrite / http_rewrite, "301" (the default) or "308", excluding each other.
+  set_resp_header: key and value, header_operation_type (add, delete, modify, rewrite)
+  and access_origin_control (the CORS switch's origin check); see config/headers.py.
 - Video seeking console guide, https://www.alibabacloud.com/help/en/cdn/user-guide/video-seeking:
   default parameter names start/end; names are letters, digits and underscores.
 - BatchSetCdnDomainConfig API reference and error codes,

@@ -30,6 +30,7 @@ from vodedge.config import Domain
 from vodedge.config.query import AUDIO_ONLY_ARG, AUDIO_TRACK_ARG
 from vodedge.edge.cache import OriginStatus, Uncached
 from vodedge.edge.driver import run_async
+from vodedge.edge.observe import exchange_of
 from vodedge.edge.origin import OriginError
 from vodedge.edge.passthrough import no_room
 from vodedge.edge.refusal import Refusal
@@ -115,10 +116,23 @@ async def route(request: web.Request) -> web.StreamResponse:
     if domain is None or not domain.listen_page:
         return await handle(request)
     request[DOMAIN] = domain
+    exchange = exchange_of(request)
+    exchange.domain, exchange.function = domain.name, "listen_page"
     path = request.path
     if request.method not in ("GET", "HEAD"):
         raise Refusal(405, "method_not_allowed", "only GET and HEAD are served", domain=domain.name,
                       headers={"Allow": "GET, HEAD"})  # fmt: skip
+    answer = scheme_answer(
+        domain,
+        _edge(request).config,
+        secure=request.secure,
+        host=request.host,
+        path_qs=request.rel_url.raw_path_qs,
+    )
+    if answer is not None:
+        if answer.location is not None:
+            raise Refusal.redirect(answer.location, answer.status, domain=domain.name)
+        raise Refusal(answer.status, answer.code, answer.message, domain=domain.name)
     if path == PAGE:
         return _page(request, domain)
     if path == INFO:
@@ -203,15 +217,6 @@ def _page(request: web.Request, domain: Domain) -> web.Response:
         counter_scope=PREFIX,
         scripts="\n".join(f'<script src="{html.escape(url)}"></script>' for url in scripts),
     )
-    answer = scheme_answer(
-        domain,
-        _edge(request).config,
-        secure=request.secure,
-        host=request.host,
-        path_qs=request.rel_url.raw_path_qs,
-    )
-    if answer is not None and answer.location is not None:
-        raise Refusal.redirect(answer.location, answer.status, domain=domain.name)
     return web.Response(
         text=text,
         content_type="text/html",
