@@ -237,7 +237,9 @@ async def _send(
     step = len(data) if pacer is None else pacer.step
     for at in range(0, len(data), max(step, 1)):
         part = data[at : at + step]
-        await asyncio.wait_for(response.write(part), send_timeout(request))
+        # asyncio.timeout, not wait_for: no task per write (wait_for makes one on 3.11).
+        async with asyncio.timeout(send_timeout(request)):
+            await response.write(part)
         exchange_of(request).sent += len(part)
         if pacer is not None:
             await pacer.pace(len(part))
@@ -262,7 +264,8 @@ async def _sendfile(
         timeout = send_timeout(request)
         # Headers still held for the first body bytes go out before the file's.
         await response.write(b"")
-        await asyncio.wait_for(response.drain(), timeout)
+        async with asyncio.timeout(timeout):
+            await response.drain()
         # Over TLS the kernel cannot send the file, and asyncio's fallback would
         # seek and read the descriptor that readers of a growing fill share (a
         # dup): their bodies would mix. uvloop has no sendfile at all. Both copy
@@ -274,7 +277,8 @@ async def _sendfile(
             transport.set_write_buffer_limits(COPY_STEP)
         else:
             try:
-                await asyncio.wait_for(loop.sendfile(transport, file, offset, step), timeout)
+                async with asyncio.timeout(timeout):
+                    await loop.sendfile(transport, file, offset, step)
             except NotImplementedError:
                 copied = True
         if copied:
@@ -283,7 +287,8 @@ async def _sendfile(
             deadline = loop.time() + timeout
             for at in range(offset, offset + step, COPY_STEP):
                 data = _read(FileSpan(span.fd, at, min(COPY_STEP, offset + step - at)))
-                await asyncio.wait_for(response.write(data), max(deadline - loop.time(), 0))
+                async with asyncio.timeout_at(deadline):
+                    await response.write(data)
         offset += step
         exchange_of(request).sent += step
         if pacer is not None:
