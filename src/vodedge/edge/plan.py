@@ -387,7 +387,12 @@ async def plan_for(
         index = await planner.indexes.get(
             key, version, size, read_at, planner.max_moov, keep=body.complete
         )
-        clip = index.clip(transform.start, transform.end, audio_only=transform.audio_only)
+        clip = index.clip(
+            transform.start,
+            transform.end,
+            audio_only=transform.audio_only,
+            track_id=transform.track,
+        )
         return clip, index
     plan = await build_plan(transform, size, read_at, planner.max_moov)
     if body.complete:

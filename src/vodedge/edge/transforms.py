@@ -109,8 +109,6 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
         return None
     check_seek(start, end)
     track = _track(query.get(AUDIO_TRACK_ARG)) if audio_only and kind == "mp4" else None
-    if track is not None and (start is not None or end is not None):
-        raise InvalidTrack(f"{AUDIO_TRACK_ARG} cannot be combined with seeking or a preview yet")
     return Transform(kind, audio_only, start, end, by_time, track)
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from vodedge.media.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.errors import (
     InvalidSeek,
+    InvalidTrack,
     LimitExceeded,
     MalformedMedia,
     MediaError,
@@ -721,8 +722,16 @@ class Mp4Index:
                 tracks[track.track_id] = exc
         return cls(size, ftyp, movie, tracks)
 
-    def clip(self, start: float | None, end: float | None, *, audio_only: bool = False) -> Plan:
-        """The plan of the file cut to `[start, end)` seconds (see `clip_plan`)."""
+    def clip(
+        self,
+        start: float | None,
+        end: float | None,
+        *,
+        audio_only: bool = False,
+        track_id: int | None = None,
+    ) -> Plan:
+        """The plan of the file cut to `[start, end)` seconds (see `clip_plan`); audio only
+        keeps every audio track, or only the one whose id is `track_id`."""
         check_seek(start, end)
         movie = self.movie
         wanted = [
@@ -730,6 +739,10 @@ class Mp4Index:
         ]
         if audio_only and not wanted:
             raise NoAudioTrack("the file has no audio track")
+        if audio_only and track_id is not None:
+            wanted = [t for t in wanted if t.track_id == track_id]
+            if not wanted:
+                raise InvalidTrack(f"the file has no audio track with id {track_id}")
         for track in wanted:
             if track.is_audio:
                 check_described(track)
