@@ -177,6 +177,37 @@ def fetch_all(
     return asyncio.run(run())
 
 
+def first_answers(
+    ports: list[int], host: str, path: str, wanted: str, timeout: float, every: float = 0.05
+) -> dict[int, float]:
+    """For each port, when (time.time()) the first request was sent that came back with
+    Content-Type `wanted`: a request is started every `every` s on each port, whether
+    the last has come back or not, so a slow answer does not delay the next look."""
+
+    async def run() -> dict[int, float]:
+        found: dict[int, float] = {}
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout), auto_decompress=False
+        ) as session:
+
+            async def look(port: int, sent: float) -> None:
+                answer = await _get(session, f"http://127.0.0.1:{port}{path}", host)
+                if answer.headers.get("Content-Type") == wanted:
+                    found[port] = min(found.get(port, sent), sent)
+
+            looks: list[asyncio.Task[None]] = []
+            deadline = time.monotonic() + timeout
+            while len(found) < len(ports) and time.monotonic() < deadline:
+                for port in ports:
+                    if port not in found:
+                        looks.append(asyncio.create_task(look(port, time.time())))
+                await asyncio.sleep(every)
+            await asyncio.gather(*looks, return_exceptions=True)
+        return found
+
+    return asyncio.run(run())
+
+
 def small_mp4() -> Path:
     """The small MP4 the cluster serves (made once, kept in the shared test cache)."""
     return generated("fleet-small", SMALL_MP4, "mp4")
