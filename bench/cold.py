@@ -492,9 +492,11 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
         f"after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}; other processes kept "
         f"{meter.other_cores():.2f} of {os.cpu_count()} cores busy",
     ]
+    label = getattr(options, "label", "")
     return Section(
-        "cold",
-        f"Cold cache behind a {options.rate_mbit:g} Mbit/s origin (issue 13)",
+        f"cold-{label}" if label else "cold",
+        f"Cold cache behind a {options.rate_mbit:g} Mbit/s origin (issue 13)"
+        + (f", {label}" if label else ""),
         [media.describe(files[n]) for n in ("5min.mp4", "5min-tail.mp4", "30min.mp4", "5min.flv")]
         + [f"big.bin: {BIG_SIZE >> 20} MiB (sparse)"],
         rows,
@@ -517,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--vodedge-rev", default=None, help="measure this commit's src/")
+    parser.add_argument("--label", default="", help="kept apart in results.md, e.g. 'whole fills'")
     args = parser.parse_args(argv)
     unknown = set(args.cases) - set(CASE_KEYS)
     if unknown:
