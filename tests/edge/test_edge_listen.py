@@ -184,7 +184,8 @@ def test_page_off_is_the_origins_path(edge: Vodedge) -> None:
 
 def test_info_and_track_choice_on_two_languages(zero: Vodedge, origins: Origins,
                                                tmp_path: Path) -> None:  # fmt: skip
-    """The info names both languages; `vodedge_audio_track` keeps one track, bit for bit."""
+    """The info names both languages; `vodedge_audio_track` keeps one audio track, bit for
+    bit, in the audio-only output, its clips, and beside the video."""
     path, source = publish(origins, "mp4_two_languages")
     info = zero.get("listen.test", f"{PAGE}/info?src={quote(path)}")
     assert info.status == 200, info
@@ -222,8 +223,16 @@ def test_info_and_track_choice_on_two_languages(zero: Vodedge, origins: Origins,
         out.write_bytes(clip.body)
         assert [s[4] for s in audio_summary(probe(out))] == [track["language"]]
         assert framemd5(out, "0:a") == framemd5(both, f"0:a:{index}")
-    # Without audio only the argument is consumed and ignored: the file as it is.
-    assert zero.get("listen.test", f"{path}?vodedge_audio_track=2").body == source.read_bytes()
+    # Without audio only: the video with that one audio track (the page's video mode).
+    for index, track in enumerate(audio):
+        reply = zero.get("listen.test", f"{path}?vodedge_audio_track={track['id']}")
+        assert (reply.status, reply.header("Content-Type")) == (200, "video/mp4"), reply
+        out = tmp_path / f"video{track['id']}.mp4"
+        out.write_bytes(reply.body)
+        assert [s[4] for s in audio_summary(probe(out))] == [track["language"]]
+        assert demux_errors(out) == ""
+        assert framemd5(out, "0:v") == framemd5(source, "0:v")
+        assert framemd5(out, "0:a") == framemd5(source, f"0:a:{index}")
 
 
 def test_info_refuses_what_the_file_refuses(edge: Vodedge, zero: Vodedge, origins: Origins) -> None:

@@ -37,12 +37,17 @@ class Transform:
             return "preview"
         if self.audio_only:
             return "audio_only" if self.start is None and self.end is None else "audio_seek"
-        return "seek"
+        return "track" if self.start is None and self.end is None else "seek"
 
     @property
     def is_clip(self) -> bool:
-        """An MP4 cut by start or end (planned from the object's index)."""
-        return self.kind == "mp4" and (self.start is not None or self.end is not None)
+        """An MP4 cut by start or end, or its video with one audio track (planned from the
+        object's index)."""
+        return self.kind == "mp4" and (
+            self.start is not None
+            or self.end is not None
+            or (self.track is not None and not self.audio_only)
+        )
 
     def tag(self) -> str:
         """A short stable name of this transform, part of derived ETags."""
@@ -105,10 +110,11 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
         end = limit if end is None else min(end, limit)
         if start is not None and start >= end:
             raise InvalidSeek(f"start ({start}) is past the preview's end ({end})")
-    if not audio_only and start is None and end is None:
+    # vodedge's own track choice goes with audio extraction (on or off together).
+    track = _track(query.get(AUDIO_TRACK_ARG)) if domain.audio_split and kind == "mp4" else None
+    if not audio_only and start is None and end is None and track is None:
         return None
     check_seek(start, end)
-    track = _track(query.get(AUDIO_TRACK_ARG)) if audio_only and kind == "mp4" else None
     return Transform(kind, audio_only, start, end, by_time, track)
 
 

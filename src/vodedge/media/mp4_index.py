@@ -730,8 +730,8 @@ class Mp4Index:
         audio_only: bool = False,
         track_id: int | None = None,
     ) -> Plan:
-        """The plan of the file cut to `[start, end)` seconds (see `clip_plan`); audio only
-        keeps every audio track, or only the one whose id is `track_id`."""
+        """The plan of the file cut to `[start, end)` seconds (see `clip_plan`), keeping
+        every audio track, or only the one whose id is `track_id`."""
         check_seek(start, end)
         movie = self.movie
         wanted = [
@@ -739,10 +739,10 @@ class Mp4Index:
         ]
         if audio_only and not wanted:
             raise NoAudioTrack("the file has no audio track")
-        if audio_only and track_id is not None:
-            wanted = [t for t in wanted if t.track_id == track_id]
-            if not wanted:
+        if track_id is not None:
+            if not any(t.is_audio and t.track_id == track_id for t in wanted):
                 raise InvalidTrack(f"the file has no audio track with id {track_id}")
+            wanted = [t for t in wanted if not t.is_audio or t.track_id == track_id]
         for track in wanted:
             if track.is_audio:
                 check_described(track)

@@ -26,14 +26,15 @@
     return (bytes / 1024 / 1024).toFixed(2) + " MB";
   }
 
-  function audioUrl() {
-    if (!data.audioSrc) return "";
-    if (!state.track) return data.audioSrc;
-    return data.audioSrc + "&" + data.trackArg + "=" + encodeURIComponent(state.track);
+  // The chosen track's argument goes after the query as written (a signature may cover it).
+  function withTrack(url) {
+    if (!state.track) return url;
+    return url + (url.includes("?") ? "&" : "?") + data.trackArg + "=" +
+      encodeURIComponent(state.track);
   }
 
   function currentUrl() {
-    return state.audio ? audioUrl() : data.src;
+    return withTrack(state.audio ? data.audioSrc : data.src);
   }
 
   function dropPlayer() {
@@ -133,11 +134,11 @@
     languageBox.hidden = false;
     language.addEventListener("change", function () {
       state.track = language.value;
-      if (state.audio) {
-        load(video.currentTime, !video.paused && !video.ended);
-      } else {
-        say("The language applies to listen only; the video plays the file's first audio track.");
-      }
+      load(video.currentTime, !video.paused && !video.ended);
+      const chosen = language.options[language.selectedIndex];
+      say(state.track ? "Playing " + chosen.textContent.split(" · ")[0] + " from " +
+                        state.switchedAt.toFixed(1) + " s"
+                      : "Playing the file's own tracks");
     });
   }
 
