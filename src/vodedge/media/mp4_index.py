@@ -686,6 +686,8 @@ class Mp4Index:
     tracks: dict[int, TrackIndex | MediaError | None]
     kids: dict[int, list[Box]] = field(default_factory=dict)  # containers' children
     audio: OutputMap | None = None  # see audio_map
+    # _rebuilt_size's walks of the moov, by the places replaced.
+    walks: dict[tuple[int, ...], tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
 
     def audio_map(self) -> OutputMap:
         """The plan copying every audio sample's bytes in source order (what audio-only
@@ -869,9 +871,27 @@ class Mp4Index:
         if moov.offset in replace:
             new = replace[moov.offset]
             return sum(map(len, new)) if isinstance(new, list) else len(new or b"")
-        delta = 0
+        # Which boxes a rebuild reaches depends on where the replacements are, not on
+        # what they hold: the walk is made once per set of places (every clip of a
+        # file keeping the same tracks has the same).
+        places = tuple(sorted(replace))
+        walked = self.walks.get(places)
+        if walked is None:
+            walked = self.walks[places] = self._walk(places)
+        fixed, reached = walked
+        for at, size in reached:
+            new = replace[at]
+            fixed += (sum(map(len, new)) if isinstance(new, list) else len(new or b"")) - size
+        return fixed
+
+    def _walk(self, places: tuple[int, ...]) -> tuple[int, list[tuple[int, int]]]:
+        """For replacements at `places` (ascending): the rebuilt moov's size before their
+        own changes, and the (offset, size) of each replaced box a rebuild reaches."""
+        moov = self.movie.box
+        replace = set(places)
+        reached: list[tuple[int, int]] = []
         touched: dict[int, Box] = {}
-        for at in sorted(replace):
+        for at in places:
             if not moov.offset < at < moov.end:
                 continue
             # Every container holding `at` on the way is re-serialised, even where the
@@ -887,10 +907,8 @@ class Mp4Index:
             for container in chain:
                 touched[container.offset] = container
             if node.offset == at and node is not moov:
-                new = replace[at]
-                size = sum(map(len, new)) if isinstance(new, list) else len(new or b"")
-                delta += size - node.size
-        return moov.size + delta + sum(8 - c.header_size for c in touched.values())
+                reached.append((at, node.size))
+        return moov.size + sum(8 - c.header_size for c in touched.values()), reached
 
     def _stbl(self, cut: _Cut, new: dict[bytes, bytes]) -> list[Piece | None]:
         """The `stbl`'s children in the original order; None where the chunk offsets go."""
