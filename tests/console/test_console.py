@@ -266,6 +266,8 @@ def test_domains_are_added_stopped_started_and_deleted(browser: Browser, console
     browser.by_text("button", "Add Domain").click()
     row = row_of(browser, name)
     assert "online" in row.text and "127.0.0.1:80 (ipaddr)" in row.text
+    # The CNAME column: where the node serves (its client listener here).
+    assert f"127.0.0.1:{console.node.server.port}" in row.text
     browser.screenshot("domain-names-added")
     assert_labelled(browser)
 

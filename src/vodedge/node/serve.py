@@ -246,11 +246,20 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     app.router.add_get("/healthz", health)
     dispatch: Dispatch = no_actions
     if options.state_dir is not None:
+        from vodedge.control import usage
         from vodedge.control.actions import make_dispatch
+        from vodedge.control.node_address import node_cname
         from vodedge.control.stores import open_store
 
+        # The workers' counters, sampled into the usage store while the listener runs.
+        usage_store = usage.open_usage(options.state_dir, options.store_url)
+        seconds = usage.sample_seconds(os.environ.get(usage.SAMPLE_SECONDS_ENV))
+        metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        app.cleanup_ctx.append(usage.sampling(usage_store, metrics_dir, seconds))
         dispatch = make_dispatch(
-            open_store(options.state_dir, options.store_url, options.node_name)
+            open_store(options.state_dir, options.store_url, options.node_name),
+            usage_store,
+            node_cname(options.listen, os.environ),
         )
     # Kept with the state, not the cache: wiping a cache must not reopen replays.
     nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")

@@ -225,6 +225,7 @@ function domainRow(d, problem) {
   const actions = h("td", { class: "actions" });
   const normal = () => actions.replaceChildren(
     h("a", { href: `#/domain/${encodeURIComponent(name)}/video`, "aria-label": `Manage ${name}` }, "Manage"), " ",
+    h("a", { href: `#/usage/${encodeURIComponent(name)}/hour`, "aria-label": `Usage of ${name}` }, "Usage"), " ",
     h("button", { type: "button", disabled: readOnly, "aria-label": `${online ? "Stop" : "Start"} ${name}`,
       onclick: () => domainAction(online ? "StopCdnDomain" : "StartCdnDomain", name, problem) },
       online ? "Stop" : "Start"), " ",
