@@ -7,6 +7,7 @@ import html
 import json
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
@@ -14,6 +15,8 @@ import pytest
 from edge_config import Origins, domain, function
 from edge_harness import Reply, Vodedge, running
 from edge_media import cli_output
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from media_matrix import media
 from oracle import audio_framemd5, audio_summary, demux_errors, framemd5, probe
@@ -330,3 +333,41 @@ def test_m4a_audio_only_preview(edge: Vodedge, origins: Origins, tmp_path: Path)
     ranged = edge.get("capped.test", f"{path}?free_time=1&ali_audio_only=1",
                       {"Range": "bytes=10-109"})  # fmt: skip
     assert ranged.status == 206 and ranged.body == reply.body[10:110]
+
+
+class _Page(HTMLParser):
+    """The page's script tags and its main element's data-src, as a browser parses them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts = 0
+        self.src: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self.scripts += 1
+        if tag == "main":
+            self.src = dict(attrs).get("data-src")
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.text(
+        alphabet=st.sampled_from("/aZ.-_~!$&'()*+,;=:@?%#\"<>\\`{}| \t\n\x00\u00e9\u202e"),
+        max_size=40,
+    ).map(lambda tail: "/" + tail + ".mp4")
+)
+def test_any_src_is_a_clean_page_or_a_400(zero: Vodedge, src: str) -> None:
+    """Whatever src a link carries: the page with src as its data, byte for byte, and one
+    script; or a 400 with its code. Never a 500, never markup from the URL."""
+    reply = zero.get("listen.test", f"{PAGE}?src={quote(src, safe='')}")
+    assert reply.status in (200, 400), reply
+    if reply.status == 400:
+        assert reply.header("X-Vodedge-Error") == "bad_listen_src"
+        return
+    parsed = _Page()
+    parsed.feed(reply.body.decode())
+    assert parsed.src == src
+    assert parsed.scripts == 1
