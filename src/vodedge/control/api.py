@@ -102,6 +102,21 @@ async def _read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A form body's parameters (none for an empty body), within the bounds every call's
+    body has; InvalidParameter when it is not a UTF-8 form or names a parameter twice."""
+    body = await _read_body(request)
+    if not body:
+        return {}
+    if request.content_type != FORM:
+        raise _invalid(f"The body must be {FORM}.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("The form body is not UTF-8.") from None
+    return _parameters(text, "form body")
+
+
 async def no_actions(call: Call) -> JsonObject:
     """A dispatch that knows no action (until the store's actions are wired in)."""
     raise not_found()
@@ -140,9 +155,9 @@ class Api:
         try:
             answer = await self._call(request, request_id)
         except ApiError as error:
-            return self._error(request, request_id, error)
+            return self.error_response(request, request_id, error)
         except ConnectionError:  # the caller left mid-request: nobody to answer, no bug
-            return self._error(request, request_id, _invalid("The connection was lost."))
+            return self.error_response(request, request_id, _invalid("The connection was lost."))
         except Exception as exc:  # a bug must not answer with a traceback
             # Where, not what: an exception's text may quote a call's parameters (a key).
             frames = traceback.extract_tb(exc.__traceback__)
@@ -150,7 +165,7 @@ class Api:
             sys.stderr.write(
                 f"vodedge: api: request {request_id} failed: {type(exc).__name__}{where}\n"
             )
-            return self._error(
+            return self.error_response(
                 request,
                 request_id,
                 ApiError(
@@ -161,7 +176,7 @@ class Api:
             )
         body: JsonObject = {"RequestId": request_id}
         body.update((k, v) for k, v in answer.items() if k != "RequestId")
-        return self._json(200, body, request_id)
+        return self.json_response(200, body, request_id)
 
     async def _call(self, request: web.Request, request_id: str) -> JsonObject:
         if request.method not in ("GET", "POST"):
@@ -219,14 +234,17 @@ class Api:
             )
         return await self.dispatch(Call(action, params, Caller(key.id, key.read_only), request_id))
 
-    def _error(self, request: web.Request, request_id: str, error: ApiError) -> web.Response:
+    def error_response(
+        self, request: web.Request, request_id: str, error: ApiError
+    ) -> web.Response:
+        """The JSON answer of a failed call (`Retry-After` with a throttled one)."""
         body: Mapping[str, object] = {
             "RequestId": request_id,
             "HostId": request.host[:255],
             "Code": error.code,
             "Message": error.message,
         }
-        response = self._json(error.status, body, request_id)
+        response = self.json_response(error.status, body, request_id)
         if isinstance(error, Throttled):
             # The current SDK reads milliseconds here (and raises ThrottlingException).
             response.headers["x-acs-retry-after"] = str(max(1, math.ceil(error.retry_after * 1000)))
@@ -234,7 +252,8 @@ class Api:
         return response
 
     @staticmethod
-    def _json(status: int, body: Mapping[str, object], request_id: str) -> web.Response:
+    def json_response(status: int, body: Mapping[str, object], request_id: str) -> web.Response:
+        """A JSON answer with the request id header."""
         return web.Response(
             status=status,
             body=json.dumps(body, ensure_ascii=False).encode(),

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from vodedge.config.keys import AccessKey
 
-from ..api import FORM, Api, Throttled, _parameters, _read_body
+from ..api import Api, Throttled, read_form
 from ..calls import COMMON_PARAMETERS
 from ..errors import ApiError
 from ..throttle import Throttle
@@ -109,7 +109,7 @@ class Console:
         try:
             body = await handler(request, request_id)
         except ApiError as error:
-            response = self.api._error(request, request_id, error)
+            response = self.api.error_response(request, request_id, error)
             if error.status == 401:
                 self._clear_cookie(request, response)
             response.headers.update(_SECURITY_HEADERS)
@@ -117,7 +117,7 @@ class Console:
         cookie = body.pop("_cookie", None)
         answer: dict[str, object] = {"RequestId": request_id}
         answer.update((k, v) for k, v in body.items() if k != "RequestId")
-        response = self.api._json(200, answer, request_id)
+        response = self.api.json_response(200, answer, request_id)
         response.headers.update(_SECURITY_HEADERS)
         if cookie == "":
             self._clear_cookie(request, response)
@@ -144,18 +144,6 @@ class Console:
         origin = request.headers.get("Origin")
         if origin is not None and urlsplit(origin).netloc != request.host:
             raise ApiError(403, "Console.CrossOrigin", "The request came from another site.")
-
-    async def _form(self, request: web.Request) -> dict[str, str]:
-        body = await _read_body(request)
-        if not body:
-            return {}
-        if request.content_type != FORM:
-            raise ApiError(400, "InvalidParameter", f"The body must be {FORM}.")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "InvalidParameter", "The form body is not UTF-8.") from None
-        return _parameters(text, "form body")
 
     def _live(self, request: web.Request) -> tuple[Session, AccessKey]:
         """The request's session and its key as configured now (removed keys log off)."""
@@ -187,7 +175,7 @@ class Console:
 
     async def _do_logon(self, request: web.Request, request_id: str) -> dict[str, object]:
         self._same_origin(request)
-        form = await self._form(request)
+        form = await read_form(request)
         key_id, secret = form.get("AccessKeyId", ""), form.get("AccessKeySecret", "")
         key = self.api.keys().get(key_id)
         now = self.api.clock()
@@ -211,7 +199,7 @@ class Console:
 
     async def _do_call(self, request: web.Request, request_id: str) -> dict[str, object]:
         _session, key = self._checked(request)
-        form = await self._form(request)
+        form = await read_form(request)
         action = form.pop("Action", "")
         params = {k: v for k, v in form.items() if k not in COMMON_PARAMETERS}
         self.api.check_rate(key, self.api.clock())
