@@ -145,6 +145,17 @@ def test_a_read_only_key_reads_usage_and_bad_windows_are_refused(node: ApiNode) 
     with pytest.raises(ServerException) as raised:
         video_usage(client, ",".join(f"d{i}.example.com" for i in range(501)))
     assert raised.value.get_error_code() == "DomainNameOverLimit"
+    # 100 domains' minutes over a day (144,000 buckets) are more than one call reads.
+    names = [f"d{i}.example.com" for i in range(100)]
+    sources = json.dumps([{"content": "127.0.0.1", "type": "ipaddr", "port": 80}])
+    sdk = NewSdk(node)
+    for name in names:
+        sdk("AddCdnDomain", DomainName=name, CdnType="video", Sources=sources)
+    with pytest.raises(ServerException) as raised:
+        video_usage(client, ",".join(names), Interval="300")
+    assert raised.value.get_error_code() == "DomainNameOverLimit"
+    answer = video_usage(client, ",".join(names[:60]), Interval="300")
+    assert len(answer["VideoUsageDataPerInterval"]["DataModule"]) in (288, 289)
 
 
 def _days_ago(days: int) -> dict[str, str]:

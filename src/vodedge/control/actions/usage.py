@@ -17,12 +17,15 @@ from collections.abc import Callable
 from ..calls import Call, JsonObject
 from ..domains import api_domain_name, edge_domain_name
 from ..errors import ApiError, missing
-from ..usage import ALL, DAY, FUNCTIONS, HITS, Counts, series
+from ..usage import ALL, DAY, FUNCTIONS, HITS, HOUR, MINUTE, Counts, series
 from .domains import not_found
 from .params import choice, iso, optional, utc_time
 from .registry import Context, action
 
 MAX_DOMAINS = 500
+# Buckets (a domain's minute or hour) one call may read: a fleet's Redis answers this
+# many in about a second.
+MAX_READS = 100_000
 # Interval (seconds) -> the longest span one call may ask for. One minute is vodedge's
 # own (its minutes are kept a day); the others are the CDN's.
 INTERVALS = {"60": DAY, "300": 3 * DAY, "3600": 31 * DAY, "86400": 366 * DAY}
@@ -93,6 +96,16 @@ async def _points(
         )
     start, end, interval = _window(call, time.time())
     answered, domains = await _domains(context, call)
+    span = MINUTE if interval < HOUR else HOUR
+    reads = len(domains) * -(-(end - start // interval * interval) // span)
+    if reads > MAX_READS:
+        raise ApiError(
+            400,
+            "DomainNameOverLimit",
+            f"{len(domains)} domain names over this time span are more than one call reads"
+            f" ({MAX_READS} {'minutes' if span == MINUTE else 'hours'} of a domain):"
+            " ask for fewer domain names, a shorter span or a coarser Interval.",
+        )
     slots = await context.run(series, context.usage, domains, start, end, interval)
     modules = [{"TimeStamp": iso(at), **point(counts, interval)} for at, counts in slots]
     return {
