@@ -618,11 +618,12 @@ class Vodedge:
     def prime(self, host: str, path: str) -> None:
         """HEAD `path` until it is a HIT: the first HEAD fills it if it is absent, later
         ones wait for a running fill to be stored (a request joining one is a MISS)."""
-        for _ in range(100):
-            if self.get(host, path, method="HEAD").header("X-Cache") == "HIT":
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{host}{path} never became a cache HIT")
+        wait_until(
+            lambda: self.get(host, path, method="HEAD").header("X-Cache") == "HIT",
+            START_TIMEOUT,
+            f"{host}{path} to become a cache HIT",
+            0.05,
+        )
 
     def wait_expired(self, host: str, path: str, timeout: float = 10.0) -> None:
         """Wait until the stored object for `host` + `path` (query ignored) has expired by

@@ -3,7 +3,11 @@ ranges on them, and never an old version's after a change or a purge."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,12 @@ import pytest
 from edge_config import Origins, domains
 from edge_harness import Vodedge, concurrent_gets, running, wait_until
 from edge_media import SAMPLES, cli_output
+
+from vodedge.edge.cache_body import Body
+from vodedge.edge.cache_index import Entry, ObjectMeta
+from vodedge.edge.cache_store import RENDITION, Store
+from vodedge.edge.renditions import Renditions
+from vodedge.media.plan import Plan, Span
 
 pytestmark = pytest.mark.xdist_group("edge_renditions")
 
@@ -24,17 +34,28 @@ def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         yield server
 
 
-def _stored(server: Vodedge) -> int:
-    return len(server.object_files())
+def _rows(server: Vodedge, host: str, path: str) -> dict[str, Path]:
+    """The cache index's rows of the object `host` + `path` and of its renditions."""
+    key = host + path
+    index = sqlite3.connect(f"file:{server.store / 'index.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = index.execute("SELECT key, file FROM objects").fetchall()
+    finally:
+        index.close()
+    return {k: Path(f) for k, f in rows if k == key or k.startswith(key + RENDITION)}
+
+
+def _renditions(server: Vodedge, host: str, path: str) -> list[str]:
+    return [k for k in _rows(server, host, path) if RENDITION in k]
 
 
 def _warm(server: Vodedge, host: str, url: str, want: bytes) -> None:
     """Ask until a rendition is stored beside the object (talk.mp4's audio has 200 pieces)."""
-    before = _stored(server)
+    path = url.partition("?")[0]
     for _ in range(3):
         reply = server.get(host, url)
         assert reply.status == 200 and reply.body == want
-    wait_until(lambda: _stored(server) > before, 5, "a rendition file")
+    wait_until(lambda: _renditions(server, host, path), 30, "a rendition file")
 
 
 def test_a_rendition_serves_the_plans_bytes(
@@ -90,12 +111,55 @@ def test_a_purge_drops_the_renditions(edge: Vodedge, origins: Origins, tmp_path:
     new = cli_output("extract", SAMPLES / "tail-moov.mp4", tmp_path).output
     assert old is not None and new is not None
     edge.get("video.test", url)
-    before = _stored(edge)
     _warm(edge, "video.test", url, old)
-    assert _stored(edge) == before + 1
+    stored = _rows(edge, "video.test", path)
+    assert len(stored) == 2 and all(file.exists() for file in stored.values()), stored
     proc = edge.purge(f"http://video.test{path}")
     assert proc.returncode == 0 and "1 object(s)" in proc.stdout, proc.stdout + proc.stderr
-    assert _stored(edge) == before - 1, "the object or its rendition is still on disk"
+    assert _rows(edge, "video.test", path) == {}
+    assert [f for f in stored.values() if f.exists()] == [], "still on disk"
     origins.media.write(path.lstrip("/"), (SAMPLES / "tail-moov.mp4").read_bytes())
     for _ in range(4):
         assert edge.get("video.test", url).body == new
+    # Nothing written from the purged version came back after the purge (a rendition
+    # whose writing the purge overtook): only the new version's object and renditions.
+    _warm(edge, "video.test", url, new)
+    now = _rows(edge, "video.test", path)
+    assert len(now) == 2 and all(file.exists() for file in now.values()), now
+    assert not set(now.values()) & set(stored.values()), now
+    assert not set(_renditions(edge, "video.test", path)) & set(stored), now
+
+
+def test_a_rendition_written_across_a_purge_of_its_object_is_not_kept(tmp_path: Path) -> None:
+    """A purge (another process: `vodedge purge`, a worker applying the API's refresh)
+    that lands while a worker writes a rendition of the object: the rendition, made from
+    the purged version, is not left on disk or in the index after it."""
+    root = tmp_path / "store"
+    store = Store(root, 1 << 30)
+    data = os.urandom(300_000)
+    key = "video.test/renditions/raced.mp4"
+    tmp = store.temporary(store.digest(key))
+    tmp.write_bytes(data)
+    now = time.time()
+    meta = ObjectMeta(key, len(data), '"v1"', None, "video/mp4", now, now + 3600)
+    entry = Entry(meta, store.final_path(key, tmp))
+    store.publish(entry, tmp)
+
+    async def render_across_the_purge() -> None:
+        renditions = Renditions(store, set())
+        fd = os.open(entry.file, os.O_RDONLY)
+        try:
+            plan = Plan([Span(1000, 70_000), Span(200_000, 70_000)])
+            renditions.store_plan(key, "audio", plan, Body(meta, fd, None, entry.file))
+            other = Store(root, 1 << 30)  # its own index connection, as another process
+            assert other.purge(key) == 1
+            other.close()
+            await asyncio.gather(*renditions.tasks)
+        finally:
+            os.close(fd)
+
+    asyncio.run(render_across_the_purge())
+    assert store.index.keys_with_prefix(key) == []
+    assert sorted(root.glob("objects/*/*")) == []
+    assert sorted(root.glob("tmp/*")) == []
+    store.close()

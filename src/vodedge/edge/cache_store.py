@@ -191,6 +191,13 @@ class Store:
             file.unlink(missing_ok=True)
         return sum(1 for key, _ in rows if RENDITION not in key)
 
+    def drop(self, key: str) -> None:
+        """Forget one stored object and remove its file (no purge is recorded)."""
+        file = self.index.delete(key)
+        self._hot.pop(key, None)
+        if file is not None:
+            file.unlink(missing_ok=True)
+
     def usage(self) -> int:
         """Disk space the cache takes: stored objects, and running or orphaned fills."""
         tmp = sum(_allocated(part) for part in (self.root / "tmp").iterdir())

@@ -64,6 +64,9 @@ class Renditions:
             with self.store.try_lock(digest) as held:
                 if not held:
                     return  # another worker renders it
+                done = self.store.index.get(rkey)
+                if done is not None and done.meta.size == plan.size:
+                    return  # another worker rendered it since this request looked
                 if not self.store.fits(plan.size) or not self.store.make_room(plan.size, rkey):
                     return  # no room: the plan is served as it is
                 await asyncio.get_running_loop().run_in_executor(
@@ -77,6 +80,10 @@ class Renditions:
                     ranges=True,
                 )
                 self.store.publish(Entry(rendered, self.store.final_path(rkey, tmp)), tmp)
+                # A purge of the object since it was stored dropped the renditions there
+                # were then; this one, written from the purged version, goes too.
+                if self.store.index.purged_since(rkey.partition(RENDITION)[0], meta.stored_at):
+                    self.store.drop(rkey)
         except OSError:
             pass  # a rendition is an optimisation: without it the plan is served
         finally:
