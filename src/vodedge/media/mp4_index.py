@@ -308,6 +308,9 @@ class TrackIndex:
     # Sample times in seconds, when float64 arithmetic on the decode times gives
     # exactly what Python's int / int does (every value below 2**53).
     seconds: npt.NDArray[np.float64] | None = None
+    # The stts runs with equal neighbours merged (first sample, end, duration), so a
+    # cut's stts is a slice of them rather than a pass over its samples' durations.
+    stts_runs: tuple[Ints, Ints, Ints] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -345,6 +348,16 @@ class TrackIndex:
         if self.seconds is not None:
             return int(np.searchsorted(self.seconds, when, "left"))
         return bisect_left(_Times(self), when)
+
+    def stts_cut(self, first: int, stop: int) -> tuple[Ints, Ints]:
+        """(counts, durations) of the samples `[first, stop)`, as `rle` of `durations`
+        gives them (`stop > first`)."""
+        assert self.stts_runs is not None
+        starts, ends, values = self.stts_runs
+        lo = int(np.searchsorted(ends, first, "right"))
+        hi = int(np.searchsorted(ends, stop - 1, "right")) + 1
+        counts = np.minimum(ends[lo:hi], stop) - np.maximum(starts[lo:hi], first)
+        return counts, values[lo:hi]
 
     def durations(self, first: int, stop: int) -> np.ndarray:
         """The durations of samples `[first, stop)`."""
@@ -520,7 +533,18 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         groups=groups,
         sdtp=sdtp,
         seconds=seconds,
+        stts_runs=None if dts is None else _merged_runs(stts_counts, stts_values),
     )
+
+
+def _merged_runs(counts: Ints, values: npt.NDArray[np.uint32]) -> tuple[Ints, Ints, Ints]:
+    """(first sample, end, value) of runs, empty ones dropped and equal neighbours merged."""
+    used = counts > 0
+    counts, wide = counts[used], values[used].astype(np.int64)
+    fresh = np.flatnonzero(np.concatenate(([True], wide[1:] != wide[:-1])))
+    merged = np.add.reduceat(counts, fresh) if len(counts) else counts
+    ends = np.cumsum(merged)
+    return ends - merged, ends, wide[fresh]
 
 
 def _again(error: MediaError) -> MediaError:
@@ -575,7 +599,7 @@ def _cut_tables(cut: _Cut) -> _CutTables:
         counts = np.array([stop - first], np.int64)
         values: np.ndarray = np.array([samples.uniform_duration], np.int64)
     else:
-        counts, values = rle(samples.durations(first, stop))
+        counts, values = samples.stts_cut(first, stop)
     boxes[b"stts"] = _runs_box(b"stts", 0, counts, values)
     if samples.ctts is not None:
         counts, values = rle(samples.ctts[first:stop])
