@@ -45,6 +45,7 @@ def domain(
 
 SPLIT = function("ali_video_split", enable="on")
 SEEK = function("video_seek", enable="on")
+WHOLE = function("range", enable="off")
 # Custom parameter names, and FLV seeking in seconds.
 CUSTOM_SEEK = function(
     "video_seek",
@@ -67,7 +68,10 @@ def domains(origins: Origins, extra: str = "") -> str:
         [
             domain("video.test", nginx, SPLIT, SEEK),
             domain("seek.test", nginx, SPLIT, CUSTOM_SEEK),
-            domain("faulty.test", fault, SPLIT, SEEK),
+            # Whole-object fills (the range function off): what the fault tests of fills
+            # exercise; ranged fetches have their own domains (test_edge_sparse*).
+            domain("faulty.test", fault, SPLIT, SEEK, WHOLE),
+            domain("whole.test", nginx, SPLIT, SEEK, WHOLE),
             domain("dir.test", str(origins.directory), SPLIT),
             domain("pass.test", nginx, SPLIT, fallback="passthrough"),
             domain(

@@ -180,10 +180,18 @@ def stalled_reader(
 class RawClient:
     """One request on a raw socket, read at the test's pace (to stop midway, or time bytes)."""
 
-    def __init__(self, port: int, host: str, path: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str,
+        path: str,
+        timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         self.sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n".encode()
         )
         self.started = time.monotonic()
         self.buffer = b""

@@ -152,12 +152,13 @@ def big(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 def test_tail_moov_miss_reads_the_moov_with_a_range(
     edge: Vodedge, origins: Origins, big: tuple[Path, bytes]
 ) -> None:
-    """An audio-only miss of a tail-moov MP4 asks nginx for the moov with a Range request."""
+    """An audio-only miss of a tail-moov MP4 filled whole (range off) asks nginx for the
+    moov with a Range request beside the fill."""
     source, want = big
     path = origins.media.add(source, "cache/big-tail-moov.mp4")
     # HEAD: the plan (and its Content-Length) needs the moov, yet no body is sent while
     # the object fills (see test_a_miss_served_while_filling_gets_the_origins_bytes).
-    head = edge.get("video.test", path + "?ali_audio_only=1", method="HEAD")
+    head = edge.get("whole.test", path + "?ali_audio_only=1", method="HEAD")
     assert head.status == 200, head
     assert head.header("X-Cache") == "MISS"
     assert head.header("Content-Length") == str(len(want))
@@ -168,7 +169,7 @@ def test_tail_moov_miss_reads_the_moov_with_a_range(
     assert ranged, f"no ranged request for the tail moov: {hits}"
     moov_at = source.stat().st_size - 1_000_000
     assert all(int(h.range.split("=")[1].split("-")[0]) > moov_at for h in ranged), ranged
-    reply = edge.get("video.test", path + "?ali_audio_only=1")
+    reply = edge.get("whole.test", path + "?ali_audio_only=1")
     assert reply.header("X-Cache") == "HIT"
     assert reply.body == want
 

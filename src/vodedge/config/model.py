@@ -242,7 +242,7 @@ class Domain:
 
     @property
     def range_mode(self) -> RangeMode:
-        """range: ranged origin fetches on, off (the default) or forced."""
+        """range: ranged origin fetches on (the default), off or forced."""
         return self._policy.range_mode
 
     @property

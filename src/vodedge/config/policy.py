@@ -109,7 +109,7 @@ class Policy:
     audio_split: bool = False
     seek: SeekConfig = SeekConfig()
     preview: PreviewConfig | None = None
-    range_mode: RangeMode = "off"
+    range_mode: RangeMode = "on"
     origin_host: str | None = None
     ttl_rules: tuple[TtlRule, ...] = ()
     query: QueryPolicy = field(default_factory=QueryPolicy)
@@ -276,7 +276,7 @@ def build_policy(functions: Sequence[Function]) -> Policy:
     # original URL ... to raise the cache hit ratio").
     consumed |= url_auth.signature_args if url_auth is not None else set()
     range_fn = by_name.get("range")
-    given = range_fn.need("enable", str) if range_fn is not None else "off"
+    given = range_fn.need("enable", str) if range_fn is not None else "on"
     range_mode: RangeMode = "force" if given == "force" else "on" if given == "on" else "off"
     host_fn = by_name.get("set_req_host_header")
     referer = next((c for c in checked if c.name.startswith("referer_")), None)

@@ -10,6 +10,7 @@ Logging, metrics and the last-resort 500 are middleware (`observe`).
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -19,7 +20,8 @@ from aiohttp import web
 from vodedge.config import NodeConfig
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics, resp_headers
-from vodedge.edge.cache import DiskCache, OriginStatus, Uncached
+from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
+from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import SEND_TIMEOUT, deliver
 from vodedge.edge.indexes import IndexMemo
 from vodedge.edge.observe import exchange_of, observe
@@ -32,6 +34,9 @@ from vodedge.edge.resolve import Resolved, resolve
 from vodedge.edge.source import OriginPool, OriginSet
 
 SERVER = bad_requests.SERVER
+# A transform's cold object is first asked for this many bytes: where its index is.
+HEAD = 64 << 10
+_BYTES = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
 
 
 @dataclass
@@ -68,8 +73,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
     )
     if resolved.source is not None:
         drop_if_purged(edge.cache, resolved.key, resolved.source)
+    ranged, first = _ranged_fetch(request, resolved, origins)
     try:
-        how, body = await edge.cache.get(resolved.key, origins, rule=resolved.ttl_rule)
+        how, body = await edge.cache.get(
+            resolved.key, origins, rule=resolved.ttl_rule, source=ranged, first=first
+        )
     except OriginStatus as exc:
         location = exc.headers.get("Location")
         raise Refusal(
@@ -123,6 +131,39 @@ def _parents(edge: Edge, resolved: Resolved) -> ParentAccess | None:
     if tier.role == "parent" or resolved.source is not None:
         return None
     return ParentAccess(tier.secret, partial(edge.cache.index.last_purge, resolved.key))
+
+
+def _ranged_fetch(
+    request: web.Request, resolved: Resolved, origins: OriginSet
+) -> tuple[OriginSet | None, First | None]:
+    """How the object may be fetched (the `range` function): as ranges from `origins`
+    (None: whole), and the first bytes this request needs of a cold one (None: all)."""
+    mode = resolved.domain.range_mode
+    if mode == "off" or (mode == "on" and origins.ignores_ranges()):
+        return None, None
+    transform = resolved.transform
+    if transform is None:
+        if request.method == "HEAD":
+            return origins, (0, 0)  # no bytes: a cold object is filled whole, as a GET
+        return origins, client_first(request.headers.get("Range"))
+    if transform.kind == "flv":
+        # FLV has no index of its tags: audio extraction reads every tag header, and
+        # a streamed FLV reads from the start. Filled whole (README "The cache").
+        return origins, None
+    return origins, (0, HEAD)
+
+
+def client_first(header: str | None) -> First | None:
+    """The first bytes a client's single Range asks for (at most a segment), or None."""
+    found = _BYTES.fullmatch(header.strip()) if header else None
+    if found is None:
+        return None
+    first, last = found.groups()
+    if not first:
+        return (-int(last), None) if last and int(last) > 0 else None
+    start = int(first)
+    end = start + SEGMENT if not last else min(int(last) + 1, start + SEGMENT)
+    return (start, end) if end > start else None
 
 
 async def _bypass(

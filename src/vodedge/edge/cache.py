@@ -18,13 +18,18 @@ from vodedge.config import TtlRule
 from vodedge.edge.cache_body import Body, Progress
 from vodedge.edge.cache_fill import Fetch, Fills, OriginStatus, Uncached
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
+from vodedge.edge.cache_sparse import First, FirstSource, SparseObjects, first_contact
 from vodedge.edge.cache_store import MIN_FREE, Store
 from vodedge.edge.freshness import ttl_for
-from vodedge.edge.origin import OriginError
+from vodedge.edge.origin import OriginError, OriginResponse
 from vodedge.edge.renditions import Renditions
 from vodedge.media.plan import Plan
 
-__all__ = ["Body", "DiskCache", "Fetch", "OriginStatus", "Uncached"]
+__all__ = ["Body", "DiskCache", "Fetch", "First", "OriginStatus", "Uncached"]
+
+# A cold request waits this long for another worker's first ranged request of the object.
+CONTACT_WAIT = 10.0
+CONTACT_POLL = 0.01
 
 
 class DiskCache:
@@ -34,7 +39,9 @@ class DiskCache:
         self.store = Store(root, max_bytes, min_free)
         self.fills = Fills(self.store)
         self.renditions = Renditions(self.store, self.fills.tasks)
+        self.sparse = SparseObjects(self.store)
         self._revalidating: dict[str, asyncio.Task[tuple[str, ObjectMeta | Progress]]] = {}
+        self._contacts: dict[str, asyncio.Future[None]] = {}
 
     @property
     def index(self) -> CacheIndex:
@@ -58,21 +65,112 @@ class DiskCache:
         many objects were dropped."""
         return self.store.purge(key_or_prefix, prefix=prefix)
 
-    async def get(self, key: str, fetch: Fetch, *, rule: TtlRule | None) -> tuple[str, Body]:
+    async def get(
+        self,
+        key: str,
+        fetch: Fetch,
+        *,
+        rule: TtlRule | None,
+        source: FirstSource | None = None,
+        first: First | None = None,
+    ) -> tuple[str, Body]:
         """The object for `key` and how it was found: HIT, MISS, EXPIRED, REVALIDATED,
-        STALE (origin down, stale copy served) or BYPASS (origin forbids storing)."""
-        now = time.time()
-        entry = self.store.lookup(key, now)
-        fd = self.store.open_entry(entry) if entry is not None else None
-        if entry is not None and fd is not None:
-            if entry.meta.fresh(now):
-                self.store.touch(key, now)
-                return "HIT", Body(entry.meta, fd, None, entry.file)
-            return await self._revalidate(entry, fd, fetch, rule)
-        progress = self.fills.running(key)
-        if progress is None:
-            progress = self.fills.start(key, fetch, rule, None)
-        return "MISS", await self.fills.join(progress)
+        STALE (origin down, stale copy served) or BYPASS (origin forbids storing).
+
+        With a `source` (the domain's `range` function on) the object may be held
+        sparsely: a cold request asks the origin for the `first` bytes it needs (None: the
+        whole object), and what else it reads is fetched as ranges; without one, only
+        whole objects are stored (a sparse one is dropped).
+        """
+        for _attempt in range(3):
+            now = time.time()
+            entry = self.store.lookup(key, now)
+            fd = self.store.open_entry(entry) if entry is not None else None
+            if entry is not None and fd is not None and entry.partial:
+                if source is not None and entry.meta.fresh(now):
+                    found = self._sparse_body(entry, fd, source, first)
+                    if found is None:
+                        continue  # dropped meanwhile (the object changed)
+                    self.store.touch(key, now)
+                    return found
+                # Stale or unwanted: a new version is fetched whole (or sparsely) instead.
+                os.close(fd)
+                self.store.index.delete_entry(entry)
+                self.store.forget_hot(key)
+                entry.file.unlink(missing_ok=True)
+                entry = fd = None
+            if entry is not None and fd is not None:
+                if entry.meta.fresh(now):
+                    self.store.touch(key, now)
+                    return "HIT", Body(entry.meta, fd, None, entry.file)
+                return await self._revalidate(entry, fd, fetch, rule)
+            progress = self.fills.running(key)
+            wanted = first is not None and (first[1] is None or first[1] > first[0])
+            if progress is None and source is not None and first is not None and wanted:
+                contact = await self._first_contact(key, source, first, rule)
+                if isinstance(contact, Body):
+                    return "MISS", contact
+                if isinstance(contact, str):  # "again"
+                    continue
+                if contact is not None:
+                    progress = self.fills.start(key, fetch, rule, contact)
+            if progress is None:
+                progress = self.fills.running(key) or self.fills.start(key, fetch, rule, None)
+            return "MISS", await self.fills.join(progress)
+        raise OriginError(503, "fill_gone", "the object went away; try again")
+
+    def _sparse_body(
+        self, entry: Entry, fd: int, source: FirstSource, first: First | None
+    ) -> tuple[str, Body] | None:
+        try:
+            sparse = self.sparse.open(entry)
+        except OSError:
+            os.close(fd)
+            return None
+        how = "MISS"
+        if first is not None and first[0] >= 0:
+            start, end = first
+            stop = entry.meta.size if end is None else min(end, entry.meta.size)
+            how = "HIT" if sparse.present_end(start) >= stop else "MISS"
+        return how, Body(entry.meta, fd, None, entry.file, sparse=sparse, source=source)
+
+    async def _first_contact(
+        self, key: str, source: FirstSource, first: First, rule: TtlRule | None
+    ) -> Body | OriginResponse | str | None:
+        """A cold object's first ranged request: a sparse body, an origin response for
+        a whole fill, "again" (another request made the object meanwhile: look again)
+        or None (fill it whole)."""
+        pending = self._contacts.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return "again"
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._contacts[key] = done
+        try:
+            digest = self.store.digest(key)
+            with self.store.try_lock(digest) as held:
+                if held:
+                    contact = await first_contact(self.sparse, key, source, first, rule)
+                    if contact.sparse is None:
+                        return contact.response
+                    entry = contact.sparse.entry
+                    fd = os.open(entry.file, os.O_RDONLY)
+                    body = Body(entry.meta, fd, None, entry.file, sparse=contact.sparse)
+                    body.source = source
+                    return body
+            # Another worker fills the object whole (follow it) or asks for its first range.
+            deadline = time.monotonic() + CONTACT_WAIT
+            while time.monotonic() < deadline and not self.store.meta_file(digest).exists():
+                if self.store.index.get(key) is not None:
+                    return "again"
+                with self.store.try_lock(digest) as free:
+                    if free:
+                        return "again"
+                await asyncio.sleep(CONTACT_POLL)
+            return None
+        finally:
+            del self._contacts[key]
+            done.set_result(None)
 
     async def _revalidate(
         self, entry: Entry, fd: int, fetch: Fetch, rule: TtlRule | None

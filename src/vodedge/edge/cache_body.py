@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.origin import OriginError
+
+if TYPE_CHECKING:
+    from vodedge.edge.cache_sparse import Pump, RangeSource, SparseObject
 
 
 class Progress:
@@ -73,14 +78,28 @@ class Progress:
 
 
 class Body:
-    """One reader's handle on an object version: a file descriptor and its readiness."""
+    """One reader's handle on an object version: a file descriptor and its readiness.
+
+    The object is complete, or filling from its start (`progress`), or sparse: some
+    ranges on disk, the others fetched from `source` as this reader needs them.
+    """
 
     def __init__(
-        self, meta: ObjectMeta, fd: int, progress: Progress | None, file: Path | None
+        self,
+        meta: ObjectMeta,
+        fd: int,
+        progress: Progress | None,
+        file: Path | None,
+        *,
+        sparse: SparseObject | None = None,
+        source: RangeSource | None = None,
     ) -> None:
         self.meta = meta
         self.fd = fd
         self.progress = progress
+        self.sparse = sparse
+        self.source = source
+        self._pump: Pump | None = None
         # What tells this fill of the object from any other (memoised plans and
         # renditions): the stored file's name, whose token a fill keeps from its
         # temporary file to its final place, and which revalidation leaves alone.
@@ -96,24 +115,72 @@ class Body:
     @property
     def complete(self) -> bool:
         """True when every byte is on disk."""
+        if self.sparse is not None:
+            return self.sparse.complete
         return self.progress is None or (self.progress.done and self.progress.error is None)
+
+    @property
+    def final(self) -> bool:
+        """True when this version's bytes can no longer change (complete, or sparse: the
+        ranges still absent can only be this version's): plans over it may be kept."""
+        return self.sparse is not None or self.complete
 
     @property
     def available(self) -> int:
         """How many leading bytes can be read now."""
+        if self.sparse is not None:
+            return self.sparse.present_end(0)
         if self.progress is None:
             return self.meta.size
         return self.progress.written
 
     async def ready(self, end: int) -> None:
         """Wait until bytes `[0, end)` can be read."""
-        if self.progress is not None:
+        if self.sparse is not None and self.source is not None:
+            await self.sparse.ensure(self.source, 0, end)
+        elif self.progress is not None:
             await self.progress.wait_for(end)
+
+    async def ready_range(self, start: int, end: int) -> None:
+        """Wait until bytes `[start, end)` can be read."""
+        if self.sparse is not None and self.source is not None:
+            if self._pump is not None:
+                self._pump.advance(start)
+            await self.sparse.ensure(self.source, start, end)
+        else:
+            await self.ready(end)
 
     async def wait_beyond(self, offset: int) -> None:
         """Wait until more than `offset` bytes are readable or the object is complete."""
-        if self.progress is not None:
+        if self.sparse is not None and self.source is not None:
+            size = self.meta.size
+            self.sparse.want(self.source, [(offset, min(offset + (8 << 20), size))])
+            await self.sparse.wait_run(self.source, offset, size)
+        elif self.progress is not None:
             await self.progress.wait_beyond(offset)
+
+    def prefetch(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """The ranges this reader will read, in order: a sparse object fetches them ahead
+        of it (coalesced, a bounded window ahead)."""
+        if self.sparse is not None and self.source is not None and not self.sparse.complete:
+            from vodedge.edge.cache_sparse import Pump
+
+            self._pump = Pump(self.sparse, self.source, ranges)
+
+    def ahead(self, offset: int) -> None:
+        """The reader is at `offset`: start the prefetches it needs next."""
+        if self._pump is not None:
+            self._pump.advance(offset)
+
+    async def readable(self, offset: int, end: int) -> int:
+        """Wait until bytes at `offset` can be read; where they run to (at most `end`)."""
+        if self.sparse is not None and self.source is not None:
+            if self._pump is not None:
+                self._pump.advance(offset)
+            return await self.sparse.wait_run(self.source, offset, end)
+        while not self.complete and self.available <= offset:
+            await self.wait_beyond(offset)
+        return end if self.complete else min(end, self.available)
 
     async def wait_done(self) -> int:
         """Wait for the whole object; its length."""
@@ -129,11 +196,25 @@ class Body:
         """Up to `length` bytes at `offset`, waiting for a fill to reach them."""
         size = self.size
         end = offset + length if size is None else min(offset + length, size)
-        if end > offset:
+        if end > offset and self.sparse is not None and self.source is not None:
+            from vodedge.edge.cache_sparse import READ_AHEAD
+
+            # A parser reads a box header, then the box: fetch a little past what is absent.
+            gap = self.sparse.present_end(offset)
+            if gap < end:
+                self.sparse.reload()
+                gap = self.sparse.present_end(offset)
+            if gap < end:
+                self.sparse.want(self.source, [(offset, max(end, gap + READ_AHEAD))])
+                await self.sparse.ensure(self.source, offset, end)
+        elif end > offset:
             await self.ready(end)
         return os.pread(self.fd, max(end - offset, 0), offset)
 
     def close(self) -> None:
-        """Release the file descriptor."""
+        """Release the file descriptor (and this reader's hold on a sparse object)."""
         with contextlib.suppress(OSError):
             os.close(self.fd)
+        sparse, self.sparse = self.sparse, None
+        if sparse is not None:
+            sparse.release()

@@ -86,7 +86,8 @@ def _encoding(value: str | None) -> str | None:
     return value.strip()
 
 
-def _meta_from(key: str, response: OriginResponse, size: int, ttl: int, now: float) -> ObjectMeta:
+def meta_from(key: str, response: OriginResponse, size: int, ttl: int, now: float) -> ObjectMeta:
+    """What the cache keeps of an origin's answer for the object `key` of `size` bytes."""
     headers = response.headers
     age = headers.get("Age", "0")
     return ObjectMeta(
@@ -227,7 +228,7 @@ class Fills:
             keep = storable(response.headers, rule)
             ttl = ttl_for(response.headers, now, rule) if keep else 0
             total = response.length
-            meta = _meta_from(progress.key, response, -1 if total is None else total, ttl, now)
+            meta = meta_from(progress.key, response, -1 if total is None else total, ttl, now)
             if self._no_room.get(progress.key, 0.0) > now:
                 raise Uncached(meta, response)
             # Room is made before a byte is written; without it (or without room for

@@ -22,9 +22,19 @@ CREATE TABLE IF NOT EXISTS objects (
     ranges INTEGER NOT NULL DEFAULT 0,
     last_access REAL NOT NULL,
     content_encoding TEXT,
-    disk INTEGER
+    disk INTEGER,
+    present INTEGER
 );
 CREATE INDEX IF NOT EXISTS objects_lru ON objects (last_access);
+CREATE TABLE IF NOT EXISTS extents (
+    file TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    PRIMARY KEY (file, start)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS objects_extents AFTER DELETE ON objects BEGIN
+    DELETE FROM extents WHERE file = old.file;
+END;
 CREATE TABLE IF NOT EXISTS purges (
     key TEXT NOT NULL,
     prefix INTEGER NOT NULL,
@@ -63,10 +73,17 @@ class ObjectMeta:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A complete stored object: its metadata and the file holding it."""
+    """A stored object: its metadata, the file holding it, and how many of its bytes the
+    file holds (a sparse object holds only some extents; -1: all of them)."""
 
     meta: ObjectMeta
     file: Path
+    present: int = -1
+
+    @property
+    def partial(self) -> bool:
+        """True when some of the object's bytes are not on disk."""
+        return 0 <= self.present < self.meta.size
 
 
 class CacheIndex:
@@ -77,12 +94,16 @@ class CacheIndex:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA case_sensitive_like=ON")  # prefix purges match paths exactly
+        # A row replaced (INSERT OR REPLACE) takes its extents with it, as a deleted one.
+        self._db.execute("PRAGMA recursive_triggers=ON")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(objects)")}
         if "content_encoding" not in columns:  # an index written by an earlier version
             self._db.execute("ALTER TABLE objects ADD COLUMN content_encoding TEXT")
         if "disk" not in columns:
             self._db.execute("ALTER TABLE objects ADD COLUMN disk INTEGER")
+        if "present" not in columns:  # rows of whole objects only: present is NULL
+            self._db.execute("ALTER TABLE objects ADD COLUMN present INTEGER")
 
     def close(self) -> None:
         """Close the database."""
@@ -92,32 +113,84 @@ class CacheIndex:
         """The stored object for `key`, or None."""
         row = self._db.execute(
             "SELECT file, size, etag, last_modified, content_type, stored_at, expires_at,"
-            " origin_age, ranges, content_encoding FROM objects WHERE key = ?",
+            " origin_age, ranges, content_encoding, present FROM objects WHERE key = ?",
             (key,),
         ).fetchone()
         if row is None:
             return None
-        file, size, etag, modified, ctype, stored, expires, age, ranges, encoding = row
+        file, size, etag, modified, ctype, stored, expires, age, ranges, encoding, present = row
         meta = ObjectMeta(
             key, size, etag, modified, ctype, stored, expires, age, bool(ranges), encoding
         )
-        return Entry(meta, Path(file))
+        return Entry(meta, Path(file), -1 if present is None else present)
 
     def put(self, entry: Entry, disk: int | None = None) -> Path | None:
         """Store `entry` (its file taking `disk` bytes of blocks), returning the file of
-        the version it replaced, if any."""
+        the version it replaced, if any. A whole object is one extent; a sparse one
+        (`entry.present` 0) starts with none."""
         meta = entry.meta
+        whole = entry.present < 0 or entry.present >= meta.size
         with self._transaction():
             row = self._db.execute("SELECT file FROM objects WHERE key = ?", (meta.key,)).fetchone()
             self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     meta.key, str(entry.file), meta.size, meta.etag, meta.last_modified,
                     meta.content_type, meta.stored_at, meta.expires_at, meta.origin_age,
                     int(meta.ranges), time.time(), meta.content_encoding, disk,
+                    meta.size if whole else 0,
                 ),
             )  # fmt: skip
+            if whole and meta.size > 0:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO extents VALUES (?, 0, ?)", (str(entry.file), meta.size)
+                )
         return Path(row[0]) if row and row[0] != str(entry.file) else None
+
+    def extents(self, file: Path) -> list[tuple[int, int]]:
+        """The byte ranges of `file` that are on disk, in order."""
+        rows = self._db.execute(
+            "SELECT start, end FROM extents WHERE file = ? ORDER BY start", (str(file),)
+        )
+        return [(int(start), int(end)) for start, end in rows]
+
+    def add_extent(self, entry: Entry, start: int, end: int, disk: int) -> int | None:
+        """Record bytes `[start, end)` of the entry's file as written (its blocks now
+        `disk` bytes); how many bytes it holds now, None if the row no longer names
+        this file (replaced, purged, evicted: nothing is recorded)."""
+        file = str(entry.file)
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT 1 FROM objects WHERE key = ? AND file = ?", (entry.meta.key, file)
+            ).fetchone()
+            if row is None:
+                return None
+            touching = self._db.execute(
+                "SELECT start, end FROM extents WHERE file = ? AND end >= ? AND start <= ?",
+                (file, start, end),
+            ).fetchall()
+            low = min([start, *(r[0] for r in touching)])
+            high = max([end, *(r[1] for r in touching)])
+            self._db.execute(
+                "DELETE FROM extents WHERE file = ? AND end >= ? AND start <= ?",
+                (file, start, end),
+            )
+            self._db.execute("INSERT INTO extents VALUES (?, ?, ?)", (file, low, high))
+            (present,) = self._db.execute(
+                "SELECT coalesce(sum(end - start), 0) FROM extents WHERE file = ?", (file,)
+            ).fetchone()
+            self._db.execute(
+                "UPDATE objects SET present = ?, disk = ? WHERE key = ? AND file = ?",
+                (present, disk, entry.meta.key, file),
+            )
+        return int(present)
+
+    def set_disk(self, entry: Entry, disk: int) -> None:
+        """Record the blocks the entry's file holds (reserved before a ranged fetch)."""
+        self._db.execute(
+            "UPDATE objects SET disk = ? WHERE key = ? AND file = ?",
+            (disk, entry.meta.key, str(entry.file)),
+        )
 
     def refresh(self, key: str, stored_at: float, expires_at: float, origin_age: int) -> None:
         """Record a successful revalidation."""

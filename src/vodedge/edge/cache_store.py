@@ -39,15 +39,16 @@ def _allocated(path: Path) -> int:
         return 0
 
 
-def _fallocate(fd: int, length: int) -> None:
-    """Allocate `length` bytes of blocks to `fd` without changing its size (readers and
-    followers go by the size); OSError(ENOSPC) when the filesystem has no room."""
+def _fallocate(fd: int, length: int, offset: int = 0) -> None:
+    """Allocate `length` bytes of blocks at `offset` of `fd` without changing its size
+    (readers and followers go by the size); OSError(ENOSPC) when the filesystem has no
+    room."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     call = libc.fallocate64
     call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    if call(fd, FALLOC_FL_KEEP_SIZE, 0, length) != 0:
+    if call(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
@@ -253,10 +254,11 @@ class Store:
         capacity, _ = self._filesystem()
         return length <= self.max_bytes and length + self.min_free <= capacity
 
-    def reserve(self, fd: int, length: int, key: str) -> bool:
-        """Allocate the blocks of a `length`-byte fill to `fd` before writing, evicting
-        least recently used objects to make room within the bound and on the disk.
-        False when room cannot be made: the object is served without being stored."""
+    def reserve(self, fd: int, length: int, key: str, offset: int = 0) -> bool:
+        """Allocate the blocks of a `length`-byte fill (at `offset`: a range of a sparse
+        object) to `fd` before writing, evicting least recently used objects to make room
+        within the bound and on the disk. False when room cannot be made: the object is
+        served without being stored."""
         try:
             if not self.fits(length):
                 return False
@@ -269,7 +271,7 @@ class Store:
             _, free = self._filesystem()
             if free - length >= self.min_free:
                 try:
-                    _fallocate(fd, length)
+                    _fallocate(fd, length, offset)
                     return True
                 except OSError as exc:
                     if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):

@@ -299,7 +299,9 @@ async def _sendfile(
 
 
 def plan_pieces(plan: Plan, body: Body) -> Pieces:
-    """The pieces of `plan` over `body`, waiting for a fill to reach each span."""
+    """The pieces of `plan` over `body`, waiting for a fill (or a sparse object's fetches,
+    started ahead of the reader in order) to reach each span."""
+    body.prefetch((span.offset, span.end) for span in plan.spans())
     return Pieces(_plan_pieces(plan, body))
 
 
@@ -313,21 +315,18 @@ async def _plan_pieces(plan: Plan, body: Body) -> AsyncGenerator[Piece, None]:
                 batch, batched = [], 0
             offset, end = piece.offset, piece.end
             while offset < end:
-                if not body.complete and body.available <= offset:
-                    await body.wait_beyond(offset)
-                    continue
-                stop = end if body.complete else min(end, body.available)
+                stop = end if body.complete else await body.readable(offset, end)
                 yield FileSpan(body.fd, offset, stop - offset)
                 offset = stop
             continue
         if isinstance(piece, Span):
             # Small spans (an audio track's chunks) are gathered and written
             # together: one sendfile each would cost far more than the copy.
-            if body.available < piece.end:
+            if not body.complete and _absent(body, piece):
                 if batch:
                     yield b"".join(batch)  # what we have goes out before we wait for the fill
                     batch, batched = [], 0
-                await body.ready(piece.end)
+                await body.ready_range(piece.offset, piece.end)
             data = _read(FileSpan(body.fd, piece.offset, piece.length))
         else:
             data = piece
@@ -338,6 +337,14 @@ async def _plan_pieces(plan: Plan, body: Body) -> AsyncGenerator[Piece, None]:
             batch, batched = [], 0
     if batch:
         yield b"".join(batch)
+
+
+def _absent(body: Body, span: Span) -> bool:
+    """Whether some of the span's bytes are not readable yet."""
+    if body.sparse is not None:
+        body.ahead(span.offset)
+        return body.sparse.present_end(span.offset) < span.end
+    return body.available < span.end
 
 
 def growing_pieces(body: Body) -> Pieces:

@@ -103,7 +103,8 @@ def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Outp
     async def open_plain(start: int, end: int | None) -> Pieces:
         if size is None or end is None:
             return growing_pieces(body)
-        if not body.complete and body.meta.ranges and start >= body.available + FAR_READ:
+        far = body.sparse is None and start >= body.available + FAR_READ
+        if not body.complete and body.meta.ranges and far:
             # A player seeking in a cold file must not wait for the whole object; an
             # origin that cannot answer for this version leaves it to the fill.
             try:
@@ -376,7 +377,7 @@ async def plan_for(
     the object's memoised index (every start is a new plan, cheap from the index),
     others memoised once the object is complete (and no index)."""
     version = body.version
-    if not transform.is_clip and body.complete:
+    if not transform.is_clip and body.final:
         found = planner.memo.get(key, version, transform)
         if found is not None:
             return found, None
@@ -385,7 +386,7 @@ async def plan_for(
         size = await body.wait_done()
     if transform.is_clip:
         index = await planner.indexes.get(
-            key, version, size, read_at, planner.max_moov, keep=body.complete
+            key, version, size, read_at, planner.max_moov, keep=body.final
         )
         clip = index.clip(
             transform.start,
@@ -395,6 +396,6 @@ async def plan_for(
         )
         return clip, index
     plan = await build_plan(transform, size, read_at, planner.max_moov)
-    if body.complete:
+    if body.final:
         planner.memo.put(key, version, transform, plan)
     return plan, None

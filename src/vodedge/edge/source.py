@@ -85,6 +85,11 @@ class OriginPool:
             await origin.close()
 
 
+# Origins (by domain and address) seen answering a Range request with the whole object:
+# later cold objects of theirs are filled whole (unless the range function says force).
+IGNORES_RANGES: set[str] = set()
+
+
 class OriginSet:
     """Fetches one object from a domain's origins, failing over in priority order."""
 
@@ -139,6 +144,46 @@ class OriginSet:
             await response.aclose()
             raise problem
         return response
+
+    async def fetch_range(self, start: int, end: int, meta: ObjectMeta) -> OriginResponse:
+        """The first origin's answer (in priority order) to a Range request for bytes
+        `[start, end)` of `meta`'s version, sent with If-Range; unchecked (see
+        cache_sparse)."""
+        return await self._ranged_fetch((start, end), _if_range(meta))
+
+    async def first_range(self, header: str) -> OriginResponse:
+        """The answer to an unconditional request with this Range header (an object's
+        first), unchecked."""
+        return await self._ranged_fetch(None, {"Range": header})
+
+    async def _ranged_fetch(
+        self, byte_range: tuple[int, int] | None, headers: dict[str, str] | None
+    ) -> OriginResponse:
+        last = OriginError(502, "no_origin", "the domain has no origin")
+        for origin, host in self.origins:
+            started = time.monotonic()
+            try:
+                response = await origin.fetch(
+                    self.path, self.query, host=host, byte_range=byte_range, validators=headers
+                )
+            except OriginError as exc:
+                last = exc
+                continue
+            metrics.ORIGIN_SECONDS.labels(self.domain).observe(time.monotonic() - started)
+            return response
+        raise last
+
+    def _origin_key(self) -> str:
+        origin = self.origins[0][0] if self.origins else None
+        return f"{self.domain}|{getattr(origin, 'base_url', None) or getattr(origin, 'root', '')}"
+
+    def ignores_ranges(self) -> bool:
+        """Whether this domain's first origin answered a Range request with a 200."""
+        return self._origin_key() in IGNORES_RANGES
+
+    def note_ignores_ranges(self) -> None:
+        """Remember (in this worker) that the first origin answers Range with a 200."""
+        IGNORES_RANGES.add(self._origin_key())
 
     async def ranged(self, start: int, end: int, meta: ObjectMeta) -> bytes:
         """Bytes `[start, end)` of the object version `meta` describes."""
@@ -299,6 +344,8 @@ class SourceReader:
 
     async def __call__(self, offset: int, length: int) -> bytes:
         body = self.body
+        if body.sparse is not None:
+            return await body.read_at(offset, length)
         size = body.size
         if body.complete or size is None or not body.meta.ranges or not self.ranged:
             return await body.read_at(offset, length)

@@ -1,0 +1,552 @@
+"""Sparse objects: a cached object held as some byte ranges of its origin's object, the
+others fetched with Range requests when a reader needs them and written in place.
+
+An object is a file of its full length (holes where nothing was fetched) and an extent
+map in the index, tied to the version its first ranged response named (ETag,
+Last-Modified, total length). Bytes are written, made durable, and only then recorded
+as an extent: kill -9 (or a power cut) at any moment leaves extents that hold what they
+claim. Fetches of one process are shared by its readers; across processes a range is
+claimed with an OFD lock on those bytes of the file, so two workers never fetch (or
+tear) the same bytes, and a claim dies with its process. Every ranged response is
+checked (206, its Content-Range, the version); a changed object drops all its extents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import sqlite3
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from vodedge.config import TtlRule
+from vodedge.edge.cache_fill import meta_from
+from vodedge.edge.cache_index import Entry, ObjectMeta
+from vodedge.edge.cache_store import Store
+from vodedge.edge.extents import Extent, coalesced, covered, merged, missing, run_end, split
+from vodedge.edge.freshness import storable, ttl_for
+from vodedge.edge.origin import OriginError, OriginResponse
+
+# Neighbouring ranges closer than this are fetched as one (the gap's bytes cost less
+# than another request's round trip and headers; see README "The cache").
+GAP = 32 << 10
+# The most one ranged request asks for: a reader that goes away leaves at most a few
+# of these in flight, and other workers can claim the rest.
+SEGMENT = 8 << 20
+# Fetches are started this far ahead of where a reader is.
+AHEAD = 32 << 20
+# A running fetch records (and makes durable) what it wrote this often.
+RECORD_STEP = 4 << 20
+# A parser's read of a few bytes (a box header) fetches at least this many.
+READ_AHEAD = 64 << 10
+# Ranged requests of one worker to one domain's origins at once.
+PARALLEL = 4
+# A fetch interrupted mid-body is resumed this many times.
+RETRIES = 2
+# Waiting for another worker's claim: how often its progress is read, and for how long.
+POLL = 0.01
+CLAIM_WAIT = 120.0
+# fdatasync before an extent is recorded: what a power cut needs (kill -9 needs only
+# the order: data written, then recorded). Measured in README "The cache".
+SYNC = True
+
+_F_WRLCK, _F_UNLCK = 1, 2
+_F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
+
+
+class RangeSource(Protocol):
+    """Where a sparse object's missing bytes come from (edge.source.OriginSet)."""
+
+    domain: str
+
+    async def fetch_range(self, start: int, end: int, meta: ObjectMeta) -> OriginResponse:
+        """The origin's answer to a Range request for `[start, end)` of `meta`'s version."""
+        ...
+
+    def ignores_ranges(self) -> bool:
+        """Whether the origin was seen answering a Range request with the whole object."""
+        ...
+
+    def note_ignores_ranges(self) -> None:
+        """Remember that the origin answers Range requests with the whole object."""
+        ...
+
+
+_SLOTS: dict[str, asyncio.Semaphore] = {}
+
+
+def _slots(domain: str) -> asyncio.Semaphore:
+    slots = _SLOTS.get(domain)
+    if slots is None:
+        slots = _SLOTS[domain] = asyncio.Semaphore(PARALLEL)
+    return slots
+
+
+def _lock(fd: int, kind: int, start: int, end: int) -> bool:
+    request = struct.pack("hhqqi4x", kind, os.SEEK_SET, start, end - start, 0)
+    try:
+        fcntl.fcntl(fd, _F_OFD_SETLK, request)
+    except OSError:
+        return False
+    return True
+
+
+def claim(fd: int, start: int, end: int) -> bool:
+    """Claim bytes `[start, end)` of the file for this process's fetch, if no other
+    process holds any of them (released by `unclaim` or when the descriptor closes)."""
+    return _lock(fd, _F_WRLCK, start, end)
+
+
+def unclaim(fd: int, start: int, end: int) -> None:
+    """Release a claim."""
+    _lock(fd, _F_UNLCK, start, end)
+
+
+def content_range(response: OriginResponse) -> tuple[int, int, int] | None:
+    """A 206's `[start, end)` and total length, None when it names no complete one."""
+    found = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    if found is None:
+        return None
+    first, last, total = (int(g) for g in found.groups())
+    if last < first or last >= total:
+        return None
+    return first, last + 1, total
+
+
+def same_version(response: OriginResponse, meta: ObjectMeta) -> bool:
+    """Whether the response's validators name `meta`'s version (as If-Range compares:
+    the ETag, or the date for origins whose ETag differs per server)."""
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    if meta.etag is None and meta.last_modified is None:
+        return False  # nothing tells versions apart: never combined
+    return (meta.etag is not None and etag == meta.etag) or (
+        meta.last_modified is not None and modified == meta.last_modified
+    )
+
+
+@dataclass
+class Fetch:
+    """Bytes `[start, end)` being fetched by this process; `[at, position)` written."""
+
+    start: int
+    end: int
+    at: int = 0
+    position: int = 0
+    done: bool = False
+    error: Exception | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class SparseObject:
+    """One sparse object version in this process: its file, extents and fetches."""
+
+    def __init__(self, store: Store, entry: Entry, fd: int | None = None) -> None:
+        self.store = store
+        self.entry = entry
+        self.meta = entry.meta
+        self.size = entry.meta.size
+        # Written and claimed through this descriptor (claims belong to it).
+        self.fd = os.open(entry.file, os.O_RDWR) if fd is None else fd
+        self.extents: list[Extent] = store.index.extents(entry.file)
+        self.fetches: list[Fetch] = []
+        self.failed: list[Fetch] = []
+        self.error: OriginError | None = None
+        # Readers and running fetches; at 0 the registry closes the object.
+        self.users = 0
+        self.idle: Callable[[SparseObject], None] | None = None
+        self.recorded = True  # False once the row no longer names this file
+        self._changed = asyncio.Event()
+
+    # --- what is present -------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """True when every byte is on disk."""
+        return covered(self.extents) >= self.size
+
+    def present_end(self, offset: int) -> int:
+        """Where the bytes readable now from `offset` end (`offset`: none are)."""
+        end = run_end(self.extents, offset)
+        moved = True
+        while moved:
+            moved = False
+            for fetch in self.fetches:
+                if fetch.at <= end < fetch.position:
+                    end = run_end(self.extents, fetch.position)
+                    moved = True
+        return min(end, self.size)
+
+    def reload(self) -> None:
+        """Read the extents other processes recorded."""
+        if not self.recorded:
+            return
+        found = self.store.index.extents(self.entry.file)
+        if found != self.extents:
+            self.extents = merged([*self.extents, *found])
+            self.notify()
+
+    def notify(self) -> None:
+        """Wake every waiter; they re-check."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def absent(self, start: int, end: int) -> list[Extent]:
+        """The parts of `[start, end)` neither present nor being fetched here."""
+        busy = merged([*self.extents, *((f.start, f.end) for f in self.fetches)])
+        return missing(busy, start, end)
+
+    # --- fetching --------------------------------------------------------------------
+
+    def want(self, source: RangeSource, ranges: Iterable[Extent]) -> None:
+        """Start fetching what of `ranges` is absent, neighbours coalesced."""
+        for start, end in ranges:
+            gaps = coalesced(self.absent(start, min(end, self.size)), GAP)
+            for piece in split(gaps, SEGMENT):
+                self.start(source, *piece)
+
+    def start(self, source: RangeSource, start: int, end: int) -> Fetch:
+        """Fetch `[start, end)` in the background (a reader going away does not stop it)."""
+        self.failed = [f for f in self.failed if f.end <= start or f.start >= end]
+        fetch = Fetch(start, end, start, start)
+        self.fetches.append(fetch)
+        self.users += 1
+        fetch.task = asyncio.get_running_loop().create_task(self._run(source, fetch))
+        return fetch
+
+    def adopt(self, source: RangeSource, start: int, end: int, response: OriginResponse) -> None:
+        """Write a first ranged response, already checked and claimed, in the background."""
+        fetch = Fetch(start, end, start, start)
+        self.fetches.append(fetch)
+        self.users += 1
+        fetch.task = asyncio.get_running_loop().create_task(
+            self._run(source, fetch, response=response)
+        )
+
+    async def _run(
+        self, source: RangeSource, fetch: Fetch, response: OriginResponse | None = None
+    ) -> None:
+        try:
+            if response is not None:
+                try:
+                    await self._write_body(fetch, response, fetch.start, fetch.end)
+                except OriginError:
+                    pass  # resumed below, as any interrupted fetch
+                finally:
+                    unclaim(self.fd, fetch.start, fetch.end)
+            async with _slots(source.domain):
+                await self._fill(source, fetch)
+        except Exception as exc:
+            fetch.error = exc
+            self.failed.append(fetch)
+            del self.failed[:-64]
+        finally:
+            fetch.done = True
+            self.fetches.remove(fetch)
+            self.notify()
+            self.release()
+
+    def release(self) -> None:
+        """A reader or fetch is done; the last one closes the object."""
+        self.users -= 1
+        if self.users <= 0 and self.idle is not None:
+            self.idle(self)
+
+    async def _fill(self, source: RangeSource, fetch: Fetch) -> None:
+        """Fetch what is still missing of the fetch's range, claim by claim."""
+        deadline = time.monotonic() + CLAIM_WAIT
+        failures = 0
+        while True:
+            if self.error is not None:
+                raise self.error
+            self.reload()
+            gaps = missing(self.extents, fetch.start, fetch.end)
+            if not gaps:
+                return
+            start, end = gaps[0]
+            if not claim(self.fd, start, end):
+                # Another worker fetches (some of) these bytes: follow its extents.
+                if time.monotonic() > deadline:
+                    raise OriginError(504, "fill_timeout", "another worker's fetch stalled")
+                await asyncio.sleep(POLL)
+                continue
+            try:
+                await self._download(source, fetch, start, end)
+            except OriginError as exc:
+                failures += 1
+                if exc.code == "origin_changed" or failures > RETRIES:
+                    raise
+            finally:
+                unclaim(self.fd, start, end)
+
+    async def _download(self, source: RangeSource, fetch: Fetch, start: int, end: int) -> None:
+        if not self.store.reserve(self.fd, end - start, self.meta.key, start):
+            raise OriginError(503, "no_room", "no room in the cache for these bytes")
+        response = await source.fetch_range(start, end, self.meta)
+        try:
+            if response.status == 200 and same_version(response, self.meta):
+                if response.length not in (None, self.size):
+                    self._changed_version()
+                # The origin ignores Range: its body is the whole object, written as such.
+                source.note_ignores_ranges()
+                start, end = 0, self.size
+            elif response.status == 206:
+                found = content_range(response)
+                if found is None:
+                    raise OriginError(502, "origin_range", "a range came without Content-Range")
+                if found[2] != self.size or not same_version(response, self.meta):
+                    self._changed_version()
+                if found[:2] != (start, end):
+                    message = f"asked for bytes {start}-{end - 1}, got {found[0]}-{found[1] - 1}"
+                    raise OriginError(502, "origin_range", message)
+            elif response.status in (200, 412, 416):
+                self._changed_version()  # another version (If-Range), or a shorter object
+            else:
+                raise OriginError(502, "origin_status", f"the origin answered {response.status}")
+            await self._write_body(fetch, response, start, end)
+        finally:
+            await response.aclose()
+
+    def _changed_version(self) -> None:
+        """The origin holds another version now: every extent of this one goes."""
+        error = OriginError(502, "origin_changed", "the object changed at the origin")
+        self.drop(error)
+        raise error
+
+    def drop(self, error: OriginError) -> None:
+        """Forget this version (its row, file and extents); readers get `error`."""
+        self.error = error
+        with contextlib.suppress(Exception):
+            self.store.index.delete_entry(self.entry)
+        self.store.forget_hot(self.meta.key)
+        self.entry.file.unlink(missing_ok=True)
+        self.recorded = False
+        self.notify()
+
+    async def _write_body(
+        self, fetch: Fetch, response: OriginResponse, start: int, end: int
+    ) -> None:
+        """Write a checked response's body at `start`, recording extents as it goes."""
+        fetch.at = fetch.position = position = recorded = start
+        try:
+            async for chunk in response.body:
+                if self.error is not None:
+                    raise self.error
+                view = memoryview(chunk)[: end - position]
+                while view:
+                    done = os.pwrite(self.fd, view, position)
+                    view = view[done:]
+                    position += done
+                fetch.position = position
+                self.notify()
+                if position - recorded >= RECORD_STEP:
+                    self.record(recorded, position)
+                    recorded = position
+                if position >= end:
+                    break
+        finally:
+            if position > recorded and self.error is None:
+                self.record(recorded, position)
+        if position < end:
+            raise OriginError(502, "origin_short", "the origin's range ended early")
+
+    def record(self, start: int, end: int) -> None:
+        """Make bytes `[start, end)` durable, then record them as an extent."""
+        if SYNC:
+            os.fdatasync(self.fd)
+        self.extents = merged([*self.extents, (start, end)])
+        if self.recorded:
+            disk = os.fstat(self.fd).st_blocks * 512
+            if self.store.index.add_extent(self.entry, start, end, disk) is None:
+                self.recorded = False  # replaced, purged or evicted: served, not kept
+            self.store.forget_hot(self.meta.key)
+        self.notify()
+
+    # --- waiting ---------------------------------------------------------------------
+
+    async def wait_run(self, source: RangeSource, offset: int, end: int) -> int:
+        """Wait until bytes at `offset` are on disk (fetching them if nobody does); where
+        their run ends, at most `end`."""
+        if offset >= self.size:
+            raise OriginError(502, "origin_short", "a read past the object's end")
+        while True:
+            if self.error is not None:
+                raise self.error
+            stop = self.present_end(offset)
+            if stop > offset:
+                return min(stop, end)
+            if not any(f.start <= offset < f.end for f in self.fetches):
+                failed = next((f for f in self.failed if f.start <= offset < f.end), None)
+                if failed is not None and failed.error is not None:
+                    raise failed.error
+                self.want(source, [(offset, max(end, offset + READ_AHEAD))])
+                continue
+            await self._changed.wait()
+
+    async def ensure(self, source: RangeSource, start: int, end: int) -> None:
+        """Wait until bytes `[start, end)` are all on disk, fetching what is absent."""
+        end = min(end, self.size)
+        self.want(source, [(start, end)])
+        at = start
+        while at < end:
+            at = await self.wait_run(source, at, end)
+
+    def close(self) -> None:
+        """Release the descriptor (and with it this process's claims)."""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class Pump:
+    """One response's ranges of a sparse object, fetched in order as its reader nears
+    them (at most AHEAD bytes ahead)."""
+
+    def __init__(self, sparse: SparseObject, source: RangeSource, ranges: Iterable[Extent]):
+        self.sparse = sparse
+        self.source = source
+        self.segments = split(coalesced(ranges, GAP), SEGMENT)
+        self.next = 0
+
+    def advance(self, offset: int) -> None:
+        """Start the fetches the reader at `offset` needs next."""
+        while self.next < len(self.segments) and self.segments[self.next][0] < offset + AHEAD:
+            self.sparse.want(self.source, [self.segments[self.next]])
+            self.next += 1
+
+
+class SparseObjects:
+    """The sparse objects this process reads or fills, by file."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._objects: dict[Path, SparseObject] = {}
+
+    def open(self, entry: Entry, fd: int | None = None) -> SparseObject:
+        """The object of this entry, shared by its readers (each calls `release`)."""
+        found = self._objects.get(entry.file)
+        if found is None or found.error is not None:
+            found = self._objects[entry.file] = SparseObject(self.store, entry, fd)
+            found.idle = self._closed
+        else:
+            found.reload()  # other workers may have added extents
+            if fd is not None:
+                os.close(fd)
+        found.users += 1
+        return found
+
+    def _closed(self, sparse: SparseObject) -> None:
+        if self._objects.get(sparse.entry.file) is sparse:
+            del self._objects[sparse.entry.file]
+        sparse.close()
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+
+# --- the first request for an object ----------------------------------------------------
+
+First = tuple[int, int | None]  # [start, end) or (start, None) to the end; (-n, None): the last n
+
+
+def first_header(first: First) -> str:
+    """The Range header asking for `first`."""
+    start, end = first
+    if start < 0:
+        return f"bytes={start}"
+    return f"bytes={start}-" if end is None else f"bytes={start}-{end - 1}"
+
+
+def first_bytes(first: First, total: int) -> Extent:
+    """The bytes an origin holding `total` should send for `first`."""
+    start, end = first
+    if start < 0:
+        return max(total + start, 0), total
+    return start, total if end is None else min(end, total)
+
+
+class FirstSource(RangeSource, Protocol):
+    """What the first request for an object is sent to."""
+
+    async def first_range(self, header: str) -> OriginResponse:
+        """The origin's answer to an unconditional request with this Range header."""
+        ...
+
+
+@dataclass
+class Contact:
+    """The outcome of an object's first ranged request: a sparse object filling (`sparse`,
+    for a reader), an origin answer for a whole fill to use (`response`), or neither
+    (a whole fill, or another worker's object, is the way)."""
+
+    sparse: SparseObject | None = None
+    response: OriginResponse | None = None
+
+
+def storable_range(response: OriginResponse, first: First, keep: bool) -> Extent | None:
+    """The bytes of a first ranged response a sparse object can start from, or None."""
+    found = content_range(response)
+    headers = response.headers
+    if found is None or not keep or headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    etag = headers.get("ETag")
+    if headers.get("Last-Modified") is None and (etag is None or etag.startswith("W/")):
+        return None  # no strong validator: ranges of two versions could not be told apart
+    if found[:2] != first_bytes(first, found[2]):
+        return None
+    return found[0], found[1]
+
+
+async def first_contact(
+    objects: SparseObjects, key: str, source: FirstSource, first: First, rule: TtlRule | None
+) -> Contact:
+    """Ask the origin for the first bytes a reader needs; a sparse object when it answers
+    with them. The caller holds the object's fill lock."""
+    store = objects.store
+    response = await source.first_range(first_header(first))
+    if response.status == 200:
+        source.note_ignores_ranges()
+        return Contact(response=response)
+    if response.status != 206:
+        if response.status == 416:
+            await response.aclose()
+            return Contact()
+        return Contact(response=response)
+    now = time.time()
+    keep = storable(response.headers, rule)
+    wanted = storable_range(response, first, keep)
+    found = content_range(response)
+    if wanted is None or found is None:
+        await response.aclose()
+        return Contact()
+    meta = meta_from(key, response, found[2], ttl_for(response.headers, now, rule), now)
+    start, end = wanted
+    digest = store.digest(key)
+    final = store.final_path(key, store.temporary(digest))
+    final.parent.mkdir(exist_ok=True)
+    fd = os.open(final, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.ftruncate(fd, meta.size)
+        if not store.reserve(fd, end - start, key, start) or not claim(fd, start, end):
+            raise OSError("no room")
+        entry = Entry(meta, final, 0)
+        replaced = store.index.put(entry, os.fstat(fd).st_blocks * 512)
+    except BaseException as exc:
+        os.close(fd)
+        final.unlink(missing_ok=True)
+        await response.aclose()
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            return Contact()  # no room: a whole fill decides (it passes the object through)
+        raise
+    store.forget_hot(key)
+    if replaced is not None:
+        replaced.unlink(missing_ok=True)
+    sparse = objects.open(entry, fd)
+    sparse.adopt(source, start, end, response)
+    return Contact(sparse=sparse)

@@ -1,0 +1,71 @@
+"""Byte ranges `[start, end)` of an object: which are present, which to fetch."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+
+Extent = tuple[int, int]
+
+
+def merged(extents: Iterable[Extent]) -> list[Extent]:
+    """The ranges sorted, with overlapping and touching ones joined; empty ones dropped."""
+    out: list[Extent] = []
+    for start, end in sorted(e for e in extents if e[1] > e[0]):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def run_end(extents: list[Extent], offset: int) -> int:
+    """Where the present run holding `offset` ends (`offset` itself when absent);
+    `extents` merged."""
+    at = bisect_right(extents, (offset, 1 << 62)) - 1
+    if at >= 0 and extents[at][0] <= offset < extents[at][1]:
+        return extents[at][1]
+    return offset
+
+
+def missing(extents: list[Extent], start: int, end: int) -> list[Extent]:
+    """The parts of `[start, end)` not in `extents` (merged), in order."""
+    gaps: list[Extent] = []
+    at = start
+    first = max(bisect_right(extents, (start, 1 << 62)) - 1, 0)
+    for low, high in extents[first:]:
+        if low >= end:
+            break
+        if high <= at:
+            continue
+        if low > at:
+            gaps.append((at, low))
+        at = max(at, high)
+    if at < end:
+        gaps.append((at, end))
+    return gaps
+
+
+def coalesced(ranges: Iterable[Extent], gap: int) -> list[Extent]:
+    """Ranges in order, neighbours closer than `gap` bytes joined (fetching a small gap
+    costs less than another request)."""
+    out: list[Extent] = []
+    for start, end in ranges:
+        if end <= start:
+            continue
+        if out and start - out[-1][1] <= gap and start >= out[-1][0]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
+
+
+def split(ranges: Iterable[Extent], most: int) -> list[Extent]:
+    """Ranges cut into pieces of at most `most` bytes."""
+    return [(at, min(at + most, end)) for start, end in ranges for at in range(start, end, most)]
+
+
+def covered(extents: list[Extent]) -> int:
+    """How many bytes the (merged) extents hold."""
+    return sum(end - start for start, end in extents)

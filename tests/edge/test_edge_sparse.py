@@ -1,0 +1,250 @@
+"""The sparse cache: cold objects fetched as the ranges clients need (the `range` function
+on, the default), against nginx, whose access log says exactly which bytes it sent."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from edge_config import Origins, domains
+from edge_harness import OriginHit, RawClient, Vodedge, concurrent_gets, running, wait_until
+from edge_media import BIG_TAIL_MOOV, big_tail_moov, cli_output, generated
+
+pytestmark = pytest.mark.xdist_group("edge_sparse")
+
+HOST = "video.test"  # nginx, audio extraction and seeking on, range on by default
+SEGMENT = 8 << 20  # edge.cache_sparse.SEGMENT: the most one ranged request asks for
+HEAD_MOOV = (*BIG_TAIL_MOOV[:-2], "-movflags", "+faststart", "-f", "mp4")
+
+
+@pytest.fixture(scope="module")
+def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vodedge]:
+    """Two workers sharing one cache, so ranges of one object are filled by both."""
+    work = tmp_path_factory.mktemp("vodedge-sparse")
+    with running(Vodedge(work, domains(origins), workers=2)) as server:
+        yield server
+
+
+def _random_file(origins: Origins, name: str, size: int) -> tuple[str, bytes]:
+    data = random.Random(name).randbytes(size)
+    return origins.media.write(f"sparse/{name}", data), data
+
+
+def _ranges(hits: list[OriginHit]) -> list[tuple[int, int]]:
+    """The `[start, end)` nginx sent for each ranged hit (every hit must be ranged)."""
+    out = []
+    for hit in hits:
+        assert hit.range.startswith("bytes="), f"a request without Range: {hit}"
+        assert hit.status == 206, hit
+        first = int(hit.range[6:].split("-")[0])
+        out.append((first, first + hit.sent))
+    return out
+
+
+def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _disjoint(ranges: list[tuple[int, int]]) -> bool:
+    ordered = sorted(ranges)
+    return all(a[1] <= b[0] for a, b in itertools.pairwise(ordered))
+
+
+def _stored(edge: Vodedge, path: str) -> tuple[Path, int, int, list[tuple[int, int]]]:
+    """The object's file, length, bytes present and extents, from the index."""
+    uri = f"file:{edge.store / 'index.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        row = db.execute(
+            "SELECT file, size, present FROM objects WHERE key = ?", (HOST + path,)
+        ).fetchone()
+        assert row is not None, f"{path} is not in the index"
+        extents = db.execute(
+            "SELECT start, end FROM extents WHERE file = ? ORDER BY start", (row[0],)
+        ).fetchall()
+    return Path(row[0]), int(row[1]), int(row[2]), [(int(a), int(b)) for a, b in extents]
+
+
+def _settled(origins: Origins, path: str) -> list[OriginHit]:
+    return origins.nginx.settled_hits(path)
+
+
+def test_a_cold_range_fetches_only_its_bytes_then_only_the_gaps(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """Each request fetches exactly the bytes not yet held, and the extents say so."""
+    path, data = _random_file(origins, "ranges.bin", 3_000_000)
+    reply = edge.get(HOST, path, {"Range": "bytes=1000000-1499999"})
+    assert reply.status == 206 and reply.body == data[1_000_000:1_500_000]
+    assert reply.header("X-Cache") == "MISS"
+    assert _ranges(_settled(origins, path)) == [(1_000_000, 1_500_000)]
+    file, size, present, extents = _stored(edge, path)
+    assert (size, present, extents) == (len(data), 500_000, [(1_000_000, 1_500_000)])
+    assert os.stat(file).st_size == len(data)  # sparse: the length, not the blocks
+    assert os.stat(file).st_blocks * 512 < 1_000_000
+
+    reply = edge.get(HOST, path, {"Range": "bytes=1400000-1599999"})
+    assert reply.status == 206 and reply.body == data[1_400_000:1_600_000]
+    assert _ranges(_settled(origins, path))[1:] == [(1_500_000, 1_600_000)]
+    assert _stored(edge, path)[3] == [(1_000_000, 1_600_000)]
+
+    reply = edge.get(HOST, path, {"Range": "bytes=1100000-1199999"})
+    assert reply.header("X-Cache") == "HIT" and reply.body == data[1_100_000:1_200_000]
+    assert len(_settled(origins, path)) == 2
+
+    reply = edge.get(HOST, path)  # the whole object: only the two gaps are fetched
+    assert reply.status == 200 and reply.body == data
+    fetched = _ranges(_settled(origins, path))
+    assert sorted(fetched[2:]) == [(0, 1_000_000), (1_600_000, len(data))]
+    assert _disjoint(fetched)
+    assert _stored(edge, path)[1:] == (len(data), len(data), [(0, len(data))])
+    assert edge.get(HOST, path).header("X-Cache") == "HIT"
+    assert len(_settled(origins, path)) == 4
+
+
+def test_a_suffix_range_of_a_cold_object(edge: Vodedge, origins: Origins) -> None:
+    """`bytes=-N` needs no length beforehand: the origin's Content-Range gives it."""
+    path, data = _random_file(origins, "suffix.bin", 1_000_000)
+    reply = edge.get(HOST, path, {"Range": "bytes=-1000"})
+    assert reply.status == 206 and reply.body == data[-1000:]
+    assert reply.header("Content-Range") == f"bytes {len(data) - 1000}-{len(data) - 1}/{len(data)}"
+    assert [(h.range, h.sent) for h in _settled(origins, path)] == [("bytes=-1000", 1000)]
+    assert _stored(edge, path)[3] == [(len(data) - 1000, len(data))]
+
+
+def test_an_open_range_far_into_a_cold_object_starts_after_one_round_trip(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """`bytes=N-` far into a big cold object: one origin request for bytes from N before
+    the first byte goes out, never the N bytes before it; the rest comes in segments."""
+    path, data = _random_file(origins, "open.bin", 40_000_000)
+    start = 30_000_000
+    client = RawClient(edge.port, HOST, path, timeout=30, headers={"Range": f"bytes={start}-"})
+    headers = client.read_head()
+    first = client.read_body(1)
+    at_first_byte = _ranges(origins.nginx.hits(path))
+    body, complete = client.read_to_end()
+    client.close()
+    assert client.status == 206 and complete
+    assert headers["content-range"] == f"bytes {start}-{len(data) - 1}/{len(data)}"
+    assert first[:1] == data[start : start + 1] and body == data[start:]
+    # nginx logs a request once it is sent: at most the first segment was done by then.
+    assert all(s >= start for s, _ in at_first_byte), at_first_byte
+    fetched = _ranges(_settled(origins, path))
+    assert (start, start + SEGMENT) in fetched
+    assert _union(fetched) == [(start, len(data))] and _disjoint(fetched)
+
+
+@pytest.mark.parametrize("layout", ["tail", "head"])
+def test_cold_audio_only_fetches_the_moov_and_the_audio(
+    edge: Vodedge, origins: Origins, tmp_path: Path, layout: str
+) -> None:
+    """A cold `?ali_audio_only=1` asks for the head, the moov and the audio chunks, each
+    byte once: no whole-object request, the extents are what was fetched."""
+    source = big_tail_moov() if layout == "tail" else generated("big-head-moov", HEAD_MOOV, "mp4")
+    path = origins.media.add(source, f"sparse/audio-{layout}.mp4")
+    want = cli_output("extract", source, tmp_path).output
+    assert want is not None
+    reply = edge.get(HOST, path + "?ali_audio_only=1", timeout=30)
+    assert reply.status == 200 and reply.body == want
+    fetched = _ranges(_settled(origins, path))
+    assert _disjoint(fetched), fetched
+    sent = sum(end - start for start, end in fetched)
+    # The head read (64 KiB), the moov, and gaps under 32 KiB joined to audio chunks.
+    assert sent < len(want) + (64 << 10) + (32 << 10) * len(fetched), (sent, len(want))
+    assert sent < source.stat().st_size / 20
+    _, size, present, extents = _stored(edge, path)
+    assert extents == _union(fetched) and present == sent and size == source.stat().st_size
+    again = edge.get(HOST, path + "?ali_audio_only=1")
+    assert again.body == want and len(_settled(origins, path)) == len(fetched)
+
+
+def test_a_cold_seek_fetches_only_the_clip(edge: Vodedge, origins: Origins, tmp_path: Path) -> None:
+    """`?start=&end=` on a cold MP4: the moov and the clip's samples, not the whole file."""
+    source = big_tail_moov()
+    path = origins.media.add(source, "sparse/seek.mp4")
+    want = cli_output("clip", source, tmp_path, "--start", "1", "--end", "2").output
+    assert want is not None
+    reply = edge.get(HOST, path + "?start=1&end=2", timeout=30)
+    assert reply.status == 200 and reply.body == want
+    fetched = _ranges(_settled(origins, path))
+    sent = sum(end - start for start, end in fetched)
+    assert _disjoint(fetched) and sent < 1.5 * len(want) + 2 * (64 << 10), (sent, len(want))
+
+
+def test_two_workers_fill_overlapping_ranges_of_one_object(edge: Vodedge, origins: Origins) -> None:
+    """Many overlapping ranges at once, over both workers: every answer exact, every byte
+    fetched once (claims per range), and the extents are exactly what was fetched."""
+    path, data = _random_file(origins, "overlap.bin", 24_000_000)
+    rng = random.Random(7)
+    wanted = []
+    for _ in range(24):
+        start = rng.randrange(0, len(data) - 1)
+        end = min(start + rng.randrange(1, 6_000_000), len(data))
+        wanted.append((start, end))
+    requests = [(HOST, path, {"Range": f"bytes={s}-{e - 1}"}) for s, e in wanted]
+    replies = concurrent_gets(edge.port, requests, timeout=60)
+    for (start, end), reply in zip(wanted, replies, strict=True):
+        assert reply.status == 206, reply
+        assert reply.body == data[start:end], (start, end)
+    pids = {line["pid"] for line in edge.access_lines() if line["path"] == path}
+    fetched = _ranges(_settled(origins, path))
+    assert _disjoint(fetched), fetched
+    _, _, present, extents = _stored(edge, path)
+    assert extents == _union(fetched) == _union(wanted)
+    assert present == sum(e - s for s, e in extents)
+    assert len(pids) == 2, "both workers served"
+
+
+def test_kill_9_during_ranged_fills_leaves_only_written_extents(
+    origins: Origins, tmp_path: Path
+) -> None:
+    """A worker killed while it writes ranges: every extent the index holds is the
+    origin's bytes, and the next requests complete the object."""
+    path, data = _random_file(origins, "kill.bin", 48_000_000)
+    with running(Vodedge(tmp_path / "node", domains(origins), workers=1)) as server:
+        for round_ in range(3):
+            start = 5_000_000 * round_
+            client = RawClient(server.port, HOST, path, headers={"Range": f"bytes={start}-"})
+            client.read_head()
+            client.read_body(1)
+            (worker,) = server.worker_pids()
+            os.kill(worker, signal.SIGKILL)
+            client.close()
+            wait_until(lambda w=worker: w not in server.worker_pids(), 10, "worker gone")
+            wait_until(server.workers_ready, 20, "worker replaced")
+            file, size, present, extents = _stored(server, path)
+            assert size == len(data) and present == sum(e - s for s, e in extents)
+            with open(file, "rb") as held:
+                for low, high in extents:
+                    held.seek(low)
+                    assert held.read(high - low) == data[low:high], (round_, low, high)
+        reply = server.get(HOST, path, timeout=60)
+        assert reply.status == 200 and reply.body == data
+        assert _stored(server, path)[3] == [(0, len(data))]
+
+
+def test_range_off_fills_whole_objects(edge: Vodedge, origins: Origins) -> None:
+    """The `range` function off: a cold Range is answered from a whole-object fill."""
+    path, data = _random_file(origins, "whole.bin", 2_000_000)
+    reply = edge.get("whole.test", path, {"Range": "bytes=100-199"})
+    assert reply.status == 206 and reply.body == data[100:200]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        hits = origins.nginx.settled_hits(path)
+        if hits and hits[0].sent == len(data):
+            break
+    assert [(h.range, h.sent) for h in hits][:1] == [("", len(data))]
