@@ -28,10 +28,11 @@ def domain(*functions: Function, name: str = "video.example.com", **fields: obje
 
 
 def test_without_functions_everything_is_off() -> None:
+    """...but ranged origin fetches, on by default for new domains (issue 13)."""
     plain = domain()
     assert not plain.audio_split
     assert not plain.seek.enabled and plain.seek.mp4_start_arg == "start"
-    assert plain.preview is None and plain.range_mode == "off"
+    assert plain.preview is None and plain.range_mode == "on"
     assert plain.origin_host is None and plain.rate_limit is None
     assert plain.ttl_for("/a.mp4") is None
     assert plain.referer_allowed(None) and plain.ip_allowed("192.0.2.1")
