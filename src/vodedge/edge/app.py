@@ -62,7 +62,19 @@ EDGE: web.AppKey[Edge] = web.AppKey("edge", Edge)
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Answer one client request."""
+    """Answer one client request; once more if a sparse object turned out to have changed
+    at the origin before any byte was sent (its extents are gone: the next try starts
+    cold, from the version the origin holds now)."""
+    exchange = exchange_of(request)
+    try:
+        return await _handle(request)
+    except Refusal as refusal:
+        if refusal.code != "origin_changed" or exchange.prepared is not None:
+            raise
+    return await _handle(request)
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE]
     exchange = exchange_of(request)
     resolved = resolve(request, edge.config)
@@ -97,6 +109,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return await _bypass(request, resolved, exc, origins)
     metrics.child(metrics.CACHE_LOOKUPS, domain.name, how).inc()
     exchange.cache = how
+    body.headers_only = request.method == "HEAD"
     rule = resolved.ttl_rule
     if resolved.source is not None:
         meta = body.meta

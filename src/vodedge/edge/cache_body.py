@@ -100,6 +100,8 @@ class Body:
         self.sparse = sparse
         self.source = source
         self._pump: Pump | None = None
+        # A HEAD: no body will be read, so nothing is fetched to check the version.
+        self.headers_only = False
         # What tells this fill of the object from any other (memoised plans and
         # renditions): the stored file's name, whose token a fill keeps from its
         # temporary file to its final place, and which revalidation leaves alone.
@@ -166,6 +168,13 @@ class Body:
             from vodedge.edge.cache_sparse import Pump
 
             self._pump = Pump(self.sparse, self.source, ranges)
+
+    async def verify(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """Before headers are sent: the first absent bytes of `ranges` (a sparse object)
+        are being fetched from the version this body names (OriginError if not)."""
+        if self.sparse is not None and self.source is not None and not self.sparse.complete:
+            if not self.headers_only:
+                await self.sparse.verify(self.source, ranges)
 
     def ahead(self, offset: int) -> None:
         """The reader is at `offset`: start the prefetches it needs next."""

@@ -143,6 +143,8 @@ class Fetch:
     done: bool = False
     error: Exception | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    # Set once an origin response was found to be of this version (or the fetch ended).
+    checked: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
 
 class SparseObject:
@@ -249,6 +251,7 @@ class SparseObject:
             del self.failed[:-64]
         finally:
             fetch.done = True
+            fetch.checked.set()
             self.fetches.remove(fetch)
             self.notify()
             self.release()
@@ -272,6 +275,7 @@ class SparseObject:
                 return
             start, end = gaps[0]
             if not claim(self.fd, start, end):
+                fetch.checked.set()  # another worker checked its own response
                 # Another worker fetches (some of) these bytes: follow its extents.
                 if time.monotonic() > deadline:
                     raise OriginError(504, "fill_timeout", "another worker's fetch stalled")
@@ -310,6 +314,7 @@ class SparseObject:
                 self._changed_version()  # another version (If-Range), or a shorter object
             else:
                 raise OriginError(502, "origin_status", f"the origin answered {response.status}")
+            fetch.checked.set()
             await self._write_body(fetch, response, start, end)
         finally:
             await response.aclose()
@@ -389,6 +394,25 @@ class SparseObject:
                 self.want(source, [(offset, max(end, offset + READ_AHEAD))])
                 continue
             await self._changed.wait()
+
+    async def verify(self, source: RangeSource, ranges: Iterable[Extent]) -> None:
+        """Before a response's headers go: fetch the first absent bytes of `ranges` and
+        wait until the origin's answer is known to be this version (OriginError when
+        the object changed, so the request can start again)."""
+        for start, end in ranges:
+            gaps = missing(self.extents, start, min(end, self.size))
+            if not gaps:
+                continue
+            self.want(source, gaps[:1])
+            first = gaps[0][0]
+            fetch = next((f for f in self.fetches if f.start <= first < f.end), None)
+            if fetch is not None:
+                await fetch.checked.wait()
+                if fetch.error is not None:
+                    raise fetch.error
+            if self.error is not None:
+                raise self.error
+            return
 
     async def ensure(self, source: RangeSource, start: int, end: int) -> None:
         """Wait until bytes `[start, end)` are all on disk, fetching what is absent."""

@@ -114,6 +114,7 @@ def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Outp
                     raise
             else:
                 return upstream_pieces(upstream, end - start)
+        await body.verify([(start, end)])
         return plan_pieces(Plan([Span(0, size)]).slice(start, end), body)
 
     return Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)
@@ -127,7 +128,9 @@ def _transformed_etag(body: Body, transform: Transform) -> str:
 
 def _over(plan: Plan, body: Body) -> Callable[[int, int | None], Awaitable[Pieces]]:
     async def open_plan(start: int, end: int | None) -> Pieces:
-        return plan_pieces(plan if end is None else plan.slice(start, end), body)
+        part = plan if end is None else plan.slice(start, end)
+        await body.verify((span.offset, span.end) for span in part.spans())
+        return plan_pieces(part, body)
 
     return open_plan
 
