@@ -172,9 +172,9 @@ class Body:
     async def verify(self, ranges: Iterable[tuple[int, int]]) -> None:
         """Before headers are sent: the first absent bytes of `ranges` (a sparse object)
         are being fetched from the version this body names (OriginError if not)."""
-        if self.sparse is not None and self.source is not None and not self.sparse.complete:
-            if not self.headers_only:
-                await self.sparse.verify(self.source, ranges)
+        sparse, source = self.sparse, self.source
+        if sparse is not None and source is not None and not self.headers_only:
+            await sparse.verify(source, ranges)
 
     def ahead(self, offset: int) -> None:
         """The reader is at `offset`: start the prefetches it needs next."""
