@@ -834,7 +834,10 @@ function barChart(id, title, points, series, format, period, max, overall) {
     const ends = [[0, "start"], [Math.floor(points.length / 2), "middle"], [points.length - 1, "end"]];
     for (const [i, anchor] of ends) {
       const x = anchor === "start" ? left + i * slot : anchor === "end" ? left + (i + 1) * slot : left + (i + 0.5) * slot;
-      axis.push(svg("text", { x: x.toFixed(1), y: height - 6, "text-anchor": anchor, class: "tick" }, clock(points[i].TimeStamp)));
+      // Over a day, a time alone is ambiguous: the date goes with it.
+      const stamp = points[i].TimeStamp;
+      const text = period.seconds > 3600 ? `${stamp.slice(5, 10)} ${clock(stamp)}` : clock(stamp);
+      axis.push(svg("text", { x: x.toFixed(1), y: height - 6, "text-anchor": anchor, class: "tick" }, text));
     }
   }
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-labelledby": `${id}-summary`,
