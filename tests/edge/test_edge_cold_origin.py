@@ -225,6 +225,19 @@ def test_no_fault_yields_a_wrong_byte(
     recovered(edge, path, ASKS[0], size, whole, what + ", healthy, whole")
 
 
+def differences(got: bytes, want: bytes, block: int = 4096) -> str:
+    """Where a body differs from the object's bytes, for a failure message."""
+    ends = range(0, max(len(got), len(want)), block)
+    bad = [i for i in ends if got[i : i + block] != want[i : i + block]]
+    if not bad:
+        return "the same bytes"
+    zeros = sum(1 for i in bad if got[i : i + block] == bytes(len(got[i : i + block])))
+    return (
+        f"{len(got)} bytes (want {len(want)}), {len(bad)} blocks of {block} differ from offset "
+        f"{bad[0]} to {bad[-1]}, {zeros} of them all zeros (holes served as bytes?)"
+    )
+
+
 def recovered(
     edge: Vodedge, path: str, ask: Ask, size: int, wants: list[bytes], what: str
 ) -> bytes:
@@ -317,7 +330,7 @@ def test_adjacent_and_overlapping_ranges_at_once(
     for (_, target, headers), reply, want in zip(requests, replies, wants, strict=True):
         what = f"{target} {headers.get('Range', '')}"
         assert reply.status in (200, 206) and reply.complete, (what, reply)
-        assert reply.body == want, f"{what}: not the object's bytes"
+        assert reply.body == want, f"{what}: {differences(reply.body, want)}"
     ranged.faults(path)
     for ask in ASKS:
         exact(edge2, path, ask, len(data), expected["v1", ask.name], "after the concurrent fills")
