@@ -84,6 +84,8 @@ def test_usage_shows_the_requests_made_within_a_sampling_period(
     assert _cell(browser, "audio") == str(tally.requests["audio_only"])
     assert _cell(browser, "seek") == "0"
     assert _cell(browser, "hit-ratio") == f"{100 * tally.hits / tally.lookups:.1f}%"
+    nodes = browser.driver.find_element(By.ID, "usage-nodes").text
+    assert nodes.startswith("Counted by 1 node: ") and "last sample" in nodes
     # Each chart is an image with a spoken summary, and a table of the same numbers.
     for chart in ("traffic", "saved", "requests", "hit-ratio"):
         svg = browser.driver.find_element(By.ID, f"usage-{chart}-chart")

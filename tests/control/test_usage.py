@@ -110,3 +110,12 @@ def test_the_sampling_period_is_checked() -> None:
     for bad in ("0", "x", "-1", "1e9"):
         with pytest.raises(ValueError, match="VODEDGE_USAGE_SAMPLE_SECONDS"):
             sample_seconds(bad)
+
+
+def test_nodes_are_named_by_their_last_sample(store: UsageStore) -> None:
+    assert store.nodes(0) == {}
+    store.seen("a", T0 + 10)
+    store.seen("b", T0 + 20)
+    store.seen("a", T0 + 30)
+    assert store.nodes(T0) == {"a": T0 + 30, "b": T0 + 20}
+    assert store.nodes(T0 + 25) == {"a": T0 + 30}

@@ -74,3 +74,7 @@ def test_either_node_answers_the_sum_of_both(nodes: tuple[list[Vodedge], str]) -
             time.sleep(0.1)
         assert shown == expected
         assert {k: v for k, v in got.items() if v} == {k: v for k, v in expected.items() if v}
+        # Both nodes' samples are in it, each under its fleet name.
+        nodes = video_usage(client, DOMAIN, **last_hour())["Nodes"]["Node"]
+        names = {(s.work / "state" / "node-name").read_text().strip() for s in servers}
+        assert {n["NodeName"] for n in nodes} == names and len(names) == 2

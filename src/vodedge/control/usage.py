@@ -55,6 +55,12 @@ class UsageStore(Protocol):
     def buckets(self, domain: str, span: int, start: int, end: int) -> dict[int, Counts]:
         """The `span`-second buckets of `domain` (ALL: every domain) from `start` to `end`."""
 
+    def seen(self, node: str, at: float) -> None:
+        """Note that `node` sampled its counters at `at`."""
+
+    def nodes(self, since: float) -> dict[str, float]:
+        """The nodes that sampled since `since`, with their last sample's time."""
+
     def close(self) -> None:
         """Release the connection."""
 
@@ -90,6 +96,7 @@ class SqliteUsage:
             " metric TEXT, value INTEGER, PRIMARY KEY (span, bucket, domain, metric))"
             " WITHOUT ROWID"
         )
+        self.db.execute("CREATE TABLE IF NOT EXISTS nodes (name TEXT PRIMARY KEY, at REAL)")
 
     def add(self, at: float, deltas: Deltas) -> None:
         rows = _rows(at, deltas)
@@ -121,6 +128,18 @@ class SqliteUsage:
         for bucket, metric, value in found:
             out.setdefault(bucket, {})[metric] = value
         return out
+
+    def seen(self, node: str, at: float) -> None:
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO nodes VALUES (?, ?) ON CONFLICT DO UPDATE SET at = excluded.at",
+                (node, at),
+            )
+
+    def nodes(self, since: float) -> dict[str, float]:
+        with self.lock:
+            found = self.db.execute("SELECT name, at FROM nodes WHERE at >= ?", (since,))
+            return {str(name): float(at) for name, at in found.fetchall()}
 
     def close(self) -> None:
         with self.lock:
@@ -186,6 +205,27 @@ class RedisUsage:
             if found:
                 out[bucket] = {str(k): int(v) for k, v in found.items()}
         return out
+
+    def seen(self, node: str, at: float) -> None:
+        import redis
+
+        try:
+            self.redis.hset(self.prefix + "nodes", node, repr(at))
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
+
+    def nodes(self, since: float) -> dict[str, float]:
+        import redis
+
+        try:
+            found = self.redis.hgetall(self.prefix + "nodes")
+            # Nodes gone longer than the hours are kept are forgotten (the hash stays small).
+            gone = [name for name, at in found.items() if float(at) < time.time() - KEPT[HOUR]]
+            if gone:
+                self.redis.hdel(self.prefix + "nodes", *gone)
+        except redis.RedisError as exc:
+            raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
+        return {str(name): float(at) for name, at in found.items() if float(at) >= since}
 
     def close(self) -> None:
         self.redis.close()
@@ -253,10 +293,12 @@ class Sampler:
         store: UsageStore,
         totals: Callable[[], Mapping[tuple[str, str], float]],
         clock: Callable[[], float] = time.time,
+        node: str = "",
     ) -> None:
         self.store = store
         self.totals = totals
         self.clock = clock
+        self.node = node  # named in the store at each sample (empty: not named)
         # The node's counters start at zero with it (its metric files are made afresh).
         self.last: dict[tuple[str, str], float] = {}
 
@@ -270,9 +312,12 @@ class Sampler:
             moved = int(value - before if value >= before else value)
             if moved > 0:
                 deltas[key] = moved
+        at = self.clock()
         if deltas:
-            self.store.add(self.clock(), deltas)
+            self.store.add(at, deltas)
         self.last = now
+        if self.node:
+            self.store.seen(self.node, at)
 
     async def run(self, seconds: float) -> None:
         """Sample every `seconds` until cancelled (and once more then)."""
@@ -307,13 +352,14 @@ def sample_seconds(text: str | None) -> float:
 
 
 def sampling(
-    store: UsageStore, metrics_dir: Path, seconds: float
+    store: UsageStore, metrics_dir: Path, seconds: float, node: str
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """An aiohttp cleanup context sampling the counters in `metrics_dir` into `store`
-    while the admin listener runs (once more as it stops), then closing the store."""
+    """An aiohttp cleanup context sampling the counters in `metrics_dir` into `store` as
+    `node` while the admin listener runs (once more as it stops), then closing the store."""
 
     async def run(app: web.Application) -> AsyncIterator[None]:
-        sampler = Sampler(store, functools.partial(prometheus_totals, metrics_dir))
+        totals = functools.partial(prometheus_totals, metrics_dir)
+        sampler = Sampler(store, totals, node=node)
         task = asyncio.create_task(sampler.run(seconds))
         yield
         task.cancel()

@@ -255,7 +255,8 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         usage_store = usage.open_usage(options.state_dir, options.store_url)
         seconds = usage.sample_seconds(os.environ.get(usage.SAMPLE_SECONDS_ENV))
         metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-        app.cleanup_ctx.append(usage.sampling(usage_store, metrics_dir, seconds))
+        node = options.node_name or socket.gethostname()
+        app.cleanup_ctx.append(usage.sampling(usage_store, metrics_dir, seconds, node))
         dispatch = make_dispatch(
             open_store(options.state_dir, options.store_url, options.node_name),
             usage_store,

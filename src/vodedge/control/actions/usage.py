@@ -87,7 +87,11 @@ async def _domains(context: Context, call: Call) -> tuple[str, list[str]]:
 
 
 async def _points(
-    context: Context, call: Call, list_name: str, point: Callable[[Counts, int], JsonObject]
+    context: Context,
+    call: Call,
+    list_name: str,
+    point: Callable[[Counts, int], JsonObject],
+    nodes: bool = False,
 ) -> JsonObject:
     """The common answer: the window, and one data module per interval."""
     if context.usage is None:
@@ -108,13 +112,19 @@ async def _points(
         )
     slots = await context.run(series, context.usage, domains, start, end, interval)
     modules = [{"TimeStamp": iso(at), **point(counts, interval)} for at, counts in slots]
-    return {
+    answer: JsonObject = {
         "DomainName": answered,
         "StartTime": iso(start),
         "EndTime": iso(end),
         "DataInterval": str(interval),
         list_name: {"DataModule": modules},
     }
+    if nodes:
+        seen = await context.run(context.usage.nodes, start)
+        answer["Nodes"] = {
+            "Node": [{"NodeName": n, "LastSampleTime": iso(at)} for n, at in sorted(seen.items())]
+        }
+    return answer
 
 
 def _sum(counts: Counts, prefix: str) -> int:
@@ -177,5 +187,6 @@ def _video_point(counts: Counts, interval: int) -> JsonObject:
 
 @action("DescribeDomainVideoUsageData", writes=False)
 async def describe_domain_video_usage_data(context: Context, call: Call) -> JsonObject:
-    """vodedge's own: traffic, requests and cache lookups by video function per interval."""
-    return await _points(context, call, "VideoUsageDataPerInterval", _video_point)
+    """vodedge's own: traffic, requests and cache lookups by video function per interval,
+    and the nodes whose samples they hold."""
+    return await _points(context, call, "VideoUsageDataPerInterval", _video_point, nodes=True)

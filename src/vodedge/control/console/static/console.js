@@ -886,6 +886,7 @@ async function showUsage(domain, periodName) {
     answer = await call("DescribeDomainVideoUsageData", params);
   } catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
   const points = answer.VideoUsageDataPerInterval.DataModule;
+  const nodes = answer.Nodes ? answer.Nodes.Node : [];
   const sum = (key) => points.reduce((total, p) => total + (p[key] || 0), 0);
   const ratios = points.map((p) => ({ TimeStamp: p.TimeStamp,
     HitRatio: p.CacheLookups ? Math.round(1000 * p.CacheHits / p.CacheLookups) / 10 : 0 }));
@@ -893,6 +894,10 @@ async function showUsage(domain, periodName) {
   pane.replaceChildren(
     h("section", { class: "card", id: "usage-totals", "aria-labelledby": "usage-totals-title" },
       h("h2", { id: "usage-totals-title" }, `${domain || "All domains"}, ${period.label.toLowerCase()}`),
+      h("p", { class: "help", id: "usage-nodes" }, nodes.length
+        ? `Counted by ${nodes.length} node${nodes.length > 1 ? "s" : ""}: ` +
+          nodes.map((n) => `${n.NodeName} (last sample ${n.LastSampleTime.slice(11, 19)} UTC)`).join(", ")
+        : "No node has sampled its counters in this period yet."),
       h("dl", { class: "tiles" },
         total("traffic", "Bytes served", `${sum("Traffic")} (${bytesText(sum("Traffic"))})`),
         total("saved", "Bytes saved by audio extraction", `${sum("AudioSavedTraffic")} (${bytesText(sum("AudioSavedTraffic"))})`),
