@@ -1,5 +1,6 @@
 """The Redis store against a real redis-server: the store contract, two nodes writing
-at once, refreshes acknowledged across nodes, and Redis out of reach."""
+at once, tasks acknowledged across nodes, the change stream, access keys, and Redis
+out of reach."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from redis_harness import RedisServer
 
 from vodedge.config import Function
+from vodedge.config.keys import AccessKey
 from vodedge.control.redis_store import RedisStore
 from vodedge.control.store import (
     Certificate,
@@ -101,46 +103,109 @@ def test_two_nodes_writing_at_once_lose_no_update(redis_server: RedisServer) -> 
     assert total == 20 and len({t.task_id for t in tasks}) == 20
 
 
-def test_refreshes_complete_when_every_live_node_applied_them(redis_server: RedisServer) -> None:
-    """Complete needs each worker of each live node; a node that was away replays it."""
+def test_tasks_complete_when_every_live_node_acknowledged_them(redis_server: RedisServer) -> None:
+    """Complete needs each live node; a node that was away still gets it to apply."""
     a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
-    a.set_workers(2)
-    b.set_workers(1)
+    a.heartbeat(2)
+    b.heartbeat(1)
     task = a.add_task("directory", [("v.example.com", "v.example.com/dir/")], True)
-    assert [t.task_id for t in b.pending_refreshes(0)] == [task]
-    a.ack_refreshes([task], 0)
-    a.ack_refreshes([task], 1)
+    assert [t.task_id for t in b.snapshot().tasks] == [task]
+    a.ack_tasks([task])
     total, [row] = b.tasks(TaskQuery(task_id=task))
-    assert (total, row.status, row.process, row.force) == (1, "Refreshing", "66%", True)
-    b.ack_refreshes([task], 0)
+    assert (total, row.status, row.process, row.force) == (1, "Refreshing", "50%", True)
+    b.ack_tasks([task])
     _, [row] = a.tasks(TaskQuery(task_id=task))
     assert (row.status, row.process) == ("Complete", "100%")
-    assert a.pending_refreshes(0) == [] and b.pending_refreshes(0) == []
-    # Node b is gone (its heartbeat expired): a's workers alone complete the next one,
-    # and b, back, still applies it.
-    b.redis.delete(b._k("alive", "b"))
+    assert a.snapshot().tasks == [] and b.snapshot().tasks == []
+    # Node b is gone (its heartbeat is old): a alone completes the next one, and b,
+    # back, still applies it.
+    b.redis.zadd(b._k("nodes"), {"b": 1.0})
     later = a.add_task("file", [("v.example.com", "v.example.com/x.mp4")], False)
-    a.ack_refreshes([later], 0)
-    a.ack_refreshes([later], 1)
+    a.ack_tasks([later])
     _, [row] = a.tasks(TaskQuery(task_id=later))
     assert row.status == "Complete"
-    assert [t.task_id for t in b.pending_refreshes(0)] == [later]
+    assert [t.task_id for t in b.snapshot().tasks] == [later]
 
 
-def test_preloads_are_taken_once_across_nodes(redis_server: RedisServer) -> None:
-    """Two nodes never fetch the same preload; a restarted worker hands its back."""
+def test_a_node_gone_before_acknowledging_does_not_hold_a_task(redis_server: RedisServer) -> None:
+    """A task waiting only for a node whose heartbeat ran out is Complete when described."""
     a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
-    a.add_task("preload", [("v.example.com", f"v.example.com/{i}") for i in range(3)], False)
-    first = a.claim_preloads(0, 2)
-    second = b.claim_preloads(0, 5)
-    assert len(first) == 2 and len(second) == 1
-    assert not {t.row for t in first} & {t.row for t in second}
-    b.finish_preload(second[0].row, False, "the node answered 404")
-    a.release_preloads(0)
-    assert {t.row for t in b.claim_preloads(1, 5)} == {t.row for t in first}
-    _, rows = a.tasks(TaskQuery(status="Failed"))
-    assert [r.description for r in rows] == ["the node answered 404"]
+    a.heartbeat(1)
+    b.heartbeat(1)
+    task = a.add_task("file", [("v.example.com", "v.example.com/x.mp4")], False)
+    a.ack_tasks([task])
+    assert a.tasks(TaskQuery(task_id=task))[1][0].status == "Refreshing"
+    b.redis.zadd(b._k("nodes"), {"b": 1.0})
+    assert a.tasks(TaskQuery(task_id=task))[1][0].status == "Complete"
+
+
+def test_preloads_reach_every_node_and_failures_are_kept(redis_server: RedisServer) -> None:
+    """Each node fetches a preload; a row one node could not fetch is Failed, with why."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    a.heartbeat(1)
+    b.heartbeat(1)
+    task = a.add_task("preload", [("v.example.com", f"v.example.com/{i}") for i in range(3)], False)
+    rows = [t.row for t in b.snapshot().tasks]
+    assert len(rows) == 3 and [t.row for t in a.snapshot().tasks] == rows
+    a.ack_tasks([task])
+    b.ack_tasks([task], {rows[1]: "the node answered 404"})
+    _, described = a.tasks(TaskQuery(task_id=task))
+    assert sorted((r.row, r.status) for r in described) == [
+        (rows[0], "Complete"),
+        (rows[1], "Failed"),
+        (rows[2], "Complete"),
+    ]
+    assert [r.description for r in described if r.status == "Failed"] == ["the node answered 404"]
     assert a.task_counts_since(0) == {"preload": 3}
+
+
+def test_the_stream_carries_every_change_and_says_when_it_was_trimmed(
+    redis_server: RedisServer,
+) -> None:
+    """A reader gets each changed record as it is now, new tasks whole, and None once
+    the stream no longer holds what it missed."""
+    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
+    start = b.snapshot().last_id
+    added = a.add_domain(record())
+    a.add_domain(record("gone.example.com"))
+    a.delete_domain("gone.example.com")
+    a.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
+    task = a.add_task("file", [("video.example.com", "video.example.com/a.mp4")], True)
+    a.put_access_key(AccessKey("fleet-key", "s" * 20, read_only=True))
+    delta = b.read_changes(start)
+    assert delta is not None and delta.last_id != start
+    assert delta.domains == {"video.example.com": added, "gone.example.com": None}
+    assert list(delta.certificates) == ["video.example.com"]
+    assert [(t.task_id, t.path, t.force) for t in delta.tasks] == [
+        (task, "video.example.com/a.mp4", True)
+    ]
+    assert delta.keys == [AccessKey("fleet-key", "s" * 20, read_only=True)]
+    assert b.read_changes(delta.last_id) == replace(
+        delta, version=None, domains={}, certificates={}, keys=None, tasks=[]
+    )
+    # An operator (or the retention) trims the stream past `start`: a reader there
+    # must read a snapshot; one at the end goes on.
+    a.redis.xtrim(a._k("changes"), maxlen=1, approximate=False)
+    assert b.read_changes(start) is None
+    assert b.read_changes(delta.last_id) is not None
+    # Redis that lost its data (a new, empty server): ids ahead of the stream's end.
+    a.redis.delete(a._k("changes"))
+    assert b.read_changes(delta.last_id) is None
+
+
+def test_file_keys_are_seeded_once_and_removal_sticks(redis_server: RedisServer) -> None:
+    """The file's [[access_keys]] reach Redis; a key removed there is not brought back by
+    the same file, only by a changed one."""
+    store = RedisStore(redis_server.url, "a")
+    key = AccessKey("ops", "x" * 24)
+    assert store.import_file_keys([key]) == ["ops"]
+    assert store.access_keys() == [key]
+    assert store.delete_access_key("ops")
+    assert store.import_file_keys([key]) == []
+    assert store.access_keys() == []
+    rotated = AccessKey("ops", "y" * 24)
+    assert store.import_file_keys([rotated]) == ["ops"]
+    assert store.access_keys() == [rotated]
 
 
 def test_file_domains_are_imported_only_where_the_file_changed(redis_server: RedisServer) -> None:

@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     from vodedge.cli.signing import add_sign_command
 
     add_sign_command(commands)
+    from vodedge.cli.keys import add_keys_command
+
+    add_keys_command(commands)
 
     return parser
 

@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
             from vodedge.cli.signing import sign
 
             return sign(args)
+        if args.command == "keys":
+            from vodedge.cli.keys import keys
+
+            return keys(args)
         if args.command == "serve":
             from vodedge.cli.serving import serve
 

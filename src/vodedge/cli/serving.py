@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -50,9 +50,8 @@ def node_loader(args: argparse.Namespace) -> Callable[[], NodeConfig]:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the edge until SIGTERM/SIGINT: the file's or flags' settings, the store's domains."""
-    from vodedge.control.store import StoreUnavailable
     from vodedge.control.store_config import certificates_dir, state_dir_for, store_loader
-    from vodedge.control.stores import check_store_url, node_name, open_store
+    from vodedge.control.stores import check_store_url, node_name, worker_store
     from vodedge.node.serve import ServeOptions
     from vodedge.node.serve import serve as run
     from vodedge.node.sync import WorkerSync
@@ -64,25 +63,34 @@ def serve(args: argparse.Namespace) -> int:
     ).absolute()
     store_url = check_store_url(args.store) if args.store else None
     name = node_name(state_dir) if store_url else ""
-    store = open_store(state_dir, store_url, name)
+    # What the workers follow: the node's SQLite store, or (a fleet node) its copy of
+    # Redis, which one reader in the master keeps in step.
+    store = worker_store(state_dir, bool(store_url))
+    follower = None
+    if store_url:
+        from vodedge.control.follower import Follower
+        from vodedge.control.redis_store import RedisStore
+        from vodedge.control.replica import Replica
+
+        follower = Follower(RedisStore(store_url, name), Replica(state_dir), node.workers)
     load = store_loader(
         load_base,
         store,
         from_file=bool(args.config),
         certificates_dir=certificates_dir(state_dir),
-        state_dir=state_dir if store_url else None,
+        before=None if follower is None else partial(follower.load, from_file=bool(args.config)),
     )
     node = load()
     check_certificates(node)
-    with contextlib.suppress(StoreUnavailable):  # Redis down: workers register when it is back
-        store.set_workers(node.workers)
+    store.set_workers(node.workers)
     listen = (node.listen.host, node.listen.port)
     listen_tls = (node.listen_tls.host, node.listen_tls.port) if node.listen_tls else None
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
     where = args.origin or args.config or f"the store in {store_url or state_dir}"
 
     async def follow_store(edge: object, index: int) -> None:
-        await WorkerSync(open_store(state_dir, store_url, name), index, listen, state_dir).run(edge)
+        own = worker_store(state_dir, bool(store_url))
+        await WorkerSync(own, index, listen, state_dir, report=follower is None).run(edge)
 
     def url(host: str, port: int, scheme: str = "http") -> str:
         return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
@@ -110,6 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         store_url=store_url,
         node_name=name,
         worker_task=follow_store,
+        master_task=None if follower is None else follower.run,
+        access_keys=None if follower is None else follower.keys,
     )
     return run(options)
 

@@ -5,25 +5,33 @@ Writes are optimistic transactions (WATCH, then MULTI/EXEC, retried when a watch
 key moved): two nodes writing at once never lose an update. Ids (domains, ConfigIds,
 tasks) come from HINCRBY: unique across the fleet, gaps allowed.
 
-A refresh is Complete when every worker of every live node has applied it. A node
-is live while its heartbeat key (set by its workers as they poll, with a TTL) exists.
-A node that was down applies, when it returns, every refresh made since it first
-joined that it has not acknowledged, even those the others completed meanwhile.
+Every write also adds an entry to one Redis Stream (`vodedge:changes`) in the same
+transaction: which domain or certificate changed, the objects of a new task, or that
+the access keys changed. Each node reads the stream from the last id it applied
+(`read_changes`), so a node that was away replays what it missed; one that fell
+behind the stream's retention (CHANGE_RETENTION) reads a `snapshot` instead.
+
+A task is Complete when every live node has acknowledged it. A node is live while
+its heartbeat (a score in `vodedge:nodes`) is recent. A node that was down applies,
+when it returns, every refresh made since it first joined that it has not
+acknowledged, even those the others completed meanwhile.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 from redis.client import Pipeline
 
 from vodedge.config import Function
+from vodedge.config.keys import AccessKey
 
 from .sqlite_store import (
     _FIRST_CONFIG_ID,
@@ -47,8 +55,14 @@ from .store import (
     TaskStatus,
 )
 
-# A node that has not polled for this long is no longer waited for.
+# A node that has not said it is alive for this long is no longer waited for.
 HEARTBEAT_SECONDS = 10
+# A node not seen for this long is forgotten (it would start afresh).
+NODE_MEMORY = 30 * 86400.0
+CHANGES = "changes"
+# How long a change stays in the stream (trimmed by XADD ... MINID ~). A node away
+# for longer reads everything again (one snapshot) instead of replaying.
+CHANGE_RETENTION = 86400.0
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -103,6 +117,66 @@ def _domain(text: str | bytes) -> DomainRecord:
         modified=item["modified"],
         revision=item["revision"],
     )
+
+
+def _key_json(key: AccessKey) -> str:
+    return json.dumps(
+        {"id": key.id, "secret": key.secret, "read_only": key.read_only, "rate": key.rate}
+    )
+
+
+def _keys(items: Mapping[str, str]) -> list[AccessKey]:
+    keys = []
+    for key_id in sorted(items):
+        item = json.loads(items[key_id])
+        keys.append(AccessKey(item["id"], item["secret"], item["read_only"], item["rate"]))
+    return keys
+
+
+def _task_of(item: Sequence[Any], status: str | None, description: str | None) -> TaskRecord:
+    row, task_id, kind, path, domain, force, created = item
+    return TaskRecord(
+        row=row,
+        task_id=task_id,
+        kind=kind,
+        path=path,
+        domain=domain,
+        force=bool(force),
+        status=cast(TaskStatus, status or "Refreshing"),
+        created=created,
+        process="100%" if status not in (None, "Refreshing") else "0%",
+        description=description or "",
+    )
+
+
+def _id(stream_id: str) -> tuple[int, int]:
+    """A stream id ("1700000000000-3") in the order Redis gives them."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """All a node needs to start following the stream at `last_id`."""
+
+    last_id: str
+    version: int
+    domains: list[DomainRecord]
+    certificates: list[Certificate]
+    keys: list[AccessKey]
+    tasks: list[TaskRecord]  # this node's refreshes to apply and preloads to fetch
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed up to `last_id`: the records now (None: deleted), new tasks."""
+
+    last_id: str
+    version: int | None  # None: nothing new
+    domains: dict[str, DomainRecord | None]
+    certificates: dict[str, Certificate | None]
+    keys: list[AccessKey] | None  # None: unchanged
+    tasks: list[TaskRecord]
 
 
 class RedisStore:
@@ -204,10 +278,17 @@ class RedisStore:
     def add_domain(self, record: DomainRecord) -> DomainRecord:
         """Store a new domain (DomainExists if the name is taken); functions get ConfigIds."""
         stored = self._fresh(record)
-        if not self.redis.hsetnx(self._k("domains"), record.name, _domain_json(stored)):
-            raise DomainExists(record.name)
-        self.redis.hincrby(self._k("meta"), "version", 1)
-        return stored
+
+        def body(pipe: Pipeline) -> DomainRecord:
+            if pipe.hexists(self._k("domains"), record.name):
+                raise DomainExists(record.name)
+            pipe.multi()
+            pipe.hset(self._k("domains"), record.name, _domain_json(stored))
+            pipe.hincrby(self._k("meta"), "version", 1)
+            self._announce(pipe, "domain", record.name)
+            return stored
+
+        return self._transaction(body, self._k("domains"))
 
     @_unavailable
     def update_domains(self, records: Sequence[DomainRecord]) -> list[DomainRecord]:
@@ -231,6 +312,7 @@ class RedisStore:
             pipe.multi()
             for record in new:
                 pipe.hset(self._k("domains"), record.name, _domain_json(record))
+                self._announce(pipe, "domain", record.name)
             pipe.hincrby(self._k("meta"), "version", 1)
             return new
 
@@ -242,10 +324,9 @@ class RedisStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(self._k("domains"), name)
         pipe.hdel(self._k("certificates"), name)
-        gone = bool(pipe.execute()[0])
-        if gone:
-            self.redis.hincrby(self._k("meta"), "version", 1)
-        return gone
+        pipe.hincrby(self._k("meta"), "version", 1)
+        self._announce(pipe, "domain", name)
+        return bool(pipe.execute()[0])
 
     @_unavailable
     def import_file_domains(self, records: Sequence[DomainRecord]) -> list[str]:
@@ -273,6 +354,8 @@ class RedisStore:
             changed = [name for name, _, _ in writes] + list(known)
             if changed:
                 pipe.hincrby(self._k("meta"), "version", 1)
+            for name in changed:
+                self._announce(pipe, "domain", name)
             return changed
 
         return self._transaction(body, self._k("domains"), self._k("file_domains"))
@@ -291,10 +374,13 @@ class RedisStore:
             if status != "Refreshing"
         ]
         if finished:
+            ids = {str(t.task_id) for t in self._task_rows(finished)}
             pipe = self.redis.pipeline(transaction=True)
             pipe.zrem(self._k("task_rows"), *finished)
-            for name in ("tasks", "task_status", "task_desc", "task_claim"):
+            for name in ("tasks", "task_status", "task_desc"):
                 pipe.hdel(self._k(name), *finished)
+            if ids:
+                pipe.hdel(self._k("task_ids"), *ids)
             pipe.execute()
 
     @_unavailable
@@ -305,12 +391,16 @@ class RedisStore:
         task_id = self._next_id("task_id", _FIRST_TASK_ID)
         last = int(self.redis.hincrby(self._k("meta"), "row", len(objects)))
         pipe = self.redis.pipeline(transaction=True)
+        items = []
         for row, (domain, path) in enumerate(objects, start=last - len(objects) + 1):
             item = [row, task_id, kind, path, domain, force, now]
+            items.append(item)
             pipe.hset(self._k("tasks"), str(row), json.dumps(item))
             pipe.hset(self._k("task_status"), str(row), "Refreshing")
             pipe.zadd(self._k("task_rows"), {str(row): now})
+        pipe.hset(self._k("task_ids"), str(task_id), json.dumps([i[0] for i in items]))
         pipe.hincrby(self._k("meta"), "version", 1)
+        self._announce(pipe, "task", tasks=json.dumps(items))
         pipe.execute()
         return task_id
 
@@ -322,26 +412,11 @@ class RedisStore:
         pipe.hmget(self._k("task_status"), list(rows))
         pipe.hmget(self._k("task_desc"), list(rows))
         items, statuses, descriptions = pipe.execute()
-        tasks = []
-        for item, status, description in zip(items, statuses, descriptions, strict=True):
-            if item is None:
-                continue
-            row, task_id, kind, path, domain, force, created = json.loads(item)
-            tasks.append(
-                TaskRecord(
-                    row=row,
-                    task_id=task_id,
-                    kind=kind,
-                    path=path,
-                    domain=domain,
-                    force=bool(force),
-                    status=cast(TaskStatus, status or "Refreshing"),
-                    created=created,
-                    process="100%" if status != "Refreshing" else "0%",
-                    description=description or "",
-                )
-            )
-        return tasks
+        return [
+            _task_of(json.loads(item), status, description)
+            for item, status, description in zip(items, statuses, descriptions, strict=True)
+            if item is not None
+        ]
 
     def _all_tasks(self) -> list[TaskRecord]:
         return self._task_rows(cast(list[str], self.redis.zrange(self._k("task_rows"), 0, -1)))
@@ -349,6 +424,8 @@ class RedisStore:
     @_unavailable
     def tasks(self, query: TaskQuery) -> tuple[int, list[TaskRecord]]:
         """The total matching `query`, and the page it asks for (newest first)."""
+        # Tasks waiting only for nodes that are gone since are Complete now.
+        self._complete(sorted({t.task_id for t in self._all_tasks() if t.status == "Refreshing"}))
         matching = [
             t
             for t in reversed(self._all_tasks())
@@ -363,13 +440,42 @@ class RedisStore:
         start = (query.page - 1) * query.size
         return len(matching), self._with_progress(matching[start : start + query.size])
 
-    def _needed(self) -> set[str]:
-        return {f"{node}/{w}" for node, count in self.live_nodes().items() for w in range(count)}
+    @_unavailable
+    def task_counts_since(self, since: float) -> Mapping[TaskKind, int]:
+        """How many objects of each kind were submitted since `since` (for quotas)."""
+        rows = cast(list[str], self.redis.zrangebyscore(self._k("task_rows"), since, "+inf"))
+        counts: dict[TaskKind, int] = {}
+        for task in self._task_rows(rows):
+            counts[task.kind] = counts.get(task.kind, 0) + 1
+        return counts
+
+    # --- nodes: heartbeats, acknowledgements ----------------------------------------------
+
+    def _since_heartbeat(self) -> float:
+        return time.time() - HEARTBEAT_SECONDS
+
+    @_unavailable
+    def heartbeat(self, workers: int) -> None:
+        """This node is alive (for HEARTBEAT_SECONDS), runs `workers` workers, and, the
+        first time, joins: refreshes made from now on are its to apply."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self._k("nodes"), {self.node: now})
+        pipe.hsetnx(self._k("node_since"), self.node, str(now))
+        pipe.hset(self._k("node_workers"), self.node, workers)
+        pipe.zremrangebyscore(self._k("nodes"), "-inf", now - NODE_MEMORY)
+        pipe.execute()
+
+    @_unavailable
+    def live_nodes(self) -> list[str]:
+        """Nodes whose heartbeat is current, by name."""
+        names = self.redis.zrangebyscore(self._k("nodes"), self._since_heartbeat(), "+inf")
+        return sorted(cast(list[str], names))
 
     def _with_progress(self, tasks: list[TaskRecord]) -> list[TaskRecord]:
-        """Refreshing refreshes' `process`: the share of live workers that applied them."""
-        ids = sorted({t.task_id for t in tasks if t.status == "Refreshing" and t.kind != "preload"})
-        needed = self._needed() if ids else set()
+        """Refreshing tasks' `process`: the share of live nodes that applied them."""
+        ids = sorted({t.task_id for t in tasks if t.status == "Refreshing"})
+        needed = set(self.live_nodes()) if ids else set()
         if not needed:
             return tasks
         pipe = self.redis.pipeline(transaction=False)
@@ -384,122 +490,218 @@ class RedisStore:
         ]
 
     @_unavailable
-    def task_counts_since(self, since: float) -> Mapping[TaskKind, int]:
-        """How many objects of each kind were submitted since `since` (for quotas)."""
-        rows = cast(list[str], self.redis.zrangebyscore(self._k("task_rows"), since, "+inf"))
-        counts: dict[TaskKind, int] = {}
-        for task in self._task_rows(rows):
-            counts[task.kind] = counts.get(task.kind, 0) + 1
-        return counts
-
-    def _beat(self) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self._k("alive", self.node), "1", ex=HEARTBEAT_SECONDS)
-        pipe.hsetnx(self._k("node_since"), self.node, str(time.time()))
+    def ack_tasks(self, task_ids: Sequence[int], failed: Mapping[int, str] | None = None) -> None:
+        """This node applied these tasks (refreshes applied, preloads fetched); `failed`:
+        preload rows it could not fetch, and why. A task every live node acknowledged
+        is Complete (its failed rows stay Failed)."""
+        if not task_ids:
+            return
+        pipe = self.redis.pipeline(transaction=True)
+        for row, why in (failed or {}).items():
+            pipe.hset(self._k("task_status"), str(row), "Failed")
+            pipe.hset(self._k("task_desc"), str(row), why)
+        for task_id in task_ids:
+            pipe.sadd(self._k("acks", task_id), self.node)
+            pipe.expire(self._k("acks", task_id), int(TASK_MEMORY) + 3600)
         pipe.execute()
+        self._complete(task_ids)
 
-    @_unavailable
-    def live_nodes(self) -> dict[str, int]:
-        """Nodes whose heartbeat is current, and how many workers each runs."""
-        counts = cast(dict[str, str], self.redis.hgetall(self._k("node_workers")))
-        names = sorted(counts)
-        if not names:
-            return {}
-        alive = self.redis.mget([self._k("alive", n) for n in names])
-        return {n: int(counts[n]) for n, a in zip(names, alive, strict=True) if a is not None}
+    def _complete(self, task_ids: Sequence[int]) -> None:
+        """Mark Complete the tasks among `task_ids` every live node acknowledged."""
+        if not task_ids:
+            return
+        # Counting first: only the last nodes to acknowledge read who the others are.
+        live = int(self.redis.zcount(self._k("nodes"), self._since_heartbeat(), "+inf"))
+        if live == 0:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.scard(self._k("acks", task_id))
+        counts = pipe.execute()
+        candidates = [t for t, n in zip(task_ids, counts, strict=True) if int(n) >= live]
+        if not candidates:
+            return
+        needed = set(self.live_nodes())
+        pipe = self.redis.pipeline(transaction=False)
+        for task_id in candidates:
+            pipe.smembers(self._k("acks", task_id))
+        pipe.hmget(self._k("task_ids"), [str(t) for t in candidates])
+        *members, rows_of = pipe.execute()
+        rows = [
+            str(row)
+            for acked, rows_json in zip(members, rows_of, strict=True)
+            if rows_json is not None and needed <= set(acked)
+            for row in json.loads(rows_json)
+        ]
+        if not rows:
+            return
+        statuses = self.redis.hmget(self._k("task_status"), rows)
+        finished = [r for r, s in zip(rows, statuses, strict=True) if s == "Refreshing"]
+        if finished:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(self._k("task_status"), mapping=dict.fromkeys(finished, "Complete"))
+            pipe.hincrby(self._k("meta"), "version", 1)
+            pipe.execute()
 
-    @_unavailable
-    def set_workers(self, count: int) -> None:
-        """How many of this node's workers must apply a refresh before it is Complete."""
-        self.redis.hset(self._k("node_workers"), self.node, count)
-        self._beat()
-        self._complete()
-
-    def _member(self, worker: int) -> str:
-        return f"{self.node}/{worker}"
-
-    @_unavailable
-    def pending_refreshes(self, worker: int) -> list[TaskRecord]:
-        """Refresh objects made since this node joined that `worker` has not applied."""
-        self._beat()
-        since = float(self.redis.hget(self._k("node_since"), self.node) or 0)
+    def _node_tasks(self) -> list[TaskRecord]:
+        """Tasks made since this node joined that it has not acknowledged: every such
+        refresh (also one the others completed meanwhile), and preloads still running."""
+        since = float(self.redis.hget(self._k("node_since"), self.node) or time.time())
         rows = cast(list[str], self.redis.zrangebyscore(self._k("task_rows"), since, "+inf"))
-        tasks = [t for t in self._task_rows(rows) if t.kind != "preload"]
+        tasks = [
+            t for t in self._task_rows(rows) if t.kind != "preload" or t.status == "Refreshing"
+        ]
         ids = sorted({t.task_id for t in tasks})
         if not ids:
             return []
         pipe = self.redis.pipeline(transaction=False)
         for task_id in ids:
-            pipe.sismember(self._k("acks", task_id), self._member(worker))
+            pipe.sismember(self._k("acks", task_id), self.node)
         acked = {task_id for task_id, done in zip(ids, pipe.execute(), strict=True) if done}
         return [t for t in tasks if t.task_id not in acked]
 
+    # --- the change stream --------------------------------------------------------------
+
+    def _announce(self, pipe: Pipeline, kind: str, name: str = "", tasks: str = "") -> None:
+        """Add a change to the stream in `pipe`, trimming what is older than the retention."""
+        oldest = int((time.time() - CHANGE_RETENTION) * 1000)
+        fields = {"kind": kind, "name": name, "tasks": tasks}
+        pipe.xadd(self._k(CHANGES), fields, minid=str(oldest), approximate=True)  # type: ignore[arg-type]
+
+    def _stream_info(self) -> dict[str, Any]:
+        try:
+            info: dict[str, Any] = self.redis.xinfo_stream(self._k(CHANGES))
+        except redis.ResponseError:  # no stream yet: nothing was ever announced
+            return {}
+        return info
+
+    def _missed(self, after: str) -> bool:
+        """Whether the stream lost entries a reader at `after` has not read: trimmed
+        (the oldest entry left is past `after`, and entries were removed), deleted, or
+        Redis lost its data (its last id is before `after`). A trim that removed only
+        `after` itself counts too: the reader then reads a snapshot it did not need."""
+        info = self._stream_info()
+        if not info:
+            return _id(after) > (0, 0)
+        first = info.get("first-entry")
+        first_id = _id(str(first[0])) if first else _id(str(info["last-generated-id"]))
+        removed = int(info.get("entries-added", info["length"])) > int(info["length"])
+        deleted = _id(str(info.get("max-deleted-entry-id", "0-0")))
+        return (
+            _id(str(info["last-generated-id"])) < _id(after)
+            or deleted > _id(after)
+            or (removed and first_id > _id(after))
+        )
+
     @_unavailable
-    def ack_refreshes(self, task_ids: Sequence[int], worker: int) -> None:
-        """`worker` applied these tasks; those every live worker applied become Complete."""
-        if not task_ids:
-            return
+    def snapshot(self) -> Snapshot:
+        """Everything a node needs, and the stream id to follow changes from."""
+        # First: what changes meanwhile is read again.
+        last = str(self._stream_info().get("last-generated-id", "0-0"))
         pipe = self.redis.pipeline(transaction=True)
-        for task_id in task_ids:
-            pipe.sadd(self._k("acks", task_id), self._member(worker))
-            pipe.expire(self._k("acks", task_id), int(TASK_MEMORY) + 3600)
-        pipe.execute()
-        self._complete()
-
-    def _complete(self) -> None:
-        needed = self._needed()
-        if not needed:
-            return
-        pending = [t for t in self._all_tasks() if t.status == "Refreshing" and t.kind != "preload"]
-        ids = sorted({t.task_id for t in pending})
-        pipe = self.redis.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.smembers(self._k("acks", task_id))
-        done = {
-            task_id
-            for task_id, members in zip(ids, pipe.execute(), strict=True)
-            if needed <= set(members)
-        }
-        rows = [str(t.row) for t in pending if t.task_id in done]
-        if rows:
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(self._k("task_status"), mapping=dict.fromkeys(rows, "Complete"))
-            pipe.hincrby(self._k("meta"), "version", 1)
-            pipe.execute()
+        pipe.hgetall(self._k("domains"))
+        pipe.hgetall(self._k("certificates"))
+        pipe.hgetall(self._k("access_keys"))
+        pipe.hget(self._k("meta"), "version")
+        domains, certificates, keys, version = pipe.execute()
+        return Snapshot(
+            last_id=last,
+            version=int(version or 0),
+            domains=[_domain(domains[n]) for n in sorted(domains)],
+            certificates=[self._certificate(certificates[d]) for d in sorted(certificates)],
+            keys=_keys(keys),
+            tasks=self._node_tasks(),
+        )
 
     @_unavailable
-    def claim_preloads(self, worker: int, limit: int) -> list[TaskRecord]:
-        """Preload objects no worker has taken yet, now taken by `worker` (HSETNX: once)."""
-        taken: list[TaskRecord] = []
-        for task in self._all_tasks():
-            if len(taken) >= limit:
-                break
-            if task.kind != "preload" or task.status != "Refreshing":
-                continue
-            if self.redis.hsetnx(self._k("task_claim"), str(task.row), self._member(worker)):
-                taken.append(task)
-        return taken
-
-    @_unavailable
-    def finish_preload(self, row: int, ok: bool, description: str) -> None:
-        """A taken preload object is Complete (ok) or Failed (with why)."""
+    def read_changes(
+        self, after: str, block_ms: int = 0, count: int = 1000, *, check: bool = True
+    ) -> Delta | None:
+        """What changed after stream id `after` (waiting up to `block_ms` for a change);
+        None when the stream no longer holds all of it (trimmed past `after`, or Redis
+        lost its data): the node must read a snapshot instead. Without `check`, an
+        empty read is not checked (a reader that is caught up and stayed connected)."""
+        reply: Any = self.redis.xread(
+            {self._k(CHANGES): after}, count=count, block=block_ms if block_ms > 0 else None
+        )
+        entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
+        if (entries or check) and self._missed(after):
+            return None
+        if not entries:
+            return Delta(after, None, {}, {}, None, [])
+        names = sorted({e["name"] for _, e in entries if e["kind"] == "domain"})
+        owners = sorted({e["name"] for _, e in entries if e["kind"] == "certificate"})
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._k("task_status"), str(row), "Complete" if ok else "Failed")
-        pipe.hset(self._k("task_desc"), str(row), description)
-        pipe.hincrby(self._k("meta"), "version", 1)
+        pipe.hget(self._k("meta"), "version")
+        pipe.hmget(self._k("domains"), names or [""])
+        pipe.hmget(self._k("certificates"), owners or [""])
+        pipe.hgetall(self._k("access_keys"))
+        version, domains, certificates, keys = pipe.execute()
+        tasks = [
+            _task_of(item, "Refreshing", "")
+            for _, e in entries
+            if e["kind"] == "task"
+            for item in json.loads(e["tasks"])
+        ]
+        return Delta(
+            last_id=entries[-1][0],
+            version=int(version or 0),
+            domains={
+                n: None if t is None else _domain(t) for n, t in zip(names, domains, strict=False)
+            },
+            certificates={
+                d: None if t is None else self._certificate(t)
+                for d, t in zip(owners, certificates, strict=False)
+            },
+            keys=_keys(keys) if any(e["kind"] == "keys" for _, e in entries) else None,
+            tasks=tasks,
+        )
+
+    # --- access keys --------------------------------------------------------------------
+
+    @_unavailable
+    def access_keys(self) -> list[AccessKey]:
+        """The fleet's access keys, by id."""
+        return _keys(cast(dict[str, str], self.redis.hgetall(self._k("access_keys"))))
+
+    @_unavailable
+    def put_access_key(self, key: AccessKey) -> None:
+        """Add a key pair, or replace the one with its id (a new secret: rotation)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._k("access_keys"), key.id, _key_json(key))
+        self._announce(pipe, "keys")
         pipe.execute()
 
     @_unavailable
-    def release_preloads(self, worker: int) -> None:
-        """Hand back what `worker` took and did not finish (it is starting afresh)."""
-        claims = cast(dict[str, str], self.redis.hgetall(self._k("task_claim")))
-        mine = [row for row, who in claims.items() if who == self._member(worker)]
-        if not mine:
-            return
-        statuses = self.redis.hmget(self._k("task_status"), mine)
-        unfinished = [r for r, s in zip(mine, statuses, strict=True) if s == "Refreshing"]
-        if unfinished:
-            self.redis.hdel(self._k("task_claim"), *unfinished)
+    def delete_access_key(self, key_id: str) -> bool:
+        """Remove a key pair; whether there was one."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(self._k("access_keys"), key_id)
+        self._announce(pipe, "keys")
+        return bool(pipe.execute()[0])
+
+    @_unavailable
+    def import_file_keys(self, keys: Sequence[AccessKey]) -> list[str]:
+        """A config file's `[[access_keys]]` where the file changed them (as with domains:
+        a pair removed or rotated in Redis is not brought back by an unchanged file);
+        the ids written."""
+
+        def body(pipe: Pipeline) -> list[str]:
+            known = cast(dict[str, str], pipe.hgetall(self._k("file_keys")))
+            writes = [
+                (key.id, _key_json(key))
+                for key in keys
+                if known.get(key.id) != hashlib.sha256(_key_json(key).encode()).hexdigest()
+            ]
+            pipe.multi()
+            for key_id, text in writes:
+                pipe.hset(self._k("access_keys"), key_id, text)
+                pipe.hset(self._k("file_keys"), key_id, hashlib.sha256(text.encode()).hexdigest())
+            if writes:
+                self._announce(pipe, "keys")
+            return [key_id for key_id, _ in writes]
+
+        return self._transaction(body, self._k("file_keys"))
 
     # --- certificates -------------------------------------------------------------------
 
@@ -523,6 +725,7 @@ class RedisStore:
             pipe.multi()
             pipe.hset(self._k("certificates"), certificate.domain, text)
             pipe.hincrby(self._k("meta"), "version", 1)
+            self._announce(pipe, "certificate", certificate.domain)
 
         self._transaction(body, self._k("domains"))
 
@@ -553,7 +756,8 @@ class RedisStore:
     @_unavailable
     def delete_certificate(self, domain: str) -> bool:
         """Forget a domain's certificate; whether there was one."""
-        gone = bool(self.redis.hdel(self._k("certificates"), domain))
-        if gone:
-            self.redis.hincrby(self._k("meta"), "version", 1)
-        return gone
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(self._k("certificates"), domain)
+        pipe.hincrby(self._k("meta"), "version", 1)
+        self._announce(pipe, "certificate", domain)
+        return bool(pipe.execute()[0])

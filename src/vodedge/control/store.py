@@ -1,7 +1,9 @@
 """What the control plane keeps: records, and the store interface the actions use.
 
 The store is a Protocol so that a shared store (Redis, for a fleet) can replace the
-embedded SQLite one (`sqlite_store.SqliteStore`) without touching the actions.
+embedded SQLite one (`sqlite_store.SqliteStore`) without touching the actions. The
+workers of a node follow a `WorkerStore`: always SQLite (a fleet node keeps a copy of
+Redis in SQLite, see `replica`).
 
 Writes follow one rule: read a record, compute the new one, write it back with
 `update_domains`, which refuses (`StaleRecord`) if any record changed since it was
@@ -165,6 +167,27 @@ class ControlStore(Protocol):
         """How many objects of each kind were submitted since `since` (for quotas)."""
         ...
 
+    def put_certificate(self, certificate: Certificate) -> None:
+        """Set a domain's certificate (the domain must exist)."""
+        ...
+
+    def certificate(self, domain: str) -> Certificate | None:
+        """A domain's certificate."""
+        ...
+
+    def certificates(self) -> list[Certificate]:
+        """Every stored certificate."""
+        ...
+
+    def delete_certificate(self, domain: str) -> bool:
+        """Forget a domain's certificate; whether there was one."""
+        ...
+
+
+class WorkerStore(ControlStore, Protocol):
+    """A store the workers of one node follow (SQLite: the node's own, or a fleet
+    node's copy of Redis): refreshes each worker applies, preloads one worker takes."""
+
     def set_workers(self, count: int) -> None:
         """How many workers must apply a refresh before it is Complete."""
         ...
@@ -187,20 +210,4 @@ class ControlStore(Protocol):
 
     def release_preloads(self, worker: int) -> None:
         """Hand back what `worker` took and did not finish (it is starting afresh)."""
-        ...
-
-    def put_certificate(self, certificate: Certificate) -> None:
-        """Set a domain's certificate (the domain must exist)."""
-        ...
-
-    def certificate(self, domain: str) -> Certificate | None:
-        """A domain's certificate."""
-        ...
-
-    def certificates(self) -> list[Certificate]:
-        """Every stored certificate."""
-        ...
-
-    def delete_certificate(self, domain: str) -> bool:
-        """Forget a domain's certificate; whether there was one."""
         ...

@@ -1,9 +1,7 @@
-"""The node configuration built from the store: its domains over the file's settings,
-kept on disk as a local copy for when a fleet's store is out of reach."""
+"""The node configuration built from the store: its domains over the file's settings."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +9,7 @@ from vodedge.config import NodeConfig
 
 from .certificates import stored_certificates
 from .domains import edge_domain_name, node_with, record_of
-from .local_copy import load_copy, save_copy
-from .store import ControlStore, StoreUnavailable
+from .store import ControlStore
 
 
 def state_dir_for(cache_dir: Path) -> Path:
@@ -31,32 +28,25 @@ def store_loader(
     *,
     from_file: bool,
     certificates_dir: Path | None = None,
-    state_dir: Path | None = None,
+    before: Callable[[NodeConfig], None] | None = None,
 ) -> Callable[[], NodeConfig]:
     """A loader of the node: `load_base`'s settings (and catch-all), the store's domains.
 
     With `from_file`, the base's own domains are first imported into the store where
     the file changed them (see `import_file_domains`): a file edit and SIGHUP still
     take effect; otherwise what the API did stands. Certificates set through the API
-    are written as files in `certificates_dir` for the edge to load. With `state_dir`,
-    what the store said is kept there, and used when the store is out of reach.
+    are written as files in `certificates_dir` for the edge to load. A fleet node
+    reads its copy of Redis (`store`), after `before` brought it up to date (and
+    imported the file's domains into Redis itself).
     """
 
     def load() -> NodeConfig:
         base = load_base()
-        try:
-            if from_file:
-                store.import_file_domains([record_of(d) for d in base.domains.values()])
-            records, stored = store.domains(), store.certificates()
-            if state_dir is not None:
-                save_copy(state_dir, records, stored)
-        except StoreUnavailable as exc:
-            # A fleet's Redis out of reach: serve what it last said, if we ever heard it.
-            copy = None if state_dir is None else load_copy(state_dir)
-            if copy is None:
-                raise ValueError(f"{exc}, and no local copy of the configuration") from None
-            sys.stderr.write(f"vodedge: {exc}: serving the local copy of the configuration\n")
-            records, stored = copy
+        if before is not None:
+            before(base)
+        elif from_file:
+            store.import_file_domains([record_of(d) for d in base.domains.values()])
+        records, stored = store.domains(), store.certificates()
         certificates = None
         if certificates_dir is not None:
             certificates = stored_certificates(stored, certificates_dir, edge_domain_name)

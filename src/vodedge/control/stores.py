@@ -6,7 +6,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from .store import ControlStore
+from .store import ControlStore, WorkerStore
 
 STORE_SCHEMES = ("redis://", "rediss://", "redis+sentinel://", "unix://")
 
@@ -35,11 +35,25 @@ def node_name(state_dir: Path) -> str:
 
 
 def open_store(state_dir: Path, url: str | None, node: str) -> ControlStore:
-    """The node's store: Redis at `url` as `node`, or SQLite in `state_dir`."""
+    """The store of the node's API: Redis at `url` as `node` (reads falling back to the
+    node's copy), or SQLite in `state_dir`."""
     if url:
+        from .fleet_store import FleetStore
         from .redis_store import RedisStore
+        from .replica import Replica
 
-        return RedisStore(url, node)
+        return FleetStore(RedisStore(url, node), Replica(state_dir))
+    from .sqlite_store import SqliteStore
+
+    return SqliteStore(state_dir)
+
+
+def worker_store(state_dir: Path, fleet: bool) -> WorkerStore:
+    """The store the node's workers follow: its SQLite store, or its copy of Redis."""
+    if fleet:
+        from .replica import Replica
+
+        return Replica(state_dir)
     from .sqlite_store import SqliteStore
 
     return SqliteStore(state_dir)

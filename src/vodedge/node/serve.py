@@ -57,6 +57,11 @@ class ServeOptions:
     # Run in each worker beside the server, given the worker's Edge and index: the
     # control plane's loop that keeps `edge.config` and the cache in step with its store.
     worker_task: Callable[[Any, int], Coroutine[Any, Any, None]] | None = None
+    # Run in the master beside the workers: a fleet node's one reader of Redis.
+    master_task: Callable[[], Coroutine[Any, Any, None]] | None = None
+    # The API's access keys given the current configuration (a fleet's are in Redis);
+    # None: the configuration's own.
+    access_keys: Callable[[Any], tuple[Any, ...]] | None = None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -264,7 +269,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
         )
     # Kept with the state, not the cache: wiping a cache must not reopen replays.
     nonces = NonceStore((options.state_dir or options.cache_dir) / "api-nonces.sqlite")
-    api = Api(dispatch, CurrentKeys(lambda: options.config.access_keys, os.environ), nonces)
+    api = Api(dispatch, CurrentKeys(lambda: _access_keys(options), os.environ), nonces)
     api.add_routes(app)
     from vodedge.control.console.routes import Console
     from vodedge.control.console.sessions import SESSION_SECONDS_ENV, Sessions, session_seconds
@@ -285,6 +290,12 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     site = web.TCPSite(runner, address[0], address[1])
     await site.start()
     return runner, [s.fileno() for s in getattr(site._server, "sockets", ())]
+
+
+def _access_keys(options: ServeOptions) -> tuple[Any, ...]:
+    if options.access_keys is not None:
+        return options.access_keys(options.config)
+    return tuple(options.config.access_keys)
 
 
 def _metrics_dir(cache_dir: Path) -> Path:
@@ -320,7 +331,7 @@ def serve(options: ServeOptions) -> int:
     if options.admin is not None:
         from vodedge.control.keys import KeyRing, check_admin_keys
 
-        check_admin_keys(*options.admin, KeyRing.of(options.config.access_keys, os.environ))
+        check_admin_keys(*options.admin, KeyRing.of(_access_keys(options), os.environ))
     store = options.cache_dir / "store"
     recovering = DiskCache(store, options.cache_size)
     recovering.recover()
@@ -384,6 +395,7 @@ async def _supervise(
     admin = None
     if options.admin:
         admin, options.masters_only = await _admin(options.admin, options)
+    follower = loop.create_task(options.master_task()) if options.master_task else None
     if options.ready is not None:
         options.ready()
     while not stop.is_set():
@@ -407,6 +419,8 @@ async def _supervise(
         )
         if process.is_alive():
             process.kill()
+    if follower is not None:
+        follower.cancel()
     if admin is not None:
         await admin.cleanup()
     return 0

@@ -21,8 +21,7 @@ import aiohttp
 
 from vodedge.control.certificates import CertificateStore, stored_certificates
 from vodedge.control.domains import edge_domain_name, node_with
-from vodedge.control.local_copy import save_copy
-from vodedge.control.store import ControlStore, TaskRecord
+from vodedge.control.store import TaskRecord, WorkerStore
 from vodedge.control.store_config import certificates_dir
 from vodedge.edge.resolve import cache_key
 
@@ -82,9 +81,17 @@ class WorkerSync:
     """One worker's loop over the store."""
 
     def __init__(
-        self, store: ControlStore, index: int, listen: tuple[str, int], state_dir: Path
+        self,
+        store: WorkerStore,
+        index: int,
+        listen: tuple[str, int],
+        state_dir: Path,
+        *,
+        report: bool = True,
     ) -> None:
         self.store = store
+        # A fleet node's master reports the store on /metrics (the workers follow its copy).
+        self.report = report
         self.state_dir = state_dir
         self.index = index
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(listen[0], listen[0])
@@ -97,16 +104,23 @@ class WorkerSync:
 
     async def run(self, edge: Any) -> None:
         """Poll until cancelled."""
-        from vodedge.control.store_metrics import (
-            STORE_LAG,
-            STORE_LAST_SYNC,
-            STORE_UP,
-            STORE_VERSION,
-        )
+        if self.report:
+            # Not imported otherwise: a gauge made in a process is 0 there until set,
+            # and would hide the master's view of a fleet's store (multiprocess "min").
+            from vodedge.control import store_metrics
 
-        self.version_gauge = STORE_VERSION
+            self.version_gauge = store_metrics.STORE_VERSION
         released = False
         last_ok = time.time()
+
+        def note(up: bool) -> None:
+            if self.report:
+                from vodedge.control import store_metrics
+
+                store_metrics.STORE_UP.set(int(up))
+                store_metrics.STORE_LAST_SYNC.set(last_ok)
+                store_metrics.STORE_LAG.set(max(0.0, time.time() - last_ok))
+
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=PRELOAD_TIMEOUT), auto_decompress=False
         ) as session:
@@ -121,8 +135,7 @@ class WorkerSync:
                     await self.step(edge, session)
                     failing = ""
                     last_ok = time.time()
-                    STORE_UP.set(1)
-                    STORE_LAST_SYNC.set(last_ok)
+                    note(True)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # a busy or broken store: keep serving, try again
@@ -130,8 +143,7 @@ class WorkerSync:
                     if why != failing:  # once per cause, not four times a second
                         sys.stderr.write(f"vodedge: worker {self.index}: store sync: {why}\n")
                     failing = why
-                    STORE_UP.set(0)
-                STORE_LAG.set(max(0.0, time.time() - last_ok))
+                    note(False)
                 await asyncio.sleep(POLL_SECONDS)
 
     async def step(self, edge: Any, session: aiohttp.ClientSession) -> None:
@@ -140,8 +152,6 @@ class WorkerSync:
         if version == self.seen:
             return
         records, stored = self.store.domains(), self.store.certificates()
-        if self.index == 0:
-            save_copy(self.state_dir, records, stored)
         directory = certificates_dir(self.state_dir)
         certificates = stored_certificates(stored, directory, edge_domain_name)
         edge.config = node_with(edge.config, records, certificates)
