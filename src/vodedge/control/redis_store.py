@@ -631,12 +631,20 @@ class RedisStore:
             return Delta(after, None, {}, {}, None, [])
         names = sorted({e["name"] for _, e in entries if e["kind"] == "domain"})
         owners = sorted({e["name"] for _, e in entries if e["kind"] == "certificate"})
+        keyed = any(e["kind"] == "keys" for _, e in entries)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hget(self._k("meta"), "version")
-        pipe.hmget(self._k("domains"), names or [""])
-        pipe.hmget(self._k("certificates"), owners or [""])
-        pipe.hgetall(self._k("access_keys"))
-        version, domains, certificates, keys = pipe.execute()
+        if names:
+            pipe.hmget(self._k("domains"), names)
+        if owners:
+            pipe.hmget(self._k("certificates"), owners)
+        if keyed:
+            pipe.hgetall(self._k("access_keys"))
+        replies = iter(pipe.execute())
+        version = next(replies)
+        domains = next(replies) if names else []
+        certificates = next(replies) if owners else []
+        keys = next(replies) if keyed else {}
         tasks = [
             _task_of(item, "Refreshing", "")
             for _, e in entries
@@ -651,9 +659,9 @@ class RedisStore:
             },
             certificates={
                 d: None if t is None else self._certificate(t)
-                for d, t in zip(owners, certificates, strict=False)
+                for d, t in zip(owners, certificates, strict=True)
             },
-            keys=_keys(keys) if any(e["kind"] == "keys" for _, e in entries) else None,
+            keys=_keys(keys) if keyed else None,
             tasks=tasks,
         )
 
