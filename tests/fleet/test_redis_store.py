@@ -163,34 +163,39 @@ def test_the_stream_carries_every_change_and_says_when_it_was_trimmed(
     redis_server: RedisServer,
 ) -> None:
     """A reader gets each changed record as it is now, new tasks whole, and None once
-    the stream no longer holds what it missed."""
+    the stream no longer holds what it missed (not when only what it read is gone)."""
     a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
-    start = b.snapshot().last_id
+    start = b.snapshot()
     added = a.add_domain(record())
     a.add_domain(record("gone.example.com"))
     a.delete_domain("gone.example.com")
     a.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
     task = a.add_task("file", [("video.example.com", "video.example.com/a.mp4")], True)
     a.put_access_key(AccessKey("fleet-key", "s" * 20, read_only=True))
-    delta = b.read_changes(start)
-    assert delta is not None and delta.last_id != start
+    delta = b.read_changes(start.last_id, seen=start.seen)
+    assert delta is not None and delta.last_id != start.last_id and delta.seen == 6
     assert delta.domains == {"video.example.com": added, "gone.example.com": None}
     assert list(delta.certificates) == ["video.example.com"]
     assert [(t.task_id, t.path, t.force) for t in delta.tasks] == [
         (task, "video.example.com/a.mp4", True)
     ]
     assert delta.keys == [AccessKey("fleet-key", "s" * 20, read_only=True)]
-    assert b.read_changes(delta.last_id) == replace(
+    assert b.read_changes(delta.last_id, seen=delta.seen) == replace(
         delta, version=None, domains={}, certificates={}, keys=None, tasks=[]
     )
-    # An operator (or the retention) trims the stream past `start`: a reader there
-    # must read a snapshot; one at the end goes on.
+    # Trimmed (by an operator, or the retention): a reader at the start must read a
+    # snapshot; one that had read all that was removed goes on.
     a.redis.xtrim(a._k("changes"), maxlen=1, approximate=False)
-    assert b.read_changes(start) is None
-    assert b.read_changes(delta.last_id) is not None
-    # Redis that lost its data (a new, empty server): ids ahead of the stream's end.
+    assert b.read_changes(start.last_id, seen=start.seen) is None
+    assert b.read_changes(delta.last_id, seen=delta.seen) is not None
+    # A quiet day: everything it read is trimmed as the next change comes; not a miss.
+    a.redis.xtrim(a._k("changes"), maxlen=0, approximate=False)
+    a.update_domains([added])
+    later = b.read_changes(delta.last_id, seen=delta.seen)
+    assert later is not None and list(later.domains) == ["video.example.com"]
+    # Redis that lost its data (a new, empty server): the reader's history is gone.
     a.redis.delete(a._k("changes"))
-    assert b.read_changes(delta.last_id) is None
+    assert b.read_changes(later.last_id, seen=later.seen) is None
 
 
 def test_file_keys_are_seeded_once_and_removal_sticks(redis_server: RedisServer) -> None:

@@ -83,7 +83,7 @@ class Follower:
             self.resync()
         else:
             check = not self._connected or time.monotonic() - self._checked > CHECK_EVERY
-            delta = self.fleet.read_changes(last, block_ms, check=check)
+            delta = self.fleet.read_changes(last, block_ms, seen=self.replica.seen(), check=check)
             if check:
                 self._checked = time.monotonic()
             if delta is None:

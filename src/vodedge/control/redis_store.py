@@ -160,6 +160,7 @@ class Snapshot:
     """All a node needs to start following the stream at `last_id`."""
 
     last_id: str
+    seen: int  # entries the stream had had by then (see RedisStore._missed)
     version: int
     domains: list[DomainRecord]
     certificates: list[Certificate]
@@ -172,6 +173,7 @@ class Delta:
     """What changed up to `last_id`: the records now (None: deleted), new tasks."""
 
     last_id: str
+    seen: int | None  # entries the stream had had, when this read caught up with it
     version: int | None  # None: nothing new
     domains: dict[str, DomainRecord | None]
     certificates: dict[str, Certificate | None]
@@ -575,29 +577,38 @@ class RedisStore:
             return {}
         return info
 
-    def _missed(self, after: str) -> bool:
-        """Whether the stream lost entries a reader at `after` has not read: trimmed
-        (the oldest entry left is past `after`, and entries were removed), deleted, or
-        Redis lost its data (its last id is before `after`). A trim that removed only
-        `after` itself counts too: the reader then reads a snapshot it did not need."""
-        info = self._stream_info()
+    @staticmethod
+    def _missed(info: dict[str, Any], after: str, seen: int | None) -> bool:
+        """Whether the stream lost entries a reader at `after` has not read.
+
+        Entries are only ever trimmed oldest first, so with `seen` (how many entries the
+        stream had had when the reader was last caught up) it missed some exactly when
+        more than `seen` were removed. Without it (the reader stopped while behind):
+        when entries were removed and the oldest left is past `after`, which may be a
+        trim of `after` alone (the reader then reads a snapshot it did not need). Redis
+        having lost its data (its stream ends before `after`, or has fewer entries than
+        the reader saw) is a miss too.
+        """
         if not info:
-            return _id(after) > (0, 0)
+            return _id(after) > (0, 0) or bool(seen)
+        added = int(info.get("entries-added", info["length"]))
+        removed = added - int(info["length"])
+        if _id(str(info["last-generated-id"])) < _id(after):
+            return True
+        if _id(str(info.get("max-deleted-entry-id", "0-0"))) > _id(after):
+            return True  # XDEL (vodedge never deletes: an operator did)
+        if seen is not None:
+            return removed > seen or added < seen
         first = info.get("first-entry")
         first_id = _id(str(first[0])) if first else _id(str(info["last-generated-id"]))
-        removed = int(info.get("entries-added", info["length"])) > int(info["length"])
-        deleted = _id(str(info.get("max-deleted-entry-id", "0-0")))
-        return (
-            _id(str(info["last-generated-id"])) < _id(after)
-            or deleted > _id(after)
-            or (removed and first_id > _id(after))
-        )
+        return removed > 0 and first_id > _id(after)
 
     @_unavailable
     def snapshot(self) -> Snapshot:
         """Everything a node needs, and the stream id to follow changes from."""
         # First: what changes meanwhile is read again.
-        last = str(self._stream_info().get("last-generated-id", "0-0"))
+        info = self._stream_info()
+        last = str(info.get("last-generated-id", "0-0"))
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self._k("domains"))
         pipe.hgetall(self._k("certificates"))
@@ -606,6 +617,7 @@ class RedisStore:
         domains, certificates, keys, version = pipe.execute()
         return Snapshot(
             last_id=last,
+            seen=int(info.get("entries-added", 0)),
             version=int(version or 0),
             domains=[_domain(domains[n]) for n in sorted(domains)],
             certificates=[self._certificate(certificates[d]) for d in sorted(certificates)],
@@ -615,20 +627,33 @@ class RedisStore:
 
     @_unavailable
     def read_changes(
-        self, after: str, block_ms: int = 0, count: int = 1000, *, check: bool = True
+        self,
+        after: str,
+        block_ms: int = 0,
+        count: int = 1000,
+        *,
+        seen: int | None = None,
+        check: bool = True,
     ) -> Delta | None:
         """What changed after stream id `after` (waiting up to `block_ms` for a change);
         None when the stream no longer holds all of it (trimmed past `after`, or Redis
-        lost its data): the node must read a snapshot instead. Without `check`, an
-        empty read is not checked (a reader that is caught up and stayed connected)."""
+        lost its data): the node must read a snapshot instead. `seen`: the Delta.seen
+        the reader last got (see `_missed`). Without `check`, an empty read is not
+        checked (a reader that is caught up and stayed connected)."""
         reply: Any = self.redis.xread(
             {self._k(CHANGES): after}, count=count, block=block_ms if block_ms > 0 else None
         )
         entries: list[tuple[str, dict[str, str]]] = reply[0][1] if reply else []
-        if (entries or check) and self._missed(after):
-            return None
+        info: dict[str, Any] = {}
+        if entries or check:
+            info = self._stream_info()
+            if self._missed(info, after, seen):
+                return None
         if not entries:
-            return Delta(after, None, {}, {}, None, [])
+            return Delta(after, seen, None, {}, {}, None, [])
+        # Caught up (this read ends where the stream does): how many entries it has had.
+        caught_up = info and str(info["last-generated-id"]) == entries[-1][0]
+        now_seen = int(info.get("entries-added", 0)) if caught_up else None
         names = sorted({e["name"] for _, e in entries if e["kind"] == "domain"})
         owners = sorted({e["name"] for _, e in entries if e["kind"] == "certificate"})
         keyed = any(e["kind"] == "keys" for _, e in entries)
@@ -653,9 +678,10 @@ class RedisStore:
         ]
         return Delta(
             last_id=entries[-1][0],
+            seen=now_seen,
             version=int(version or 0),
             domains={
-                n: None if t is None else _domain(t) for n, t in zip(names, domains, strict=False)
+                n: None if t is None else _domain(t) for n, t in zip(names, domains, strict=True)
             },
             certificates={
                 d: None if t is None else self._certificate(t)

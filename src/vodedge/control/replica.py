@@ -46,6 +46,12 @@ class Replica(SqliteStore):
         """The stream id applied last; None before the first snapshot."""
         return self._value("last_id")
 
+    def seen(self) -> int | None:
+        """How many entries the stream had had when the copy last caught up with it
+        (None: unknown, it stopped while behind)."""
+        value = self._value("seen")
+        return None if value is None else int(value)
+
     def fleet_version(self) -> int:
         """Redis's version when the copy was last brought up to date."""
         return int(self._value("fleet_version") or 0)
@@ -76,7 +82,7 @@ class Replica(SqliteStore):
                 self._put_certificate(db, certificate)
             self._put_keys(db, snapshot.keys)
             self._put_tasks(db, snapshot.tasks)
-            self._synced(db, snapshot.last_id, snapshot.version)
+            self._synced(db, snapshot.last_id, snapshot.seen, snapshot.version)
 
     def apply(self, delta: Delta) -> None:
         """Apply what changed, and remember how far the stream was read."""
@@ -98,10 +104,16 @@ class Replica(SqliteStore):
             if delta.keys is not None:
                 self._put_keys(db, delta.keys)
             self._put_tasks(db, delta.tasks)
-            self._synced(db, delta.last_id, delta.version)
+            self._synced(db, delta.last_id, delta.seen, delta.version)
 
-    def _synced(self, db: sqlite3.Connection, last_id: str, version: int | None) -> None:
+    def _synced(
+        self, db: sqlite3.Connection, last_id: str, seen: int | None, version: int | None
+    ) -> None:
         values = [("last_id", last_id), ("synced_at", str(time.time()))]
+        if seen is None:
+            db.execute("DELETE FROM replica WHERE key = 'seen'")
+        else:
+            values.append(("seen", str(seen)))
         if version is not None:
             values.append(("fleet_version", str(version)))
         db.executemany("INSERT OR REPLACE INTO replica VALUES (?, ?)", values)
