@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from api_node import FULL, READ_ONLY, ApiNode, start_node
 from edge_harness import wait_until
-from test_actions_sdk import NewSdk
+from test_actions_sdk import NewSdk, _refusal
 from usage_tally import (
     SAMPLE_SECONDS,
     USAGE_ENV,
@@ -109,6 +109,24 @@ def test_requests_through_the_edge_are_counted_exactly(node: ApiNode) -> None:
     [module] = rates["ReqHitRateInterval"]["DataModule"]
     if time.strftime("%Y-%m-%dT%H:00:00Z", time.gmtime(done - 5)) == hour:  # all in this hour
         assert module["Value"] == f"{100 * tally.hits / tally.lookups:.2f}"
+    # The real-time actions: by the minute over the last hour, as their models read them.
+    live = sdk("DescribeDomainRealTimeTrafficData", DomainName=DOMAIN)
+    assert live["DataInterval"] == "60"
+    assert sum(int(m["Value"]) for m in live["RealTimeTrafficDataPerInterval"]["DataModule"]) == (
+        tally.traffic
+    )
+    qps = sdk("DescribeDomainRealTimeQpsData", DomainName=DOMAIN)["Data"]["QpsModel"]
+    assert 60 <= len(qps) <= 61
+    assert round(sum(m["Qps"] * 60 for m in qps)) == sum(tally.requests.values())
+    hit = sdk(
+        "DescribeDomainRealTimeReqHitRateData",
+        DomainName=DOMAIN,
+        StartTime=window["StartTime"],
+        EndTime=window["EndTime"],
+    )
+    minutes = hit["Data"]["ReqHitRateDataModel"]
+    assert all(0.0 <= m["ReqHitRate"] <= 1.0 for m in minutes)
+    assert any(m["ReqHitRate"] > 0 for m in minutes)
     # Every domain together holds at least this one (the unknown-Host refusal too).
     everything = totals(video_usage(node.old_client(), None, **last_hour()))
     assert everything["Requests"] >= expected["Requests"]
@@ -142,6 +160,12 @@ def test_a_read_only_key_reads_usage_and_bad_windows_are_refused(node: ApiNode) 
     with pytest.raises(ServerException) as raised:
         video_usage(client, "nowhere.example.com")
     assert raised.value.get_error_code() == "InvalidDomain.NotFound"
+    # The real-time actions need a domain, and span 31 days at most.
+    assert _refusal(reader, "DescribeDomainRealTimeTrafficData") == "MissingParameter"
+    assert (
+        _refusal(reader, "DescribeDomainRealTimeQpsData", DomainName=DOMAIN, **_days_ago(32))
+        == "InvalidTime.Malformed"
+    )
     with pytest.raises(ServerException) as raised:
         video_usage(client, ",".join(f"d{i}.example.com" for i in range(501)))
     assert raised.value.get_error_code() == "DomainNameOverLimit"

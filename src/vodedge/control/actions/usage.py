@@ -1,5 +1,6 @@
 """Usage actions: DescribeDomainTrafficData, DescribeDomainQpsData,
-DescribeDomainReqHitRateData, and vodedge's DescribeDomainVideoUsageData.
+DescribeDomainReqHitRateData, their RealTime variants (by the minute over an hour),
+and vodedge's DescribeDomainVideoUsageData.
 
 The first three follow the CDN API reference (2018-05-10) and the SDK's models
 (alibabacloud-cdn20180510): `DomainName` (a comma list, absent for every domain),
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from ..calls import Call, JsonObject
 from ..domains import api_domain_name, edge_domain_name
 from ..errors import ApiError, missing
-from ..usage import ALL, DAY, FUNCTIONS, HITS, HOUR, MINUTE, Counts, series
+from ..usage import ALL, DAY, FUNCTIONS, HITS, HOUR, MINUTE, Counts, UsageStore, series
 from .domains import not_found
 from .params import choice, iso, optional, utc_time
 from .registry import Context, action
@@ -40,19 +41,32 @@ def _interval_for(span: float) -> int:
     return DAY
 
 
-def _window(call: Call, now: float) -> tuple[int, int, int]:
-    """(start, end, interval) of a call, checked against each other."""
+# The real-time actions' granularity, by span (they take no Interval): minutes up to an
+# hour, 5 minutes up to 3 days, hours up to 31 days.
+REAL_TIME = ((HOUR, 60), (3 * DAY, 300), (31 * DAY, 3600))
+
+
+def _window(call: Call, now: float, real_time: bool = False) -> tuple[int, int, int]:
+    """(start, end, interval) of a call, checked against each other; absent, the last day
+    (the last hour for the real-time actions)."""
     start, end = utc_time(call, "StartTime"), utc_time(call, "EndTime")
     if (start is None) != (end is None):
         raise missing("EndTime" if end is None else "StartTime")
     if start is None or end is None:
         end = now
-        start = end - DAY
+        start = end - (HOUR if real_time else DAY)
     if end <= start:
         raise ApiError(400, "InvalidEndTime.Mismatch", "Specified EndTime is not after StartTime.")
     if start < now - HISTORY:
         raise ApiError(
             400, "InvalidStartTime.ValueNotSupported", "Specified StartTime is over a year ago."
+        )
+    if real_time:
+        for longest, interval in REAL_TIME:
+            if end - start <= longest:
+                return int(start), int(end), interval
+        raise ApiError(
+            400, "InvalidTime.Malformed", "From StartTime to EndTime is longer than 31 days."
         )
     given = choice(call, "Interval", tuple(INTERVALS))
     interval = int(given) if given is not None else _interval_for(end - start)
@@ -66,9 +80,11 @@ def _window(call: Call, now: float) -> tuple[int, int, int]:
     return int(start), int(end), interval
 
 
-async def _domains(context: Context, call: Call) -> tuple[str, list[str]]:
+async def _domains(context: Context, call: Call, needed: bool) -> tuple[str, list[str]]:
     """The DomainName parameter as answered, and the usage store's names for it."""
     text = optional(call, "DomainName")
+    if text is None and needed:
+        raise missing("DomainName")
     if text is None:
         return "", [ALL]
     names = [api_domain_name(n.strip()) for n in text.split(",") if n.strip()]
@@ -86,20 +102,22 @@ async def _domains(context: Context, call: Call) -> tuple[str, list[str]]:
     return ",".join(names), sorted({edge_domain_name(n) for n in names})
 
 
-async def _points(
-    context: Context,
-    call: Call,
-    list_name: str,
-    point: Callable[[Counts, int], JsonObject],
-    nodes: bool = False,
-) -> JsonObject:
-    """The common answer: the window, and one data module per interval."""
+def _usage(context: Context) -> UsageStore:
     if context.usage is None:
         raise ApiError(
             503, "ServiceUnavailable", "This node keeps no usage data (it has no state directory)."
         )
-    start, end, interval = _window(call, time.time())
-    answered, domains = await _domains(context, call)
+    return context.usage
+
+
+async def _modules(
+    context: Context, call: Call, point: Callable[[Counts, int], JsonObject], real_time: bool
+) -> tuple[JsonObject, list[JsonObject], int]:
+    """The window's fields (DomainName, StartTime, EndTime, DataInterval), one data
+    module per interval, and the window's start."""
+    usage = _usage(context)
+    start, end, interval = _window(call, time.time(), real_time)
+    answered, domains = await _domains(context, call, needed=real_time)
     span = MINUTE if interval < HOUR else HOUR
     reads = len(domains) * -(-(end - start // interval * interval) // span)
     if reads > MAX_READS:
@@ -110,21 +128,27 @@ async def _points(
             f" ({MAX_READS} {'minutes' if span == MINUTE else 'hours'} of a domain):"
             " ask for fewer domain names, a shorter span or a coarser Interval.",
         )
-    slots = await context.run(series, context.usage, domains, start, end, interval)
-    modules = [{"TimeStamp": iso(at), **point(counts, interval)} for at, counts in slots]
-    answer: JsonObject = {
+    slots = await context.run(series, usage, domains, start, end, interval)
+    window: JsonObject = {
         "DomainName": answered,
         "StartTime": iso(start),
         "EndTime": iso(end),
         "DataInterval": str(interval),
-        list_name: {"DataModule": modules},
     }
-    if nodes:
-        seen = await context.run(context.usage.nodes, start)
-        answer["Nodes"] = {
-            "Node": [{"NodeName": n, "LastSampleTime": iso(at)} for n, at in sorted(seen.items())]
-        }
-    return answer
+    modules = [{"TimeStamp": iso(at), **point(counts, interval)} for at, counts in slots]
+    return window, modules, start
+
+
+async def _points(
+    context: Context,
+    call: Call,
+    list_name: str,
+    point: Callable[[Counts, int], JsonObject],
+    real_time: bool = False,
+) -> JsonObject:
+    """The answer of the actions listing `DataModule`s under `list_name`."""
+    window, modules, _start = await _modules(context, call, point, real_time)
+    return {**window, list_name: {"DataModule": modules}}
 
 
 def _sum(counts: Counts, prefix: str) -> int:
@@ -169,6 +193,48 @@ async def describe_domain_req_hit_rate_data(context: Context, call: Call) -> Jso
     return await _points(context, call, "ReqHitRateInterval", point)
 
 
+async def _real_time(
+    context: Context, call: Call, name: str, point: Callable[[Counts, int], JsonObject]
+) -> JsonObject:
+    """The answer of the real-time actions that list `Data.<name>[]` (their models' shape)."""
+    _window, modules, _start = await _modules(context, call, point, real_time=True)
+    return {"Data": {name: modules}}
+
+
+@action("DescribeDomainRealTimeTrafficData", writes=False)
+async def describe_domain_real_time_traffic_data(context: Context, call: Call) -> JsonObject:
+    """Body bytes sent per minute (per 5 minutes, per hour over longer spans)."""
+    return await _points(
+        context,
+        call,
+        "RealTimeTrafficDataPerInterval",
+        lambda counts, interval: {"Value": str(_sum(counts, "traffic:"))},
+        real_time=True,
+    )
+
+
+@action("DescribeDomainRealTimeQpsData", writes=False)
+async def describe_domain_real_time_qps_data(context: Context, call: Call) -> JsonObject:
+    """Requests per second, per minute (or coarser over longer spans)."""
+    return await _real_time(
+        context,
+        call,
+        "QpsModel",
+        lambda counts, interval: {"Qps": _sum(counts, "requests:") / interval},
+    )
+
+
+@action("DescribeDomainRealTimeReqHitRateData", writes=False)
+async def describe_domain_real_time_req_hit_rate_data(context: Context, call: Call) -> JsonObject:
+    """The share (0 to 1) of cache lookups answered from the cache, per minute."""
+
+    def point(counts: Counts, interval: int) -> JsonObject:
+        hits, lookups = _hits(counts)
+        return {"ReqHitRate": hits / lookups if lookups else 0.0}
+
+    return await _real_time(context, call, "ReqHitRateDataModel", point)
+
+
 def _video_point(counts: Counts, interval: int) -> JsonObject:
     hits, lookups = _hits(counts)
     out: JsonObject = {
@@ -189,4 +255,12 @@ def _video_point(counts: Counts, interval: int) -> JsonObject:
 async def describe_domain_video_usage_data(context: Context, call: Call) -> JsonObject:
     """vodedge's own: traffic, requests and cache lookups by video function per interval,
     and the nodes whose samples they hold."""
-    return await _points(context, call, "VideoUsageDataPerInterval", _video_point, nodes=True)
+    window, modules, start = await _modules(context, call, _video_point, real_time=False)
+    seen = await context.run(_usage(context).nodes, start)
+    return {
+        **window,
+        "VideoUsageDataPerInterval": {"DataModule": modules},
+        "Nodes": {
+            "Node": [{"NodeName": n, "LastSampleTime": iso(at)} for n, at in sorted(seen.items())]
+        },
+    }
