@@ -266,3 +266,30 @@ def test_access_keys_live_in_redis(fleet: Fleet) -> None:
     assert NewSdk(ApiNode(a), viewer_key)("DescribeUserDomains")["RequestId"]
     down = _keys("list", "--store", fleet.redis.url)
     assert down.returncode == 2 and "Traceback" not in down.stderr
+
+
+def test_a_prefetch_reaches_every_node_and_a_missing_object_fails(fleet: Fleet) -> None:
+    """PushObjectCache through A: every node fetches the object once (the next request
+    is a HIT on each) and the task is Complete; an object the origin does not have is
+    Failed, with the node's reason."""
+    name = "push.example.com"
+    _add_domain(fleet, name)
+    pushed = fleet.talk + "?pushed=1"  # an object no node has yet (_add_domain fetched talk)
+
+    def fetched() -> int:
+        return sum(r["query"] == "pushed=1" for r in fleet.origin.requests(fleet.talk))
+
+    assert fetched() == 0
+    push = fleet.sdk(0)("PushObjectCache", ObjectPath=f"{name}{pushed}")["PushTaskId"]
+
+    def status(task_id: str) -> list[tuple[str, str]]:
+        tasks = fleet.sdk(2)("DescribeRefreshTasks", TaskId=task_id)["Tasks"]["CDNTask"]
+        return [(t["Status"], t.get("Description", "")) for t in tasks]
+
+    wait_until(lambda: status(push) == [("Complete", "")], 10, "the prefetch on every node")
+    assert fetched() == len(fleet.nodes)
+    for node in fleet.nodes:
+        assert _answer(node, name, pushed)[2] == "HIT"
+    missing = fleet.sdk(1)("PushObjectCache", ObjectPath=f"{name}/v/none.mp4")["PushTaskId"]
+    wait_until(lambda: status(missing)[0][0] != "Refreshing", 10, "the failed prefetch")
+    assert status(missing) == [("Failed", "the node answered 404")]
