@@ -254,6 +254,24 @@ def recovered(
     return again.body
 
 
+def test_a_whole_get_while_a_range_is_first_asked(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin, sources: dict[str, Path]
+) -> None:
+    """A plain GET that comes while the object's first ranged request is still waiting for
+    the origin's headers gets the whole object's bytes (not a file of holes)."""
+    path = publish(origins, sources["v1"], "cold-origin/whole-joins-first-range.mp4")
+    data = sources["v1"].read_bytes()
+    ranged.faults(path, {"kind": "delay", "seconds": 1.0, "count": 1})
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(edge.get, HOST, path, {"Range": "bytes=0-999"}, timeout=30)
+        wait_until(lambda: len(ranged.log(path, wait=0)) == 1, 10, "the first ranged request")
+        whole = edge.get(HOST, path, timeout=30)
+        ranged_reply = first.result()
+    assert ranged_reply.status == 206 and ranged_reply.body == data[:1000], ranged_reply
+    assert whole.status == 200 and whole.complete, whole
+    assert whole.body == data, f"whole GET: {differences(whole.body, data)}"
+
+
 @pytest.fixture
 def edge2(
     origins: Origins, ranged: RangedOrigin, tmp_path_factory: pytest.TempPathFactory
