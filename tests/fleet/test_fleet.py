@@ -293,3 +293,27 @@ def test_a_prefetch_reaches_every_node_and_a_missing_object_fails(fleet: Fleet) 
     missing = fleet.sdk(1)("PushObjectCache", ObjectPath=f"{name}/v/none.mp4")["PushTaskId"]
     wait_until(lambda: status(missing)[0][0] != "Refreshing", 10, "the failed prefetch")
     assert status(missing) == [("Failed", "the node answered 404")]
+
+
+def test_an_idle_fleet_costs_redis_one_stream_read_per_node(fleet: Fleet) -> None:
+    """Idle, Redis sees each node's blocking stream read and its heartbeat, nothing per
+    worker and no polling of a version or re-reading of the domains."""
+    _add_domain(fleet, "idle.example.com")
+    client = redis.Redis(port=fleet.redis.port, decode_responses=True)
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+    time.sleep(1.0)  # the last acknowledgements and heartbeats of the change settle
+    before, started = calls(), time.monotonic()
+    time.sleep(3.0)
+    after, took = calls(), time.monotonic() - started
+    client.close()
+    used = {name: after[name] - before.get(name, 0) for name in after}
+    used = {name: count for name, count in used.items() if count and name != "info"}
+    # (xinfo: a caught-up reader checks now and then that Redis kept its stream)
+    assert set(used) <= {"xread", "xinfo", "zadd", "hsetnx", "hset", "zremrangebyscore"}, used
+    per_node = sum(used.values()) / len(fleet.nodes) / took
+    assert used["xread"] >= len(fleet.nodes) * took  # every node is reading the stream
+    assert per_node < 10, used
