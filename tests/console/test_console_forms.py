@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_node import FULL, ApiNode, start_node
+from api_node import FULL, READ_ONLY, ApiNode, start_node
 from browser import Browser
 from edge_harness import http_request, wait_until
 from selenium.webdriver.common.by import By
@@ -185,3 +185,20 @@ def test_access_control_deny_and_allow_lists_and_signing_keys(
     signing.find_element(By.XPATH, ".//button[.='Remove']").click()
     browser.wait_text(By.ID, "card-aliauth", "Removed.")
     wait_until(lambda: status() == 200, 1.0, "served unsigned again")
+
+
+def test_a_read_only_key_sees_the_forms_but_cannot_use_them(
+    browser: Browser, node: ApiNode
+) -> None:
+    browser.log_on(f"http://127.0.0.1:{node.port}", READ_ONLY.id, READ_ONLY.secret)
+    row_of(browser, MULTI).find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    browser.by_text("a", "Basic").click()
+    browser.wait(By.ID, "origin-1-content")
+    card = _by_id(browser, "card-origins")
+    controls = card.find_elements(By.CSS_SELECTOR, "input, select, button")
+    assert controls and not any(c.is_enabled() for c in controls)
+    browser.by_text("a", "Cache").click()
+    browser.by_text("h3", "Removed Parameters")
+    main = browser.driver.find_element(By.TAG_NAME, "main")
+    controls = main.find_elements(By.CSS_SELECTOR, "section input, section select, section button")
+    assert controls and not any(c.is_enabled() for c in controls)
