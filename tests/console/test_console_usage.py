@@ -108,6 +108,15 @@ def test_usage_shows_the_requests_made_within_a_sampling_period(
     browser.screenshot("usage-day", whole=True)
 
 
+def test_a_domains_manage_pane_links_to_its_usage(browser: Browser, node: ApiNode) -> None:
+    browser.log_on(f"http://127.0.0.1:{node.port}", FULL.id, FULL.secret)
+    row = browser.wait(By.XPATH, f"//tr[th[normalize-space(.)='{DOMAIN}']]")
+    row.find_element(By.XPATH, ".//a[normalize-space(.)='Manage']").click()
+    pane = browser.wait(By.CSS_SELECTOR, "nav[aria-label='Domain settings']")
+    pane.find_element(By.XPATH, ".//a[normalize-space(.)='Usage']").click()
+    browser.wait_text(By.ID, "usage-totals", f"{DOMAIN}, last hour")
+
+
 def test_a_read_only_key_sees_usage(browser: Browser, node: ApiNode) -> None:
     browser.log_on(f"http://127.0.0.1:{node.port}", READ_ONLY.id, READ_ONLY.secret)
     browser.by_text("a", "Usage").click()

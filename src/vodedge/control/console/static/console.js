@@ -667,7 +667,8 @@ async function showDomain(domain, pageName) {
     h("div", { class: "domain" },
       h("nav", { class: "side", "aria-label": "Domain settings" },
         h("ul", {}, ["basic", "cache", "video", "access-control", "https"].map((name) => h("li", {},
-          h("a", { href: here + name, "aria-current": PAGES[name] === page ? "page" : null }, PAGES[name].title))))),
+          h("a", { href: here + name, "aria-current": PAGES[name] === page ? "page" : null }, PAGES[name].title))),
+          h("li", {}, h("a", { href: `#/usage/${encodeURIComponent(domain)}/hour` }, "Usage")))),
       pane));
   let answer;
   const wanted = page.functions.map((f) => f.name).concat(page.ttlRules ? Object.keys(TTL_KINDS) : []);
