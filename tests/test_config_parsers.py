@@ -185,7 +185,7 @@ def test_glob_match_agrees_with_a_regex(pattern: str, text: str) -> None:
 
 def test_hostile_referers_match_in_linear_time() -> None:
     policy = RefererPolicy("allow", ("a*a*a*a*a*a*a*a*a*b.com",), allow_empty=False)
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: waiting for a core on a busy machine is not
     assert not policy.allows("https://" + "a." * 120 + "a/")
     assert not policy.allows("https://" + "a" * 250 + "/")
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from api_client import Key
 from api_node import FULL, READ_ONLY, UNKNOWN, ApiNode
-from edge_harness import wait_until
 
 from oracle import vodedge_command
 
@@ -130,8 +130,14 @@ def test_a_domain_s_life_through_the_cli(api_node: ApiNode) -> None:
     shown = json.loads(ok(vodedge(api_node, "domain", "show", name)))
     assert shown["DomainName"] == name and shown["CdnType"] == "video"
     assert ok(vodedge(api_node, "domain", "stop", name)) == f"{name}: stopped\n"
+    stopped = time.time()
     assert detail(api_node, name)["DomainStatus"] == "offline"
-    wait_until(lambda: api_node.server.get(name, "/x.mp4").status == 403, 2, "the stop")
+    api_node.server.changed_within(
+        name,
+        stopped,
+        lambda: api_node.server.get(name, "/x.mp4").status == 403,
+        lambda line: line["status"] == 403,
+    )
     assert ok(vodedge(api_node, "domain", "start", name)) == f"{name}: started\n"
     assert detail(api_node, name)["DomainStatus"] == "online"
     assert ok(vodedge(api_node, "domain", "delete", name)) == f"{name}: deleted\n"
