@@ -74,7 +74,8 @@ def _unavailable(method: Callable[P, T]) -> Callable[P, T]:
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.InvalidResponse) as exc:
+            # InvalidResponse: something that is not Redis answers at that address.
             raise StoreUnavailable(f"Redis: {type(exc).__name__}: {exc}") from None
 
     return call
