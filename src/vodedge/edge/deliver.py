@@ -36,6 +36,9 @@ SEND_STEP = 1 << 20
 # Pieces copied through user space (TLS, uvloop) are this big: what a slow client has
 # not taken yet stays in memory.
 COPY_STEP = 64 << 10
+# A write this much smaller than asyncio's and aiohttp's 64 kB high-water marks, into
+# an empty transport buffer, cannot wait for the client.
+QUICK_WRITE = 32 << 10
 # The send_timeout setting of the application serving a request.
 SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
 
@@ -237,9 +240,19 @@ async def _send(
     step = len(data) if pacer is None else pacer.step
     for at in range(0, len(data), max(step, 1)):
         part = data[at : at + step]
-        # asyncio.timeout, not wait_for: no task per write (wait_for makes one on 3.11).
-        async with asyncio.timeout(send_timeout(request)):
+        transport = request.transport
+        if (
+            len(part) < QUICK_WRITE
+            and transport is not None
+            and not transport.get_write_buffer_size()
+        ):
+            # Into an empty buffer, this little cannot reach the high-water mark that
+            # makes a write wait: no timeout to arm (most small responses).
             await response.write(part)
+        else:
+            # asyncio.timeout, not wait_for: no task per write (wait_for makes one on 3.11).
+            async with asyncio.timeout(send_timeout(request)):
+                await response.write(part)
         exchange_of(request).sent += len(part)
         if pacer is not None:
             await pacer.pace(len(part))

@@ -50,7 +50,7 @@ class OriginPool:
 
     def __init__(self, limits: NodeLimits | None = None) -> None:
         self.limits = limits or NodeLimits()
-        self._clients: dict[tuple[str, str], Origin] = {}
+        self._clients: dict[tuple[str, OriginSpec], Origin] = {}
 
     def origin_set(
         self,
@@ -70,7 +70,7 @@ class OriginPool:
         for spec in sorted(domain.origins, key=lambda s: s.priority):
             if spec.kind == "vodedge" and parents is None:
                 continue
-            key = (domain.name, repr(spec))
+            key = (domain.name, spec)  # frozen, so hashable: no repr per request
             if key not in self._clients:
                 self._clients[key] = origin_of(spec, self.limits)
             if spec.kind == "vodedge" and parents is not None:
