@@ -188,3 +188,49 @@ def test_white_listed_address_needs_no_signature(server: Vodedge, origins: Origi
     # Exempt from signing, not from the rest: forwarded-for does not count with xfwd off.
     stranger = server.get("signed-a.test", path, {"X-Forwarded-For": "127.0.0.1"})
     assert stranger.status == 403
+
+
+def test_flv_preview_alone_on_plain_video_seek(
+    server: Vodedge, origins: Origins, tmp_path: Path
+) -> None:
+    """The case found: FLV `?free_time=10` where video_seek takes byte offsets and no seek
+    argument is given is a preview (the whole 10 s file, cut as the CLI cuts it); audio
+    only combined with a preview is the CLI's audio extraction to N; Range and HEAD on
+    both answer the preview's bytes and length."""
+    path, source = publish(origins, "flv_h264_aac_10s_kfindex")
+    server.prime("preview.test", path)
+    whole = server.get("preview.test", f"{path}?free_time=10")
+    expected = cli_output("clip", source, tmp_path, "--end", "10")
+    assert expected.output is not None, expected.error
+    assert (whole.status, whole.header("Content-Type")) == (200, "video/x-flv"), whole
+    assert whole.body == expected.output
+    audio = server.get("preview.test", f"{path}?free_time=2&ali_audio_only=1")
+    extracted = cli_output("extract", source, tmp_path, "--end", "2")
+    assert extracted.output is not None, extracted.error
+    assert audio.status == 200, audio
+    assert audio.header("Content-Length") == str(len(extracted.output))
+    assert audio.body == extracted.output
+    for query, body in (("free_time=2&ali_audio_only=1", audio.body), ("free_time=10", whole.body)):
+        ranged = server.get("preview.test", f"{path}?{query}", {"Range": "bytes=50-549"})
+        assert ranged.status == 206, ranged
+        assert ranged.header("Content-Range") == f"bytes 50-549/{len(body)}"
+        assert ranged.body == body[50:550]
+        head = server.get("preview.test", f"{path}?{query}", method="HEAD")
+        assert head.header("Content-Length") == str(len(body))
+
+
+def test_signed_preview_length_cannot_be_raised_by_an_escaped_name(
+    server: Vodedge, origins: Origins
+) -> None:
+    """`free%5Ftime` is `free_time` to the edge: a second, escaped copy of a signed
+    parameter cannot carry another preview length past the signature."""
+    path, source = publish(origins, "mp3_vbr_xing")
+    now = int(time.time())
+    signed_path, query = ref_sign("a", KEY1, path, now, query="free_time=1", signed=("free_time",))
+    one = server.get("locked.test", f"{signed_path}?{query}")
+    assert one.status == 200, one
+    for extra in ("free%5Ftime=600", "free%5ftime=600", "%66ree_time=600"):
+        for bad in (f"{extra}&{query}", f"{query}&{extra}"):
+            reply = server.get("locked.test", f"{signed_path}?{bad}")
+            assert reply.status == 403 or reply.body == one.body, (bad, reply)
+            assert reply.body != source.read_bytes()

@@ -26,7 +26,8 @@ the documented hashes cover the path only, so a client could edit any query
 parameter of a signed URL (raise a preview's length, say). With the extension
 the Path in every hash is followed by `?name=value&...` for each named
 parameter, in the order named, with the value as sent (`name=` when absent),
-so those parameters cannot be added, removed or changed.
+so those parameters cannot be added, removed or changed. A name is matched as
+the edge reads it (percent-decoded), so an escaped second copy is refused too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 from .access import Network, client_address
 
@@ -140,7 +141,9 @@ def _signed_path(path: str, parts: list[tuple[str, str | None, str]], names: Seq
         return path
     pairs = []
     for name in names:
-        values = [value for key, value, _ in parts if key == name]
+        # By name as the edge reads it (percent- and `+`-decoded): `free%5Ftime` is
+        # free_time too, and a second copy must not pass beside the signed one.
+        values = [value for key, value, _ in parts if unquote_plus(key) == name]
         if len(values) > 1:
             raise AuthDenied("auth_invalid", f"denied by req auth: {name} is given twice")
         value = (values[0] or "") if values else ""
