@@ -234,3 +234,34 @@ def test_signed_preview_length_cannot_be_raised_by_an_escaped_name(
             reply = server.get("locked.test", f"{signed_path}?{bad}")
             assert reply.status == 403 or reply.body == one.body, (bad, reply)
             assert reply.body != source.read_bytes()
+
+
+def test_mp4_previews_answer_range_and_head(
+    server: Vodedge, origins: Origins, tmp_path: Path
+) -> None:
+    """MP4 previews, video and audio only: the CLI's bytes, exact Content-Length, and a
+    Range or HEAD of each answers that output's bytes and length."""
+    path, source = publish(origins, "mp4_h264_aac")
+    server.prime("preview.test", path)
+    cases = (
+        ("free_time=1.5", cli_output("clip", source, tmp_path, "--end", "1.5"), "video/mp4"),
+        (
+            "free_time=1.5&ali_audio_only=1",
+            cli_output("extract", source, tmp_path, "--end", "1.5"),
+            "audio/mp4",
+        ),
+    )
+    for query, expected, kind in cases:
+        assert expected.output is not None, expected.error
+        body = expected.output
+        whole = server.get("preview.test", f"{path}?{query}")
+        assert (whole.status, whole.header("Content-Type")) == (200, kind), whole
+        assert whole.header("Content-Length") == str(len(body)) and whole.body == body
+        ranged = server.get("preview.test", f"{path}?{query}", {"Range": "bytes=-300"})
+        assert ranged.status == 206, ranged
+        assert (
+            ranged.header("Content-Range") == f"bytes {len(body) - 300}-{len(body) - 1}/{len(body)}"
+        )
+        assert ranged.body == body[-300:]
+        head = server.get("preview.test", f"{path}?{query}", method="HEAD")
+        assert head.header("Content-Length") == str(len(body)) and head.body == b""
