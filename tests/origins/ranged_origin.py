@@ -6,7 +6,8 @@ under the root as a static file server does (RFC 9110 `Range` with 206 and 416,
 `If-Range`, `ETag` and `Last-Modified` made from the file's mtime and size as
 nginx makes them, 304 on a matching `If-None-Match` / `If-Modified-Since`,
 `HEAD`), streamed from disk so that a 1 GB file costs no memory. A request with
-several ranges gets the whole object (200), as RFC 9110 allows.
+several ranges gets a `multipart/byteranges` 206 of the satisfiable ones in the order
+asked (nginx's way), or a single-part 206 when only one is satisfiable.
 
 The control API (`RangedOrigin` below drives it from tests):
 
@@ -43,7 +44,8 @@ from origins.faulty import content_type, not_modified, rst
 from origins.process import start_origin, stop_origin
 
 CHUNK = 64 << 10
-KINDS = ("reset", "short", "content_range", "change", "full", "unsatisfiable", "slow", "delay")
+KINDS = ("reset", "short", "content_range", "change", "full", "multi_whole", "unsatisfiable",
+         "slow", "delay")  # fmt: skip
 
 
 @dataclass
@@ -54,7 +56,9 @@ class Fault:
     # content_range: a 206 for another range than asked (the deltas below), its bytes
     # as announced; change: from this request on, the object is a new version (new
     # ETag and Last-Modified; the bytes of `source` if given); full: 200 and the whole
-    # object, ignoring Range; unsatisfiable: 416 whatever was asked; slow: the body at
+    # object, ignoring Range; multi_whole: the same for a request of several ranges
+    # only (an origin without multipart/byteranges); unsatisfiable: 416 whatever was
+    # asked; slow: the body at
     # `rate` bytes/s; delay: `seconds` before the status line.
     kind: str
     requests: str = "ranged"  # which requests count: "ranged" (with Range), "whole", "all"
@@ -92,6 +96,9 @@ class Served:
     end: int = 0  # one past its last byte (as announced)
     sent: int = 0
     completed: bool = False  # every announced byte was sent
+    # [start, end, bytes of it sent] per part of the body: one for a 200 or a single
+    # range, several for multipart/byteranges (whose framing `sent` counts too).
+    parts: list[list[int]] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)  # kinds applied to this response
     etag: str = ""
     version: int = 0
@@ -119,7 +126,8 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
 
     RFC 9110 14.1.2: `first-last`, `first-` and `-suffix`; a last byte beyond the
     end is clipped; a first byte at or beyond it (or a zero suffix) is unsatisfiable;
-    invalid syntax and several ranges are ignored (the whole object is sent).
+    invalid syntax is ignored (the whole object is sent); `parse_ranges` splits
+    several ranges.
     """
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
@@ -140,6 +148,22 @@ def parse_range(header: str, size: int) -> tuple[int, int] | str | None:
     if start >= size:
         return "unsatisfiable"
     return start, size if not last else min(int(last) + 1, size)
+
+
+def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | str | None:
+    """The satisfiable `[start, end)` ranges of a `bytes=` header, in the order asked;
+    "unsatisfiable" when none is; None to ignore the header (invalid syntax)."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None
+    found: list[tuple[int, int]] = []
+    for one in spec.split(","):
+        got = parse_range(f"bytes={one.strip()}", size)
+        if got is None:
+            return None
+        if isinstance(got, tuple):
+            found.append(got)
+    return found or "unsatisfiable"
 
 
 def _applies(fault: Fault, ranged: bool) -> bool:
@@ -263,7 +287,7 @@ async def _answer(request: web.Request, state: State, served: Served) -> web.Str
         served.status = 304
         served.completed = True
         return web.Response(status=304, headers=headers)
-    wanted = parse_range(request.headers["Range"], size) if ranged else None
+    wanted = parse_ranges(request.headers["Range"], size) if ranged else None
     if_range = request.headers.get("If-Range")
     if wanted is not None and if_range is not None and if_range not in (etag, modified):
         wanted = None  # RFC 9110 13.1.5: another version, so the whole of this one
@@ -272,24 +296,46 @@ async def _answer(request: web.Request, state: State, served: Served) -> web.Str
         served.completed = True
         headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=416, headers=headers, text="range not satisfiable\n")
-    status, start, end = 200, 0, size
-    if isinstance(wanted, tuple) and "full" not in kinds:
-        status, (start, end) = 206, wanted
-        total = size
-        if "content_range" in kinds:
-            lie = kinds["content_range"]
-            start = min(max(start + lie.start_delta, 0), size - 1)
-            end = min(max(end + lie.end_delta, start + 1), size)
-            total = size + lie.total_delta
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
-    served.status, served.start, served.end = status, start, end
+    if "full" in kinds or (isinstance(wanted, list) and len(wanted) > 1 and "multi_whole" in kinds):
+        wanted = None
+    parts = [(0, size)] if not isinstance(wanted, list) else wanted
+    if "content_range" in kinds and isinstance(wanted, list):
+        lie = kinds["content_range"]
+        parts = [
+            (low, min(max(high + lie.end_delta, low + 1), size))
+            for low, high in ((min(max(a + lie.start_delta, 0), size - 1), b) for a, b in parts)
+        ]
+    total = size + (kinds["content_range"].total_delta if "content_range" in kinds else 0)
+    segments: list[bytes | tuple[int, int]] = []
+    if not isinstance(wanted, list):
+        status = 200
+        segments.append((0, size))
+    elif len(parts) == 1:
+        status = 206
+        headers["Content-Range"] = f"bytes {parts[0][0]}-{parts[0][1] - 1}/{total}"
+        segments.append(parts[0])
+    else:
+        # RFC 9110 14.6: each part with its own Content-Range, in the order asked.
+        status = 206
+        boundary = f"ranged-origin-{time.monotonic_ns():x}"
+        kind = headers["Content-Type"]
+        headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        for low, high in parts:
+            head = f"\r\n--{boundary}\r\nContent-Type: {kind}\r\n"
+            head += f"Content-Range: bytes {low}-{high - 1}/{total}\r\n\r\n"
+            segments += [head.encode(), (low, high)]
+        segments.append(f"\r\n--{boundary}--\r\n".encode())
+    served.status = status
+    served.start = min(low for low, _ in parts)
+    served.end = max(high for _, high in parts)
+    served.parts = [[low, high, 0] for low, high in parts]
     response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = end - start
+    response.content_length = sum(len(s) if isinstance(s, bytes) else s[1] - s[0] for s in segments)
     await response.prepare(request)
     if request.method == "HEAD":
         served.completed = True
         return response
-    await _send(request, response, file, start, end, kinds, served)
+    await _send(request, response, file, segments, kinds, served)
     return response
 
 
@@ -297,30 +343,38 @@ async def _send(
     request: web.Request,
     response: web.StreamResponse,
     file: Path,
-    start: int,
-    end: int,
+    segments: list[bytes | tuple[int, int]],
     kinds: dict[str, Fault],
     served: Served,
 ) -> None:
-    stop = end
+    """Write the body's segments (literal bytes, or `(start, end)` of the file), cut
+    after `after` bytes of the body for reset/short, paced for slow."""
+    length = sum(len(s) if isinstance(s, bytes) else s[1] - s[0] for s in segments)
     cut = kinds.get("reset") or kinds.get("short")
-    if cut is not None:
-        stop = min(end, start + cut.after)
+    stop = length if cut is None else min(length, cut.after)
     slow = kinds.get("slow")
     chunk = CHUNK if slow is None else max(1, min(CHUNK, slow.rate // 20))
+    part = -1
     with file.open("rb") as source:
-        position = start
-        while position < stop:
-            data = os.pread(source.fileno(), min(chunk, stop - position), position)
-            if not data:
-                break  # the file shrank under us
-            if slow is not None:
-                # Before the write: n bytes reach the client no sooner than n / rate s.
-                await asyncio.sleep(len(data) / slow.rate)
-            await response.write(data)
-            position += len(data)
-            served.sent = position - start
-    if cut is not None and stop < end:
+        for segment in segments:
+            if served.sent >= stop:
+                break
+            if isinstance(segment, bytes):
+                data = segment[: stop - served.sent]
+                await _write(response, data, slow)
+                served.sent += len(data)
+                continue
+            part += 1
+            at, end = segment[0], min(segment[1], segment[0] + stop - served.sent)
+            while at < end:
+                data = os.pread(source.fileno(), min(chunk, end - at), at)
+                if not data:
+                    break  # the file shrank under us
+                await _write(response, data, slow)
+                at += len(data)
+                served.sent += len(data)
+                served.parts[part][2] += len(data)
+    if cut is not None and stop < length:
         await response.drain()
         await asyncio.sleep(0.05)  # let the bytes before the cut reach the peer
         served.error = cut.kind
@@ -330,7 +384,14 @@ async def _send(
             request.transport.close()
         return
     await response.write_eof()
-    served.completed = served.sent == end - start
+    served.completed = served.sent == length
+
+
+async def _write(response: web.StreamResponse, data: bytes, slow: Fault | None) -> None:
+    if slow is not None:
+        # Before the write: n bytes reach the client no sooner than n / rate s.
+        await asyncio.sleep(len(data) / slow.rate)
+    await response.write(data)
 
 
 def make_app(root: Path) -> web.Application:
@@ -418,14 +479,21 @@ class RangedOrigin:
     def ranges(self, path: str) -> list[tuple[int, int]]:
         """`[start, end)` of every GET body sent for `path` (206 or 200), in order."""
         return [
-            (s.start, s.end) for s in self.log(path) if s.method == "GET" and s.status in (200, 206)
+            (part[0], part[1])
+            for s in self.log(path)
+            if s.method == "GET" and s.status in (200, 206)
+            for part in s.parts
         ]
 
     def covered(self, path: str) -> list[tuple[int, int]]:
         """The union of the object's bytes sent so far, as sorted `[start, end)` extents
         (a response cut short counts what it sent)."""
         spans = sorted(
-            (s.start, s.start + s.sent) for s in self.log(path) if s.method == "GET" and s.sent
+            (part[0], part[0] + part[2])
+            for s in self.log(path)
+            if s.method == "GET"
+            for part in s.parts
+            if part[2]
         )
         merged: list[tuple[int, int]] = []
         for start, end in spans:
