@@ -14,7 +14,6 @@ is a crash.
 from __future__ import annotations
 
 import json
-import resource
 import struct
 import sys
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import atheris
+
+from fuzzing import fuzz
 
 with atheris.instrument_imports(include=["vodedge"]):
     from vodedge.media import amf0
@@ -40,7 +41,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = REPO.parent / "shared" / "media"
 # Seeds are cut to their whole tags within this many bytes: small inputs, many runs.
 SEED_MAX_BYTES = 24_000
-HEADROOM = 1 << 30
 
 
 def tags_of(out: bytes) -> list[tuple[int, bytes]]:
@@ -173,18 +173,7 @@ def seed_corpus(corpus: Path) -> None:
 
 def main() -> None:
     """Seed the corpus directories named on the command line, then fuzz."""
-    for arg in sys.argv[1:]:
-        if not arg.startswith("-") and not Path(arg).is_file():
-            seed_corpus(Path(arg))
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/status") as status:
-        vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    cap = (vm_kib << 10) + HEADROOM
-    resource.setrlimit(
-        resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
-    )
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput, seed_corpus)
 
 
 if __name__ == "__main__":

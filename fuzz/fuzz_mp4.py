@@ -11,16 +11,16 @@ any other exception, an inconsistent plan, or a runaway allocation is a crash.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import traceback
 from pathlib import Path
 
 import atheris
+
+from fuzzing import fuzz
 
 with atheris.instrument_imports(include=["vodedge"]):
     from vodedge.media.errors import MediaError
@@ -32,10 +32,6 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_MEDIA = REPO.parent / "shared" / "media"
 # Seeds copied into an empty corpus directory: small, so that each run is fast.
 SEED_MAX_BYTES = 400_000
-# A bad input may cost the parser some memory, not gigabytes: capping the address space at
-# this much over the start-up size turns a runaway allocation into a MemoryError, which is
-# reported as a crash, instead of a host brought down by the OOM killer.
-HEADROOM = 1 << 30
 # `file:line` sites (innermost vodedge frame) whose crashes are already reported, e.g.
 # VODEDGE_FUZZ_KNOWN=mp4_tables.py:163,mp4_audio.py:53 to keep fuzzing past them.
 KNOWN_CRASH_SITES = frozenset(filter(None, os.environ.get("VODEDGE_FUZZ_KNOWN", "").split(",")))
@@ -148,19 +144,7 @@ def seed_corpus(corpus: Path) -> None:
 
 def main() -> None:
     """Seed the corpus directories named on the command line, then fuzz."""
-    for arg in sys.argv[1:]:
-        # Directories are corpora; a file argument is an input to replay (a crash).
-        if not arg.startswith("-") and not Path(arg).is_file():
-            seed_corpus(Path(arg))
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/status") as status:
-        vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    cap = (vm_kib << 10) + HEADROOM
-    resource.setrlimit(
-        resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
-    )
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput, seed_corpus)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ bytes than the input holds, is a crash.
 
 from __future__ import annotations
 
-import resource
-import sys
 from pathlib import Path
 
 import atheris
+
+from fuzzing import fuzz
 
 with atheris.instrument_imports(include=["vodedge"]):
     from vodedge.media.errors import MediaError
@@ -29,7 +29,6 @@ with atheris.instrument_imports(include=["vodedge"]):
 REPO = Path(__file__).resolve().parent.parent
 PREVIEW_MEDIA = REPO.parent / "shared" / "preview-media"
 SEED_MAX_BYTES = 40_000
-HEADROOM = 1 << 30
 
 
 def check_plan(plan: Plan, data: bytes) -> None:
@@ -73,18 +72,7 @@ def seed_corpus(corpus: Path) -> None:
 
 def main() -> None:
     """Seed the corpus directories named on the command line, then fuzz."""
-    for arg in sys.argv[1:]:
-        if not arg.startswith("-") and not Path(arg).is_file():
-            seed_corpus(Path(arg))
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/status") as status:
-        vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    cap = (vm_kib << 10) + HEADROOM
-    resource.setrlimit(
-        resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard)
-    )
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    fuzz(TestOneInput, seed_corpus)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,14 @@ where the plan, seeing the whole file, refuses one without audio tags.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from flv_media import Synthetic, check_output, parse, run_filter, synthetic, without_metadata
-from mutation_harness import bounded
+from mutation_harness import BYTE_MUTATIONS, bounded, examples, mutate_bytes
 from vodedge.media import amf0
 from vodedge.media.errors import MediaError, NoAudioTrack
 from vodedge.media.flv import (
@@ -33,13 +32,6 @@ from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
 
 REPO = Path(__file__).resolve().parent.parent
-SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
-PROFILE = settings(
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 SEEDS: dict[str, bytes] = {
     "plain": synthetic(Synthetic(seconds=1.5)),
@@ -60,10 +52,6 @@ SEEDS["talk_head"] = _head((REPO / "samples" / "talk.flv").read_bytes(), 40_000)
 SEED_TAGS = {name: parse(seed)[1] for name, seed in SEEDS.items()}
 
 
-def examples(n: int) -> settings:
-    return settings(PROFILE, max_examples=max(1, int(n * SCALE)))
-
-
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     """A seed with a few mutations; each aims at a different part of the format."""
@@ -74,9 +62,8 @@ def mutated(draw: st.DrawFn) -> bytes:
         kind = draw(st.sampled_from(["flip", "size", "type", "back", "cut", "insert", "delete"]))
         if not data:
             break
-        if kind == "flip":
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= 1 << draw(st.integers(0, 7))
+        if kind in BYTE_MUTATIONS:
+            mutate_bytes(draw, data, kind)
         elif kind in ("size", "type", "back") and tags:
             t = draw(st.sampled_from(tags))
             if kind == "size":
@@ -87,14 +74,6 @@ def mutated(draw: st.DrawFn) -> bytes:
                 at, width = t.offset + 11 + len(t.data), 4
             value = draw(st.integers(0, (1 << (8 * width)) - 1))
             data[at : at + width] = value.to_bytes(width, "big")[: max(0, len(data) - at)]
-        elif kind == "cut":
-            del data[draw(st.integers(0, len(data))) :]
-        elif kind == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete":
-            at = draw(st.integers(0, len(data) - 1))
-            del data[at : at + draw(st.integers(1, 16))]
     note(f"{len(data)} bytes")
     return bytes(data)
 

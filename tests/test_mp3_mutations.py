@@ -10,15 +10,13 @@ a peak allocation over `FIXED_MEMORY` plus four times the input fails.
 
 from __future__ import annotations
 
-import os
-import tracemalloc
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from media_matrix import SHARED_MEDIA, media
-from mutation_harness import bounded
+from mutation_harness import BYTE_MUTATIONS, bounded, examples, mutate_bytes, peak_allocation
 from vodedge.media.errors import MediaError
 from vodedge.media.mp3 import mp3_preview_plan
 from vodedge.media.mp3.header import parse_header
@@ -27,13 +25,6 @@ from vodedge.media.reading import run_bytes
 
 FIXED_MEMORY = 8 << 20
 MEMORY_PER_INPUT_BYTE = 4
-SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
-PROFILE = settings(
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 SEED_CASES = ("mp3_vbr_xing", "mp3_cbr_info_id3v1", "mp3_mpeg25_8000", "mp2_layer2_mpeg2_24000")
 PREVIEW_MEDIA = SHARED_MEDIA.parent / "preview-media"
 
@@ -75,9 +66,8 @@ def mutated(draw: st.DrawFn) -> bytes:
         kind = draw(
             st.sampled_from(["flip", "header", "info", "id3", "cut", "insert", "delete", "tail"])
         )
-        if kind == "flip":
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= 1 << draw(st.integers(0, 7))
+        if kind in BYTE_MUTATIONS:
+            mutate_bytes(draw, data, kind)
         elif kind == "header" and frames:
             at = draw(st.sampled_from(frames)) + draw(st.integers(1, 3))
             if at < len(data):
@@ -89,14 +79,6 @@ def mutated(draw: st.DrawFn) -> bytes:
             data[at : at + 4] = value.to_bytes(4, "big")[: max(0, len(data) - at)]
         elif kind == "id3" and data[:3] == b"ID3":
             data[6:10] = bytes(draw(st.integers(0, 127)) for _ in range(4))
-        elif kind == "cut":
-            del data[draw(st.integers(0, len(data))) :]
-        elif kind == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=16))
-        elif kind == "delete":
-            at = draw(st.integers(0, len(data) - 1))
-            del data[at : at + draw(st.integers(1, 16))]
         elif kind == "tail":
             data += draw(st.sampled_from([b"TAG" + b"\0" * 125, b"APETAGEX" + b"\xff" * 24]))
     note(f"{name}: {len(data)} bytes")
@@ -112,14 +94,7 @@ def _bounded(data: bytes, seconds: float) -> Plan | MediaError:
 def check(data: bytes, seconds: float) -> None:
     """One preview over hostile `data`: a typed error or a sound plan, in bounds."""
     plan = _bounded(data, seconds)
-    tracemalloc.start()
-    try:
-        run_bytes(mp3_preview_plan(len(data), seconds), data)
-    except MediaError:
-        pass
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    peak = peak_allocation(lambda: run_bytes(mp3_preview_plan(len(data), seconds), data))
     assert peak < FIXED_MEMORY + MEMORY_PER_INPUT_BYTE * len(data), f"peak allocation {peak}"
     if isinstance(plan, MediaError):
         return
@@ -133,14 +108,14 @@ def check(data: bytes, seconds: float) -> None:
 
 
 @given(data=mutated(), seconds=st.sampled_from([0.01, 0.5, 2.0, 1e9]))
-@settings(PROFILE, max_examples=max(1, int(300 * SCALE)))
+@examples(300)
 def test_mutated_previews(data: bytes, seconds: float) -> None:
     """Mutated seeds at several preview lengths."""
     check(data, seconds)
 
 
 @given(data=st.binary(max_size=3000), seconds=st.sampled_from([0.5, 1e9]))
-@settings(PROFILE, max_examples=max(1, int(200 * SCALE)))
+@examples(200)
 def test_random_bytes(data: bytes, seconds: float) -> None:
     """Random bytes, with or without an ID3v2 header or a sync word in front."""
     check(data, seconds)

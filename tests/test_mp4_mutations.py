@@ -23,19 +23,17 @@ from pathlib import Path
 
 import pytest
 from hypothesis import (
-    HealthCheck,
     currently_in_test_context,
     event,
     given,
     note,
     reject,
-    settings,
 )
 from hypothesis import strategies as st
 
 # TIME_LIMIT: 2 s of CPU time, under tracemalloc (which slows allocation-heavy code about
 # twofold): only loops that do not end trip it.
-from mutation_harness import TIME_LIMIT, ExtractionTimeout, time_limit
+from mutation_harness import TIME_LIMIT, ExtractionTimeout, examples, time_limit
 from vodedge.media.errors import LimitExceeded, MediaError
 from vodedge.media.mp4_audio import audio_plan
 from vodedge.media.plan import Plan
@@ -52,27 +50,6 @@ MEMORY_PER_INPUT_BYTE = 4
 # Shared files larger than this are left out: mutations of big files cost time and add
 # little, the bundled samples already cover files of a few hundred kB.
 SHARED_MAX_BYTES = 200_000
-
-# Derandomized and without the example database, so CI runs the same examples every time;
-# VODEDGE_MUTATION_SCALE multiplies the example counts for longer runs by hand.
-settings.register_profile(
-    "vodedge-mp4-mutations",
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.filter_too_much,
-    ],
-)
-MUTATION_SETTINGS = settings.get_profile("vodedge-mp4-mutations")
-SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
-
-
-def examples(n: int) -> settings:
-    """The mutation profile with `n` examples (scaled)."""
-    return settings(MUTATION_SETTINGS, max_examples=max(1, int(n * SCALE)))
 
 
 # --------------------------------------------------------------------------------------

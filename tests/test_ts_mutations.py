@@ -9,14 +9,11 @@ time, or a peak allocation over `FIXED_MEMORY` plus four times the input fails.
 
 from __future__ import annotations
 
-import os
-import tracemalloc
-
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note
 from hypothesis import strategies as st
 
 from media_matrix import SHARED_MEDIA, media
-from mutation_harness import bounded
+from mutation_harness import BYTE_MUTATIONS, bounded, examples, mutate_bytes, peak_allocation
 from vodedge.media.errors import MediaError
 from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
@@ -24,13 +21,6 @@ from vodedge.media.ts import ts_preview_plan
 
 FIXED_MEMORY = 8 << 20
 MEMORY_PER_INPUT_BYTE = 4
-SCALE = float(os.environ.get("VODEDGE_MUTATION_SCALE", "1"))
-PROFILE = settings(
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 PREVIEW_MEDIA = SHARED_MEDIA.parent / "preview-media"
 
 
@@ -58,9 +48,8 @@ def mutated(draw: st.DrawFn) -> bytes:
             break
         kind = draw(st.sampled_from(["flip", "header", "pes", "cut", "insert", "delete"]))
         packets = max(1, len(data) // size)
-        if kind == "flip":
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= 1 << draw(st.integers(0, 7))
+        if kind in BYTE_MUTATIONS:
+            mutate_bytes(draw, data, kind, most=200)
         elif kind == "header":
             at = draw(st.integers(0, packets - 1)) * size + sync + draw(st.integers(0, 5))
             if at < len(data):
@@ -70,14 +59,6 @@ def mutated(draw: st.DrawFn) -> bytes:
             at = draw(st.integers(0, packets - 1)) * size + sync + draw(st.integers(4, 22))
             if at < len(data):
                 data[at] = draw(st.sampled_from([0x00, 0x01, 0x80, 0xFF, 0xC0, 0x21]))
-        elif kind == "cut":
-            del data[draw(st.integers(0, len(data))) :]
-        elif kind == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=200))
-        elif kind == "delete":
-            at = draw(st.integers(0, len(data) - 1))
-            del data[at : at + draw(st.integers(1, 200))]
     note(f"{name}: {len(data)} bytes")
     return bytes(data)
 
@@ -91,14 +72,7 @@ def _bounded(data: bytes, seconds: float) -> Plan | MediaError:
 def check(data: bytes, seconds: float) -> None:
     """One preview over hostile `data`: a typed error or a sound plan, in bounds."""
     plan = _bounded(data, seconds)
-    tracemalloc.start()
-    try:
-        run_bytes(ts_preview_plan(len(data), seconds), data)
-    except MediaError:
-        pass
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    peak = peak_allocation(lambda: run_bytes(ts_preview_plan(len(data), seconds), data))
     assert peak < FIXED_MEMORY + MEMORY_PER_INPUT_BYTE * len(data), f"peak allocation {peak}"
     if isinstance(plan, MediaError):
         return
@@ -111,14 +85,14 @@ def check(data: bytes, seconds: float) -> None:
 
 
 @given(data=mutated(), seconds=st.sampled_from([0.01, 0.5, 2.0, 1e9]))
-@settings(PROFILE, max_examples=max(1, int(300 * SCALE)))
+@examples(300)
 def test_mutated_previews(data: bytes, seconds: float) -> None:
     """Mutated seeds at several preview lengths."""
     check(data, seconds)
 
 
 @given(data=st.binary(max_size=3000), seconds=st.sampled_from([0.5, 1e9]))
-@settings(PROFILE, max_examples=max(1, int(100 * SCALE)))
+@examples(100)
 def test_random_bytes(data: bytes, seconds: float) -> None:
     """Random bytes, alone and behind four sync bytes at packet distance."""
     check(data, seconds)
