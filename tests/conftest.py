@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,15 @@ def shared_media() -> Path:
     if not (SHARED_MEDIA / "MANIFEST.tsv").is_file():
         pytest.skip(f"{SHARED_MEDIA} is not there (it lives beside the repository)")
     return SHARED_MEDIA
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failure, show the stderr of every vodedge still running (the servers the edge
+    harness started, when a test uses it)."""
+    outcome = yield
+    report = outcome.get_result()
+    harness = sys.modules.get("edge_harness")
+    if report.failed and harness is not None:
+        for server in harness.RUNNING:
+            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))

@@ -13,7 +13,6 @@ TESTS = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(TESTS / "control"), str(TESTS / "edge")]
 
 from browser import CHROMEDRIVER, CHROMIUM, OUTPUT, Browser  # noqa: E402
-from edge_harness import RUNNING  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +29,3 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     finally:
         browser.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On a failure, show the stderr of every vodedge still running."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for server in RUNNING:
-            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))

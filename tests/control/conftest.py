@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from api_node import ApiNode, start_node
-from edge_harness import RUNNING
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +16,3 @@ def api_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiNode]:
         yield ApiNode(server)
     finally:
         server.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On a failure, show the stderr of every vodedge still running."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for server in RUNNING:
-            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from edge_config import Origins, domains
-from edge_harness import RUNNING, FaultOrigin, Nginx, Vodedge, running
+from edge_harness import FaultOrigin, Nginx, Vodedge, running
 from edge_media import MediaDir
 
 
@@ -43,13 +43,3 @@ def edge(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """One vodedge worker serving every test domain, shared by a module's tests."""
     with running(Vodedge(tmp_path_factory.mktemp("vodedge"), domains(origins))) as server:
         yield server
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On a failure, show the stderr of every vodedge still running."""
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed:
-        for server in RUNNING:
-            report.sections.append((f"vodedge stderr ({server.work})", server.log_text()))
