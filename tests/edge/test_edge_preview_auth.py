@@ -265,3 +265,16 @@ def test_mp4_previews_answer_range_and_head(
         assert ranged.body == body[-300:]
         head = server.get("preview.test", f"{path}?{query}", method="HEAD")
         assert head.header("Content-Length") == str(len(body)) and head.body == b""
+
+
+def test_m4a_preview_without_audio_only(server: Vodedge, origins: Origins, tmp_path: Path) -> None:
+    """An audio-only M4A asked for a preview as a player links it (no ali_audio_only):
+    the CLI's audio cut to N, with its exact length."""
+    path, source = publish(origins, "m4a_aac")
+    reply = server.get("preview.test", f"{path}?free_time=2")
+    expected = cli_output("extract", source, tmp_path, "--end", "2")
+    assert expected.output is not None, expected.error
+    assert reply.status == 200, reply
+    assert reply.header("Content-Length") == str(len(expected.output))
+    assert reply.body == expected.output
+    assert len(reply.body) < source.stat().st_size
