@@ -212,6 +212,10 @@ def test_documented_hash_leaves_parameters_open_and_the_extension_closes_them(
     for bad in (
         query.replace("free_time=10", "free_time=999"),
         query.replace("free_time=10", "free_time=10&free_time=999"),
+        # The edge reads escaped names decoded: a second copy spelled otherwise.
+        "free%5Ftime=999&" + query,
+        query + "&%66ree_time=999",
+        query + "&st%61rt=5",
         query.replace("free_time=10&", "").replace("free_time=10", ""),
         query + "&start=5",
     ):
