@@ -1,5 +1,7 @@
-"""The embedded store: records, optimistic writes, tasks, durability settings, and two
-writer processes that must not lose an update."""
+"""The stores: the contract both keep (records, optimistic writes, ConfigIds, file imports,
+certificates, task queries), run against SQLite and a real redis-server, each through two
+handles (two workers, or two nodes); then what only the embedded store does: per-worker
+acknowledgements, durability settings, two writer processes that must not lose an update."""
 
 from __future__ import annotations
 
@@ -7,28 +9,32 @@ import multiprocessing
 import os
 import sqlite3
 import stat
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from vodedge.config import Function
+from vodedge.control.redis_store import RedisStore
 from vodedge.control.sqlite_store import STORE_FILE, SqliteStore
 from vodedge.control.store import (
     Certificate,
+    ControlStore,
     DomainExists,
-    DomainRecord,
     Source,
     StaleRecord,
     TaskQuery,
 )
 
-SOURCE = Source("ipaddr", "127.0.0.1", 8000)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fleet"))
 
+from redis_harness import RedisServer
+from store_records import record
 
-def record(name: str = "video.example.com", **changes: object) -> DomainRecord:
-    base = DomainRecord(name=name, cdn_type="video", sources=(SOURCE,))
-    return replace(base, **changes)  # type: ignore[arg-type]
+# Another handle on the same store: another worker's (SQLite) or another node's (Redis).
+Opener = Callable[[], ControlStore]
 
 
 @pytest.fixture
@@ -36,54 +42,89 @@ def store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "state")
 
 
-def test_domains_round_trip(store: SqliteStore) -> None:
-    """What is added is read back whole; ids, times and ConfigIds are the store's."""
+@pytest.fixture(params=["sqlite", "redis"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens handles on one store of each kind."""
+    handles: list[SqliteStore | RedisStore] = []
+    if request.param == "sqlite":
+
+        def sqlite() -> ControlStore:
+            handles.append(SqliteStore(tmp_path / "state"))
+            return handles[-1]
+
+        yield sqlite
+    else:
+        server = RedisServer(tmp_path / "redis")
+        server.start()
+
+        def redis() -> ControlStore:
+            handles.append(RedisStore(server.url, f"node-{len(handles)}"))
+            return handles[-1]
+
+        try:
+            yield redis
+        finally:
+            server.stop()
+    for handle in handles:
+        handle.close()
+
+
+# --- the contract of both stores --------------------------------------------------------
+
+
+def test_domains_round_trip(opener: Opener) -> None:
+    """What one handle adds, another reads back whole; ids, times and ConfigIds are the
+    store's."""
+    a, b = opener(), opener()
     split = Function.of("ali_video_split", enable="on")
-    added = store.add_domain(record(functions=(split,), description="talks"))
-    got = store.domain("video.example.com")
+    added = a.add_domain(record(functions=(split,), description="talks"))
+    got = b.domain("video.example.com")
     assert got == added
     assert got is not None and got.domain_id >= 1 and got.created > 0 and got.revision == 1
     assert got.functions[0].config_id is not None
     assert got.functions[0].args == split.args and got.description == "talks"
     with pytest.raises(DomainExists):
-        store.add_domain(record())
-    second = store.add_domain(record("a.example.com"))
+        b.add_domain(record())
+    second = b.add_domain(record("a.example.com"))
     assert second.domain_id != got.domain_id
-    assert [d.name for d in store.domains()] == ["a.example.com", "video.example.com"]
-    assert store.delete_domain("a.example.com") and not store.delete_domain("a.example.com")
-    assert store.domain("a.example.com") is None
+    assert [d.name for d in a.domains()] == ["a.example.com", "video.example.com"]
+    assert a.delete_domain("a.example.com") and not b.delete_domain("a.example.com")
+    assert b.domain("a.example.com") is None
 
 
-def test_every_write_moves_the_version(store: SqliteStore) -> None:
-    """Workers poll the version: each kind of change must move it."""
-    seen = [store.version()]
-    stored = store.add_domain(record())
-    seen.append(store.version())
-    store.update_domains([replace(stored, status="offline")])
-    seen.append(store.version())
-    store.add_task("file", [("video.example.com", "video.example.com/a.mp4")], False)
-    seen.append(store.version())
-    store.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
-    seen.append(store.version())
-    store.delete_domain("video.example.com")
-    seen.append(store.version())
+def test_every_write_moves_the_version(opener: Opener) -> None:
+    """Workers and nodes follow the version: each kind of change must move it."""
+    a, b = opener(), opener()
+    seen = [b.version()]
+    stored = a.add_domain(record())
+    seen.append(b.version())
+    a.update_domains([replace(stored, status="offline")])
+    seen.append(b.version())
+    a.add_task("file", [("video.example.com", "video.example.com/a.mp4")], False)
+    seen.append(b.version())
+    a.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
+    seen.append(b.version())
+    a.delete_domain("video.example.com")
+    seen.append(b.version())
     assert seen == sorted(set(seen)), seen
 
 
-def test_a_stale_write_is_refused_and_nothing_is_written(store: SqliteStore) -> None:
+def test_a_stale_write_is_refused_and_nothing_is_written(opener: Opener) -> None:
     """update_domains compares revisions: of two writers that read the same record, the
     second is refused (and retries), and a refused batch writes none of its records."""
-    one = store.add_domain(record())
-    two = store.add_domain(record("b.example.com"))
-    store.update_domains([replace(one, description="first")])
+    a, b = opener(), opener()
+    one = a.add_domain(record())
+    two = a.add_domain(record("b.example.com"))
+    a.update_domains([replace(one, description="first")])
     with pytest.raises(StaleRecord):
-        store.update_domains([replace(two, description="x"), replace(one, description="second")])
-    assert store.domain("video.example.com").description == "first"  # type: ignore[union-attr]
-    assert store.domain("b.example.com") == two
+        b.update_domains([replace(two, description="x"), replace(one, description="second")])
+    assert b.domain("video.example.com").description == "first"  # type: ignore[union-attr]
+    assert b.domain("b.example.com") == two
 
 
-def test_config_ids_are_unique_and_kept(store: SqliteStore) -> None:
+def test_config_ids_are_unique_and_kept(opener: Opener) -> None:
     """New functions get fresh ConfigIds; functions that have one keep it."""
+    store = opener()
     ttl = Function.of("path_based_ttl_set", ttl="60", path="/a")
     stored = store.add_domain(record(functions=(ttl, ttl)))
     ids = [f.config_id for f in stored.functions]
@@ -91,6 +132,59 @@ def test_config_ids_are_unique_and_kept(store: SqliteStore) -> None:
     again = store.update_domains([replace(stored, functions=(*stored.functions, ttl))])[0]
     assert [f.config_id for f in again.functions][:2] == ids
     assert again.functions[2].config_id not in ids
+
+
+def test_task_query_filters_and_pages(opener: Opener) -> None:
+    """Filters combine; pages are newest first; counts are per kind for quotas."""
+    store = opener()
+    first = store.add_task("file", [("a.com", "a.com/1"), ("a.com", "a.com/2")], False)
+    store.add_task("preload", [("b.com", "b.com/1")], False)
+    assert store.tasks(TaskQuery(task_id=first))[0] == 2
+    assert [t.path for t in store.tasks(TaskQuery(domain="b.com"))[1]] == ["b.com/1"]
+    total, page = store.tasks(TaskQuery(page=2, size=2))
+    assert total == 3 and [t.path for t in page] == ["a.com/1"]
+    assert store.tasks(TaskQuery(path="a.com/2", kind="file"))[0] == 1
+    assert store.task_counts_since(0) == {"file": 2, "preload": 1}
+
+
+def test_file_domains_are_imported_only_where_the_file_changed(opener: Opener) -> None:
+    """The TOML file seeds the store; later, the API's changes stand until the file's own
+    entry for that domain changes; a domain dropped from the file goes."""
+    store = opener()
+    a, b = record("a.example.com"), record("b.example.com")
+    assert store.import_file_domains([a, b]) == ["a.example.com", "b.example.com"]
+    stored = store.domain("a.example.com")
+    assert stored is not None
+    store.update_domains([replace(stored, status="offline")])  # the API stops a
+    assert store.import_file_domains([a, b]) == []  # same file: the API's change stands
+    assert store.domain("a.example.com").status == "offline"  # type: ignore[union-attr]
+    changed = replace(a, sources=(Source("ipaddr", "127.0.0.2", 8000),))
+    assert store.import_file_domains([changed]) == ["a.example.com", "b.example.com"]
+    now = store.domain("a.example.com")
+    assert now is not None and now.status == "online" and now.sources == changed.sources
+    assert store.domain("b.example.com") is None
+    store.add_domain(record("api.example.com"))  # the API's own domains are never touched
+    store.import_file_domains([])
+    assert [d.name for d in store.domains()] == ["api.example.com"]
+
+
+def test_certificates_need_a_domain_and_go_with_it(opener: Opener) -> None:
+    """A certificate belongs to a stored domain and is deleted with it; another handle
+    reads it; its key is not in its repr."""
+    store, other = opener(), opener()
+    with pytest.raises(KeyError):
+        store.put_certificate(Certificate("nowhere.example.com", "c", "CERT", "KEY"))
+    store.add_domain(record())
+    store.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY", "off"))
+    got = other.certificate("video.example.com")
+    assert got is not None and (got.key_pem, got.ssl_protocol) == ("KEY", "off")
+    assert other.certificates() == [got]
+    assert "KEY" not in repr(got)
+    store.delete_domain("video.example.com")
+    assert other.certificates() == [] and other.certificate("video.example.com") is None
+
+
+# --- the embedded store only ------------------------------------------------------------
 
 
 def test_refreshes_complete_when_every_worker_applied_them(store: SqliteStore) -> None:
@@ -120,51 +214,6 @@ def test_preloads_are_taken_once(store: SqliteStore) -> None:
     assert {t.row for t in store.claim_preloads(1, 5)} == {t.row for t in first}
     _, rows = store.tasks(TaskQuery(status="Failed"))
     assert [r.description for r in rows] == ["the node answered 404"]
-
-
-def test_task_query_filters_and_pages(store: SqliteStore) -> None:
-    """Filters combine; pages are newest first; counts are per kind for quotas."""
-    first = store.add_task("file", [("a.com", "a.com/1"), ("a.com", "a.com/2")], False)
-    store.add_task("preload", [("b.com", "b.com/1")], False)
-    assert store.tasks(TaskQuery(task_id=first))[0] == 2
-    assert [t.path for t in store.tasks(TaskQuery(domain="b.com"))[1]] == ["b.com/1"]
-    total, page = store.tasks(TaskQuery(page=2, size=2))
-    assert total == 3 and [t.path for t in page] == ["a.com/1"]
-    assert store.tasks(TaskQuery(path="a.com/2", kind="file"))[0] == 1
-    assert store.task_counts_since(0) == {"file": 2, "preload": 1}
-
-
-def test_file_domains_are_imported_only_where_the_file_changed(store: SqliteStore) -> None:
-    """The TOML file seeds the store; later, the API's changes stand until the file's own
-    entry for that domain changes; a domain dropped from the file goes."""
-    a, b = record("a.example.com"), record("b.example.com")
-    assert store.import_file_domains([a, b]) == ["a.example.com", "b.example.com"]
-    stored = store.domain("a.example.com")
-    assert stored is not None
-    store.update_domains([replace(stored, status="offline")])  # the API stops a
-    assert store.import_file_domains([a, b]) == []  # same file: the API's change stands
-    assert store.domain("a.example.com").status == "offline"  # type: ignore[union-attr]
-    changed = replace(a, sources=(Source("ipaddr", "127.0.0.2", 8000),))
-    assert store.import_file_domains([changed]) == ["a.example.com", "b.example.com"]
-    now = store.domain("a.example.com")
-    assert now is not None and now.status == "online" and now.sources == changed.sources
-    assert store.domain("b.example.com") is None
-    store.add_domain(record("api.example.com"))  # the API's own domains are never touched
-    store.import_file_domains([])
-    assert [d.name for d in store.domains()] == ["api.example.com"]
-
-
-def test_certificates_need_a_domain_and_go_with_it(store: SqliteStore) -> None:
-    """A certificate belongs to a stored domain and is deleted with it."""
-    with pytest.raises(KeyError):
-        store.put_certificate(Certificate("nowhere.example.com", "c", "CERT", "KEY"))
-    store.add_domain(record())
-    store.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY", "off"))
-    got = store.certificate("video.example.com")
-    assert got is not None and (got.key_pem, got.ssl_protocol) == ("KEY", "off")
-    assert "KEY" not in repr(got)
-    store.delete_domain("video.example.com")
-    assert store.certificates() == []
 
 
 def test_the_file_is_private_and_durable(store: SqliteStore) -> None:

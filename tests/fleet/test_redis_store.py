@@ -1,6 +1,6 @@
-"""The Redis store against a real redis-server: the store contract, two nodes writing
-at once, tasks acknowledged across nodes, the change stream, access keys, and Redis
-out of reach."""
+"""The Redis store against a real redis-server, what only it does: two nodes writing at
+once, tasks acknowledged across nodes, the change stream, access keys, and Redis out of
+reach (the contract it shares with SQLite is tests/control/test_store.py's)."""
 
 from __future__ import annotations
 
@@ -9,66 +9,16 @@ from dataclasses import replace
 
 import pytest
 from redis_harness import RedisServer
+from store_records import record
 
-from vodedge.config import Function
 from vodedge.config.keys import AccessKey
 from vodedge.control.redis_store import RedisStore
 from vodedge.control.store import (
     Certificate,
-    DomainExists,
-    DomainRecord,
-    Source,
     StaleRecord,
     StoreUnavailable,
     TaskQuery,
 )
-
-SOURCE = Source("ipaddr", "127.0.0.1", 8000)
-
-
-def record(name: str = "video.example.com", **changes: object) -> DomainRecord:
-    base = DomainRecord(name=name, cdn_type="video", sources=(SOURCE,))
-    return replace(base, **changes)  # type: ignore[arg-type]
-
-
-def test_domains_round_trip_and_versions(redis_server: RedisServer) -> None:
-    """What one node adds, another reads back whole; every write moves the version."""
-    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
-    split = Function.of("ali_video_split", enable="on")
-    seen = [b.version()]
-    added = a.add_domain(record(functions=(split,), description="talks"))
-    seen.append(b.version())
-    assert b.domain("video.example.com") == added
-    assert added.functions[0].config_id is not None and added.revision == 1
-    with pytest.raises(DomainExists):
-        b.add_domain(record())
-    second = b.add_domain(record("a.example.com"))
-    assert second.domain_id != added.domain_id
-    assert [d.name for d in a.domains()] == ["a.example.com", "video.example.com"]
-    seen.append(b.version())
-    b.update_domains([replace(added, status="offline")])
-    seen.append(a.version())
-    a.put_certificate(Certificate("video.example.com", "c", "CERT", "KEY"))
-    assert b.certificate("video.example.com") == a.certificates()[0]
-    seen.append(a.version())
-    with pytest.raises(KeyError):
-        a.put_certificate(Certificate("nowhere.example.com", "c", "CERT", "KEY"))
-    assert a.delete_domain("video.example.com") and not b.delete_domain("video.example.com")
-    assert b.certificate("video.example.com") is None
-    seen.append(a.version())
-    assert seen == sorted(set(seen)), seen
-
-
-def test_a_stale_write_is_refused_and_nothing_is_written(redis_server: RedisServer) -> None:
-    """Of two nodes that read the same record, the second writer is refused."""
-    a, b = RedisStore(redis_server.url, "a"), RedisStore(redis_server.url, "b")
-    one = a.add_domain(record())
-    two = a.add_domain(record("b.example.com"))
-    a.update_domains([replace(one, description="first")])
-    with pytest.raises(StaleRecord):
-        b.update_domains([replace(two, description="x"), replace(one, description="second")])
-    assert b.domain("video.example.com").description == "first"  # type: ignore[union-attr]
-    assert b.domain("b.example.com") == two
 
 
 def _bump(url: str, node: str, times: int) -> None:
@@ -211,22 +161,6 @@ def test_file_keys_are_seeded_once_and_removal_sticks(redis_server: RedisServer)
     rotated = AccessKey("ops", "y" * 24)
     assert store.import_file_keys([rotated]) == ["ops"]
     assert store.access_keys() == [rotated]
-
-
-def test_file_domains_are_imported_only_where_the_file_changed(redis_server: RedisServer) -> None:
-    """A file's domain is written when the file changes it, and dropped when it goes."""
-    store = RedisStore(redis_server.url, "a")
-    assert store.import_file_domains([record(), record("b.example.com")]) == [
-        "video.example.com",
-        "b.example.com",
-    ]
-    api = store.domain("video.example.com")
-    assert api is not None
-    store.update_domains([replace(api, description="from the API")])
-    assert store.import_file_domains([record(), record("b.example.com")]) == []
-    assert store.import_file_domains([record()]) == ["b.example.com"]
-    assert store.domain("b.example.com") is None
-    assert store.domain("video.example.com").description == "from the API"  # type: ignore[union-attr]
 
 
 def test_redis_out_of_reach_is_store_unavailable(redis_server: RedisServer) -> None:
