@@ -16,7 +16,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vodedge.config import NodeConfig
 
 ACCESS_FLUSH_SECONDS = 2.0
 # Connections with no request in progress (silent, half-sent headers, idle keep-alive)
@@ -32,7 +35,7 @@ PR_SET_PDEATHSIG = 1
 class ServeOptions:
     """What `vodedge serve` was asked to do, after the config file and flags."""
 
-    load_config: Callable[[], Any]
+    load_config: Callable[[], NodeConfig]
     listen: tuple[str, int]
     admin: tuple[str, int] | None
     workers: int
@@ -43,7 +46,7 @@ class ServeOptions:
     ready: Callable[[], None] | None = None
     # The last configuration that loaded: the master keeps it current, and workers
     # (re)started later inherit it through fork even while the file is broken.
-    config: Any = None
+    config: NodeConfig | None = None
     listen_tls: tuple[str, int] | None = None  # HTTPS for domains with a certificate
     # Sockets of the master's own (the admin listener) that workers forked later must
     # close: a worker outliving its master must not keep them bound.
@@ -62,6 +65,11 @@ class ServeOptions:
     # The API's access keys given the current configuration (a fleet's are in Redis);
     # None: the configuration's own.
     access_keys: Callable[[Any], tuple[Any, ...]] | None = None
+
+    def current(self) -> NodeConfig:
+        """The configuration in force (serve() loads it before anything runs)."""
+        assert self.config is not None, "the configuration is loaded first"
+        return self.config
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -113,9 +121,9 @@ async def _worker(
     # aiohttp logs every malformed request with a traceback: clients could flood the
     # log, and bad input is answered with a 400 anyway.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
-    limits = options.config.limits
+    limits = options.current().limits
     cache = DiskCache(options.cache_dir / "store", options.cache_size, limits.min_free_space)
-    edge = Edge(options.config, cache, origins=OriginPool(limits), limits=limits)
+    edge = Edge(options.current(), cache, origins=OriginPool(limits), limits=limits)
     runner = web.AppRunner(
         make_app(edge),
         access_log=None,
@@ -281,7 +289,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
 
     async def sweep(app: web.Application) -> AsyncIterator[None]:
         # Silent or half-sent requests are closed here too, as in the workers.
-        sweeper = asyncio.create_task(_close_idle(runner, options.config.limits.idle_timeout))
+        sweeper = asyncio.create_task(_close_idle(runner, options.current().limits.idle_timeout))
         yield
         sweeper.cancel()
 
@@ -294,8 +302,8 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
 
 def _access_keys(options: ServeOptions) -> tuple[Any, ...]:
     if options.access_keys is not None:
-        return options.access_keys(options.config)
-    return tuple(options.config.access_keys)
+        return options.access_keys(options.current())
+    return tuple(options.current().access_keys)
 
 
 def _metrics_dir(cache_dir: Path) -> Path:
@@ -415,7 +423,7 @@ async def _supervise(
             os.kill(process.pid, signal.SIGTERM)
     for process in workers.values():
         await loop.run_in_executor(
-            None, process.join, options.config.limits.shutdown_timeout + SHUTDOWN_GRACE
+            None, process.join, options.current().limits.shutdown_timeout + SHUTDOWN_GRACE
         )
         if process.is_alive():
             process.kill()
