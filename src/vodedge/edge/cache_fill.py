@@ -360,6 +360,8 @@ class Fills:
         entry = self.store.index.get(progress.key)
         if entry is None or (progress.meta is not None and entry.meta.etag != progress.meta.etag):
             return False
+        if entry.partial:
+            return False  # the lock was a sparse object's first request: no whole fill ran
         if progress.fd < 0:
             try:
                 progress.fd = os.open(entry.file, os.O_RDONLY)

@@ -154,10 +154,10 @@ class CacheIndex:
         )
         return [(int(start), int(end)) for start, end in rows]
 
-    def add_extent(self, entry: Entry, start: int, end: int, disk: int) -> int | None:
-        """Record bytes `[start, end)` of the entry's file as written (its blocks now
-        `disk` bytes); how many bytes it holds now, None if the row no longer names
-        this file (replaced, purged, evicted: nothing is recorded)."""
+    def add_extents(self, entry: Entry, written: list[tuple[int, int]], disk: int) -> int | None:
+        """Record these byte ranges of the entry's file as written (its blocks now `disk`
+        bytes); how many bytes it holds now, None if the row no longer names this file
+        (replaced, purged, evicted: nothing is recorded)."""
         file = str(entry.file)
         with self._transaction():
             row = self._db.execute(
@@ -165,25 +165,47 @@ class CacheIndex:
             ).fetchone()
             if row is None:
                 return None
-            touching = self._db.execute(
-                "SELECT start, end FROM extents WHERE file = ? AND end >= ? AND start <= ?",
-                (file, start, end),
-            ).fetchall()
-            low = min([start, *(r[0] for r in touching)])
-            high = max([end, *(r[1] for r in touching)])
-            self._db.execute(
-                "DELETE FROM extents WHERE file = ? AND end >= ? AND start <= ?",
-                (file, start, end),
-            )
-            self._db.execute("INSERT INTO extents VALUES (?, ?, ?)", (file, low, high))
             (present,) = self._db.execute(
-                "SELECT coalesce(sum(end - start), 0) FROM extents WHERE file = ?", (file,)
+                "SELECT coalesce(present, 0) FROM objects WHERE key = ? AND file = ?",
+                (entry.meta.key, file),
             ).fetchone()
+            for start, end in written:
+                present += self._merge_extent(file, start, end)
             self._db.execute(
                 "UPDATE objects SET present = ?, disk = ? WHERE key = ? AND file = ?",
                 (present, disk, entry.meta.key, file),
             )
         return int(present)
+
+    def _merge_extent(self, file: str, start: int, end: int) -> int:
+        """Add `[start, end)` to the file's (disjoint) extents, joining those it touches
+        (found by the primary key: the one before, those starting within); how many
+        bytes were new."""
+        before = self._db.execute(
+            "SELECT start, end FROM extents WHERE file = ? AND start <= ? ORDER BY start DESC"
+            " LIMIT 1",
+            (file, start),
+        ).fetchall()
+        within = self._db.execute(
+            "SELECT start, end FROM extents WHERE file = ? AND start > ? AND start <= ?",
+            (file, start, end),
+        ).fetchall()
+        touching = [(a, b) for a, b in before if b >= start] + within
+        low = min([start, *(a for a, _ in touching)])
+        high = max([end, *(b for _, b in touching)])
+        self._db.executemany(
+            "DELETE FROM extents WHERE file = ? AND start = ?", [(file, a) for a, _ in touching]
+        )
+        self._db.execute("INSERT INTO extents VALUES (?, ?, ?)", (file, low, high))
+        return int((high - low) - sum(b - a for a, b in touching))
+
+    def present(self, entry: Entry) -> int | None:
+        """How many bytes the entry's file holds, None if the row no longer names it."""
+        row = self._db.execute(
+            "SELECT coalesce(present, size) FROM objects WHERE key = ? AND file = ?",
+            (entry.meta.key, str(entry.file)),
+        ).fetchone()
+        return None if row is None else int(row[0])
 
     def set_disk(self, entry: Entry, disk: int) -> None:
         """Record the blocks the entry's file holds (reserved before a ranged fetch)."""

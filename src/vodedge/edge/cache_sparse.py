@@ -27,16 +27,30 @@ from pathlib import Path
 from typing import Protocol
 
 from vodedge.config import TtlRule
+from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
 from vodedge.edge.cache_fill import meta_from
 from vodedge.edge.cache_index import Entry, ObjectMeta
 from vodedge.edge.cache_store import Store
-from vodedge.edge.extents import Extent, coalesced, covered, merged, missing, run_end, split
+from vodedge.edge.extents import (
+    Extent,
+    coalesced,
+    covered,
+    merge_in,
+    merged,
+    missing,
+    run_end,
+    split,
+)
 from vodedge.edge.freshness import storable, ttl_for
 from vodedge.edge.origin import OriginError, OriginResponse
 
-# Neighbouring ranges closer than this are fetched as one (the gap's bytes cost less
-# than another request's round trip and headers; see README "The cache").
-GAP = 32 << 10
+# Neighbouring ranges closer than this are fetched as one: a gap costs its bytes, a
+# range of its own costs its part headers (about 100 bytes) or a request. Audio chunks
+# sit either next to each other or a video frame apart (kilobytes): see README.
+GAP = 512
+# Ranges asked for in one request (multipart/byteranges): the Range header stays
+# within 8 kB, the size nginx and most servers accept.
+MAX_PARTS = 300
 # The most one ranged request asks for: a reader that goes away leaves at most a few
 # of these in flight, and other workers can claim the rest.
 SEGMENT = 8 << 20
@@ -69,6 +83,18 @@ class RangeSource(Protocol):
 
     async def fetch_range(self, start: int, end: int, meta: ObjectMeta) -> OriginResponse:
         """The origin's answer to a Range request for `[start, end)` of `meta`'s version."""
+        ...
+
+    async def fetch_ranges(self, ranges: list[Extent], meta: ObjectMeta) -> OriginResponse:
+        """The origin's answer to one request for several ranges of `meta`'s version."""
+        ...
+
+    def single_ranges_only(self) -> bool:
+        """Whether the origin was seen answering several ranges with the whole object."""
+        ...
+
+    def note_single_ranges_only(self) -> None:
+        """Remember that the origin cannot send several ranges in one response."""
         ...
 
     def ignores_ranges(self) -> bool:
@@ -134,17 +160,40 @@ def same_version(response: OriginResponse, meta: ObjectMeta) -> bool:
 
 @dataclass
 class Fetch:
-    """Bytes `[start, end)` being fetched by this process; `[at, position)` written."""
+    """Byte ranges being fetched by this process (in order); `[at, position)` written
+    of the one arriving now."""
 
-    start: int
-    end: int
+    ranges: list[Extent]
     at: int = 0
     position: int = 0
+    # Parts of a multipart answer written (readable here) but not yet recorded.
+    written: list[Extent] = field(default_factory=list)
     done: bool = False
     error: Exception | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
     # Set once an origin response was found to be of this version (or the fetch ended).
     checked: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def covers(self, offset: int) -> bool:
+        """Whether the byte at `offset` is one this fetch gets."""
+        return any(start <= offset < end for start, end in self.ranges)
+
+    def overlaps(self, ranges: list[Extent]) -> bool:
+        """Whether any of `ranges` overlaps this fetch's."""
+        return any(s < e2 and s2 < e for s, e in self.ranges for s2, e2 in ranges)
+
+
+def batches(ranges: list[Extent]) -> list[list[Extent]]:
+    """Ranges grouped into requests: at most MAX_PARTS ranges and SEGMENT bytes each."""
+    out: list[list[Extent]] = []
+    size = 0
+    for start, end in ranges:
+        if not out or len(out[-1]) >= MAX_PARTS or size + end - start > SEGMENT:
+            out.append([])
+            size = 0
+        out[-1].append((start, end))
+        size += end - start
+    return out
 
 
 class SparseObject:
@@ -158,6 +207,7 @@ class SparseObject:
         # Written and claimed through this descriptor (claims belong to it).
         self.fd = os.open(entry.file, os.O_RDWR) if fd is None else fd
         self.extents: list[Extent] = store.index.extents(entry.file)
+        self._seen = covered(self.extents)  # the index's count of present bytes, last read
         self.fetches: list[Fetch] = []
         self.failed: list[Fetch] = []
         self.error: OriginError | None = None
@@ -171,8 +221,8 @@ class SparseObject:
 
     @property
     def complete(self) -> bool:
-        """True when every byte is on disk."""
-        return covered(self.extents) >= self.size
+        """True when every byte is on disk (merged extents: one, the whole object)."""
+        return self.extents == [(0, self.size)] or self.size == 0
 
     def present_end(self, offset: int) -> int:
         """Where the bytes readable now from `offset` end (`offset`: none are)."""
@@ -184,12 +234,20 @@ class SparseObject:
                 if fetch.at <= end < fetch.position:
                     end = run_end(self.extents, fetch.position)
                     moved = True
+                further = run_end(fetch.written, end)
+                if further > end:
+                    end = run_end(self.extents, further)
+                    moved = True
         return min(end, self.size)
 
     def reload(self) -> None:
         """Read the extents other processes recorded."""
         if not self.recorded:
             return
+        present = self.store.index.present(self.entry)
+        if present is None or present == self._seen:
+            return  # nothing recorded since the last look
+        self._seen = present
         found = self.store.index.extents(self.entry.file)
         if found != self.extents:
             self.extents = merged([*self.extents, *found])
@@ -200,24 +258,24 @@ class SparseObject:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def absent(self, start: int, end: int) -> list[Extent]:
-        """The parts of `[start, end)` neither present nor being fetched here."""
-        busy = merged([*self.extents, *((f.start, f.end) for f in self.fetches)])
-        return missing(busy, start, end)
+    def absent(self, ranges: Iterable[Extent]) -> list[Extent]:
+        """The parts of `ranges` (in order) neither present nor being fetched here."""
+        busy = merged([*self.extents, *(r for f in self.fetches for r in f.ranges)])
+        return [gap for s, e in ranges for gap in missing(busy, s, min(e, self.size))]
 
     # --- fetching --------------------------------------------------------------------
 
     def want(self, source: RangeSource, ranges: Iterable[Extent]) -> None:
-        """Start fetching what of `ranges` is absent, neighbours coalesced."""
-        for start, end in ranges:
-            gaps = coalesced(self.absent(start, min(end, self.size)), GAP)
-            for piece in split(gaps, SEGMENT):
-                self.start(source, *piece)
+        """Start fetching what of `ranges` (in order) is absent: neighbours coalesced,
+        several ranges to a request."""
+        gaps = split(coalesced(self.absent(ranges), GAP), SEGMENT)
+        for batch in batches(gaps):
+            self.start(source, batch)
 
-    def start(self, source: RangeSource, start: int, end: int) -> Fetch:
-        """Fetch `[start, end)` in the background (a reader going away does not stop it)."""
-        self.failed = [f for f in self.failed if f.end <= start or f.start >= end]
-        fetch = Fetch(start, end, start, start)
+    def start(self, source: RangeSource, ranges: list[Extent]) -> Fetch:
+        """Fetch `ranges` in the background (a reader going away does not stop it)."""
+        self.failed = [f for f in self.failed if not f.overlaps(ranges)]
+        fetch = Fetch(ranges, ranges[0][0], ranges[0][0])
         self.fetches.append(fetch)
         self.users += 1
         fetch.task = asyncio.get_running_loop().create_task(self._run(source, fetch))
@@ -225,7 +283,7 @@ class SparseObject:
 
     def adopt(self, source: RangeSource, start: int, end: int, response: OriginResponse) -> None:
         """Write a first ranged response, already checked and claimed, in the background."""
-        fetch = Fetch(start, end, start, start)
+        fetch = Fetch([(start, end)], start, start)
         self.fetches.append(fetch)
         self.users += 1
         fetch.task = asyncio.get_running_loop().create_task(
@@ -237,12 +295,13 @@ class SparseObject:
     ) -> None:
         try:
             if response is not None:
+                ((start, end),) = fetch.ranges
                 try:
-                    await self._write_body(fetch, response, fetch.start, fetch.end)
+                    await self._write_body(fetch, response, start, end)
                 except OriginError:
                     pass  # resumed below, as any interrupted fetch
                 finally:
-                    unclaim(self.fd, fetch.start, fetch.end)
+                    unclaim(self.fd, start, end)
             async with _slots(source.domain):
                 await self._fill(source, fetch)
         except Exception as exc:
@@ -263,61 +322,133 @@ class SparseObject:
             self.idle(self)
 
     async def _fill(self, source: RangeSource, fetch: Fetch) -> None:
-        """Fetch what is still missing of the fetch's range, claim by claim."""
+        """Fetch what is still missing of the fetch's ranges, claim by claim."""
         deadline = time.monotonic() + CLAIM_WAIT
         failures = 0
         while True:
             if self.error is not None:
                 raise self.error
             self.reload()
-            gaps = missing(self.extents, fetch.start, fetch.end)
+            gaps = [gap for s, e in fetch.ranges for gap in missing(self.extents, s, e)]
             if not gaps:
                 return
-            start, end = gaps[0]
-            if not claim(self.fd, start, end):
+            mine = [gap for gap in gaps if claim(self.fd, *gap)]
+            if not mine:
                 fetch.checked.set()  # another worker checked its own response
-                # Another worker fetches (some of) these bytes: follow its extents.
+                # Another worker fetches these bytes: follow its extents.
                 if time.monotonic() > deadline:
                     raise OriginError(504, "fill_timeout", "another worker's fetch stalled")
                 await asyncio.sleep(POLL)
                 continue
             try:
-                await self._download(source, fetch, start, end)
+                await self._download(source, fetch, mine)
+                if any(missing(self.extents, s, e) for s, e in mine):
+                    raise OriginError(502, "origin_range", "the origin left out ranges asked for")
             except OriginError as exc:
                 failures += 1
                 if exc.code == "origin_changed" or failures > RETRIES:
                     raise
             finally:
-                unclaim(self.fd, start, end)
+                for gap in mine:
+                    unclaim(self.fd, *gap)
 
-    async def _download(self, source: RangeSource, fetch: Fetch, start: int, end: int) -> None:
-        if not self.store.reserve(self.fd, end - start, self.meta.key, start):
+    async def _download(self, source: RangeSource, fetch: Fetch, ranges: list[Extent]) -> None:
+        """One request for `ranges` (several: multipart/byteranges), written in place."""
+        if not self.store.reserve_ranges(self.fd, ranges, self.meta.key):
             raise OriginError(503, "no_room", "no room in the cache for these bytes")
-        response = await source.fetch_range(start, end, self.meta)
+        several = len(ranges) > 1
+        if several and source.single_ranges_only():
+            for one in ranges:
+                await self._download(source, fetch, [one])
+            return
+        start, end = ranges[0]
+        if several:
+            response = await source.fetch_ranges(ranges, self.meta)
+        else:
+            response = await source.fetch_range(start, end, self.meta)
         try:
             if response.status == 200 and same_version(response, self.meta):
                 if response.length not in (None, self.size):
                     self._changed_version()
+                if several:
+                    # Several ranges answered with the whole object: never again.
+                    source.note_single_ranges_only()
+                    await response.aclose()
+                    for one in ranges:
+                        await self._download(source, fetch, [one])
+                    return
                 # The origin ignores Range: its body is the whole object, written as such.
                 source.note_ignores_ranges()
-                start, end = 0, self.size
-            elif response.status == 206:
-                found = content_range(response)
-                if found is None:
-                    raise OriginError(502, "origin_range", "a range came without Content-Range")
-                if found[2] != self.size or not same_version(response, self.meta):
-                    self._changed_version()
-                if found[:2] != (start, end):
-                    message = f"asked for bytes {start}-{end - 1}, got {found[0]}-{found[1] - 1}"
-                    raise OriginError(502, "origin_range", message)
-            elif response.status in (200, 412, 416):
+                fetch.checked.set()
+                await self._write_body(fetch, response, 0, self.size)
+                return
+            if response.status in (200, 412, 416):
                 self._changed_version()  # another version (If-Range), or a shorter object
-            else:
+            if response.status != 206:
                 raise OriginError(502, "origin_status", f"the origin answered {response.status}")
+            if not same_version(response, self.meta):
+                self._changed_version()
+            boundary = boundary_of(response.headers.get("Content-Type", ""))
+            if boundary is not None and several:
+                fetch.checked.set()
+                await self._write_parts(fetch, response, ByteRanges(boundary, self.size))
+                return
+            found = content_range(response)
+            if found is None:
+                raise OriginError(502, "origin_range", "a range came without Content-Range")
+            if found[2] != self.size:
+                self._changed_version()
+            # One range for several: a server may join them (RFC 9110), never move them.
+            if found[:2] != (start, end) and not (
+                several and start <= found[0] < found[1] <= ranges[-1][1]
+            ):
+                message = f"asked for bytes {start}-{end - 1}, got {found[0]}-{found[1] - 1}"
+                raise OriginError(502, "origin_range", message)
             fetch.checked.set()
-            await self._write_body(fetch, response, start, end)
+            await self._write_body(fetch, response, found[0], found[1])
         finally:
             await response.aclose()
+
+    async def _write_parts(self, fetch: Fetch, response: OriginResponse, parts: ByteRanges) -> None:
+        """Write a multipart/byteranges body's parts in place, recording them in batches."""
+        pending: list[Extent] = []
+        waiting = 0
+        try:
+            async for chunk in response.body:
+                if self.error is not None:
+                    raise self.error
+                try:
+                    pieces = parts.feed(chunk)
+                except BadByteRanges as exc:
+                    raise OriginError(502, "origin_range", f"a bad multipart body: {exc}") from None
+                for offset, data in pieces:
+                    view = memoryview(data)
+                    position = offset
+                    while view:
+                        done = os.pwrite(self.fd, view, position)
+                        view = view[done:]
+                        position += done
+                    if offset != fetch.position:
+                        fetch.at = offset
+                    fetch.position = position
+                    # Readable here at once; recorded (for other workers) once durable.
+                    pending.append((offset, position))
+                    fetch.written.append((offset, position))
+                    waiting += position - offset
+                if pieces:
+                    self.notify()
+                if waiting >= RECORD_STEP:
+                    self.record(pending)
+                    pending, waiting = [], 0
+            try:
+                parts.close()
+            except BadByteRanges as exc:
+                raise OriginError(
+                    502, "origin_short", f"a multipart body cut short: {exc}"
+                ) from None
+        finally:
+            if pending and self.error is None:
+                self.record(pending)
 
     def _changed_version(self) -> None:
         """The origin holds another version now: every extent of this one goes."""
@@ -352,25 +483,28 @@ class SparseObject:
                 fetch.position = position
                 self.notify()
                 if position - recorded >= RECORD_STEP:
-                    self.record(recorded, position)
+                    self.record([(recorded, position)])
                     recorded = position
                 if position >= end:
                     break
         finally:
             if position > recorded and self.error is None:
-                self.record(recorded, position)
+                self.record([(recorded, position)])
         if position < end:
             raise OriginError(502, "origin_short", "the origin's range ended early")
 
-    def record(self, start: int, end: int) -> None:
-        """Make bytes `[start, end)` durable, then record them as an extent."""
+    def record(self, written: list[Extent]) -> None:
+        """Make the written ranges durable, then record them as extents."""
         if SYNC:
             os.fdatasync(self.fd)
-        self.extents = merged([*self.extents, (start, end)])
+        self.extents = merge_in(self.extents, merged(written))
         if self.recorded:
             disk = os.fstat(self.fd).st_blocks * 512
-            if self.store.index.add_extent(self.entry, start, end, disk) is None:
+            present = self.store.index.add_extents(self.entry, written, disk)
+            if present is None:
                 self.recorded = False  # replaced, purged or evicted: served, not kept
+            elif present == self._seen + sum(end - start for start, end in written):
+                self._seen = present  # nobody else recorded meanwhile
             self.store.forget_hot(self.meta.key)
         self.notify()
 
@@ -387,8 +521,8 @@ class SparseObject:
             stop = self.present_end(offset)
             if stop > offset:
                 return min(stop, end)
-            if not any(f.start <= offset < f.end for f in self.fetches):
-                failed = next((f for f in self.failed if f.start <= offset < f.end), None)
+            if not any(f.covers(offset) for f in self.fetches):
+                failed = next((f for f in self.failed if f.covers(offset)), None)
                 if failed is not None and failed.error is not None:
                     raise failed.error
                 self.want(source, [(offset, max(end, offset + READ_AHEAD))])
@@ -405,7 +539,7 @@ class SparseObject:
                 continue
             self.want(source, gaps[:1])
             first = gaps[0][0]
-            fetch = next((f for f in self.fetches if f.start <= first < f.end), None)
+            fetch = next((f for f in self.fetches if f.covers(first)), None)
             if fetch is not None:
                 await fetch.checked.wait()
                 if fetch.error is not None:
@@ -417,7 +551,8 @@ class SparseObject:
     async def ensure(self, source: RangeSource, start: int, end: int) -> None:
         """Wait until bytes `[start, end)` are all on disk, fetching what is absent."""
         end = min(end, self.size)
-        self.want(source, [(start, end)])
+        if self.present_end(start) < end and not any(f.covers(start) for f in self.fetches):
+            self.want(source, [(start, end)])
         at = start
         while at < end:
             at = await self.wait_run(source, at, end)
@@ -430,7 +565,8 @@ class SparseObject:
 
 class Pump:
     """One response's ranges of a sparse object, fetched in order as its reader nears
-    them (at most AHEAD bytes ahead)."""
+    them: up to AHEAD bytes ahead, asked for in windows of at least half that (so
+    many small ranges go in few requests)."""
 
     def __init__(self, sparse: SparseObject, source: RangeSource, ranges: Iterable[Extent]):
         self.sparse = sparse
@@ -440,9 +576,13 @@ class Pump:
 
     def advance(self, offset: int) -> None:
         """Start the fetches the reader at `offset` needs next."""
-        while self.next < len(self.segments) and self.segments[self.next][0] < offset + AHEAD:
-            self.sparse.want(self.source, [self.segments[self.next]])
+        segments = self.segments
+        if self.next >= len(segments) or segments[self.next][0] >= offset + AHEAD // 2:
+            return
+        first = self.next
+        while self.next < len(segments) and segments[self.next][0] < offset + AHEAD:
             self.next += 1
+        self.sparse.want(self.source, segments[first : self.next])
 
 
 class SparseObjects:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vodedge.edge.cache_index import CacheIndex, Entry
@@ -29,6 +30,8 @@ HOT_ENTRIES = 4096
 MIN_FREE = 2 << 20
 FALLOC_FL_KEEP_SIZE = 1
 EVICT_BATCH = 64
+# Ranges of a sparse object smaller than this get no blocks allocated ahead.
+RESERVE_MIN = 64 << 10
 
 
 def _allocated(path: Path) -> int:
@@ -39,16 +42,22 @@ def _allocated(path: Path) -> int:
         return 0
 
 
+@functools.cache
+def _fallocate64() -> Callable[[int, int, int, int], int]:
+    import ctypes
+
+    call = ctypes.CDLL(None, use_errno=True).fallocate64
+    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    return call
+
+
 def _fallocate(fd: int, length: int, offset: int = 0) -> None:
     """Allocate `length` bytes of blocks at `offset` of `fd` without changing its size
     (readers and followers go by the size); OSError(ENOSPC) when the filesystem has no
     room."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    call = libc.fallocate64
-    call.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
-    if call(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+    if _fallocate64()(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
@@ -280,6 +289,34 @@ class Store:
                         raise
             if not self._evict_one(key):
                 return False
+
+    def reserve_ranges(self, fd: int, ranges: list[tuple[int, int]], key: str) -> bool:
+        """`reserve` for several ranges of a sparse object's file: room made once for
+        them all, blocks allocated for the bigger ones (a few bytes need no reservation
+        beyond the free space kept)."""
+        if len(ranges) == 1:
+            return self.reserve(fd, ranges[0][1] - ranges[0][0], key, ranges[0][0])
+        total = sum(end - start for start, end in ranges)
+        try:
+            if not self.fits(total):
+                return False
+            while self.usage() + total > self.max_bytes:
+                if not self._evict_one(key):
+                    return False
+            if not self.make_room(total, key):
+                return False
+            for start, end in ranges:
+                if end - start >= RESERVE_MIN:
+                    _fallocate(fd, end - start, start)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                return True
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return False
+            raise
+        except sqlite3.Error:
+            return False
+        return True
 
     def make_room(self, length: int, key: str) -> bool:
         """Evict until `length` more bytes fit on the disk (a fill of unknown length that

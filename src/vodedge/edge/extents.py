@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_right
 from collections.abc import Iterable
 
@@ -12,6 +13,20 @@ def merged(extents: Iterable[Extent]) -> list[Extent]:
     """The ranges sorted, with overlapping and touching ones joined; empty ones dropped."""
     out: list[Extent] = []
     for start, end in sorted(e for e in extents if e[1] > e[0]):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def merge_in(extents: list[Extent], more: list[Extent]) -> list[Extent]:
+    """`extents` (merged) with `more` (sorted) added, in one pass."""
+    out: list[Extent] = []
+    for start, end in heapq.merge(extents, more):
+        if end <= start:
+            continue
         if out and start <= out[-1][1]:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)
@@ -33,8 +48,8 @@ def missing(extents: list[Extent], start: int, end: int) -> list[Extent]:
     """The parts of `[start, end)` not in `extents` (merged), in order."""
     gaps: list[Extent] = []
     at = start
-    first = max(bisect_right(extents, (start, 1 << 62)) - 1, 0)
-    for low, high in extents[first:]:
+    for index in range(max(bisect_right(extents, (start, 1 << 62)) - 1, 0), len(extents)):
+        low, high = extents[index]
         if low >= end:
             break
         if high <= at:

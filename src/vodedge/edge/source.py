@@ -88,6 +88,8 @@ class OriginPool:
 # Origins (by domain and address) seen answering a Range request with the whole object:
 # later cold objects of theirs are filled whole (unless the range function says force).
 IGNORES_RANGES: set[str] = set()
+# And those that answer a request for several ranges with the whole object.
+SINGLE_RANGES_ONLY: set[str] = set()
 
 
 class OriginSet:
@@ -150,6 +152,20 @@ class OriginSet:
         `[start, end)` of `meta`'s version, sent with If-Range; unchecked (see
         cache_sparse)."""
         return await self._ranged_fetch((start, end), _if_range(meta))
+
+    async def fetch_ranges(self, ranges: list[tuple[int, int]], meta: ObjectMeta) -> OriginResponse:
+        """The answer to one request for several ranges of `meta`'s version (with
+        If-Range), unchecked: multipart/byteranges, or what the origin made of it."""
+        spec = ",".join(f"{start}-{end - 1}" for start, end in ranges)
+        return await self._ranged_fetch(None, {"Range": f"bytes={spec}", **(_if_range(meta) or {})})
+
+    def single_ranges_only(self) -> bool:
+        """Whether this domain's first origin answered several ranges with a 200."""
+        return self._origin_key() in SINGLE_RANGES_ONLY
+
+    def note_single_ranges_only(self) -> None:
+        """Remember (in this worker) that the first origin sends one range at a time."""
+        SINGLE_RANGES_ONLY.add(self._origin_key())
 
     async def first_range(self, header: str) -> OriginResponse:
         """The answer to an unconditional request with this Range header (an object's
