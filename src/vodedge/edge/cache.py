@@ -127,7 +127,7 @@ class DiskCache:
         except OSError:
             os.close(fd)
             return None
-        how = "MISS"
+        how = "HIT" if sparse.complete else "MISS"
         if first is not None and first[0] >= 0:
             start, end = first
             stop = entry.meta.size if end is None else min(end, entry.meta.size)

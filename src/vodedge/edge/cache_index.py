@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vodedge.edge.extents import merged
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     key TEXT PRIMARY KEY,
@@ -169,35 +171,37 @@ class CacheIndex:
                 "SELECT coalesce(present, 0) FROM objects WHERE key = ? AND file = ?",
                 (entry.meta.key, file),
             ).fetchone()
-            for start, end in written:
-                present += self._merge_extent(file, start, end)
+            present += self._merge_extents(file, sorted(written))
             self._db.execute(
                 "UPDATE objects SET present = ?, disk = ? WHERE key = ? AND file = ?",
                 (present, disk, entry.meta.key, file),
             )
         return int(present)
 
-    def _merge_extent(self, file: str, start: int, end: int) -> int:
-        """Add `[start, end)` to the file's (disjoint) extents, joining those it touches
-        (found by the primary key: the one before, those starting within); how many
-        bytes were new."""
+    def _merge_extents(self, file: str, written: list[tuple[int, int]]) -> int:
+        """Add sorted ranges to the file's (disjoint) extents, joining those they touch
+        (read by the primary key: the one before the first, those starting within);
+        how many bytes were new."""
+        low, high = written[0][0], max(end for _, end in written)
         before = self._db.execute(
             "SELECT start, end FROM extents WHERE file = ? AND start <= ? ORDER BY start DESC"
             " LIMIT 1",
-            (file, start),
+            (file, low),
         ).fetchall()
         within = self._db.execute(
             "SELECT start, end FROM extents WHERE file = ? AND start > ? AND start <= ?",
-            (file, start, end),
+            (file, low, high),
         ).fetchall()
-        touching = [(a, b) for a, b in before if b >= start] + within
-        low = min([start, *(a for a, _ in touching)])
-        high = max([end, *(b for _, b in touching)])
+        old = {(int(a), int(b)) for a, b in [*before, *within] if b >= low}
+        new = set(merged([*old, *written]))
         self._db.executemany(
-            "DELETE FROM extents WHERE file = ? AND start = ?", [(file, a) for a, _ in touching]
+            "DELETE FROM extents WHERE file = ? AND start = ?", [(file, a) for a, _ in old - new]
         )
-        self._db.execute("INSERT INTO extents VALUES (?, ?, ?)", (file, low, high))
-        return int((high - low) - sum(b - a for a, b in touching))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO extents VALUES (?, ?, ?)",
+            [(file, a, b) for a, b in new - old],
+        )
+        return sum(b - a for a, b in new) - sum(b - a for a, b in old)
 
     def present(self, entry: Entry) -> int | None:
         """How many bytes the entry's file holds, None if the row no longer names it."""

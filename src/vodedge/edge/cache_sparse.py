@@ -438,7 +438,7 @@ class SparseObject:
                 if pieces:
                     self.notify()
                 if waiting >= RECORD_STEP:
-                    self.record(pending)
+                    await self.record(pending)
                     pending, waiting = [], 0
             try:
                 parts.close()
@@ -448,7 +448,7 @@ class SparseObject:
                 ) from None
         finally:
             if pending and self.error is None:
-                self.record(pending)
+                await self.record(pending)
 
     def _changed_version(self) -> None:
         """The origin holds another version now: every extent of this one goes."""
@@ -483,20 +483,20 @@ class SparseObject:
                 fetch.position = position
                 self.notify()
                 if position - recorded >= RECORD_STEP:
-                    self.record([(recorded, position)])
+                    await self.record([(recorded, position)])
                     recorded = position
                 if position >= end:
                     break
         finally:
             if position > recorded and self.error is None:
-                self.record([(recorded, position)])
+                await self.record([(recorded, position)])
         if position < end:
             raise OriginError(502, "origin_short", "the origin's range ended early")
 
-    def record(self, written: list[Extent]) -> None:
+    async def record(self, written: list[Extent]) -> None:
         """Make the written ranges durable, then record them as extents."""
         if SYNC:
-            os.fdatasync(self.fd)
+            await asyncio.to_thread(os.fdatasync, self.fd)  # not on the event loop
         self.extents = merge_in(self.extents, merged(written))
         if self.recorded:
             disk = os.fstat(self.fd).st_blocks * 512

@@ -360,8 +360,8 @@ class Store:
         if hot is not None and now - hot[0] < HOT_SECONDS:
             return hot[1]
         entry = self.index.get(key)
-        if entry is None:
-            self._hot.pop(key, None)
+        if entry is None or entry.partial:
+            self._hot.pop(key, None)  # a sparse object's row changes as its extents land
         else:
             if len(self._hot) >= HOT_ENTRIES:
                 self._hot.clear()
