@@ -14,6 +14,7 @@ from vodedge.edge.origin import OriginError
 
 if TYPE_CHECKING:
     from vodedge.edge.cache_sparse import Pump, RangeSource, SparseObject
+    from vodedge.media.plan import Plan
 
 
 class Progress:
@@ -175,6 +176,16 @@ class Body:
         sparse, source = self.sparse, self.source
         if sparse is not None and source is not None and not self.headers_only:
             await sparse.verify(source, ranges)
+
+    def holds(self, plan: Plan) -> bool:
+        """Whether every source byte of `plan` is on disk (a sparse object's extents may
+        hold all of an output's spans: it can then be written out as a rendition)."""
+        if self.complete:
+            return True
+        sparse = self.sparse
+        if sparse is None:
+            return False
+        return all(sparse.present_end(span.offset) >= span.end for span in plan.spans())
 
     def ahead(self, offset: int) -> None:
         """The reader is at `offset`: start the prefetches it needs next."""

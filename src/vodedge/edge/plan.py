@@ -170,8 +170,8 @@ async def _transformed(
     if transform.audio_only and source_size and plan.size:
         ratio = max(source_size - plan.size, 0) / plan.size
         output.saving = lambda: ratio
-    if not body.complete or len(plan.pieces) < RENDITION_MIN_PIECES:
-        return output
+    if (not body.complete and body.sparse is None) or len(plan.pieces) < RENDITION_MIN_PIECES:
+        return output  # a fill still running, or too few pieces to be worth a file
     if index is not None and transform.audio_only:
         await _read_audio_rendition(planner.cache, resolved.key, body, index, plan, output)
         return output
@@ -185,7 +185,8 @@ async def _transformed(
     if rendered is None or rendered.meta.size != plan.size:
         if rendered is not None:
             rendered.close()
-        cache.store_rendition(resolved.key, tag, plan, body)
+        if body.holds(plan):
+            cache.store_rendition(resolved.key, tag, plan, body)
         return output
     output.open = _over(Plan([Span(0, plan.size)]), rendered)
     output.holds.append(rendered)
@@ -211,7 +212,8 @@ async def _read_audio_rendition(
     if rendered is None or rendered.meta.size != audio.plan.size:
         if rendered is not None:
             rendered.close()
-        cache.store_rendition(key, tag, audio.plan, body)
+        if body.holds(audio.plan):
+            cache.store_rendition(key, tag, audio.plan, body)
         return
     mapped = audio.remap(plan)
     if mapped is None:  # not a subset of the audio samples: served from the object
