@@ -182,6 +182,32 @@ class Delta:
     tasks: list[TaskRecord]
 
 
+def connect(url: str) -> redis.Redis:
+    """A client for a `redis://`, `rediss://` or `redis+sentinel://` URL, with short timeouts."""
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": 2.0,
+        "socket_connect_timeout": 2.0,
+    }
+    if url.startswith("redis+sentinel://"):
+        from redis.sentinel import Sentinel
+
+        # redis+sentinel://host:port[,host:port]/service[/db]
+        rest = url.removeprefix("redis+sentinel://")
+        hosts, _, path = rest.partition("/")
+        service, _, db = path.partition("/")
+        sentinels = [
+            (h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379))
+            for h in hosts.split(",")
+        ]
+        sentinel = Sentinel(sentinels, **options)  # type: ignore[no-untyped-call]
+        master = sentinel.master_for(  # type: ignore[no-untyped-call]
+            service or "mymaster", db=int(db or 0), **options
+        )
+        return cast(redis.Redis, master)
+    return redis.Redis.from_url(url, **options)
+
+
 class RedisStore:
     """The ControlStore in Redis, as seen by one node (`node` names it in acks)."""
 
@@ -189,32 +215,7 @@ class RedisStore:
         self.url = url
         self.node = node
         self.p = prefix
-        self.redis: redis.Redis = self._connect(url)
-
-    @staticmethod
-    def _connect(url: str) -> redis.Redis:
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": 2.0,
-            "socket_connect_timeout": 2.0,
-        }
-        if url.startswith("redis+sentinel://"):
-            from redis.sentinel import Sentinel
-
-            # redis+sentinel://host:port[,host:port]/service[/db]
-            rest = url.removeprefix("redis+sentinel://")
-            hosts, _, path = rest.partition("/")
-            service, _, db = path.partition("/")
-            sentinels = [
-                (h.rpartition(":")[0] or h, int(h.rpartition(":")[2] or 26379))
-                for h in hosts.split(",")
-            ]
-            sentinel = Sentinel(sentinels, **options)  # type: ignore[no-untyped-call]
-            master = sentinel.master_for(  # type: ignore[no-untyped-call]
-                service or "mymaster", db=int(db or 0), **options
-            )
-            return cast(redis.Redis, master)
-        return redis.Redis.from_url(url, **options)
+        self.redis: redis.Redis = connect(url)
 
     def close(self) -> None:
         """Close the connections."""

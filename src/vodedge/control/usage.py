@@ -157,10 +157,10 @@ class RedisUsage:
     """A fleet's usage store: one hash per domain and bucket, each node adding to it."""
 
     def __init__(self, url: str, prefix: str = "vodedge:usage:") -> None:
-        from .redis_store import RedisStore
+        from .redis_store import connect as connect_redis
 
         # The same connection settings (sentinel URLs included) as the fleet's store.
-        self.redis = RedisStore._connect(url)
+        self.redis = connect_redis(url)
         self.prefix = prefix
         # One call per hash instead of one per field: a sample is a command per domain.
         self.add_all = self.redis.register_script(_ADD_ALL)
