@@ -1,0 +1,515 @@
+"""An FLV's tags indexed once (typed arrays), and any seek's plan from them by search.
+
+`read_flv_index` scans the whole source once (`flv_scan.scan_tags`); `FlvIndex.plan`
+then answers what `flv_plan.flv_clip_plan` answers for any `start`/`end`, byte for
+byte, without rescanning: the tags a stopping scan would have seen are a prefix of
+the index, found by search, and the output's spans are runs of it, found by vector
+operations. A request the index cannot answer exactly (a truncated source whose clip
+reaches the cut) gets None: the caller then plans it with the scanning planner.
+"""
+
+from __future__ import annotations
+
+import copy
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from itertools import accumulate
+
+import numpy as np
+import numpy.typing as npt
+
+from vodedge.media.errors import InvalidSeek, LimitExceeded, MediaError, NoAudioTrack
+from vodedge.media.flv_metadata import (
+    Metadata,
+    MetadataRewrite,
+    decode_metadata,
+    encode_script_tag,
+    rewrite_metadata,
+    source_keyframes,
+)
+from vodedge.media.flv_scan import TagIndex, scan_tags
+from vodedge.media.flv_seek import FlvSeek, SeekValue, parse_seek
+from vodedge.media.flv_tags import (
+    AUDIO,
+    CONFIG,
+    FLAG_AUDIO,
+    FRAME,
+    SCRIPT,
+    TAG_HEADER_SIZE,
+    TAG_OVERHEAD,
+    U32,
+    VIDEO,
+    is_video_keyframe,
+    tag_role,
+)
+from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.reading import Reading
+
+_FILE_PREAMBLE = 13  # the rewritten file header and the zero PreviousTagSize
+
+Ints = npt.NDArray[np.int64]
+Flags = npt.NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class FlvIndex:
+    """Every whole tag of an FLV as columns, with what plans ask of each tag precomputed."""
+
+    tags: TagIndex
+    offsets: Ints
+    sizes: Ints
+    stamps: Ints
+    kinds: npt.NDArray[np.uint8]
+    frames: Flags  # coded media (role FRAME)
+    configs: Flags  # sequence headers (role CONFIG)
+    keyframes: Flags  # video pictures that decode on their own
+    back_ok: Flags
+    # onMetaData tags by position: decoded (None: another script value) or why not.
+    metas: dict[int, Metadata | MediaError | None]
+    meta_positions: Ints
+    # The first onMetaData's `keyframes` as sorted (time, position) pairs.
+    first_pairs: list[tuple[float, float]] | MediaError | None
+    _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Roughly the memory the index holds."""
+        arrays = (self.offsets, self.sizes, self.stamps, self.kinds, self.frames)
+        columns = sum(a.nbytes for a in arrays) + 3 * len(self.offsets)
+        scan = sum(len(t) for _, t in self.tags.metadata) + 23 * len(self.tags)
+        return columns + scan + 1024
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def clip_plan(
+        self,
+        start: SeekValue = None,
+        end: SeekValue = None,
+        by_time: bool = False,
+        audio_only: bool = False,
+    ) -> Plan | None:
+        """What `flv_clip_plan` makes for these arguments; None when only a scan can tell."""
+        return self.plan(audio_only, parse_seek(start, end, by_time))
+
+    def plan(self, audio_only: bool, seek: FlvSeek) -> Plan | None:
+        """The plan for `seek` (see `flv_plan.build_plan`), or None (see the module)."""
+        tags = self.tags
+        if audio_only and not tags.header.has_audio:
+            raise NoAudioTrack("the FLV header says the file has no audio")
+        n = self._cut(audio_only, seek)
+        stopped = n < len(self)
+        if not stopped and tags.truncated is not None:
+            return None
+        kinds = self.kinds[:n]
+        if audio_only and not stopped and not (kinds == AUDIO).any():
+            raise NoAudioTrack("the FLV holds no audio tags")
+        first = self._resolve_start(n, stopped, seek, audio_only)
+        return _Builder(self, n, first, audio_only, seek).plan()
+
+    def _cut(self, audio_only: bool, seek: FlvSeek) -> int:
+        """How many tags a scan stopping at `end` would have indexed."""
+        end_offset, end_ms = seek.end_offset, seek.end_ms
+        if end_offset is not None:
+            return int(np.searchsorted(self.offsets, end_offset, side="left"))
+        if end_ms is None:
+            return len(self)
+        media = self.kinds == AUDIO
+        if not audio_only:
+            media = media | (self.kinds == VIDEO)
+        past = np.flatnonzero(media & self.frames & (self.stamps >= end_ms))
+        return int(past[0]) if len(past) else len(self)
+
+    def _resolve_start(self, n: int, stopped: bool, seek: FlvSeek, audio_only: bool) -> int:
+        """`flv_seek.resolve_start` over the first `n` tags."""
+        if seek.start is None:
+            return 0
+        if not seek.by_time:
+            if seek.start >= self.tags.size:
+                raise InvalidSeek(f"start {seek.start} is past the end ({self.tags.size} bytes)")
+            found = min(int(np.searchsorted(self.offsets, seek.start, side="left")), n)
+            if found == n and not stopped:
+                raise InvalidSeek(f"no tag starts at or after byte {seek.start}")
+            return found
+        start_ms = seek.start * 1000.0
+        kinds, frames = self.kinds[:n], self.frames[:n]
+        video = (kinds == VIDEO) & frames
+        audio_kinds = audio_only or not video.any()
+        media = (kinds == AUDIO) & frames if audio_kinds else ((kinds == AUDIO) & frames) | video
+        positions = np.flatnonzero(media)
+        if not len(positions):
+            raise (
+                NoAudioTrack("the FLV holds no audio to seek in")
+                if audio_only
+                else InvalidSeek("the FLV holds no media to seek in")
+            )
+        stamps = self.stamps[positions]
+        if not stopped and start_ms > int(stamps.max()):
+            raise InvalidSeek(f"start {seek.start} s is past the end of the media")
+        if audio_kinds:
+            before = positions[stamps <= start_ms]
+            return int(before[-1]) if len(before) else int(positions[0])
+        by_index = self._keyframe_from_index(n, seek.start)
+        if by_index is not None:
+            return by_index
+        keys = np.flatnonzero(self.keyframes[:n] & (self.stamps[:n] <= start_ms))
+        return int(keys[-1]) if len(keys) else 0
+
+    def _keyframe_from_index(self, n: int, start: float) -> int | None:
+        if not len(self.meta_positions) or self.meta_positions[0] >= n:
+            return None
+        pairs = self.first_pairs
+        if isinstance(pairs, MediaError):
+            raise copy.copy(pairs)
+        if not pairs:
+            return None
+        at = bisect_right(pairs, (start, float("inf"))) - 1
+        if at < 0:
+            return None
+        position = pairs[at][1]
+        found = bisect_left(_Sorted(self.offsets, n), position)
+        if found < n and self.offsets[found] == position and self.keyframes[found]:
+            return found
+        return None
+
+    def literal(self, position: int, audio_only: bool, clipped: bool) -> bytes:
+        """The rewritten onMetaData at `position` for outputs whose layout is unknown."""
+        key = (position, audio_only, clipped)
+        found = self._literals.get(key)
+        if found is None:
+            meta = self.metas[position]
+            assert isinstance(meta, Metadata)
+            source = self.tags.metadata[self._meta_slot(position)][1]
+            rewrite = MetadataRewrite(audio_only=audio_only, clipped=clipped)
+            found = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
+            self._literals[key] = found
+        return found
+
+    def _meta_slot(self, position: int) -> int:
+        return int(np.searchsorted(self.meta_positions, position))
+
+
+class _Sorted:
+    """The first `n` entries of an ascending array, for `bisect` (its exact semantics)."""
+
+    __slots__ = ("_n", "_values")
+
+    def __init__(self, values: Ints, n: int) -> None:
+        self._values = values
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> int:
+        return int(self._values[i])
+
+
+class _Builder:
+    """One plan: `flv_plan.build_plan`'s selection and layout, over index slices."""
+
+    def __init__(
+        self, index: FlvIndex, n: int, first: int, audio_only: bool, seek: FlvSeek
+    ) -> None:
+        self.index, self.n, self.first = index, n, first
+        self.audio_only, self.seek = audio_only, seek
+        metas = index.meta_positions[: int(np.searchsorted(index.meta_positions, n))]
+        decoded: list[int] = []
+        for p in metas.tolist():
+            meta = index.metas[p]
+            if isinstance(meta, MediaError):
+                raise copy.copy(meta)
+            if meta is not None:
+                decoded.append(p)
+        # Output metadata items: every decodable one before `first`, and those after.
+        self.meta_items = decoded
+        configs: dict[int, int] = {}
+        for kind in (AUDIO,) if audio_only else (AUDIO, VIDEO):
+            found = np.flatnonzero((index.kinds[:first] == kind) & index.configs[:first])
+            if len(found):
+                configs[kind] = int(found[-1])
+        self.configs = sorted(configs.values())
+        kinds = index.kinds[first:n]
+        if audio_only:
+            keep = (kinds == AUDIO) | (kinds == SCRIPT)
+            self.selected = np.flatnonzero(keep) + first
+        else:
+            self.selected = np.arange(first, n, dtype=np.int64)
+        self.range_metas = [p for p in decoded if p >= first]
+        self.clipped = seek.clipped
+
+    def plan(self) -> Plan:
+        index = self.index
+        literals = {p: index.literal(p, self.audio_only, self.clipped) for p in self.meta_items}
+        if self.meta_items and self.seek.by_time and self.clipped:
+            p = self.meta_items[0]
+            literals[p] = self._settled(p, literals)
+        header = index.tags.header.encode(FLAG_AUDIO if self.audio_only else None)
+        head: list[Piece] = [header]
+        head.extend(literals[p] for p in self.meta_items if p < self.first)
+        for i in self.configs:
+            head.extend(self._tag_pieces(i))
+        pieces = list(Plan(head).pieces)
+        lengths = [_length(p) for p in pieces]
+        # The kept tags, cut at each metadata item in range (rewritten, not copied).
+        selected = self.selected
+        bounds = [*self.range_metas, self.n]
+        low = 0
+        for p in bounds:
+            high = int(np.searchsorted(selected, p))
+            run_pieces, run_lengths = self._runs(selected[low:high])
+            _extend(pieces, lengths, run_pieces, run_lengths)
+            if p < self.n:
+                _extend(pieces, lengths, [literals[p]], [len(literals[p])])
+                high += 1
+            low = high
+        return _made(pieces, lengths)
+
+    def _tag_pieces(self, i: int) -> list[Piece]:
+        index = self.index
+        offset, size = int(index.offsets[i]), int(index.sizes[i])
+        if index.back_ok[i]:
+            return [Span(offset, size + TAG_OVERHEAD)]
+        return [Span(offset, TAG_HEADER_SIZE + size), U32.pack(TAG_HEADER_SIZE + size)]
+
+    def _runs(self, tags: Ints) -> tuple[list[Piece], list[int]]:
+        """Spans of the source covering `tags` (ascending), joined where contiguous."""
+        if not len(tags):
+            return [], []
+        index = self.index
+        back_ok = index.back_ok[tags]
+        ends = np.flatnonzero(~back_ok[:-1] | (np.diff(tags) != 1))
+        last = np.append(tags[ends], tags[-1])
+        firsts = np.insert(tags[ends + 1], 0, tags[0])
+        starts = index.offsets[firsts]
+        stops = index.offsets[last] + index.sizes[last] + TAG_HEADER_SIZE
+        whole = index.back_ok[last]
+        stops = stops + np.where(whole, TAG_OVERHEAD - TAG_HEADER_SIZE, 0)
+        sizes = (stops - starts).tolist()
+        if whole.all():
+            return list(map(Span, starts.tolist(), sizes)), sizes
+        pieces: list[Piece] = []
+        lengths: list[int] = []
+        tails = (index.sizes[last] + TAG_HEADER_SIZE).tolist()
+        rows = zip(starts.tolist(), sizes, whole.tolist(), tails, strict=True)
+        for start, size, ok, tail in rows:
+            pieces.append(Span(start, size))
+            lengths.append(size)
+            if not ok:
+                pieces.append(U32.pack(tail))
+                lengths.append(4)
+        return pieces, lengths
+
+    # --- the exact layout metadata of a time-based clip (`_settle_first_metadata`) ---
+
+    def _settled(self, position: int, literals: dict[int, bytes]) -> bytes:
+        index = self.index
+        meta = index.metas[position]
+        assert isinstance(meta, Metadata)
+        source = index.tags.metadata[index._meta_slot(position)][1]
+        table = source_keyframes(meta.value)
+        entries = self._keyframe_entries(table) if table else ([], np.zeros(0, np.int64))
+        rewrite = MetadataRewrite(
+            audio_only=self.audio_only,
+            clipped=self.clipped,
+            filesize=0,
+            keyframes=(entries[0], [0.0] * len(entries[0])) if entries[0] else None,
+            duration=self._duration(),
+        )
+        placeholder = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
+        sizes = dict(literals)
+        sizes[position] = placeholder
+        offsets_of, total = self._layout(sizes)
+        rewrite.filesize = total
+        if entries[0]:
+            rewrite.keyframes = (entries[0], [float(o) for o in offsets_of(entries[1])])
+        settled = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
+        assert len(settled) == len(placeholder), "metadata size moved with its values"
+        return settled
+
+    def _layout(self, literals: dict[int, bytes]) -> tuple[_OffsetsOf, int]:
+        """Where each output tag starts (as a lookup by source tag), and the output size."""
+        index = self.index
+        position = _FILE_PREAMBLE
+        position += sum(len(literals[p]) for p in self.meta_items if p < self.first)
+        config_at: dict[int, int] = {}
+        for i in self.configs:
+            config_at[i] = position
+            position += int(index.sizes[i]) + TAG_OVERHEAD
+        selected = self.selected
+        units = index.sizes[selected] + TAG_OVERHEAD
+        for p in self.range_metas:
+            at = int(np.searchsorted(selected, p))
+            units[at] = len(literals[p])
+        starts = np.cumsum(units) - units + position
+        total = position + int(units.sum())
+        return _OffsetsOf(config_at, selected, starts), total
+
+    def _keyframe_entries(self, table: tuple[list[float], list[float]]) -> tuple[list[float], Ints]:
+        """`_keyframe_entries`: (times, source tags their output offsets are taken from)."""
+        index = self.index
+        times, positions = table
+        selected = self.selected
+        if self.audio_only:
+            audio = selected[(index.kinds[selected] == AUDIO) & index.frames[selected]]
+            if not len(audio):
+                return [], np.zeros(0, np.int64)
+            stamps = index.stamps[audio]
+            at_list: list[int] = []
+            kept: list[float] = []
+            ascending = bool((np.diff(stamps) >= 0).all())
+            stamp_list = stamps.tolist()
+            last = stamp_list[-1]
+            if ascending:
+                wanted = np.asarray(times, dtype=np.float64) * 1000.0 + 0.5
+                found = (np.searchsorted(stamps, wanted, side="right") - 1).tolist()
+            else:
+                found = [bisect_right(stamp_list, t * 1000.0 + 0.5) - 1 for t in times]
+            for time, at in zip(times, found, strict=True):
+                if self.clipped and (at < 0 or time * 1000.0 > last + 0.5):
+                    continue
+                kept.append(time)
+                at_list.append(max(at, 0))
+            return kept, audio[np.asarray(at_list, dtype=np.int64)]
+        n = self.n
+        wanted_positions = np.asarray(positions, dtype=np.float64)
+        found_at = np.searchsorted(index.offsets[:n], wanted_positions, side="left")
+        inside = found_at < n
+        hit = np.zeros(len(found_at), dtype=np.bool_)
+        clamped = np.minimum(found_at, max(n - 1, 0))
+        if n:
+            hit = inside & (index.offsets[clamped] == wanted_positions)
+        is_item = np.isin(clamped, np.asarray(self.configs, dtype=np.int64)) | (
+            (clamped >= self.first) & ~np.isin(clamped, np.asarray(self.range_metas, np.int64))
+        )
+        keep = np.flatnonzero(hit & is_item)
+        return [times[k] for k in keep.tolist()], clamped[keep]
+
+    def _duration(self) -> float | None:
+        """`_duration`: seconds from the clip's first media frame to the end of its last."""
+        index = self.index
+        tags = self.selected
+        kinds = index.kinds[tags]
+        media = kinds == AUDIO if self.audio_only else (kinds == AUDIO) | (kinds == VIDEO)
+        frames = tags[media & index.frames[tags]]
+        if not len(frames):
+            return None
+        stamps = index.stamps[frames]
+        low = int(stamps.min())
+        pairs: list[tuple[int, int]] = []
+        for kind in (AUDIO, VIDEO):
+            mine = stamps[index.kinds[frames] == kind].tolist()
+            if mine:
+                pairs.append((mine[-1], mine[-1] - mine[-2:][0]))
+        high, gap = max(pairs)
+        return (high - low + gap) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class _OffsetsOf:
+    """Output offsets of source tags: sequence headers, then the kept tags."""
+
+    configs: dict[int, int]
+    selected: Ints
+    starts: Ints
+
+    def __call__(self, tags: Ints) -> list[int]:
+        out: list[int] = []
+        at = np.searchsorted(self.selected, tags).tolist()
+        for tag, k in zip(tags.tolist(), at, strict=True):
+            found = self.configs.get(tag)
+            out.append(found if found is not None else int(self.starts[k]))
+        return out
+
+
+def _length(piece: Piece) -> int:
+    return piece.length if isinstance(piece, Span) else len(piece)
+
+
+def _extend(pieces: list[Piece], lengths: list[int], more: list[Piece], sizes: list[int]) -> None:
+    """Append already merged pieces, merging at the joint as `Plan` would."""
+    if not more:
+        return
+    if pieces:
+        last, head = pieces[-1], more[0]
+        if isinstance(last, Span) and isinstance(head, Span) and last.end == head.offset:
+            pieces[-1] = Span(last.offset, last.length + head.length)
+            lengths[-1] += head.length
+            more, sizes = more[1:], sizes[1:]
+        elif not isinstance(last, Span) and not isinstance(head, Span):
+            pieces[-1] = last + head
+            lengths[-1] += len(head)
+            more, sizes = more[1:], sizes[1:]
+    pieces.extend(more)
+    lengths.extend(sizes)
+
+
+def _made(pieces: list[Piece], lengths: list[int]) -> Plan:
+    """A plan of pieces already merged as `Plan` merges them."""
+    plan = Plan.__new__(Plan)
+    plan.pieces = tuple(pieces)
+    starts = list(accumulate(lengths, initial=0))
+    plan.size = starts.pop()
+    plan._starts = starts
+    return plan
+
+
+def read_flv_index(size: int) -> Reading[FlvIndex | None]:
+    """Scan an FLV of `size` bytes once into an index; None when its metadata is over
+    the limit (only a scan stopping before it can plan)."""
+    try:
+        tags = yield from scan_tags(size)
+    except LimitExceeded:
+        return None
+    return index_tags(tags)
+
+
+def index_tags(tags: TagIndex) -> FlvIndex:
+    """The index of a whole-source scan."""
+    count = len(tags)
+    kinds = np.frombuffer(tags.kinds, dtype=np.uint8).copy() if count else np.zeros(0, np.uint8)
+    sizes = np.asarray(tags.sizes, dtype=np.int64)
+    roles = np.fromiter(
+        (
+            tag_role(k, s, b >> 8, b & 0xFF)
+            for k, s, b in zip(tags.kinds, tags.sizes, tags.first_bytes, strict=True)
+        ),
+        dtype=np.uint8,
+        count=count,
+    )
+    keyframes = np.fromiter(
+        (
+            k == VIDEO and is_video_keyframe(s, b >> 8, b & 0xFF)
+            for k, s, b in zip(tags.kinds, tags.sizes, tags.first_bytes, strict=True)
+        ),
+        dtype=np.bool_,
+        count=count,
+    )
+    metas: dict[int, Metadata | MediaError | None] = {}
+    for position, tag in tags.metadata:
+        try:
+            metas[position] = decode_metadata(tag[TAG_HEADER_SIZE:])
+        except MediaError as exc:
+            metas[position] = exc
+    first_pairs: list[tuple[float, float]] | MediaError | None = None
+    if tags.metadata:
+        meta = metas[tags.metadata[0][0]]
+        if isinstance(meta, MediaError):
+            first_pairs = meta
+        else:
+            table = source_keyframes(meta.value) if meta else None
+            first_pairs = sorted(zip(*table, strict=True)) if table else None
+    return FlvIndex(
+        tags=tags,
+        offsets=np.asarray(tags.offsets, dtype=np.int64),
+        sizes=sizes,
+        stamps=np.asarray(tags.stamps, dtype=np.int64),
+        kinds=kinds,
+        frames=roles == FRAME,
+        configs=roles == CONFIG,
+        keyframes=keyframes,
+        back_ok=np.asarray(tags.back_ok, dtype=np.bool_),
+        metas=metas,
+        meta_positions=np.asarray([p for p, _ in tags.metadata], dtype=np.int64),
+        first_pairs=first_pairs,
+    )
