@@ -9,11 +9,14 @@ from collections.abc import Generator
 
 import pytest
 
+from flv_media import Synthetic, synthetic
 from media_matrix import media
 from vodedge.edge.driver import run_async
-from vodedge.edge.indexes import OFFLOAD_BYTES, IndexMemo
+from vodedge.edge.indexes import OFFLOAD_BYTES, FlvIndexMemo, IndexMemo
 from vodedge.media.errors import MalformedMedia, MediaError
-from vodedge.media.reading import ReadRequest
+from vodedge.media.flv_index import FlvIndex
+from vodedge.media.flv_plan import flv_clip_plan
+from vodedge.media.reading import ReadRequest, run_bytes
 
 
 class Source:
@@ -129,3 +132,39 @@ def test_large_answers_are_parsed_in_a_worker_thread() -> None:
     assert log == ["small True", "big True"]
     with pytest.raises(MalformedMedia):
         asyncio.run(run_async(_parser([]), empty, offload=1))
+
+
+def test_flv_index_built_once_and_plans_as_the_scan() -> None:
+    """Eight seeks of one FLV version scan its tags once (the answers, over
+    `OFFLOAD_BYTES`, scanned in worker threads), and each start's plan from the index is
+    the scanning planner's."""
+    data = _long_flv()
+    assert len(data) >= OFFLOAD_BYTES
+    reads: list[int] = []
+
+    async def read_at(offset: int, length: int) -> bytes:
+        await asyncio.sleep(0)
+        if offset == 0:
+            reads.append(length)  # every scan starts with the file's head
+        return data[offset : offset + length]
+
+    memo = FlvIndexMemo()
+
+    async def main() -> list[FlvIndex | None]:
+        return await asyncio.gather(
+            *(memo.get("k", "v1", len(data), read_at, keep=True) for _ in range(8))
+        )
+
+    indexes = asyncio.run(main())
+    assert len(reads) == 1 and len(memo) == 1
+    index = indexes[0]
+    assert index is not None and all(other is index for other in indexes)
+    for start in (0.0, 3.3, 17.0, 59.0):
+        for audio_only in (False, True):
+            expected = run_bytes(flv_clip_plan(len(data), start, None, True, audio_only), data)
+            assert index.clip_plan(start, None, True, audio_only) == expected
+
+
+def _long_flv() -> bytes:
+    """A one-minute generated FLV."""
+    return synthetic(Synthetic(seconds=60.0, fps=25, gop=50, audio_ms=23))

@@ -23,7 +23,7 @@ from vodedge.edge import bad_requests, listen, metrics, resp_headers
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
 from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import SEND_TIMEOUT, deliver
-from vodedge.edge.indexes import IndexMemo
+from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
 from vodedge.edge.observe import exchange_of, observe
 from vodedge.edge.origin import OriginError
 from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
@@ -48,6 +48,7 @@ class Edge:
     cache: DiskCache
     memo: PlanMemo = field(default_factory=PlanMemo)
     indexes: IndexMemo = field(default_factory=IndexMemo)
+    flv_indexes: FlvIndexMemo = field(default_factory=FlvIndexMemo)
     max_moov: int = 64 << 20
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
@@ -120,7 +121,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)
         request["cache_control"] = f"max-age={remaining}"
-    planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov)
+    planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov, edge.flv_indexes)
     try:
         output, exchange.function = await plan_output(
             planner, resolved, body, how, origins, ranged="Range" in request.headers

@@ -1,13 +1,16 @@
-"""MP4 indexes per object version: built once off the event loop, shared, bounded."""
+"""Media indexes per object version (MP4 `moov`s, FLV tags): built once off the event
+loop, shared, bounded."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from vodedge.edge.driver import run_async
 from vodedge.media.errors import MediaError
+from vodedge.media.flv_index import FlvIndex, read_flv_index
 from vodedge.media.mp4_index import Mp4Index, read_index
 
 # Reads of at least this many bytes (a moov) are handed to the parser in a worker
@@ -18,17 +21,18 @@ ERROR_WEIGHT = 1 << 10
 
 ReadAt = Callable[[int, int], Awaitable[bytes]]
 Key = tuple[str, str]  # cache key, object version
+T = TypeVar("T")
 
 
-class IndexMemo:
-    """The `Mp4Index` of recently clipped objects, least recently used first out past
+class VersionMemo(Generic[T]):
+    """Indexes of recently asked objects, least recently used first out past
     `max_bytes`; one build per object version however many requests ask at once."""
 
     def __init__(self, max_bytes: int = 256 << 20) -> None:
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[Key, tuple[Mp4Index | MediaError, int]] = OrderedDict()
+        self._entries: OrderedDict[Key, tuple[T | MediaError, int]] = OrderedDict()
         self._bytes = 0
-        self._building: dict[Key, asyncio.Task[Mp4Index]] = {}
+        self._building: dict[Key, asyncio.Task[T]] = {}
 
     @property
     def size(self) -> int:
@@ -38,9 +42,9 @@ class IndexMemo:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def get(
-        self, key: str, version: str, size: int, read_at: ReadAt, max_moov: int, *, keep: bool
-    ) -> Mp4Index:
+    async def obtain(
+        self, key: str, version: str, build: Callable[[], Awaitable[T]], *, keep: bool
+    ) -> T:
         """The index of the object version, built (or joined while building) when absent;
         `keep` remembers it (only for complete objects, whose version is final)."""
         found = self._entries.get((key, version))
@@ -51,28 +55,32 @@ class IndexMemo:
                 raise type(entry)(entry.message)
             return entry
         if not keep:
-            return await build_index(size, read_at, max_moov)
+            return await build()
         task = self._building.get((key, version))
         if task is None:
-            task = asyncio.create_task(self._build((key, version), size, read_at, max_moov))
+            task = asyncio.create_task(self._build((key, version), build))
             # Retrieved even when every waiter went away, so it is never logged as lost.
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
             self._building[(key, version)] = task
         # Shielded: a client going away does not cancel a build others wait for.
         return await asyncio.shield(task)
 
-    async def _build(self, at: Key, size: int, read_at: ReadAt, max_moov: int) -> Mp4Index:
+    async def _build(self, at: Key, build: Callable[[], Awaitable[T]]) -> T:
         try:
-            index = await build_index(size, read_at, max_moov)
+            index = await build()
         except MediaError as exc:
             self._put(at, exc, ERROR_WEIGHT)  # a broken moov is not re-read per request
             raise
         finally:
             del self._building[at]
-        self._put(at, index, index.nbytes)
+        self._put(at, index, self.weight(index))
         return index
 
-    def _put(self, at: Key, entry: Mp4Index | MediaError, weight: int) -> None:
+    def weight(self, index: T) -> int:
+        """What `index` weighs against the budget."""
+        raise NotImplementedError
+
+    def _put(self, at: Key, entry: T | MediaError, weight: int) -> None:
         if weight > self.max_bytes:
             return
         old = self._entries.pop(at, None)
@@ -83,6 +91,42 @@ class IndexMemo:
         while self._bytes > self.max_bytes:
             _, (_, dropped) = self._entries.popitem(last=False)
             self._bytes -= dropped
+
+
+class IndexMemo(VersionMemo[Mp4Index]):
+    """The `Mp4Index` of recently clipped objects."""
+
+    async def get(
+        self, key: str, version: str, size: int, read_at: ReadAt, max_moov: int, *, keep: bool
+    ) -> Mp4Index:
+        """The object version's index (see `VersionMemo.obtain`)."""
+        return await self.obtain(
+            key, version, lambda: build_index(size, read_at, max_moov), keep=keep
+        )
+
+    def weight(self, index: Mp4Index) -> int:
+        """The index's arrays and moov."""
+        return index.nbytes
+
+
+class FlvIndexMemo(VersionMemo[FlvIndex | None]):
+    """The `FlvIndex` of recently seeked FLVs; None: one the index cannot answer for
+    (metadata over the limit), planned by a scan per request."""
+
+    async def get(
+        self, key: str, version: str, size: int, read_at: ReadAt, *, keep: bool
+    ) -> FlvIndex | None:
+        """The object version's index (see `VersionMemo.obtain`)."""
+        return await self.obtain(key, version, lambda: build_flv_index(size, read_at), keep=keep)
+
+    def weight(self, index: FlvIndex | None) -> int:
+        """The index's columns and metadata."""
+        return ERROR_WEIGHT if index is None else index.nbytes
+
+
+async def build_flv_index(size: int, read_at: ReadAt) -> FlvIndex | None:
+    """Scan an FLV's tags once into an index, the scan of each block in a worker thread."""
+    return await run_async(read_flv_index(size), read_at, offload=OFFLOAD_BYTES)
 
 
 async def build_index(size: int, read_at: ReadAt, max_moov: int) -> Mp4Index:

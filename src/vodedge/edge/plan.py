@@ -25,7 +25,7 @@ from vodedge.edge.deliver import (
 )
 from vodedge.edge.driver import run_async
 from vodedge.edge.http_semantics import Validators
-from vodedge.edge.indexes import IndexMemo
+from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
 from vodedge.edge.origin import OriginError
 from vodedge.edge.refusal import VIA, Refusal
 from vodedge.edge.resolve import Resolved, media_refusal
@@ -33,6 +33,8 @@ from vodedge.edge.source import FAR_READ, OriginSet, SourceReader
 from vodedge.edge.transforms import Transform
 from vodedge.media.errors import MediaError
 from vodedge.media.flv_filter import FlvFilter
+from vodedge.media.flv_index import FlvIndex
+from vodedge.media.flv_seek import parse_seek
 from vodedge.media.mp4_index import Mp4Index
 from vodedge.media.plan import Plan, Span
 
@@ -60,6 +62,7 @@ class Planner:
     memo: PlanMemo
     indexes: IndexMemo
     max_moov: int
+    flv_indexes: FlvIndexMemo
 
 
 async def plan_output(
@@ -400,7 +403,30 @@ async def plan_for(
             track_id=transform.track,
         )
         return clip, index
-    plan = await build_plan(transform, size, read_at, planner.max_moov)
+    plan = None
+    if transform.kind == "flv":
+        flv = await planner.flv_indexes.get(key, version, size, read_at, keep=body.final)
+        if flv is not None:
+            plan = await flv_index_plan(flv, transform)
+    if plan is None:
+        plan = await build_plan(transform, size, read_at, planner.max_moov)
     if body.final:
         planner.memo.put(key, version, transform, plan)
     return plan, None
+
+
+# An audio-only FLV plan of more tags than this is made in a worker thread: its spans
+# (one per run of audio tags between video tags) take milliseconds to make.
+FLV_OFFLOAD_TAGS = 20_000
+
+
+async def flv_index_plan(index: FlvIndex, transform: Transform) -> Plan | None:
+    """An FLV transform's plan from the object's tag index (None: only a scan can tell)."""
+    seek = parse_seek(
+        _flv_bound(transform.start, transform.by_time),
+        _flv_bound(transform.end, transform.by_time),
+        transform.by_time,
+    )
+    if transform.audio_only and len(index) > FLV_OFFLOAD_TAGS:
+        return await asyncio.to_thread(index.plan, True, seek)
+    return index.plan(transform.audio_only, seek)
