@@ -52,6 +52,26 @@ def wait_until(
         time.sleep(interval)
 
 
+def seen_within(
+    check: Callable[[], bool], since: float, what: str, within: float = 1.0, timeout: float = 60.0
+) -> None:
+    """`check()` holds within `within` s of `since` (time.time() of the change's answer).
+
+    Judged by when each check began, not by how long checking took: a check begun
+    later than that must see the change (the node handles it later still), while a
+    test runner slowed by a busy machine only checks less often. Waited for `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        began = time.time()
+        if check():
+            return
+        late = began - since
+        assert late <= within, f"{what}: not seen {late:.2f} s after the change"
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.02)
+
+
 def request_started(line: dict[str, Any]) -> float:
     """When the node began the request of an access-log line, by its own clock (the line
     is written at the end, with the time the request took)."""
