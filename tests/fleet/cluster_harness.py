@@ -262,13 +262,15 @@ class Cluster:
         return "/" + name
 
 
-def fleet_node(work: Path, redis: RedisServer, *, role: str = "edge") -> Vodedge:
+def fleet_node(
+    work: Path, redis: RedisServer, *, role: str = "edge", secret: str = FLEET_SECRET
+) -> Vodedge:
     """A node with no domain of its own: all come from the shared store."""
     return Vodedge(
         work,
         keys_toml(),
         workers=1,
-        env={"VODEDGE_FLEET_SECRET": FLEET_SECRET},
+        env={"VODEDGE_FLEET_SECRET": secret},
         limits={"--store": redis.url, "--role": role},
     )
 

@@ -20,10 +20,11 @@ from cluster_harness import (
     Cluster,
     fetch_all,
     first_answers,
+    fleet_node,
     running_cluster,
     source_lines,
 )
-from edge_harness import Reply, Vodedge, http_request, wait_until
+from edge_harness import Reply, Vodedge, http_request, running, wait_until
 from edge_media import SAMPLES, big_tail_moov, cli_output
 
 from oracle import vodedge_command
@@ -210,20 +211,19 @@ def test_source_requests_are_signed_and_never_transformed(cluster: Cluster) -> N
 
 
 def test_revalidation_and_ranges_go_through_the_parent(cluster: Cluster, tmp_path: Path) -> None:
-    """The origin's validators pass through the parent: an expired object is revalidated
-    edge -> parent -> origin, each answering 304; the parent answers an edge's ranged
-    source reads with the object's bytes, and a tail-moov MP4 fetched through it is cut
-    at the edge into what `vodedge extract` makes."""
+    """The origin's validators pass through the parent: an object refreshed without
+    Force (stale everywhere) is revalidated edge -> parent -> origin, each answering
+    304; the parent answers an edge's ranged source reads with the object's bytes, and
+    a tail-moov MP4 fetched through it is cut at the edge into what `vodedge extract`
+    makes."""
     name = "revalidate.example.com"
     path = cluster.publish("v/revalidate.mp4")
     big = cluster.publish("v/big.mp4", big_tail_moov())
+    probe = cluster.publish("probe/revalidate.mp4") + "?ali_audio_only=1"
     _add_domain(
         cluster,
         name,
-        lambda node: (
-            _get(node, name, path + "?ali_audio_only=1").header("Content-Type") == "audio/mp4"
-        ),
-        filetype_based_ttl_set={"file_type": "mp4", "ttl": "1"},
+        lambda node: _get(node, name, probe).header("Content-Type") == "audio/mp4",
         ali_video_split={"enable": "on"},
     )
     b, parent = cluster.edges[1], cluster.parent
@@ -231,8 +231,15 @@ def test_revalidation_and_ranges_go_through_the_parent(cluster: Cluster, tmp_pat
     first = _get(b, name, path)
     assert etag and first.header("ETag") == etag
     asked, hits = len(source_lines(parent, path)), len(cluster.origin.settled_hits(path))
-    b.wait_expired(name, path)
-    parent.wait_expired(name, path)  # (it stored first, but a probe may have refreshed it)
+    # A refresh without Force marks the directory's objects stale on every node.
+    sdk = cluster.sdk(b)
+    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}/v/", ObjectType="Directory")
+
+    def complete() -> bool:
+        tasks = sdk("DescribeRefreshTasks", TaskId=task["RefreshTaskId"])["Tasks"]["CDNTask"]
+        return bool(tasks) and all(t["Status"] == "Complete" for t in tasks)
+
+    wait_until(complete, 3.0, "the refresh to be Complete on every node")
     again = _get(b, name, path)
     assert (again.header("X-Cache"), again.header("ETag")) == ("REVALIDATED", etag)
     assert again.body == first.body
@@ -267,6 +274,31 @@ def test_with_the_parent_down_edges_fetch_from_the_backup_origin(cluster: Cluste
         assert cluster.origin_hits(path) == 1
     finally:
         cluster.parent.start(same_ports=True)
+
+
+def test_an_edge_the_parent_refuses_fetches_from_the_backup_origin(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """An edge whose secret is not the parent's: the parent refuses its source requests
+    (403 source_denied in its log), the edge moves on to the next origin; its clients
+    are served either way."""
+    name = "mismatch.example.com"
+    path = cluster.publish("v/mismatch.mp4")
+    _add_domain(cluster, name)
+    assert _get(cluster.edges[0], name, path).status == 200  # the parent holds it now
+    with running(
+        fleet_node(tmp_path / "stranger", cluster.redis, secret="another-secret-0123456789")
+    ) as stranger:
+        wait_until(lambda: _known(name)(stranger), 5, f"{name} on the stranger")
+        reply = _get(stranger, name, path)
+        assert (reply.status, reply.header("X-Cache")) == (200, "MISS")
+
+    def refused() -> list[dict[str, object]]:
+        return [line for line in source_lines(cluster.parent, path) if line["status"] == 403]
+
+    wait_until(lambda: bool(refused()), 5, "the parent's refusal in its log")
+    assert len(refused()) == 1, source_lines(cluster.parent, path)
+    assert cluster.origin_hits(path) == 2  # the parent's fill, and the stranger's own
 
 
 def _requests(paths: list[str], count: int) -> list[str]:
