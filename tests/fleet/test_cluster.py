@@ -128,7 +128,8 @@ def test_a_change_reaches_every_node_and_a_purge_every_tier(cluster: Cluster) ->
         tasks = cluster.sdk(b)("DescribeRefreshTasks", TaskId=task["RefreshTaskId"])["Tasks"]
         return all(t["Status"] == "Complete" for t in tasks["CDNTask"]) and bool(tasks["CDNTask"])
 
-    wait_until(complete, 3.0, "the purge to be Complete on every node (parent included)")
+    # (a bound, not a claim: the issue asks no time of a purge's completion)
+    wait_until(complete, 30.0, "the purge to be Complete on every node (parent included)")
     for node in cluster.edges:
         assert _cache(node, name, path) == "MISS", node.work.name
     after = _parent_lines(cluster, path, before + 3)[before:]
@@ -239,7 +240,7 @@ def test_revalidation_and_ranges_go_through_the_parent(cluster: Cluster, tmp_pat
         tasks = sdk("DescribeRefreshTasks", TaskId=task["RefreshTaskId"])["Tasks"]["CDNTask"]
         return bool(tasks) and all(t["Status"] == "Complete" for t in tasks)
 
-    wait_until(complete, 3.0, "the refresh to be Complete on every node")
+    wait_until(complete, 30.0, "the refresh to be Complete on every node")
     again = _get(b, name, path)
     assert (again.header("X-Cache"), again.header("ETag")) == ("REVALIDATED", etag)
     assert again.body == first.body
