@@ -55,7 +55,7 @@ MAX_PARTS = 300
 # of these in flight, and other workers can claim the rest.
 SEGMENT = 8 << 20
 # Fetches are started this far ahead of where a reader is.
-AHEAD = 32 << 20
+AHEAD = 16 << 20
 # A running fetch records (and makes durable) what it wrote this often.
 RECORD_STEP = 4 << 20
 # A parser's read of a few bytes (a box header) fetches at least this many.
@@ -284,6 +284,7 @@ class SparseObject:
     def adopt(self, source: RangeSource, start: int, end: int, response: OriginResponse) -> None:
         """Write a first ranged response, already checked and claimed, in the background."""
         fetch = Fetch([(start, end)], start, start)
+        fetch.checked.set()  # the first request's answer was checked before its object was
         self.fetches.append(fetch)
         self.users += 1
         fetch.task = asyncio.get_running_loop().create_task(
@@ -537,8 +538,8 @@ class SparseObject:
             gaps = missing(self.extents, start, min(end, self.size))
             if not gaps:
                 continue
-            self.want(source, gaps[:1])
             first = gaps[0][0]
+            self.want(source, [(first, min(gaps[0][1], first + SEGMENT))])
             fetch = next((f for f in self.fetches if f.covers(first)), None)
             if fetch is not None:
                 await fetch.checked.wait()
@@ -573,10 +574,23 @@ class Pump:
         self.source = source
         self.segments = split(coalesced(ranges, GAP), SEGMENT)
         self.next = 0
+        self.start = 0  # where the reader was when the first fetch was started
 
     def advance(self, offset: int) -> None:
-        """Start the fetches the reader at `offset` needs next."""
+        """Start the fetches the reader at `offset` needs next: at first one request's
+        worth (on a link all requests share, others would hold up its first byte), then
+        the window ahead once the reader has moved."""
         segments = self.segments
+        if self.next == 0 and segments:
+            self.start = offset
+            size = 0
+            while self.next < len(segments) and self.next < MAX_PARTS and size < SEGMENT:
+                size += segments[self.next][1] - segments[self.next][0]
+                self.next += 1
+            self.sparse.want(self.source, segments[: self.next])
+            return
+        if offset <= self.start:
+            return
         if self.next >= len(segments) or segments[self.next][0] >= offset + AHEAD // 2:
             return
         first = self.next
