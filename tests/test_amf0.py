@@ -242,3 +242,11 @@ def test_encoder_refuses_what_amf0_cannot_say() -> None:
         amf0.encode({"": OBJECT_END})
     with pytest.raises(ValueError):
         amf0.encode({"k" * 0x10000: None})
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=40))
+def test_a_list_of_numbers_is_each_number_in_turn(numbers: list[float]) -> None:
+    """Long number lists (keyframes indexes) are packed at once, to the same bytes."""
+    one_by_one = b"".join(amf0.encode(number) for number in numbers)
+    assert amf0.encode(numbers) == b"\x0a" + len(numbers).to_bytes(4, "big") + one_by_one
+    assert amf0.decode(amf0.encode(numbers), 0)[1] == 5 + 9 * len(numbers)

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+import numpy as np
+
 from vodedge.media.errors import LimitExceeded, MalformedMedia, TruncatedMedia, UnsupportedMedia
 
 NUMBER: Final = 0x00
@@ -40,6 +42,7 @@ AVMPLUS_OBJECT: Final = 0x11
 MAX_DEPTH: Final = 64
 
 _DOUBLE = struct.Struct(">d")
+_NUMBERS = np.dtype([("marker", "u1"), ("value", ">f8")])  # one AMF0 number, unaligned
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _DATE = struct.Struct(">dh")
@@ -298,6 +301,13 @@ def _encode_into(out: bytearray, value: AmfValue) -> None:
     elif isinstance(value, list):
         out.append(STRICT_ARRAY)
         out += _U32.pack(len(value))
+        if len(value) > 8 and all(type(item) is float for item in value):
+            # A keyframes index: thousands of numbers, packed at once.
+            numbers = np.empty(len(value), dtype=_NUMBERS)
+            numbers["marker"] = NUMBER
+            numbers["value"] = value
+            out += numbers.tobytes()
+            return
         for item in value:
             _encode_into(out, item)
     elif isinstance(value, AmfDate):

@@ -69,7 +69,28 @@ class FlvIndex:
     meta_positions: Ints
     # The first onMetaData's `keyframes` as sorted (time, position) pairs.
     first_pairs: list[tuple[float, float]] | MediaError | None
+    # Positions of audio frames, of audio and video frames, and of sequence headers per
+    # kind, with the running maximum of the frames' stamps (a scan stopping at a time
+    # stops at the first frame stamped at or past it: where the maximum reaches it).
+    audio_frames: Ints = field(init=False)
+    media_frames: Ints = field(init=False)
+    audio_peaks: Ints = field(init=False)
+    media_peaks: Ints = field(init=False)
+    key_positions: Ints = field(init=False)
+    config_positions: dict[int, Ints] = field(init=False)
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
+    _tables: dict[int, tuple[list[float], list[float]] | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        audio = self.kinds == AUDIO
+        self.audio_frames = np.flatnonzero(audio & self.frames)
+        self.media_frames = np.flatnonzero((audio | (self.kinds == VIDEO)) & self.frames)
+        self.audio_peaks = np.maximum.accumulate(self.stamps[self.audio_frames])
+        self.media_peaks = np.maximum.accumulate(self.stamps[self.media_frames])
+        self.key_positions = np.flatnonzero(self.keyframes)
+        self.config_positions = {
+            kind: np.flatnonzero((self.kinds == kind) & self.configs) for kind in (AUDIO, VIDEO)
+        }
 
     @property
     def nbytes(self) -> int:
@@ -114,11 +135,13 @@ class FlvIndex:
             return int(np.searchsorted(self.offsets, end_offset, side="left"))
         if end_ms is None:
             return len(self)
-        media = self.kinds == AUDIO
-        if not audio_only:
-            media = media | (self.kinds == VIDEO)
-        past = np.flatnonzero(media & self.frames & (self.stamps >= end_ms))
-        return int(past[0]) if len(past) else len(self)
+        frames, peaks = (
+            (self.audio_frames, self.audio_peaks)
+            if audio_only
+            else (self.media_frames, self.media_peaks)
+        )
+        at = int(np.searchsorted(peaks, end_ms, side="left"))
+        return int(frames[at]) if at < len(frames) else len(self)
 
     def _resolve_start(self, n: int, stopped: bool, seek: FlvSeek, audio_only: bool) -> int:
         """`flv_seek.resolve_start` over the first `n` tags."""
@@ -132,27 +155,27 @@ class FlvIndex:
                 raise InvalidSeek(f"no tag starts at or after byte {seek.start}")
             return found
         start_ms = seek.start * 1000.0
-        kinds, frames = self.kinds[:n], self.frames[:n]
-        video = (kinds == VIDEO) & frames
-        audio_kinds = audio_only or not video.any()
-        media = (kinds == AUDIO) & frames if audio_kinds else ((kinds == AUDIO) & frames) | video
-        positions = np.flatnonzero(media)
-        if not len(positions):
+        media = self.media_frames[: int(np.searchsorted(self.media_frames, n))]
+        audio_kinds = audio_only or not (self.kinds[media] == VIDEO).any()
+        if audio_kinds:
+            media = self.audio_frames[: int(np.searchsorted(self.audio_frames, n))]
+        if not len(media):
             raise (
                 NoAudioTrack("the FLV holds no audio to seek in")
                 if audio_only
                 else InvalidSeek("the FLV holds no media to seek in")
             )
-        stamps = self.stamps[positions]
-        if not stopped and start_ms > int(stamps.max()):
+        peaks = self.audio_peaks if audio_kinds else self.media_peaks
+        if not stopped and start_ms > int(peaks[len(media) - 1]):
             raise InvalidSeek(f"start {seek.start} s is past the end of the media")
         if audio_kinds:
-            before = positions[stamps <= start_ms]
-            return int(before[-1]) if len(before) else int(positions[0])
+            before = media[self.stamps[media] <= start_ms]
+            return int(before[-1]) if len(before) else int(media[0])
         by_index = self._keyframe_from_index(n, seek.start)
         if by_index is not None:
             return by_index
-        keys = np.flatnonzero(self.keyframes[:n] & (self.stamps[:n] <= start_ms))
+        keys = self.key_positions[: int(np.searchsorted(self.key_positions, n))]
+        keys = keys[self.stamps[keys] <= start_ms]
         return int(keys[-1]) if len(keys) else 0
 
     def _keyframe_from_index(self, n: int, start: float) -> int | None:
@@ -184,6 +207,14 @@ class FlvIndex:
             found = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
             self._literals[key] = found
         return found
+
+    def table(self, position: int) -> tuple[list[float], list[float]] | None:
+        """The `keyframes` index of the onMetaData at `position` (`source_keyframes`)."""
+        if position not in self._tables:
+            meta = self.metas[position]
+            assert isinstance(meta, Metadata)
+            self._tables[position] = source_keyframes(meta.value)
+        return self._tables[position]
 
     def _meta_slot(self, position: int) -> int:
         return int(np.searchsorted(self.meta_positions, position))
@@ -225,9 +256,10 @@ class _Builder:
         self.meta_items = decoded
         configs: dict[int, int] = {}
         for kind in (AUDIO,) if audio_only else (AUDIO, VIDEO):
-            found = np.flatnonzero((index.kinds[:first] == kind) & index.configs[:first])
-            if len(found):
-                configs[kind] = int(found[-1])
+            positions = index.config_positions[kind]
+            at = int(np.searchsorted(positions, first))
+            if at:
+                configs[kind] = int(positions[at - 1])
         self.configs = sorted(configs.values())
         kinds = index.kinds[first:n]
         if audio_only:
@@ -307,7 +339,7 @@ class _Builder:
         meta = index.metas[position]
         assert isinstance(meta, Metadata)
         source = index.tags.metadata[index._meta_slot(position)][1]
-        table = source_keyframes(meta.value)
+        table = index.table(position)
         entries = self._keyframe_entries(table) if table else ([], np.zeros(0, np.int64))
         rewrite = MetadataRewrite(
             audio_only=self.audio_only,
@@ -396,11 +428,13 @@ class _Builder:
             return None
         stamps = index.stamps[frames]
         low = int(stamps.min())
+        frame_kinds = index.kinds[frames]
         pairs: list[tuple[int, int]] = []
         for kind in (AUDIO, VIDEO):
-            mine = stamps[index.kinds[frames] == kind].tolist()
-            if mine:
-                pairs.append((mine[-1], mine[-1] - mine[-2:][0]))
+            mine = np.flatnonzero(frame_kinds == kind)
+            if len(mine):
+                last, before = int(stamps[mine[-1]]), int(stamps[mine[-2:][0]])
+                pairs.append((last, last - before))
         high, gap = max(pairs)
         return (high - low + gap) / 1000.0
 
@@ -414,11 +448,13 @@ class _OffsetsOf:
     starts: Ints
 
     def __call__(self, tags: Ints) -> list[int]:
-        out: list[int] = []
-        at = np.searchsorted(self.selected, tags).tolist()
-        for tag, k in zip(tags.tolist(), at, strict=True):
-            found = self.configs.get(tag)
-            out.append(found if found is not None else int(self.starts[k]))
+        at = np.minimum(np.searchsorted(self.selected, tags), max(len(self.selected) - 1, 0))
+        out: list[int] = self.starts[at].tolist() if len(self.starts) else [0] * len(tags)
+        if self.configs:
+            for k, tag in enumerate(tags.tolist()):
+                found = self.configs.get(tag)
+                if found is not None:
+                    out[k] = found
         return out
 
 
