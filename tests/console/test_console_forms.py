@@ -97,6 +97,28 @@ def test_basic_takes_several_origins_with_priority_and_weight(
     assert [s["Content"] for s in detail["SourceModels"]["SourceModel"]] == ["origin-b.example.com"]
 
 
+def test_basic_keeps_a_parent_origin_a_parent(browser: Browser, node: ApiNode) -> None:
+    """Saving the origins of a domain fetched through a parent vodedge keeps that origin
+    of type vodedge (by its address alone it would become a direct origin)."""
+    name = "tiered.example.com"
+    sources = [
+        {"content": "10.0.0.9", "type": "vodedge", "port": 8080},
+        {"content": "10.0.0.1", "type": "ipaddr", "port": 80, "priority": 30},
+    ]
+    NewSdk(node)("AddCdnDomain", DomainName=name, CdnType="video", Sources=json.dumps(sources))
+    _manage(browser, node, name, "Basic")
+    browser.wait_text(By.ID, "card-origins", "10.0.0.9:8080 (vodedge, primary, weight 10)")
+    browser.type_into(_by_id(browser, "origin-1-weight"), "20")
+    browser.by_text("button", "Save Origins").click()
+    browser.wait_text(By.ID, "card-origins", "Saved.")
+    detail = NewSdk(node)("DescribeCdnDomainDetail", DomainName=name)["GetDomainDetailModel"]
+    saved = detail["SourceModels"]["SourceModel"]
+    assert [(s["Type"], s["Content"], s["Weight"]) for s in saved] == [
+        ("vodedge", "10.0.0.9", "20"),
+        ("ipaddr", "10.0.0.1", "10"),
+    ]
+
+
 def test_cache_rules_take_their_options_and_removed_parameters(
     browser: Browser, node: ApiNode
 ) -> None:

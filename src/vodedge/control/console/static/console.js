@@ -510,7 +510,9 @@ async function originsCard(domain) {
   };
   const renumber = () => rows.forEach((row, i) => { row.legend.textContent = `Origin ${i + 1}`; });
   const addRow = (source) => {
-    const row = { n: rows.length ? Math.max(...rows.map((r) => r.n)) + 1 : 1 };
+    // A parent node (vodedge) or a bucket (oss) keeps its kind; others go by the address.
+    const row = { n: rows.length ? Math.max(...rows.map((r) => r.n)) + 1 : 1,
+      kind: ["vodedge", "oss"].includes(source.Type) ? source.Type : null };
     const content = h("input", { type: "text", spellcheck: "false", value: source.Content || "",
       placeholder: "10.0.0.5 or origin.example.com" });
     const port = h("input", { type: "text", inputmode: "numeric", size: "6", value: String(source.Port || 80) });
@@ -569,7 +571,7 @@ async function originsCard(domain) {
     const number = (text) => (/^[0-9]+$/.test(text.trim()) ? Number(text.trim()) : text.trim());
     const sources = rows.map((r) => {
       const content = r.content.input.value.trim();
-      return { content, type: /^[0-9.]+$|:/.test(content) ? "ipaddr" : "domain", port: number(r.port.input.value),
+      return { content, type: r.kind || (/^[0-9.]+$|:/.test(content) ? "ipaddr" : "domain"), port: number(r.port.input.value),
         priority: r.priority.input.value, weight: number(r.weight.input.value) };
     });
     try {
