@@ -116,12 +116,23 @@ FLV_720P = Recipe(
     note="remux of 720p-5min.mp4 to FLV with a keyframes index",
 )
 
+# Issue 15: the 30-minute file of (b) in FLV (122,000 tags), with a keyframes index.
+FLV_LONG = Recipe(
+    name="long-30min",
+    suffix=".flv",
+    duration=1800.0,
+    args=("-map", "0", "-c", "copy", "-flvflags", "add_keyframe_index", "-f", "flv"),
+    source=MP4_LONG,
+    note="remux of long-30min-head.mp4 to FLV with a keyframes index",
+)
+
 RECIPES: dict[str, Recipe] = {
     "mp4-720p": MP4_720P,
     "mp4-720p-tail": MP4_720P_TAIL,
     "mp4-long": MP4_LONG,
     "mp4-long-tail": MP4_LONG_TAIL,
     "flv-720p": FLV_720P,
+    "flv-long": FLV_LONG,
 }
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import media
+import seek_flv
 import servers
 from edge import KeepAlive
 from harness import REPO, Row, Section, time_in_process
@@ -372,13 +373,19 @@ def bench_seek(seconds: int, connections: int, samples: int = 300) -> Section:
     ]
     print(f"\nbenchmark seek: random starts, wrk {seconds} s per run", flush=True)
     rows = in_process(head, samples)
+    flv = media.ensure(media.FLV_LONG)
+    rows += seek_flv.in_process(flv, samples)
     rows += over_http(seconds, connections, notes)
     rows += cold_index(4)
     rows += hit_while_seeking(seconds, connections)
     return Section(
         "seek",
         "Seeking at random starts, 30-minute MP4 (issues 3 and 15)",
-        [media.describe(head), "clips: ?start=S&end=S+10 and ?ali_audio_only=1&start=S, S random"],
+        [
+            media.describe(head),
+            media.describe(flv),
+            "clips: ?start=S&end=S+10 and ?ali_audio_only=1&start=S, S random",
+        ],
         rows,
         notes,
     )
