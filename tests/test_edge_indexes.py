@@ -168,3 +168,20 @@ def test_flv_index_built_once_and_plans_as_the_scan() -> None:
 def _long_flv() -> bytes:
     """A one-minute generated FLV."""
     return synthetic(Synthetic(seconds=60.0, fps=25, gop=50, audio_ms=23))
+
+
+def test_flv_peek_builds_nothing() -> None:
+    """`peek` (a sparse object's clip, which a scan answers from its head) answers only
+    from an index already built."""
+    data = _long_flv()
+    reads: list[int] = []
+
+    async def read_at(offset: int, length: int) -> bytes:
+        reads.append(offset)
+        return data[offset : offset + length]
+
+    memo = FlvIndexMemo()
+    assert memo.peek("k", "v") is None and not reads
+    built = asyncio.run(memo.get("k", "v", len(data), read_at, keep=True))
+    assert built is not None and memo.peek("k", "v") is built
+    assert memo.peek("k", "other") is None

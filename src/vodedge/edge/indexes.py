@@ -119,6 +119,14 @@ class FlvIndexMemo(VersionMemo[FlvIndex | None]):
         """The object version's index (see `VersionMemo.obtain`)."""
         return await self.obtain(key, version, lambda: build_flv_index(size, read_at), keep=keep)
 
+    def peek(self, key: str, version: str) -> FlvIndex | None:
+        """The object version's index if it is remembered (built on no one's behalf)."""
+        found = self._entries.get((key, version))
+        if found is None or isinstance(found[0], MediaError):
+            return None
+        self._entries.move_to_end((key, version))
+        return found[0]
+
     def weight(self, index: FlvIndex | None) -> int:
         """The index's columns and metadata."""
         return ERROR_WEIGHT if index is None else index.nbytes

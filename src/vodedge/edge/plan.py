@@ -405,7 +405,11 @@ async def plan_for(
         return clip, index
     plan = None
     if transform.kind == "flv":
-        flv = await planner.flv_indexes.get(key, version, size, read_at, keep=body.final)
+        if body.complete or transform.end is None:
+            flv = await planner.flv_indexes.get(key, version, size, read_at, keep=body.final)
+        else:
+            # A sparse object's clip: a scan reads up to `end`, an index build every tag.
+            flv = planner.flv_indexes.peek(key, version)
         if flv is not None:
             plan = await flv_index_plan(flv, transform)
     if plan is None:
