@@ -375,6 +375,7 @@ def bench_seek(seconds: int, connections: int, samples: int = 300) -> Section:
     rows = in_process(head, samples)
     flv = media.ensure(media.FLV_LONG)
     rows += seek_flv.in_process(flv, samples)
+    rows += seek_flv.over_http(flv, seconds, connections)
     rows += over_http(seconds, connections, notes)
     rows += cold_index(4)
     rows += hit_while_seeking(seconds, connections)

@@ -97,3 +97,55 @@ def in_process(path: Path, samples: int) -> list[Row]:
         return rows
     finally:
         os.close(fd)
+
+
+CONFIG = """\
+[[domain]]
+name = "*"
+origins = [{root}]
+[[domain.function]]
+name = "video_seek"
+args = {{ enable = "on", flv_seek_by_time = "on" }}
+[[domain.function]]
+name = "ali_video_split"
+args = {{ enable = "on" }}
+"""
+
+
+def over_http(flv: Path, seconds: int, connections: int) -> list[Row]:
+    """wrk with a new random time start per request against one vodedge worker whose
+    FLV seeks are by time (nginx's flv module seeks by byte offset only: no peer)."""
+    import json
+
+    import servers
+    from seek import SCRIPTS, Measured, wrk_row
+
+    rows: list[Row] = []
+    if not servers.vodedge_serve_available():
+        return [Row("FLV over HTTP", "-", "", "", "skipped: no serve command")]
+    with servers.docroot({"long.flv": flv}) as root:
+        (root / "small.bin").write_bytes(os.urandom(1000))
+        config = root.parent / f"{root.name}-flv-seek.toml"
+        config.write_text(CONFIG.format(root=json.dumps(str(root))))
+        try:
+            with servers.vodedge_server(root, "/small.bin", config=config) as vd:
+                servers.warm(vd.base + "/long.flv", want_hit=True)
+                url = vd.base + "/long.flv"
+                # The first seek builds the object's tag index; wrk's warm-up run pays it.
+                for name, label in (
+                    ("clip", "random 10-s clips ?start=S&end=S+10"),
+                    ("audio-open", "random open-ended audio-only starts"),
+                ):
+                    script = SCRIPTS[name]
+                    servers.wrk(url, seconds=1, connections=connections, script=script, seed=24)
+                    pids = vd.pids()
+                    before = servers.cpu_seconds(pids)
+                    result = servers.wrk(
+                        url, seconds=seconds, connections=connections, script=script, seed=SEED
+                    )
+                    used = servers.cpu_seconds(pids) - before
+                    run = Measured(result, used / max(result.requests, 1))
+                    rows.append(wrk_row(f"FLV by time, vodedge: {label}", run, None))
+        finally:
+            config.unlink(missing_ok=True)
+    return rows

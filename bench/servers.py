@@ -246,18 +246,21 @@ def vodedge_server(
     src: Path | None = None,
     nofile: int | None = None,
     cpus: set[int] | None = None,
+    config: Path | None = None,
 ) -> Iterator[Server]:
     """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
 
     `root` is a directory or an origin's URL; the cache is a fresh temporary directory.
     `src` runs another source tree (e.g. an older commit from `git archive`)
     with the same virtualenv; `nofile` lowers its soft descriptor limit; `cpus`
-    pins it (and its workers, which inherit it).
+    pins it (and its workers, which inherit it). `config`: a TOML file of domains to
+    serve instead of the zero-config origin `root`.
     """
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-serve-") as tmp:
         port = free_port()
         argv = [
-            str(VENV_BIN / "vodedge"), "serve", "--origin", str(root),
+            str(VENV_BIN / "vodedge"), "serve",
+            *(("--config", str(config)) if config else ("--origin", str(root))),
             "--listen", f"127.0.0.1:{port}", "--workers", "1", "--cache-dir", tmp,
             # nginx runs with access_log off; logging is not what is compared.
             "--access-log", "off", "--loop", loop,

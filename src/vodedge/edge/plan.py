@@ -178,7 +178,8 @@ async def _transformed(
     if index is not None and transform.audio_only:
         await _read_audio_rendition(planner.cache, resolved.key, body, index, plan, output)
         return output
-    if transform.is_clip and not planner.memo.asked_before(resolved.key, body.version, transform):
+    seek = transform.is_clip or (transform.kind == "flv" and transform.start is not None)
+    if seek and not planner.memo.asked_before(resolved.key, body.version, transform):
         # A listener dragging the progress bar asks for a new start every time:
         # writing each clip out would copy megabytes that nobody asks for again.
         return output
