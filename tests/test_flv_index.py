@@ -135,3 +135,23 @@ def test_every_keyframe_start_of_real_samples(number: int) -> None:
             got = _outcome(lambda: index.clip_plan(start, None, True, audio_only))  # noqa: B023
             made = flv_clip_plan(len(data), start, None, True, audio_only)
             assert got == _outcome(lambda: run_bytes(made, data))  # noqa: B023
+
+
+@pytest.mark.parametrize("number", range(len(_real()) + 6))
+def test_audio_only_outputs_read_from_the_audio_map(number: int) -> None:
+    """Every audio-only output copies only bytes the object's audio map holds: remapped
+    onto the map's output (the stored rendition) it renders the same bytes."""
+    name, data = sources()[number]
+    index = _index(number)
+    assert isinstance(index, FlvIndex), name
+    audio = index.audio_map()
+    stored = audio.plan.render(data)
+    starts: list[float | None] = [None, 0.0, 0.5, 1.7, 2.4, 1000.0]
+    for start in starts:
+        for end in (None, 2.0 if start is None else start + 1.0):
+            got = _outcome(lambda: index.clip_plan(start, end, True, True))  # noqa: B023
+            if not isinstance(got, Plan):
+                continue
+            mapped = audio.remap(got)
+            assert mapped is not None, (name, start, end)
+            assert mapped.render(stored) == got.render(data), (name, start, end)

@@ -198,11 +198,16 @@ async def _transformed(
 
 
 async def _read_audio_rendition(
-    cache: DiskCache, key: str, body: Body, index: Mp4Index, plan: Plan, output: Output
+    cache: DiskCache,
+    key: str,
+    body: Body,
+    index: Mp4Index | FlvIndex,
+    plan: Plan,
+    output: Output,
 ) -> None:
-    """Have an audio-only clip read the stored bytes of every audio sample of its object,
-    where its thousands of spans (audio chunks between video chunks) are one or a few;
-    the first such clip of an object version stores them."""
+    """Have an audio-only clip read the stored bytes of every audio sample (FLV: audio
+    and script tag) of its object, where its thousands of spans (audio between video)
+    are one or a few; the first such clip of an object version stores them."""
     audio = index.audio
     if audio is None:
         try:
@@ -381,10 +386,11 @@ class PlanMemo:
 
 async def plan_for(
     planner: Planner, key: str, body: Body, transform: Transform, read_at: ReadAt
-) -> tuple[Plan, Mp4Index | None]:
+) -> tuple[Plan, Mp4Index | FlvIndex | None]:
     """The plan of `transform` over `body` and the index it came from: an MP4 clip from
-    the object's memoised index (every start is a new plan, cheap from the index),
-    others memoised once the object is complete (and no index)."""
+    the object's memoised index (every start is a new plan, cheap from the index), an
+    FLV output from the object's tag index (with the index when audio only), others
+    memoised once the object is complete (and no index)."""
     version = body.version
     if not transform.is_clip and body.final:
         found = planner.memo.get(key, version, transform)
@@ -413,6 +419,10 @@ async def plan_for(
             flv = planner.flv_indexes.peek(key, version)
         if flv is not None:
             plan = await flv_index_plan(flv, transform)
+            if plan is not None and transform.audio_only:
+                if body.final:
+                    planner.memo.put(key, version, transform, plan)
+                return plan, flv
     if plan is None:
         plan = await build_plan(transform, size, read_at, planner.max_moov)
     if body.final:

@@ -43,6 +43,7 @@ from vodedge.media.flv_tags import (
     tag_role,
 )
 from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
 
 _FILE_PREAMBLE = 13  # the rewritten file header and the zero PreviousTagSize
@@ -78,6 +79,8 @@ class FlvIndex:
     media_peaks: Ints = field(init=False)
     key_positions: Ints = field(init=False)
     config_positions: dict[int, Ints] = field(init=False)
+    # Every tag an audio-only output may copy, as one plan (see `audio_map`).
+    audio: OutputMap | None = None
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
     _tables: dict[int, tuple[list[float], list[float]] | None] = field(default_factory=dict)
 
@@ -195,6 +198,16 @@ class FlvIndex:
             return found
         return None
 
+    def audio_map(self) -> OutputMap:
+        """The plan copying every audio and script tag in source order (what audio-only
+        outputs copy a subset of) and where they land in its output; built once."""
+        if self.audio is None:
+            kept = np.flatnonzero((self.kinds == AUDIO) | (self.kinds == SCRIPT))
+            pieces, _ = _runs(self, kept)
+            spans = [piece for piece in pieces if isinstance(piece, Span)]
+            self.audio = OutputMap(Plan.head_and_spans(b"", spans))
+        return self.audio
+
     def literal(self, position: int, audio_only: bool, clipped: bool) -> bytes:
         """The rewritten onMetaData at `position` for outputs whose layout is unknown."""
         key = (position, audio_only, clipped)
@@ -305,32 +318,7 @@ class _Builder:
         return [Span(offset, TAG_HEADER_SIZE + size), U32.pack(TAG_HEADER_SIZE + size)]
 
     def _runs(self, tags: Ints) -> tuple[list[Piece], list[int]]:
-        """Spans of the source covering `tags` (ascending), joined where contiguous."""
-        if not len(tags):
-            return [], []
-        index = self.index
-        back_ok = index.back_ok[tags]
-        ends = np.flatnonzero(~back_ok[:-1] | (np.diff(tags) != 1))
-        last = np.append(tags[ends], tags[-1])
-        firsts = np.insert(tags[ends + 1], 0, tags[0])
-        starts = index.offsets[firsts]
-        stops = index.offsets[last] + index.sizes[last] + TAG_HEADER_SIZE
-        whole = index.back_ok[last]
-        stops = stops + np.where(whole, TAG_OVERHEAD - TAG_HEADER_SIZE, 0)
-        sizes = (stops - starts).tolist()
-        if whole.all():
-            return list(map(Span, starts.tolist(), sizes)), sizes
-        pieces: list[Piece] = []
-        lengths: list[int] = []
-        tails = (index.sizes[last] + TAG_HEADER_SIZE).tolist()
-        rows = zip(starts.tolist(), sizes, whole.tolist(), tails, strict=True)
-        for start, size, ok, tail in rows:
-            pieces.append(Span(start, size))
-            lengths.append(size)
-            if not ok:
-                pieces.append(U32.pack(tail))
-                lengths.append(4)
-        return pieces, lengths
+        return _runs(self.index, tags)
 
     # --- the exact layout metadata of a time-based clip (`_settle_first_metadata`) ---
 
@@ -456,6 +444,34 @@ class _OffsetsOf:
                 if found is not None:
                     out[k] = found
         return out
+
+
+def _runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
+    """Spans of the source covering `tags` (ascending), joined where contiguous."""
+    if not len(tags):
+        return [], []
+    back_ok = index.back_ok[tags]
+    ends = np.flatnonzero(~back_ok[:-1] | (np.diff(tags) != 1))
+    last = np.append(tags[ends], tags[-1])
+    firsts = np.insert(tags[ends + 1], 0, tags[0])
+    starts = index.offsets[firsts]
+    stops = index.offsets[last] + index.sizes[last] + TAG_HEADER_SIZE
+    whole = index.back_ok[last]
+    stops = stops + np.where(whole, TAG_OVERHEAD - TAG_HEADER_SIZE, 0)
+    sizes = (stops - starts).tolist()
+    if whole.all():
+        return list(map(Span, starts.tolist(), sizes)), sizes
+    pieces: list[Piece] = []
+    lengths: list[int] = []
+    tails = (index.sizes[last] + TAG_HEADER_SIZE).tolist()
+    rows = zip(starts.tolist(), sizes, whole.tolist(), tails, strict=True)
+    for start, size, ok, tail in rows:
+        pieces.append(Span(start, size))
+        lengths.append(size)
+        if not ok:
+            pieces.append(U32.pack(tail))
+            lengths.append(4)
+    return pieces, lengths
 
 
 def _length(piece: Piece) -> int:
