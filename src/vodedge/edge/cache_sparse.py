@@ -543,8 +543,10 @@ class SparseObject:
             fetch = next((f for f in self.fetches if f.covers(first)), None)
             if fetch is not None:
                 await fetch.checked.wait()
-                if fetch.error is not None:
-                    raise fetch.error
+            else:  # it may have failed already
+                fetch = next((f for f in self.failed if f.covers(first)), None)
+            if fetch is not None and fetch.error is not None:
+                raise fetch.error
             if self.error is not None:
                 raise self.error
             return

@@ -1,0 +1,173 @@
+"""The sparse cache against an origin that misbehaves on ranges (origins.ranged_origin):
+whatever it does, every answer is the object's bytes or a clean error, and every extent
+the index holds is the bytes of the version its row names."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sqlite3
+from collections.abc import Iterator
+from http.client import HTTPException
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_config import SEEK, SPLIT, Origins, domain, domains
+from edge_harness import Reply, Vodedge, running, wait_until
+
+from origins.ranged_origin import RangedOrigin
+
+pytestmark = pytest.mark.xdist_group("edge_sparse_faults")
+
+HOST = "rsparse.test"
+# The same origin under another domain: what a worker remembers of an origin (that it
+# ignores Range) is per domain and origin, so this one's test leaves the others alone.
+FULL_HOST = "rsparse-full.test"
+
+
+@pytest.fixture(scope="module")
+def ranged(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RangedOrigin]:
+    """The ranged origin, serving the directory nginx serves."""
+    with RangedOrigin(origins.media.root, tmp_path_factory.mktemp("ranged")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def edge(
+    origins: Origins, ranged: RangedOrigin, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Vodedge]:
+    """One worker (what it remembers of an origin is per worker), range on by default."""
+    extra = domain(HOST, ranged.url, SPLIT, SEEK) + domain(FULL_HOST, ranged.url)
+    work = tmp_path_factory.mktemp("vodedge-sparse-faults")
+    with running(Vodedge(work, domains(origins, extra=extra), origin_read_timeout=5)) as server:
+        yield server
+
+
+def _write(origins: Origins, name: str, size: int, seed: str) -> tuple[str, bytes]:
+    data = random.Random(seed).randbytes(size)
+    return origins.media.write(f"sparse-faults/{name}", data), data
+
+
+def _rows(
+    edge: Vodedge, path: str, host: str = HOST
+) -> list[tuple[Path, int, list[tuple[int, int]]]]:
+    """Every row for the object: its file, length and extents."""
+    uri = f"file:{edge.store / 'index.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        rows = db.execute("SELECT file, size FROM objects WHERE key = ?", (host + path,))
+        out = []
+        for file, size in rows.fetchall():
+            extents = db.execute(
+                "SELECT start, end FROM extents WHERE file = ? ORDER BY start", (file,)
+            ).fetchall()
+            out.append((Path(file), int(size), [(int(a), int(b)) for a, b in extents]))
+    return out
+
+
+def _extents_hold(edge: Vodedge, path: str, data: bytes, host: str = HOST) -> list[tuple[int, int]]:
+    """The object's extents, each checked to hold `data`'s bytes; the length is `data`'s."""
+    rows = _rows(edge, path, host)
+    assert len(rows) <= 1
+    if not rows:
+        return []
+    file, size, extents = rows[0]
+    assert size == len(data)
+    with open(file, "rb") as held:
+        for start, end in extents:
+            held.seek(start)
+            assert held.read(end - start) == data[start:end], (start, end)
+    return extents
+
+
+def _attempt(edge: Vodedge, path: str, headers: dict[str, str]) -> Reply | None:
+    """The reply, or None when the connection closed before a status line came (the
+    headers go out with the first body bytes: a fetch failing before those)."""
+    try:
+        return edge.get(HOST, path, headers, timeout=30)
+    except (ConnectionError, HTTPException):
+        return None
+
+
+def _clean(reply: Reply | None, want: bytes) -> None:
+    """The object's bytes (a prefix when cut short), a clean error, or no answer."""
+    if reply is None:
+        return
+    if reply.status in (200, 206):
+        assert want.startswith(reply.body) and (reply.body == want or not reply.complete)
+    else:
+        assert 400 <= reply.status < 600 and reply.status != 500, reply
+
+
+def test_a_change_between_two_ranges_drops_every_extent(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """Range A of version 1, then the object changes: range B is never a mix, and the
+    extents held afterwards are all version 2's."""
+    path, v1 = _write(origins, "change.bin", 2_000_000, "v1")
+    _, v2 = _write(origins, "change-v2.bin", 2_000_000, "v2")
+    reply = edge.get(HOST, path, {"Range": "bytes=0-99999"})
+    assert reply.status == 206 and reply.body == v1[:100_000]
+    change = {"kind": "change", "requests": "all", "source": "sparse-faults/change-v2.bin"}
+    ranged.faults(path, change)
+    _clean(_attempt(edge, path, {"Range": "bytes=1000000-1099999"}), v2[1_000_000:1_100_000])
+    extents = _extents_hold(edge, path, v2)
+    assert (0, 100_000) not in extents  # version 1's bytes went with their version
+    whole = edge.get(HOST, path, timeout=30)
+    assert whole.status == 200 and whole.body == v2
+    # The last extent is recorded a moment after the last byte is sent.
+    wait_until(lambda: _extents_hold(edge, path, v2) == [(0, len(v2))], 5, "all of v2")
+
+
+def test_a_200_for_a_range_is_used_as_the_whole_object(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """An origin ignoring Range: its 200 fills the object whole (one extent), and later
+    cold objects of that origin are asked for whole, without Range."""
+    path, data = _write(origins, "full.bin", 1_500_000, "full")
+    ranged.faults(path, {"kind": "full", "requests": "all"})
+    reply = edge.get(FULL_HOST, path, {"Range": "bytes=5000-5999"})
+    assert reply.status == 206 and reply.body == data[5000:6000]
+    served = ranged.log(path)
+    assert len(served) == 1 and served[0].status == 200
+    edge.prime(FULL_HOST, path)
+    assert _extents_hold(edge, path, data, FULL_HOST) == [(0, len(data))]
+    other, more = _write(origins, "after-full.bin", 300_000, "after")
+    reply = edge.get(FULL_HOST, other, {"Range": "bytes=100-199"})
+    assert reply.status == 206 and reply.body == more[100:200]
+    assert [s.range for s in ranged.log(other)] == [None]
+
+
+FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("reset", {"kind": "reset", "after": 40_000}),
+    ("short", {"kind": "short", "after": 40_000}),
+    ("content-range-start", {"kind": "content_range", "start_delta": 1000}),
+    ("content-range-end", {"kind": "content_range", "end_delta": -1000}),
+    ("unsatisfiable", {"kind": "unsatisfiable", "skip": 1}),
+]
+
+
+@pytest.mark.parametrize(("name", "fault"), FAULTS, ids=[n for n, _ in FAULTS])
+def test_faulty_ranges_leave_only_the_objects_bytes(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin, name: str, fault: dict[str, Any]
+) -> None:
+    """Ranges asked while the origin misbehaves: clean answers, and extents that hold the
+    object's bytes; healthy again, every range and the whole object exact."""
+    path, data = _write(origins, f"{name}.bin", 3_000_000, name)
+    asks = [(0, 200_000), (1_000_000, 1_400_000), (2_900_000, 3_000_000), (150_000, 1_100_000)]
+    first = edge.get(HOST, path, {"Range": "bytes=500000-599999"})
+    assert first.status == 206 and first.body == data[500_000:600_000]
+    ranged.faults(path, fault)
+    for start, end in asks:
+        _clean(_attempt(edge, path, {"Range": f"bytes={start}-{end - 1}"}), data[start:end])
+        _extents_hold(edge, path, data)
+    assert any(s.faults for s in ranged.log(path)), "the fault never fired"
+    ranged.faults(path)
+    for start, end in asks:
+        reply = edge.get(HOST, path, {"Range": f"bytes={start}-{end - 1}"}, timeout=30)
+        if not reply.complete:  # one answer may be cut before the edge learns better
+            reply = edge.get(HOST, path, {"Range": f"bytes={start}-{end - 1}"}, timeout=30)
+        assert reply.status == 206 and reply.body == data[start:end], (start, end)
+    whole = edge.get(HOST, path, timeout=30)
+    assert whole.status == 200 and whole.body == data
+    wait_until(lambda: _extents_hold(edge, path, data) == [(0, len(data))], 5, "every byte")
