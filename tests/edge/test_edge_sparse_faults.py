@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_config import SEEK, SPLIT, Origins, domain, domains
+from edge_config import SEEK, SPLIT, Origins, domain, domains, function
 from edge_harness import Reply, Vodedge, running, wait_until
 
 from origins.ranged_origin import RangedOrigin
@@ -24,6 +24,7 @@ HOST = "rsparse.test"
 # The same origin under another domain: what a worker remembers of an origin (that it
 # ignores Range) is per domain and origin, so this one's test leaves the others alone.
 FULL_HOST = "rsparse-full.test"
+FORCE_HOST = "rsparse-force.test"  # range = force
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,11 @@ def edge(
     origins: Origins, ranged: RangedOrigin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Vodedge]:
     """One worker (what it remembers of an origin is per worker), range on by default."""
-    extra = domain(HOST, ranged.url, SPLIT, SEEK) + domain(FULL_HOST, ranged.url)
+    extra = (
+        domain(HOST, ranged.url, SPLIT, SEEK)
+        + domain(FULL_HOST, ranged.url)
+        + domain(FORCE_HOST, ranged.url, function("range", enable="force"))
+    )
     work = tmp_path_factory.mktemp("vodedge-sparse-faults")
     with running(Vodedge(work, domains(origins, extra=extra), origin_read_timeout=5)) as server:
         yield server
@@ -136,6 +141,22 @@ def test_a_200_for_a_range_is_used_as_the_whole_object(
     reply = edge.get(FULL_HOST, other, {"Range": "bytes=100-199"})
     assert reply.status == 206 and reply.body == more[100:200]
     assert [s.range for s in ranged.log(other)] == [None]
+
+
+def test_force_asks_for_ranges_even_of_an_origin_that_ignored_them(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """range force: after a 200 for a range, the next cold object is still asked for
+    the range its client wants."""
+    path, data = _write(origins, "force-full.bin", 400_000, "force")
+    ranged.faults(path, {"kind": "full", "requests": "all"})
+    reply = edge.get(FORCE_HOST, path, {"Range": "bytes=100-199"})
+    assert reply.status == 206 and reply.body == data[100:200]
+    assert [s.status for s in ranged.log(path)] == [200]
+    other, more = _write(origins, "force-after.bin", 400_000, "force-after")
+    reply = edge.get(FORCE_HOST, other, {"Range": "bytes=100-199"})
+    assert reply.status == 206 and reply.body == more[100:200]
+    assert [(s.range, s.status) for s in ranged.log(other)] == [("bytes=100-199", 206)]
 
 
 FAULTS: list[tuple[str, dict[str, Any]]] = [
