@@ -98,11 +98,25 @@ class CliResult:
     error: str | None
 
 
+# What the CLI made of a file, by command, file (path, size, mtime) and options: each
+# answer is computed once per test process (a CLI run is a Python start).
+_CLI_RESULTS: dict[tuple[str, ...], CliResult] = {}
+
+
 def cli_output(command: str, source: Path, out_dir: Path, *options: str) -> CliResult:
-    """Run `vodedge COMMAND SOURCE -o OUT [options]` as a user would."""
+    """Run `vodedge COMMAND SOURCE -o OUT [options]` as a user would (once per version of
+    the file: the same run again would give the same bytes)."""
+    info = source.stat()
+    key = (command, str(source.resolve()), str(info.st_size), str(info.st_mtime_ns), *options)
+    known = _CLI_RESULTS.get(key)
+    if known is not None:
+        return known
     tag = hashlib.sha1("\0".join([command, str(source), *options]).encode()).hexdigest()[:12]
     out = out_dir / f"{tag}{source.suffix}"
     proc = run_cli(command, source, "-o", out, *options)
     if proc.returncode != 0:
-        return CliResult(None, proc.stderr.strip())
-    return CliResult(out.read_bytes(), None)
+        result = CliResult(None, proc.stderr.strip())
+    else:
+        result = CliResult(out.read_bytes(), None)
+    _CLI_RESULTS[key] = result
+    return result
