@@ -20,7 +20,7 @@ from harness import SCRATCH, VENV_BIN, bench_env, fmt_seconds
 PYTHON = str(VENV_BIN / "python")
 VODEDGE = str(VENV_BIN / "vodedge")
 # What the `extract` command imports beyond the console script's own start-up.
-CLI_IMPORTS = "import vodedge.cli, vodedge.cli.commands, vodedge.media.mp4_audio"
+CLI_IMPORTS = "import vodedge.cli, vodedge.cli.commands, vodedge.media.mp4.audio"
 
 
 def median_wall(argv: list[str], runs: int = 11) -> float:
@@ -108,7 +108,7 @@ def profile(label: str, func: Callable[[], object], repeat: int, lines: int) -> 
 def per_request_vs_per_byte(source: Path, out: Path) -> None:
     """Split extraction into the per-request part (plan) and the per-byte/per-span copy."""
     from vodedge.cli.files import LocalSource, write_plan
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.plan import Span
 
     print("\n== per-request vs per-byte costs (median of 15, in-process)")
@@ -160,7 +160,7 @@ def copy_strategies(source: Path, out: Path) -> None:
     import mmap
 
     from vodedge.cli.files import LocalSource
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.plan import Span
 
     with LocalSource(str(source)) as src:
@@ -228,8 +228,8 @@ def copy_strategies(source: Path, out: Path) -> None:
 
 def profile_flv(repeat: int, lines: int) -> None:
     """pyinstrument over the FLV streaming filter and the FLV plan (issue 3)."""
-    from vodedge.media.flv_filter import FlvAudioFilter
-    from vodedge.media.flv_plan import flv_audio_plan
+    from vodedge.media.flv.filters import FlvAudioFilter
+    from vodedge.media.flv.plan import flv_audio_plan
     from vodedge.media.reading import run
 
     source = media.ensure(media.FLV_720P)
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vodedge.cli import main as cli_main
     from vodedge.cli.files import LocalSource
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
 
     short = media.ensure(media.MP4_720P)
     long_head = media.ensure(media.MP4_LONG)

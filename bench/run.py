@@ -130,7 +130,7 @@ def bench_extract(runs: int, warmup: int) -> Section:
 
 def plan_builder(fd: int) -> tuple[Callable[[], object], dict[str, int]]:
     """A function building the audio plan of the file `fd` with pread, and what one reads."""
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.reading import run
 
     size = os.fstat(fd).st_size
@@ -253,8 +253,8 @@ def flv_in_process() -> list[tuple[str, Callable[[Path, BinaryIO | None], object
     output is counted, as a socket would take it), the check run writes a file.
     """
     try:
-        from vodedge.media.flv_filter import FlvAudioFilter
-        from vodedge.media.flv_plan import flv_audio_plan
+        from vodedge.media.flv.filters import FlvAudioFilter
+        from vodedge.media.flv.plan import flv_audio_plan
         from vodedge.media.plan import Span
         from vodedge.media.reading import run
     except ImportError:
@@ -326,7 +326,7 @@ def bench_flv(runs: int, warmup: int) -> Section:
     paths = flv_in_process()
     if not paths:
         rows.append(Row("vodedge FLV filter (in-process)", "-", "", "",
-                        "skipped: vodedge.media.flv_filter not available"))  # fmt: skip
+                        "skipped: vodedge.media.flv.filters not available"))  # fmt: skip
     checked: dict[str, Path] = {"ffmpeg": out_ff, "vodedge": out_vd}
     for number, (label, func) in enumerate(paths):
 

@@ -115,7 +115,7 @@ def _oracle() -> Callable[..., object] | None:
 
 def in_process(path: Path, samples: int) -> list[Row]:
     """The planner alone: old planner, index build, and clips from a warm index."""
-    from vodedge.media.mp4_index import read_index
+    from vodedge.media.mp4.index import read_index
     from vodedge.media.reading import run
 
     size = path.stat().st_size

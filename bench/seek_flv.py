@@ -41,8 +41,8 @@ def _cpu(plan: Callable[[float], object], samples: int) -> tuple[float, float]:
 
 def in_process(path: Path, samples: int) -> list[Row]:
     """Per random start: the scanning planner, and a plan from the warm tag index."""
-    from vodedge.media.flv_index import read_flv_index
-    from vodedge.media.flv_plan import flv_clip_plan
+    from vodedge.media.flv.index import read_flv_index
+    from vodedge.media.flv.plan import flv_clip_plan
     from vodedge.media.reading import run
 
     size = path.stat().st_size

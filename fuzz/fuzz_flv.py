@@ -25,11 +25,11 @@ import atheris
 from fuzzing import fuzz
 
 with atheris.instrument_imports(include=["vodedge"]):
-    from vodedge.media import amf0
     from vodedge.media.errors import MediaError, NoAudioTrack
     from vodedge.media.flv import (
         FlvAudioFilter,
         FlvClipFilter,
+        amf0,
         flv_audio_plan,
         flv_clip_plan,
         flv_summary,

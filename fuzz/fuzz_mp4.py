@@ -24,7 +24,7 @@ from fuzzing import fuzz
 
 with atheris.instrument_imports(include=["vodedge"]):
     from vodedge.media.errors import MediaError
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.plan import Plan
     from vodedge.media.reading import run_bytes
 
@@ -33,7 +33,7 @@ SHARED_MEDIA = REPO.parent / "shared" / "media"
 # Seeds copied into an empty corpus directory: small, so that each run is fast.
 SEED_MAX_BYTES = 400_000
 # `file:line` sites (innermost vodedge frame) whose crashes are already reported, e.g.
-# VODEDGE_FUZZ_KNOWN=mp4_tables.py:163,mp4_audio.py:53 to keep fuzzing past them.
+# VODEDGE_FUZZ_KNOWN=media/mp4/tables.py:163,media/mp4/audio.py:53 to keep fuzzing past them.
 KNOWN_CRASH_SITES = frozenset(filter(None, os.environ.get("VODEDGE_FUZZ_KNOWN", "").split(",")))
 
 
@@ -58,11 +58,11 @@ def check_output(out: bytes) -> None:
 
 
 def crash_site(exc: BaseException) -> str:
-    """`file:line` of the innermost vodedge frame of a traceback, e.g. `mp4_tables.py:163`."""
+    """`path:line` of the innermost vodedge frame, e.g. `media/mp4/tables.py:163`."""
     site = "?"
     for frame in traceback.extract_tb(exc.__traceback__):
         if "/vodedge/" in frame.filename:
-            site = f"{Path(frame.filename).name}:{frame.lineno}"
+            site = f"{frame.filename.rpartition('/vodedge/')[2]}:{frame.lineno}"
     return site
 
 

@@ -11,8 +11,8 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-from vodedge.media import amf0
-from vodedge.media.amf0 import AmfValue, EcmaArray
+from vodedge.media.flv import amf0
+from vodedge.media.flv.amf0 import AmfValue, EcmaArray
 
 AUDIO, VIDEO, SCRIPT = 8, 9, 18
 

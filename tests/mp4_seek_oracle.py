@@ -1,4 +1,4 @@
-"""The MP4 clip planner as it was before the index (`vodedge.media.mp4_index`), which
+"""The MP4 clip planner as it was before the index (`vodedge.media.mp4.index`), which
 reads the whole `moov` into Python lists for every clip; kept as the oracle that the
 indexed planner must equal byte for byte (tests/test_mp4_index.py)."""
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from itertools import accumulate
 from struct import Struct
 
-from vodedge.media.boxes import Box, children, header_bytes, make_box
 from vodedge.media.errors import InvalidSeek, MalformedMedia, NoAudioTrack, UnsupportedMedia
-from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
-from vodedge.media.mp4_layout import DataLayout, settle_moov
-from vodedge.media.mp4_movie import (
+from vodedge.media.mp4.boxes import Box, children, header_bytes, make_box
+from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4.layout import DataLayout, settle_moov
+from vodedge.media.mp4.movie import (
     Movie,
     Track,
     check_described,
@@ -21,7 +21,7 @@ from vodedge.media.mp4_movie import (
     rebuild,
     set_duration_field,
 )
-from vodedge.media.mp4_tables import (
+from vodedge.media.mp4.tables import (
     SampleSizes,
     chunk_map,
     chunk_offsets_box,

@@ -146,7 +146,7 @@ def first_diff(expected: str, actual: str, context: int = 2) -> str:
 
 def extract_mp4(data: bytes, **limits: int) -> bytes:
     """vodedge's audio-only rendition of the ISO BMFF file `data`, via its Plan."""
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.reading import run_bytes
 
     plan = run_bytes(audio_plan(len(data), **limits), data)

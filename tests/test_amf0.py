@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vodedge.media import amf0
-from vodedge.media.amf0 import (
+from vodedge.media.errors import LimitExceeded, MalformedMedia, MediaError, TruncatedMedia
+from vodedge.media.flv import amf0
+from vodedge.media.flv.amf0 import (
     OBJECT_END,
     UNDEFINED,
     UNSUPPORTED,
@@ -22,7 +23,6 @@ from vodedge.media.amf0 import (
     TypedObject,
     XmlDocument,
 )
-from vodedge.media.errors import LimitExceeded, MalformedMedia, MediaError, TruncatedMedia
 
 # Surrogates (category Cs) cannot be UTF-8 encoded; surrogateescape is tested apart.
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)

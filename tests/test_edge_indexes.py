@@ -14,8 +14,8 @@ from media_matrix import media
 from vodedge.edge.driver import run_async
 from vodedge.edge.indexes import OFFLOAD_BYTES, FlvIndexMemo, IndexMemo
 from vodedge.media.errors import MalformedMedia, MediaError
-from vodedge.media.flv_index import FlvIndex
-from vodedge.media.flv_plan import flv_clip_plan
+from vodedge.media.flv.index import FlvIndex
+from vodedge.media.flv.plan import flv_clip_plan
 from vodedge.media.reading import ReadRequest, run_bytes
 
 

@@ -29,9 +29,9 @@ from flv_media import (
     tag,
     without_metadata,
 )
-from vodedge.media.amf0 import EcmaArray
 from vodedge.media.errors import MalformedMedia, NoAudioTrack, NotFlv, TruncatedMedia
 from vodedge.media.flv import FlvAudioFilter, flv_audio_plan
+from vodedge.media.flv.amf0 import EcmaArray
 from vodedge.media.reading import run_bytes
 
 REPO = Path(__file__).resolve().parent.parent

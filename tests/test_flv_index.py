@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from flv_media import AUDIO, SCRIPT, Synthetic, aac_frame, flv, metadata, synthetic, tag
 from vodedge.media.errors import MediaError
-from vodedge.media.flv_index import FlvIndex, read_flv_index
-from vodedge.media.flv_plan import flv_clip_plan
+from vodedge.media.flv.index import FlvIndex, read_flv_index
+from vodedge.media.flv.plan import flv_clip_plan
 from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
 

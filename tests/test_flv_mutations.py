@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from flv_media import Synthetic, check_output, parse, run_filter, synthetic, without_metadata
 from mutation_harness import BYTE_MUTATIONS, bounded, examples, mutate_bytes
-from vodedge.media import amf0
 from vodedge.media.errors import MediaError, NoAudioTrack
 from vodedge.media.flv import (
     FlvAudioFilter,
     FlvClipFilter,
+    amf0,
     flv_audio_plan,
     flv_clip_plan,
     flv_summary,

@@ -23,9 +23,9 @@ from flv_media import (
     synthetic,
     tag,
 )
-from vodedge.media.amf0 import AmfValue
 from vodedge.media.errors import NoAudioTrack, NotFlv, TruncatedMedia
 from vodedge.media.flv import FlvAudioFilter, flv_audio_plan, flv_clip_plan, flv_summary
+from vodedge.media.flv.amf0 import AmfValue
 from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import ReadRequest, run, run_bytes
 

@@ -29,7 +29,7 @@ from vodedge.media.flv import (
     flv_clip_plan,
     parse_seek,
 )
-from vodedge.media.flv_seek import SeekValue
+from vodedge.media.flv.seek import SeekValue
 from vodedge.media.reading import run_bytes
 
 SOURCE = synthetic(Synthetic(seconds=4, fps=10, gop=5))
@@ -285,7 +285,7 @@ def test_index_pointing_nowhere_falls_back_to_scanning() -> None:
     positions = meta["keyframes"]["filepositions"]
     assert isinstance(positions, list)
     broken = SOURCE
-    from vodedge.media import amf0
+    from vodedge.media.flv import amf0
 
     for p in positions:
         assert isinstance(p, float)

@@ -24,7 +24,7 @@ from media_matrix import FFPROBE, FLV_CASES, MP4_CASES, SHARED_MEDIA, media
 from oracle import run_cli
 from vodedge.media.errors import MediaError
 from vodedge.media.flv import flv_summary
-from vodedge.media.mp4_inspect import Mp4Summary, mp4_summary
+from vodedge.media.mp4.summary import Mp4Summary, mp4_summary
 from vodedge.media.reading import run_bytes
 from vodedge.media.sniff import looks_like_flv
 

@@ -192,7 +192,7 @@ def test_plan_reads_only_metadata(case: Case) -> None:
     """The plan (and its size) comes from the boxes' headers and moov, not the media."""
     if case.error:
         pytest.skip("no plan for an error case")
-    from vodedge.media.mp4_audio import audio_plan
+    from vodedge.media.mp4.audio import audio_plan
     from vodedge.media.reading import run
 
     data = media(case.name).read_bytes()

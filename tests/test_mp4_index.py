@@ -14,8 +14,8 @@ from media_matrix import MP4_CASES, SHARED_MEDIA, media
 from mp4_rewrite import rewrite
 from mp4_seek_oracle import clip_plan as oracle_clip_plan
 from vodedge.media.errors import MalformedMedia, MediaError
-from vodedge.media.mp4_index import Mp4Index, TrackIndex, read_index
-from vodedge.media.mp4_seek import clip_plan
+from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
+from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
 

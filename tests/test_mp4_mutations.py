@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 # twofold): only loops that do not end trip it.
 from mutation_harness import TIME_LIMIT, ExtractionTimeout, examples, time_limit
 from vodedge.media.errors import LimitExceeded, MediaError
-from vodedge.media.mp4_audio import audio_plan
+from vodedge.media.mp4.audio import audio_plan
 from vodedge.media.plan import Plan
 from vodedge.media.reading import run_bytes
 

@@ -14,7 +14,7 @@ from media_matrix import FFMPEG, FFPROBE, media
 from mp4_rewrite import rewrite
 from oracle import probe, streams_of
 from vodedge.media.errors import InvalidSeek, MediaError, NoAudioTrack, UnsupportedMedia
-from vodedge.media.mp4_seek import clip_plan
+from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.reading import run_bytes
 from vodedge.media.seeking import parse_seconds
 

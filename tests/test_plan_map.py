@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 from test_mp4_index import SOURCES, bounds, indexed, source
 from vodedge.media.errors import MediaError
-from vodedge.media.mp4_index import Mp4Index
+from vodedge.media.mp4.index import Mp4Index
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
 

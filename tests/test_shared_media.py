@@ -40,7 +40,7 @@ def _manifest() -> list[dict[str, str]]:
 
 
 ROWS = _manifest()
-FLV_READY = importlib.util.find_spec("vodedge.media.flv_plan") is not None
+FLV_READY = importlib.util.find_spec("vodedge.media.flv.plan") is not None
 
 
 def _params(kind: str) -> list[object]:

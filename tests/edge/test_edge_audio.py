@@ -289,7 +289,7 @@ def test_seek_names_are_per_domain(
 
 def _flv_reference(source: Path, start: int | None, end: int | None, audio_only: bool) -> bytes:
     """The media layer's byte-offset clip of an FLV (the CLI speaks seconds only)."""
-    from vodedge.media.flv_plan import flv_clip_plan
+    from vodedge.media.flv.plan import flv_clip_plan
     from vodedge.media.reading import run_bytes
 
     data = source.read_bytes()

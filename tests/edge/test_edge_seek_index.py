@@ -12,7 +12,7 @@ from edge_config import Origins, domains
 from edge_harness import Vodedge, concurrent_gets, running, wait_until
 from edge_media import SAMPLES
 
-from vodedge.media.mp4_seek import clip_plan
+from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.reading import run_bytes
 from vodedge.media.seeking import parse_seconds
 

@@ -106,10 +106,10 @@ def plan_of(
     if start is None and end is None:
         if not audio_only:
             raise InvalidSeek("a clip needs --start or --end")
-        from vodedge.media.mp4_audio import audio_plan
+        from vodedge.media.mp4.audio import audio_plan
 
         return source.parse(audio_plan(source.size, max_moov=max_moov))
-    from vodedge.media.mp4_seek import clip_plan
+    from vodedge.media.mp4.seek import clip_plan
 
     return source.parse(
         clip_plan(source.size, start=start, end=end, audio_only=audio_only, max_moov=max_moov)
@@ -139,7 +139,7 @@ def _human(n: int) -> str:
 
 def inspect(input_path: str, *, as_json: bool, boxes: bool) -> int:
     """Print what the file holds."""
-    from vodedge.media.mp4_inspect import box_tree, mp4_summary
+    from vodedge.media.mp4.summary import box_tree, mp4_summary
     from vodedge.media.sniff import looks_like_flv
 
     with LocalSource(input_path) as source:

@@ -10,8 +10,8 @@ from typing import Generic, TypeVar
 
 from vodedge.edge.driver import run_async
 from vodedge.media.errors import MediaError
-from vodedge.media.flv_index import FlvIndex, read_flv_index
-from vodedge.media.mp4_index import Mp4Index, read_index
+from vodedge.media.flv.index import FlvIndex, read_flv_index
+from vodedge.media.mp4.index import Mp4Index, read_index
 
 # Reads of at least this many bytes (a moov) are handed to the parser in a worker
 # thread, so the parse they trigger runs off the event loop.

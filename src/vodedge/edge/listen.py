@@ -244,7 +244,7 @@ def _asset(request: web.Request, asset: Asset, cache: str = IMMUTABLE) -> web.Re
 
 async def _info(request: web.Request) -> web.Response:
     """What the page shows about its file, from the object as a client would get it."""
-    from vodedge.media.mp4_inspect import mp4_summary
+    from vodedge.media.mp4.summary import mp4_summary
 
     edge = _edge(request)
     domain = request[DOMAIN]

@@ -32,10 +32,10 @@ from vodedge.edge.resolve import Resolved, media_refusal
 from vodedge.edge.source import FAR_READ, OriginSet, SourceReader
 from vodedge.edge.transforms import Transform
 from vodedge.media.errors import MediaError
-from vodedge.media.flv_filter import FlvFilter
-from vodedge.media.flv_index import FlvIndex
-from vodedge.media.flv_seek import parse_seek
-from vodedge.media.mp4_index import Mp4Index
+from vodedge.media.flv.filters import FlvFilter
+from vodedge.media.flv.index import FlvIndex
+from vodedge.media.flv.seek import parse_seek
+from vodedge.media.mp4.index import Mp4Index
 from vodedge.media.plan import Plan, Span
 
 # Outputs of this many pieces or more are stored as renditions once built: a warm
@@ -254,7 +254,7 @@ async def _flv_stream(body: Body, how: str, transform: Transform) -> Output:
         return Pieces(_flv_pieces(flv, first, body, counts))
 
     # The same bytes as the plan of this transform once the object is cached (see
-    # media.flv_metadata), so the same validators: If-Range may resume across paths.
+    # media.flv.metadata), so the same validators: If-Range may resume across paths.
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
     output = Output(headers, validators, None, open_stream)
     if transform.audio_only:
@@ -312,11 +312,11 @@ async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov:
 
         return await run_async(ts_preview_plan(size, transform.end), read_at)
     if transform.kind == "mp4":
-        from vodedge.media.mp4_audio import audio_plan
+        from vodedge.media.mp4.audio import audio_plan
 
         parser = audio_plan(size, max_moov=max_moov, track_id=transform.track)
         return await run_async(parser, read_at)
-    from vodedge.media.flv_plan import flv_clip_plan
+    from vodedge.media.flv.plan import flv_clip_plan
 
     parser = flv_clip_plan(
         size,

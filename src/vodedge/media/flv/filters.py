@@ -3,7 +3,7 @@
 A tag is emitted once it is whole, so memory is bounded by the tag being read
 (plus, in a clip, the last sequence header of each track, held for its start).
 The output equals the plan of the same request byte for byte, except the
-`onMetaData` tag, whose layout keys a stream cannot know (see `flv_metadata`).
+`onMetaData` tag, whose layout keys a stream cannot know (see `flv.metadata`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Final
 
 from vodedge.media.errors import InvalidSeek, NoAudioTrack, TruncatedMedia
-from vodedge.media.flv_metadata import (
+from vodedge.media.flv.metadata import (
     MetadataRewrite,
     decode_metadata,
     encode_script_tag,
     rewrite_metadata,
 )
-from vodedge.media.flv_seek import SeekValue, parse_seek
-from vodedge.media.flv_tags import (
+from vodedge.media.flv.seek import SeekValue, parse_seek
+from vodedge.media.flv.tags import (
     AUDIO,
     CONFIG,
     FILE_HEADER_SIZE,
@@ -52,7 +52,7 @@ _DONE: Final = 5
 class FlvFilter:
     """An FLV, fed front to back, out as an audio-only FLV and/or a byte-offset clip.
 
-    `start`/`end` are byte offsets of the source (see `flv_seek` for how an
+    `start`/`end` are byte offsets of the source (see `flv.seek` for how an
     offset inside a tag resynchronises). Before `start` only `onMetaData` and
     the last sequence header of each kept track are kept; they are emitted
     ahead of the clip's first tag so that it decodes.

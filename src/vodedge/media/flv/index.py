@@ -1,7 +1,7 @@
 """An FLV's tags indexed once (typed arrays), and any seek's plan from them by search.
 
-`read_flv_index` scans the whole source once (`flv_scan.scan_tags`); `FlvIndex.plan`
-then answers what `flv_plan.flv_clip_plan` answers for any `start`/`end`, byte for
+`read_flv_index` scans the whole source once (`scan.scan_tags`); `FlvIndex.plan`
+then answers what `plan.flv_clip_plan` answers for any `start`/`end`, byte for
 byte, without rescanning: the tags a stopping scan would have seen are a prefix of
 the index, found by search, and the output's spans are runs of it, found by vector
 operations. A request the index cannot answer exactly (a truncated source whose clip
@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vodedge.media.errors import InvalidSeek, LimitExceeded, MediaError, NoAudioTrack
-from vodedge.media.flv_metadata import (
+from vodedge.media.flv.metadata import (
     Metadata,
     MetadataRewrite,
     decode_metadata,
@@ -27,9 +27,9 @@ from vodedge.media.flv_metadata import (
     rewrite_metadata,
     source_keyframes,
 )
-from vodedge.media.flv_scan import TagIndex, scan_tags
-from vodedge.media.flv_seek import FlvSeek, SeekValue, parse_seek
-from vodedge.media.flv_tags import (
+from vodedge.media.flv.scan import TagIndex, scan_tags
+from vodedge.media.flv.seek import FlvSeek, SeekValue, parse_seek
+from vodedge.media.flv.tags import (
     AUDIO,
     CONFIG,
     FLAG_AUDIO,
@@ -117,7 +117,7 @@ class FlvIndex:
         return self.plan(audio_only, parse_seek(start, end, by_time))
 
     def plan(self, audio_only: bool, seek: FlvSeek) -> Plan | None:
-        """The plan for `seek` (see `flv_plan.build_plan`), or None (see the module)."""
+        """The plan for `seek` (see `plan.build_plan`), or None (see the module)."""
         tags = self.tags
         if audio_only and not tags.header.has_audio:
             raise NoAudioTrack("the FLV header says the file has no audio")
@@ -147,7 +147,7 @@ class FlvIndex:
         return int(frames[at]) if at < len(frames) else len(self)
 
     def _resolve_start(self, n: int, stopped: bool, seek: FlvSeek, audio_only: bool) -> int:
-        """`flv_seek.resolve_start` over the first `n` tags."""
+        """`seek.resolve_start` over the first `n` tags."""
         if seek.start is None:
             return 0
         if not seek.by_time:
@@ -250,7 +250,7 @@ class _Sorted:
 
 
 class _Builder:
-    """One plan: `flv_plan.build_plan`'s selection and layout, over index slices."""
+    """One plan: `plan.build_plan`'s selection and layout, over index slices."""
 
     def __init__(
         self, index: FlvIndex, n: int, first: int, audio_only: bool, seek: FlvSeek

@@ -8,9 +8,9 @@ from itertools import accumulate
 from struct import Struct
 from typing import NamedTuple
 
-from vodedge.media.boxes import Box, children, header_bytes, header_size_for, make_box
 from vodedge.media.errors import MalformedMedia, UnsupportedMedia
-from vodedge.media.mp4_movie import TrackDefaults
+from vodedge.media.mp4.boxes import Box, children, header_bytes, header_size_for, make_box
+from vodedge.media.mp4.movie import TrackDefaults
 
 _U32 = Struct(">I")
 _I32 = Struct(">i")

@@ -16,10 +16,10 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from vodedge.media import amf0
-from vodedge.media.amf0 import AmfValue, EcmaArray
 from vodedge.media.errors import LimitExceeded
-from vodedge.media.flv_tags import TAG_HEADER_SIZE, U32
+from vodedge.media.flv import amf0
+from vodedge.media.flv.amf0 import AmfValue, EcmaArray
+from vodedge.media.flv.tags import TAG_HEADER_SIZE, U32
 
 ON_METADATA_PREFIX: Final = b"\x02\x00\x0aonMetaData"
 

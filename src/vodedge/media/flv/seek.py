@@ -15,9 +15,9 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from vodedge.media.errors import InvalidSeek, NoAudioTrack
-from vodedge.media.flv_metadata import decode_metadata, source_keyframes
-from vodedge.media.flv_scan import TagIndex
-from vodedge.media.flv_tags import AUDIO, FRAME, TAG_HEADER_SIZE, VIDEO, is_video_keyframe
+from vodedge.media.flv.metadata import decode_metadata, source_keyframes
+from vodedge.media.flv.scan import TagIndex
+from vodedge.media.flv.tags import AUDIO, FRAME, TAG_HEADER_SIZE, VIDEO, is_video_keyframe
 from vodedge.media.seeking import parse_seconds
 
 SeekValue = str | int | float | None

@@ -5,19 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vodedge.media.boxes import CONTAINERS, Box, children, parse_header, printable_type
 from vodedge.media.errors import MalformedMedia, MediaError, NoMovieBox
-from vodedge.media.mp4_audio import audio_plan
-from vodedge.media.mp4_file import (
+from vodedge.media.mp4.audio import audio_plan
+from vodedge.media.mp4.boxes import CONTAINERS, Box, children, parse_header, printable_type
+from vodedge.media.mp4.file import (
     DEFAULT_MAX_MOOV,
     MAX_FTYP,
     TopLevel,
     read_box,
     scan_top_level,
 )
-from vodedge.media.mp4_fragments import parse_fragment
-from vodedge.media.mp4_movie import Movie, Track, chunk_table, parse_movie
-from vodedge.media.mp4_timing import fragment_ticks, presented_ticks, table_duration
+from vodedge.media.mp4.fragments import parse_fragment
+from vodedge.media.mp4.movie import Movie, Track, chunk_table, parse_movie
+from vodedge.media.mp4.timing import fragment_ticks, presented_ticks, table_duration
 from vodedge.media.reading import Reading, ReadRequest
 
 

@@ -16,7 +16,6 @@ from struct import Struct
 import numpy as np
 import numpy.typing as npt
 
-from vodedge.media.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.errors import (
     InvalidSeek,
     InvalidTrack,
@@ -26,8 +25,9 @@ from vodedge.media.errors import (
     NoAudioTrack,
     UnsupportedMedia,
 )
-from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
-from vodedge.media.mp4_movie import (
+from vodedge.media.mp4.boxes import CONTAINERS, Box, children, header_bytes, make_box
+from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4.movie import (
     Movie,
     Replacement,
     Track,
@@ -36,7 +36,7 @@ from vodedge.media.mp4_movie import (
     rebuild_pieces,
     set_duration_field,
 )
-from vodedge.media.mp4_tables import checked_entries
+from vodedge.media.mp4.tables import checked_entries
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
@@ -162,7 +162,7 @@ class Chunks:
     def of(cls, stsc: Ints, chunk_count: int, sample_count: int) -> Chunks:
         """Expand the `stsc` runs (rows of first chunk, samples per chunk, description)
         over `chunk_count` chunks, checked against the sample count; the checks, their
-        order and their messages are those of `mp4_tables.chunk_map`."""
+        order and their messages are those of `tables.chunk_map`."""
         if chunk_count == 0:
             if sample_count:
                 raise MalformedMedia(f"{sample_count} samples but no chunk holds them")

@@ -6,12 +6,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from vodedge.media.amf0 import AmfDate, AmfValue, Reference, TypedObject, XmlDocument
 from vodedge.media.errors import MediaError
-from vodedge.media.flv_metadata import decode_metadata, source_keyframes
-from vodedge.media.flv_plan import build_plan
-from vodedge.media.flv_scan import scan_tags
-from vodedge.media.flv_tags import AUDIO, FRAME, SCRIPT, TAG_HEADER_SIZE, VIDEO
+from vodedge.media.flv.amf0 import AmfDate, AmfValue, Reference, TypedObject, XmlDocument
+from vodedge.media.flv.metadata import decode_metadata, source_keyframes
+from vodedge.media.flv.plan import build_plan
+from vodedge.media.flv.scan import scan_tags
+from vodedge.media.flv.tags import AUDIO, FRAME, SCRIPT, TAG_HEADER_SIZE, VIDEO
 from vodedge.media.reading import Reading
 
 _KIND_NAMES = {AUDIO: "audio", VIDEO: "video", SCRIPT: "script"}

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from vodedge.media.errors import LimitExceeded, NoAudioTrack
-from vodedge.media.flv_metadata import is_onmetadata
-from vodedge.media.flv_tags import (
+from vodedge.media.flv.metadata import is_onmetadata
+from vodedge.media.flv.tags import (
     AUDIO,
     FILE_HEADER_SIZE,
     FRAME,
@@ -60,7 +60,7 @@ class TagIndex:
         return len(self.offsets)
 
     def role(self, index: int) -> int:
-        """`CONFIG`, `FRAME` or `OTHER` (see `flv_tags.tag_role`) for tag `index`."""
+        """`CONFIG`, `FRAME` or `OTHER` (see `tags.tag_role`) for tag `index`."""
         packed = self.first_bytes[index]
         return tag_role(self.kinds[index], self.sizes[index], packed >> 8, packed & 0xFF)
 

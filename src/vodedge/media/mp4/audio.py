@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from struct import Struct
 
-from vodedge.media.boxes import Box, children, header_bytes, make_box
 from vodedge.media.errors import (
     InvalidTrack,
     MalformedMedia,
@@ -12,11 +11,12 @@ from vodedge.media.errors import (
     NoAudioTrack,
     UnsupportedMedia,
 )
-from vodedge.media.mp4_file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
-from vodedge.media.mp4_fragments import Fragment, parse_fragment, rebuild_fragment
-from vodedge.media.mp4_layout import DataLayout, settle_moov
-from vodedge.media.mp4_mfra import build_mfra, parse_mfra
-from vodedge.media.mp4_movie import (
+from vodedge.media.mp4.boxes import Box, children, header_bytes, make_box
+from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
+from vodedge.media.mp4.fragments import Fragment, parse_fragment, rebuild_fragment
+from vodedge.media.mp4.layout import DataLayout, settle_moov
+from vodedge.media.mp4.mfra import build_mfra, parse_mfra
+from vodedge.media.mp4.movie import (
     ChunkTable,
     Movie,
     Track,
@@ -26,7 +26,7 @@ from vodedge.media.mp4_movie import (
     rebuild,
     set_duration_field,
 )
-from vodedge.media.mp4_tables import chunk_offsets_box
+from vodedge.media.mp4.tables import chunk_offsets_box
 from vodedge.media.plan import Piece, Plan, Span
 from vodedge.media.reading import Reading
 

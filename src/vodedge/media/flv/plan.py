@@ -6,7 +6,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from vodedge.media.errors import NoAudioTrack, TruncatedMedia
-from vodedge.media.flv_metadata import (
+from vodedge.media.flv.metadata import (
     Metadata,
     MetadataRewrite,
     decode_metadata,
@@ -14,9 +14,9 @@ from vodedge.media.flv_metadata import (
     rewrite_metadata,
     source_keyframes,
 )
-from vodedge.media.flv_scan import TagIndex, scan_tags
-from vodedge.media.flv_seek import NO_SEEK, FlvSeek, SeekValue, parse_seek, resolve_start
-from vodedge.media.flv_tags import (
+from vodedge.media.flv.scan import TagIndex, scan_tags
+from vodedge.media.flv.seek import NO_SEEK, FlvSeek, SeekValue, parse_seek, resolve_start
+from vodedge.media.flv.tags import (
     AUDIO,
     CONFIG,
     FLAG_AUDIO,

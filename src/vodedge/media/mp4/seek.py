@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vodedge.media.mp4_file import DEFAULT_MAX_MOOV
-from vodedge.media.mp4_index import read_index
+from vodedge.media.mp4.file import DEFAULT_MAX_MOOV
+from vodedge.media.mp4.index import read_index
 from vodedge.media.plan import Plan
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek

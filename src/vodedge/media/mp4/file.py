@@ -5,7 +5,6 @@ from __future__ import annotations
 from struct import Struct
 from typing import NamedTuple
 
-from vodedge.media.boxes import Box, parse_header, printable_type
 from vodedge.media.errors import (
     LimitExceeded,
     MalformedMedia,
@@ -13,6 +12,7 @@ from vodedge.media.errors import (
     NotIsoBmff,
     TruncatedMedia,
 )
+from vodedge.media.mp4.boxes import Box, parse_header, printable_type
 from vodedge.media.reading import Reading, ReadRequest
 
 DEFAULT_MAX_MOOV = 64 << 20

@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from struct import Struct
 from typing import NamedTuple
 
-from vodedge.media.boxes import (
+from vodedge.media.errors import MalformedMedia
+from vodedge.media.mp4.boxes import (
     CONTAINERS,
     Box,
     children,
@@ -16,8 +17,7 @@ from vodedge.media.boxes import (
     header_bytes,
     parse_header,
 )
-from vodedge.media.errors import MalformedMedia
-from vodedge.media.mp4_tables import (
+from vodedge.media.mp4.tables import (
     SampleSizes,
     check_table_count,
     chunk_sizes,

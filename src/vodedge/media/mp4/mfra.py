@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from struct import Struct
 from typing import NamedTuple
 
-from vodedge.media.boxes import children, make_box, parse_header
 from vodedge.media.errors import MalformedMedia
+from vodedge.media.mp4.boxes import children, make_box, parse_header
 
 _U32 = Struct(">I")
 _U64 = Struct(">Q")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from struct import Struct
 
-from vodedge.media.boxes import Box, children
 from vodedge.media.errors import MalformedMedia
-from vodedge.media.mp4_movie import Movie, Track, TrackDefaults
-from vodedge.media.mp4_tables import parse_runs
+from vodedge.media.mp4.boxes import Box, children
+from vodedge.media.mp4.movie import Movie, Track, TrackDefaults
+from vodedge.media.mp4.tables import parse_runs
 
 _U32 = Struct(">I")
 _U64 = Struct(">Q")

@@ -1,0 +1,1 @@
+"""ISO BMFF (MP4, MOV, 3GP...): inspection, clipping and audio extraction as plans."""
