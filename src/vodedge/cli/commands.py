@@ -8,6 +8,7 @@ import sys
 
 from vodedge.cli.files import LocalSource, atomic_output, write_plan
 from vodedge.media.errors import InvalidSeek, MediaError
+from vodedge.media.outputs import Wanted, plan_reading
 from vodedge.media.plan import Plan
 from vodedge.media.seeking import parse_seconds
 
@@ -87,33 +88,14 @@ def plan_of(
         # MP3 and MPEG-TS have one video function, trial playback: the first --end seconds.
         if audio_only or start is not None or end is None:
             raise InvalidSeek("MP3 and MPEG-TS files are cut with `clip --end N` only")
-        if looks_like_mpeg_ts(head):
-            from vodedge.media.ts import ts_preview_plan
-
-            return source.parse(ts_preview_plan(source.size, end))
-        from vodedge.media.mp3 import mp3_preview_plan
-
-        return source.parse(mp3_preview_plan(source.size, end))
-    if looks_like_flv(head):
+        container = "ts" if looks_like_mpeg_ts(head) else "mp3"
+    else:
         if start is None and end is None and not audio_only:
             raise InvalidSeek("a clip needs --start or --end")
-        from vodedge.media.flv import flv_clip_plan
-
-        # The command line speaks seconds; byte offsets are for URLs (flv_seek_by_time off).
-        return source.parse(
-            flv_clip_plan(source.size, start, end, by_time=True, audio_only=audio_only)
-        )
-    if start is None and end is None:
-        if not audio_only:
-            raise InvalidSeek("a clip needs --start or --end")
-        from vodedge.media.mp4.audio import audio_plan
-
-        return source.parse(audio_plan(source.size, max_moov=max_moov))
-    from vodedge.media.mp4.seek import clip_plan
-
-    return source.parse(
-        clip_plan(source.size, start=start, end=end, audio_only=audio_only, max_moov=max_moov)
-    )
+        container = "flv" if looks_like_flv(head) else "mp4"
+    # The command line speaks seconds; FLV byte offsets are for URLs (flv_seek_by_time off).
+    wanted = Wanted(container, audio_only=audio_only, start=start, end=end, by_time=True)
+    return source.parse(plan_reading(wanted, source.size, max_moov=max_moov))
 
 
 def extract(

@@ -36,6 +36,7 @@ from vodedge.media.flv.filters import FlvFilter
 from vodedge.media.flv.index import FlvIndex
 from vodedge.media.flv.seek import parse_seek
 from vodedge.media.mp4.index import Mp4Index
+from vodedge.media.outputs import Wanted, flv_bound, plan_reading
 from vodedge.media.plan import Plan, Span
 
 # Outputs of this many pieces or more are stored as renditions once built: a warm
@@ -302,34 +303,15 @@ async def _flv_pieces(
 
 async def build_plan(transform: Transform, size: int, read_at: ReadAt, max_moov: int) -> Plan:
     """The plan of a transform that is not an MP4 clip over an object of `size` bytes."""
-    if transform.kind in ("mp3", "ts"):
-        assert transform.end is not None
-        if transform.kind == "mp3":
-            from vodedge.media.mp3 import mp3_preview_plan
-
-            return await run_async(mp3_preview_plan(size, transform.end), read_at)
-        from vodedge.media.ts import ts_preview_plan
-
-        return await run_async(ts_preview_plan(size, transform.end), read_at)
-    if transform.kind == "mp4":
-        from vodedge.media.mp4.audio import audio_plan
-
-        parser = audio_plan(size, max_moov=max_moov, track_id=transform.track)
-        return await run_async(parser, read_at)
-    from vodedge.media.flv.plan import flv_clip_plan
-
-    parser = flv_clip_plan(
-        size,
-        _flv_bound(transform.start, transform.by_time),
-        _flv_bound(transform.end, transform.by_time),
-        by_time=transform.by_time,
+    wanted = Wanted(
+        transform.kind,
         audio_only=transform.audio_only,
+        start=transform.start,
+        end=transform.end,
+        by_time=transform.by_time,
+        track=transform.track,
     )
-    return await run_async(parser, read_at)
-
-
-def _flv_bound(value: float | None, by_time: bool) -> float | int | None:
-    return value if value is None or by_time else int(value)
+    return await run_async(plan_reading(wanted, size, max_moov=max_moov), read_at)
 
 
 class PlanMemo:
@@ -438,8 +420,8 @@ FLV_OFFLOAD_TAGS = 20_000
 async def flv_index_plan(index: FlvIndex, transform: Transform) -> Plan | None:
     """An FLV transform's plan from the object's tag index (None: only a scan can tell)."""
     seek = parse_seek(
-        _flv_bound(transform.start, transform.by_time),
-        _flv_bound(transform.end, transform.by_time),
+        flv_bound(transform.start, transform.by_time),
+        flv_bound(transform.end, transform.by_time),
         transform.by_time,
     )
     if transform.audio_only and len(index) > FLV_OFFLOAD_TAGS:
