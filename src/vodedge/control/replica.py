@@ -17,7 +17,12 @@ from pathlib import Path
 from vodedge.config.keys import AccessKey
 
 from .redis_store import Delta, Snapshot, _id
-from .sqlite_store import TASK_MEMORY, SqliteStore, _functions_json, _sources_json
+from .sqlite_store import (
+    _DOMAIN_COLUMNS,
+    TASK_MEMORY,
+    SqliteStore,
+    _domain_row,
+)
 from .store import Certificate, DomainRecord, TaskRecord
 
 REPLICA_DIR = "fleet"
@@ -122,24 +127,9 @@ class Replica(SqliteStore):
     @staticmethod
     def _put_domain(db: sqlite3.Connection, record: DomainRecord) -> None:
         db.execute(
-            "INSERT OR REPLACE INTO domains (name, domain_id, cdn_type, scope, resource_group_id,"
-            " description, fallback, status, sources, functions, created, modified, revision)"
+            f"INSERT OR REPLACE INTO domains ({_DOMAIN_COLUMNS})"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                record.name,
-                record.domain_id,
-                record.cdn_type,
-                record.scope,
-                record.resource_group_id,
-                record.description,
-                record.fallback,
-                record.status,
-                _sources_json(record.sources),
-                _functions_json(record.functions),
-                record.created,
-                record.modified,
-                record.revision,
-            ),
+            _domain_row(record),
         )
 
     @staticmethod

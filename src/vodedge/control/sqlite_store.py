@@ -86,6 +86,27 @@ _DOMAIN_COLUMNS = (
     " functions, created, modified, revision"
 )
 _TASK_COLUMNS = "row, task_id, kind, path, domain, force, status, created, description"
+
+
+def _domain_row(record: DomainRecord) -> tuple[object, ...]:
+    """The values of `_DOMAIN_COLUMNS` for `record`, in order."""
+    return (
+        record.name,
+        record.domain_id,
+        record.cdn_type,
+        record.scope,
+        record.resource_group_id,
+        record.description,
+        record.fallback,
+        record.status,
+        _sources_json(record.sources),
+        _functions_json(record.functions),
+        record.created,
+        record.modified,
+        record.revision,
+    )
+
+
 # Task ids look like the CDN's (large numbers), and grow from here.
 _FIRST_TASK_ID = 10_000_000_000
 _FIRST_CONFIG_ID = 100_000_000_000
@@ -304,21 +325,7 @@ class SqliteStore:
         try:
             db.execute(
                 f"INSERT INTO domains ({_DOMAIN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.name,
-                    record.domain_id,
-                    record.cdn_type,
-                    record.scope,
-                    record.resource_group_id,
-                    record.description,
-                    record.fallback,
-                    record.status,
-                    _sources_json(record.sources),
-                    _functions_json(record.functions),
-                    record.created,
-                    record.modified,
-                    record.revision,
-                ),
+                _domain_row(record),
             )
         except sqlite3.IntegrityError:
             raise DomainExists(record.name) from None
