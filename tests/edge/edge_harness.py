@@ -367,13 +367,19 @@ class Nginx:
         """The origin's base URL."""
         return f"http://127.0.0.1:{self.port}"
 
+    name = "nginx"
+
+    def config(self) -> str:
+        """nginx.conf for the chosen port."""
+        return NGINX_CONF.format(work=self.work, port=self.port, root=self.root)
+
     def start(self) -> None:
         """Start on a free port (retrying if another process took it first)."""
         self.work.mkdir(parents=True, exist_ok=True)
         for _attempt in range(5):
             self.port = free_port()
             conf = self.work / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(work=self.work, port=self.port, root=self.root))
+            conf.write_text(self.config())
             log = open(self.work / "stderr.log", "ab")  # noqa: SIM115 - owned by the child
             self.proc = subprocess.Popen(
                 [NGINX, "-p", str(self.work), "-c", str(conf), "-e", str(self.work / "error.log")],
@@ -390,7 +396,7 @@ class Nginx:
             stop_process(self.proc)
             if "in use" not in tail(self.work / "error.log"):
                 break
-        raise RuntimeError(f"nginx did not start:\n{tail(self.work / 'error.log')}")
+        raise RuntimeError(f"{self.name} did not start:\n{tail(self.work / 'error.log')}")
 
     def stop(self) -> None:
         """Stop nginx."""

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,19 +18,12 @@ from pathlib import Path
 import aiohttp
 from api_node import FULL, ApiNode, keys_toml
 from edge_harness import (
-    NGINX,
-    START_TIMEOUT,
     Nginx,
     Vodedge,
-    port_open,
-    stop_process,
-    tail,
 )
 from edge_media import generated
 from redis_harness import RedisServer
 from test_actions_sdk import NewSdk
-
-from ports import free_port
 
 FLEET_SECRET = "fleet-secret-0123456789abcdef"
 # A small MP4 (moov at the head), a few tens of kB: 100 copies stay cheap to serve.
@@ -88,48 +79,20 @@ def upstream_block(ports: list[int]) -> str:
     }}"""
 
 
-class Balancer:
+class Balancer(Nginx):
     """Debian's nginx as the balancer in front of the edges (README: Running a fleet)."""
 
+    name = "the balancer"
+
     def __init__(self, work: Path, edge_ports: list[int]) -> None:
-        self.work = work
+        super().__init__(root=work, work=work)
         self.edge_ports = edge_ports
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        """Start on a free port (retrying if another process took it first)."""
-        self.work.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(5):
-            self.port = free_port()
-            conf = self.work / "nginx.conf"
-            conf.write_text(
-                BALANCER_CONF.format(
-                    work=self.work, port=self.port, upstream=upstream_block(self.edge_ports)
-                )
-            )
-            log = open(self.work / "stderr.log", "ab")  # noqa: SIM115 - owned by the child
-            self.proc = subprocess.Popen(
-                [NGINX, "-p", str(self.work), "-c", str(conf), "-e", str(self.work / "error.log")],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-            )
-            log.close()
-            deadline = time.monotonic() + START_TIMEOUT
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if port_open(self.port):
-                    return
-                time.sleep(0.02)
-            stop_process(self.proc)
-            if "in use" not in tail(self.work / "error.log"):
-                break
-        raise RuntimeError(f"the balancer did not start:\n{tail(self.work / 'error.log')}")
-
-    def stop(self) -> None:
-        """Stop nginx."""
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGQUIT)
+    def config(self) -> str:
+        """nginx.conf hashing each object to one of the edges."""
+        return BALANCER_CONF.format(
+            work=self.work, port=self.port, upstream=upstream_block(self.edge_ports)
+        )
 
 
 @dataclass(frozen=True)
