@@ -21,6 +21,11 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
+# The benchmarks' Python tools (py-spy, pyinstrument, and the floors httptools, granian).
+$(VENV)/.installed-bench: $(VENV)/.installed-test pyproject.toml
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@
+
 # Debian packages the tests drive for real (ffmpeg is the oracle).
 system-deps bench-deps: PACKAGES = $(APT_PACKAGES)
 bench-deps: PACKAGES = $(APT_PACKAGES) $(BENCH_APT_PACKAGES)
@@ -51,7 +56,7 @@ test: $(VENV)/.installed-test system-deps
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
-bench: $(VENV)/.installed-test bench-deps
+bench: $(VENV)/.installed-bench bench-deps
 	$(BIN)/python bench/run.py
 
 clean:

@@ -72,10 +72,35 @@ class Runs:
         self.last = result
 
 
+def _floor(
+    stack: contextlib.ExitStack,
+    contenders: list[Runs],
+    missing: list[Row],
+    kind: str,
+    loop: str,
+    label: str,
+) -> None:
+    """Add a floor server to the contenders, or a row saying why it could not run."""
+    label = f"{label} ({loop})"
+    if kind == "granian" and not (VENV_BIN / "granian").exists():
+        why = "granian is not installed (the `bench` extra: make bench)"
+    else:
+        try:
+            server = stack.enter_context(floor_server(kind, loop))
+        except RuntimeError as exc:
+            why = f"did not start ({exc}); httptools comes with the `bench` extra (make bench)"
+        else:
+            contenders.append(Runs(label, server))
+            return
+    print(f"  {label}: not measured: {why}", flush=True)
+    missing.append(Row(label, "not measured", "", "", why))
+
+
 def bench_hit(seconds: int, connections: int, rounds: int) -> Section:
     """The 1 kB HIT against nginx and the floors, interleaved rounds."""
     print(f"\nbenchmark edge-hit: 1 kB, wrk {seconds} s x {rounds} rounds each", flush=True)
     contenders: list[Runs] = []
+    missing: list[Row] = []
     with servers.docroot({}) as root, contextlib.ExitStack() as stack:
         (root / "small.bin").write_bytes(bytes(1000))
         if shutil.which("nginx"):
@@ -87,11 +112,8 @@ def bench_hit(seconds: int, connections: int, rounds: int) -> Section:
             contenders.append(Runs(f"vodedge HIT ({loop})", vd))
             floor = stack.enter_context(floor_server("aiohttp", loop))
             contenders.append(Runs(f"bare aiohttp handler ({loop})", floor))
-            lean = stack.enter_context(floor_server("lean", loop))
-            contenders.append(Runs(f"asyncio Protocol + httptools ({loop})", lean))
-        if (VENV_BIN / "granian").exists():
-            granian = stack.enter_context(floor_server("granian", "uvloop"))
-            contenders.append(Runs("granian RSGI (uvloop)", granian))
+            _floor(stack, contenders, missing, "lean", loop, "asyncio Protocol + httptools")
+        _floor(stack, contenders, missing, "granian", "uvloop", "granian RSGI")
         for contender in contenders:  # warm-up
             servers.wrk(contender.server.base + "/small.bin", seconds=1, connections=connections)
         for index in range(rounds):
@@ -120,6 +142,7 @@ def bench_hit(seconds: int, connections: int, rounds: int) -> Section:
                 f"(last run){', ' + last.errors if last.errors else ''}",
             )
         )
+    rows += missing
     return Section(
         "edge-hit",
         "A plain 1 kB HIT against the floors under it (issue 15)",
