@@ -272,3 +272,93 @@ def test_range_off_fills_whole_objects(edge: Vodedge, origins: Origins) -> None:
         if hits and hits[0].sent == len(data):
             break
     assert [(h.range, h.sent) for h in hits][:1] == [("", len(data))]
+
+
+MIB = 1 << 20
+
+
+def _objects(server: Vodedge) -> dict[str, tuple[Path, list[tuple[int, int]]]]:
+    """Every object the index holds: its file and extents."""
+    uri = f"file:{server.store / 'index.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        out = {}
+        for key, file in db.execute("SELECT key, file FROM objects").fetchall():
+            extents = db.execute(
+                "SELECT start, end FROM extents WHERE file = ? ORDER BY start", (file,)
+            ).fetchall()
+            out[key] = (Path(file), [(int(a), int(b)) for a, b in extents])
+    return out
+
+
+def _on_disk(server: Vodedge, objects: dict[str, bytes]) -> None:
+    """Every extent the index claims holds its object's bytes (a punched hole reads as
+    zeros, which random bytes are not)."""
+    for key, (file, extents) in _objects(server).items():
+        data = objects[key.removeprefix(HOST)]
+        with open(file, "rb") as held:
+            for low, high in extents:
+                held.seek(low)
+                assert held.read(high - low) == data[low:high], (key, low, high)
+
+
+def test_eviction_trims_a_sparse_object_and_only_its_gaps_are_fetched_again(
+    origins: Origins, tmp_path: Path
+) -> None:
+    """A bound smaller than the objects: the least recently used sparse object loses its
+    last extents (its ends kept), not the whole object; reading it again fetches exactly
+    the bytes it lost, and every answer is exact."""
+    a_path, a = _random_file(origins, "trim-a.bin", 40_000_000)
+    b_path, b = _random_file(origins, "trim-b.bin", 40_000_000)
+    with running(Vodedge(tmp_path / "node", domains(origins), cache_size="48MiB")) as server:
+        for start, end in [(0, 1_000_000), (10_000_000, 30_000_000), (39_000_000, 40_000_000)]:
+            reply = server.get(HOST, a_path, {"Range": f"bytes={start}-{end - 1}"}, timeout=30)
+            assert reply.status == 206 and reply.body == a[start:end]
+        held = [(0, 1_000_000), (10_000_000, 30_000_000), (39_000_000, 40_000_000)]
+        _recorded(server, a_path, held)
+        reply = server.get(HOST, b_path, {"Range": "bytes=0-29999999"}, timeout=30)
+        assert reply.status == 206 and reply.body == b[:30_000_000]
+        _recorded(server, b_path, [(0, 30_000_000)])
+        file, _, present, extents = _stored(server, a_path)
+        # Trimmed from the end of what lies between its ends: the ends are all there.
+        assert extents[0] == (0, 1_000_000) and extents[-1] == (39_000_000, 40_000_000)
+        assert extents[1][0] == 10_000_000 and extents[1][1] < 30_000_000, extents
+        assert os.stat(file).st_blocks * 512 < present + MIB  # the blocks went too
+        _on_disk(server, {a_path: a, b_path: b})
+        seen = len(_settled(origins, a_path))
+        gaps = [(extents[1][1], 30_000_000)]
+        reply = server.get(HOST, a_path, {"Range": "bytes=10000000-29999999"}, timeout=30)
+        assert reply.status == 206 and reply.body == a[10_000_000:30_000_000]
+        fetched = _ranges(_settled(origins, a_path)[seen:])
+        assert _union(fetched) == gaps and _disjoint(fetched), fetched
+        _recorded(server, a_path, held)
+        _on_disk(server, {a_path: a, b_path: b})
+        whole = server.get(HOST, a_path, timeout=60)
+        assert whole.status == 200 and whole.body == a
+
+
+def test_kill_9_during_eviction_leaves_extents_that_are_on_disk(
+    origins: Origins, tmp_path: Path
+) -> None:
+    """Three objects through a bound that holds about one: every fetch trims or drops
+    another, and the worker is killed at varying moments. The index only ever claims
+    bytes that are on disk, and the next requests are exact."""
+    objects = dict(_random_file(origins, f"trim-kill-{n}.bin", 40_000_000) for n in range(3))
+    rng = random.Random(9)
+    paths = sorted(objects)
+    with running(Vodedge(tmp_path / "node", domains(origins), cache_size="48MiB")) as server:
+        for round_ in range(8):
+            path = paths[round_ % 3]
+            start = rng.randrange(0, 30_000_000)
+            client = RawClient(server.port, HOST, path, headers={"Range": f"bytes={start}-"})
+            client.read_head()
+            client.read_body(rng.randrange(1, 12_000_000))
+            (worker,) = server.worker_pids()
+            os.kill(worker, signal.SIGKILL)
+            client.close()
+            wait_until(lambda w=worker: w not in server.worker_pids(), 10, "worker gone")
+            wait_until(server.workers_ready, 20, "worker replaced")
+            _on_disk(server, objects)
+        for path in paths:
+            reply = server.get(HOST, path, {"Range": "bytes=5000000-24999999"}, timeout=60)
+            assert reply.status == 206 and reply.body == objects[path][5_000_000:25_000_000]
+        _on_disk(server, objects)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
 import random
+import time
+from pathlib import Path
 
 import pytest
 
 from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
+from vodedge.edge.cache_index import Entry, ObjectMeta
 from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, batches
+from vodedge.edge.cache_store import KEEP_ENDS, TRIM_ALIGN, Store, readers_lock, trimmed
 from vodedge.edge.extents import coalesced, merge_in, merged, missing, run_end, split
 
 
@@ -96,3 +102,97 @@ def test_boundary_of_content_types() -> None:
     )
     assert boundary_of('multipart/byteranges; boundary="a b"') == "a b"
     assert boundary_of("video/mp4") is None
+
+
+# --- partial eviction (cache_store._trim), on the real filesystem ---------------------------
+
+MIB = 1 << 20
+
+
+def test_trimmed_takes_from_the_end_and_keeps_the_ends() -> None:
+    """The coldest extents are the last ones held; KEEP_ENDS at each end never goes."""
+    size = 64 * MIB
+    extents = [(0, 2 * MIB), (10 * MIB, 30 * MIB), (40 * MIB, size)]
+    assert trimmed(extents, size, 3 * MIB) == [(57 * MIB, size - KEEP_ENDS)]
+    assert trimmed(extents, size, 25 * MIB) == [(25 * MIB, 30 * MIB), (40 * MIB, size - KEEP_ENDS)]
+    assert trimmed(extents, size, 40 * MIB) == [
+        (10 * MIB, 30 * MIB),
+        (40 * MIB, size - KEEP_ENDS),
+    ]
+    assert trimmed([(0, KEEP_ENDS), (size - KEEP_ENDS, size)], size, MIB) == []
+    # Cut at TRIM_ALIGN: at least what is needed, never less.
+    (cut,) = trimmed([(10 * MIB, 30 * MIB)], size, 1000)
+    assert cut == (29 * MIB, 30 * MIB) and TRIM_ALIGN == MIB
+
+
+def _sparse_object(store: Store, key: str, size: int, held: list[tuple[int, int]]) -> bytes:
+    """A sparse object of `size` random bytes with `held` written and recorded."""
+    data = random.Random(key).randbytes(size)
+    file = store.root / "objects" / "aa" / store.digest(key)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with open(file, "wb") as out:
+        out.truncate(size)
+        for start, end in held:
+            out.seek(start)
+            out.write(data[start:end])
+    meta = ObjectMeta(key, size, '"v1"', None, None, time.time(), time.time() + 3600)
+    entry = Entry(meta, file, 0)
+    store.index.put(entry, 0)
+    store.index.add_extents(entry, held, os.stat(file).st_blocks * 512)
+    return data
+
+
+def _holds(store: Store, key: str, data: bytes) -> list[tuple[int, int]]:
+    """The object's extents, each checked to hold `data`'s bytes."""
+    entry = store.index.get(key)
+    assert entry is not None
+    extents = store.index.extents(entry.file)
+    assert entry.present == sum(e - s for s, e in extents)
+    with open(entry.file, "rb") as held:
+        for start, end in extents:
+            held.seek(start)
+            assert held.read(end - start) == data[start:end], (start, end)
+    return extents
+
+
+def test_eviction_trims_the_least_recently_used_sparse_object(tmp_path: Path) -> None:
+    """Over the bound, the LRU sparse object loses its last extents (their blocks punched
+    out), not the whole object; what the index still claims is on disk, byte for byte."""
+    store = Store(tmp_path, 100 * MIB)
+    size = 40 * MIB
+    held = [(0, MIB), (10 * MIB, 30 * MIB), (size - MIB, size)]
+    data = _sparse_object(store, "old", size, held)
+    entry = store.index.get("old")
+    assert entry is not None
+    blocks = os.stat(entry.file).st_blocks * 512
+    store.max_bytes = blocks - 5 * MIB  # 5 MiB over
+    store.evict(keep="new")
+    extents = _holds(store, "old", data)
+    assert extents[0] == (0, MIB) and extents[-1] == (size - MIB, size)
+    assert extents[1][0] == 10 * MIB and 24 * MIB <= extents[1][1] <= 25 * MIB, extents
+    assert store.usage() <= store.max_bytes
+    with open(entry.file, "rb") as file:  # a hole where the dropped extent was
+        assert os.lseek(file.fileno(), extents[1][1], os.SEEK_HOLE) == extents[1][1]
+    # Over by more than the object holds between its ends: trimmed to its ends, then gone.
+    store.max_bytes = MIB
+    store.evict(keep="new")
+    assert store.index.get("old") is None and not entry.file.exists()
+
+
+def test_an_object_being_read_is_not_trimmed(tmp_path: Path) -> None:
+    """A process reading a sparse object holds its READERS lock: eviction drops it whole
+    (unlinking leaves the reader its bytes) rather than punching holes under it."""
+    store = Store(tmp_path, 100 * MIB)
+    size = 40 * MIB
+    data = _sparse_object(store, "read", size, [(10 * MIB, 30 * MIB)])
+    entry = store.index.get("read")
+    assert entry is not None
+    reader = os.open(entry.file, os.O_RDWR)  # another open file: as another process's
+    try:
+        assert readers_lock(reader, fcntl.F_RDLCK, wait=False)
+        store.max_bytes = MIB
+        store.evict(keep="new")
+        assert store.index.get("read") is None
+        assert os.pread(reader, 20 * MIB, 10 * MIB) == data[10 * MIB : 30 * MIB]
+    finally:
+        os.close(reader)

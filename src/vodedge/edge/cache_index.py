@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from vodedge.edge.extents import merged
+from vodedge.edge.extents import Extent, merged, missing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -202,6 +202,44 @@ class CacheIndex:
             [(file, a, b) for a, b in new - old],
         )
         return sum(b - a for a, b in new) - sum(b - a for a, b in old)
+
+    def drop_extents(
+        self, entry: Entry, choose: Callable[[list[Extent]], list[Extent]]
+    ) -> list[Extent]:
+        """Forget the ranges `choose` picks from the extents of a sparse object (still
+        partial, its row still naming its file: else none), made durable before this
+        returns (the caller then frees their blocks); the ranges forgotten."""
+        file = str(entry.file)
+        self._db.execute("PRAGMA synchronous=FULL")  # a power cut must not undo it either
+        try:
+            with self._transaction():
+                row = self._db.execute(
+                    "SELECT present, size FROM objects WHERE key = ? AND file = ?",
+                    (entry.meta.key, file),
+                ).fetchone()
+                if row is None or row[0] is None or row[0] >= row[1]:
+                    return []  # gone, replaced, or complete now (read without locks)
+                extents = self.extents(entry.file)
+                dropped = merged(choose(extents))
+                if not dropped:
+                    return []
+                kept = [gap for start, end in extents for gap in missing(dropped, start, end)]
+                old, new = set(extents), set(kept)
+                self._db.executemany(
+                    "DELETE FROM extents WHERE file = ? AND start = ?",
+                    [(file, a) for a, _ in old - new],
+                )
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO extents VALUES (?, ?, ?)",
+                    [(file, a, b) for a, b in new - old],
+                )
+                self._db.execute(
+                    "UPDATE objects SET present = ? WHERE key = ? AND file = ?",
+                    (sum(b - a for a, b in kept), entry.meta.key, file),
+                )
+        finally:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        return dropped
 
     def present(self, entry: Entry) -> int | None:
         """How many bytes the entry's file holds, None if the row no longer names it."""

@@ -30,7 +30,7 @@ from vodedge.config import TtlRule
 from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
 from vodedge.edge.cache_fill import meta_from
 from vodedge.edge.cache_index import Entry, ObjectMeta
-from vodedge.edge.cache_store import Store
+from vodedge.edge.cache_store import Store, readers_lock
 from vodedge.edge.extents import (
     Extent,
     coalesced,
@@ -206,6 +206,13 @@ class SparseObject:
         self.size = entry.meta.size
         # Written and claimed through this descriptor (claims belong to it).
         self.fd = os.open(entry.file, os.O_RDWR) if fd is None else fd
+        # Held until closed, and taken before the extents are read: no trim (partial
+        # eviction) takes away an extent this process may read (see cache_store._trim).
+        try:
+            readers_lock(self.fd, fcntl.F_RDLCK, wait=True)
+        except OSError:
+            os.close(self.fd)
+            raise
         self.extents: list[Extent] = store.index.extents(entry.file)
         self._seen = covered(self.extents)  # the index's count of present bytes, last read
         self.fetches: list[Fetch] = []

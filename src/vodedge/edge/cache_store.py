@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import sqlite3
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,15 +24,72 @@ from vodedge.edge.cache_index import CacheIndex, Entry
 # Renditions (a transform's output stored as one file) are keyed by the object's key,
 # this separator (control characters never reach keys: such paths are refused) and a tag.
 RENDITION = "\x1frendition:"
+F_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", 37)
+F_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
 # Index rows read this recently are reused without asking SQLite (see lookup).
 HOT_SECONDS = 1.0
 HOT_ENTRIES = 4096
 # Free space kept on the cache's filesystem for the index and fills' metadata.
 MIN_FREE = 2 << 20
 FALLOC_FL_KEEP_SIZE = 1
+FALLOC_FL_PUNCH_HOLE = 2
 EVICT_BATCH = 64
 # Ranges of a sparse object smaller than this get no blocks allocated ahead.
 RESERVE_MIN = 64 << 10
+
+# Partial eviction. The least recently used object goes first, as ever; a sparse one
+# (some extents held: its readers all go through cache_sparse, which locks it, see
+# READERS) of at least TRIM_MIN bytes loses its extents from the end backwards instead,
+# only as many as the bound needs, and goes whole once nothing but its ends is left.
+# Why from the end: which extents of an object are read is not recorded per extent
+# (that would be a write per read), but viewers drop off as a video plays, so a later
+# byte is read by fewer of them than an earlier one: the object's last held bytes are
+# its coldest. Why its ends are kept (KEEP_ENDS at each): that is where containers keep
+# what every request reads first, whatever it asks for: MP4's moov (head or tail) and
+# first 64 KiB, FLV's header and onMetaData, MP3's ID3 tag; without them any return to
+# the object costs a round trip to the origin before its first byte.
+TRIM_MIN = 16 << 20
+KEEP_ENDS = 4 << 20
+# Trimmed runs are cut at this alignment (whole blocks go back to the filesystem).
+TRIM_ALIGN = 1 << 20
+# The lock byte of a sparse object's readers (far past any object's end, so it never
+# meets the claims on its bytes): each process reading the object holds it shared;
+# trimming takes it exclusively, or leaves the object alone.
+READERS = 1 << 62
+
+
+def readers_lock(fd: int, kind: int, wait: bool) -> bool:
+    """Take (or release, F_UNLCK) the READERS byte of a sparse object's file as an OFD
+    lock: fcntl.F_RDLCK for a reader, F_WRLCK for a trim. Without `wait`, False if
+    another holds it; with it, waits (a trim holds it for milliseconds)."""
+    request = struct.pack("hhqqi4x", kind, os.SEEK_SET, READERS, 1, 0)
+    if wait:
+        fcntl.fcntl(fd, F_OFD_SETLKW, request)
+        return True
+    try:
+        fcntl.fcntl(fd, F_OFD_SETLK, request)
+    except OSError:
+        return False
+    return True
+
+
+def trimmed(extents: list[tuple[int, int]], size: int, need: int) -> list[tuple[int, int]]:
+    """The ranges of `extents` (merged) a trim drops to free `need` bytes: from the end
+    backwards, never within KEEP_ENDS of either end, cut at TRIM_ALIGN."""
+    low, high = KEEP_ENDS, size - KEEP_ENDS
+    out: list[tuple[int, int]] = []
+    for start, end in reversed(extents):
+        start, end = max(start, low), min(end, high)
+        if end <= start:
+            continue
+        if end - start > need:
+            cut = (end - need) // TRIM_ALIGN * TRIM_ALIGN
+            start = max(start, cut)
+        out.append((start, end))
+        need -= end - start
+        if need <= 0:
+            break
+    return out[::-1]
 
 
 def _allocated(path: Path) -> int:
@@ -51,13 +109,13 @@ def _fallocate64() -> Callable[[int, int, int, int], int]:
     return call
 
 
-def _fallocate(fd: int, length: int, offset: int = 0) -> None:
+def _fallocate(fd: int, length: int, offset: int = 0, mode: int = FALLOC_FL_KEEP_SIZE) -> None:
     """Allocate `length` bytes of blocks at `offset` of `fd` without changing its size
     (readers and followers go by the size); OSError(ENOSPC) when the filesystem has no
-    room."""
+    room. With FALLOC_FL_PUNCH_HOLE too: free them (the bytes read as zeros)."""
     import ctypes
 
-    if _fallocate64()(fd, FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+    if _fallocate64()(fd, mode, offset, length) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code))
 
@@ -218,17 +276,21 @@ class Store:
         info = os.statvfs(self.root)
         return info.f_blocks * info.f_frsize, info.f_bavail * info.f_frsize
 
-    def _evict_one(self, keep: str) -> bool:
-        """Drop the least recently used object (never `keep`); False if there is none.
+    def _evict_one(self, keep: str, need: int = 0) -> bool:
+        """Make room for `need` more bytes from the least recently used object (never
+        `keep`): trim it (see TRIM_MIN) or drop it; False if there is none.
 
-        Its file goes before its row: on a full disk the index may be unable to write
-        until it does, and a row whose file is gone is dropped when next read.
+        A dropped object's file goes before its row: on a full disk the index may be
+        unable to write until it does, and a row whose file is gone is dropped when next
+        read.
         """
         try:
             for key, _ in self.index.oldest(2):
                 entry = self.index.get(key) if key != keep else None
                 if entry is None:
                     continue
+                if self._trim(entry, need):
+                    return True
                 existed = entry.file.exists()
                 entry.file.unlink(missing_ok=True)
                 self._hot.pop(key, None)
@@ -241,15 +303,59 @@ class Store:
             pass  # the index cannot be read: nothing to evict
         return False
 
+    def _trim(self, entry: Entry, need: int) -> int:
+        """Free about `need` bytes of a sparse object's blocks by dropping its coldest
+        extents (see TRIM_MIN); how many bytes were freed, 0 when it cannot be trimmed
+        (not sparse, too small, only its ends left, or being read: dropped whole then).
+
+        The extents leave the index first, durably, and only then are their blocks
+        punched out: kill -9 or a power cut in between leaves bytes on disk that no
+        extent claims, never an extent without its bytes. Readers cannot be reading
+        them: each process reading the object holds its READERS lock, taken before it
+        reads the extents, and the trim holds that lock exclusively throughout.
+        """
+        if need <= 0 or not entry.partial or entry.meta.size < TRIM_MIN:
+            return 0
+        try:
+            fd = os.open(entry.file, os.O_RDWR)
+        except OSError:
+            return 0
+        try:
+            if not readers_lock(fd, fcntl.F_WRLCK, wait=False):
+                return 0  # being read: dropping it whole (unlinking) is what is safe
+            before = os.fstat(fd).st_blocks * 512
+            dropped = self.index.drop_extents(
+                entry, lambda extents: trimmed(extents, entry.meta.size, need)
+            )
+            if not dropped:
+                return 0
+            try:
+                for start, end in dropped:
+                    _fallocate(fd, end - start, start, FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE)
+            except OSError:
+                return 0  # no hole punching here: the object goes whole
+            after = os.fstat(fd).st_blocks * 512
+            self.index.set_disk(entry, after)
+            return max(before - after, 1)
+        except sqlite3.Error:
+            return 0
+        finally:
+            os.close(fd)  # releases the lock
+
     def evict(self, keep: str) -> None:
-        """Drop least recently used objects (never `keep`) until under the bound, running
-        and orphaned fills counted."""
+        """Drop (or trim) least recently used objects (never `keep`) until under the
+        bound, running and orphaned fills counted."""
         total = self.usage()
         while total > self.max_bytes:
             victims = [(k, s) for k, s in self.index.oldest(EVICT_BATCH) if k != keep]
             if not victims:
                 return
             for key, size in victims:
+                entry = self.index.get(key)
+                freed = 0 if entry is None else self._trim(entry, total - self.max_bytes)
+                if freed:
+                    total -= freed
+                    break  # the same object may be trimmed again, or dropped: look again
                 file = self.index.delete(key)
                 if file is not None:
                     file.unlink(missing_ok=True)
@@ -271,8 +377,8 @@ class Store:
         try:
             if not self.fits(length):
                 return False
-            while self.usage() + length > self.max_bytes:
-                if not self._evict_one(key):
+            while (over := self.usage() + length - self.max_bytes) > 0:
+                if not self._evict_one(key, over):
                     return False
         except sqlite3.Error:
             return False
@@ -287,7 +393,7 @@ class Store:
                         return True  # no preallocation here: free space was checked
                     if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                         raise
-            if not self._evict_one(key):
+            if not self._evict_one(key, length + self.min_free - free):
                 return False
 
     def reserve_ranges(self, fd: int, ranges: list[tuple[int, int]], key: str) -> bool:
@@ -300,8 +406,8 @@ class Store:
         try:
             if not self.fits(total):
                 return False
-            while self.usage() + total > self.max_bytes:
-                if not self._evict_one(key):
+            while (over := self.usage() + total - self.max_bytes) > 0:
+                if not self._evict_one(key, over):
                     return False
             if not self.make_room(total, key):
                 return False
@@ -325,7 +431,7 @@ class Store:
             _, free = self._filesystem()
             if free - length >= self.min_free:
                 return True
-            if not self._evict_one(key):
+            if not self._evict_one(key, length + self.min_free - free):
                 return False
 
     # --- lookups and publishing -----------------------------------------------------------
