@@ -25,6 +25,9 @@ HOST = "rsparse.test"
 # ignores Range) is per domain and origin, so this one's test leaves the others alone.
 FULL_HOST = "rsparse-full.test"
 FORCE_HOST = "rsparse-force.test"  # range = force
+# Objects under /sparse-faults/reval/ expire a second after they are stored.
+TTL_HOST = "rsparse-ttl.test"
+TTL_ONE_SECOND = function("path_based_ttl_set", ttl="1", path="/sparse-faults/reval")
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,7 @@ def edge(
         domain(HOST, ranged.url, SPLIT, SEEK)
         + domain(FULL_HOST, ranged.url)
         + domain(FORCE_HOST, ranged.url, function("range", enable="force"))
+        + domain(TTL_HOST, ranged.url, TTL_ONE_SECOND)
     )
     work = tmp_path_factory.mktemp("vodedge-sparse-faults")
     with running(Vodedge(work, domains(origins, extra=extra), origin_read_timeout=5)) as server:
@@ -192,3 +196,48 @@ def test_faulty_ranges_leave_only_the_objects_bytes(
     whole = edge.get(HOST, path, timeout=30)
     assert whole.status == 200 and whole.body == data
     wait_until(lambda: _extents_hold(edge, path, data) == [(0, len(data))], 5, "every byte")
+
+
+def test_a_stale_sparse_object_is_revalidated_and_keeps_its_extents(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """Expired, unchanged at the origin: one conditional request (304), the extents kept
+    and served, nothing fetched again."""
+    path, data = _write(origins, "reval/same.bin", 2_000_000, "same")
+    reply = edge.get(TTL_HOST, path, {"Range": "bytes=100000-199999"})
+    assert reply.status == 206 and reply.body == data[100_000:200_000]
+    wait_until(lambda: _rows(edge, path, TTL_HOST)[0][2] == [(100_000, 200_000)], 5, "extent")
+    edge.wait_expired(TTL_HOST, path)
+    seen = len(ranged.log(path))
+    reply = edge.get(TTL_HOST, path, {"Range": "bytes=120000-179999"})
+    assert reply.status == 206 and reply.body == data[120_000:180_000]
+    assert reply.header("X-Cache") == "REVALIDATED"
+    assert [(s.range, s.status) for s in ranged.log(path)[seen:]] == [("bytes=0-0", 304)]
+    assert _extents_hold(edge, path, data, TTL_HOST) == [(100_000, 200_000)]
+    # Fresh again: served from its extents without asking.
+    reply = edge.get(TTL_HOST, path, {"Range": "bytes=150000-159999"})
+    assert reply.header("X-Cache") == "HIT" and reply.body == data[150_000:160_000]
+    assert len(ranged.log(path)) == seen + 1
+
+
+def test_a_stale_sparse_object_that_changed_drops_its_extents(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """Expired, and another version at the origin: the conditional request says so, every
+    extent of the old version goes, and the answer is the new version's bytes."""
+    path, v1 = _write(origins, "reval/changed.bin", 2_000_000, "c1")
+    _, v2 = _write(origins, "reval/changed-v2.bin", 2_000_000, "c2")
+    reply = edge.get(TTL_HOST, path, {"Range": "bytes=100000-199999"})
+    assert reply.status == 206 and reply.body == v1[100_000:200_000]
+    wait_until(lambda: _rows(edge, path, TTL_HOST)[0][2] == [(100_000, 200_000)], 5, "extent")
+    edge.wait_expired(TTL_HOST, path)
+    change = {"kind": "change", "requests": "all", "source": "sparse-faults/reval/changed-v2.bin"}
+    ranged.faults(path, change)
+    seen = len(ranged.log(path))
+    reply = edge.get(TTL_HOST, path, {"Range": "bytes=120000-179999"})
+    assert reply.status == 206 and reply.body == v2[120_000:180_000]
+    asked = [(s.range, s.status) for s in ranged.log(path)[seen:]]
+    assert asked == [("bytes=0-0", 206), ("bytes=120000-179999", 206)], asked
+    wait_until(
+        lambda: _extents_hold(edge, path, v2, TTL_HOST) == [(120_000, 180_000)], 5, "v2 only"
+    )

@@ -18,7 +18,14 @@ from vodedge.config import TtlRule
 from vodedge.edge.cache_body import Body, Progress
 from vodedge.edge.cache_fill import Fetch, Fills, OriginStatus, Uncached
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
-from vodedge.edge.cache_sparse import First, FirstSource, SparseObjects, first_contact
+from vodedge.edge.cache_sparse import (
+    First,
+    FirstSource,
+    SparseObjects,
+    content_range,
+    first_contact,
+    same_version,
+)
 from vodedge.edge.cache_store import MIN_FREE, Store
 from vodedge.edge.freshness import ttl_for
 from vodedge.edge.origin import OriginError, OriginResponse
@@ -41,6 +48,7 @@ class DiskCache:
         self.renditions = Renditions(self.store, self.fills.tasks)
         self.sparse = SparseObjects(self.store)
         self._revalidating: dict[str, asyncio.Task[tuple[str, ObjectMeta | Progress]]] = {}
+        self._revalidating_sparse: dict[str, asyncio.Task[tuple[str, Entry] | None]] = {}
         self._contacts: dict[str, asyncio.Future[None]] = {}
 
     @property
@@ -87,13 +95,20 @@ class DiskCache:
             entry = self.store.lookup(key, now)
             fd = self.store.open_entry(entry) if entry is not None else None
             if entry is not None and fd is not None and entry.partial:
-                if source is not None and entry.meta.fresh(now):
+                how = "HIT"
+                if source is not None and not entry.meta.fresh(now):
+                    revalidated = await self._revalidate_sparse(entry, source, rule)
+                    if revalidated is None:
+                        os.close(fd)
+                        continue  # another version, or gone: cold again
+                    how, entry = revalidated
+                if source is not None:
                     found = self._sparse_body(entry, fd, source, first)
                     if found is None:
                         continue  # dropped meanwhile (the object changed)
                     self.store.touch(key, now)
-                    return found
-                # Stale or unwanted: a new version is fetched whole (or sparsely) instead.
+                    return (how, found[1]) if how != "HIT" else found
+                # Unwanted (range off): a new version is fetched whole instead.
                 os.close(fd)
                 self.store.index.delete_entry(entry)
                 self.store.forget_hot(key)
@@ -171,6 +186,63 @@ class DiskCache:
         finally:
             del self._contacts[key]
             done.set_result(None)
+
+    async def _revalidate_sparse(
+        self, entry: Entry, source: FirstSource, rule: TtlRule | None
+    ) -> tuple[str, Entry] | None:
+        """Ask the origin whether a stale sparse object is still its version; concurrent
+        requests for it share one request. ("REVALIDATED", the entry made fresh): its
+        extents are kept; ("STALE", the entry): the origin is down, what is held is
+        served; None: another version (or none) is there now, and every extent went."""
+        key = entry.meta.key
+        pending = self._revalidating_sparse.get(key)
+        if pending is None:
+            # A task of its own: a client that goes away must not cancel it for the others.
+            pending = asyncio.get_running_loop().create_task(self._ask_sparse(entry, source, rule))
+            self._revalidating_sparse[key] = pending
+            pending.add_done_callback(lambda _done: self._revalidating_sparse.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _ask_sparse(
+        self, entry: Entry, source: FirstSource, rule: TtlRule | None
+    ) -> tuple[str, Entry] | None:
+        meta = entry.meta
+        # One byte, conditional: 304 when unchanged; a changed object costs one byte more
+        # (its first bytes come with the next request, as any cold object's).
+        validators = {"Range": "bytes=0-0"}
+        if meta.etag:
+            validators["If-None-Match"] = meta.etag
+        if meta.last_modified:
+            validators["If-Modified-Since"] = meta.last_modified
+        try:
+            response = await source.conditional_range(validators)
+        except OriginError:
+            return "STALE", entry
+        try:
+            status = response.status
+            if status >= 500:
+                return "STALE", entry
+            found = content_range(response)
+            length = found[2] if found is not None else response.length
+            same = status == 304 or (
+                status in (200, 206) and same_version(response, meta) and length == meta.size
+            )
+        finally:
+            await response.aclose()
+        if not same:
+            # Changed, gone or refused: its extents go, and the request starts cold.
+            self.store.index.delete_entry(entry)
+            self.store.forget_hot(meta.key)
+            entry.file.unlink(missing_ok=True)
+            return None
+        now = time.time()
+        ttl = ttl_for(response.headers, now, rule)
+        age = response.headers.get("Age", "0")
+        origin_age = int(age) if age.isdigit() else 0
+        self.store.index.refresh(meta.key, now, now + ttl, origin_age)
+        self.store.forget_hot(meta.key)
+        fresh = replace(meta, stored_at=now, expires_at=now + ttl, origin_age=origin_age)
+        return "REVALIDATED", replace(entry, meta=fresh)
 
     async def _revalidate(
         self, entry: Entry, fd: int, fetch: Fetch, rule: TtlRule | None

@@ -665,6 +665,10 @@ class FirstSource(RangeSource, Protocol):
         """The origin's answer to an unconditional request with this Range header."""
         ...
 
+    async def conditional_range(self, headers: dict[str, str]) -> OriginResponse:
+        """The origin's answer to a request with these Range and conditional headers."""
+        ...
+
 
 @dataclass
 class Contact:

@@ -172,6 +172,11 @@ class OriginSet:
         first), unchecked."""
         return await self._ranged_fetch(None, {"Range": header})
 
+    async def conditional_range(self, headers: dict[str, str]) -> OriginResponse:
+        """The answer to a request with these Range and conditional headers (a stale
+        sparse object's revalidation), unchecked."""
+        return await self._ranged_fetch(None, headers)
+
     async def _ranged_fetch(
         self, byte_range: tuple[int, int] | None, headers: dict[str, str] | None
     ) -> OriginResponse:
