@@ -9,11 +9,25 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flv_media import AUDIO, SCRIPT, Synthetic, aac_frame, flv, metadata, synthetic, tag
+from flv_media import (
+    AUDIO,
+    SCRIPT,
+    VIDEO,
+    Synthetic,
+    aac_config,
+    aac_frame,
+    avc_config,
+    avc_frame,
+    flv,
+    metadata,
+    synthetic,
+    tag,
+)
 from vodedge.media.errors import MediaError
 from vodedge.media.flv.index import FlvIndex, read_flv_index
 from vodedge.media.flv.plan import flv_clip_plan
-from vodedge.media.plan import Plan
+from vodedge.media.flv.seek import parse_seek
+from vodedge.media.plan import Plan, Span
 from vodedge.media.reading import run_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -155,3 +169,62 @@ def test_audio_only_outputs_read_from_the_audio_map(number: int) -> None:
             mapped = audio.remap(got)
             assert mapped is not None, (name, start, end)
             assert mapped.render(stored) == got.render(data), (name, start, end)
+
+
+@functools.cache
+def _stored(number: int) -> bytes:
+    """The stored audio of source `number`: the output of its audio map's plan."""
+    index = _index(number)
+    assert isinstance(index, FlvIndex)
+    return index.audio_map().plan.render(sources()[number][1])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_stored_audio_plans_make_what_the_source_plans_make(
+    request: tuple[int, bool, bool, float | int | None, float | int | None],
+) -> None:
+    """An audio-only plan over the stored audio: the same outcome and bytes as the plan
+    over the source, in a span per stretch without a rewritten tag between."""
+    number, by_time, _, start, end = request
+    name, data = sources()[number]
+    index = _index(number)
+    if not isinstance(index, FlvIndex):
+        return
+    try:
+        seek = parse_seek(start, end, by_time)
+    except MediaError:
+        return
+    expected = _outcome(lambda: index.plan(True, seek))
+    got = _outcome(lambda: index.stored_plan(seek))
+    if not isinstance(expected, Plan) or not isinstance(got, Plan):
+        assert got == expected, (name, request)
+        return
+    assert index.audio_size == len(_stored(number))
+    assert got.size == expected.size, (name, request)
+    assert got.render(_stored(number)) == expected.render(data), (name, request)
+    # The sequence header, one range of kept tags, and one more after each tag rewritten.
+    spans = [p for p in got.pieces if isinstance(p, Span)]
+    rewritten = len(index.kept_breaks) + len(index.meta_positions)
+    assert len(spans) <= 2 + rewritten, (name, request, got.pieces)
+
+
+def test_a_long_file_s_stored_plan_is_a_few_pieces() -> None:
+    """30 minutes of interleaved audio and video: from any start, the header and
+    metadata, the sequence header and one range of the stored audio."""
+    frames = [tag(AUDIO, aac_config()), tag(VIDEO, avc_config())]
+    for n in range(4000):
+        frames.append(tag(AUDIO, aac_frame(n), 23 * n))
+        if n % 2 == 0:
+            frames.append(tag(VIDEO, avc_frame(n % 50 == 0, n), 23 * n))
+    data = flv([tag(SCRIPT, metadata({"duration": 92.0})), *frames], 0x05)
+    index = run_bytes(read_flv_index(len(data)), data)
+    assert isinstance(index, FlvIndex)
+    stored = index.audio_map().plan.render(data)
+    for start in (None, 0.0, 10.0, 45.5):
+        seek = parse_seek(start, None, True)
+        got, expected = index.stored_plan(seek), index.plan(True, seek)
+        assert isinstance(got, Plan) and isinstance(expected, Plan)
+        assert len(expected.pieces) > 1000
+        assert len(got.pieces) <= 3, got.pieces
+        assert got.render(stored) == expected.render(data)

@@ -1,5 +1,5 @@
-"""MP4 seeks served from a memoised index: any start gives the media layer's clip, a new
-object version gets a new index, and audio clips read one stored copy of the audio."""
+"""MP4 and FLV seeks served from a memoised index: any start gives the media layer's clip,
+a new object version gets a new index, and audio clips read one stored copy of the audio."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from edge_config import Origins, domains
 from edge_harness import Vodedge, concurrent_gets, running, wait_until
 from edge_media import SAMPLES
 
+from vodedge.media.flv.plan import flv_clip_plan
 from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.reading import run_bytes
 from vodedge.media.seeking import parse_seconds
@@ -100,3 +101,55 @@ def test_audio_clips_read_one_stored_copy_of_the_audio(edge: Vodedge, origins: O
     assert ranged.status == 206 and ranged.body == clip[700:]
     time.sleep(1.0)  # a rendition would be written in the background by now
     assert len(edge.object_files()) == before + 1
+
+
+def flv_expected(source: bytes, start: str | None, end: str | None, by_time: bool) -> bytes:
+    """The scanning planner's audio-only FLV clip of `source` for these query values."""
+    plan = run_bytes(flv_clip_plan(len(source), start, end, by_time, True), source)
+    return plan.render(source)
+
+
+def test_audio_only_flv_seeks_read_one_stored_copy_of_the_audio(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """The first audio-only FLV output stores the object's audio and script tags once;
+    seeks after it, by time and by byte, open-ended or not, Range included, read that
+    copy (a few pieces each, however many tags) and are byte for byte the scanning
+    planner's; no file per seek. (Two domains, seeking by time and by byte: two
+    objects, each with its stored audio.)"""
+    path = origins.media.add(SAMPLES / "talk.flv", "seek-index/talk.flv")
+    source = (SAMPLES / "talk.flv").read_bytes()
+    edge.prime("seek.test", path)
+    edge.prime("video.test", path)
+    before = len(edge.object_files())
+    first = edge.get("seek.test", f"{path}?ali_audio_only=1&fs=0.5")
+    assert first.body == flv_expected(source, "0.5", None, True)
+    first = edge.get("video.test", f"{path}?ali_audio_only=1&start=5000")
+    assert first.body == flv_expected(source, "5000", None, False)
+    wait_until(lambda: len(edge.object_files()) == before + 2, 5, "the audio tags stored")
+    rng = random.Random(13)
+    asks: list[tuple[str, str, str | None, bool]] = []
+    for _ in range(6):
+        start = f"{rng.uniform(0, 9.5):.3f}"
+        asks.append(("seek.test", start, None, True))
+        asks.append(("seek.test", start, f"{float(start) + 1.5:.3f}", True))
+        offset = rng.randrange(0, len(source) - 1000)
+        asks.append(("video.test", str(offset), None, False))
+        asks.append(("video.test", str(offset), str(offset + rng.randrange(1, 90_000)), False))
+    names = {"seek.test": ("fs", "fe"), "video.test": ("start", "end")}
+    queries = [
+        (host, f"{path}?ali_audio_only=1&{names[host][0]}={start}", {})
+        if end is None
+        else (host, f"{path}?ali_audio_only=1&{names[host][0]}={start}&{names[host][1]}={end}", {})
+        for host, start, end, _ in asks
+    ]
+    replies = concurrent_gets(edge.port, queries)
+    for (host, start, end, by_time), reply in zip(asks, replies, strict=True):
+        assert reply.status == 200, (host, start, end, reply.body[:200])
+        assert reply.header("X-Cache") == "HIT"
+        assert reply.body == flv_expected(source, start, end, by_time), (host, start, end)
+    want = flv_expected(source, "3.25", None, True)
+    ranged = edge.get("seek.test", f"{path}?ali_audio_only=1&fs=3.25", {"Range": "bytes=1000-"})
+    assert ranged.status == 206 and ranged.body == want[1000:]
+    time.sleep(1.0)  # a rendition would be written in the background by now
+    assert len(edge.object_files()) == before + 2

@@ -34,7 +34,7 @@ from vodedge.edge.transforms import Transform
 from vodedge.media.errors import MediaError
 from vodedge.media.flv.filters import FlvFilter
 from vodedge.media.flv.index import FlvIndex
-from vodedge.media.flv.seek import parse_seek
+from vodedge.media.flv.seek import FlvSeek, parse_seek
 from vodedge.media.mp4.index import Mp4Index
 from vodedge.media.outputs import Wanted, flv_bound, plan_reading
 from vodedge.media.plan import Plan, Span
@@ -157,10 +157,17 @@ async def _transformed(
         raise Refusal(415, "unsupported_media", message)
     reader = SourceReader(body, origins)
     started = time.monotonic()
+    stored: Body | None = None
     try:
         if transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
             return await _flv_stream(body, how, transform)
-        plan, index = await plan_for(planner, resolved.key, body, transform, reader)
+        found = None
+        if transform.kind == "flv" and transform.audio_only:
+            found = await _flv_stored_audio(planner, resolved.key, body, transform, reader)
+        if found is not None:
+            (plan, stored), index = found, None
+        else:
+            plan, index = await plan_for(planner, resolved.key, body, transform, reader)
     except MediaError as exc:
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
@@ -169,11 +176,14 @@ async def _transformed(
     headers = cache_headers(body, how)
     headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
-    output = Output(headers, validators, plan.size, _over(plan, body))
+    output = Output(headers, validators, plan.size, _over(plan, stored or body))
     source_size = body.size
     if transform.audio_only and source_size and plan.size:
         ratio = max(source_size - plan.size, 0) / plan.size
         output.saving = lambda: ratio
+    if stored is not None:  # planned over the stored audio already
+        output.holds.append(stored)
+        return output
     if (not body.complete and body.sparse is None) or len(plan.pieces) < RENDITION_MIN_PIECES:
         return output  # a fill still running, or too few pieces to be worth a file
     if index is not None and transform.audio_only:
@@ -217,7 +227,7 @@ async def _read_audio_rendition(
             audio = await loop.run_in_executor(None, index.audio_map)
         except MediaError:
             return
-    tag = hashlib.blake2s(f"{body.version}|audio-samples".encode(), digest_size=12).hexdigest()
+    tag = _audio_samples_tag(body)
     rendered = cache.open_rendition(key, tag)
     if rendered is None or rendered.meta.size != audio.plan.size:
         if rendered is not None:
@@ -231,6 +241,48 @@ async def _read_audio_rendition(
         return
     output.open = _over(mapped, rendered)
     output.holds.append(rendered)
+
+
+def _audio_samples_tag(body: Body) -> str:
+    """The rendition holding the bytes of every audio sample (FLV: audio and script tag)
+    of the object version."""
+    return hashlib.blake2s(f"{body.version}|audio-samples".encode(), digest_size=12).hexdigest()
+
+
+async def _flv_stored_audio(
+    planner: Planner, key: str, body: Body, transform: Transform, read_at: ReadAt
+) -> tuple[Plan, Body] | None:
+    """An audio-only FLV's plan over the object's stored audio tags, and that rendition:
+    from any start a few pieces (`FlvIndex.stored_plan`), made by searches on the event
+    loop; None until the first audio-only request has stored them (or when only a scan
+    can plan), and the caller plans over the object."""
+    if not body.final:
+        return None
+    rendered = planner.cache.open_rendition(key, _audio_samples_tag(body))
+    if rendered is None:
+        return None
+    plan = None
+    try:
+        size = body.size
+        assert size is not None  # a final body's length is known
+        if body.complete or transform.end is None:
+            index = await planner.flv_indexes.get(key, body.version, size, read_at, keep=True)
+        else:
+            index = planner.flv_indexes.peek(key, body.version)
+        if index is not None and rendered.meta.size == index.audio_size:
+            plan = index.stored_plan(_flv_seek(transform))
+    finally:
+        if plan is None:
+            rendered.close()
+    return None if plan is None else (plan, rendered)
+
+
+def _flv_seek(transform: Transform) -> FlvSeek:
+    return parse_seek(
+        flv_bound(transform.start, transform.by_time),
+        flv_bound(transform.end, transform.by_time),
+        transform.by_time,
+    )
 
 
 def _can_stream_flv(ranged: bool, transform: Transform) -> bool:
@@ -419,11 +471,7 @@ FLV_OFFLOAD_TAGS = 20_000
 
 async def flv_index_plan(index: FlvIndex, transform: Transform) -> Plan | None:
     """An FLV transform's plan from the object's tag index (None: only a scan can tell)."""
-    seek = parse_seek(
-        flv_bound(transform.start, transform.by_time),
-        flv_bound(transform.end, transform.by_time),
-        transform.by_time,
-    )
+    seek = _flv_seek(transform)
     if transform.audio_only and len(index) > FLV_OFFLOAD_TAGS:
         return await asyncio.to_thread(index.plan, True, seek)
     return index.plan(transform.audio_only, seek)

@@ -6,6 +6,14 @@ byte, without rescanning: the tags a stopping scan would have seen are a prefix 
 the index, found by search, and the output's spans are runs of it, found by vector
 operations. A request the index cannot answer exactly (a truncated source whose clip
 reaches the cut) gets None: the caller then plans it with the scanning planner.
+
+An audio-only output copies audio and script tags, which lie between video tags in
+the source: tens of thousands of spans for a long file. `FlvIndex.stored_plan` makes
+the same output over the *stored audio* instead (every audio and script tag in source
+order, the output of `audio_map`'s plan, kept as a rendition), where the kept tags
+from any start on are one contiguous range: the plan is the rewritten header and
+metadata, the sequence header, and one span (more only where a tag's PreviousTagSize
+is wrong or a metadata tag lies in range), found by searches, with no object per tag.
 """
 
 from __future__ import annotations
@@ -79,6 +87,19 @@ class FlvIndex:
     media_peaks: Ints = field(init=False)
     key_positions: Ints = field(init=False)
     config_positions: dict[int, Ints] = field(init=False)
+    # Whether any audio tag exists, and the audio frames' stamps when they never go back
+    # (then the last frame at or before a time is found by search).
+    has_audio_tags: bool = field(init=False)
+    audio_stamps: Ints | None = field(init=False)
+    # The tags an audio-only output may copy (audio and script), where each starts in
+    # the stored audio (the output of `audio_map`'s plan; one more entry: its size), and
+    # which of them (positions in `kept`) lack a right PreviousTagSize: the stored audio
+    # holds those without it.
+    kept: Ints = field(init=False)
+    kept_starts: Ints = field(init=False)
+    kept_breaks: Ints = field(init=False)
+    # The sums of the kept tags' sizes with PreviousTagSize before each (one more entry).
+    kept_units: Ints = field(init=False)
     # Every tag an audio-only output may copy, as one plan (see `audio_map`).
     audio: OutputMap | None = None
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
@@ -94,11 +115,37 @@ class FlvIndex:
         self.config_positions = {
             kind: np.flatnonzero((self.kinds == kind) & self.configs) for kind in (AUDIO, VIDEO)
         }
+        self.has_audio_tags = bool(audio.any())
+        stamps = self.stamps[self.audio_frames]
+        self.audio_stamps = stamps if bool((np.diff(stamps) >= 0).all()) else None
+        self.kept = np.flatnonzero(audio | (self.kinds == SCRIPT))
+        whole = self.back_ok[self.kept]
+        units = self.sizes[self.kept] + np.where(whole, TAG_OVERHEAD, TAG_HEADER_SIZE)
+        self.kept_starts = np.concatenate(([0], np.cumsum(units))).astype(np.int64)
+        self.kept_breaks = np.flatnonzero(~whole)
+        units = self.sizes[self.kept] + TAG_OVERHEAD
+        self.kept_units = np.concatenate(([0], np.cumsum(units))).astype(np.int64)
 
     @property
     def nbytes(self) -> int:
         """Roughly the memory the index holds."""
-        arrays = (self.offsets, self.sizes, self.stamps, self.kinds, self.frames)
+        arrays: list[npt.NDArray[np.generic]] = [
+            self.offsets,
+            self.sizes,
+            self.stamps,
+            self.kinds,
+            self.frames,
+            self.kept,
+            self.kept_starts,
+            self.kept_breaks,
+            self.kept_units,
+            self.audio_frames,
+            self.media_frames,
+            self.audio_peaks,
+            self.media_peaks,
+        ]
+        if self.audio_stamps is not None:
+            arrays.append(self.audio_stamps)
         columns = sum(a.nbytes for a in arrays) + 3 * len(self.offsets)
         scan = sum(len(t) for _, t in self.tags.metadata) + 23 * len(self.tags)
         return columns + scan + 1024
@@ -118,6 +165,20 @@ class FlvIndex:
 
     def plan(self, audio_only: bool, seek: FlvSeek) -> Plan | None:
         """The plan for `seek` (see `plan.build_plan`), or None (see the module)."""
+        return self._plan(audio_only, seek, stored=False)
+
+    def stored_plan(self, seek: FlvSeek) -> Plan | None:
+        """The audio-only plan for `seek` reading the stored audio (the output of
+        `audio_map().plan`) instead of the source: the same output bytes as
+        `plan(True, seek)`, in a few pieces whatever the number of tags."""
+        return self._plan(True, seek, stored=True)
+
+    @property
+    def audio_size(self) -> int:
+        """The size of the stored audio (`audio_map().plan.size`)."""
+        return int(self.kept_starts[-1])
+
+    def _plan(self, audio_only: bool, seek: FlvSeek, *, stored: bool) -> Plan | None:
         tags = self.tags
         if audio_only and not tags.header.has_audio:
             raise NoAudioTrack("the FLV header says the file has no audio")
@@ -125,11 +186,10 @@ class FlvIndex:
         stopped = n < len(self)
         if not stopped and tags.truncated is not None:
             return None
-        kinds = self.kinds[:n]
-        if audio_only and not stopped and not (kinds == AUDIO).any():
+        if audio_only and not stopped and not self.has_audio_tags:
             raise NoAudioTrack("the FLV holds no audio tags")
         first = self._resolve_start(n, stopped, seek, audio_only)
-        return _Builder(self, n, first, audio_only, seek).plan()
+        return _Builder(self, n, first, audio_only, seek, stored).plan()
 
     def _cut(self, audio_only: bool, seek: FlvSeek) -> int:
         """How many tags a scan stopping at `end` would have indexed."""
@@ -172,6 +232,9 @@ class FlvIndex:
         if not stopped and start_ms > int(peaks[len(media) - 1]):
             raise InvalidSeek(f"start {seek.start} s is past the end of the media")
         if audio_kinds:
+            if self.audio_stamps is not None:  # stamps that never go back: a search
+                at = int(np.searchsorted(self.audio_stamps[: len(media)], start_ms, "right"))
+                return int(media[at - 1]) if at else int(media[0])
             before = media[self.stamps[media] <= start_ms]
             return int(before[-1]) if len(before) else int(media[0])
         by_index = self._keyframe_from_index(n, seek.start)
@@ -202,8 +265,7 @@ class FlvIndex:
         """The plan copying every audio and script tag in source order (what audio-only
         outputs copy a subset of) and where they land in its output; built once."""
         if self.audio is None:
-            kept = np.flatnonzero((self.kinds == AUDIO) | (self.kinds == SCRIPT))
-            pieces, _ = _runs(self, kept)
+            pieces, _ = _runs(self, self.kept)
             spans = [piece for piece in pieces if isinstance(piece, Span)]
             self.audio = OutputMap(Plan.head_and_spans(b"", spans))
         return self.audio
@@ -253,10 +315,12 @@ class _Builder:
     """One plan: `plan.build_plan`'s selection and layout, over index slices."""
 
     def __init__(
-        self, index: FlvIndex, n: int, first: int, audio_only: bool, seek: FlvSeek
+        self, index: FlvIndex, n: int, first: int, audio_only: bool, seek: FlvSeek, stored: bool
     ) -> None:
         self.index, self.n, self.first = index, n, first
         self.audio_only, self.seek = audio_only, seek
+        # Spans into the stored audio (`FlvIndex.stored_plan`) instead of the source.
+        self.stored = stored
         metas = index.meta_positions[: int(np.searchsorted(index.meta_positions, n))]
         decoded: list[int] = []
         for p in metas.tolist():
@@ -274,10 +338,10 @@ class _Builder:
             if at:
                 configs[kind] = int(positions[at - 1])
         self.configs = sorted(configs.values())
-        kinds = index.kinds[first:n]
         if audio_only:
-            keep = (kinds == AUDIO) | (kinds == SCRIPT)
-            self.selected = np.flatnonzero(keep) + first
+            kept = index.kept
+            low, high = np.searchsorted(kept, (first, n)).tolist()
+            self.selected = kept[low:high]
         else:
             self.selected = np.arange(first, n, dtype=np.int64)
         self.range_metas = [p for p in decoded if p >= first]
@@ -313,12 +377,14 @@ class _Builder:
     def _tag_pieces(self, i: int) -> list[Piece]:
         index = self.index
         offset, size = int(index.offsets[i]), int(index.sizes[i])
+        if self.stored:
+            offset = int(index.kept_starts[int(np.searchsorted(index.kept, i))])
         if index.back_ok[i]:
             return [Span(offset, size + TAG_OVERHEAD)]
         return [Span(offset, TAG_HEADER_SIZE + size), U32.pack(TAG_HEADER_SIZE + size)]
 
     def _runs(self, tags: Ints) -> tuple[list[Piece], list[int]]:
-        return _runs(self.index, tags)
+        return _stored_runs(self.index, tags) if self.stored else _runs(self.index, tags)
 
     # --- the exact layout metadata of a time-based clip (`_settle_first_metadata`) ---
 
@@ -357,33 +423,35 @@ class _Builder:
             config_at[i] = position
             position += int(index.sizes[i]) + TAG_OVERHEAD
         selected = self.selected
-        units = index.sizes[selected] + TAG_OVERHEAD
+        if self.audio_only:  # consecutive kept tags: their sums are there already
+            low = int(np.searchsorted(index.kept, selected[0])) if len(selected) else 0
+            sums = index.kept_units[low : low + len(selected) + 1]
+        else:
+            sums = np.concatenate(([0], np.cumsum(index.sizes[selected] + TAG_OVERHEAD)))
+        # Metadata in range is rewritten: its size moves every later tag.
+        shifts: list[tuple[int, int]] = []
         for p in self.range_metas:
             at = int(np.searchsorted(selected, p))
-            units[at] = len(literals[p])
-        starts = np.cumsum(units) - units + position
-        total = position + int(units.sum())
-        return _OffsetsOf(config_at, selected, starts), total
+            shifts.append((at, len(literals[p]) - int(index.sizes[p]) - TAG_OVERHEAD))
+        total = position + int(sums[-1] - sums[0]) + sum(d for _, d in shifts)
+        return _OffsetsOf(config_at, selected, sums, position, shifts), total
 
     def _keyframe_entries(self, table: tuple[list[float], list[float]]) -> tuple[list[float], Ints]:
         """`_keyframe_entries`: (times, source tags their output offsets are taken from)."""
         index = self.index
         times, positions = table
-        selected = self.selected
         if self.audio_only:
-            audio = selected[(index.kinds[selected] == AUDIO) & index.frames[selected]]
+            audio, stamps = self._audio_frames()
             if not len(audio):
                 return [], np.zeros(0, np.int64)
-            stamps = index.stamps[audio]
             at_list: list[int] = []
             kept: list[float] = []
-            ascending = bool((np.diff(stamps) >= 0).all())
-            stamp_list = stamps.tolist()
-            last = stamp_list[-1]
-            if ascending:
+            last = int(stamps[-1])
+            if index.audio_stamps is not None:
                 wanted = np.asarray(times, dtype=np.float64) * 1000.0 + 0.5
                 found = (np.searchsorted(stamps, wanted, side="right") - 1).tolist()
             else:
+                stamp_list = stamps.tolist()
                 found = [bisect_right(stamp_list, t * 1000.0 + 0.5) - 1 for t in times]
             for time, at in zip(times, found, strict=True):
                 if self.clipped and (at < 0 or time * 1000.0 > last + 0.5):
@@ -405,9 +473,25 @@ class _Builder:
         keep = np.flatnonzero(hit & is_item)
         return [times[k] for k in keep.tolist()], clamped[keep]
 
+    def _audio_frames(self) -> tuple[Ints, Ints]:
+        """The audio frames among the selected tags of an audio-only output (all audio
+        tags from `first` to `n`), and their stamps."""
+        index = self.index
+        frames = index.audio_frames
+        low, high = np.searchsorted(frames, (self.first, self.n)).tolist()
+        if index.audio_stamps is not None:
+            return frames[low:high], index.audio_stamps[low:high]
+        return frames[low:high], index.stamps[frames[low:high]]
+
     def _duration(self) -> float | None:
         """`_duration`: seconds from the clip's first media frame to the end of its last."""
         index = self.index
+        if self.audio_only and index.audio_stamps is not None:
+            _, stamps = self._audio_frames()  # ascending: the first is the lowest
+            if not len(stamps):
+                return None
+            last, before = int(stamps[-1]), int(stamps[-2:][0])
+            return (last - int(stamps[0]) + last - before) / 1000.0
         tags = self.selected
         kinds = index.kinds[tags]
         media = kinds == AUDIO if self.audio_only else (kinds == AUDIO) | (kinds == VIDEO)
@@ -429,15 +513,24 @@ class _Builder:
 
 @dataclass(frozen=True, slots=True)
 class _OffsetsOf:
-    """Output offsets of source tags: sequence headers, then the kept tags."""
+    """Output offsets of source tags: sequence headers, then the kept tags (the sums of
+    the sizes of the kept tags before each, from `position`, moved by `shifts`)."""
 
     configs: dict[int, int]
     selected: Ints
-    starts: Ints
+    sums: Ints
+    position: int
+    shifts: list[tuple[int, int]]
 
     def __call__(self, tags: Ints) -> list[int]:
-        at = np.minimum(np.searchsorted(self.selected, tags), max(len(self.selected) - 1, 0))
-        out: list[int] = self.starts[at].tolist() if len(self.starts) else [0] * len(tags)
+        if not len(self.selected):
+            out = [0] * len(tags)
+        else:
+            at = np.minimum(np.searchsorted(self.selected, tags), len(self.selected) - 1)
+            starts = self.sums[at] - self.sums[0] + self.position
+            for after, shift in self.shifts:
+                starts += np.where(at > after, shift, 0)
+            out = starts.tolist()
         if self.configs:
             for k, tag in enumerate(tags.tolist()):
                 found = self.configs.get(tag)
@@ -471,6 +564,32 @@ def _runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
         if not ok:
             pieces.append(U32.pack(tail))
             lengths.append(4)
+    return pieces, lengths
+
+
+def _stored_runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
+    """`_runs` over the stored audio, for consecutive entries of `index.kept`: one span,
+    cut after each tag whose PreviousTagSize the stored audio lacks (written there)."""
+    if not len(tags):
+        return [], []
+    low = int(np.searchsorted(index.kept, tags[0]))
+    high = low + len(tags)
+    assert int(index.kept[high - 1]) == int(tags[-1]), "not consecutive kept tags"
+    starts, breaks = index.kept_starts, index.kept_breaks
+    cuts = breaks[np.searchsorted(breaks, low) : np.searchsorted(breaks, high)].tolist()
+    pieces: list[Piece] = []
+    lengths: list[int] = []
+    at = int(starts[low])
+    for k in cuts:
+        end = int(starts[k + 1])
+        pieces.append(Span(at, end - at))
+        pieces.append(U32.pack(end - int(starts[k])))
+        lengths += (end - at, 4)
+        at = end
+    stop = int(starts[high])
+    if stop > at:
+        pieces.append(Span(at, stop - at))
+        lengths.append(stop - at)
     return pieces, lengths
 
 
