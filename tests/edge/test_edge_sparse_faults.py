@@ -5,7 +5,9 @@ the index holds is the bytes of the version its row names."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import sqlite3
 from collections.abc import Iterator
 from http.client import HTTPException
@@ -241,3 +243,32 @@ def test_a_stale_sparse_object_that_changed_drops_its_extents(
     wait_until(
         lambda: _extents_hold(edge, path, v2, TTL_HOST) == [(120_000, 180_000)], 5, "v2 only"
     )
+
+
+def test_an_origin_ignoring_ranges_is_known_to_every_worker(
+    origins: Origins, ranged: RangedOrigin, tmp_path: Path
+) -> None:
+    """What one worker learns (the origin answers Range with the whole object) is in the
+    shared index: the master's replacements of both workers, which never saw that answer,
+    fill the next cold objects whole without asking for ranges."""
+    host = "rsparse-shared.test"
+    config = domains(origins, extra=domain(host, ranged.url))
+    path, data = _write(origins, "shared-full.bin", 600_000, "shared")
+    ranged.faults(path, {"kind": "full", "requests": "all"})
+    with running(Vodedge(tmp_path / "node", config, workers=2)) as server:
+        reply = server.get(host, path, {"Range": "bytes=5000-5999"})
+        assert reply.status == 206 and reply.body == data[5000:6000]
+        assert [s.status for s in ranged.log(path)] == [200]
+        killed = server.worker_pids()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        wait_until(
+            lambda: not set(server.worker_pids()) & set(killed) and server.workers_ready(),
+            20,
+            "the master's new workers",
+        )
+        for n in range(4):
+            other, more = _write(origins, f"shared-after-{n}.bin", 300_000, f"shared-{n}")
+            reply = server.get(host, other, {"Range": "bytes=100-199"})
+            assert reply.status == 206 and reply.body == more[100:200]
+            assert [s.range for s in ranged.log(other)] == [None], n

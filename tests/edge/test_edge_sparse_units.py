@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
-from vodedge.edge.cache_index import Entry, ObjectMeta
+from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
 from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, batches
 from vodedge.edge.cache_store import KEEP_ENDS, TRIM_ALIGN, Store, readers_lock, trimmed
 from vodedge.edge.extents import coalesced, merge_in, merged, missing, run_end, split
+from vodedge.edge.source import IGNORES_RANGES, NOTE_SECONDS, SINGLE_RANGES_ONLY, OriginNotes
 
 
 def test_extent_arithmetic_agrees_with_a_set_of_bytes() -> None:
@@ -196,3 +197,22 @@ def test_an_object_being_read_is_not_trimmed(tmp_path: Path) -> None:
         assert os.pread(reader, 20 * MIB, 10 * MIB) == data[10 * MIB : 30 * MIB]
     finally:
         os.close(reader)
+
+
+def test_origin_notes_are_shared_through_the_index_and_expire(tmp_path: Path) -> None:
+    """A note written by one worker's OriginNotes is read by another's over the same
+    index; one whose time is up is forgotten (the origin is asked for ranges again)."""
+    first = CacheIndex(tmp_path / "index.sqlite")
+    second = CacheIndex(tmp_path / "index.sqlite")
+    try:
+        OriginNotes(first).note("a|http://origin", IGNORES_RANGES)
+        other = OriginNotes(second)
+        assert other.holds("a|http://origin", IGNORES_RANGES)
+        assert not other.holds("a|http://origin", SINGLE_RANGES_ONLY)
+        assert not other.holds("b|http://origin", IGNORES_RANGES)
+        first.note_origin("a|http://origin", IGNORES_RANGES, time.time() - 1)
+        assert not OriginNotes(second).holds("a|http://origin", IGNORES_RANGES)
+        assert 60 <= NOTE_SECONDS <= 3600
+    finally:
+        first.close()
+        second.close()

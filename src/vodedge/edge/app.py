@@ -53,6 +53,10 @@ class Edge:
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
 
+    def __post_init__(self) -> None:
+        # What a worker learns of an origin (it ignores Range...) reaches the others.
+        self.origins.share_notes(self.cache.index)
+
     async def close(self) -> None:
         """Release origin connections and the cache."""
         await self.origins.close()

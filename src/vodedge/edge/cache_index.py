@@ -37,6 +37,12 @@ CREATE TABLE IF NOT EXISTS extents (
 CREATE TRIGGER IF NOT EXISTS objects_extents AFTER DELETE ON objects BEGIN
     DELETE FROM extents WHERE file = old.file;
 END;
+CREATE TABLE IF NOT EXISTS origin_notes (
+    origin TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (origin, kind)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purges (
     key TEXT NOT NULL,
     prefix INTEGER NOT NULL,
@@ -333,6 +339,19 @@ class CacheIndex:
             (key, key),
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+    def note_origin(self, origin: str, kind: str, until: float) -> None:
+        """Remember, for every worker, something learned about an origin until `until`."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO origin_notes VALUES (?, ?, ?)", (origin, kind, until)
+        )
+
+    def origin_notes(self, now: float) -> dict[tuple[str, str], float]:
+        """What is remembered of origins now: (origin, kind) -> until when."""
+        rows = self._db.execute(
+            "SELECT origin, kind, until FROM origin_notes WHERE until > ?", (now,)
+        )
+        return {(origin, kind): float(until) for origin, kind, until in rows}
 
     def total_size(self) -> int:
         """Disk space of all stored objects: their allocated blocks (the length for rows

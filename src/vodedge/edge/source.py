@@ -9,7 +9,9 @@ they are far ahead of a running fill (a tail moov).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
@@ -19,7 +21,7 @@ from vodedge.config import Domain, OriginSpec
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body
-from vodedge.edge.cache_index import ObjectMeta
+from vodedge.edge.cache_index import CacheIndex, ObjectMeta
 from vodedge.edge.cache_store import try_lock
 from vodedge.edge.origin import DirectoryOrigin, HttpOrigin, Origin, OriginError, OriginResponse
 from vodedge.edge.parent_tier import ParentAccess, ParentSource
@@ -50,6 +52,8 @@ class OriginPool:
 
     def __init__(self, limits: NodeLimits | None = None) -> None:
         self.limits = limits or NodeLimits()
+        # Shared with the other workers once the cache's index is known (share_notes).
+        self.notes = OriginNotes()
         self._clients: dict[tuple[str, OriginSpec], Origin] = {}
 
     def origin_set(
@@ -77,7 +81,11 @@ class OriginPool:
                 origins.append((ParentSource(self._clients[key], parents), host))
                 continue
             origins.append((self._clients[key], domain.origin_host_for(spec, host)))
-        return OriginSet(origins, path, query, domain.name)
+        return OriginSet(origins, path, query, domain.name, self.notes)
+
+    def share_notes(self, index: CacheIndex) -> None:
+        """Keep what is learned of origins in `index`, where every worker reads it."""
+        self.notes.index = index
 
     async def close(self) -> None:
         """Release every client's connections."""
@@ -85,23 +93,63 @@ class OriginPool:
             await origin.close()
 
 
-# Origins (by domain and address) seen answering a Range request with the whole object:
-# later cold objects of theirs are filled whole (unless the range function says force).
-IGNORES_RANGES: set[str] = set()
-# And those that answer a request for several ranges with the whole object.
-SINGLE_RANGES_ONLY: set[str] = set()
+# What an origin was seen doing is remembered this long, then it is asked for ranges
+# again (it may have been fixed, or moved behind another server).
+NOTE_SECONDS = 600.0
+# How often a worker reads what the others noted.
+NOTES_REFRESH = 1.0
+# Kinds of note: answers a Range request with the whole object (later cold objects of
+# that origin are filled whole, unless the range function says force); answers a
+# request for several ranges with the whole object (asked one range at a time).
+IGNORES_RANGES = "ignores_ranges"
+SINGLE_RANGES_ONLY = "single_ranges_only"
+
+
+class OriginNotes:
+    """What the workers learned about origins (by domain and address), shared through
+    the cache index and forgotten after NOTE_SECONDS; read from it at most once per
+    NOTES_REFRESH (asked on every request), kept in this worker alone without one."""
+
+    def __init__(self, index: CacheIndex | None = None) -> None:
+        self.index = index
+        self._known: dict[tuple[str, str], float] = {}
+        self._read = 0.0
+
+    def holds(self, origin: str, kind: str) -> bool:
+        """Whether `origin` was seen doing `kind` within NOTE_SECONDS."""
+        now = time.time()
+        if self.index is not None and now - self._read >= NOTES_REFRESH:
+            self._read = now
+            with contextlib.suppress(sqlite3.Error):
+                self._known = self.index.origin_notes(now)
+        until = self._known.get((origin, kind))
+        return until is not None and until > now
+
+    def note(self, origin: str, kind: str) -> None:
+        """Remember that `origin` does `kind` (for every worker, if they share an index)."""
+        until = time.time() + NOTE_SECONDS
+        self._known[origin, kind] = until
+        if self.index is not None:
+            with contextlib.suppress(sqlite3.Error):  # a full disk: this worker knows
+                self.index.note_origin(origin, kind, until)
 
 
 class OriginSet:
     """Fetches one object from a domain's origins, failing over in priority order."""
 
     def __init__(
-        self, origins: list[tuple[Origin, str]], path: str, query: str, domain: str
+        self,
+        origins: list[tuple[Origin, str]],
+        path: str,
+        query: str,
+        domain: str,
+        notes: OriginNotes | None = None,
     ) -> None:
         self.origins = origins
         self.path = path
         self.query = query
         self.domain = domain
+        self.notes = OriginNotes() if notes is None else notes
 
     async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
         last = OriginError(502, "no_origin", "the domain has no origin this node fetches from")
@@ -161,11 +209,11 @@ class OriginSet:
 
     def single_ranges_only(self) -> bool:
         """Whether this domain's first origin answered several ranges with a 200."""
-        return self._origin_key() in SINGLE_RANGES_ONLY
+        return self.notes.holds(self._origin_key(), SINGLE_RANGES_ONLY)
 
     def note_single_ranges_only(self) -> None:
-        """Remember (in this worker) that the first origin sends one range at a time."""
-        SINGLE_RANGES_ONLY.add(self._origin_key())
+        """Remember that the first origin sends one range at a time."""
+        self.notes.note(self._origin_key(), SINGLE_RANGES_ONLY)
 
     async def first_range(self, header: str) -> OriginResponse:
         """The answer to an unconditional request with this Range header (an object's
@@ -200,11 +248,11 @@ class OriginSet:
 
     def ignores_ranges(self) -> bool:
         """Whether this domain's first origin answered a Range request with a 200."""
-        return self._origin_key() in IGNORES_RANGES
+        return self.notes.holds(self._origin_key(), IGNORES_RANGES)
 
     def note_ignores_ranges(self) -> None:
-        """Remember (in this worker) that the first origin answers Range with a 200."""
-        IGNORES_RANGES.add(self._origin_key())
+        """Remember that the first origin answers Range with a 200."""
+        self.notes.note(self._origin_key(), IGNORES_RANGES)
 
     async def ranged(self, start: int, end: int, meta: ObjectMeta) -> bytes:
         """Bytes `[start, end)` of the object version `meta` describes."""
