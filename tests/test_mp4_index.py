@@ -227,3 +227,56 @@ def test_mutated_moov_answers_like_the_oracle(name: str) -> None:
             assert got == expected
 
     check()
+
+
+@pytest.mark.parametrize("spec", SOURCES)
+@pytest.mark.parametrize("audio_only", [True, False], ids=["audio", "full"])
+def test_fast_path_equals_the_general_path(spec: str, audio_only: bool) -> None:
+    """The fast path (tables sliced from runs and chunks prepared once, the moov rebuilt
+    around places walked once) gives the general path's plan byte for byte, or the
+    same error; both run on the same warm index, which also checks that neither
+    leaves state that changes the other's answer."""
+    index = indexed(spec)
+    if not isinstance(index, Mp4Index):
+        pytest.skip(f"not indexable: {index}")
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(bounds(spec), st.booleans())
+    def check(pair: tuple[float | None, float | None], general_first: bool) -> None:
+        start, end = pair
+        fast = functools.partial(index.clip, start, end, audio_only=audio_only)
+        general = functools.partial(fast, general=True)
+        if general_first:
+            expected, got = outcome_of(general), outcome_of(fast)
+        else:
+            got, expected = outcome_of(fast), outcome_of(general)
+        assert got == expected
+
+    check()
+
+
+@pytest.mark.parametrize("name", ["mp4_h264_bframes_aac", "mp4_two_languages", "mp4_long_30min"])
+def test_common_files_take_the_fast_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """H.264/AAC files (B-frames, several audio tracks, the 30-minute file) are clipped
+    without the general path, full and audio-only, whatever the bounds."""
+    data = source(f"case:{name}")
+    index = run_bytes(read_index(len(data)), data)
+    expected = {
+        (start, end, audio_only): index.clip(start, end, audio_only=audio_only, general=True)
+        for start in (None, 0.0, 0.3, 1.7)
+        for end in (None, 0.9, 2.5)
+        for audio_only in (False, True)
+        if (end or 9e9) > (start or 0.0)
+    }
+
+    def refuse(self: Mp4Index, cuts: object) -> Plan:
+        raise AssertionError("the general path was asked")
+
+    monkeypatch.setattr(Mp4Index, "_plan", refuse)
+    for (start, end, audio_only), plan in expected.items():
+        assert index.clip(start, end, audio_only=audio_only) == plan

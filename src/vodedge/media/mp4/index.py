@@ -25,6 +25,7 @@ from vodedge.media.errors import (
     NoAudioTrack,
     UnsupportedMedia,
 )
+from vodedge.media.mp4 import cuts as fast
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4.movie import (
@@ -36,6 +37,7 @@ from vodedge.media.mp4.movie import (
     rebuild_pieces,
     set_duration_field,
 )
+from vodedge.media.mp4.skeleton import Skeleton
 from vodedge.media.mp4.tables import checked_entries
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
@@ -311,6 +313,8 @@ class TrackIndex:
     # The stts runs with equal neighbours merged (first sample, end, duration), so a
     # cut's stts is a slice of them rather than a pass over its samples' durations.
     stts_runs: tuple[Ints, Ints, Ints] | None = None
+    # The tables prepared for the fast path (None: the track takes the general one).
+    prepared: Prepared | None = None
 
     @property
     def nbytes(self) -> int:
@@ -327,6 +331,8 @@ class TrackIndex:
         total = sum(a.nbytes for a in arrays if a is not None)
         if isinstance(self.chunks, Chunks):
             total += 4 * self.chunks.first.nbytes
+        if self.prepared is not None:
+            total += self.prepared.nbytes
         return total + len(self.sdtp or b"")
 
     def dts_at(self, i: int) -> int:
@@ -547,6 +553,92 @@ def _merged_runs(counts: Ints, values: npt.NDArray[np.uint32]) -> tuple[Ints, In
     return ends - merged, ends, wide[fresh]
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A track's tables as the fast path cuts them (see `cuts`): run tables with equal
+    neighbours merged, the chunks that hold samples, the `stbl`'s children in order."""
+
+    stts: fast.Runs
+    ctts: fast.Runs | None
+    sync: Ints | None  # ascending
+    chunks: fast.Chunks
+    prefix: Ints
+    groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
+    stbl: list[Piece | str | int]  # copied child, made box (by kind), sbgp (by offset)
+    tkhd: bytes
+    mdhd: bytes
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays."""
+        runs = [self.stts, self.ctts, *(r for _, r in self.groups.values())]
+        total = sum(r.ends.nbytes + r.entries.nbytes for r in runs if r is not None)
+        c = self.chunks
+        arrays = (c.first, c.end, c.samples, c.description, c.offsets, c.sizes, c.new_run)
+        return total + sum(a.nbytes for a in arrays)
+
+
+def _prepare(samples: TrackIndex, movie: Movie, size: int) -> Prepared | None:
+    """The fast path's tables of a track, or None where it leaves the track to the
+    general path: offsets kept as Python integers, constant sample sizes (no per-sample
+    prefix), unordered stss, a broken stsc or sbgp, a chunk past the end of the file."""
+    prefix, chunks, dts = samples.prefix, samples.chunks, samples.dts
+    if prefix is None or prefix.dtype == object or samples.offsets.dtype == object:
+        return None
+    if dts is None or samples.stts_runs is None or not isinstance(chunks, Chunks):
+        return None
+    sync = samples.sync
+    if sync is not None and len(sync) > 1 and bool((sync[1:] < sync[:-1]).any()):
+        return None
+    if any(isinstance(g, MediaError) for g in samples.groups.values()):
+        return None
+    prepared = fast.Chunks.of(
+        chunks.first, chunks.samples, chunks.description, samples.offsets, prefix
+    )
+    if len(prepared.offsets) and int((prepared.offsets + prepared.sizes).max()) > size:
+        return None
+    starts, ends, values = samples.stts_runs
+    groups: dict[int, tuple[bytes, fast.Runs]] = {}
+    for offset, found in samples.groups.items():
+        assert isinstance(found, SampleGroups)
+        described = int(found.ends[-1]) if len(found.ends) else 0
+        # Samples past the runs are group 0: one more run, to the end of the track.
+        counts = np.diff(found.ends, prepend=0)
+        counts = np.append(counts, max(samples.count - described, 0))
+        groups[offset] = (found.head, fast.Runs.of(counts, np.append(found.values, 0)))
+    made = {b"stts", b"stsz", b"stsc", b"stco"}
+    if samples.ctts is not None:
+        made.add(b"ctts")
+    if sync is not None:
+        made.add(b"stss")
+    if samples.sdtp is not None:
+        made.add(b"sdtp")
+    recipe: list[Piece | str | int] = []
+    # `_stbl`'s choices, which depend on the kinds present, not on the cut.
+    for child in samples.stbl_children:
+        kind = {b"co64": b"stco", b"stz2": b"stsz"}.get(child.type, child.type)
+        if kind in DROPPED_IN_CLIPS:
+            continue
+        if kind == b"sbgp":
+            recipe.append(child.offset)
+        elif kind in made:
+            made.discard(kind)
+            recipe.append(kind.decode())
+        elif kind not in (b"ctts", b"stss", b"sdtp"):
+            recipe.append(movie.raw(child))
+    return Prepared(
+        stts=fast.Runs.of(ends - starts, values),
+        ctts=None if samples.ctts is None else fast.Runs.per_sample(samples.ctts),
+        sync=sync,
+        chunks=prepared,
+        prefix=prefix,
+        groups=groups,
+        stbl=recipe,
+        tkhd=bytes(movie.payload(samples.track.tkhd)),
+        mdhd=bytes(movie.payload(samples.mdhd)),
+    )
+
+
 def _again(error: MediaError) -> MediaError:
     """A fresh copy of a remembered error (raising one instance twice chains tracebacks)."""
     return type(error)(error.message)
@@ -646,7 +738,7 @@ def _cut_tables(cut: _Cut) -> _CutTables:
     return _CutTables(boxes, offsets, sizes, duration)
 
 
-def _elst(cut: _Cut, tables: _CutTables, movie: Movie) -> tuple[bytes | None, int]:
+def _elst(cut: _Cut, media_duration: int, movie: Movie) -> tuple[bytes | None, int]:
     """The new `elst` (None when the track had none) and the track's movie duration."""
     samples = cut.samples
     media_scale = samples.track.timescale
@@ -661,9 +753,9 @@ def _elst(cut: _Cut, tables: _CutTables, movie: Movie) -> tuple[bytes | None, in
         ctts = samples.ctts
         media_time = int(ctts[cut.first]) if is_video and ctts is not None else 0
     media_time = max(media_time, 0)
-    segment = max(tables.media_duration - media_time, 0) * movie.timescale // media_scale
+    segment = max(media_duration - media_time, 0) * movie.timescale // media_scale
     if edits is None:
-        return None, tables.media_duration * movie.timescale // media_scale
+        return None, media_duration * movie.timescale // media_scale
     version = edits.version if segment <= 0xFFFFFFFF and delay <= 0xFFFFFFFF else 1
     entry = _ELST1 if version == 1 else _ELST0
     entries = ([entry.pack(delay, -1, 1 << 16)] if delay else []) + [
@@ -712,6 +804,13 @@ class Mp4Index:
     audio: OutputMap | None = None  # see audio_map
     # _rebuilt_size's walks of the moov, by the places replaced.
     walks: dict[tuple[int, ...], tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
+    mvhd: bytes | None = None  # see mvhd_payload
+    # The fast path's rebuilds of the moov, by the places replaced.
+    skeletons: dict[tuple[int, ...], Skeleton] = field(default_factory=dict)
+    # The tracks a clip keeps and their duration, by (audio only, track id).
+    selections: dict[tuple[bool, int | None], tuple[list[TrackIndex], float]] = field(
+        default_factory=dict
+    )
 
     def audio_map(self) -> OutputMap:
         """The plan copying every audio sample's bytes in source order (what audio-only
@@ -743,9 +842,12 @@ class Mp4Index:
             if track.handler not in CLIP_HANDLERS:
                 continue
             try:
-                tracks[track.track_id] = _load(movie, track)
+                loaded = tracks[track.track_id] = _load(movie, track)
             except MediaError as exc:
                 tracks[track.track_id] = exc
+                continue
+            if loaded is not None:
+                loaded.prepared = _prepare(loaded, movie, size)
         return cls(size, ftyp, movie, tracks)
 
     def clip(
@@ -755,10 +857,32 @@ class Mp4Index:
         *,
         audio_only: bool = False,
         track_id: int | None = None,
+        general: bool = False,
     ) -> Plan:
         """The plan of the file cut to `[start, end)` seconds (see `clip_plan`), keeping
-        every audio track, or only the one whose id is `track_id`."""
+        every audio track, or only the one whose id is `track_id`. `general` leaves out
+        the fast path (the same plan; tests compare the two)."""
         check_seek(start, end)
+        selected = self.selections.get((audio_only, track_id))
+        if selected is None:
+            selected = self._select(audio_only, track_id)
+            self.selections[(audio_only, track_id)] = selected
+        loaded, duration = selected
+        if start is not None and start >= duration:
+            raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
+        cuts = _cuts(loaded, start, end, audio_only)
+        if not cuts:
+            raise InvalidSeek(f"no media between start ({start}) and end ({end})")
+        if not general and all(cut.samples.prepared is not None for cut in cuts):
+            try:
+                return self._fast_plan(cuts)
+            except MediaError:
+                pass  # the general path raises it, or one it checks first
+        return self._plan(cuts)
+
+    def _select(self, audio_only: bool, track_id: int | None) -> tuple[list[TrackIndex], float]:
+        """The indexed tracks a clip keeps and the media's duration, or the error that
+        refuses such clips."""
         movie = self.movie
         wanted = [
             t for t in movie.tracks if (t.is_audio if audio_only else t.handler in CLIP_HANDLERS)
@@ -785,12 +909,7 @@ class Mp4Index:
             s.time(s.count - 1) + (s.dts_at(s.count) - s.dts_at(s.count - 1)) / s.track.timescale
             for s in loaded
         )
-        if start is not None and start >= duration:
-            raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
-        cuts = _cuts(loaded, start, end, audio_only)
-        if not cuts:
-            raise InvalidSeek(f"no media between start ({start}) and end ({end})")
-        return self._plan(cuts)
+        return loaded, duration
 
     def _plan(self, cuts: list[_Cut]) -> Plan:
         movie, size = self.movie, self.size
@@ -814,7 +933,7 @@ class Mp4Index:
                     f"lies past the end of the file ({size} bytes)"
                 )
             tables.append(cut_tables)
-            elst, track_duration = _elst(cut, cut_tables, movie)
+            elst, track_duration = _elst(cut, cut_tables.media_duration, movie)
             track_durations.append(track_duration)
             if elst is not None:
                 assert cut.samples.edts is not None
@@ -884,6 +1003,94 @@ class Mp4Index:
         pairs = zip(layout.starts, layout.lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
         return Plan.head_and_spans(head, spans, layout.lengths)
+
+    def _fast_plan(self, cuts: list[_Cut]) -> Plan:
+        """`_plan`'s plan from the tracks' prepared tables: each table a slice of the
+        source's with its ends patched, the moov rebuilt around its known places.
+        A MediaError here means only "ask `_plan`", which raises the right one."""
+        movie = self.movie
+        replace: dict[int, Replacement] = {}
+        kept_ids = {cut.samples.track.track_id for cut in cuts}
+        for track in movie.tracks:
+            if track.track_id not in kept_ids:
+                replace[track.box.offset] = None
+        stbls: list[tuple[int, list[Piece], int, int]] = []  # (offset, parts, stco at, fixed)
+        chunk_offsets: list[Ints] = []
+        chunk_sizes: list[Ints] = []
+        track_durations: list[int] = []
+        for cut in cuts:
+            samples, first, stop = cut.samples, cut.first, cut.stop
+            prepared = samples.prepared
+            assert prepared is not None and samples.dts is not None
+            chunks = prepared.chunks.cut(first, stop, prepared.prefix)
+            chunk_offsets.append(chunks.offsets)
+            chunk_sizes.append(chunks.sizes)
+            media_duration = int(samples.dts[stop]) - int(samples.dts[first])
+            elst, track_duration = _elst(cut, media_duration, movie)
+            track_durations.append(track_duration)
+            if elst is not None:
+                assert samples.edts is not None
+                replace[samples.edts.offset] = make_box(b"edts", elst)
+            tkhd = set_duration_field(prepared.tkhd, "tkhd", track_duration, tkhd=True)
+            replace[samples.track.tkhd.offset] = make_box(b"tkhd", tkhd)
+            mdhd = set_duration_field(prepared.mdhd, "mdhd", media_duration)
+            replace[samples.mdhd.offset] = make_box(b"mdhd", mdhd)
+            parts, stco_at = _fast_stbl(samples, prepared, first, stop, chunks.stsc)
+            fixed = sum(map(len, parts))
+            stbls.append((samples.stbl.offset, parts, stco_at, fixed))
+            replace[samples.stbl.offset] = [header_bytes(b"stbl", fixed), *parts]
+        if movie.mvhd is not None:
+            mvhd = set_duration_field(self.mvhd_payload(), "mvhd", max(track_durations))
+            replace[movie.mvhd.offset] = make_box(b"mvhd", mvhd)
+
+        all_offsets = chunk_offsets[0] if len(cuts) == 1 else np.concatenate(chunk_offsets)
+        all_sizes = chunk_sizes[0] if len(cuts) == 1 else np.concatenate(chunk_sizes)
+        layout = fast.Layout.of(all_offsets, all_sizes)
+        mdat_header = header_bytes(b"mdat", layout.total)
+        relatives: list[Ints] = []
+        widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
+        first_chunk = 0
+        for offsets in chunk_offsets:
+            count = len(offsets)
+            relative = layout.positions[first_chunk : first_chunk + count]
+            first_chunk += count
+            relatives.append(relative)
+            widest.append((int(relative.max()) if count else 0, count))
+
+        # As `_plan`: the size without chunk offsets (a placeholder stbl of the right
+        # size stands in), plus theirs.
+        bare = self._rebuilt_size(replace)
+
+        def moov_size(base: int) -> int:
+            size = bare
+            for top, count in widest:
+                wide = count and top + base > 0xFFFFFFFF
+                size += 16 + (8 if wide else 4) * count
+            return size
+
+        base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
+        for (at, parts, stco_at, fixed), relative in zip(stbls, relatives, strict=True):
+            stco = offsets_box(relative + base)
+            parts[stco_at] = stco
+            replace[at] = b"".join([header_bytes(b"stbl", fixed + len(stco)), *parts])
+        places = tuple(sorted(replace))
+        skeleton = self.skeletons.get(places)
+        if skeleton is None:
+            skeleton = self.skeletons[places] = Skeleton(
+                movie.data, movie.box, places, self.children
+            )
+        moov = skeleton.build({at: _joined(new) for at, new in replace.items()})
+        head = b"".join([self.ftyp, *moov, mdat_header])
+        pairs = zip(layout.starts, layout.lengths, strict=True)
+        spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
+        return Plan.head_and_spans(head, spans, layout.lengths)
+
+    def mvhd_payload(self) -> bytes:
+        """The `mvhd`'s payload, copied once."""
+        if self.mvhd is None:
+            assert self.movie.mvhd is not None
+            self.mvhd = bytes(self.movie.payload(self.movie.mvhd))
+        return self.mvhd
 
     def _rebuilt_size(self, replace: dict[int, Replacement]) -> int:
         """The size of the moov `rebuild_pieces` would make with these replacements,
@@ -955,6 +1162,51 @@ class Mp4Index:
             elif kind not in (b"ctts", b"stss", b"sdtp"):
                 parts.append(movie.raw(child))
         return parts
+
+
+def _fast_stbl(
+    samples: TrackIndex, prepared: Prepared, first: int, stop: int, stsc: bytes
+) -> tuple[list[Piece], int]:
+    """The cut `stbl`'s children (`_stbl`'s), and which one the chunk offsets go in."""
+    made: dict[str, bytes] = {}
+    count, entries = prepared.stts.cut(first, stop)
+    made["stts"] = fast.table_box(b"stts", 0, count, entries)
+    if prepared.ctts is not None:
+        count, entries = prepared.ctts.cut(first, stop)
+        made["ctts"] = fast.table_box(b"ctts", samples.ctts_version, count, entries)
+    if prepared.sync is not None:
+        made["stss"] = fast.sync_cut(prepared.sync, first, stop)
+    assert samples.sizes is not None
+    payload = _STSZ.pack(0, 0, stop - first) + samples.sizes[first:stop].tobytes()
+    made["stsz"] = _U32.pack(8 + len(payload)) + b"stsz" + payload
+    made["stsc"] = stsc
+    sdtp = samples.sdtp
+    if sdtp is not None:
+        kept = sdtp[:4] + sdtp[4 + first : 4 + stop]
+        made["sdtp"] = make_box(b"sdtp", kept) if len(sdtp) >= 4 + stop else b""
+    made["stco"] = b""
+    parts: list[Piece] = []
+    stco_at = 0
+    for item in prepared.stbl:
+        if isinstance(item, str):
+            if item == "stco":
+                stco_at = len(parts)
+            parts.append(made[item])
+        elif isinstance(item, int):
+            head, runs = prepared.groups[item]
+            count, entries = runs.cut(first, stop)
+            payload = head + _U32.pack(count) + entries
+            parts.append(_U32.pack(8 + len(payload)) + b"sbgp" + payload)
+        else:
+            parts.append(item)
+    return parts, stco_at
+
+
+def _joined(new: Replacement) -> Piece:
+    """A replacement as one piece (None: dropped)."""
+    if new is None:
+        return b""
+    return b"".join(new) if isinstance(new, list) else new
 
 
 def _settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:

@@ -1,0 +1,81 @@
+"""The fast path's table cuts (`media.mp4.cuts`) against plain per-sample numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vodedge.media.mp4.cuts import Layout, Runs
+from vodedge.media.mp4.index import rle
+
+
+@st.composite
+def cut_of_runs(draw: st.DrawFn) -> tuple[list[int], list[int], int, int]:
+    """Runs (some empty, some equal to their neighbour) and a cut inside them."""
+    counts = draw(st.lists(st.integers(0, 5), min_size=1, max_size=30))
+    values = draw(st.lists(st.sampled_from([0, 1, 2, 0xFFFFFFFF]), min_size=len(counts),
+                           max_size=len(counts)))  # fmt: skip
+    total = sum(counts)
+    if total == 0:
+        counts[0], total = 1, 1
+    first = draw(st.integers(0, total - 1))
+    stop = draw(st.integers(first + 1, total))
+    return counts, values, first, stop
+
+
+def expected_entries(values: np.ndarray, first: int, stop: int) -> tuple[int, bytes]:
+    """What the general path writes for samples `[first, stop)`: `rle` of their values."""
+    counts, runs = rle(values[first:stop])
+    flat = np.empty(2 * len(counts), ">u4")
+    flat[0::2], flat[1::2] = counts, runs.astype(np.int64) & 0xFFFFFFFF
+    return len(counts), flat.tobytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(cut_of_runs())
+def test_runs_cut_is_rle_of_the_slice(case: tuple[list[int], list[int], int, int]) -> None:
+    """A cut of merged runs is the run-length coding of the cut's per-sample values."""
+    counts, values, first, stop = case
+    per_sample = np.repeat(np.array(values, np.uint32), counts)
+    runs = Runs.of(np.array(counts, np.int64), np.array(values, np.uint32))
+    assert runs.cut(first, stop) == expected_entries(per_sample, first, stop)
+    signed = per_sample.view(np.int32)  # ctts: signed, written as 32-bit patterns
+    assert Runs.per_sample(signed).cut(first, stop) == expected_entries(signed, first, stop)
+
+
+def merged_by_hand(offsets: list[int], sizes: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """Union of the non-empty intervals, and each chunk's place in their concatenation."""
+    spans = sorted((o, o + s) for o, s in zip(offsets, sizes, strict=True) if s)
+    merged: list[list[int]] = []
+    for begin, end in spans:
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    positions = []
+    for offset, size in zip(offsets, sizes, strict=True):
+        at = 0
+        if size:
+            before = 0
+            for begin, end in merged:
+                if begin <= offset < end:
+                    at = before + offset - begin
+                    break
+                before += end - begin
+        positions.append(at)
+    return [(b, e - b) for b, e in merged], positions
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 30)), max_size=40))
+def test_layout_merges_intervals(chunks: list[tuple[int, int]]) -> None:
+    """Overlapping, touching, empty and unordered chunks: the merged intervals and
+    where each chunk lands, as done by hand."""
+    offsets = [o for o, _ in chunks]
+    sizes = [s for _, s in chunks]
+    layout = Layout.of(np.array(offsets, np.int64), np.array(sizes, np.int64))
+    intervals, positions = merged_by_hand(offsets, sizes)
+    assert list(zip(layout.starts, layout.lengths, strict=True)) == intervals
+    assert layout.total == sum(length for _, length in intervals)
+    assert layout.positions.tolist() == positions
