@@ -18,6 +18,8 @@ from edge_config import Origins, domains
 from edge_harness import OriginHit, RawClient, Vodedge, concurrent_gets, running, wait_until
 from edge_media import BIG_TAIL_MOOV, big_tail_moov, cli_output, generated
 
+from vodedge.edge.cache_store import Store
+
 pytestmark = pytest.mark.xdist_group("edge_sparse")
 
 HOST = "video.test"  # nginx, audio extraction and seeking on, range on by default
@@ -362,3 +364,31 @@ def test_kill_9_during_eviction_leaves_extents_that_are_on_disk(
             reply = server.get(HOST, path, {"Range": "bytes=5000000-24999999"}, timeout=60)
             assert reply.status == 206 and reply.body == objects[path][5_000_000:25_000_000]
         _on_disk(server, objects)
+
+
+@pytest.mark.parametrize("host", [HOST, "whole.test"])
+def test_a_file_left_without_its_row_goes_at_the_next_contact(
+    edge: Vodedge, origins: Origins, host: str
+) -> None:
+    """kill -9 between making an object's file and writing its row (the file comes first:
+    a row never names a missing file) leaves a file without a row. The next request for
+    the object, holding its lock, removes it, without waiting for a restart: sparse
+    (range on) or filled whole (range off)."""
+    path, data = _random_file(origins, f"orphan-{host}.bin", 2_000_000)
+    digest = Store.digest(host + path)
+    orphan = edge.store / "objects" / digest[:2] / f"{digest}.{'0' * 12}"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    with open(orphan, "wb") as left:
+        left.truncate(len(data))  # as first_contact leaves it: the object's length, holes
+    reply = edge.get(host, path, {"Range": "bytes=1000-1999"}, timeout=30)
+    assert reply.status == 206 and reply.body == data[1000:2000]
+    uri = f"file:{edge.store / 'index.sqlite'}?mode=ro"
+
+    def files() -> tuple[list[Path], str | None]:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            row = db.execute("SELECT file FROM objects WHERE key = ?", (host + path,)).fetchone()
+        return sorted(orphan.parent.glob(f"{digest}.*")), None if row is None else row[0]
+
+    wait_until(lambda: files()[1] is not None, 10, "the object's row")
+    found, named = files()
+    assert not orphan.exists() and [str(f) for f in found] == [named]

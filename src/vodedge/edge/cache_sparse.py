@@ -721,16 +721,22 @@ async def first_contact(
     digest = store.digest(key)
     final = store.final_path(key, store.temporary(digest))
     final.parent.mkdir(exist_ok=True)
-    fd = os.open(final, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    # The file is made before its row (a row must never name a file not there): a
+    # creator killed in between leaves a file without a row, removed here, by the next
+    # holder of the lock, or at the next start.
+    fd = -1
     try:
+        store.sweep(key)
+        fd = os.open(final, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         os.ftruncate(fd, meta.size)
         if not store.reserve(fd, end - start, key, start) or not claim(fd, start, end):
             raise OSError("no room")
         entry = Entry(meta, final, 0)
         replaced = store.index.put(entry, os.fstat(fd).st_blocks * 512)
     except BaseException as exc:
-        os.close(fd)
-        final.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+            final.unlink(missing_ok=True)
         await response.aclose()
         if isinstance(exc, (OSError, sqlite3.Error)):
             return Contact()  # no room: a whole fill decides (it passes the object through)

@@ -221,6 +221,21 @@ class Store:
                     removed += 1
         return removed
 
+    def sweep(self, key: str) -> int:
+        """Remove files of `key` that its row does not name; how many. The caller holds
+        the object's fill lock, under which every file of it is made and indexed (a
+        sparse object's file and row, a fill's rename and row): a file found without
+        its row while the lock is free was left by a creator killed in between."""
+        digest = self.digest(key)
+        entry = self.index.get(key)
+        named = None if entry is None else entry.file.name
+        removed = 0
+        for file in (self.root / "objects" / digest[:2]).glob(f"{digest}.*"):
+            if file.name != named:
+                file.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def _key_of_file(self, name: str) -> str | None:
         row = self.index._db.execute("SELECT key FROM objects WHERE file = ?", (name,)).fetchone()
         return None if row is None else str(row[0])
@@ -479,14 +494,16 @@ class Store:
         self._hot.pop(key, None)
 
     def publish(self, entry: Entry, tmp: Path) -> None:
-        """Move a complete temporary file into place as `entry.file` and index it; the
-        version it replaces goes, and LRU objects go while over the bound."""
+        """Move a complete temporary file into place as `entry.file` and index it (the
+        caller holds the object's lock); the version it replaces goes, and LRU objects go
+        while over the bound."""
         entry.file.parent.mkdir(exist_ok=True)
         os.replace(tmp, entry.file)
         replaced = self.index.put(entry, _allocated(entry.file))
         self._hot.pop(entry.meta.key, None)
         if replaced is not None:
             replaced.unlink(missing_ok=True)
+        self.sweep(entry.meta.key)  # a file a killed creator left (the caller holds the lock)
         self.evict(keep=entry.meta.key)
 
     def final_path(self, key: str, tmp: Path) -> Path:
