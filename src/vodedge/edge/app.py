@@ -28,15 +28,16 @@ from vodedge.edge.observe import exchange_of, observe
 from vodedge.edge.origin import OriginError
 from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
 from vodedge.edge.passthrough import no_room, uncached_output
-from vodedge.edge.plan import PlanMemo, Planner, plan_output
+from vodedge.edge.plan import PlanMemo, Planner, plain_output, plan_output
 from vodedge.edge.refusal import Refusal
-from vodedge.edge.resolve import Resolved, resolve
+from vodedge.edge.resolve import Resolved, ResolveMemo
 from vodedge.edge.source import OriginPool, OriginSet
 
 SERVER = bad_requests.SERVER
 # A transform's cold object is first asked for this many bytes: where its index is.
 HEAD = 64 << 10
 _BYTES = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
+ORIGIN_SETS = 2048
 
 
 @dataclass
@@ -52,6 +53,32 @@ class Edge:
     max_moov: int = 64 << 20
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
+    resolver: ResolveMemo = field(default_factory=ResolveMemo)
+    # A resolved request's origins (by the Resolved object, which the resolver keeps).
+    _origin_sets: dict[int, tuple[Resolved, OriginSet]] = field(default_factory=dict)
+    _origins_config: NodeConfig | None = None
+
+    def origin_set(self, resolved: Resolved) -> OriginSet:
+        """Where the resolved request's object is fetched from (remembered with it)."""
+        config = self.config
+        if config is not self._origins_config:
+            self._origin_sets = {}
+            self._origins_config = config
+        found = self._origin_sets.get(id(resolved))
+        if found is not None and found[0] is resolved:
+            return found[1]
+        origins = self.origins.origin_set(
+            resolved.domain,
+            resolved.host,
+            resolved.raw_path,
+            resolved.origin_query,
+            _parents(self, resolved),
+        )
+        if resolved.source is None and resolved.rate is None:  # others are made per request
+            if len(self._origin_sets) >= ORIGIN_SETS:
+                self._origin_sets = {}
+            self._origin_sets[id(resolved)] = (resolved, origins)
+        return origins
 
     def __post_init__(self) -> None:
         # What a worker learns of an origin (it ignores Range...) reaches the others.
@@ -82,12 +109,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _handle(request: web.Request) -> web.StreamResponse:
     edge = request.app[EDGE]
     exchange = exchange_of(request)
-    resolved = resolve(request, edge.config)
+    resolved = edge.resolver.resolve(request, edge.config)
     domain = resolved.domain
     exchange.domain, exchange.function = domain.name, resolved.function
-    origins = edge.origins.origin_set(
-        domain, resolved.host, resolved.raw_path, resolved.origin_query, _parents(edge, resolved)
-    )
+    origins = edge.origin_set(resolved)
     if resolved.source is not None:
         drop_if_purged(edge.cache, resolved.key, resolved.source)
     ranged, first = _ranged_fetch(request, resolved, origins)
@@ -125,11 +150,14 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)
         request["cache_control"] = f"max-age={remaining}"
-    planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov, edge.flv_indexes)
     try:
-        output, exchange.function = await plan_output(
-            planner, resolved, body, how, origins, ranged="Range" in request.headers
-        )
+        if resolved.transform is None:
+            output = plain_output(resolved, body, how, origins)
+        else:
+            planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov, edge.flv_indexes)
+            output, exchange.function = await plan_output(
+                planner, resolved, body, how, origins, ranged="Range" in request.headers
+            )
         exchange.saving = output.saving
         try:
             return await deliver(request, output, resolved.rate)

@@ -39,6 +39,9 @@ COPY_STEP = 64 << 10
 # A write this much smaller than asyncio's and aiohttp's 64 kB high-water marks, into
 # an empty transport buffer, cannot wait for the client.
 QUICK_WRITE = 32 << 10
+# A complete representation this small is handed to aiohttp whole (a `web.Response`: one
+# send with its headers) when the connection holds nothing unsent (see QUICK_WRITE).
+SMALL_BODY = 16 << 10
 # The send_timeout setting of the application serving a request.
 SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
 
@@ -102,6 +105,8 @@ class Output:
     releases: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Audio extraction: source bytes not sent per byte sent (counted on what is sent).
     saving: Callable[[], float] | None = None
+    # All its bytes at once, for a complete representation of at most SMALL_BODY bytes.
+    whole: Callable[[], bytes] | None = None
 
     async def aclose(self) -> None:
         """Release what this output holds."""
@@ -167,11 +172,29 @@ async def deliver(
         status = 206
         start, end = wanted
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    if output.whole is not None and rate is None and _idle(request):
+        data = output.whole()
+        if end - start != len(data):
+            data = data[start:end]
+        # aiohttp sends it with the headers in one write (no body for HEAD); the access
+        # log counts it as it counts any web.Response's body.
+        return web.Response(status=status, headers=headers, body=data)
     pieces = await output.open(start, end)
     response = _Response(status=status, headers=headers)
     response.content_length = end - start
     await _write(request, response, pieces, rate)
     return response
+
+
+def _idle(request: web.BaseRequest) -> bool:
+    """Whether the connection is open and holds nothing unsent: a small body written now
+    cannot wait for the client (no send timeout to arm)."""
+    transport = request.transport
+    return (
+        transport is not None
+        and not transport.is_closing()
+        and not transport.get_write_buffer_size()
+    )
 
 
 async def _write(

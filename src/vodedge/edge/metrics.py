@@ -10,6 +10,7 @@ Metric = TypeVar("Metric", Counter, Histogram)
 # Children by metric and label values; cleared past this many (domains come and go).
 _CHILDREN: dict[tuple[int, tuple[str, ...]], object] = {}
 MAX_CHILDREN = 10_000
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Counter]] = {}
 
 
 def child(metric: Metric, *values: str) -> Metric:
@@ -22,6 +23,23 @@ def child(metric: Metric, *values: str) -> Metric:
             _CHILDREN.clear()
         found = _CHILDREN[key] = metric.labels(*values)
     return found  # type: ignore[return-value]
+
+
+def count_request(domain: str, function: str, status: int, sent: int) -> None:
+    """One answered request and its body bytes (REQUESTS, SENT_BYTES), with the two
+    children remembered per (domain, function, status)."""
+    key = (domain, function, status)
+    found = _REQUEST_CHILDREN.get(key)
+    if found is None:
+        if len(_REQUEST_CHILDREN) >= MAX_CHILDREN:
+            _REQUEST_CHILDREN.clear()
+        found = _REQUEST_CHILDREN[key] = (
+            REQUESTS.labels(domain, function, str(status)),
+            SENT_BYTES.labels(domain, function),
+        )
+    found[0].inc()
+    if sent:
+        found[1].inc(sent)
 
 
 REQUESTS = Counter("vodedge_requests", "Client requests answered", ["domain", "function", "status"])

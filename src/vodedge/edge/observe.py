@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from vodedge.edge import metrics
-from vodedge.edge.accesslog import log_request
+from vodedge.edge import accesslog, metrics
 from vodedge.edge.cache_fill import DISK_FULL
 from vodedge.edge.refusal import Refusal, error_response
 from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
@@ -105,13 +104,13 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _record(request: web.Request, exchange: Exchange, status: int, error: str | None) -> None:
-    metrics.child(metrics.REQUESTS, exchange.domain, exchange.function, str(status)).inc()
-    if exchange.sent:
-        metrics.child(metrics.SENT_BYTES, exchange.domain, exchange.function).inc(exchange.sent)
-        if exchange.saving is not None:
-            saved = round(exchange.sent * exchange.saving())
-            if saved > 0:
-                metrics.child(metrics.SAVED_BYTES, exchange.domain).inc(saved)
+    metrics.count_request(exchange.domain, exchange.function, status, exchange.sent)
+    if exchange.sent and exchange.saving is not None:
+        saved = round(exchange.sent * exchange.saving())
+        if saved > 0:
+            metrics.child(metrics.SAVED_BYTES, exchange.domain).inc(saved)
+    if not accesslog.enabled():
+        return
     fields: dict[str, object] = {
         "host": request.host,
         "method": request.method,
@@ -130,4 +129,4 @@ def _record(request: web.Request, exchange: Exchange, status: int, error: str | 
         function=exchange.function,
         ms=round((time.monotonic() - exchange.started) * 1000, 2),
     )
-    log_request(**fields)
+    accesslog.log_request(fields)

@@ -6,16 +6,19 @@ import asyncio
 import functools
 import hashlib
 import mimetypes
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from multidict import CIMultiDict
 
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body, DiskCache
 from vodedge.edge.deliver import (
+    SMALL_BODY,
     Output,
     Piece,
     Pieces,
@@ -77,7 +80,7 @@ async def plan_output(
         output = await _transformed(planner, resolved, body, how, transform, origins, ranged)
         if output is not None:
             return output, transform.function
-    return _plain(resolved, body, how, origins), "plain"
+    return plain_output(resolved, body, how, origins), "plain"
 
 
 def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
@@ -99,7 +102,8 @@ def _guessed_type(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
+def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
+    """The object as it is (no transform)."""
     headers = cache_headers(body, how)
     headers["Content-Type"] = body.meta.content_type or _guessed_type(resolved.path)
     size = body.size
@@ -121,7 +125,17 @@ def _plain(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Outp
         await body.verify([(start, end)])
         return plan_pieces(Plan([Span(0, size)]).slice(start, end), body)
 
-    return Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)
+    output = Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)
+    if size is not None and size <= SMALL_BODY and body.sparse is None and body.complete:
+        output.whole = partial(_whole, body.fd, size)
+    return output
+
+
+def _whole(fd: int, size: int) -> bytes:
+    data = os.pread(fd, size, 0)
+    if len(data) != size:
+        raise OSError("the cached object is shorter than its row")
+    return data
 
 
 def _transformed_etag(body: Body, transform: Transform) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Mapping
@@ -115,14 +116,7 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         raise Refusal(400, "bad_path", "the path is not acceptable", domain=name)
     if source is not None:
         return _source_resolved(domain, host, target.raw_path, request.query, source)
-    refused = _ip_refusal(domain, request)
-    if refused is not None:
-        raise Refusal(refused, "ip_denied", "your address may not fetch this", domain=name)
-    if not domain.referer_allowed(request.headers.get("Referer")):
-        redirect = domain.referer_policy.redirect_url if domain.referer_policy else None
-        if redirect:
-            raise Refusal.redirect(redirect, domain=name)
-        raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
+    _refuse_client(domain, request)
     raw_path = target.raw_path
     auth = domain.url_auth
     if auth is not None:
@@ -159,6 +153,51 @@ def resolve(request: web.Request, config: NodeConfig) -> Resolved:
         ttl_rule=domain.ttl_rule_for(path),
         rate=_rate(domain, query),
     )
+
+
+class ResolveMemo:
+    """`resolve` remembered per (Host, request target, scheme) under one configuration.
+
+    Only what the target and the configuration decide is remembered (the domain, the
+    path's checks, the transform, the key). What a request's headers, address or the
+    clock decide is checked again on every request: repeated headers, the IP list, the
+    Referer, limit_rate by the hour. Signed URLs (their expiry) and a child edge's source
+    requests are never remembered, nor is any request but GET and HEAD. A new
+    configuration (a new `NodeConfig` object) starts an empty memo.
+    """
+
+    def __init__(self, size: int = 2048, longest: int = 1024) -> None:
+        self.size = size
+        self.longest = longest  # longer targets are resolved each time (bounded memory)
+        self._config: NodeConfig | None = None
+        self._found: dict[tuple[str | None, str, bool], Resolved] = {}
+
+    def resolve(self, request: web.Request, config: NodeConfig) -> Resolved:
+        """What `resolve(request, config)` answers, from the memo when it may."""
+        if config is not self._config:
+            self._found = {}
+            self._config = config
+        headers = request.headers
+        if request.method not in ("GET", "HEAD") or SOURCE_HEADER in headers:
+            return resolve(request, config)
+        target = request.raw_path
+        key = (headers.get("Host"), target, request.secure)
+        found = self._found.get(key)
+        if found is None:
+            found = resolve(request, config)
+            if found.domain.url_auth is None and len(target) + len(key[0] or "") <= self.longest:
+                if len(self._found) >= self.size:
+                    self._found = {}
+                self._found[key] = found
+            return found
+        domain = found.domain
+        request[DOMAIN] = domain
+        # The order of resolve's own checks, for those that may answer differently now.
+        _refuse_repeated(request, domain.name)
+        _refuse_client(domain, request)
+        if domain.rate_limit_config is not None:
+            found = dataclasses.replace(found, rate=_rate(domain, found.query))
+        return found
 
 
 def _source_request(
@@ -234,6 +273,21 @@ def _refuse_repeated(request: web.Request, domain: str) -> None:
     for name in SINGLE_HEADERS:
         if len(request.headers.getall(name, ())) > 1:
             raise Refusal(400, "repeated_header", f"{name} may appear once", domain=domain)
+
+
+def _refuse_client(domain: Domain, request: web.Request) -> None:
+    """Refuse a client the domain's IP list or Referer policy turns away."""
+    if domain.ip_acl is None and domain.referer_policy is None:
+        return  # most domains: nothing to look at
+    name = domain.name
+    refused = _ip_refusal(domain, request)
+    if refused is not None:
+        raise Refusal(refused, "ip_denied", "your address may not fetch this", domain=name)
+    if not domain.referer_allowed(request.headers.get("Referer")):
+        redirect = domain.referer_policy.redirect_url if domain.referer_policy else None
+        if redirect:
+            raise Refusal.redirect(redirect, domain=name)
+        raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
 
 
 def _ip_refusal(domain: Domain, request: web.Request) -> int | None:

@@ -150,6 +150,7 @@ class OriginSet:
         self.query = query
         self.domain = domain
         self.notes = OriginNotes() if notes is None else notes
+        self._key: str | None = None
 
     async def __call__(self, validators: Mapping[str, str] | None) -> OriginResponse:
         last = OriginError(502, "no_origin", "the domain has no origin this node fetches from")
@@ -243,8 +244,13 @@ class OriginSet:
         raise last
 
     def _origin_key(self) -> str:
-        origin = self.origins[0][0] if self.origins else None
-        return f"{self.domain}|{getattr(origin, 'base_url', None) or getattr(origin, 'root', '')}"
+        # Asked on every request of a domain with ranges on (the set is kept per resolved
+        # request): made once.
+        if self._key is None:
+            origin = self.origins[0][0] if self.origins else None
+            where = getattr(origin, "base_url", None) or getattr(origin, "root", "")
+            self._key = f"{self.domain}|{where}"
+        return self._key
 
     def ignores_ranges(self) -> bool:
         """Whether this domain's first origin answered a Range request with a 200."""
