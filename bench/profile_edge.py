@@ -3,6 +3,8 @@
     .venv/bin/python bench/profile_edge.py hit           # GET /small.bin (1 kB HIT)
     .venv/bin/python bench/profile_edge.py clip          # random 10-s clips, 30-minute MP4
     .venv/bin/python bench/profile_edge.py audio-open    # random open-ended audio-only starts
+    .venv/bin/python bench/profile_edge.py flv-clip      # the same two on the 30-minute FLV,
+    .venv/bin/python bench/profile_edge.py flv-audio-open  # its seeks by time
 
 Prints wrk's figures, the worker's CPU per response and the functions with the
 most samples (self and inclusive), and writes py-spy's flame graph next to
@@ -13,16 +15,27 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import media
 import seek
+import seek_flv
 import servers
 from harness import OUT, VENV_BIN
 
-TARGETS = {"hit": "/small.bin", "clip": "/long.mp4", "audio-open": "/long.mp4"}
+TARGETS = {
+    "hit": "/small.bin",
+    "clip": "/long.mp4",
+    "audio-open": "/long.mp4",
+    "flv-clip": "/long.flv",
+    "flv-audio-open": "/long.flv",
+}
 
 
 def _name(frame: str) -> str:
@@ -52,6 +65,26 @@ def summary(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _server(workload: str) -> Iterator[servers.Server]:
+    """vodedge serving the 30-minute MP4, or the FLV with its seeks by time."""
+    if not workload.startswith("flv-"):
+        with seek.both_servers({"long.mp4": media.ensure(media.MP4_LONG)}) as (_, vd, _root):
+            assert vd is not None, "vodedge serve is not available"
+            yield vd
+        return
+    with servers.docroot({"long.flv": media.ensure(media.FLV_LONG)}) as root:
+        (root / "small.bin").write_bytes(os.urandom(1000))
+        config = root.parent / f"{root.name}-flv-seek.toml"
+        config.write_text(seek_flv.CONFIG.format(root=json.dumps(str(root))))
+        try:
+            with servers.vodedge_server(root, "/small.bin", config=config) as vd:
+                servers.warm(vd.base + "/long.flv", want_hit=True)
+                yield vd
+        finally:
+            config.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the profile."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,12 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     args = parser.parse_args(argv)
-    head = media.ensure(media.MP4_LONG)
-    script = seek.SCRIPTS.get(args.workload)
+    script = seek.SCRIPTS.get(args.workload.removeprefix("flv-"))
     OUT.mkdir(parents=True, exist_ok=True)
     raw = OUT / f"profile-{args.workload}.txt"
-    with seek.both_servers({"long.mp4": head}) as (_nginx, vd, _root):
-        assert vd is not None, "vodedge serve is not available"
+    with _server(args.workload) as vd:
         url = vd.base + TARGETS[args.workload]
         servers.wrk(url, seconds=1, connections=args.connections, script=script, timeout=30, seed=1)
         worker = max(vd.pids())  # the worker is forked after the master

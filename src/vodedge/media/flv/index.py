@@ -19,7 +19,8 @@ is wrong or a metadata tag lies in range), found by searches, with no object per
 from __future__ import annotations
 
 import copy
-from bisect import bisect_left, bisect_right
+import math
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -90,6 +91,7 @@ class FlvIndex:
     # Whether any audio tag exists, and the audio frames' stamps when they never go back
     # (then the last frame at or before a time is found by search).
     has_audio_tags: bool = field(init=False)
+    first_video_frame: int = field(init=False)  # its position, or len(self) if none
     audio_stamps: Ints | None = field(init=False)
     # The tags an audio-only output may copy (audio and script), where each starts in
     # the stored audio (the output of `audio_map`'s plan; one more entry: its size), and
@@ -104,6 +106,7 @@ class FlvIndex:
     audio: OutputMap | None = None
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
     _tables: dict[int, tuple[list[float], list[float]] | None] = field(default_factory=dict)
+    _settled_sizes: dict[tuple[int, bool, bool, int, bool], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         audio = self.kinds == AUDIO
@@ -116,6 +119,8 @@ class FlvIndex:
             kind: np.flatnonzero((self.kinds == kind) & self.configs) for kind in (AUDIO, VIDEO)
         }
         self.has_audio_tags = bool(audio.any())
+        video = self.media_frames[self.kinds[self.media_frames] == VIDEO]
+        self.first_video_frame = int(video[0]) if len(video) else len(self.kinds)
         stamps = self.stamps[self.audio_frames]
         self.audio_stamps = stamps if bool((np.diff(stamps) >= 0).all()) else None
         self.kept = np.flatnonzero(audio | (self.kinds == SCRIPT))
@@ -195,7 +200,7 @@ class FlvIndex:
         """How many tags a scan stopping at `end` would have indexed."""
         end_offset, end_ms = seek.end_offset, seek.end_ms
         if end_offset is not None:
-            return int(np.searchsorted(self.offsets, end_offset, side="left"))
+            return int(self.offsets.searchsorted(end_offset, "left"))
         if end_ms is None:
             return len(self)
         frames, peaks = (
@@ -203,7 +208,7 @@ class FlvIndex:
             if audio_only
             else (self.media_frames, self.media_peaks)
         )
-        at = int(np.searchsorted(peaks, end_ms, side="left"))
+        at = int(peaks.searchsorted(_ceil(end_ms), "left"))
         return int(frames[at]) if at < len(frames) else len(self)
 
     def _resolve_start(self, n: int, stopped: bool, seek: FlvSeek, audio_only: bool) -> int:
@@ -213,15 +218,15 @@ class FlvIndex:
         if not seek.by_time:
             if seek.start >= self.tags.size:
                 raise InvalidSeek(f"start {seek.start} is past the end ({self.tags.size} bytes)")
-            found = min(int(np.searchsorted(self.offsets, seek.start, side="left")), n)
+            found = min(int(self.offsets.searchsorted(seek.start, "left")), n)
             if found == n and not stopped:
                 raise InvalidSeek(f"no tag starts at or after byte {seek.start}")
             return found
         start_ms = seek.start * 1000.0
-        media = self.media_frames[: int(np.searchsorted(self.media_frames, n))]
-        audio_kinds = audio_only or not (self.kinds[media] == VIDEO).any()
+        media = self.media_frames[: int(self.media_frames.searchsorted(n))]
+        audio_kinds = audio_only or self.first_video_frame >= n
         if audio_kinds:
-            media = self.audio_frames[: int(np.searchsorted(self.audio_frames, n))]
+            media = self.audio_frames[: int(self.audio_frames.searchsorted(n))]
         if not len(media):
             raise (
                 NoAudioTrack("the FLV holds no audio to seek in")
@@ -233,14 +238,14 @@ class FlvIndex:
             raise InvalidSeek(f"start {seek.start} s is past the end of the media")
         if audio_kinds:
             if self.audio_stamps is not None:  # stamps that never go back: a search
-                at = int(np.searchsorted(self.audio_stamps[: len(media)], start_ms, "right"))
+                at = int(self.audio_stamps[: len(media)].searchsorted(_floor(start_ms), "right"))
                 return int(media[at - 1]) if at else int(media[0])
             before = media[self.stamps[media] <= start_ms]
             return int(before[-1]) if len(before) else int(media[0])
         by_index = self._keyframe_from_index(n, seek.start)
         if by_index is not None:
             return by_index
-        keys = self.key_positions[: int(np.searchsorted(self.key_positions, n))]
+        keys = self.key_positions[: int(self.key_positions.searchsorted(n))]
         keys = keys[self.stamps[keys] <= start_ms]
         return int(keys[-1]) if len(keys) else 0
 
@@ -256,8 +261,10 @@ class FlvIndex:
         if at < 0:
             return None
         position = pairs[at][1]
-        found = bisect_left(_Sorted(self.offsets, n), position)
-        if found < n and self.offsets[found] == position and self.keyframes[found]:
+        if not 0 <= position <= self.offsets[n - 1] or not position.is_integer():
+            return None  # no tag starts there
+        found = int(self.offsets[:n].searchsorted(int(position)))
+        if self.offsets[found] == position and self.keyframes[found]:
             return found
         return None
 
@@ -292,23 +299,7 @@ class FlvIndex:
         return self._tables[position]
 
     def _meta_slot(self, position: int) -> int:
-        return int(np.searchsorted(self.meta_positions, position))
-
-
-class _Sorted:
-    """The first `n` entries of an ascending array, for `bisect` (its exact semantics)."""
-
-    __slots__ = ("_n", "_values")
-
-    def __init__(self, values: Ints, n: int) -> None:
-        self._values = values
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> int:
-        return int(self._values[i])
+        return int(self.meta_positions.searchsorted(position))
 
 
 class _Builder:
@@ -321,7 +312,7 @@ class _Builder:
         self.audio_only, self.seek = audio_only, seek
         # Spans into the stored audio (`FlvIndex.stored_plan`) instead of the source.
         self.stored = stored
-        metas = index.meta_positions[: int(np.searchsorted(index.meta_positions, n))]
+        metas = index.meta_positions[: int(index.meta_positions.searchsorted(n))]
         decoded: list[int] = []
         for p in metas.tolist():
             meta = index.metas[p]
@@ -334,13 +325,13 @@ class _Builder:
         configs: dict[int, int] = {}
         for kind in (AUDIO,) if audio_only else (AUDIO, VIDEO):
             positions = index.config_positions[kind]
-            at = int(np.searchsorted(positions, first))
+            at = int(positions.searchsorted(first))
             if at:
                 configs[kind] = int(positions[at - 1])
         self.configs = sorted(configs.values())
         if audio_only:
             kept = index.kept
-            low, high = np.searchsorted(kept, (first, n)).tolist()
+            low, high = kept.searchsorted((first, n)).tolist()
             self.selected = kept[low:high]
         else:
             self.selected = np.arange(first, n, dtype=np.int64)
@@ -365,7 +356,7 @@ class _Builder:
         bounds = [*self.range_metas, self.n]
         low = 0
         for p in bounds:
-            high = int(np.searchsorted(selected, p))
+            high = int(selected.searchsorted(p))
             run_pieces, run_lengths = self._runs(selected[low:high])
             _extend(pieces, lengths, run_pieces, run_lengths)
             if p < self.n:
@@ -378,7 +369,7 @@ class _Builder:
         index = self.index
         offset, size = int(index.offsets[i]), int(index.sizes[i])
         if self.stored:
-            offset = int(index.kept_starts[int(np.searchsorted(index.kept, i))])
+            offset = int(index.kept_starts[int(index.kept.searchsorted(i))])
         if index.back_ok[i]:
             return [Span(offset, size + TAG_OVERHEAD)]
         return [Span(offset, TAG_HEADER_SIZE + size), U32.pack(TAG_HEADER_SIZE + size)]
@@ -395,44 +386,51 @@ class _Builder:
         source = index.tags.metadata[index._meta_slot(position)][1]
         table = index.table(position)
         entries = self._keyframe_entries(table) if table else ([], np.zeros(0, np.int64))
+        duration = self._duration()
         rewrite = MetadataRewrite(
             audio_only=self.audio_only,
             clipped=self.clipped,
             filesize=0,
             keyframes=(entries[0], [0.0] * len(entries[0])) if entries[0] else None,
-            duration=self._duration(),
+            duration=duration,
         )
-        placeholder = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
-        sizes = dict(literals)
-        sizes[position] = placeholder
+        # Numbers are fixed-size: the size depends on which values there are, not on them.
+        shape = (position, self.audio_only, self.clipped, len(entries[0]), duration is None)
+        size = index._settled_sizes.get(shape)
+        if size is None:
+            size = len(encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite)))
+            index._settled_sizes[shape] = size
+        sizes = {p: len(literal) for p, literal in literals.items()}
+        sizes[position] = size
         offsets_of, total = self._layout(sizes)
         rewrite.filesize = total
         if entries[0]:
             rewrite.keyframes = (entries[0], [float(o) for o in offsets_of(entries[1])])
         settled = encode_script_tag(source, meta, rewrite_metadata(meta.value, rewrite))
-        assert len(settled) == len(placeholder), "metadata size moved with its values"
+        assert len(settled) == size, "metadata size moved with its values"
         return settled
 
-    def _layout(self, literals: dict[int, bytes]) -> tuple[_OffsetsOf, int]:
-        """Where each output tag starts (as a lookup by source tag), and the output size."""
+    def _layout(self, sizes: dict[int, int]) -> tuple[_OffsetsOf, int]:
+        """Where each output tag starts (as a lookup by source tag), and the output size,
+        given the size of each metadata item."""
         index = self.index
         position = _FILE_PREAMBLE
-        position += sum(len(literals[p]) for p in self.meta_items if p < self.first)
+        position += sum(sizes[p] for p in self.meta_items if p < self.first)
         config_at: dict[int, int] = {}
         for i in self.configs:
             config_at[i] = position
             position += int(index.sizes[i]) + TAG_OVERHEAD
         selected = self.selected
         if self.audio_only:  # consecutive kept tags: their sums are there already
-            low = int(np.searchsorted(index.kept, selected[0])) if len(selected) else 0
+            low = int(index.kept.searchsorted(selected[0])) if len(selected) else 0
             sums = index.kept_units[low : low + len(selected) + 1]
         else:
             sums = np.concatenate(([0], np.cumsum(index.sizes[selected] + TAG_OVERHEAD)))
         # Metadata in range is rewritten: its size moves every later tag.
         shifts: list[tuple[int, int]] = []
         for p in self.range_metas:
-            at = int(np.searchsorted(selected, p))
-            shifts.append((at, len(literals[p]) - int(index.sizes[p]) - TAG_OVERHEAD))
+            at = int(selected.searchsorted(p))
+            shifts.append((at, sizes[p] - int(index.sizes[p]) - TAG_OVERHEAD))
         total = position + int(sums[-1] - sums[0]) + sum(d for _, d in shifts)
         return _OffsetsOf(config_at, selected, sums, position, shifts), total
 
@@ -444,32 +442,35 @@ class _Builder:
             audio, stamps = self._audio_frames()
             if not len(audio):
                 return [], np.zeros(0, np.int64)
-            at_list: list[int] = []
-            kept: list[float] = []
             last = int(stamps[-1])
+            scaled = np.asarray(times, dtype=np.float64) * 1000.0
             if index.audio_stamps is not None:
-                wanted = np.asarray(times, dtype=np.float64) * 1000.0 + 0.5
-                found = (np.searchsorted(stamps, wanted, side="right") - 1).tolist()
+                found = stamps.searchsorted(_floors(scaled + 0.5), "right") - 1
             else:
                 stamp_list = stamps.tolist()
-                found = [bisect_right(stamp_list, t * 1000.0 + 0.5) - 1 for t in times]
-            for time, at in zip(times, found, strict=True):
-                if self.clipped and (at < 0 or time * 1000.0 > last + 0.5):
-                    continue
-                kept.append(time)
-                at_list.append(max(at, 0))
-            return kept, audio[np.asarray(at_list, dtype=np.int64)]
+                found = np.asarray(
+                    [bisect_right(stamp_list, t * 1000.0 + 0.5) - 1 for t in times], np.int64
+                )
+            if self.clipped:  # the times past the clip's audio, or before it, go
+                keep = np.flatnonzero((found >= 0) & (scaled <= last + 0.5))
+                kept = [times[k] for k in keep.tolist()]
+                found = found[keep]
+            else:
+                kept = list(times)
+            return kept, audio[np.maximum(found, 0)]
         n = self.n
         wanted_positions = np.asarray(positions, dtype=np.float64)
-        found_at = np.searchsorted(index.offsets[:n], wanted_positions, side="left")
+        found_at = index.offsets[:n].searchsorted(_ceils(wanted_positions), "left")
         inside = found_at < n
         hit = np.zeros(len(found_at), dtype=np.bool_)
         clamped = np.minimum(found_at, max(n - 1, 0))
         if n:
             hit = inside & (index.offsets[clamped] == wanted_positions)
-        is_item = np.isin(clamped, np.asarray(self.configs, dtype=np.int64)) | (
-            (clamped >= self.first) & ~np.isin(clamped, np.asarray(self.range_metas, np.int64))
-        )
+        is_item = clamped >= self.first
+        for p in self.range_metas:
+            is_item &= clamped != p
+        for i in self.configs:
+            is_item |= clamped == i
         keep = np.flatnonzero(hit & is_item)
         return [times[k] for k in keep.tolist()], clamped[keep]
 
@@ -478,7 +479,7 @@ class _Builder:
         tags from `first` to `n`), and their stamps."""
         index = self.index
         frames = index.audio_frames
-        low, high = np.searchsorted(frames, (self.first, self.n)).tolist()
+        low, high = frames.searchsorted((self.first, self.n)).tolist()
         if index.audio_stamps is not None:
             return frames[low:high], index.audio_stamps[low:high]
         return frames[low:high], index.stamps[frames[low:high]]
@@ -526,7 +527,7 @@ class _OffsetsOf:
         if not len(self.selected):
             out = [0] * len(tags)
         else:
-            at = np.minimum(np.searchsorted(self.selected, tags), len(self.selected) - 1)
+            at = np.minimum(self.selected.searchsorted(tags), len(self.selected) - 1)
             starts = self.sums[at] - self.sums[0] + self.position
             for after, shift in self.shifts:
                 starts += np.where(at > after, shift, 0)
@@ -572,11 +573,11 @@ def _stored_runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
     cut after each tag whose PreviousTagSize the stored audio lacks (written there)."""
     if not len(tags):
         return [], []
-    low = int(np.searchsorted(index.kept, tags[0]))
+    low = int(index.kept.searchsorted(tags[0]))
     high = low + len(tags)
     assert int(index.kept[high - 1]) == int(tags[-1]), "not consecutive kept tags"
     starts, breaks = index.kept_starts, index.kept_breaks
-    cuts = breaks[np.searchsorted(breaks, low) : np.searchsorted(breaks, high)].tolist()
+    cuts = breaks[breaks.searchsorted(low) : breaks.searchsorted(high)].tolist()
     pieces: list[Piece] = []
     lengths: list[int] = []
     at = int(starts[low])
@@ -591,6 +592,28 @@ def _stored_runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
         pieces.append(Span(at, stop - at))
         lengths.append(stop - at)
     return pieces, lengths
+
+
+# Searches of int columns take ints: a float would have numpy cast the whole column.
+_LIMIT = 1 << 62
+
+
+def _floor(value: float) -> int:
+    """The largest int at most `value` (within the columns' range)."""
+    return max(min(math.floor(value), _LIMIT), -_LIMIT)
+
+
+def _ceil(value: float) -> int:
+    """The smallest int at least `value` (within the columns' range)."""
+    return max(min(math.ceil(value), _LIMIT), -_LIMIT)
+
+
+def _floors(values: npt.NDArray[np.float64]) -> Ints:
+    return np.clip(np.floor(values), -_LIMIT, _LIMIT).astype(np.int64)
+
+
+def _ceils(values: npt.NDArray[np.float64]) -> Ints:
+    return np.clip(np.ceil(values), -_LIMIT, _LIMIT).astype(np.int64)
 
 
 def _length(piece: Piece) -> int:
