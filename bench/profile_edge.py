@@ -38,12 +38,15 @@ TARGETS = {
 }
 
 
-def _name(frame: str) -> str:
-    """`function file:line` of one py-spy frame."""
-    return frame.split(" (")[0] + " " + frame.rpartition("/")[2].rstrip(")")
+def _name(frame: str, by_function: bool = False) -> str:
+    """`function file:line` of one py-spy frame (`function file` by function)."""
+    where = frame.rpartition("/")[2].rstrip(")")
+    if by_function:
+        where = where.partition(":")[0]
+    return frame.split(" (")[0] + " " + where
 
 
-def summary(raw: Path, top: int) -> str:
+def summary(raw: Path, top: int, by_function: bool = False) -> str:
     """The `top` functions by self and by inclusive samples, from py-spy's raw output."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
@@ -54,7 +57,7 @@ def summary(raw: Path, top: int) -> str:
             continue
         count = int(count_text)
         total += count
-        frames = [_name(frame) for frame in stack.split(";")]
+        frames = [_name(frame, by_function) for frame in stack.split(";")]
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
@@ -93,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples holding the GIL: Python's own work, without the system calls "
+        "(sendfile, send) that release it; on a busy machine wall-clock samples of those "
+        "calls include the time the worker waits for a core",
+    )
+    parser.add_argument(
+        "--by-function", action="store_true", help="add up a function's lines in the summary"
+    )
     args = parser.parse_args(argv)
     script = seek.SCRIPTS.get(args.workload.removeprefix("flv-"))
     OUT.mkdir(parents=True, exist_ok=True)
@@ -104,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = [
             str(VENV_BIN / "py-spy"), "record", "--pid", str(worker), "--rate", str(args.rate),
             "--duration", str(args.seconds), "--format", "raw", "--output", str(raw),
-            "--nonblocking",
+            "--nonblocking", *(["--gil"] if args.gil else []),
         ]  # fmt: skip
         spy = subprocess.Popen(
             argv,
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         f"worker CPU {1e6 * used / max(result.requests, 1):.0f} µs per response "
         f"{result.errors}"
     )
-    print(summary(raw, args.top))
+    print(summary(raw, args.top, args.by_function))
     return 0
 
 

@@ -14,6 +14,7 @@ from media_matrix import MP4_CASES, SHARED_MEDIA, media
 from mp4_rewrite import rewrite
 from mp4_seek_oracle import clip_plan as oracle_clip_plan
 from vodedge.media.errors import MalformedMedia, MediaError
+from vodedge.media.mp4 import cuts
 from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
 from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.plan import Plan
@@ -280,3 +281,17 @@ def test_common_files_take_the_fast_path(name: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(Mp4Index, "_plan", refuse)
     for (start, end, audio_only), plan in expected.items():
         assert index.clip(start, end, audio_only=audio_only) == plan
+
+
+@pytest.mark.parametrize("small", [0, 1 << 30], ids=["arrays", "lists"])
+def test_fast_path_lists_and_arrays_agree(small: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cut of few chunks is handled as Python lists, of many as numpy arrays: forced
+    either way, every clip is the general path's."""
+    monkeypatch.setattr(cuts, "SMALL", small)
+    for name in ("mp4_h264_bframes_aac", "mp4_two_languages", "mp4_long_30min"):
+        data = source(f"case:{name}")
+        index = run_bytes(read_index(len(data)), data)
+        for start, end in [(None, None), (0.3, 1.7), (1.0, None), (None, 0.8), (100.0, 112.5)]:
+            for audio_only in (False, True):
+                fast = functools.partial(index.clip, start, end, audio_only=audio_only)
+                assert outcome_of(fast) == outcome_of(functools.partial(fast, general=True))

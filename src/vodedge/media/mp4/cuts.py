@@ -10,13 +10,18 @@ result equals what the general path in `index` computes from the per-sample view
 from __future__ import annotations
 
 from dataclasses import dataclass
-from struct import Struct
+from struct import Struct, pack  # pack: its formats are cached, a Struct's are not
 
 import numpy as np
 import numpy.typing as npt
 
 Ints = npt.NDArray[np.int64]
 U32s = npt.NDArray[np.uint32]
+# Chunk lists (offsets, sizes, where they land) of a cut of at most this many chunks per
+# track are Python lists: a 10-second clip's few dozen cost less in Python than in
+# the numpy calls that would handle them. Larger cuts are arrays.
+SMALL = 64
+Column = list[int] | Ints
 
 _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
 _ONE_RUN = Struct(">I4sIIII")
@@ -79,10 +84,11 @@ class Runs:
 
 @dataclass(frozen=True, slots=True)
 class ChunkCut:
-    """The chunks of a cut: offsets and byte sizes in the source, and its `stsc`."""
+    """The chunks of a cut: offsets and byte sizes in the source (lists for a small
+    cut, arrays otherwise), and its `stsc`."""
 
-    offsets: Ints
-    sizes: Ints
+    offsets: Column
+    sizes: Column
     stsc: bytes
 
 
@@ -119,6 +125,33 @@ class Chunks:
         """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
         lo = int(self.end.searchsorted(first, "right"))
         hi = int(self.first.searchsorted(stop, "left"))
+        if hi - lo > SMALL:
+            return self._cut_arrays(lo, hi, first, stop, prefix)
+        offsets = self.offsets[lo:hi].tolist()
+        sizes = self.sizes[lo:hi].tolist()
+        per_chunk = self.samples[lo:hi].tolist()
+        starts = int(self.first[lo])
+        if starts < first:  # only the first chunk can start before the cut
+            skipped = int(prefix[first] - prefix[starts])
+            offsets[0] += skipped
+            sizes[0] -= skipped
+            per_chunk[0] -= first - starts
+        ends = int(self.end[hi - 1])
+        if ends > stop:  # and only the last one end after it
+            sizes[-1] -= int(prefix[ends] - prefix[stop])
+            per_chunk[-1] -= ends - stop
+        rows: list[int] = []
+        last: tuple[int, int] | None = None
+        description = self.description[lo:hi].tolist()
+        for number, run in enumerate(zip(per_chunk, description, strict=True), 1):
+            if run != last:
+                rows += (number, *run)
+                last = run
+        stsc = table_box(b"stsc", 0, len(rows) // 3, pack(f">{len(rows)}I", *rows))
+        return ChunkCut(offsets, sizes, stsc)
+
+    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: Ints) -> ChunkCut:
+        """`cut` of many chunks, as arrays."""
         offsets = self.offsets[lo:hi].copy()
         sizes = self.sizes[lo:hi].copy()
         per_chunk = self.samples[lo:hi].copy()
@@ -150,6 +183,21 @@ class Chunks:
         return ChunkCut(offsets, sizes, table_box(b"stsc", 0, len(at), rows.tobytes()))
 
 
+def offsets_box(relative: Column, base: int) -> bytes:
+    """The `stco` of chunks at `relative + base`, or `co64` when one does not fit 32 bits."""
+    count = len(relative)
+    if isinstance(relative, list):
+        kind, code = b"stco", "I"
+        if count and max(relative) + base > 0xFFFFFFFF:
+            kind, code = b"co64", "Q"
+        entries = pack(f">{count}{code}", *[at + base for at in relative])
+        return table_box(kind, 0, count, entries)
+    offsets = relative + base
+    if not count or int(offsets.max()) <= 0xFFFFFFFF:
+        return table_box(b"stco", 0, count, offsets.astype(">u4").tobytes())
+    return table_box(b"co64", 0, count, offsets.astype(">u8").tobytes())
+
+
 def sync_cut(sync: Ints, first: int, stop: int) -> bytes:
     """The `stss` of samples `[first, stop)` from an ascending `stss`."""
     lo = int(sync.searchsorted(first, "right"))
@@ -165,7 +213,51 @@ class Layout:
     starts: list[int]
     lengths: list[int]
     total: int
-    positions: Ints
+    positions: Column
+
+    @classmethod
+    def of_cuts(cls, cuts: list[ChunkCut]) -> Layout:
+        """The layout of the chunks of these cuts, in their order."""
+        if all(isinstance(cut.offsets, list) for cut in cuts):
+            offsets: list[int] = []
+            sizes: list[int] = []
+            for cut in cuts:
+                offsets += cut.offsets
+                sizes += cut.sizes
+            return cls.of_lists(offsets, sizes)
+        if len(cuts) == 1:
+            return cls.of(np.asarray(cuts[0].offsets), np.asarray(cuts[0].sizes))
+        return cls.of(
+            np.concatenate([np.asarray(cut.offsets, np.int64) for cut in cuts]),
+            np.concatenate([np.asarray(cut.sizes, np.int64) for cut in cuts]),
+        )
+
+    @classmethod
+    def of_lists(cls, offsets: list[int], sizes: list[int]) -> Layout:
+        """`of` for a few chunks, in Python."""
+        positions = [0] * len(offsets)
+        starts: list[int] = []
+        lengths: list[int] = []
+        begin = reach = -1
+        total = 0
+        for at in sorted(range(len(offsets)), key=offsets.__getitem__):
+            size = sizes[at]
+            if not size:
+                continue
+            offset = offsets[at]
+            if offset > reach:
+                if starts:
+                    lengths.append(reach - begin)
+                    total += reach - begin
+                begin, reach = offset, offset + size
+                starts.append(begin)
+            elif offset + size > reach:
+                reach = offset + size
+            positions[at] = total + offset - begin
+        if starts:
+            lengths.append(reach - begin)
+            total += reach - begin
+        return cls(starts, lengths, total, positions)
 
     @classmethod
     def of(cls, offsets: Ints, sizes: Ints) -> Layout:

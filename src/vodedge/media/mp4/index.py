@@ -346,13 +346,13 @@ class TrackIndex:
     def after(self, when: float) -> int:
         """How many samples start at or before `when` (`bisect_right` of the times)."""
         if self.seconds is not None:
-            return int(np.searchsorted(self.seconds, when, "right"))
+            return int(self.seconds.searchsorted(when, "right"))
         return bisect_right(_Times(self), when)
 
     def before(self, when: float) -> int:
         """How many samples start before `when` (`bisect_left` of the times)."""
         if self.seconds is not None:
-            return int(np.searchsorted(self.seconds, when, "left"))
+            return int(self.seconds.searchsorted(when, "left"))
         return bisect_left(_Times(self), when)
 
     def stts_cut(self, first: int, stop: int) -> tuple[Ints, Ints]:
@@ -661,7 +661,10 @@ def _sync_at_or_before(samples: TrackIndex, when: float) -> int:
     sync = samples.sync
     if sync is None:
         return index
-    position = bisect_right(sync, index + 1) - 1
+    if samples.prepared is not None:  # ascending: the same as bisecting, in C
+        position = int(sync.searchsorted(index + 1, "right")) - 1
+    else:
+        position = bisect_right(sync, index + 1) - 1
     if position < 0:
         found = max(int(sync[0]) - 1, 0) if len(sync) else 0
     else:
@@ -873,11 +876,15 @@ class Mp4Index:
         cuts = _cuts(loaded, start, end, audio_only)
         if not cuts:
             raise InvalidSeek(f"no media between start ({start}) and end ({end})")
-        if not general and all(cut.samples.prepared is not None for cut in cuts):
-            try:
-                return self._fast_plan(cuts)
-            except MediaError:
-                pass  # the general path raises it, or one it checks first
+        if not general:
+            for cut in cuts:
+                if cut.samples.prepared is None:
+                    break
+            else:
+                try:
+                    return self._fast_plan(cuts)
+                except MediaError:
+                    pass  # the general path raises it, or one it checks first
         return self._plan(cuts)
 
     def _select(self, audio_only: bool, track_id: int | None) -> tuple[list[TrackIndex], float]:
@@ -1015,16 +1022,14 @@ class Mp4Index:
             if track.track_id not in kept_ids:
                 replace[track.box.offset] = None
         stbls: list[tuple[int, list[Piece], int, int]] = []  # (offset, parts, stco at, fixed)
-        chunk_offsets: list[Ints] = []
-        chunk_sizes: list[Ints] = []
+        chunk_cuts: list[fast.ChunkCut] = []
         track_durations: list[int] = []
         for cut in cuts:
             samples, first, stop = cut.samples, cut.first, cut.stop
             prepared = samples.prepared
             assert prepared is not None and samples.dts is not None
             chunks = prepared.chunks.cut(first, stop, prepared.prefix)
-            chunk_offsets.append(chunks.offsets)
-            chunk_sizes.append(chunks.sizes)
+            chunk_cuts.append(chunks)
             media_duration = int(samples.dts[stop]) - int(samples.dts[first])
             elst, track_duration = _elst(cut, media_duration, movie)
             track_durations.append(track_duration)
@@ -1043,19 +1048,17 @@ class Mp4Index:
             mvhd = set_duration_field(self.mvhd_payload(), "mvhd", max(track_durations))
             replace[movie.mvhd.offset] = make_box(b"mvhd", mvhd)
 
-        all_offsets = chunk_offsets[0] if len(cuts) == 1 else np.concatenate(chunk_offsets)
-        all_sizes = chunk_sizes[0] if len(cuts) == 1 else np.concatenate(chunk_sizes)
-        layout = fast.Layout.of(all_offsets, all_sizes)
+        layout = fast.Layout.of_cuts(chunk_cuts)
         mdat_header = header_bytes(b"mdat", layout.total)
-        relatives: list[Ints] = []
+        relatives: list[fast.Column] = []
         widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
         first_chunk = 0
-        for offsets in chunk_offsets:
-            count = len(offsets)
+        for chunks in chunk_cuts:
+            count = len(chunks.offsets)
             relative = layout.positions[first_chunk : first_chunk + count]
             first_chunk += count
             relatives.append(relative)
-            widest.append((int(relative.max()) if count else 0, count))
+            widest.append((int(max(relative)) if count else 0, count))
 
         # As `_plan`: the size without chunk offsets (a placeholder stbl of the right
         # size stands in), plus theirs.
@@ -1070,7 +1073,7 @@ class Mp4Index:
 
         base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
         for (at, parts, stco_at, fixed), relative in zip(stbls, relatives, strict=True):
-            stco = offsets_box(relative + base)
+            stco = fast.offsets_box(relative, base)
             parts[stco_at] = stco
             replace[at] = b"".join([header_bytes(b"stbl", fixed + len(stco)), *parts])
         places = tuple(sorted(replace))
