@@ -85,6 +85,7 @@ FAULTS = [
     Fault("reset-once", ({"kind": "reset", "after": 100_000, "requests": "all", "count": 1},)),
     Fault("reset-always", ({"kind": "reset", "after": 100_000, "requests": "all"},)),
     Fault("reset-ranges", ({"kind": "reset", "after": 1000},)),
+    Fault("reset-before-body", ({"kind": "reset", "after": 0, "requests": "all", "count": 1},)),
     Fault("short-once", ({"kind": "short", "after": 50_000, "requests": "all", "count": 1},)),
     Fault("content-range-start", ({"kind": "content_range", "start_delta": 1000},)),
     Fault("content-range-end", ({"kind": "content_range", "end_delta": -1000},)),
@@ -165,11 +166,12 @@ def attempt(edge: Vodedge, path: str, ask: Ask, size: int) -> Reply | None:
 
 def judge(reply: Reply | None, wants: list[bytes], what: str) -> None:
     """A 2xx body is one of `wants` whole, or a prefix of one when cut short; anything else
-    is a clean error status (never a 500: that is a bug, not an answer), or no answer at
-    all (the edge sends its headers with the first body bytes, so a fill that breaks
-    before those closes the connection before the status line)."""
-    if reply is None:
-        return
+    is a clean error status with its code (never a 500: that is a bug, not an answer).
+    Never a connection closed before the status line: the edge sends its headers with
+    the first body byte, and a fill that breaks before that byte is answered 502."""
+    assert reply is not None, f"{what}: the connection closed before a status line"
+    if reply.status not in (200, 206):
+        assert reply.header("X-Vodedge-Error"), (what, reply)
     if reply.status in (200, 206):
         if reply.complete:
             assert reply.body in wants, f"{what}: a complete body that is not the object's"
@@ -352,3 +354,25 @@ def test_adjacent_and_overlapping_ranges_at_once(
     ranged.faults(path)
     for ask in ASKS:
         exact(edge2, path, ask, len(data), expected["v1", ask.name], "after the concurrent fills")
+
+
+@pytest.mark.parametrize("ask", ASKS[:3], ids=[a.name for a in ASKS[:3]])
+def test_a_fill_broken_before_its_first_byte_is_a_502(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin, sources: dict[str, Path], ask: Ask
+) -> None:
+    """The origin resets every connection after its headers, before any body byte: the
+    client is answered 502 with the reason's code (nothing was sent, so it can be told),
+    not a connection closed before any status line; whole fills and ranged ones alike."""
+    path = publish(origins, sources["v1"], f"cold-origin/before-body-{ask.name}.mp4")
+    size = sources["v1"].stat().st_size
+    ranged.faults(path, {"kind": "reset", "after": 0, "requests": "all"})
+    reply = attempt(edge, path, ask, size)
+    assert reply is not None, "the connection closed before a status line"
+    assert reply.status == 502, reply
+    assert (reply.header("X-Vodedge-Error") or "").startswith("origin"), reply
+    assert all(s.sent == 0 for s in ranged.log(path)), "the origin sent body bytes"
+    ranged.faults(path)
+    data = sources["v1"].read_bytes()
+    first, _, last = (far(ask, size).get("Range", "bytes=0-")[6:]).partition("-")
+    end = int(last) + 1 if last else size
+    exact(edge, path, ask, size, data[int(first) : end], "healthy again")

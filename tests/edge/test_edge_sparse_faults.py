@@ -92,8 +92,8 @@ def _extents_hold(edge: Vodedge, path: str, data: bytes, host: str = HOST) -> li
 
 
 def _attempt(edge: Vodedge, path: str, headers: dict[str, str]) -> Reply | None:
-    """The reply, or None when the connection closed before a status line came (the
-    headers go out with the first body bytes: a fetch failing before those)."""
+    """The reply, or None when the connection closed before a status line came (never
+    expected: a fetch failing before the first body byte is answered 502)."""
     try:
         return edge.get(HOST, path, headers, timeout=30)
     except (ConnectionError, HTTPException):
@@ -101,13 +101,13 @@ def _attempt(edge: Vodedge, path: str, headers: dict[str, str]) -> Reply | None:
 
 
 def _clean(reply: Reply | None, want: bytes) -> None:
-    """The object's bytes (a prefix when cut short), a clean error, or no answer."""
-    if reply is None:
-        return
+    """The object's bytes (a prefix when cut short), or a clean error with its code."""
+    assert reply is not None, "the connection closed before a status line"
     if reply.status in (200, 206):
         assert want.startswith(reply.body) and (reply.body == want or not reply.complete)
     else:
         assert 400 <= reply.status < 600 and reply.status != 500, reply
+        assert reply.header("X-Vodedge-Error"), reply
 
 
 def test_a_change_between_two_ranges_drops_every_extent(

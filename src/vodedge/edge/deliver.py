@@ -203,34 +203,34 @@ async def _write(
     pieces: Pieces,
     rate: tuple[int, int] | None,
 ) -> None:
-    """The one body writer: send every piece, or abort the connection."""
+    """The one body writer: send every piece, or abort the connection. An origin that
+    fails before the first piece (a fill broken before its first byte) is raised, not
+    aborted: nothing was sent, so the client can still be told (a 502 and its code)."""
     exchange = exchange_of(request)
     pacer = None if rate is None else Pacer(*rate)
     files: dict[int, IO[bytes]] = {}
+    first: Piece | None = None
+    unsent = True
     try:
+        if request.method != "HEAD":
+            first = await anext(pieces.pieces, None)
+        unsent = False
         await response.prepare(request)
         exchange.prepared = response
-        if request.method != "HEAD":
+        if first is not None:
             # Announced lengths allow sendfile; chunked bodies need aiohttp's framing.
             direct = response.content_length is not None and not response.chunked
+            await _piece(request, response, first, files, pacer, direct)
             async for piece in pieces.pieces:
-                if isinstance(piece, FileSpan) and direct:
-                    file = files.get(piece.fd)
-                    if file is None:
-                        # The descriptor belongs to its Body; this wrapper must not close it.
-                        file = files[piece.fd] = open(  # noqa: SIM115
-                            piece.fd, "rb", buffering=0, closefd=False
-                        )
-                    await _sendfile(request, response, file, piece, pacer)
-                else:
-                    data = piece if isinstance(piece, bytes) else _read(piece)
-                    await _send(request, response, data, pacer)
+                await _piece(request, response, piece, files, pacer, direct)
         await response.write_eof()
     except ConnectionError:
         _abort(request, exchange, "client_gone")
     except TimeoutError:
         _abort(request, exchange, "send_timeout")  # a reader that stopped taking bytes
     except (OriginError, MediaError) as exc:
+        if unsent and isinstance(exc, OriginError):
+            raise
         _abort(request, exchange, exc.code)
     except OSError as exc:
         _abort(request, exchange, f"io_error: {exc.strerror or exc}")
@@ -238,6 +238,26 @@ async def _write(
         for file in files.values():
             file.close()
         await pieces.aclose()
+
+
+async def _piece(
+    request: web.Request,
+    response: web.StreamResponse,
+    piece: Piece,
+    files: dict[int, IO[bytes]],
+    pacer: Pacer | None,
+    direct: bool,
+) -> None:
+    """Send one piece: a file span with sendfile when `direct`, else its bytes."""
+    if isinstance(piece, FileSpan) and direct:
+        file = files.get(piece.fd)
+        if file is None:
+            # The descriptor belongs to its Body; this wrapper must not close it.
+            file = files[piece.fd] = open(piece.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+        await _sendfile(request, response, file, piece, pacer)
+    else:
+        data = piece if isinstance(piece, bytes) else _read(piece)
+        await _send(request, response, data, pacer)
 
 
 def _abort(request: web.BaseRequest, exchange: Exchange, why: str) -> None:
