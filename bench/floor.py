@@ -1,6 +1,7 @@
 """The floors a 1 kB HIT is measured against (issue 15): servers that only answer 1 kB.
 
     python bench/floor.py aiohttp --port N [--loop uvloop]   # a bare aiohttp handler
+    python bench/floor.py lowlevel --port N [--loop uvloop]  # aiohttp's web.Server, no app
     python bench/floor.py lean --port N [--loop uvloop]      # an asyncio Protocol + httptools
     granian --interface rsgi --workers 1 --port N floor:rsgi_app   # granian (Rust HTTP)
 
@@ -32,6 +33,23 @@ def run_aiohttp(sock: socket.socket) -> None:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
     web.run_app(app, sock=sock, print=None, access_log=None, handle_signals=True)
+
+
+def run_lowlevel(sock: socket.socket) -> None:
+    """aiohttp's low-level server (`web.Server`): one handler, no Application, router,
+    middleware or signals."""
+    from aiohttp import web
+
+    async def handle(request: web.BaseRequest) -> web.Response:
+        return web.Response(body=BODY, content_type="application/octet-stream")
+
+    async def main() -> None:
+        runner = web.ServerRunner(web.Server(handle, access_log=None), handle_signals=False)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
 
 
 class Lean(asyncio.Protocol):
@@ -80,10 +98,13 @@ async def rsgi_app(scope: Any, proto: Any) -> None:
     proto.response_bytes(200, [("content-type", "application/octet-stream")], BODY)
 
 
+RUNS = {"aiohttp": run_aiohttp, "lowlevel": run_lowlevel, "lean": run_lean}
+
+
 def main() -> int:
     """Run one floor server."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("aiohttp", "lean"))
+    parser.add_argument("kind", choices=sorted(RUNS))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
@@ -95,7 +116,7 @@ def main() -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(1024)
-    (run_aiohttp if args.kind == "aiohttp" else run_lean)(sock)
+    RUNS[args.kind](sock)
     return 0
 
 
