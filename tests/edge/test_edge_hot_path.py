@@ -19,6 +19,9 @@ from multidict import CIMultiDict
 
 from vodedge.config import NodeConfig
 from vodedge.config.loader import load_toml
+from vodedge.edge import cache_store
+from vodedge.edge.cache_index import Entry, ObjectMeta
+from vodedge.edge.cache_store import SMALL_OBJECT, Store
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.resolve import ResolveMemo, resolve
 
@@ -172,3 +175,37 @@ def test_a_purged_small_object_is_never_served_again(edge: Vodedge, origins: Ori
     assert reply.header("X-Cache") == "MISS" and reply.body == b"new!" * 120
     edge.prime("video.test", path)
     assert edge.get("video.test", path).body == b"new!" * 120
+
+
+def test_small_objects_in_memory_follow_their_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small object's bytes come from memory only while its file is the one they were
+    read from: a replaced, truncated or removed file is never answered from memory."""
+    store = Store(tmp_path / "store", 1 << 30)
+    file = tmp_path / "object"
+
+    def entry(size: int, key: str = "a.test/x.bin", at: Path = file) -> Entry:
+        meta = ObjectMeta(key, size, '"v"', None, None, 0.0, time.time() + 60)
+        return Entry(meta, at)
+
+    file.write_bytes(b"a" * 1000)
+    assert store.small_bytes(entry(1000)) == b"a" * 1000
+    assert store.small_bytes(entry(1000)) == b"a" * 1000  # from memory
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"b" * 1000)
+    os.replace(staged, file)  # same name and size, another file
+    assert store.small_bytes(entry(1000)) == b"b" * 1000
+    file.write_bytes(b"b" * 999)
+    assert store.small_bytes(entry(1000)) is None  # disagrees with its row
+    file.unlink()
+    assert store.small_bytes(entry(1000)) is None
+    big = tmp_path / "big"
+    big.write_bytes(bytes(SMALL_OBJECT + 1))
+    assert store.small_bytes(entry(SMALL_OBJECT + 1, at=big)) is None  # not small
+    monkeypatch.setattr(cache_store, "SMALL_MEMORY", 10_000)
+    for n in range(30):
+        path = tmp_path / f"o{n}"
+        path.write_bytes(bytes([n]) * 1000)
+        assert store.small_bytes(entry(1000, f"a.test/o{n}", path)) == bytes([n]) * 1000
+        assert store._small_total <= 10_000

@@ -118,7 +118,12 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     ranged, first = _ranged_fetch(request, resolved, origins)
     try:
         how, body = await edge.cache.get(
-            resolved.key, origins, rule=resolved.ttl_rule, source=ranged, first=first
+            resolved.key,
+            origins,
+            rule=resolved.ttl_rule,
+            source=ranged,
+            first=first,
+            small=resolved.transform is None,  # plain delivery reads a small one's bytes
         )
     except OriginStatus as exc:
         location = exc.headers.get("Location")

@@ -81,6 +81,7 @@ class DiskCache:
         rule: TtlRule | None,
         source: FirstSource | None = None,
         first: First | None = None,
+        small: bool = False,
     ) -> tuple[str, Body]:
         """The object for `key` and how it was found: HIT, MISS, EXPIRED, REVALIDATED,
         STALE (origin down, stale copy served) or BYPASS (origin forbids storing).
@@ -88,11 +89,17 @@ class DiskCache:
         With a `source` (the domain's `range` function on) the object may be held
         sparsely: a cold request asks the origin for the `first` bytes it needs (None: the
         whole object), and what else it reads is fetched as ranges; without one, only
-        whole objects are stored (a sparse one is dropped).
+        whole objects are stored (a sparse one is dropped). `small`: a fresh whole object
+        of at most SMALL_OBJECT bytes may come as a body of bytes (`Body.data`, no file).
         """
         for _attempt in range(3):
             now = time.time()
             entry = self.store.lookup(key, now)
+            if small and entry is not None and entry.meta.fresh(now):
+                data = self.store.small_bytes(entry)
+                if data is not None:
+                    self.store.touch(key, now)
+                    return "HIT", Body(entry.meta, -1, None, entry.file, data=data)
             fd = self.store.open_entry(entry) if entry is not None else None
             if entry is not None and fd is not None and entry.partial:
                 how = "HIT"

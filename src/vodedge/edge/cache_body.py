@@ -93,9 +93,13 @@ class Body:
         *,
         sparse: SparseObject | None = None,
         source: RangeSource | None = None,
+        data: bytes | None = None,
     ) -> None:
         self.meta = meta
+        # -1 when the bytes are `data` (a small whole object kept in memory, see
+        # Store.small_bytes): asked for by plain delivery only, which reads them there.
         self.fd = fd
+        self.data = data
         self.progress = progress
         self.sparse = sparse
         self.source = source
@@ -232,10 +236,11 @@ class Body:
 
     def close(self) -> None:
         """Release the file descriptor (and this reader's hold on a sparse object)."""
-        try:  # noqa: SIM105 (contextlib.suppress costs more, once per response)
-            os.close(self.fd)
-        except OSError:
-            pass
+        if self.fd >= 0:
+            try:  # noqa: SIM105 (contextlib.suppress costs more, once per response)
+                os.close(self.fd)
+            except OSError:
+                pass
         sparse, self.sparse = self.sparse, None
         if sparse is not None:
             sparse.release()

@@ -29,6 +29,10 @@ F_OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", 38)
 # Index rows read this recently are reused without asking SQLite (see lookup).
 HOT_SECONDS = 1.0
 HOT_ENTRIES = 4096
+# Complete objects this small are kept in each worker's memory (SMALL_MEMORY at most),
+# checked against their file by one stat per request (see small_bytes).
+SMALL_OBJECT = 16 << 10
+SMALL_MEMORY = 16 << 20
 # Free space kept on the cache's filesystem for the index and fills' metadata.
 MIN_FREE = 2 << 20
 FALLOC_FL_KEEP_SIZE = 1
@@ -165,6 +169,9 @@ class Store:
         self.index = CacheIndex(root / "index.sqlite")
         self._accesses: dict[str, float] = {}
         self._hot: dict[str, tuple[float, Entry]] = {}
+        # Small objects' bytes by key, with the file and inode they were read from.
+        self._small: dict[str, tuple[Path, int, bytes]] = {}
+        self._small_total = 0
 
     # --- names and locks ---------------------------------------------------------------
 
@@ -488,6 +495,46 @@ class Store:
                 self._hot.clear()
             self._hot[key] = (now, entry)
         return entry
+
+    def small_bytes(self, entry: Entry) -> bytes | None:
+        """All the bytes of a whole object of at most SMALL_OBJECT bytes, from memory while
+        its file is the one they were read from: one stat instead of an open, an fstat, a
+        read and a close. None when the entry is not such an object, or its file is not
+        as its row says (the caller's open_entry then decides what that means)."""
+        size = entry.meta.size
+        if not 0 <= size <= SMALL_OBJECT or entry.partial:
+            return None
+        try:
+            found = os.stat(entry.file)
+        except OSError:
+            return None
+        if found.st_size != size:
+            return None
+        key = entry.meta.key
+        kept = self._small.get(key)
+        if kept is not None and kept[1] == found.st_ino and kept[0] == entry.file:
+            return kept[2]
+        try:
+            fd = os.open(entry.file, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_ino != found.st_ino:
+                return None  # replaced since the stat: the next request reads it
+            data = os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            return None
+        if kept is not None:
+            self._small_total -= len(kept[2])
+            del self._small[key]
+        while self._small and self._small_total + size > SMALL_MEMORY:
+            oldest = next(iter(self._small))  # the first read goes first
+            self._small_total -= len(self._small.pop(oldest)[2])
+        self._small[key] = (entry.file, found.st_ino, data)
+        self._small_total += size
+        return data
 
     def forget_hot(self, key: str) -> None:
         """Make the next lookup of `key` read the index."""

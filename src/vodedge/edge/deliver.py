@@ -432,6 +432,15 @@ def _absent(body: Body, span: Span) -> bool:
     return body.available < span.end
 
 
+def bytes_pieces(data: bytes) -> Pieces:
+    """A body already in memory, as one piece."""
+    return Pieces(_one_piece(data))
+
+
+async def _one_piece(data: bytes) -> AsyncGenerator[Piece, None]:
+    yield data
+
+
 def growing_pieces(body: Body) -> Pieces:
     """An object of unknown length, as the fill writes it."""
     return Pieces(_growing_pieces(body))

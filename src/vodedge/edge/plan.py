@@ -22,6 +22,7 @@ from vodedge.edge.deliver import (
     Output,
     Piece,
     Pieces,
+    bytes_pieces,
     growing_pieces,
     plan_pieces,
     upstream_pieces,
@@ -107,6 +108,16 @@ def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -
     headers = cache_headers(body, how)
     headers["Content-Type"] = body.meta.content_type or _guessed_type(resolved.path)
     size = body.size
+    validators = Validators(body.meta.etag, body.meta.last_modified)
+    data = body.data
+    if data is not None:  # a small object's bytes from memory
+
+        async def open_bytes(start: int, end: int | None) -> Pieces:
+            return bytes_pieces(data[start:end])
+
+        output = Output(headers, validators, size, open_bytes)
+        output.whole = partial(bytes, data)  # the same object: bytes(b) is b
+        return output
 
     async def open_plain(start: int, end: int | None) -> Pieces:
         if size is None or end is None:
@@ -125,7 +136,7 @@ def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -
         await body.verify([(start, end)])
         return plan_pieces(Plan([Span(0, size)]).slice(start, end), body)
 
-    output = Output(headers, Validators(body.meta.etag, body.meta.last_modified), size, open_plain)
+    output = Output(headers, validators, size, open_plain)
     if size is not None and size <= SMALL_BODY and body.sparse is None and body.complete:
         output.whole = partial(_whole, body.fd, size)
     return output
