@@ -63,9 +63,11 @@ class Runs:
         """The runs of equal neighbours in a value per sample."""
         if not len(values):
             return cls.of(np.zeros(0, np.int64), values)
-        starts = np.concatenate(([True], values[1:] != values[:-1])).nonzero()[0]
-        counts = np.diff(np.append(starts, len(values)))
-        return cls.of(counts, values[starts])
+        ends = np.append((values[1:] != values[:-1]).nonzero()[0] + 1, len(values))
+        entries = np.empty(2 * len(ends), ">u4")
+        entries[0::2] = np.diff(ends, prepend=0)
+        entries[1::2] = values[ends - 1].astype(np.int64) & 0xFFFFFFFF
+        return cls(ends, entries)
 
     def cut(self, first: int, stop: int) -> tuple[int, bytes]:
         """(entry count, entries) of samples `[first, stop)`; `stop > first`, and

@@ -116,11 +116,16 @@ def _runs(payload: memoryview, name: str) -> tuple[Ints, npt.NDArray[np.uint32]]
 
 def _expand(counts: Ints, values: npt.NDArray[np.uint32], total: int, name: str) -> np.ndarray:
     """One value per sample, refused past `total` samples (which bounds the allocation)."""
+    _expand_check(counts, total, name)
+    return np.repeat(values, counts)
+
+
+def _expand_check(counts: Ints, total: int, name: str) -> None:
+    """Refuse runs of more than `total` samples, or `total` past the limit."""
     if int(counts.sum()) > total:
         raise MalformedMedia(f"{name} describes more samples than the {total} there are")
     if total > MAX_SAMPLES:
         raise LimitExceeded(f"{name} expands to more than {MAX_SAMPLES} samples")
-    return np.repeat(values, counts)
 
 
 def rle(values: np.ndarray) -> tuple[Ints, np.ndarray]:
@@ -392,7 +397,8 @@ def _sizes(
         _vf, constant, count = _STSZ.unpack_from(payload, 0)
         if constant:
             return count, constant, None
-        return count, 0, _u32s(checked_entries(payload, "stsz", 12, 4, count))
+        # A view of the moov (kept by the index anyway): no copy of a table per build.
+        return count, 0, np.frombuffer(checked_entries(payload, "stsz", 12, 4, count), ">u4")
     if b"stz2" not in kids:
         raise MalformedMedia(f"track {track_id} has no stsz or stz2")
     payload = movie.payload(kids[b"stz2"])
@@ -455,8 +461,13 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     if sizes is None and len(np.unique(stts_values[used])) == 1:
         uniform = int(stts_values[used][0])
     else:
-        durations = _expand(stts_counts, stts_values, count, "stts")
-        dts = np.concatenate((np.zeros(1, np.int64), np.cumsum(durations, dtype=np.int64)))
+        # A 0, then the running sum of the durations, built in one array: every fresh
+        # array of a large table costs its page faults, more than the arithmetic.
+        _expand_check(stts_counts, count, "stts")
+        dts = np.repeat(
+            np.concatenate(([0], stts_values.astype(np.int64))), np.concatenate(([1], stts_counts))
+        )
+        np.cumsum(dts, out=dts)
     ctts: npt.NDArray[np.int32] | None = None
     ctts_version = 0
     if b"ctts" in kids:
@@ -464,9 +475,12 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         ctts_version = payload[0] if payload else 0
         ctts_counts, ctts_values = _runs(payload, "ctts")
         expanded = _expand(ctts_counts, ctts_values, count, "ctts")
-        ctts = np.zeros(count, np.uint32)
-        ctts[: len(expanded)] = expanded
-        ctts = ctts.view(np.int32)
+        if len(expanded) == count:
+            ctts = expanded.view(np.int32)
+        else:  # samples the table does not reach have an offset of 0
+            ctts = np.zeros(count, np.uint32)
+            ctts[: len(expanded)] = expanded
+            ctts = ctts.view(np.int32)
     sync: Ints | None = None
     if b"stss" in kids:
         payload = movie.payload(kids[b"stss"])
@@ -485,7 +499,9 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
 
     prefix: np.ndarray | None = None
     if sizes is not None:
-        prefix = np.concatenate((np.zeros(1, np.int64), np.cumsum(sizes, dtype=np.int64)))
+        prefix = np.empty(count + 1, np.int64)
+        prefix[0] = 0
+        np.cumsum(sizes, dtype=np.int64, out=prefix[1:])
     total = int(prefix[-1]) if prefix is not None else count * constant
     top = int(offsets.max()) if len(offsets) else 0
     if offsets.dtype != object and top + total >= _WIDE:
@@ -515,14 +531,18 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     exact = 1 << 53
     if dts is not None and max(abs(shift), abs(int(dts[-1]) - shift), track.timescale) < exact:
         # Monotonic, so a binary search of it is the bisection of the Python values.
-        seconds = (dts[:-1] - shift) / track.timescale + delay
+        # (dts - shift) / timescale + delay in one array: the float subtraction is
+        # exact, every operand and the difference being integers below 2**53.
+        seconds = np.subtract(dts[:-1], shift, dtype=np.float64)
+        np.divide(seconds, track.timescale, out=seconds)
+        seconds += delay
     return TrackIndex(
         track=track,
         stbl_children=stbl_children,
         stbl=track.stbl,
         count=count,
         constant_size=constant,
-        sizes=None if sizes is None else sizes.astype(">u4"),
+        sizes=None if sizes is None else sizes.astype(">u4", copy=False),
         prefix=prefix,
         dts=dts,
         uniform_duration=uniform,
