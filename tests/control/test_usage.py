@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fleet"))
 
 from redis_harness import RedisServer
 
+from vodedge.control.actions.usage import time_window
+from vodedge.control.calls import Call, Caller
 from vodedge.control.usage import (
     ALL,
     HOUR,
@@ -101,6 +104,52 @@ def test_the_sampler_adds_what_moved_and_survives_a_reset(tmp_path: Path) -> Non
         T0: {"requests:plain": 5, "traffic:plain": 4096},
         T0 + 60: {"requests:plain": 1},
     }
+    store.close()
+
+
+def test_a_minutes_counts_sampled_as_it_ends_stay_in_that_minute(tmp_path: Path) -> None:
+    """The sampler wakes for each minute's end and files what moved under that minute,
+    however late it wakes (a sample taken 0.3 s into the next minute once filed a whole
+    period's requests there)."""
+    store = SqliteUsage(tmp_path / "usage.sqlite")
+    counters: dict[tuple[str, str], float] = {}
+    now = [T0 + 10.0]
+    sampler = Sampler(store, lambda: counters, clock=lambda: now[0])
+    assert sampler.next_sample(60.0) == (50.0, T0 + 59)
+    assert sampler.next_sample(0.5) == (0.5, None)
+    assert sampler.next_sample(3600.0) == (3600.0, None)  # longer periods are kept as asked
+    now[0] = T0 + 59.75
+    assert sampler.next_sample(0.5) == (0.25, T0 + 59)
+
+    async def one_period() -> None:
+        task = asyncio.create_task(sampler.run(0.5))
+        await asyncio.sleep(0.05)
+        counters[("a.test", "requests:plain")] = 2.0
+        now[0] = T0 + 60.3  # it wakes up late, in the next minute
+        for _ in range(200):  # (bounded: 10 s)
+            if store.buckets("a.test", MINUTE, T0, T0 + 120):
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(one_period())
+    assert store.buckets("a.test", MINUTE, T0, T0 + 120) == {T0: {"requests:plain": 2}}
+    store.close()
+
+
+def test_the_default_window_holds_the_current_minute(tmp_path: Path) -> None:
+    """Asked without StartTime/EndTime in a minute's first second, the usage actions still
+    read that minute (the window's end is exclusive, in whole seconds)."""
+    store = SqliteUsage(tmp_path / "usage.sqlite")
+    store.add(T0 + 60.2, {("a.test", "requests:plain"): 1})
+    call = Call("DescribeDomainRealTimeQpsData", {}, Caller("key", True), "request")
+    for real_time, interval in ((True, 60), (False, 300)):
+        start, end, got = time_window(call, T0 + 60.4, real_time)
+        assert got == interval and end > T0 + 60.4
+        slots = series(store, [ALL], start, end, got)
+        assert sum(counts.get("requests:plain", 0) for _, counts in slots) == 1
     store.close()
 
 

@@ -302,8 +302,9 @@ class Sampler:
         # The node's counters start at zero with it (its metric files are made afresh).
         self.last: dict[tuple[str, str], float] = {}
 
-    def sample(self) -> None:
-        """One look at the counters; their movement goes to the store."""
+    def sample(self, minute_of: float | None = None) -> None:
+        """One look at the counters; their movement goes to the store, in the minute
+        holding `minute_of` (default: now)."""
         now = dict(self.totals())
         deltas: dict[tuple[str, str], int] = {}
         for key, value in now.items():
@@ -314,24 +315,37 @@ class Sampler:
                 deltas[key] = moved
         at = self.clock()
         if deltas:
-            self.store.add(at, deltas)
+            self.store.add(at if minute_of is None else minute_of, deltas)
         self.last = now
         if self.node:
             self.store.seen(self.node, at)
 
     async def run(self, seconds: float) -> None:
-        """Sample every `seconds` until cancelled (and once more then)."""
+        """Sample every `seconds` (a period up to a minute also as each minute ends),
+        until cancelled (and once more then)."""
         try:
             while True:
-                await asyncio.sleep(seconds)
-                await self._sample_logged()
+                wait, minute_of = self.next_sample(seconds)
+                await asyncio.sleep(wait)
+                await self._sample_logged(minute_of)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._sample_logged())
 
-    async def _sample_logged(self) -> None:
+    def next_sample(self, seconds: float) -> tuple[float, float | None]:
+        """How long to wait for the next sample, and the minute its counts go to (None:
+        the one it is taken in)."""
+        now = self.clock()
+        ends = (now // MINUTE + 1) * MINUTE
+        if seconds > MINUTE or ends - now > seconds:
+            return seconds, None
+        # The minute's last sample, taken as it ends (late by however long waking up
+        # takes): what moved goes to that minute, not to the next.
+        return ends - now, ends - 1
+
+    async def _sample_logged(self, minute_of: float | None = None) -> None:
         try:
-            await asyncio.to_thread(self.sample)
+            await asyncio.to_thread(self.sample, minute_of)
         except Exception as exc:  # a store out of reach: the counts wait for the next look
             sys.stderr.write(f"vodedge: usage not sampled: {type(exc).__name__}: {exc}\n")
 

@@ -12,6 +12,7 @@ the same shape. The numbers come from the node's counters, sampled into the usag
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -46,14 +47,16 @@ def _interval_for(span: float) -> int:
 REAL_TIME = ((HOUR, 60), (3 * DAY, 300), (31 * DAY, 3600))
 
 
-def _window(call: Call, now: float, real_time: bool = False) -> tuple[int, int, int]:
+def time_window(call: Call, now: float, real_time: bool = False) -> tuple[int, int, int]:
     """(start, end, interval) of a call, checked against each other; absent, the last day
-    (the last hour for the real-time actions)."""
+    (the last hour for the real-time actions) up to `now`, the current minute included."""
     start, end = utc_time(call, "StartTime"), utc_time(call, "EndTime")
     if (start is None) != (end is None):
         raise missing("EndTime" if end is None else "StartTime")
     if start is None or end is None:
-        end = now
+        # The end is exclusive and whole seconds: `now` itself (a minute's first second
+        # included) must fall before it, else that minute's counts are left out.
+        end = math.floor(now) + 1
         start = end - (HOUR if real_time else DAY)
     if end <= start:
         raise ApiError(400, "InvalidEndTime.Mismatch", "Specified EndTime is not after StartTime.")
@@ -116,7 +119,7 @@ async def _modules(
     """The window's fields (DomainName, StartTime, EndTime, DataInterval), one data
     module per interval, and the window's start."""
     usage = _usage(context)
-    start, end, interval = _window(call, time.time(), real_time)
+    start, end, interval = time_window(call, time.time(), real_time)
     answered, domains = await _domains(context, call, needed=real_time)
     span = MINUTE if interval < HOUR else HOUR
     reads = len(domains) * -(-(end - start // interval * interval) // span)

@@ -880,7 +880,8 @@ async function showUsage(domain, periodName) {
     const domains = (await call("DescribeUserDomains", { PageSize: "500" })).Domains.PageData;
     for (const d of domains) select.append(h("option", { value: d.DomainName, selected: d.DomainName === domain }, d.DomainName));
   } catch (error) { if (error.status !== 401) problem.textContent = failureText(error); return; }
-  const end = new Date();
+  // The end is exclusive and in whole seconds: a second on, so the current minute counts.
+  const end = new Date(Date.now() + 1000);
   const params = { StartTime: utcTime(new Date(end - period.seconds * 1000)), EndTime: utcTime(end),
     Interval: String(period.interval) };
   if (domain) params.DomainName = domain;
