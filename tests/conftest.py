@@ -44,6 +44,20 @@ def shared_media() -> Path:
     return SHARED_MEDIA
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Under `--dist loadgroup`, pytest-xdist names each test of an `xdist_group`
+    `ID@GROUP` so that the group runs on one worker; fail a test it did not name (a
+    pytest it does not know), rather than split a group's shared servers silently."""
+    if not getattr(item.config.option, "loadgroup", False):  # set on the workers by xdist
+        return
+    if item.get_closest_marker("xdist_group") and "@" not in item.nodeid:
+        pytest.fail(
+            "pytest-xdist did not keep this test's xdist_group on one worker: this pytest"
+            " and pytest-xdist split the groups (see the pins in pyproject.toml)",
+            pytrace=False,
+        )
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On a failure, show the stderr of every vodedge still running (the servers the edge
