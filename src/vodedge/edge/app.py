@@ -197,9 +197,12 @@ def _ranged_fetch(
         if request.method == "HEAD":
             return origins, (0, 0)  # no bytes: a cold object is filled whole, as a GET
         return origins, client_first(request.headers.get("Range"))
-    if transform.kind == "flv":
-        # FLV has no index of its tags: audio extraction reads every tag header, and
-        # a streamed FLV reads from the start. Filled whole (README "The cache").
+    if transform.kind == "flv" and (
+        transform.start is None or (transform.by_time and transform.audio_only)
+    ):
+        # FLV has no index of its tags: audio extraction reads every tag header, and a
+        # streamed FLV reads from the start. Filled whole (README "The cache"). A seek
+        # reads the head, where a keyframes index may say where its tags are.
         return origins, None
     return origins, (0, HEAD)
 

@@ -29,7 +29,7 @@ from vodedge.edge.deliver import (
 )
 from vodedge.edge.driver import run_async
 from vodedge.edge.http_semantics import Validators
-from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
+from vodedge.edge.indexes import OFFLOAD_BYTES, FlvIndexMemo, IndexMemo
 from vodedge.edge.origin import OriginError
 from vodedge.edge.refusal import VIA, Refusal
 from vodedge.edge.resolve import Resolved, media_refusal
@@ -38,6 +38,13 @@ from vodedge.edge.transforms import Transform
 from vodedge.media.errors import MediaError
 from vodedge.media.flv.filters import FlvFilter
 from vodedge.media.flv.index import FlvIndex
+from vodedge.media.flv.partial import (
+    keyframe_of,
+    partial_covers,
+    read_head,
+    read_partial_index,
+    wants_partial,
+)
 from vodedge.media.flv.seek import FlvSeek, parse_seek
 from vodedge.media.mp4.index import Mp4Index
 from vodedge.media.outputs import Wanted, flv_bound, plan_reading
@@ -180,19 +187,31 @@ async def _transformed(
             return None
         message = f"the origin sent this object {body.meta.content_encoding}-encoded"
         raise Refusal(415, "unsupported_media", message)
-    reader = SourceReader(body, origins)
+    reader: ReadAt = SourceReader(body, origins)
     started = time.monotonic()
     stored: Body | None = None
     try:
-        if transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
+        partial = None
+        if transform.kind == "flv" and body.sparse is not None and not body.complete:
+            # A cold FLV fetched as ranges: a seek reads its head and its tags from the
+            # keyframe on, where the keyframes index allows; else all of it, ahead.
+            partial = await _flv_partial(body, transform, reader)
+            if partial is None:
+                size = body.size
+                body.prefetch([(0, size if size is not None else FLV_HEAD)])
+                reader = _Ahead(body, reader)
+        if partial is not None:
+            plan, index = partial, None
+        elif transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
             return await _flv_stream(body, how, transform)
-        found = None
-        if transform.kind == "flv" and transform.audio_only:
-            found = await _flv_stored_audio(planner, resolved.key, body, transform, reader)
-        if found is not None:
-            (plan, stored), index = found, None
         else:
-            plan, index = await plan_for(planner, resolved.key, body, transform, reader)
+            found = None
+            if transform.kind == "flv" and transform.audio_only:
+                found = await _flv_stored_audio(planner, resolved.key, body, transform, reader)
+            if found is not None:
+                (plan, stored), index = found, None
+            else:
+                plan, index = await plan_for(planner, resolved.key, body, transform, reader)
     except MediaError as exc:
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
@@ -300,6 +319,45 @@ async def _flv_stored_audio(
         if plan is None:
             rendered.close()
     return None if plan is None else (plan, rendered)
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """Reads of a sparse object that keep its prefetches ahead of the reader."""
+
+    body: Body
+    read_at: ReadAt
+
+    async def __call__(self, offset: int, length: int) -> bytes:
+        self.body.ahead(offset)
+        return await self.read_at(offset, length)
+
+
+async def _flv_partial(body: Body, transform: Transform, read_at: ReadAt) -> Plan | None:
+    """A seek of a sparse FLV planned from its head and its tags from the seek's keyframe
+    on (`media.flv.partial`), fetching only those; None when the file's keyframes index
+    cannot place the seek (the caller reads the whole object)."""
+    seek = _flv_seek(transform)
+    size = body.size
+    if size is None or not wants_partial(seek, transform.audio_only):
+        return None
+    head = await run_async(read_head(size), read_at)
+    start = None if head is None else keyframe_of(head, seek)
+    if head is None or start is None:
+        return None
+    # To the end, or to a byte end: fetched ahead of the scan (a time end is found by it).
+    stop = size if seek.end is None else seek.end_offset
+    if stop is not None:
+        body.prefetch([(start, min(stop + FLV_HEAD, size))])
+    reading = read_partial_index(size, head, start, seek, transform.audio_only)
+    index = await run_async(reading, _Ahead(body, read_at), offload=OFFLOAD_BYTES)
+    if index is None:
+        return None
+    plan = await flv_index_plan(index, transform)
+    held = [(0, head.end), (start, size)]
+    if plan is None or not all(partial_covers(span, held) for span in plan.spans()):
+        return None
+    return plan
 
 
 def _flv_seek(transform: Transform) -> FlvSeek:
