@@ -1078,7 +1078,8 @@ class Mp4Index:
             relative = layout.positions[first_chunk : first_chunk + count]
             first_chunk += count
             relatives.append(relative)
-            widest.append((int(max(relative)) if count else 0, count))
+            top = max(relative) if isinstance(relative, list) else relative.max()
+            widest.append((int(top) if count else 0, count))
 
         # As `_plan`: the size without chunk offsets (a placeholder stbl of the right
         # size stands in), plus theirs.
@@ -1095,14 +1096,14 @@ class Mp4Index:
         for (at, parts, stco_at, fixed), relative in zip(stbls, relatives, strict=True):
             stco = fast.offsets_box(relative, base)
             parts[stco_at] = stco
-            replace[at] = b"".join([header_bytes(b"stbl", fixed + len(stco)), *parts])
+            replace[at] = [header_bytes(b"stbl", fixed + len(stco)), *parts]
         places = tuple(sorted(replace))
         skeleton = self.skeletons.get(places)
         if skeleton is None:
             skeleton = self.skeletons[places] = Skeleton(
                 movie.data, movie.box, places, self.children
             )
-        moov = skeleton.build({at: _joined(new) for at, new in replace.items()})
+        moov = skeleton.build(replace)
         head = b"".join([self.ftyp, *moov, mdat_header])
         pairs = zip(layout.starts, layout.lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
@@ -1223,13 +1224,6 @@ def _fast_stbl(
         else:
             parts.append(item)
     return parts, stco_at
-
-
-def _joined(new: Replacement) -> Piece:
-    """A replacement as one piece (None: dropped)."""
-    if new is None:
-        return b""
-    return b"".join(new) if isinstance(new, list) else new
 
 
 def _settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children_offset, header_bytes
 
 Part = bytes | memoryview
+Replacement = Part | list[Part] | None
 
 
 class Skeleton:
     """The rebuilt moov's pieces, with a slot per replaced box that a rebuild reaches
     and a header per container it re-serialises (innermost first)."""
 
-    __slots__ = ("containers", "parts", "slots")
+    __slots__ = ("containers", "parts", "sizes", "slots")
 
     def __init__(
         self, data: memoryview, moov: Box, places: tuple[int, ...], kids: Callable[[Box], list[Box]]
@@ -30,6 +31,7 @@ class Skeleton:
         self.slots: dict[int, int] = {}  # replaced box offset -> its part
         self.containers: list[tuple[int, bytes, int]] = []  # (header part, type, end part)
         self._walk(data, moov, set(places), list(places), kids)
+        self.sizes = [len(part) for part in self.parts]
 
     def _walk(
         self,
@@ -58,11 +60,27 @@ class Skeleton:
             self._walk(data, child, places, ordered, kids)
         self.containers.append((at, box.type, len(parts)))
 
-    def build(self, replace: Mapping[int, Part]) -> list[Part]:
-        """The rebuilt moov's pieces with these replacements (every place given)."""
-        parts = list(self.parts)
+    def build(self, replace: Mapping[int, Replacement]) -> list[Part]:
+        """The rebuilt moov's pieces with these replacements (every place given; None
+        drops a box, a list is a box in pieces, which stay pieces: a large `stbl` is
+        copied once, by whoever joins the moov)."""
+        parts: list[Part | list[Part]] = list(self.parts)
+        sizes = list(self.sizes)
         for offset, at in self.slots.items():
-            parts[at] = replace[offset]
+            new = replace[offset]
+            if new is None:
+                parts[at], sizes[at] = b"", 0
+            elif isinstance(new, list):
+                parts[at], sizes[at] = new, sum(map(len, new))
+            else:
+                parts[at], sizes[at] = new, len(new)
         for at, kind, end in self.containers:
-            parts[at] = header_bytes(kind, sum(map(len, parts[at + 1 : end])))
-        return parts
+            head = header_bytes(kind, sum(sizes[at + 1 : end]))
+            parts[at], sizes[at] = head, len(head)
+        flat: list[Part] = []
+        for part in parts:
+            if isinstance(part, list):
+                flat += part
+            else:
+                flat.append(part)
+        return flat
