@@ -8,10 +8,14 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from vodedge.config import NodeConfig, load_toml, zero_config
 from vodedge.config.limits import LIMIT_KEYS
+
+if TYPE_CHECKING:
+    from vodedge.edge.app import Edge
 
 FLEET_SECRET_ENV = "VODEDGE_FLEET_SECRET"
 
@@ -88,7 +92,7 @@ def serve(args: argparse.Namespace) -> int:
     admin = (node.admin_listen.host, node.admin_listen.port) if node.admin_listen else None
     where = args.origin or args.config or f"the store in {store_url or state_dir}"
 
-    async def follow_store(edge: object, index: int) -> None:
+    async def follow_store(edge: Edge, index: int) -> None:
         own = worker_store(state_dir, bool(store_url))
         await WorkerSync(own, index, listen, state_dir, report=follower is None).run(edge)
 

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.web_protocol import RequestHandler
+
     from vodedge.config import NodeConfig
+    from vodedge.config.keys import AccessKey
+    from vodedge.edge.app import Edge
 
 ACCESS_FLUSH_SECONDS = 2.0
 # Connections with no request in progress (silent, half-sent headers, idle keep-alive)
@@ -59,12 +64,12 @@ class ServeOptions:
     node_name: str = ""
     # Run in each worker beside the server, given the worker's Edge and index: the
     # control plane's loop that keeps `edge.config` and the cache in step with its store.
-    worker_task: Callable[[Any, int], Coroutine[Any, Any, None]] | None = None
+    worker_task: Callable[[Edge, int], Coroutine[Any, Any, None]] | None = None
     # Run in the master beside the workers: a fleet node's one reader of Redis.
     master_task: Callable[[], Coroutine[Any, Any, None]] | None = None
     # The API's access keys given the current configuration (a fleet's are in Redis);
     # None: the configuration's own.
-    access_keys: Callable[[Any], tuple[Any, ...]] | None = None
+    access_keys: Callable[[NodeConfig], tuple[AccessKey, ...]] | None = None
 
     def current(self) -> NodeConfig:
         """The configuration in force (serve() loads it before anything runs)."""
@@ -172,10 +177,10 @@ async def _worker(
     await runner.cleanup()
 
 
-async def _close_idle(runner: Any, idle_timeout: float) -> None:
+async def _close_idle(runner: web.BaseRunner, idle_timeout: float) -> None:
     """Close connections that have had no request in progress for `idle_timeout`."""
     loop = asyncio.get_running_loop()
-    idle_since: dict[object, float] = {}
+    idle_since: dict[RequestHandler, float] = {}
     while True:
         await asyncio.sleep(min(SWEEP_SECONDS, idle_timeout / 2))
         server = runner.server
@@ -226,7 +231,9 @@ def _on_parent_death(sig: int) -> None:
         sys.stderr.write(f"vodedge: prctl(PR_SET_PDEATHSIG) failed: {ctypes.get_errno()}\n")
 
 
-async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
+async def _admin(
+    address: tuple[str, int], options: ServeOptions
+) -> tuple[web.AppRunner, list[int]]:
     from aiohttp import web
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client import multiprocess as prom_multiprocess
@@ -300,7 +307,7 @@ async def _admin(address: tuple[str, int], options: ServeOptions) -> Any:
     return runner, [s.fileno() for s in getattr(site._server, "sockets", ())]
 
 
-def _access_keys(options: ServeOptions) -> tuple[Any, ...]:
+def _access_keys(options: ServeOptions) -> tuple[AccessKey, ...]:
     if options.access_keys is not None:
         return options.access_keys(options.current())
     return tuple(options.current().access_keys)
@@ -400,7 +407,7 @@ async def _supervise(
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
-    admin = None
+    admin: web.AppRunner | None = None
     if options.admin:
         admin, options.masters_only = await _admin(options.admin, options)
     follower = loop.create_task(options.master_task()) if options.master_task else None

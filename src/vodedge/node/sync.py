@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
@@ -28,6 +28,8 @@ from vodedge.edge.resolve import cache_key
 if TYPE_CHECKING:
     from prometheus_client import Gauge
 
+    from vodedge.edge.app import Edge
+
 POLL_SECONDS = 0.25
 PRELOADS_AT_ONCE = 4
 PRELOAD_TIMEOUT = 600.0
@@ -39,7 +41,7 @@ def _split(path: str) -> tuple[str, str, str]:
     return (parts.hostname or "", parts.path or "/", parts.query)
 
 
-def apply_refresh(edge: Any, task: TaskRecord) -> int:
+def apply_refresh(edge: Edge, task: TaskRecord) -> int:
     """Apply a refresh to the cache; how many objects it touched.
 
     A file is dropped. A directory or a regular expression's matches are dropped with
@@ -102,7 +104,7 @@ class WorkerSync:
         self._preloads: set[asyncio.Task[None]] = set()
         self.version_gauge: Gauge | None = None
 
-    async def run(self, edge: Any) -> None:
+    async def run(self, edge: Edge) -> None:
         """Poll until cancelled."""
         if self.report:
             # Not imported otherwise: a gauge made in a process is 0 there until set,
@@ -146,7 +148,7 @@ class WorkerSync:
                     note(False)
                 await asyncio.sleep(POLL_SECONDS)
 
-    async def step(self, edge: Any, session: aiohttp.ClientSession) -> None:
+    async def step(self, edge: Edge, session: aiohttp.ClientSession) -> None:
         """One look at the store."""
         version = self.store.version()
         if version == self.seen:
