@@ -135,11 +135,15 @@ def test_redis_down_nodes_serve_writes_refused_and_nothing_lost(fleet: Fleet) ->
     name = "outage.example.com"
     _add_domain(fleet, name)
     for node in fleet.nodes:
-        _answer(node, name, fleet.talk)
+        node.prime(name, fleet.talk)  # stored: a MISS from now on is the purge's
     a, b, c = fleet.nodes
     c.stop()  # away during the purge
     task = fleet.sdk(1)("RefreshObjectCaches", ObjectPath=f"{name}{fleet.talk}", ObjectType="File")
     assert task["RefreshTaskId"]
+    # A and B drop the object before the outage (applied later, it would drop the copy
+    # the outage's requests below fill, and a HIT expected there would be a MISS).
+    for node in (a, b):
+        wait_until(lambda n=node: _answer(n, name, fleet.talk)[2] == "MISS", 5, "the purge")
     assert _metric(a, "vodedge_store_up") == 1 and _metric(a, "vodedge_store_version") > 0
     fleet.redis.stop()
     wait_until(lambda: _metric(b, "vodedge_store_up") == 0, 5, "store_up to show the outage")
