@@ -8,6 +8,7 @@ import multiprocessing
 from dataclasses import replace
 
 import pytest
+from dropping_proxy import DroppingProxy
 from redis_harness import RedisServer
 from store_records import record
 
@@ -174,3 +175,20 @@ def test_redis_out_of_reach_is_store_unavailable(redis_server: RedisServer) -> N
         store.add_task("file", [("video.example.com", "video.example.com/a")], False)
     redis_server.start()
     assert [d.name for d in store.domains()] == ["video.example.com"]
+
+
+def test_a_connection_dropped_on_the_way_is_made_again(redis_server: RedisServer) -> None:
+    """A pooled connection that a middlebox forgot (or a Redis restarted) fails only
+    when used: the call is made again once on a new connection, not refused with 503."""
+    proxy = DroppingProxy(redis_server.port)
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{proxy.port}/0", "a")
+        stored = store.add_domain(record())
+        proxy.drop()
+        assert store.update_domains([stored])[0].revision == stored.revision + 1
+        proxy.drop()
+        assert store.add_task("file", [("video.example.com", "video.example.com/a")], False)
+        assert proxy.accepts == 3  # a new connection each time, the first call's reused
+        store.close()
+    finally:
+        proxy.close()

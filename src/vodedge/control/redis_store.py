@@ -28,7 +28,9 @@ from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
+from redis.backoff import NoBackoff
 from redis.client import Pipeline
+from redis.retry import Retry
 
 from vodedge.config import Function
 from vodedge.config.keys import AccessKey
@@ -183,11 +185,20 @@ class Delta:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for a `redis://`, `rediss://` or `redis+sentinel://` URL, with short timeouts."""
+    """A client for a `redis://`, `rediss://` or `redis+sentinel://` URL, with short
+    timeouts and one new connection for a call whose connection broke."""
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": 2.0,
         "socket_connect_timeout": 2.0,
+        # A pooled connection that Redis (restarted) or a middlebox dropped fails only when
+        # used; from a URL, redis-py would not try again, and the API would answer 503
+        # though Redis is back. Once, on a connection error only: a timeout may hide a
+        # command that ran (and a hung Redis would cost two). A write whose reply was lost
+        # may be sent again: ours are WATCHed transactions that check what they change,
+        # or write the same values and ids again (a usage sample would count twice, as
+        # the sampler's next look would after a failure).
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     }
     if url.startswith("redis+sentinel://"):
         from redis.sentinel import Sentinel
