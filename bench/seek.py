@@ -160,6 +160,12 @@ def in_process(path: Path, samples: int) -> list[Row]:
         cases: list[tuple[str, Callable[[float], object], float]] = [
             ("warm: random 10-s clip, full", lambda s: index.clip(s, s + CLIP), 0.5e-3),
             (
+                "warm: random 10-s clip, full, general path (per-sample tables; before the "
+                "fast path)",
+                lambda s: index.clip(s, s + CLIP, general=True),
+                0.5e-3,
+            ),
+            (
                 "warm: random 10-s clip, audio-only",
                 lambda s: index.clip(s, s + CLIP, audio_only=True),
                 0.5e-3,

@@ -24,17 +24,12 @@ SMALL = 64
 Column = list[int] | Ints
 
 _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
-_ONE_RUN = Struct(">I4sIIII")
+_RUN = Struct(">II")
 
 
 def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
     """A full box of `count` entries: size, type, version (flags 0), count, entries."""
     return _HEAD.pack(16 + len(entries), kind, version << 24, count) + entries
-
-
-def one_run_box(kind: bytes, count: int, value: int) -> bytes:
-    """A version 0 run-length box (`stts`) of one run."""
-    return _ONE_RUN.pack(24, kind, 0, 1, count, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +68,8 @@ class Runs:
         """(entry count, entries) of samples `[first, stop)`; `stop > first`, and
         `stop` within the samples the runs describe."""
         ends = self.ends
+        if len(ends) == 1:  # one duration throughout (constant frame rate, audio)
+            return 1, _RUN.pack(stop - first, int(self.entries[1]))
         lo = int(ends.searchsorted(first, "right"))
         hi = int(ends.searchsorted(stop - 1, "right")) + 1
         part = self.entries[2 * lo : 2 * hi].copy()
