@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
@@ -46,7 +46,23 @@ TARGET_CLIP = 1.5  # (origin bytes - moov) / response size
 CLIP = "start=600&end=610"
 READY = "/cold-bench-ready"  # not in the docroot
 CASE_KEYS = ("whole-head", "whole-tail", "whole-30min", "whole-flv", "audio-head", "audio-tail",
-             "audio-30min", "audio-flv", "clip-30min", "range-1gib")  # fmt: skip
+             "audio-30min", "audio-flv", "clip-30min", "range-1gib", "whole-flv30", "audio-flv30",
+             "bytes-flv30", "time-flv30", "time-open-flv30")  # fmt: skip
+# FLV seeks on the 30-minute FLV (keyframes index in its onMetaData): a byte offset (the
+# keyframe the index names nearest this time), a 10-s clip and an open-ended start by time.
+FLV_SEEK_AT = 900.0
+FLV_CLIP = "start=600&end=610"
+FLV_BY_TIME = """\
+[[domain]]
+name = "*"
+origins = [{origin}]
+[[domain.function]]
+name = "video_seek"
+args = {{ enable = "on", flv_seek_by_time = "on" }}
+[[domain.function]]
+name = "ali_video_split"
+args = {{ enable = "on" }}
+"""
 
 
 @dataclass
@@ -59,7 +75,11 @@ class Case:
     file: str  # the docroot name it reads
     headers: dict[str, str] = field(default_factory=dict)
     read_limit: int | None = None  # hang up after this many body bytes
-    expect: str = "file"  # "file", "extract", "warm" (the same request again, cached), "range"
+    # "file", "extract", "warm" (the same request again, cached), "range", "flv" (the
+    # plan of `flv` from the whole file's tag index)
+    expect: str = "file"
+    config: str | None = None  # domains (a template of {origin}) instead of zero-config
+    flv: tuple[float | int | None, float | int | None, bool, bool] | None = None
 
 
 @dataclass
@@ -280,7 +300,12 @@ def run_case(
 ) -> Result:
     """One cold request against a fresh vodedge; see the module's docstring."""
     result = Result(case)
-    with vodedge_server(origin.url, "/", src=src) as edge:
+    config = None
+    if case.config is not None:
+        config = SCRATCH / f"cold-{case.key}.toml"
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        config.write_text(case.config.format(origin=json.dumps(origin.url)))
+    with vodedge_server(origin.url, "/", src=src, config=config) as edge:
         # The master listens before its worker runs: one request that the origin answers
         # 404 makes sure the worker serves (and has met the origin) before the clock starts.
         ready = timed_get(edge.base, READY, {}, None, options.timeout)[0]
@@ -324,15 +349,22 @@ def run_case(
 # -- the benchmark -----------------------------------------------------------------------------
 
 
-def make_cases() -> tuple[list[Case], dict[str, Path]]:
-    """Every case, and the files (docroot name to path) they read."""
-    files = {
-        "5min.mp4": media.ensure(media.MP4_720P),
-        "5min-tail.mp4": media.ensure(media.MP4_720P_TAIL),
-        "30min.mp4": media.ensure(media.MP4_LONG),
-        "5min.flv": media.ensure(media.FLV_720P),
-        "big.bin": big_object(),
-    }
+SOURCES: dict[str, Callable[[], Path]] = {
+    "5min.mp4": lambda: media.ensure(media.MP4_720P),
+    "5min-tail.mp4": lambda: media.ensure(media.MP4_720P_TAIL),
+    "30min.mp4": lambda: media.ensure(media.MP4_LONG),
+    "5min.flv": lambda: media.ensure(media.FLV_720P),
+    "big.bin": big_object,
+    "30min.flv": lambda: media.ensure(media.FLV_LONG),
+}
+
+
+def make_cases(keys: list[str] | None = None) -> tuple[list[Case], dict[str, Path]]:
+    """The cases `keys` (all by default), and the files (docroot name to path) they read
+    (only those are made)."""
+    wanted = set(keys or CASE_KEYS)
+    flv30 = any(key.endswith("flv30") for key in wanted)
+    at = flv_keyframe(SOURCES["30min.flv"](), FLV_SEEK_AT) if flv30 else 0
     cases = [
         Case("whole-head", "whole object, 5-min 720p, moov at head", "/5min.mp4", "5min.mp4"),
         Case("whole-tail", "whole object, 5-min 720p, moov at tail", "/5min-tail.mp4",
@@ -352,8 +384,48 @@ def make_cases() -> tuple[list[Case], dict[str, Path]]:
         Case("range-1gib", f"Range: bytes={BIG_OFFSET}- into a 1 GiB object "
              f"(reads {BIG_READ >> 20} MiB)", "/big.bin", "big.bin",
              {"Range": f"bytes={BIG_OFFSET}-"}, read_limit=BIG_READ, expect="range"),
+        Case("whole-flv30", "whole object, 30-min FLV (96 MB)", "/30min.flv", "30min.flv"),
+        Case("audio-flv30", "?ali_audio_only=1, 30-min FLV", "/30min.flv?ali_audio_only=1",
+             "30min.flv", expect="extract"),
+        Case("bytes-flv30", f"?start={at} (bytes: the keyframe at {FLV_SEEK_AT:.0f} s), "
+             "30-min FLV", f"/30min.flv?start={at}", "30min.flv", expect="flv",
+             flv=(at, None, False, False)),
+        Case("time-flv30", f"?{FLV_CLIP} (seconds, flv_seek_by_time), 30-min FLV",
+             f"/30min.flv?{FLV_CLIP}", "30min.flv", expect="flv", config=FLV_BY_TIME,
+             flv=(600.0, 610.0, True, False)),
+        Case("time-open-flv30", f"?start={FLV_SEEK_AT:.0f} (seconds), 30-min FLV",
+             f"/30min.flv?start={FLV_SEEK_AT:.0f}", "30min.flv", expect="flv",
+             config=FLV_BY_TIME, flv=(FLV_SEEK_AT, None, True, False)),
     ]  # fmt: skip
-    return cases, files
+    cases = [case for case in cases if case.key in wanted]
+    return cases, {case.file: SOURCES[case.file]() for case in cases}
+
+
+def flv_keyframe(path: Path, seconds: float) -> int:
+    """The file position of the last keyframe at or before `seconds` in the FLV's
+    onMetaData keyframes index."""
+    from vodedge.media.flv.partial import read_head
+    from vodedge.media.reading import run
+
+    with path.open("rb") as file:
+        head = run(read_head(path.stat().st_size), lambda o, n: os.pread(file.fileno(), n, o))
+    assert head is not None, f"{path.name} has no keyframes index"
+    return int(max(p for t, p in head.pairs if t <= seconds))
+
+
+def flv_digest(path: Path, seek: tuple[float | int | None, float | int | None, bool, bool]) -> str:
+    """The SHA-256 of an FLV seek's answer, planned from the whole file's tag index."""
+    from vodedge.media.flv.index import read_flv_index
+    from vodedge.media.flv.seek import parse_seek
+    from vodedge.media.reading import run
+
+    start, end, by_time, audio_only = seek
+    data = path.read_bytes()
+    index = run(read_flv_index(len(data)), lambda o, n: data[o : o + n])
+    assert index is not None
+    plan = index.plan(audio_only, parse_seek(start, end, by_time))
+    assert plan is not None
+    return hashlib.sha256(plan.render(data)).hexdigest()
 
 
 def expected_digests(cases: list[Case], files: dict[str, Path]) -> dict[str, str]:
@@ -367,6 +439,9 @@ def expected_digests(cases: list[Case], files: dict[str, Path]) -> dict[str, str
             out[case.key] = extract_digest(path)
         elif case.expect == "range":
             out[case.key] = sha256_file(path, BIG_OFFSET, case.read_limit)
+        elif case.expect == "flv":
+            assert case.flv is not None
+            out[case.key] = flv_digest(path, case.flv)
     return out
 
 
@@ -401,15 +476,14 @@ def secs(seconds: float) -> str:
 
 def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
     """Run the chosen cases side by side in one run; a table and a Section for results.md."""
-    cases, files = make_cases()
-    chosen = [c for c in cases if not options.cases or c.key in options.cases]
+    chosen, files = make_cases(options.cases)
     expected = expected_digests(chosen, files)
-    moov = media.moov_location(files["30min.mp4"])[1]
+    moov = media.moov_location(files["30min.mp4"])[1] if "30min.mp4" in files else 0
     meter = LoadMeter()
     load_before = os.getloadavg()
     results: dict[str, Result] = {}
     with docroot(files) as root, shaped_origin(root, options.rate_mbit, options.rtt_ms) as origin:
-        rtt = round_trip(origin, "/big.bin")
+        rtt = round_trip(origin, "/" + next(iter(files)))
         for case in chosen:
             print(f"  cold: {case.key} ...", file=sys.stderr, flush=True)
             results[case.key] = run_case(case, origin, root, expected, options, src)
@@ -419,7 +493,7 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
     notes: list[str] = []
 
     def whole_time(file: str) -> float | None:
-        for key in ("whole-head", "whole-tail", "whole-30min", "whole-flv"):
+        for key in ("whole-head", "whole-tail", "whole-30min", "whole-flv", "whole-flv30"):
             got = results.get(key)
             if got is not None and got.case.file == file and got.correct == "yes":
                 return got.ttlb
@@ -451,6 +525,10 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
                 f"bytes {ratio_bytes:.2f}" + ("" if flv else f" (<= {TARGET_AUDIO_BYTES})")
                 + f", time {time_ratio}" + ("" if flv else f" (<= {TARGET_AUDIO_TIME})")
             )  # fmt: skip
+        elif key.endswith("flv30"):
+            whole = whole_time(case.file)
+            time_ratio = f"{got.ttlb / whole:.2f}" if whole else "n/a"
+            ratio = f"bytes {ratio_bytes:.2f}, time {time_ratio}"
         elif key == "clip-30min":
             over = (origin_bytes - moov) / got.size if got.size else 0.0
             ratio = f"(bytes - moov) {over:.2f} (<= {TARGET_CLIP})"
@@ -497,8 +575,10 @@ def bench_cold(options: argparse.Namespace, src: Path | None = None) -> Section:
         f"cold-{label}" if label else "cold",
         f"Cold cache behind a {options.rate_mbit:g} Mbit/s origin (issue 13)"
         + (f", {label}" if label else ""),
-        [media.describe(files[n]) for n in ("5min.mp4", "5min-tail.mp4", "30min.mp4", "5min.flv")]
-        + [f"big.bin: {BIG_SIZE >> 20} MiB (sparse)"],
+        [
+            media.describe(path) if name != "big.bin" else f"big.bin: {BIG_SIZE >> 20} MiB (sparse)"
+            for name, path in files.items()
+        ],
         rows,
         notes,
     )

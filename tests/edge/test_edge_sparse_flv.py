@@ -148,7 +148,8 @@ def test_a_cold_byte_offset_seek_fetches_the_head_and_the_bytes_from_the_offset(
 ) -> None:
     """`?start=<a keyframe's file position>`: the head (64 KiB), the tag before the
     keyframe (its PreviousTagSize names it: the keyframe is checked to start a tag), and
-    everything from the keyframe on; the body is the whole file's answer."""
+    everything from the keyframe on, streamed as it arrives (chunked, as any FLV on a
+    miss); the body is the whole file's answer."""
     data = _source(KEYFRAMES, "flv-keyframes")
     path = _publish(origins, "bytes.flv", data)
     keyframes = _keyframes(data)
@@ -156,7 +157,7 @@ def test_a_cold_byte_offset_seek_fetches_the_head_and_the_bytes_from_the_offset(
     reply = edge.get(BYTES, f"{path}?start={start}", timeout=30)
     want = _whole(data, {"start": start})
     assert reply.status == 200 and reply.body == want
-    assert reply.header("Content-Length") == str(len(want))
+    assert reply.header("Transfer-Encoding") == "chunked"
     previous = int.from_bytes(data[start - 4 : start], "big")
     expected = _fetched_for(data, {"start": start}, (start - 4, len(data)))
     assert expected == _union([(0, HEAD), (start - 4 - previous, len(data))])
@@ -171,6 +172,22 @@ def test_a_cold_byte_offset_seek_fetches_the_head_and_the_bytes_from_the_offset(
         again = edge.get(BYTES, f"{path}?{query}", timeout=30)
         assert again.status == 200 and again.body == _whole(data, seek, bool(audio)), query
     assert len(ranged.log(path)) == seen
+
+
+def test_a_cold_byte_offset_seek_with_a_range_is_planned_exactly(
+    edge: Vodedge, origins: Origins, ranged: RangedOrigin
+) -> None:
+    """A Range needs the answer's size: planned from the head and the tags from the
+    keyframe on (not streamed), the same ranges fetched."""
+    data = _source(KEYFRAMES, "flv-keyframes")
+    path = _publish(origins, "bytes-ranged.flv", data)
+    _, start = _keyframes(data)[2]
+    want = _whole(data, {"start": start})
+    reply = edge.get(BYTES, f"{path}?start={start}", {"Range": "bytes=1000-"}, timeout=30)
+    assert reply.status == 206 and reply.body == want[1000:]
+    assert reply.header("Content-Range") == f"bytes 1000-{len(want) - 1}/{len(want)}"
+    previous = int.from_bytes(data[start - 4 : start], "big")
+    assert _each_byte_once(ranged, path) == [(0, HEAD), (start - 4 - previous, len(data))]
 
 
 def test_a_cold_time_seek_reads_from_the_keyframe_the_index_names(

@@ -43,6 +43,7 @@ from vodedge.media.flv.partial import (
     partial_covers,
     read_head,
     read_partial_index,
+    verify_start,
     wants_partial,
 )
 from vodedge.media.flv.seek import FlvSeek, parse_seek
@@ -191,17 +192,22 @@ async def _transformed(
     started = time.monotonic()
     stored: Body | None = None
     try:
-        partial = None
+        from_part = None
         if transform.kind == "flv" and body.sparse is not None and not body.complete:
             # A cold FLV fetched as ranges: a seek reads its head and its tags from the
-            # keyframe on, where the keyframes index allows; else all of it, ahead.
-            partial = await _flv_partial(body, transform, reader)
-            if partial is None:
+            # keyframe on, where the keyframes index allows (a byte seek streamed as they
+            # arrive); else all of it, ahead.
+            if _can_stream_flv(ranged, transform) and transform.start is not None:
+                streamed = await _flv_stream_partial(body, how, transform, reader)
+                if streamed is not None:
+                    return streamed
+            from_part = await _flv_partial(body, transform, reader)
+            if from_part is None:
                 size = body.size
                 body.prefetch([(0, size if size is not None else FLV_HEAD)])
                 reader = _Ahead(body, reader)
-        if partial is not None:
-            plan, index = partial, None
+        if from_part is not None:
+            plan, index = from_part, None
         elif transform.kind == "flv" and not body.complete and _can_stream_flv(ranged, transform):
             return await _flv_stream(body, how, transform)
         else:
@@ -354,10 +360,68 @@ async def _flv_partial(body: Body, transform: Transform, read_at: ReadAt) -> Pla
     if index is None:
         return None
     plan = await flv_index_plan(index, transform)
-    held = [(0, head.end), (start, size)]
-    if plan is None or not all(partial_covers(span, held) for span in plan.spans()):
+    if plan is None or not all(partial_covers(span, head.end, start) for span in plan.spans()):
         return None
     return plan
+
+
+async def _flv_stream_partial(
+    body: Body, how: str, transform: Transform, read_at: ReadAt
+) -> Output | None:
+    """A byte seek of a sparse FLV streamed from its head and the tags from the keyframe
+    its keyframes index names (the filter sees the two as one file), fetched ahead of
+    the client; the same bytes as its plan. None: the index does not place the seek."""
+    seek = _flv_seek(transform)
+    size = body.size
+    if size is None or seek.by_time or seek.start is None:
+        return None
+    head = await run_async(read_head(size), read_at)
+    start = None if head is None else keyframe_of(head, seek)
+    if head is None or start is None:
+        return None
+    if not await run_async(verify_start(size, head, start), read_at):
+        return None
+    shift = start - head.end
+    end = seek.end_offset
+    stop = size if end is None else min(end + FLV_HEAD, size)
+    body.prefetch([(start, stop)])
+    flv = FlvFilter(
+        audio_only=transform.audio_only,
+        start=head.end,
+        end=None if end is None else end - shift,
+    )
+    headers = cache_headers(body, how)
+    headers["Content-Type"] = "video/x-flv"
+    data = await body.read_at(0, head.end)
+    first = flv.feed(data)
+    counts = _Counts(len(data), sum(map(len, first)))
+
+    async def pieces() -> AsyncGenerator[Piece, None]:
+        for chunk in first:
+            yield chunk
+        offset = start
+        while offset < stop and not flv.finished:
+            body.ahead(offset)
+            data = await body.read_at(offset, min(stop - offset, 1 << 20))
+            if not data:
+                raise OSError("the cached object is shorter than its length")
+            offset += len(data)
+            counts.read += len(data)
+            for chunk in flv.feed(data):
+                counts.made += len(chunk)
+                yield chunk
+        for chunk in flv.close():
+            counts.made += len(chunk)
+            yield chunk
+
+    async def open_stream(start: int, end: int | None) -> Pieces:
+        return Pieces(pieces())
+
+    validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
+    output = Output(headers, validators, None, open_stream)
+    if transform.audio_only:
+        output.saving = counts.saving
+    return output
 
 
 def _flv_seek(transform: Transform) -> FlvSeek:

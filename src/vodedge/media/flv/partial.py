@@ -124,37 +124,43 @@ def keyframe_of(head: FlvHead, seek: FlvSeek) -> int | None:
     return int(found[-1])
 
 
+def verify_start(size: int, head: FlvHead, start: int) -> Reading[bool]:
+    """Whether a video keyframe tag starts at `start` (at or past the head's end): the
+    PreviousTagSize before it names a tag that ends there."""
+    if not head.end <= start < size:
+        return False
+    if start > head.end:
+        # The tag before `start` must end there: its PreviousTagSize, then its header.
+        back = yield ReadRequest(start - 4, 4)
+        if len(back) < 4:
+            return False
+        previous = U32.unpack_from(back)[0]
+        before = start - 4 - previous
+        if previous < TAG_HEADER_SIZE or before < head.end:
+            return False
+        prior = yield ReadRequest(before, TAG_HEADER_SIZE)
+        if len(prior) < TAG_HEADER_SIZE:
+            return False
+        word = U32.unpack_from(prior)[0]
+        if (word >> 24) & 0x1F not in (AUDIO, VIDEO, SCRIPT):
+            return False
+        if (word & 0xFFFFFF) != previous - TAG_HEADER_SIZE:
+            return False
+    tag = yield ReadRequest(start, TAG_HEADER_SIZE + 2)
+    if len(tag) < TAG_HEADER_SIZE + 1:
+        return False
+    word = U32.unpack_from(tag)[0]
+    length = word & 0xFFFFFF
+    b1 = tag[TAG_HEADER_SIZE + 1] if len(tag) > TAG_HEADER_SIZE + 1 else 0
+    return (word >> 24) & 0x1F == VIDEO and is_video_keyframe(length, tag[TAG_HEADER_SIZE], b1)
+
+
 def read_partial_index(
     size: int, head: FlvHead, start: int, seek: FlvSeek, audio_only: bool
 ) -> Reading[FlvIndex | None]:
     """The index of the head's tags and the tags from `start` (a keyframe) on, up to
     where `seek` ends, at their real offsets; None when `start` is not a keyframe tag."""
-    if not head.end <= start < size:
-        return None
-    if start > head.end:
-        # The tag before `start` must end there: its PreviousTagSize, then its header.
-        back = yield ReadRequest(start - 4, 4)
-        if len(back) < 4:
-            return None
-        previous = U32.unpack_from(back)[0]
-        before = start - 4 - previous
-        if previous < TAG_HEADER_SIZE or before < head.end:
-            return None
-        prior = yield ReadRequest(before, TAG_HEADER_SIZE)
-        if len(prior) < TAG_HEADER_SIZE:
-            return None
-        word = U32.unpack_from(prior)[0]
-        if (word >> 24) & 0x1F not in (AUDIO, VIDEO, SCRIPT):
-            return None
-        if (word & 0xFFFFFF) != previous - TAG_HEADER_SIZE:
-            return None
-    tag = yield ReadRequest(start, TAG_HEADER_SIZE + 2)
-    if len(tag) < TAG_HEADER_SIZE + 1:
-        return None
-    word = U32.unpack_from(tag)[0]
-    length = word & 0xFFFFFF
-    b1 = tag[TAG_HEADER_SIZE + 1] if len(tag) > TAG_HEADER_SIZE + 1 else 0
-    if (word >> 24) & 0x1F != VIDEO or not is_video_keyframe(length, tag[TAG_HEADER_SIZE], b1):
+    if not (yield from verify_start(size, head, start)):
         return None
     shift = start - head.end
     stop_offset = seek.end_offset
@@ -233,12 +239,12 @@ def partial_plan(
     plan = index.plan(audio_only, seek)
     if plan is None:
         return None
-    held = [(0, head.end), (start, size)]
-    if not all(partial_covers(span, held) for span in plan.spans()):
+    if not all(partial_covers(span, head.end, start) for span in plan.spans()):
         return None  # it would need tags between the head and the keyframe
-    return plan, held
+    return plan, [(0, size)] if start == head.end else [(0, head.end), (start, size)]
 
 
-def partial_covers(span: Span, held: list[tuple[int, int]]) -> bool:
-    """Whether `span` lies within one of the stretches read."""
-    return any(low <= span.offset and span.end <= high for low, high in held)
+def partial_covers(span: Span, head_end: int, start: int) -> bool:
+    """Whether `span` lies within the stretches read: the head (`[0, head_end)`) and the
+    tags from `start` on (one stretch when `start` is the head's end)."""
+    return span.end <= head_end or span.offset >= start or start == head_end
