@@ -5,7 +5,9 @@
             ─ plan ─────> Output (headers, validators, size, how to make its bytes)
             ─ deliver ──> the response: conditionals, Range, HEAD, one body writer
 
-Logging, metrics and the last-resort 500 are middleware (`observe`).
+Logging, metrics and the last-resort 500 wrap every request (`observe`). The server is
+aiohttp's low-level one with a single handler (`answer`): no Application, router,
+middleware or signals, which a HIT would pay for on every request.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -22,9 +25,9 @@ from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics, resp_headers
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
 from vodedge.edge.cache_sparse import SEGMENT
-from vodedge.edge.deliver import SEND_TIMEOUT, deliver
+from vodedge.edge.deliver import deliver
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
-from vodedge.edge.observe import exchange_of, observe
+from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, observe
 from vodedge.edge.origin import OriginError
 from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
 from vodedge.edge.passthrough import no_room, uncached_output
@@ -33,7 +36,6 @@ from vodedge.edge.refusal import Refusal
 from vodedge.edge.resolve import Resolved, ResolveMemo
 from vodedge.edge.source import OriginPool, OriginSet
 
-SERVER = bad_requests.SERVER
 # A transform's cold object is first asked for this many bytes: where its index is.
 HEAD = 64 << 10
 _BYTES = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
@@ -90,25 +92,36 @@ class Edge:
         await self.cache.close()
 
 
-EDGE: web.AppKey[Edge] = web.AppKey("edge", Edge)
+EDGE: web.RequestKey[Edge] = web.RequestKey("edge", Edge)
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
+async def answer(edge: Edge, request: web.BaseRequest) -> web.StreamResponse:
+    """The server's one handler: the listening page's requests, or `handle`, observed;
+    then the headers every response gets (unless it went out already)."""
+    request[EDGE] = edge
+    request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
+    route = listen.route if request.path.startswith(listen.PREFIX) else handle
+    response = await observe(request, route)
+    if not response.prepared:
+        resp_headers.finish(request, response)
+    return response
+
+
+async def handle(request: web.BaseRequest) -> web.StreamResponse:
     """Answer one client request; once more if a sparse object turned out to have changed
     at the origin before any byte was sent (its extents are gone: the next try starts
     cold, from the version the origin holds now)."""
     exchange = exchange_of(request)
     try:
-        return await _handle(request)
+        return await _handle(request, exchange)
     except Refusal as refusal:
         if refusal.code != "origin_changed" or exchange.prepared is not None:
             raise
-    return await _handle(request)
+    return await _handle(request, exchange)
 
 
-async def _handle(request: web.Request) -> web.StreamResponse:
-    edge = request.app[EDGE]
-    exchange = exchange_of(request)
+async def _handle(request: web.BaseRequest, exchange: Exchange) -> web.StreamResponse:
+    edge = request[EDGE]
     resolved = edge.resolver.resolve(request, edge.config)
     domain = resolved.domain
     exchange.domain, exchange.function = domain.name, resolved.function
@@ -136,25 +149,25 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     except OriginError as exc:
         raise Refusal(exc.status, exc.code, exc.message) from None
     except Uncached as exc:
-        metrics.child(metrics.CACHE_LOOKUPS, domain.name, "BYPASS").inc()
+        metrics.count_lookup(domain.name, "BYPASS")
         exchange.cache = "BYPASS"
         if resolved.transform is not None:
             await exc.release(0)
             raise no_room() from None
         return await _bypass(request, resolved, exc, origins)
-    metrics.child(metrics.CACHE_LOOKUPS, domain.name, how).inc()
+    metrics.count_lookup(domain.name, how)
     exchange.cache = how
     body.headers_only = request.method == "HEAD"
     rule = resolved.ttl_rule
     if resolved.source is not None:
         meta = body.meta
-        request["cache_control"] = source_cache_control(
+        exchange.cache_control = source_cache_control(
             meta.stored_at, meta.expires_at, time.time()
         )
     elif rule is not None and rule.follow_to_client:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)
-        request["cache_control"] = f"max-age={remaining}"
+        exchange.cache_control = f"max-age={remaining}"
     try:
         if resolved.transform is None:
             output = plain_output(resolved, body, how, origins)
@@ -185,7 +198,7 @@ def _parents(edge: Edge, resolved: Resolved) -> ParentAccess | None:
 
 
 def _ranged_fetch(
-    request: web.Request, resolved: Resolved, origins: OriginSet
+    request: web.BaseRequest, resolved: Resolved, origins: OriginSet
 ) -> tuple[OriginSet | None, First | None]:
     """How the object may be fetched (the `range` function): as ranges from `origins`
     (None: whole), and the first bytes this request needs of a cold one (None: all)."""
@@ -221,7 +234,7 @@ def client_first(header: str | None) -> First | None:
 
 
 async def _bypass(
-    request: web.Request, resolved: Resolved, uncached: Uncached, origins: OriginSet
+    request: web.BaseRequest, resolved: Resolved, uncached: Uncached, origins: OriginSet
 ) -> web.StreamResponse:
     """No room in the cache: the object straight from the origin, not stored."""
     try:
@@ -234,26 +247,8 @@ async def _bypass(
         raise Refusal(exc.status, exc.code, exc.message) from None
 
 
-def make_app(edge: Edge) -> web.Application:
-    """The client-facing application."""
+def make_server(edge: Edge, **kwargs: Any) -> web.Server:
+    """The client-facing server (`kwargs`: aiohttp's, e.g. keepalive_timeout). Whoever
+    runs it closes `edge` after it."""
     bad_requests.install()
-    app = web.Application(
-        client_max_size=0, handler_args={"max_field_size": 8190}, middlewares=[observe]
-    )
-    app[EDGE] = edge
-    app[SEND_TIMEOUT] = edge.limits.send_timeout
-    listen.add_routes(app)  # /_vodedge/…: the listening page, where a domain has it on
-    app.router.add_route("*", "/{tail:.*}", handle)
-
-    async def on_cleanup(app: web.Application) -> None:
-        await app[EDGE].close()
-
-    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Server"] = SERVER
-        resp_headers.apply(request, response)
-        if "cache_control" in request and response.status < 400:
-            response.headers["Cache-Control"] = request["cache_control"]
-
-    app.on_cleanup.append(on_cleanup)
-    app.on_response_prepare.append(on_prepare)
-    return app
+    return web.Server(partial(answer, edge), access_log=None, max_field_size=8190, **kwargs)

@@ -18,6 +18,7 @@ from typing import IO
 from aiohttp import web
 from multidict import CIMultiDict
 
+from vodedge.edge import resp_headers
 from vodedge.edge.cache import Body
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
 from vodedge.edge.observe import Exchange, exchange_of
@@ -42,8 +43,6 @@ QUICK_WRITE = 32 << 10
 # A complete representation this small is handed to aiohttp whole (a `web.Response`: one
 # send with its headers) when the connection holds nothing unsent (see QUICK_WRITE).
 SMALL_BODY = 16 << 10
-# The send_timeout setting of the application serving a request.
-SEND_TIMEOUT: web.AppKey[float] = web.AppKey("send_timeout", float)
 
 
 class _Response(web.StreamResponse):
@@ -55,7 +54,7 @@ class _Response(web.StreamResponse):
 
 def send_timeout(request: web.BaseRequest) -> float:
     """How long a client may take to accept one step of its response."""
-    return request.app.get(SEND_TIMEOUT, 60.0) if isinstance(request, web.Request) else 60.0
+    return exchange_of(request).send_timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +142,7 @@ class Pacer:
 
 
 async def deliver(
-    request: web.Request, output: Output, rate: tuple[int, int] | None
+    request: web.BaseRequest, output: Output, rate: tuple[int, int] | None
 ) -> web.StreamResponse:
     """Answer with `output`: conditional requests, Range, HEAD, then its body."""
     headers = output.headers
@@ -198,7 +197,7 @@ def _idle(request: web.BaseRequest) -> bool:
 
 
 async def _write(
-    request: web.Request,
+    request: web.BaseRequest,
     response: web.StreamResponse,
     pieces: Pieces,
     rate: tuple[int, int] | None,
@@ -215,6 +214,7 @@ async def _write(
         if request.method != "HEAD":
             first = await anext(pieces.pieces, None)
         unsent = False
+        resp_headers.finish(request, response)
         await response.prepare(request)
         exchange.prepared = response
         if first is not None:
@@ -241,7 +241,7 @@ async def _write(
 
 
 async def _piece(
-    request: web.Request,
+    request: web.BaseRequest,
     response: web.StreamResponse,
     piece: Piece,
     files: dict[int, IO[bytes]],
@@ -278,7 +278,7 @@ def _read(span: FileSpan) -> bytes:
 
 
 async def _send(
-    request: web.Request, response: web.StreamResponse, data: bytes, pacer: Pacer | None
+    request: web.BaseRequest, response: web.StreamResponse, data: bytes, pacer: Pacer | None
 ) -> None:
     step = len(data) if pacer is None else pacer.step
     for at in range(0, len(data), max(step, 1)):
@@ -302,7 +302,7 @@ async def _send(
 
 
 async def _sendfile(
-    request: web.Request,
+    request: web.BaseRequest,
     response: web.StreamResponse,
     file: IO[bytes],
     span: FileSpan,

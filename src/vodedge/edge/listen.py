@@ -108,7 +108,7 @@ def asset_url(name: str) -> str:
     return f"{STATIC}{name}?v={ASSETS[name].version}"
 
 
-async def route(request: web.Request) -> web.StreamResponse:
+async def route(request: web.BaseRequest) -> web.StreamResponse:
     """Answer a /_vodedge/ request; where the page is off, the ordinary handler does."""
     from vodedge.edge.app import handle
 
@@ -145,13 +145,13 @@ async def route(request: web.Request) -> web.StreamResponse:
     raise Refusal(404, "not_found", "no such page", domain=domain.name)
 
 
-def _edge(request: web.Request) -> Edge:
-    from vodedge.edge.app import EDGE  # the app registers these routes: imported late
+def _edge(request: web.BaseRequest) -> Edge:
+    from vodedge.edge.app import EDGE  # the app's handler routes here: imported late
 
-    return request.app[EDGE]
+    return request[EDGE]
 
 
-def _domain(request: web.Request) -> Domain | None:
+def _domain(request: web.BaseRequest) -> Domain | None:
     """The domain the Host names (None: the ordinary pipeline refuses it)."""
     try:
         target = read_target(request.raw_path, request.headers.get("Host"))
@@ -160,7 +160,7 @@ def _domain(request: web.Request) -> Domain | None:
     return _edge(request).config.domain_for(target.host_header)
 
 
-def checked_src(request: web.Request, domain: Domain) -> tuple[str, str]:
+def checked_src(request: web.BaseRequest, domain: Domain) -> tuple[str, str]:
     """The page's `src` (a path and query on this domain) and its kind (mp4 or flv);
     a 400 for anything else."""
 
@@ -198,7 +198,7 @@ def with_arg(src: str, name: str, value: str) -> str:
     return f"{src}{'&' if '?' in src else '?'}{name}={value}"
 
 
-def _page(request: web.Request, domain: Domain) -> web.Response:
+def _page(request: web.BaseRequest, domain: Domain) -> web.Response:
     src, kind = checked_src(request, domain)
     audio_src = with_arg(src, AUDIO_ONLY_ARG, "1") if domain.audio_split else ""
     name = unquote(src.partition("?")[0].rsplit("/", 1)[-1], errors="replace")
@@ -230,7 +230,7 @@ def _page(request: web.Request, domain: Domain) -> web.Response:
     )
 
 
-def _asset(request: web.Request, asset: Asset, cache: str = IMMUTABLE) -> web.Response:
+def _asset(request: web.BaseRequest, asset: Asset, cache: str = IMMUTABLE) -> web.Response:
     headers = {
         "ETag": asset.etag,
         "Cache-Control": cache,
@@ -242,7 +242,7 @@ def _asset(request: web.Request, asset: Asset, cache: str = IMMUTABLE) -> web.Re
     return web.Response(body=asset.body, headers=headers)
 
 
-async def _info(request: web.Request) -> web.Response:
+async def _info(request: web.BaseRequest) -> web.Response:
     """What the page shows about its file, from the object as a client would get it."""
     from vodedge.media.mp4.summary import mp4_summary
 
@@ -295,8 +295,3 @@ async def _info(request: web.Request) -> web.Response:
         content_type="application/json",
         headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
     )
-
-
-def add_routes(app: web.Application) -> None:
-    """Register the page's routes (before the catch-all)."""
-    app.router.add_route("*", PREFIX + "{tail:.*}", route)

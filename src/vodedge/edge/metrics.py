@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from prometheus_client import Counter, Histogram
@@ -10,7 +11,9 @@ Metric = TypeVar("Metric", Counter, Histogram)
 # Children by metric and label values; cleared past this many (domains come and go).
 _CHILDREN: dict[tuple[int, tuple[str, ...]], object] = {}
 MAX_CHILDREN = 10_000
-_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Counter, Counter]] = {}
+Add = Callable[[float], None]
+_REQUEST_ADDS: dict[tuple[str, str, int], tuple[Add, Add]] = {}
+_LOOKUP_ADDS: dict[tuple[str, str], Add] = {}
 
 
 def child(metric: Metric, *values: str) -> Metric:
@@ -25,21 +28,41 @@ def child(metric: Metric, *values: str) -> Metric:
     return found  # type: ignore[return-value]
 
 
+def _adder(counter: Counter) -> Add:
+    """What adds to a labelled counter's value: its value's own `inc` (the one that
+    writes the multiprocess file), without Counter.inc's checks of the amount and of
+    the labels, which cannot fail for a child counted by a positive amount."""
+    value = getattr(counter, "_value", None)
+    add = getattr(value, "inc", None)
+    return add if callable(add) else counter.inc
+
+
 def count_request(domain: str, function: str, status: int, sent: int) -> None:
-    """One answered request and its body bytes (REQUESTS, SENT_BYTES), with the two
-    children remembered per (domain, function, status)."""
+    """One answered request and its body bytes (REQUESTS, SENT_BYTES), the children
+    remembered per (domain, function, status)."""
     key = (domain, function, status)
-    found = _REQUEST_CHILDREN.get(key)
+    found = _REQUEST_ADDS.get(key)
     if found is None:
-        if len(_REQUEST_CHILDREN) >= MAX_CHILDREN:
-            _REQUEST_CHILDREN.clear()
-        found = _REQUEST_CHILDREN[key] = (
-            REQUESTS.labels(domain, function, str(status)),
-            SENT_BYTES.labels(domain, function),
+        if len(_REQUEST_ADDS) >= MAX_CHILDREN:
+            _REQUEST_ADDS.clear()
+        found = _REQUEST_ADDS[key] = (
+            _adder(REQUESTS.labels(domain, function, str(status))),
+            _adder(SENT_BYTES.labels(domain, function)),
         )
-    found[0].inc()
-    if sent:
-        found[1].inc(sent)
+    found[0](1)
+    if sent > 0:
+        found[1](sent)
+
+
+def count_lookup(domain: str, result: str) -> None:
+    """One cache lookup of `domain` (CACHE_LOOKUPS), its child remembered."""
+    key = (domain, result)
+    add = _LOOKUP_ADDS.get(key)
+    if add is None:
+        if len(_LOOKUP_ADDS) >= MAX_CHILDREN:
+            _LOOKUP_ADDS.clear()
+        add = _LOOKUP_ADDS[key] = _adder(CACHE_LOOKUPS.labels(domain, result))
+    add(1)
 
 
 REQUESTS = Counter("vodedge_requests", "Client requests answered", ["domain", "function", "status"])

@@ -1,21 +1,23 @@
-"""Middleware around every request: the access log, metrics and the last-resort 500."""
+"""Around every request: the access log, metrics and the last-resort 500."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.hdrs import EXPECT
+from aiohttp.http import HttpVersion11
 
 from vodedge.edge import accesslog, metrics
 from vodedge.edge.cache_fill import DISK_FULL
 from vodedge.edge.refusal import Refusal, error_response
 from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
 
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 # Request errors reach stderr at most once a second per kind.
 ERROR_LOG = RateLimitedLog("vodedge")
 
@@ -35,27 +37,32 @@ class Exchange:
     # Audio extraction: source bytes saved per body byte sent (see Output.saving).
     saving: Callable[[], float] | None = None
     started: float = field(default_factory=time.monotonic)
+    # How long a client may take to accept one step of its response (node setting).
+    send_timeout: float = 60.0
+    # The Cache-Control a stage chose for a successful answer (resp_headers.finish).
+    cache_control: str | None = None
 
 
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange", Exchange)
 
 
-def exchange_of(request: web.Request) -> Exchange:
-    """The request's exchange record (a fresh one outside the middleware)."""
+def exchange_of(request: web.BaseRequest) -> Exchange:
+    """The request's exchange record (a fresh one outside `observe`)."""
     found = request.get(EXCHANGE)
     if found is None:
         found = request[EXCHANGE] = Exchange()
     return found
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def observe(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
     """Run the handler; log and count what it answered, whatever happened."""
     exchange = exchange_of(request)
     status = 500
     error: str | None = None
     try:
         try:
+            if EXPECT in request.headers:
+                await _expect(request)
             response = await handler(request)
         except Refusal as refusal:
             exchange.domain = refusal.domain or exchange.domain
@@ -103,7 +110,17 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         _record(request, exchange, status, error)
 
 
-def _record(request: web.Request, exchange: Exchange, status: int, error: str | None) -> None:
+async def _expect(request: web.BaseRequest) -> None:
+    """`Expect: 100-continue` gets its interim answer (as aiohttp's Application gives it);
+    any other expectation is refused."""
+    if request.version == HttpVersion11 and request.headers[EXPECT].lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size -= 25  # not the response: its headers are still to go
+        return
+    raise Refusal(417, "expectation_failed", "only 100-continue is understood")
+
+
+def _record(request: web.BaseRequest, exchange: Exchange, status: int, error: str | None) -> None:
     metrics.count_request(exchange.domain, exchange.function, status, exchange.sent)
     if exchange.sent and exchange.saving is not None:
         saved = round(exchange.sent * exchange.saving())

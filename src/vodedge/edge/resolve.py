@@ -77,7 +77,7 @@ class Resolved:
         return "plain" if self.transform is None else self.transform.function
 
 
-def resolve(request: web.Request, config: NodeConfig) -> Resolved:
+def resolve(request: web.BaseRequest, config: NodeConfig) -> Resolved:
     """The request's domain, transform and cache key; Refusal when it is not served."""
     try:
         target = read_target(request.raw_path, request.headers.get("Host"))
@@ -172,7 +172,7 @@ class ResolveMemo:
         self._config: NodeConfig | None = None
         self._found: dict[tuple[str | None, str, bool], Resolved] = {}
 
-    def resolve(self, request: web.Request, config: NodeConfig) -> Resolved:
+    def resolve(self, request: web.BaseRequest, config: NodeConfig) -> Resolved:
         """What `resolve(request, config)` answers, from the memo when it may."""
         if config is not self._config:
             self._found = {}
@@ -201,7 +201,7 @@ class ResolveMemo:
 
 
 def _source_request(
-    request: web.Request, config: NodeConfig, host: str, domain: str
+    request: web.BaseRequest, config: NodeConfig, host: str, domain: str
 ) -> SourceRequest | None:
     """The child edge's source request this is, None for a client's; Refusal when its
     signature does not verify (a client can gain nothing by sending the header)."""
@@ -269,13 +269,13 @@ def _rate(domain: Domain, query: Mapping[str, str]) -> tuple[int, int] | None:
 SINGLE_HEADERS = ("Range", "If-Range", "If-Modified-Since", "Referer")
 
 
-def _refuse_repeated(request: web.Request, domain: str) -> None:
+def _refuse_repeated(request: web.BaseRequest, domain: str) -> None:
     for name in SINGLE_HEADERS:
         if len(request.headers.getall(name, ())) > 1:
             raise Refusal(400, "repeated_header", f"{name} may appear once", domain=domain)
 
 
-def _refuse_client(domain: Domain, request: web.Request) -> None:
+def _refuse_client(domain: Domain, request: web.BaseRequest) -> None:
     """Refuse a client the domain's IP list or Referer policy turns away."""
     if domain.ip_acl is None and domain.referer_policy is None:
         return  # most domains: nothing to look at
@@ -290,7 +290,7 @@ def _refuse_client(domain: Domain, request: web.Request) -> None:
         raise Refusal(403, "referer_denied", "this referer may not fetch this", domain=name)
 
 
-def _ip_refusal(domain: Domain, request: web.Request) -> int | None:
+def _ip_refusal(domain: Domain, request: web.BaseRequest) -> int | None:
     """The status refusing this client by the domain's IP list, None when allowed.
 
     Which addresses count follows ip_acl_xfwd: the first X-Forwarded-For

@@ -6,13 +6,15 @@ from aiohttp import web
 
 from vodedge.config import Domain
 from vodedge.config.headers import ALLOW_ORIGIN
+from vodedge.edge.bad_requests import SERVER
+from vodedge.edge.observe import exchange_of
 from vodedge.edge.refusal import Refusal
 
 # The domain a request was resolved to, for the response's headers.
 DOMAIN: web.RequestKey[Domain] = web.RequestKey("domain", Domain)
 
 
-def preflight(domain: Domain, request: web.Request) -> Refusal | None:
+def preflight(domain: Domain, request: web.BaseRequest) -> Refusal | None:
     """The answer to an OPTIONS request on a domain with CORS; None without CORS."""
     cors = domain.response_headers.cors
     if cors is None:
@@ -31,7 +33,17 @@ def preflight(domain: Domain, request: web.Request) -> Refusal | None:
     return Refusal.answer(204, headers)
 
 
-def apply(request: web.Request, response: web.StreamResponse) -> None:
+def finish(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """What every response gets just before its headers go out: Server, the domain's
+    configured headers, and the Cache-Control a stage chose (not on errors)."""
+    response.headers["Server"] = SERVER
+    apply(request, response)
+    cache_control = exchange_of(request).cache_control
+    if cache_control is not None and response.status < 400:
+        response.headers["Cache-Control"] = cache_control
+
+
+def apply(request: web.BaseRequest, response: web.StreamResponse) -> None:
     """Add, change or remove the domain's configured headers on `response`."""
     domain = request.get(DOMAIN)
     if domain is None:

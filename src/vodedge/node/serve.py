@@ -110,7 +110,7 @@ async def _worker(
     from aiohttp import web
 
     from vodedge.edge import accesslog
-    from vodedge.edge.app import Edge, make_app
+    from vodedge.edge.app import Edge, make_server
     from vodedge.edge.cache import DiskCache
     from vodedge.edge.resources import (
         CappedSite,
@@ -129,11 +129,9 @@ async def _worker(
     limits = options.current().limits
     cache = DiskCache(options.cache_dir / "store", options.cache_size, limits.min_free_space)
     edge = Edge(options.current(), cache, origins=OriginPool(limits), limits=limits)
-    runner = web.AppRunner(
-        make_app(edge),
-        access_log=None,
+    runner = web.ServerRunner(
+        make_server(edge, keepalive_timeout=limits.idle_timeout),
         handle_signals=False,
-        keepalive_timeout=limits.idle_timeout,
         shutdown_timeout=limits.shutdown_timeout,
     )
     await runner.setup()
@@ -175,6 +173,7 @@ async def _worker(
     if follower is not None:
         follower.cancel()
     await runner.cleanup()
+    await edge.close()
 
 
 async def _close_idle(runner: web.BaseRunner, idle_timeout: float) -> None:
