@@ -209,3 +209,26 @@ def test_small_objects_in_memory_follow_their_file(
         path.write_bytes(bytes([n]) * 1000)
         assert store.small_bytes(entry(1000, f"a.test/o{n}", path)) == bytes([n]) * 1000
         assert store._small_total <= 10_000
+
+
+def test_every_request_reaches_the_one_handler(edge: Vodedge, origins: Origins) -> None:
+    """With no router in front, a target that is no path is the stages' 400 (it was an
+    internal error); Expect is answered as aiohttp's Application did; both are logged."""
+    star = edge.raw(b"OPTIONS * HTTP/1.1\r\nHost: video.test\r\nConnection: close\r\n\r\n")
+    assert star.startswith(b"HTTP/1.1 400 ") and b"X-Vodedge-Error: bad_path" in star, star
+    path = origins.media.write("hot/expect.bin", b"x" * 100)
+    edge.prime("video.test", path)
+    asked = f"GET {path} HTTP/1.1\r\nHost: video.test\r\nConnection: close\r\n"
+    going = edge.raw(f"{asked}Expect: 100-continue\r\n\r\n".encode())
+    assert going.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"), going[:200]
+    assert going.endswith(b"x" * 100)
+    odd = edge.raw(f"{asked}Expect: something-else\r\n\r\n".encode())
+    assert odd.startswith(b"HTTP/1.1 417 ") and b"expectation_failed" in odd, odd
+    marker = f"{path}?expect={time.monotonic_ns()}"
+    edge.raw(f"GET {marker} HTTP/1.1\r\nHost: video.test\r\nExpect: no\r\nConnection: close\r\n\r\n".encode())
+
+    def logged() -> list[dict[str, object]]:
+        return [line for line in edge.access_lines() if line["path"] == marker]
+
+    wait_until(lambda: bool(logged()), 5, "the refused request's log line")
+    assert [line["status"] for line in logged()] == [417]
