@@ -22,12 +22,12 @@ from aiohttp import web
 
 from vodedge.config import NodeConfig
 from vodedge.config.limits import NodeLimits
-from vodedge.edge import bad_requests, listen, metrics, resp_headers
+from vodedge.edge import bad_requests, listen, metrics
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
 from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import deliver
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
-from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, observe
+from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, finish, observe
 from vodedge.edge.origin import OriginError
 from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
 from vodedge.edge.passthrough import no_room, uncached_output
@@ -103,7 +103,7 @@ async def answer(edge: Edge, request: web.BaseRequest) -> web.StreamResponse:
     route = listen.route if request.path.startswith(listen.PREFIX) else handle
     response = await observe(request, route)
     if not response.prepared:
-        resp_headers.finish(request, response)
+        finish(request, response)
     return response
 
 
@@ -161,9 +161,7 @@ async def _handle(request: web.BaseRequest, exchange: Exchange) -> web.StreamRes
     rule = resolved.ttl_rule
     if resolved.source is not None:
         meta = body.meta
-        exchange.cache_control = source_cache_control(
-            meta.stored_at, meta.expires_at, time.time()
-        )
+        exchange.cache_control = source_cache_control(meta.stored_at, meta.expires_at, time.time())
     elif rule is not None and rule.follow_to_client:
         # swift_follow_cachetime: clients may keep it as long as we still will.
         remaining = max(int(body.meta.expires_at - time.time()), 0)

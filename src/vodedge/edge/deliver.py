@@ -18,10 +18,9 @@ from typing import IO
 from aiohttp import web
 from multidict import CIMultiDict
 
-from vodedge.edge import resp_headers
 from vodedge.edge.cache import Body
 from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
-from vodedge.edge.observe import Exchange, exchange_of
+from vodedge.edge.observe import Exchange, exchange_of, finish
 from vodedge.edge.origin import OriginError, OriginResponse
 from vodedge.media.errors import MediaError
 from vodedge.media.plan import Plan, Span
@@ -214,7 +213,7 @@ async def _write(
         if request.method != "HEAD":
             first = await anext(pieces.pieces, None)
         unsent = False
-        resp_headers.finish(request, response)
+        finish(request, response)
         await response.prepare(request)
         exchange.prepared = response
         if first is not None:

@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.hdrs import EXPECT
 from aiohttp.http import HttpVersion11
 
-from vodedge.edge import accesslog, metrics
+from vodedge.edge import accesslog, metrics, resp_headers
+from vodedge.edge.bad_requests import SERVER
 from vodedge.edge.cache_fill import DISK_FULL
 from vodedge.edge.refusal import Refusal, error_response
 from vodedge.edge.resources import EXHAUSTED, RateLimitedLog
@@ -118,6 +119,16 @@ async def _expect(request: web.BaseRequest) -> None:
         request.writer.output_size -= 25  # not the response: its headers are still to go
         return
     raise Refusal(417, "expectation_failed", "only 100-continue is understood")
+
+
+def finish(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """What every response gets just before its headers go out: Server, the domain's
+    configured headers, and the Cache-Control a stage chose (not on errors)."""
+    response.headers["Server"] = SERVER
+    resp_headers.apply(request, response)
+    cache_control = exchange_of(request).cache_control
+    if cache_control is not None and response.status < 400:
+        response.headers["Cache-Control"] = cache_control
 
 
 def _record(request: web.BaseRequest, exchange: Exchange, status: int, error: str | None) -> None:

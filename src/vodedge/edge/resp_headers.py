@@ -6,8 +6,6 @@ from aiohttp import web
 
 from vodedge.config import Domain
 from vodedge.config.headers import ALLOW_ORIGIN
-from vodedge.edge.bad_requests import SERVER
-from vodedge.edge.observe import exchange_of
 from vodedge.edge.refusal import Refusal
 
 # The domain a request was resolved to, for the response's headers.
@@ -31,16 +29,6 @@ def preflight(domain: Domain, request: web.BaseRequest) -> Refusal | None:
         "Access-Control-Max-Age": cors.max_age,
     }
     return Refusal.answer(204, headers)
-
-
-def finish(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """What every response gets just before its headers go out: Server, the domain's
-    configured headers, and the Cache-Control a stage chose (not on errors)."""
-    response.headers["Server"] = SERVER
-    apply(request, response)
-    cache_control = exchange_of(request).cache_control
-    if cache_control is not None and response.status < 400:
-        response.headers["Cache-Control"] = cache_control
 
 
 def apply(request: web.BaseRequest, response: web.StreamResponse) -> None:
