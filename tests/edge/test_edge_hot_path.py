@@ -225,7 +225,8 @@ def test_every_request_reaches_the_one_handler(edge: Vodedge, origins: Origins) 
     odd = edge.raw(f"{asked}Expect: something-else\r\n\r\n".encode())
     assert odd.startswith(b"HTTP/1.1 417 ") and b"expectation_failed" in odd, odd
     marker = f"{path}?expect={time.monotonic_ns()}"
-    edge.raw(f"GET {marker} HTTP/1.1\r\nHost: video.test\r\nExpect: no\r\nConnection: close\r\n\r\n".encode())
+    closing = "Host: video.test\r\nConnection: close\r\n"
+    edge.raw(f"GET {marker} HTTP/1.1\r\n{closing}Expect: no\r\n\r\n".encode())
 
     def logged() -> list[dict[str, object]]:
         return [line for line in edge.access_lines() if line["path"] == marker]
