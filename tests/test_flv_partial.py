@@ -102,3 +102,48 @@ def test_without_a_keyframes_index_there_is_no_partial_plan(name: str) -> None:
     assert run_bytes(read_head(len(data)), data) is None
     got, _ = _partial(name, {"start": len(data) // 2}, False)
     assert got is None
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> tuple[bytes, dict[str, object]]:
+    name = draw(st.sampled_from(WITH_INDEX))
+    data = bytearray(_data(name))
+    head = run_bytes(read_head(len(data)), bytes(data))
+    assert head is not None
+    start = int(draw(st.sampled_from(sorted(head.positions))))
+    for _ in range(draw(st.integers(1, 6))):
+        # Mostly the head (metadata, keyframes index, sequence headers) and the tags
+        # around the seek's keyframe: what the partial read looks at.
+        near = draw(st.sampled_from([(0, head.end), (max(start - 64, 0), start + 64)]))
+        at = draw(st.integers(near[0], min(near[1], len(data)) - 1))
+        data[at] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    seek = draw(
+        st.sampled_from(
+            [
+                {"start": start},
+                {"start": 2.0, "by_time": True},
+                {"start": start, "end": start + 5000},
+            ]
+        )
+    )
+    return bytes(data), seek
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutants())
+def test_a_damaged_file_gets_a_plan_none_or_a_media_error(
+    case: tuple[bytes, dict[str, object]],
+) -> None:
+    """Damaged metadata, keyframes index, tags or a cut file: the partial read answers
+    with a plan within the file, None (the whole file is read), or a MediaError; never
+    another exception, and never a span past the file's end."""
+    data, seek = case
+    try:
+        found = run_bytes(partial_plan(len(data), parse_seek(**seek), False), data)  # type: ignore[arg-type]
+    except MediaError:
+        return
+    if found is not None:
+        plan, _ = found
+        assert all(span.end <= len(data) for span in plan.spans())
