@@ -27,7 +27,7 @@ import numpy as np
 from vodedge.media.errors import MediaError
 from vodedge.media.flv.index import FlvIndex, index_tags
 from vodedge.media.flv.metadata import decode_metadata, is_onmetadata, source_keyframes
-from vodedge.media.flv.scan import TagIndex, scan_tags
+from vodedge.media.flv.scan import BLOCK_SIZE, TagIndex, scan_tags
 from vodedge.media.flv.seek import FlvSeek
 from vodedge.media.flv.tags import (
     AUDIO,
@@ -50,6 +50,10 @@ HEAD_READ: Final = 64 << 10
 # head is not a head (the whole file is read instead).
 MAX_HEAD: Final = 8 << 20
 MAX_METADATA: Final = 16 << 20
+# A clip's scan reads its tags in blocks this big: the last one runs past the clip's end
+# (a cold object's reads are what is fetched), the others are no more requests than
+# the clip's own bytes need.
+CLIP_BLOCK: Final = 128 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,7 @@ def read_partial_index(
         stop_offset=stop_offset,
         stop_ms=seek.end_ms,
         stop_kinds=(AUDIO,) if audio_only else (AUDIO, VIDEO),
+        block=CLIP_BLOCK if seek.end is not None else BLOCK_SIZE,
     )
     tags = yield from _shifted(scan, head.end, shift)
     if len(tags) <= len(head.tags) or tags.offsets[len(head.tags)] != head.end:

@@ -76,6 +76,7 @@ def scan_tags(
     stop_offset: int | None = None,
     stop_ms: float | None = None,
     stop_kinds: tuple[int, ...] = (AUDIO, VIDEO),
+    block: int = BLOCK_SIZE,
 ) -> Reading[TagIndex]:
     """Index the tags of an FLV source of `size` bytes.
 
@@ -83,7 +84,7 @@ def scan_tags(
     `stop_offset`, or at the first media frame of `stop_kinds` stamped at or
     after `stop_ms`. A truncated last tag is recorded in `truncated`, not raised.
     """
-    head = yield ReadRequest(0, min(size, BLOCK_SIZE))
+    head = yield ReadRequest(0, min(size, block))
     header = parse_file_header(memoryview(head)[:FILE_HEADER_SIZE])
     if require_audio and not header.has_audio:
         raise NoAudioTrack("the FLV header says the file has no audio")
@@ -102,7 +103,7 @@ def scan_tags(
     while True:
         left = size - back
         if back - base + min(_LOOKAHEAD, left) > len(buf):
-            buf = yield ReadRequest(back, min(BLOCK_SIZE, left))
+            buf = yield ReadRequest(back, min(block, left))
             base = back
             if len(buf) < min(_LOOKAHEAD, left):
                 index.truncated = f"the source ends at {back + len(buf)}, before its size {size}"
@@ -160,7 +161,7 @@ def scan_tags(
         if kind == SCRIPT and not (w0 >> 24) & 0x20:
             tag_end = pos + TAG_HEADER_SIZE + data_size
             if tag_end - base > len(buf):
-                buf = yield ReadRequest(pos, min(max(BLOCK_SIZE, tag_end - pos), size - pos))
+                buf = yield ReadRequest(pos, min(max(block, tag_end - pos), size - pos))
                 base = pos
                 if len(buf) < tag_end - pos:
                     index.truncated = f"the source ends at {pos + len(buf)}, before its size {size}"
