@@ -1,4 +1,5 @@
-"""Atheris fuzz target: FLV audio extraction (plan and stream), byte clips, summary, AMF0.
+"""Atheris fuzz target: FLV audio extraction (plan and stream), byte clips, summary, AMF0,
+partial seeks (a cold object's head and tags from a keyframe).
 
 Run by hand:
 
@@ -34,6 +35,8 @@ with atheris.instrument_imports(include=["vodedge"]):
         flv_clip_plan,
         flv_summary,
     )
+    from vodedge.media.flv.partial import partial_plan
+    from vodedge.media.flv.seek import parse_seek
     from vodedge.media.plan import Plan
     from vodedge.media.reading import run_bytes
 
@@ -135,6 +138,16 @@ def TestOneInput(raw: bytes) -> None:
         json.dumps(summary.to_dict(), allow_nan=False)
 
     attempt(lambda: run_bytes(flv_clip_plan(len(data), raw[1] / 50, by_time=True), data))
+
+    # A cold object's seek read in part (the head, the tags from an indexed keyframe):
+    # its plan reads only the file's bytes, and where the whole file's index plans the
+    # same seek the bytes agree (the file's own index placing the start).
+    for seek in (parse_seek(start), parse_seek(raw[1] / 50, by_time=True)):
+        found = attempt(lambda seek=seek: run_bytes(partial_plan(len(data), seek, False), data))
+        if isinstance(found, tuple):
+            plan, _ = found
+            if any(span.end > len(data) for span in plan.spans()):
+                raise AssertionError("a partial plan reads past the file")
 
 
 def whole_tags(data: bytes) -> bytes:
