@@ -294,9 +294,12 @@ def _objects(server: Vodedge) -> dict[str, tuple[Path, list[tuple[int, int]]]]:
 
 def _on_disk(server: Vodedge, objects: dict[str, bytes]) -> None:
     """Every extent the index claims holds its object's bytes (a punched hole reads as
-    zeros, which random bytes are not)."""
+    zeros, which random bytes are not). A row whose file is gone claims nothing that can
+    be read: an object evicted whole loses its file first, and such a row goes when read."""
     for key, (file, extents) in _objects(server).items():
         data = objects[key.removeprefix(HOST)]
+        if not file.exists():
+            continue
         with open(file, "rb") as held:
             for low, high in extents:
                 held.seek(low)
