@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import itertools
 import os
@@ -12,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
+from vodedge.edge.cache_body import Body
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
-from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, batches
+from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, SparseObjects, batches
 from vodedge.edge.cache_store import KEEP_ENDS, TRIM_ALIGN, Store, readers_lock, trimmed
 from vodedge.edge.extents import coalesced, merge_in, merged, missing, run_end, split
+from vodedge.edge.renditions import Renditions
 from vodedge.edge.source import IGNORES_RANGES, NOTE_SECONDS, SINGLE_RANGES_ONLY, OriginNotes
+from vodedge.media.plan import Plan, Span
 
 
 def test_extent_arithmetic_agrees_with_a_set_of_bytes() -> None:
@@ -216,3 +220,39 @@ def test_origin_notes_are_shared_through_the_index_and_expire(tmp_path: Path) ->
     finally:
         first.close()
         second.close()
+
+
+def test_a_rendition_being_written_holds_its_sparse_source(tmp_path: Path) -> None:
+    """The request that stores a rendition of a sparse object may end before the rendition
+    is written: the object stays locked against trims until it is (else a trim could punch
+    holes in bytes being copied, and the rendition would hold zeros)."""
+    store = Store(tmp_path, 100 * MIB)
+    size = 40 * MIB
+    data = _sparse_object(store, "src", size, [(10 * MIB, 30 * MIB)])
+    entry = store.index.get("src")
+    assert entry is not None
+    objects = SparseObjects(store)
+    renditions = Renditions(store, set())
+    plan = Plan([b"head", Span(10 * MIB, 20 * MIB)])
+
+    def trimmable() -> bool:
+        probe = os.open(entry.file, os.O_RDWR)
+        try:
+            return readers_lock(probe, fcntl.F_WRLCK, wait=False)
+        finally:
+            os.close(probe)
+
+    async def run() -> None:
+        sparse = objects.open(entry)
+        body = Body(entry.meta, os.open(entry.file, os.O_RDONLY), None, entry.file, sparse=sparse)
+        renditions.store_plan("src", "t", plan, body)
+        body.close()  # the request ends before the rendition is written
+        assert not trimmable()
+        await asyncio.gather(*renditions.tasks)
+        assert trimmable()
+
+    asyncio.run(run())
+    stored = renditions.open("src", "t")
+    assert stored is not None
+    assert os.pread(stored.fd, plan.size, 0) == b"head" + data[10 * MIB : 30 * MIB]
+    stored.close()

@@ -241,6 +241,9 @@ class Body:
                 os.close(self.fd)
             except OSError:
                 pass
+        # A late read (a shared index build outliving the request that started it) fails
+        # (EBADF) instead of reading whatever file reuses the descriptor's number.
+        self.fd = -1
         sparse, self.sparse = self.sparse, None
         if sparse is not None:
             sparse.release()

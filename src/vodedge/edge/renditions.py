@@ -56,6 +56,12 @@ class Renditions:
         task = asyncio.get_running_loop().create_task(self._render(rkey, plan, src, source.meta))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        sparse = source.sparse
+        if sparse is not None:
+            # Held (with it, its readers' lock) until written: the request may end first,
+            # and a trim must not punch holes in extents the rendition is still copying.
+            sparse.users += 1
+            task.add_done_callback(lambda _done: sparse.release())
 
     async def _render(self, rkey: str, plan: Plan, src: int, meta: ObjectMeta) -> None:
         digest = self.store.digest(rkey)
