@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
+from vodedge.edge.byteranges import BadByteRanges, ByteRanges, OtherTotal, boundary_of
 from vodedge.edge.cache_body import Body
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
 from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, SparseObjects, batches
@@ -90,6 +90,14 @@ def test_multipart_parts_come_out_at_their_offsets_whatever_the_chunking(step: i
 )
 def test_a_bad_multipart_body_is_refused(body: bytes, why: str) -> None:
     with pytest.raises(BadByteRanges, match=why):
+        ByteRanges("B0001", 100).feed(body)
+
+
+def test_a_part_of_another_total_is_another_version() -> None:
+    """A part naming another length than the object's is refused as OtherTotal (the
+    object changed: its extents go), not as a malformed body (which is retried)."""
+    body = b"\r\n--B0001\r\nContent-Range: bytes 0-9/101\r\n\r\n0123456789"
+    with pytest.raises(OtherTotal, match="not /100"):
         ByteRanges("B0001", 100).feed(body)
 
 

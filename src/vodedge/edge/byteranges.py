@@ -15,6 +15,10 @@ class BadByteRanges(ValueError):
     """The body is not a well-formed multipart/byteranges."""
 
 
+class OtherTotal(BadByteRanges):
+    """A part names another total length than the object's: another version."""
+
+
 def boundary_of(content_type: str) -> str | None:
     """The boundary of a `multipart/byteranges` content type, None for another type."""
     if not content_type.lower().startswith("multipart/byteranges"):
@@ -82,7 +86,9 @@ class ByteRanges:
         if found is None:
             raise BadByteRanges("a part without Content-Range")
         first, last, total = (int(g) for g in found.groups())
-        if total != self.total or last < first or last >= total:
+        if total != self.total:
+            raise OtherTotal(f"a part of bytes {first}-{last}/{total}, not /{self.total}")
+        if last < first or last >= total:
             raise BadByteRanges(f"a part of bytes {first}-{last}/{total}")
         self.parts.append((first, last + 1))
         self._at, self._left = first, last + 1 - first

@@ -24,10 +24,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from vodedge.config import TtlRule
-from vodedge.edge.byteranges import BadByteRanges, ByteRanges, boundary_of
+from vodedge.edge.byteranges import BadByteRanges, ByteRanges, OtherTotal, boundary_of
 from vodedge.edge.cache_fill import meta_from
 from vodedge.edge.cache_index import Entry, ObjectMeta
 from vodedge.edge.cache_store import Store, readers_lock
@@ -427,6 +427,8 @@ class SparseObject:
                     raise self.error
                 try:
                     pieces = parts.feed(chunk)
+                except OtherTotal:
+                    self._changed_version()  # another length: another version
                 except BadByteRanges as exc:
                     raise OriginError(502, "origin_range", f"a bad multipart body: {exc}") from None
                 for offset, data in pieces:
@@ -458,7 +460,7 @@ class SparseObject:
             if pending and self.error is None:
                 await self.record(pending)
 
-    def _changed_version(self) -> None:
+    def _changed_version(self) -> NoReturn:
         """The origin holds another version now: every extent of this one goes."""
         error = OriginError(502, "origin_changed", "the object changed at the origin")
         self.drop(error)
