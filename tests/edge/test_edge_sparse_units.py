@@ -192,20 +192,34 @@ def test_eviction_trims_the_least_recently_used_sparse_object(tmp_path: Path) ->
     assert store.index.get("old") is None and not entry.file.exists()
 
 
-def test_an_object_being_read_is_not_trimmed(tmp_path: Path) -> None:
-    """A process reading a sparse object holds its READERS lock: eviction drops it whole
+@pytest.mark.parametrize("how", ["evict", "reserve"])
+def test_an_object_being_read_is_not_trimmed(tmp_path: Path, how: str) -> None:
+    """A process reading a sparse object holds its READERS lock: eviction takes a newer
+    object that nobody reads first; with none left, it drops the one being read whole
     (unlinking leaves the reader its bytes) rather than punching holes under it."""
     store = Store(tmp_path, 100 * MIB)
     size = 40 * MIB
     data = _sparse_object(store, "read", size, [(10 * MIB, 30 * MIB)])
+    time.sleep(0.01)  # "idle" is used later than "read"
+    _sparse_object(store, "idle", size, [(10 * MIB, 30 * MIB)])
     entry = store.index.get("read")
     assert entry is not None
     reader = os.open(entry.file, os.O_RDWR)  # another open file: as another process's
     try:
         assert readers_lock(reader, fcntl.F_RDLCK, wait=False)
+        store.max_bytes = store.usage() - 2 * MIB
+        if how == "evict":
+            store.evict(keep="new")
+        else:
+            with open(tmp_path / "new", "wb") as new:
+                assert store.reserve(new.fileno(), MIB, "new")
+        assert _holds(store, "read", data) == [(10 * MIB, 30 * MIB)]
+        assert store.index.extents(entry.file) == [(10 * MIB, 30 * MIB)]
+        idle = store.index.get("idle")
+        assert idle is None or idle.present < 20 * MIB  # trimmed or gone instead
         store.max_bytes = MIB
         store.evict(keep="new")
-        assert store.index.get("read") is None
+        assert store.index.get("read") is None and store.index.get("idle") is None
         assert os.pread(reader, 20 * MIB, 10 * MIB) == data[10 * MIB : 30 * MIB]
     finally:
         os.close(reader)

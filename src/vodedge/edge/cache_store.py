@@ -38,6 +38,8 @@ MIN_FREE = 2 << 20
 FALLOC_FL_KEEP_SIZE = 1
 FALLOC_FL_PUNCH_HOLE = 2
 EVICT_BATCH = 64
+# Objects looked at for the least recently used one that is not being read.
+EVICT_LOOK = 8
 # Ranges of a sparse object smaller than this get no blocks allocated ahead.
 RESERVE_MIN = 64 << 10
 
@@ -300,35 +302,57 @@ class Store:
 
     def _evict_one(self, keep: str, need: int = 0) -> bool:
         """Make room for `need` more bytes from the least recently used object (never
-        `keep`): trim it (see TRIM_MIN) or drop it; False if there is none.
-
-        A dropped object's file goes before its row: on a full disk the index may be
-        unable to write until it does, and a row whose file is gone is dropped when next
-        read.
-        """
+        `keep`) that no process reads: trim it (see TRIM_MIN) or drop it; one being
+        read only when there is no other. False if there is none."""
         try:
-            for key, _ in self.index.oldest(2):
+            busy = None
+            for key, _ in self.index.oldest(EVICT_LOOK):
                 entry = self.index.get(key) if key != keep else None
                 if entry is None:
                     continue
-                if self._trim(entry, need):
-                    return True
-                existed = entry.file.exists()
-                entry.file.unlink(missing_ok=True)
-                self._hot.pop(key, None)
-                try:
-                    self.index.delete_entry(entry)
-                except sqlite3.Error:
-                    return existed  # progress only if a file went
-                return True
+                if self._reading(entry):
+                    busy = busy or entry  # in use: not the least recently used in truth
+                    continue
+                return bool(self._trim(entry, need)) or self._drop(entry)
+            return busy is not None and self._drop(busy)
         except sqlite3.Error:
             pass  # the index cannot be read: nothing to evict
         return False
 
+    def _drop(self, entry: Entry) -> bool:
+        """Evict an object whole; whether that made progress.
+
+        Its file goes before its row: on a full disk the index may be unable to write
+        until it does, and a row whose file is gone is dropped when next read (readers
+        keep their open file).
+        """
+        existed = entry.file.exists()
+        entry.file.unlink(missing_ok=True)
+        self._hot.pop(entry.meta.key, None)
+        try:
+            self.index.delete_entry(entry)
+        except sqlite3.Error:
+            return existed  # progress only if a file went
+        return True
+
+    @staticmethod
+    def _reading(entry: Entry) -> bool:
+        """Whether a process reads this sparse object now (holds its READERS lock)."""
+        if not entry.partial:
+            return False  # complete objects' readers take no lock (see _trim)
+        try:
+            fd = os.open(entry.file, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            return not readers_lock(fd, fcntl.F_WRLCK, wait=False)
+        finally:
+            os.close(fd)
+
     def _trim(self, entry: Entry, need: int) -> int:
         """Free about `need` bytes of a sparse object's blocks by dropping its coldest
         extents (see TRIM_MIN); how many bytes were freed, 0 when it cannot be trimmed
-        (not sparse, too small, only its ends left, or being read: dropped whole then).
+        (not sparse, too small, only its ends left, or being read).
 
         The extents leave the index first, durably, and only then are their blocks
         punched out: kill -9 or a power cut in between leaves bytes on disk that no
@@ -365,15 +389,25 @@ class Store:
             os.close(fd)  # releases the lock
 
     def evict(self, keep: str) -> None:
-        """Drop (or trim) least recently used objects (never `keep`) until under the
-        bound, running and orphaned fills counted."""
+        """Drop (or trim) least recently used objects (never `keep`; sparse ones being
+        read last) until under the bound, running and orphaned fills counted."""
         total = self.usage()
+        spared: set[str] = set()  # being read: evicted only if nothing else is left
+        spare = True
         while total > self.max_bytes:
-            victims = [(k, s) for k, s in self.index.oldest(EVICT_BATCH) if k != keep]
+            oldest = self.index.oldest(EVICT_BATCH + len(spared))
+            victims = [(k, s) for k, s in oldest if k != keep and k not in spared]
             if not victims:
-                return
+                if not spare or not spared:
+                    return
+                spare = False
+                spared.clear()
+                continue
             for key, size in victims:
                 entry = self.index.get(key)
+                if spare and entry is not None and self._reading(entry):
+                    spared.add(key)
+                    continue
                 freed = 0 if entry is None else self._trim(entry, total - self.max_bytes)
                 if freed:
                     total -= freed
