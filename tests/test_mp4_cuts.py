@@ -39,9 +39,15 @@ def test_runs_cut_is_rle_of_the_slice(case: tuple[list[int], list[int], int, int
     counts, values, first, stop = case
     per_sample = np.repeat(np.array(values, np.uint32), counts)
     runs = Runs.of(np.array(counts, np.int64), np.array(values, np.uint32))
-    assert runs.cut(first, stop) == expected_entries(per_sample, first, stop)
+    assert joined(runs.cut(first, stop)) == expected_entries(per_sample, first, stop)
     signed = per_sample.view(np.int32)  # ctts: signed, written as 32-bit patterns
-    assert Runs.per_sample(signed).cut(first, stop) == expected_entries(signed, first, stop)
+    cut = Runs.per_sample(signed).cut(first, stop)
+    assert joined(cut) == expected_entries(signed, first, stop)
+
+
+def joined(cut: tuple[int, list[bytes | memoryview]]) -> tuple[int, bytes]:
+    """A cut's entry count and its entries as one string of bytes."""
+    return cut[0], b"".join(cut[1])
 
 
 def merged_by_hand(offsets: list[int], sizes: list[int]) -> tuple[list[tuple[int, int]], list[int]]:
@@ -71,11 +77,13 @@ def merged_by_hand(offsets: list[int], sizes: list[int]) -> tuple[list[tuple[int
 @given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 30)), max_size=40))
 def test_layout_merges_intervals(chunks: list[tuple[int, int]]) -> None:
     """Overlapping, touching, empty and unordered chunks: the merged intervals and
-    where each chunk lands, as done by hand."""
+    where each chunk lands, as done by hand, with numpy and with Python lists."""
     offsets = [o for o, _ in chunks]
     sizes = [s for _, s in chunks]
-    layout = Layout.of(np.array(offsets, np.int64), np.array(sizes, np.int64))
     intervals, positions = merged_by_hand(offsets, sizes)
-    assert list(zip(layout.starts, layout.lengths, strict=True)) == intervals
-    assert layout.total == sum(length for _, length in intervals)
-    assert layout.positions.tolist() == positions
+    arrays = Layout.of(np.array(offsets, np.int64), np.array(sizes, np.int64))
+    lists = Layout.of_lists(offsets, sizes)  # a small cut's, in Python
+    for layout in (arrays, lists):
+        assert list(zip(layout.starts, layout.lengths, strict=True)) == intervals
+        assert layout.total == sum(length for _, length in intervals)
+        assert list(layout.positions) == positions

@@ -22,6 +22,7 @@ U32s = npt.NDArray[np.uint32]
 # the numpy calls that would handle them. Larger cuts are arrays.
 SMALL = 64
 Column = list[int] | Ints
+Piece = bytes | memoryview
 
 _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
 _RUN = Struct(">II")
@@ -30,6 +31,16 @@ _RUN = Struct(">II")
 def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
     """A full box of `count` entries: size, type, version (flags 0), count, entries."""
     return _HEAD.pack(16 + len(entries), kind, version << 24, count) + entries
+
+
+def table_pieces(kind: bytes, version: int, count: int, entries: list[Piece]) -> list[Piece]:
+    """`table_box` with its entries in pieces, left uncopied (the moov is joined once)."""
+    return [_HEAD.pack(16 + sum(map(len, entries)), kind, version << 24, count), *entries]
+
+
+def view(array: np.ndarray) -> memoryview:
+    """The bytes of a contiguous array, uncopied."""
+    return array.data.cast("B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,21 +75,21 @@ class Runs:
         entries[1::2] = values[ends - 1].astype(np.int64) & 0xFFFFFFFF
         return cls(ends, entries)
 
-    def cut(self, first: int, stop: int) -> tuple[int, bytes]:
+    def cut(self, first: int, stop: int) -> tuple[int, list[Piece]]:
         """(entry count, entries) of samples `[first, stop)`; `stop > first`, and
-        `stop` within the samples the runs describe."""
-        ends = self.ends
+        `stop` within the samples the runs describe. The runs between the first and
+        the last are a view of the prepared entries: a long clip's table is not
+        copied here (each fresh copy of a large one costs its page faults)."""
+        ends, entries = self.ends, self.entries
         if len(ends) == 1:  # one duration throughout (constant frame rate, audio)
-            return 1, _RUN.pack(stop - first, int(self.entries[1]))
+            return 1, [_RUN.pack(stop - first, int(entries[1]))]
         lo = int(ends.searchsorted(first, "right"))
         hi = int(ends.searchsorted(stop - 1, "right")) + 1
-        part = self.entries[2 * lo : 2 * hi].copy()
         if hi - lo == 1:
-            part[0] = stop - first
-        else:
-            part[0] = int(ends[lo]) - first
-            part[-2] = stop - int(ends[hi - 2])
-        return hi - lo, part.tobytes()
+            return 1, [_RUN.pack(stop - first, int(entries[2 * lo + 1]))]
+        head = _RUN.pack(int(ends[lo]) - first, int(entries[2 * lo + 1]))
+        tail = _RUN.pack(stop - int(ends[hi - 2]), int(entries[2 * hi - 1]))
+        return hi - lo, [head, view(entries[2 * lo + 2 : 2 * hi - 2]), tail]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +278,8 @@ class Layout:
         begin, finish = (offsets, ends) if whole else (offsets[full], ends[full])
         if not len(begin):
             return cls([], [], 0, np.zeros(len(offsets), np.int64))
-        order = begin.argsort()
+        # Stable: timsort, which merges the tracks' ascending runs in linear time.
+        order = begin.argsort(kind="stable")
         begin, finish = begin[order], finish[order]
         reach = np.maximum.accumulate(finish)
         fresh = (begin[1:] > reach[:-1]).nonzero()[0] + 1

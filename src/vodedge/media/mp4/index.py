@@ -1191,36 +1191,41 @@ class Mp4Index:
 def _fast_stbl(
     samples: TrackIndex, prepared: Prepared, first: int, stop: int, stsc: bytes
 ) -> tuple[list[Piece], int]:
-    """The cut `stbl`'s children (`_stbl`'s), and which one the chunk offsets go in."""
-    made: dict[str, bytes] = {}
-    count, entries = prepared.stts.cut(first, stop)
-    made["stts"] = fast.table_box(b"stts", 0, count, entries)
+    """The cut `stbl`'s children (`_stbl`'s) in pieces, and which piece the chunk
+    offsets go in. Large tables are views (of the moov, of the prepared runs), copied
+    once when the moov is joined."""
+    made: dict[str, list[Piece]] = {}
+    made["stts"] = fast.table_pieces(b"stts", 0, *prepared.stts.cut(first, stop))
     if prepared.ctts is not None:
         count, entries = prepared.ctts.cut(first, stop)
-        made["ctts"] = fast.table_box(b"ctts", samples.ctts_version, count, entries)
+        made["ctts"] = fast.table_pieces(b"ctts", samples.ctts_version, count, entries)
     if prepared.sync is not None:
-        made["stss"] = fast.sync_cut(prepared.sync, first, stop)
+        made["stss"] = [fast.sync_cut(prepared.sync, first, stop)]
     assert samples.sizes is not None
-    payload = _STSZ.pack(0, 0, stop - first) + samples.sizes[first:stop].tobytes()
-    made["stsz"] = _U32.pack(8 + len(payload)) + b"stsz" + payload
-    made["stsc"] = stsc
+    count = stop - first
+    stsz = _U32.pack(20 + 4 * count) + b"stsz" + _STSZ.pack(0, 0, count)
+    made["stsz"] = [stsz, fast.view(samples.sizes[first:stop])]
+    made["stsc"] = [stsc]
     sdtp = samples.sdtp
     if sdtp is not None:
-        kept = sdtp[:4] + sdtp[4 + first : 4 + stop]
-        made["sdtp"] = make_box(b"sdtp", kept) if len(sdtp) >= 4 + stop else b""
-    made["stco"] = b""
+        made["sdtp"] = []  # dropped when it does not reach the cut's end
+        if len(sdtp) >= 4 + stop:
+            head = header_bytes(b"sdtp", 4 + count) + sdtp[:4]
+            made["sdtp"] = [head, memoryview(sdtp)[4 + first : 4 + stop]]
     parts: list[Piece] = []
     stco_at = 0
     for item in prepared.stbl:
         if isinstance(item, str):
             if item == "stco":
                 stco_at = len(parts)
-            parts.append(made[item])
+                parts.append(b"")
+            else:
+                parts += made[item]
         elif isinstance(item, int):
             head, runs = prepared.groups[item]
             count, entries = runs.cut(first, stop)
-            payload = head + _U32.pack(count) + entries
-            parts.append(_U32.pack(8 + len(payload)) + b"sbgp" + payload)
+            size = 8 + len(head) + 4 + sum(map(len, entries))
+            parts += [_U32.pack(size) + b"sbgp" + head + _U32.pack(count), *entries]
         else:
             parts.append(item)
     return parts, stco_at
