@@ -1,7 +1,8 @@
 """Benchmark `edge-hit` (issue 15): a plain 1 kB HIT against the floors under it.
 
 vodedge's HIT (asyncio and uvloop) side by side with nginx, a bare aiohttp handler
-on the same loop, a lean asyncio Protocol with httptools, and granian: one worker
+on the same loop, aiohttp's low-level server with one handler (what vodedge runs), a
+lean asyncio Protocol with httptools, and granian: one worker
 each, `wrk -t1 -c8`, interleaved rounds, medians; the server's CPU per response.
 """
 
@@ -112,6 +113,7 @@ def bench_hit(seconds: int, connections: int, rounds: int) -> Section:
             contenders.append(Runs(f"vodedge HIT ({loop})", vd))
             floor = stack.enter_context(floor_server("aiohttp", loop))
             contenders.append(Runs(f"bare aiohttp handler ({loop})", floor))
+            _floor(stack, contenders, missing, "lowlevel", loop, "aiohttp web.Server, one handler")
             _floor(stack, contenders, missing, "lean", loop, "asyncio Protocol + httptools")
         _floor(stack, contenders, missing, "granian", "uvloop", "granian RSGI")
         for contender in contenders:  # warm-up

@@ -170,7 +170,7 @@ async def deliver(
         status = 206
         start, end = wanted
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    if output.whole is not None and rate is None and _idle(request):
+    if output.whole is not None and rate is None and idle(request):
         data = output.whole()
         if end - start != len(data):
             data = data[start:end]
@@ -184,7 +184,7 @@ async def deliver(
     return response
 
 
-def _idle(request: web.BaseRequest) -> bool:
+def idle(request: web.BaseRequest) -> bool:
     """Whether the connection is open and holds nothing unsent: a small body written now
     cannot wait for the client (no send timeout to arm)."""
     transport = request.transport

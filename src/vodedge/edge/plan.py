@@ -17,6 +17,7 @@ from multidict import CIMultiDict
 
 from vodedge.edge import metrics
 from vodedge.edge.cache import Body, DiskCache
+from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.deliver import (
     SMALL_BODY,
     Output,
@@ -94,15 +95,26 @@ async def plan_output(
 
 def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
     """The headers every response from the cache carries."""
+    return _meta_headers(body.meta, how)
+
+
+def plain_headers(meta: ObjectMeta, how: str, path: str) -> CIMultiDict[str]:
+    """The headers of an object sent as it is (before deliver adds its ETag)."""
+    headers = _meta_headers(meta, how)
+    headers["Content-Type"] = meta.content_type or _guessed_type(path)
+    return headers
+
+
+def _meta_headers(meta: ObjectMeta, how: str) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Via"] = VIA
     headers["X-Cache"] = how
-    headers["Age"] = str(body.meta.age(time.time()))
+    headers["Age"] = str(meta.age(time.time()))
     headers["Accept-Ranges"] = "bytes"
-    if body.meta.last_modified:
-        headers["Last-Modified"] = body.meta.last_modified
-    if body.meta.content_encoding:
-        headers["Content-Encoding"] = body.meta.content_encoding
+    if meta.last_modified:
+        headers["Last-Modified"] = meta.last_modified
+    if meta.content_encoding:
+        headers["Content-Encoding"] = meta.content_encoding
     return headers
 
 
@@ -113,8 +125,7 @@ def _guessed_type(path: str) -> str:
 
 def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
     """The object as it is (no transform)."""
-    headers = cache_headers(body, how)
-    headers["Content-Type"] = body.meta.content_type or _guessed_type(resolved.path)
+    headers = plain_headers(body.meta, how, resolved.path)
     size = body.size
     validators = Validators(body.meta.etag, body.meta.last_modified)
     data = body.data
