@@ -167,14 +167,17 @@ def test_a_purged_small_object_is_never_served_again(edge: Vodedge, origins: Ori
     """A small object replaced at the origin and purged: its new bytes, at once."""
     path = origins.media.write("hot/replaced.bin", b"old " * 100)
     edge.prime("video.test", path)
-    assert edge.get("video.test", path).body == b"old " * 100
+    old = edge.get("video.test", path)
+    assert old.body == b"old " * 100 and old.header("X-Cache") == "HIT"
     origins.media.write("hot/replaced.bin", b"new!" * 120)
     proc = edge.purge(f"http://video.test{path}")
     assert proc.returncode == 0, proc.stderr
     reply = edge.get("video.test", path)
     assert reply.header("X-Cache") == "MISS" and reply.body == b"new!" * 120
     edge.prime("video.test", path)
-    assert edge.get("video.test", path).body == b"new!" * 120
+    new = edge.get("video.test", path)
+    assert new.body == b"new!" * 120 and new.header("X-Cache") == "HIT"
+    assert new.header("Content-Length") == "480" and new.header("ETag") != old.header("ETag")
 
 
 def test_small_objects_in_memory_follow_their_file(

@@ -19,11 +19,13 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from vodedge.config import NodeConfig
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
+from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import deliver, idle
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
@@ -40,6 +42,7 @@ from vodedge.edge.source import OriginPool, OriginSet
 HEAD = 64 << 10
 _BYTES = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
 ORIGIN_SETS = 2048
+HIT_HEADERS = 4096
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Edge:
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
     resolver: ResolveMemo = field(default_factory=ResolveMemo)
+    # The headers of the last answer from memory per key (see _from_memory).
+    _hit_headers: dict[str, tuple[ObjectMeta, int, CIMultiDict[str]]] = field(default_factory=dict)
     # A resolved request's origins (by the Resolved object, which the resolver keeps).
     _origin_sets: dict[int, tuple[Resolved, OriginSet]] = field(default_factory=dict)
     _origins_config: NodeConfig | None = None
@@ -99,11 +104,11 @@ async def answer(edge: Edge, request: web.BaseRequest) -> web.StreamResponse:
     """The server's one handler: the listening page's requests, or `handle`, observed;
     then the headers every response gets (unless it went out already)."""
     request[EDGE] = edge
-    request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
+    exchange = request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
     route = listen.route if request.path.startswith(listen.PREFIX) else handle
     response = await observe(request, route)
     if not response.prepared:
-        finish(request, response)
+        finish(request, response, exchange)
     return response
 
 
@@ -224,9 +229,18 @@ def _from_memory(
     metrics.count_lookup(resolved.domain.name, "HIT")
     exchange.cache = "HIT"
     meta = entry.meta
-    answer = plain_headers(meta, "HIT", resolved.path)
-    if meta.etag:
-        answer["ETag"] = meta.etag
+    age = meta.age(now)
+    # Made once per object version and second of Age: web.Response copies them.
+    made = edge._hit_headers.get(resolved.key)
+    if made is not None and made[0] is meta and made[1] == age:
+        answer = made[2]
+    else:
+        answer = plain_headers(meta, "HIT", resolved.path, now)
+        if meta.etag:
+            answer["ETag"] = meta.etag
+        if len(edge._hit_headers) >= HIT_HEADERS:
+            edge._hit_headers.clear()
+        edge._hit_headers[resolved.key] = (meta, age, answer)
     return web.Response(headers=answer, body=data)
 
 

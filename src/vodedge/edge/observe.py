@@ -23,7 +23,7 @@ Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 ERROR_LOG = RateLimitedLog("vodedge")
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """What the stages learn about one request, for its log line and metrics."""
 
@@ -121,12 +121,14 @@ async def _expect(request: web.BaseRequest) -> None:
     raise Refusal(417, "expectation_failed", "only 100-continue is understood")
 
 
-def finish(request: web.BaseRequest, response: web.StreamResponse) -> None:
+def finish(
+    request: web.BaseRequest, response: web.StreamResponse, exchange: Exchange | None = None
+) -> None:
     """What every response gets just before its headers go out: Server, the domain's
     configured headers, and the Cache-Control a stage chose (not on errors)."""
     response.headers["Server"] = SERVER
     resp_headers.apply(request, response)
-    cache_control = exchange_of(request).cache_control
+    cache_control = (exchange or exchange_of(request)).cache_control
     if cache_control is not None and response.status < 400:
         response.headers["Cache-Control"] = cache_control
 

@@ -98,18 +98,21 @@ def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
     return _meta_headers(body.meta, how)
 
 
-def plain_headers(meta: ObjectMeta, how: str, path: str) -> CIMultiDict[str]:
-    """The headers of an object sent as it is (before deliver adds its ETag)."""
-    headers = _meta_headers(meta, how)
+def plain_headers(
+    meta: ObjectMeta, how: str, path: str, now: float | None = None
+) -> CIMultiDict[str]:
+    """The headers of an object sent as it is (before deliver adds its ETag); its Age
+    as of `now` (None: now)."""
+    headers = _meta_headers(meta, how, now)
     headers["Content-Type"] = meta.content_type or _guessed_type(path)
     return headers
 
 
-def _meta_headers(meta: ObjectMeta, how: str) -> CIMultiDict[str]:
+def _meta_headers(meta: ObjectMeta, how: str, now: float | None = None) -> CIMultiDict[str]:
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Via"] = VIA
     headers["X-Cache"] = how
-    headers["Age"] = str(meta.age(time.time()))
+    headers["Age"] = str(meta.age(time.time() if now is None else now))
     headers["Accept-Ranges"] = "bytes"
     if meta.last_modified:
         headers["Last-Modified"] = meta.last_modified
