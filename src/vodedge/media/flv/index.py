@@ -102,6 +102,10 @@ class FlvIndex:
     kept_breaks: Ints = field(init=False)
     # The sums of the kept tags' sizes with PreviousTagSize before each (one more entry).
     kept_units: Ints = field(init=False)
+    # The same for every tag, the tags without a right PreviousTagSize, the video frames.
+    units: Ints = field(init=False)
+    breaks: Ints = field(init=False)
+    video_frames: Ints = field(init=False)
     # Every tag an audio-only output may copy, as one plan (see `audio_map`).
     audio: OutputMap | None = None
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
@@ -130,6 +134,9 @@ class FlvIndex:
         self.kept_breaks = np.flatnonzero(~whole)
         units = self.sizes[self.kept] + TAG_OVERHEAD
         self.kept_units = np.concatenate(([0], np.cumsum(units))).astype(np.int64)
+        self.units = np.concatenate(([0], np.cumsum(self.sizes + TAG_OVERHEAD))).astype(np.int64)
+        self.breaks = np.flatnonzero(~self.back_ok)
+        self.video_frames = video
 
     @property
     def nbytes(self) -> int:
@@ -144,6 +151,9 @@ class FlvIndex:
             self.kept_starts,
             self.kept_breaks,
             self.kept_units,
+            self.units,
+            self.breaks,
+            self.video_frames,
             self.audio_frames,
             self.media_frames,
             self.audio_peaks,
@@ -375,7 +385,13 @@ class _Builder:
         return [Span(offset, TAG_HEADER_SIZE + size), U32.pack(TAG_HEADER_SIZE + size)]
 
     def _runs(self, tags: Ints) -> tuple[list[Piece], list[int]]:
-        return _stored_runs(self.index, tags) if self.stored else _runs(self.index, tags)
+        if self.stored:
+            return _stored_runs(self.index, tags)
+        if not self.audio_only and len(tags):  # consecutive tags: a search for each cut
+            found = _contiguous_runs(self.index, int(tags[0]), int(tags[-1]) + 1)
+            if found is not None:
+                return found
+        return _runs(self.index, tags)
 
     # --- the exact layout metadata of a time-based clip (`_settle_first_metadata`) ---
 
@@ -424,6 +440,8 @@ class _Builder:
         if self.audio_only:  # consecutive kept tags: their sums are there already
             low = int(index.kept.searchsorted(selected[0])) if len(selected) else 0
             sums = index.kept_units[low : low + len(selected) + 1]
+        elif len(selected) == self.n - self.first:  # every tag from `first` to `n`
+            sums = index.units[self.first : self.n + 1]
         else:
             sums = np.concatenate(([0], np.cumsum(index.sizes[selected] + TAG_OVERHEAD)))
         # Metadata in range is rewritten: its size moves every later tag.
@@ -493,6 +511,8 @@ class _Builder:
                 return None
             last, before = int(stamps[-1]), int(stamps[-2:][0])
             return (last - int(stamps[0]) + last - before) / 1000.0
+        if not self.audio_only and len(self.selected) == self.n - self.first:
+            return self._full_duration()
         tags = self.selected
         kinds = index.kinds[tags]
         media = kinds == AUDIO if self.audio_only else (kinds == AUDIO) | (kinds == VIDEO)
@@ -510,6 +530,26 @@ class _Builder:
                 pairs.append((last, last - before))
         high, gap = max(pairs)
         return (high - low + gap) / 1000.0
+
+    def _full_duration(self) -> float | None:
+        """`_duration` of every tag from `first` to `n`: the frames are slices."""
+        index = self.index
+        bounds = (self.first, self.n)
+        low, high = index.media_frames.searchsorted(bounds).tolist()
+        if low == high:
+            return None
+        first = int(index.stamps[index.media_frames[low:high]].min())
+        pairs: list[tuple[int, int]] = []
+        for frames in (index.audio_frames, index.video_frames):
+            a, b = frames.searchsorted(bounds).tolist()
+            if a < b:
+                last, before = (
+                    int(index.stamps[frames[b - 1]]),
+                    int(index.stamps[frames[max(b - 2, a)]]),
+                )
+                pairs.append((last, last - before))
+        end, gap = max(pairs)
+        return (end - first + gap) / 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +605,30 @@ def _runs(index: FlvIndex, tags: Ints) -> tuple[list[Piece], list[int]]:
         if not ok:
             pieces.append(U32.pack(tail))
             lengths.append(4)
+    return pieces, lengths
+
+
+def _contiguous_runs(index: FlvIndex, low: int, high: int) -> tuple[list[Piece], list[int]] | None:
+    """`_runs` of tags `low` to `high`: one span, cut after each tag whose PreviousTagSize
+    is wrong (written instead); None when the tags do not lie back to back."""
+    offsets, sizes = index.offsets, index.sizes
+    stop = int(offsets[high - 1] + sizes[high - 1]) + TAG_OVERHEAD
+    at = int(offsets[low])
+    if stop - at != int(index.units[high] - index.units[low]):
+        return None
+    breaks = index.breaks
+    cuts = breaks[breaks.searchsorted(low) : breaks.searchsorted(high)].tolist()
+    pieces: list[Piece] = []
+    lengths: list[int] = []
+    for k in cuts:
+        tail = int(sizes[k]) + TAG_HEADER_SIZE
+        end = int(offsets[k]) + tail
+        pieces += (Span(at, end - at), U32.pack(tail))
+        lengths += (end - at, 4)
+        at = end + 4
+    if stop > at:
+        pieces.append(Span(at, stop - at))
+        lengths.append(stop - at)
     return pieces, lengths
 
 
