@@ -18,6 +18,7 @@ from vodedge.media.mp4 import cuts
 from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
 from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.plan import Plan
+from vodedge.media.plan_columns import ColumnPlan, piece_count
 from vodedge.media.reading import run_bytes
 
 SHARED = sorted(
@@ -295,3 +296,23 @@ def test_fast_path_lists_and_arrays_agree(small: int, monkeypatch: pytest.Monkey
             for audio_only in (False, True):
                 fast = functools.partial(index.clip, start, end, audio_only=audio_only)
                 assert outcome_of(fast) == outcome_of(functools.partial(fast, general=True))
+
+
+def test_many_spans_are_columns_that_answer_as_spans() -> None:
+    """An open-ended audio-only clip of the 30-minute file (some 2,000 spans) keeps its
+    spans as columns: remapped into the stored audio samples before its Span tuples
+    exist, then compared piece for piece, it answers as the general path's plan does
+    (pieces, size, piece count, output starts, slices, the remap)."""
+    data = source("case:mp4_long_30min")
+    index = run_bytes(read_index(len(data)), data)
+    audio = index.audio_map()
+    for start in (0.0, 333.3, 1700.0):
+        plan = index.clip(start, None, audio_only=True)
+        reference = index.clip(start, None, audio_only=True, general=True)
+        assert isinstance(plan, ColumnPlan) and not isinstance(reference, ColumnPlan)
+        assert piece_count(plan) == len(reference.pieces)
+        assert audio.remap(plan) == audio.remap(reference)
+        assert plan == reference and plan.size == reference.size
+        assert plan.output_starts() == reference.output_starts()
+        for lo, hi in [(0, 100), (5_000, 2_000_000), (plan.size - 7, plan.size)]:
+            assert plan.slice(lo, hi) == reference.slice(lo, hi)

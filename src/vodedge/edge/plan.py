@@ -51,6 +51,7 @@ from vodedge.media.flv.seek import FlvSeek, parse_seek
 from vodedge.media.mp4.index import Mp4Index
 from vodedge.media.outputs import Wanted, flv_bound, plan_reading
 from vodedge.media.plan import Plan, Span
+from vodedge.media.plan_columns import piece_count
 
 # Outputs of this many pieces or more are stored as renditions once built: a warm
 # request then costs one sendfile, not one per audio chunk.
@@ -248,7 +249,7 @@ async def _transformed(
     if stored is not None:  # planned over the stored audio already
         output.holds.append(stored)
         return output
-    if (not body.complete and body.sparse is None) or len(plan.pieces) < RENDITION_MIN_PIECES:
+    if (not body.complete and body.sparse is None) or piece_count(plan) < RENDITION_MIN_PIECES:
         return output  # a fill still running, or too few pieces to be worth a file
     if index is not None and transform.audio_only:
         await _read_audio_rendition(planner.cache, resolved.key, body, index, plan, output)

@@ -12,6 +12,7 @@ from itertools import chain
 import numpy as np
 
 from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.plan_columns import ColumnPlan
 
 
 class OutputMap:
@@ -30,6 +31,9 @@ class OutputMap:
     def remap(self, plan: Plan) -> Plan | None:
         """`plan` reading this map's output instead of the source (the same bytes), or
         None when one of its spans is not wholly copied by this map's plan."""
+        if isinstance(plan, ColumnPlan):  # its columns, without making its spans
+            mapped = self._columns(plan.offsets, plan.lengths) if len(plan.offsets) else []
+            return None if mapped is None else Plan([plan.head, *mapped])
         pieces: list[Piece] = []
         run: list[Span] = []
         for piece in plan.pieces:
@@ -53,7 +57,10 @@ class OutputMap:
     def _spans(self, run: list[Span]) -> list[Span] | None:
         """Consecutive spans mapped into the output, those that touch there merged."""
         flat = np.fromiter(chain.from_iterable(run), np.int64, 2 * len(run))
-        offsets, lengths = flat[0::2], flat[1::2]
+        return self._columns(flat[0::2], flat[1::2])
+
+    def _columns(self, offsets: np.ndarray, lengths: np.ndarray) -> list[Span] | None:
+        """`_spans` of spans given as columns (not empty)."""
         at = np.searchsorted(self.sources, offsets, "right") - 1
         if len(self.sources) == 0 or at.min() < 0:
             return None

@@ -220,8 +220,8 @@ class Layout:
     """Source byte intervals (merged, ascending) and where each chunk lands in the
     new `mdat`, for chunks given as offsets and sizes."""
 
-    starts: list[int]
-    lengths: list[int]
+    starts: Column
+    lengths: Column
     total: int
     positions: Column
 
@@ -296,4 +296,4 @@ class Layout:
         positions = np.zeros(len(offsets), np.int64)
         where = starts.searchsorted(offsets[full], "right") - 1
         positions[full] = out_starts[where] + offsets[full] - starts[where]
-        return cls(starts.tolist(), lengths.tolist(), int(out_starts[-1]), positions)
+        return cls(starts, lengths, int(out_starts[-1]), positions)

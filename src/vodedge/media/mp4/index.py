@@ -40,6 +40,7 @@ from vodedge.media.mp4.movie import (
 from vodedge.media.mp4.skeleton import Skeleton
 from vodedge.media.mp4.tables import checked_entries
 from vodedge.media.plan import Plan, Span
+from vodedge.media.plan_columns import ColumnPlan
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
@@ -64,6 +65,8 @@ DROPPED_IN_CLIPS = frozenset(
 # table can claim any count in 20 bytes, so counts past this are refused unless
 # the track is uniform (one duration, one size: PCM), which needs no tables.
 MAX_SAMPLES = 1 << 25
+# Fast plans of this many spans or more keep them as columns (see `ColumnPlan`).
+MANY_SPANS = 64
 # Above this, offsets are kept as Python integers so that sums cannot wrap.
 _WIDE = 1 << 62
 
@@ -1105,9 +1108,14 @@ class Mp4Index:
             )
         moov = skeleton.build(replace)
         head = b"".join([self.ftyp, *moov, mdat_header])
-        pairs = zip(layout.starts, layout.lengths, strict=True)
+        starts, lengths = layout.starts, layout.lengths
+        if not isinstance(starts, list) and not isinstance(lengths, list):
+            if len(starts) >= MANY_SPANS:  # their Span tuples are made only if asked for
+                return ColumnPlan(head, starts, lengths)
+            starts, lengths = starts.tolist(), lengths.tolist()
+        pairs = zip(starts, lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
-        return Plan.head_and_spans(head, spans, layout.lengths)
+        return Plan.head_and_spans(head, spans, list(lengths))
 
     def mvhd_payload(self) -> bytes:
         """The `mvhd`'s payload, copied once."""
