@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from dropping_proxy import DroppingProxy
@@ -13,7 +14,9 @@ from redis_harness import RedisServer
 from store_records import record
 
 from vodedge.config.keys import AccessKey
+from vodedge.control.fleet_store import FleetStore
 from vodedge.control.redis_store import RedisStore
+from vodedge.control.replica import Replica
 from vodedge.control.store import (
     Certificate,
     StaleRecord,
@@ -192,3 +195,30 @@ def test_a_connection_dropped_on_the_way_is_made_again(redis_server: RedisServer
         store.close()
     finally:
         proxy.close()
+
+
+def test_a_task_read_from_the_nodes_copy_is_never_complete(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """With Redis out of reach the API reads tasks from the node's copy, which knows only
+    this node's part: a task its workers applied is still Refreshing there (Complete
+    means applied on every node, which only Redis can say)."""
+    fleet = RedisStore(redis_server.url, "a")
+    fleet.add_domain(record())
+    fleet.heartbeat(1)
+    task_id = fleet.add_task("file", [("video.example.com", "video.example.com/a")], False)
+    replica = Replica(tmp_path / "state")
+    replica.replace_all(fleet.snapshot())
+    replica.set_workers(1)
+    assert [t.task_id for t in replica.pending_refreshes(0)] == [task_id]
+    replica.ack_refreshes([task_id], 0)  # applied by this node's only worker
+    store = FleetStore(fleet, replica)
+    assert store.tasks(TaskQuery(task_id=task_id))[1][0].status == "Refreshing"  # Redis's
+    redis_server.stop()
+    total, [task] = store.tasks(TaskQuery(task_id=task_id))
+    assert (total, task.status) == (1, "Refreshing")
+    assert store.tasks(TaskQuery(status="Complete")) == (0, [])
+    assert [t.task_id for t in store.tasks(TaskQuery(status="Refreshing"))[1]] == [task_id]
+    redis_server.start()
+    fleet.ack_tasks([task_id])  # as the node's follower tells Redis
+    assert fleet.tasks(TaskQuery(task_id=task_id))[1][0].status == "Complete"

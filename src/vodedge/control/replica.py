@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from vodedge.config.keys import AccessKey
@@ -23,9 +24,10 @@ from .sqlite_store import (
     SqliteStore,
     _domain_row,
 )
-from .store import Certificate, DomainRecord, TaskRecord
+from .store import Certificate, DomainRecord, TaskQuery, TaskRecord
 
 REPLICA_DIR = "fleet"
+_ALL_ROWS = 2**31 - 1  # (a copy holds the tasks of TASK_MEMORY: tens of thousands at most)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replica (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS access_keys (
@@ -175,6 +177,18 @@ class Replica(SqliteStore):
         )
         db.execute("DELETE FROM tasks WHERE created < ? AND status != 'Refreshing'", (old,))
 
+    def tasks(self, query: TaskQuery) -> tuple[int, list[TaskRecord]]:
+        """Tasks as the fleet's API answers them from the copy (while Redis is out of
+        reach): a task is Complete once every node applied it, which only Redis knows,
+        so one this node finished is still Refreshing here."""
+        if query.status is None:
+            total, page = super().tasks(query)
+            return total, [_unconfirmed(t) for t in page]
+        _, every = super().tasks(replace(query, status=None, page=1, size=_ALL_ROWS))
+        matching = [t for t in map(_unconfirmed, every) if t.status == query.status]
+        start = (query.page - 1) * query.size
+        return len(matching), matching[start : start + query.size]
+
     # --- what the node's workers did, for Redis ----------------------------------------
 
     def finished(self) -> tuple[list[int], dict[int, str]]:
@@ -204,3 +218,10 @@ class Replica(SqliteStore):
                 f"INSERT OR IGNORE INTO forwarded SELECT row FROM tasks WHERE task_id IN ({marks})",
                 ids,
             )
+
+
+def _unconfirmed(task: TaskRecord) -> TaskRecord:
+    """`task` as far as this node can tell the fleet's: done here is not done everywhere."""
+    if task.status != "Complete":
+        return task
+    return replace(task, status="Refreshing", process="99%")
