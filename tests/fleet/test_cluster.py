@@ -6,13 +6,16 @@ the balancer re-maps only its share."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import sqlite3
 import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from cluster_harness import (
@@ -34,6 +37,7 @@ from vodedge.edge.parent_tier import SOURCE_HEADER, sign_source
 pytestmark = pytest.mark.xdist_group("cluster")
 
 AUTH_KEY = "clusterAuthKey0123"
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,15 @@ def _parent_lines(cluster: Cluster, path: str, count: int) -> list[dict[str, obj
     """The parent's log lines for `path` once there are `count` (it logs after sending)."""
     wait_until(lambda: len(source_lines(cluster.parent, path)) >= count, 5, "the parent's log")
     return source_lines(cluster.parent, path)
+
+
+def _stored(node: Vodedge, host: str, path: str) -> bool:
+    """Whether `node`'s cache index holds `host` + `path` (read, not asked: a request
+    would be logged, and could fill it)."""
+    uri = f"file:{node.store / 'index.sqlite'}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+        row = db.execute("SELECT 1 FROM objects WHERE key = ?", (host + path,)).fetchone()
+    return row is not None
 
 
 def _cache(node: Vodedge, host: str, path: str) -> str:
@@ -231,7 +244,12 @@ def test_revalidation_and_ranges_go_through_the_parent(cluster: Cluster, tmp_pat
     etag = http_request(cluster.origin.port, name, path).header("ETag")
     first = _get(b, name, path)
     assert etag and first.header("ETag") == etag
-    asked, hits = len(source_lines(parent, path)), len(cluster.origin.settled_hits(path))
+    # Both copies stored (a copy still landing would escape the refresh), and the
+    # parent's lines so far counted once written (it logs after sending).
+    for node in (b, parent):
+        wait_until(lambda n=node: _stored(n, name, path), 5, f"the copy on {node.work.name}")
+    asked = len(_settled(lambda: _parent_lines(cluster, path, 1)))
+    hits = len(cluster.origin.settled_hits(path))
     # A refresh without Force marks the directory's objects stale on every node.
     sdk = cluster.sdk(b)
     task = sdk("RefreshObjectCaches", ObjectPath=f"{name}/v/", ObjectType="Directory")
@@ -372,7 +390,7 @@ def test_the_balancer_puts_each_object_on_one_edge(cluster: Cluster) -> None:
     assert Counter(hit.path for hit in cluster.origin.hits() if hit.path in owner) == Counter(paths)
 
 
-def _settled(read: Callable[[], Counter[str]], settle: float = 0.2) -> Counter[str]:
+def _settled(read: Callable[[], T], settle: float = 0.2) -> T:
     """What `read` returns once it has stopped changing (bounded: 50 looks)."""
     before = read()
     for _ in range(50):
