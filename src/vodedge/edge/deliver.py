@@ -249,11 +249,7 @@ async def _piece(
 ) -> None:
     """Send one piece: a file span with sendfile when `direct`, else its bytes."""
     if isinstance(piece, FileSpan) and direct:
-        file = files.get(piece.fd)
-        if file is None:
-            # The descriptor belongs to its Body; this wrapper must not close it.
-            file = files[piece.fd] = open(piece.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
-        await _sendfile(request, response, file, piece, pacer)
+        await _sendfile(request, response, files, piece, pacer)
     else:
         data = piece if isinstance(piece, bytes) else _read(piece)
         await _send(request, response, data, pacer)
@@ -303,10 +299,12 @@ async def _send(
 async def _sendfile(
     request: web.BaseRequest,
     response: web.StreamResponse,
-    file: IO[bytes],
+    files: dict[int, IO[bytes]],
     span: FileSpan,
     pacer: Pacer | None,
 ) -> None:
+    """Send a file span: straight from the descriptor while the socket takes it, else
+    through asyncio's sendfile (a file object made once per descriptor) or a copy."""
     loop = asyncio.get_running_loop()
     offset, end = span.offset, span.offset + span.length
     while offset < end:
@@ -320,7 +318,7 @@ async def _sendfile(
         # Headers still held for the first body bytes go out before the file's.
         await response.write(b"")
         tls = transport.get_extra_info("sslcontext") is not None
-        sent = 0 if tls else _sendfile_now(transport, file, offset, step)
+        sent = 0 if tls else _sendfile_now(transport, span.fd, offset, step)
         if sent:
             offset += sent
             exchange_of(request).sent += sent
@@ -341,6 +339,10 @@ async def _sendfile(
             # back: a stalled reader would hold that much of ours.
             transport.set_write_buffer_limits(COPY_STEP)
         else:
+            file = files.get(span.fd)
+            if file is None:
+                # The descriptor belongs to its Body; this wrapper must not close it.
+                file = files[span.fd] = open(span.fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
             try:
                 async with asyncio.timeout(timeout):
                     await loop.sendfile(transport, file, offset, step)
@@ -360,17 +362,18 @@ async def _sendfile(
             await pacer.pace(step)
 
 
-def _sendfile_now(transport: asyncio.Transport, file: IO[bytes], offset: int, count: int) -> int:
+def _sendfile_now(transport: asyncio.Transport, fd: int, offset: int, count: int) -> int:
     """Bytes of the file the socket takes at once, sent while the transport holds nothing
     unsent (0 when it would block): what asyncio's sendfile does after it pauses the
-    transport, without the two epoll changes and the future it costs each call."""
+    transport, without the two epoll changes and the future it costs each call (nor a
+    file object: its fstat and close, once per response)."""
     if transport.get_write_buffer_size():
         return 0
     sock = transport.get_extra_info("socket")
     if sock is None:
         return 0
     try:
-        return os.sendfile(sock.fileno(), file.fileno(), offset, count)
+        return os.sendfile(sock.fileno(), fd, offset, count)
     except (BlockingIOError, InterruptedError):
         return 0
     except ConnectionError:
