@@ -230,17 +230,17 @@ class Store:
                     removed += 1
         return removed
 
-    def sweep(self, key: str) -> int:
-        """Remove files of `key` that its row does not name; how many. The caller holds
-        the object's fill lock, under which every file of it is made and indexed (a
-        sparse object's file and row, a fill's rename and row): a file found without
-        its row while the lock is free was left by a creator killed in between."""
+    def sweep(self, key: str, keep: Path | None = None) -> int:
+        """Remove files of `key` that neither its row nor `keep` name; how many. The
+        caller holds the object's fill lock, under which every file of it is made and
+        indexed (a sparse object's file and row, a fill's rename and row): a file found
+        without its row while the lock is free was left by a creator killed in between."""
         digest = self.digest(key)
         entry = self.index.get(key)
         named = None if entry is None else entry.file.name
         removed = 0
         for file in (self.root / "objects" / digest[:2]).glob(f"{digest}.*"):
-            if file.name != named:
+            if file.name not in (named, None if keep is None else keep.name):
                 file.unlink(missing_ok=True)
                 removed += 1
         return removed
@@ -580,11 +580,13 @@ class Store:
         while over the bound."""
         entry.file.parent.mkdir(exist_ok=True)
         os.replace(tmp, entry.file)
+        # Files a killed creator left go before the row appears (the caller holds the
+        # lock): whoever sees the new row sees no leftover beside it.
+        self.sweep(entry.meta.key, keep=entry.file)
         replaced = self.index.put(entry, _allocated(entry.file))
         self._hot.pop(entry.meta.key, None)
         if replaced is not None:
             replaced.unlink(missing_ok=True)
-        self.sweep(entry.meta.key)  # a file a killed creator left (the caller holds the lock)
         self.evict(keep=entry.meta.key)
 
     def final_path(self, key: str, tmp: Path) -> Path:
