@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -70,14 +70,20 @@ Piece = bytes | FileSpan
 
 @dataclass
 class Pieces:
-    """A body's pieces in order, and what to release once it is sent or abandoned."""
+    """A body's pieces in order, and what to release once it is sent or abandoned.
+    Pieces that never wait (a complete file's) come from a plain generator: no
+    asynchronous generator to make, register with the loop and close per response."""
 
-    pieces: AsyncGenerator[Piece, None]
+    pieces: AsyncGenerator[Piece, None] | Generator[Piece, None, None]
     release: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         """Stop producing; release what was held (even if never iterated)."""
-        await self.pieces.aclose()
+        pieces = self.pieces
+        if isinstance(pieces, Generator):
+            pieces.close()
+        else:
+            await pieces.aclose()
         if self.release is not None:
             await self.release()
 
@@ -209,9 +215,13 @@ async def _write(
     files: dict[int, IO[bytes]] = {}
     first: Piece | None = None
     unsent = True
+    source = pieces.pieces
     try:
         if request.method != "HEAD":
-            first = await anext(pieces.pieces, None)
+            if isinstance(source, Generator):
+                first = next(source, None)
+            else:
+                first = await anext(source, None)
         unsent = False
         finish(request, response)
         await response.prepare(request)
@@ -220,8 +230,12 @@ async def _write(
             # Announced lengths allow sendfile; chunked bodies need aiohttp's framing.
             direct = response.content_length is not None and not response.chunked
             await _piece(request, response, first, files, pacer, direct)
-            async for piece in pieces.pieces:
-                await _piece(request, response, piece, files, pacer, direct)
+            if isinstance(source, Generator):
+                for piece in source:
+                    await _piece(request, response, piece, files, pacer, direct)
+            else:
+                async for piece in source:
+                    await _piece(request, response, piece, files, pacer, direct)
         await response.write_eof()
     except ConnectionError:
         _abort(request, exchange, "client_gone")
@@ -266,8 +280,12 @@ def _abort(request: web.BaseRequest, exchange: Exchange, why: str) -> None:
 
 
 def _read(span: FileSpan) -> bytes:
-    data = os.pread(span.fd, span.length, span.offset)
-    if len(data) != span.length:
+    return _pread(span.fd, span.offset, span.length)
+
+
+def _pread(fd: int, offset: int, length: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
         raise OSError("the cached object is shorter than its plan")
     return data
 
@@ -388,8 +406,34 @@ def _sendfile_now(transport: asyncio.Transport, fd: int, offset: int, count: int
 def plan_pieces(plan: Plan, body: Body) -> Pieces:
     """The pieces of `plan` over `body`, waiting for a fill (or a sparse object's fetches,
     started ahead of the reader in order) to reach each span."""
+    if body.sparse is None and body.complete:
+        return Pieces(_complete_pieces(plan, body))
     body.prefetch((span.offset, span.end) for span in plan.spans())
     return Pieces(_plan_pieces(plan, body))
+
+
+def _complete_pieces(plan: Plan, body: Body) -> Generator[Piece, None, None]:
+    """`_plan_pieces` over a complete file: nothing to wait for."""
+    batch: list[bytes] = []
+    batched = 0
+    for piece in plan.pieces:
+        if isinstance(piece, Span):
+            if piece.length >= SENDFILE_MIN:
+                if batch:
+                    yield b"".join(batch)
+                    batch, batched = [], 0
+                yield FileSpan(body.fd, piece.offset, piece.length)
+                continue
+            data = _pread(body.fd, piece.offset, piece.length)  # see _plan_pieces
+        else:
+            data = piece
+        batch.append(data)
+        batched += len(data)
+        if batched >= BATCH_BYTES:
+            yield b"".join(batch)
+            batch, batched = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 async def _plan_pieces(plan: Plan, body: Body) -> AsyncGenerator[Piece, None]:
