@@ -267,8 +267,15 @@ class SparseObject:
 
     def absent(self, ranges: Iterable[Extent]) -> list[Extent]:
         """The parts of `ranges` (in order) neither present nor being fetched here."""
-        busy = merged([*self.extents, *(r for f in self.fetches for r in f.ranges)])
-        return [gap for s, e in ranges for gap in missing(busy, s, min(e, self.size))]
+        # The extents (thousands for an audio track's chunks) are already merged: only
+        # the running fetches' ranges are merged here, each call.
+        busy = merged(r for f in self.fetches for r in f.ranges)
+        return [
+            gap
+            for s, e in ranges
+            for absent in missing(self.extents, s, min(e, self.size))
+            for gap in missing(busy, *absent)
+        ]
 
     # --- fetching --------------------------------------------------------------------
 

@@ -22,17 +22,25 @@ def merged(extents: Iterable[Extent]) -> list[Extent]:
 
 
 def merge_in(extents: list[Extent], more: list[Extent]) -> list[Extent]:
-    """`extents` (merged) with `more` (sorted) added, in one pass."""
+    """`extents` (merged) with `more` (sorted) added: only the extents `more` can touch
+    are merged again (a sparse object holds thousands, a record adds a few)."""
+    more = [e for e in more if e[1] > e[0]]
+    if not more:
+        return list(extents)
+    low, high = more[0][0], max(end for _, end in more)
+    # The first extent that may touch `low` (ends at or after it), the first after `high`.
+    first = max(bisect_right(extents, (low, 1 << 62)) - 1, 0)
+    if first < len(extents) and extents[first][1] < low:
+        first += 1
+    last = bisect_right(extents, (high, 1 << 62))
     out: list[Extent] = []
-    for start, end in heapq.merge(extents, more):
-        if end <= start:
-            continue
+    for start, end in heapq.merge(extents[first:last], more):
         if out and start <= out[-1][1]:
             if end > out[-1][1]:
                 out[-1] = (out[-1][0], end)
         else:
             out.append((start, end))
-    return out
+    return [*extents[:first], *out, *extents[last:]]
 
 
 def run_end(extents: list[Extent], offset: int) -> int:
