@@ -5,6 +5,7 @@ domain refused before its origin, purges and prefetches that really change the c
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from api_client import Key
 from api_node import FULL, ApiNode, start_node
-from edge_harness import FaultOrigin, Vodedge, http_request, running, wait_until
+from edge_harness import FaultOrigin, RawClient, Vodedge, http_request, running, wait_until
 from edge_media import SAMPLES, MediaDir
 from test_actions import ARGS, bad_function
 
@@ -348,6 +349,43 @@ def test_refresh_and_push_change_the_cache(setup: Setup, sdk: Sdk) -> None:
     )["RefreshTaskId"]
     _task_done(sdk, task)
     assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "MISS"
+
+
+@pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
+def test_a_refresh_during_a_fill_is_not_undone_by_it(setup: Setup, changed: bool) -> None:
+    """A directory refreshed without Force while an object of it streams in (its row not
+    there yet): the fill must not publish it fresh. The next request fetches the new
+    version, or revalidates an unchanged one."""
+    sdk = NewSdk(setup.node)
+    server, origin = setup.server, setup.origin
+    name = f"refresh-race-{'changed' if changed else 'same'}.example.com"
+    sdk("AddCdnDomain", DomainName=name, CdnType="video", Sources=setup.sources())
+    wait_until(
+        lambda: all(status == 200 for status, _ in _answers(server, name, setup.talk)),
+        5,
+        "the domain on every worker",
+    )
+    media = MediaDir(origin.root)
+    path = media.write(f"race-{'changed' if changed else 'same'}/x.bin", os.urandom(300_000))
+    old = media.file(path).read_bytes()
+    origin.behave(path, chunk=32 << 10, drip_after=0, interval=0.05)
+    client = RawClient(server.port, name, path)
+    client.read_head()
+    new = os.urandom(300_000) if changed else old
+    if changed:
+        media.write(path.lstrip("/"), new)
+    directory = path.rsplit("/", 1)[0] + "/"
+    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}{directory}", ObjectType="Directory")
+    _task_done(sdk, task["RefreshTaskId"])
+    body, _ = client.read_to_end()
+    client.close()
+    assert body == old
+    origin.wait_filled(path)
+    time.sleep(0.2)
+    reply = server.get(name, path)
+    cache = reply.header("X-Cache")
+    assert reply.body == new, f"X-Cache {cache}: the refreshed version came back"
+    assert cache == ("MISS" if changed else "REVALIDATED") or (changed and cache == "EXPIRED")
 
 
 def test_push_of_a_missing_object_fails_with_a_reason(setup: Setup, sdk: Sdk) -> None:

@@ -64,9 +64,10 @@ class DiskCache:
         """Write batched last-access times to the index."""
         self.store.flush_accesses()
 
-    def expire(self, keys: list[str]) -> int:
-        """Mark objects stale (revalidated before they are served again); how many."""
-        return self.store.expire(keys)
+    def expire(self, keys: list[str], prefix: str | None = None) -> int:
+        """Mark objects stale (revalidated before they are served again), and any fill
+        of them or under `prefix` running now; how many."""
+        return self.store.expire(keys, prefix)
 
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how

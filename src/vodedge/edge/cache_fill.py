@@ -272,7 +272,8 @@ class Fills:
                 final_meta = replace(meta, size=progress.written)
                 final = self.store.final_path(meta.key, tmp)
                 try:
-                    self.store.publish(Entry(final_meta, final), tmp)
+                    # Expired (a refresh without Force) while it streamed in: stale.
+                    self.store.publish(Entry(final_meta, final), tmp, now)
                 except (OSError, sqlite3.Error):
                     # Readers have every byte; only keeping it failed (a full disk).
                     tmp.unlink(missing_ok=True)

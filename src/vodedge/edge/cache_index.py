@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vodedge.edge.extents import Extent, merged, missing
@@ -48,8 +48,14 @@ CREATE TABLE IF NOT EXISTS purges (
     prefix INTEGER NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS expiries (
+    key TEXT NOT NULL,
+    prefix INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS expiries_at ON expiries (at);
 """
-# Purges are remembered this long: longer than any fill can run.
+# Purges and expiries are remembered this long: longer than any fill can run.
 PURGE_MEMORY = 86400.0
 
 
@@ -132,13 +138,20 @@ class CacheIndex:
         )
         return Entry(meta, Path(file), -1 if present is None else present)
 
-    def put(self, entry: Entry, disk: int | None = None) -> Path | None:
+    def put(
+        self, entry: Entry, disk: int | None = None, filled_since: float | None = None
+    ) -> Path | None:
         """Store `entry` (its file taking `disk` bytes of blocks), returning the file of
         the version it replaced, if any. A whole object is one extent; a sparse one
-        (`entry.present` 0) starts with none."""
+        (`entry.present` 0) starts with none. An object whose fill started at
+        `filled_since` is stored stale if an expiry covering it came since."""
         meta = entry.meta
         whole = entry.present < 0 or entry.present >= meta.size
         with self._transaction():
+            # In the same transaction as the row: an expiry is either seen here or hits
+            # the row.
+            if filled_since is not None and self._covered("expiries", meta.key, filled_since):
+                meta = replace(meta, expires_at=0)
             row = self._db.execute("SELECT file FROM objects WHERE key = ?", (meta.key,)).fetchone()
             self._db.execute(
                 "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -300,9 +313,18 @@ class CacheIndex:
             self._db.execute("DELETE FROM objects WHERE key LIKE ? ESCAPE '\\'", (pattern,))
         return [(key, Path(file)) for key, file in rows]
 
-    def expire(self, keys: list[str]) -> int:
-        """Make these objects stale at once; how many were stored."""
+    def expire(self, keys: list[str], prefix: str | None = None) -> int:
+        """Make these objects stale at once; how many were stored. The keys (and
+        `prefix`, covering keys not stored yet) are remembered, so that fills which
+        started before do not publish fresh."""
+        now = time.time()
         with self._transaction():
+            self._db.execute("DELETE FROM expiries WHERE at < ?", (now - PURGE_MEMORY,))
+            # Keys under the prefix are covered by its one row.
+            rows = [(key, 0, now) for key in keys if not (prefix and key.startswith(prefix))]
+            if prefix:
+                rows.append((prefix, 1, now))
+            self._db.executemany("INSERT INTO expiries VALUES (?, ?, ?)", rows)
             return sum(
                 self._db.execute("UPDATE objects SET expires_at = 0 WHERE key = ?", (key,)).rowcount
                 for key in keys
@@ -324,8 +346,11 @@ class CacheIndex:
 
     def purged_since(self, key: str, since: float) -> bool:
         """Whether a purge covering `key` happened after `since`."""
+        return self._covered("purges", key, since)
+
+    def _covered(self, table: str, key: str, since: float) -> bool:
         row = self._db.execute(
-            "SELECT 1 FROM purges WHERE at >= ? AND (key = ? OR (prefix = 1 AND"
+            f"SELECT 1 FROM {table} WHERE at >= ? AND (key = ? OR (prefix = 1 AND"
             " substr(?, 1, length(key)) = key)) LIMIT 1",
             (since, key, key),
         ).fetchone()

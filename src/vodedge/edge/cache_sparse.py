@@ -709,6 +709,7 @@ async def first_contact(
     """Ask the origin for the first bytes a reader needs; a sparse object when it answers
     with them. The caller holds the object's fill lock."""
     store = objects.store
+    asked = time.time()  # an expiry from here on may have missed the row: it is checked
     response = await source.first_range(first_header(first))
     if response.status == 200:
         source.note_ignores_ranges()
@@ -741,7 +742,7 @@ async def first_contact(
         if not store.reserve(fd, end - start, key, start) or not claim(fd, start, end):
             raise OSError("no room")
         entry = Entry(meta, final, 0)
-        replaced = store.index.put(entry, os.fstat(fd).st_blocks * 512)
+        replaced = store.index.put(entry, os.fstat(fd).st_blocks * 512, asked)
     except BaseException as exc:
         if fd >= 0:
             os.close(fd)

@@ -261,12 +261,13 @@ class Store:
             with contextlib.suppress(sqlite3.Error):
                 self.index.touch(accesses)
 
-    def expire(self, keys: list[str]) -> int:
+    def expire(self, keys: list[str], prefix: str | None = None) -> int:
         """Mark objects stale: kept, but revalidated with the origin before being served
-        again (a refresh without Force); how many there were."""
+        again (a refresh without Force); how many there were. Fills of them, or of keys
+        under `prefix`, running now publish them stale."""
         for key in keys:
             self._hot.pop(key, None)
-        return self.index.expire(keys)
+        return self.index.expire(keys, prefix)
 
     def purge(self, key_or_prefix: str, *, prefix: bool = False) -> int:
         """Drop one object (and its renditions) or every object under a prefix; how
@@ -574,16 +575,17 @@ class Store:
         """Make the next lookup of `key` read the index."""
         self._hot.pop(key, None)
 
-    def publish(self, entry: Entry, tmp: Path) -> None:
+    def publish(self, entry: Entry, tmp: Path, filled_since: float | None = None) -> None:
         """Move a complete temporary file into place as `entry.file` and index it (the
         caller holds the object's lock); the version it replaces goes, and LRU objects go
-        while over the bound."""
+        while over the bound. A fill started at `filled_since` publishes stale if the
+        object was expired since."""
         entry.file.parent.mkdir(exist_ok=True)
         os.replace(tmp, entry.file)
         # Files a killed creator left go before the row appears (the caller holds the
         # lock): whoever sees the new row sees no leftover beside it.
         self.sweep(entry.meta.key, keep=entry.file)
-        replaced = self.index.put(entry, _allocated(entry.file))
+        replaced = self.index.put(entry, _allocated(entry.file), filled_since)
         self._hot.pop(entry.meta.key, None)
         if replaced is not None:
             replaced.unlink(missing_ok=True)

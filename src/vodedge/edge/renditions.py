@@ -14,6 +14,8 @@ from vodedge.media.plan import Plan
 from vodedge.planfile import write_plan_file
 
 # Renditions never expire by themselves: they go with their object (purge) or by LRU.
+# An expiry (a refresh without Force) leaves them: a rendition is named by its object's
+# version, and is only opened once that object was served, so revalidated when stale.
 RENDITION_TTL = 10 * 365 * 86400
 
 

@@ -58,7 +58,8 @@ def apply_refresh(edge: Edge, task: TaskRecord) -> int:
         if task.force:
             return int(cache.purge(directory, prefix=True))
         keys = [k for k in cache.index.keys_with_prefix(directory) if "\x1f" not in k]
-        return int(cache.expire(keys))
+        # The directory too: a fill of a key under it not indexed yet publishes stale.
+        return int(cache.expire(keys, directory))
     if task.kind == "regex":
         owner = cache_key(domain, host, "", {})
         # The regular expression is all after the host, untouched by URL parsing.
