@@ -9,13 +9,24 @@ import os
 import random
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from vodedge.edge.byteranges import BadByteRanges, ByteRanges, OtherTotal, boundary_of
 from vodedge.edge.cache_body import Body
 from vodedge.edge.cache_index import CacheIndex, Entry, ObjectMeta
-from vodedge.edge.cache_sparse import MAX_PARTS, SEGMENT, SparseObjects, batches
+from vodedge.edge.cache_sparse import (
+    AHEAD,
+    GAP,
+    MAX_PARTS,
+    SEGMENT,
+    Pump,
+    RangeSource,
+    SparseObject,
+    SparseObjects,
+    batches,
+)
 from vodedge.edge.cache_store import KEEP_ENDS, TRIM_ALIGN, Store, readers_lock, trimmed
 from vodedge.edge.extents import coalesced, merge_in, merged, missing, run_end, split
 from vodedge.edge.renditions import Renditions
@@ -278,3 +289,31 @@ def test_a_rendition_being_written_holds_its_sparse_source(tmp_path: Path) -> No
     assert stored is not None
     assert os.pread(stored.fd, plan.size, 0) == b"head" + data[10 * MIB : 30 * MIB]
     stored.close()
+
+
+class _Wants:
+    """What a Pump asks a sparse object to fetch (the window is pure arithmetic)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, int]] = []
+
+    def want(self, _source: object, ranges: list[tuple[int, int]]) -> None:
+        self.asked.extend(ranges)
+
+
+@pytest.mark.parametrize(("every", "length"), [(16 << 10, 650), (SEGMENT, SEGMENT)])
+def test_the_pump_keeps_a_window_of_needed_bytes_ahead(every: int, length: int) -> None:
+    """Ahead of the reader go up to AHEAD bytes of what it needs, however sparse (an
+    audio track's chunks) or dense (a plain range) they lie in the file."""
+    ranges = [(at, at + length) for at in range(0, 4000 * every, every)][:4000]
+    wants = _Wants()
+    pump = Pump(cast(SparseObject, wants), cast(RangeSource, None), ranges)
+    pump.advance(0)
+    assert wants.asked and sum(e - s for s, e in wants.asked) <= SEGMENT
+    for reader in (1, *range(every, 300 * every, 7 * every)):
+        pump.advance(reader)
+        assert wants.asked == split(coalesced(ranges, GAP), SEGMENT)[: len(wants.asked)]
+        ahead = sum(max(0, e - max(s, reader)) for s, e in wants.asked)
+        # At least half the window, at most the window (and the segment it ends in).
+        assert ahead >= min(AHEAD // 2, sum(e - max(s, reader) for s, e in ranges if e > reader))
+        assert ahead <= AHEAD + SEGMENT

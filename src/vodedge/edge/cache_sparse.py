@@ -21,8 +21,10 @@ import re
 import sqlite3
 import struct
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import NoReturn, Protocol
 
@@ -584,15 +586,33 @@ class SparseObject:
 
 class Pump:
     """One response's ranges of a sparse object, fetched in order as its reader nears
-    them: up to AHEAD bytes ahead, asked for in windows of at least half that (so
-    many small ranges go in few requests)."""
+    them: up to AHEAD bytes ahead, counted in the bytes the response needs (an audio
+    track's chunks are a few percent of the file: counted in file bytes, the window
+    held a few requests, and the reader waited on their round trips), asked for in
+    windows of at least half that (so many small ranges go in few requests); at most
+    PARALLEL of them run at once."""
 
     def __init__(self, sparse: SparseObject, source: RangeSource, ranges: Iterable[Extent]):
         self.sparse = sparse
         self.source = source
         self.segments = split(coalesced(ranges, GAP), SEGMENT)
+        self.starts = [start for start, _ in self.segments]
+        # The bytes the response needs up to the end of each segment.
+        self.sums = list(accumulate(end - start for start, end in self.segments))
         self.next = 0
         self.start = 0  # where the reader was when the first fetch was started
+
+    def _needed(self, offset: int) -> int:
+        """The bytes of the segments before `offset`."""
+        at = bisect_right(self.starts, offset)
+        if at == 0:
+            return 0
+        start, end = self.segments[at - 1]
+        return self.sums[at - 1] - (end - start) + min(offset, end) - start
+
+    def _within(self, index: int, offset: int, needed: int, reach: int) -> bool:
+        """Whether segment `index` is less than `reach` ahead of the reader at `offset`."""
+        return self.starts[index] < offset + reach or self.sums[index] - needed <= reach
 
     def advance(self, offset: int) -> None:
         """Start the fetches the reader at `offset` needs next: at first one request's
@@ -607,12 +627,13 @@ class Pump:
                 self.next += 1
             self.sparse.want(self.source, segments[: self.next])
             return
-        if offset <= self.start:
+        if offset <= self.start or self.next >= len(segments):
             return
-        if self.next >= len(segments) or segments[self.next][0] >= offset + AHEAD // 2:
+        needed = self._needed(offset)
+        if not self._within(self.next, offset, needed, AHEAD // 2):
             return
         first = self.next
-        while self.next < len(segments) and segments[self.next][0] < offset + AHEAD:
+        while self.next < len(segments) and self._within(self.next, offset, needed, AHEAD):
             self.next += 1
         self.sparse.want(self.source, segments[first : self.next])
 
