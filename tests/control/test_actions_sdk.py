@@ -351,14 +351,17 @@ def test_refresh_and_push_change_the_cache(setup: Setup, sdk: Sdk) -> None:
     assert server.get(name, setup.talk, method="HEAD").header("X-Cache") == "MISS"
 
 
+@pytest.mark.parametrize("kind", ["Directory", "Regex"])
 @pytest.mark.parametrize("changed", [True, False], ids=["changed", "unchanged"])
-def test_a_refresh_during_a_fill_is_not_undone_by_it(setup: Setup, changed: bool) -> None:
-    """A directory refreshed without Force while an object of it streams in (its row not
-    there yet): the fill must not publish it fresh. The next request fetches the new
-    version, or revalidates an unchanged one."""
+def test_a_refresh_during_a_fill_is_not_undone_by_it(
+    setup: Setup, changed: bool, kind: str
+) -> None:
+    """A directory or a regular expression refreshed without Force while an object of it
+    streams in (its row not there yet): the fill must not publish it fresh. The next
+    request fetches the new version, or revalidates an unchanged one."""
     sdk = NewSdk(setup.node)
     server, origin = setup.server, setup.origin
-    name = f"refresh-race-{'changed' if changed else 'same'}.example.com"
+    name = f"refresh-race-{kind.lower()}-{'changed' if changed else 'same'}.example.com"
     sdk("AddCdnDomain", DomainName=name, CdnType="video", Sources=setup.sources())
     wait_until(
         lambda: all(status == 200 for status, _ in _answers(server, name, setup.talk)),
@@ -375,7 +378,8 @@ def test_a_refresh_during_a_fill_is_not_undone_by_it(setup: Setup, changed: bool
     if changed:
         media.write(path.lstrip("/"), new)
     directory = path.rsplit("/", 1)[0] + "/"
-    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}{directory}", ObjectType="Directory")
+    target = directory if kind == "Directory" else directory + ".*\\.bin"
+    task = sdk("RefreshObjectCaches", ObjectPath=f"{name}{target}", ObjectType=kind)
     _task_done(sdk, task["RefreshTaskId"])
     body, _ = client.read_to_end()
     client.close()

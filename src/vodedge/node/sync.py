@@ -72,7 +72,9 @@ def apply_refresh(edge: Edge, task: TaskRecord) -> int:
             if pattern.fullmatch(rest) or pattern.fullmatch(rest.partition("?")[0]):
                 matched.append(key)
         if not task.force:
-            return int(cache.expire(matched))
+            # Fills running now of keys not indexed yet cannot be matched: every fill of
+            # the domain running now is stored stale (at worst, one extra revalidation).
+            return int(cache.expire(matched, owner + "/"))
         return sum(int(cache.purge(key)) for key in matched)
     key = cache_key(domain, host, path, dict(parse_qsl(query, keep_blank_values=True)))
     if query:
