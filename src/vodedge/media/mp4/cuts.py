@@ -140,16 +140,7 @@ class Chunks:
         offsets = self.offsets[lo:hi].tolist()
         sizes = self.sizes[lo:hi].tolist()
         per_chunk = self.samples[lo:hi].tolist()
-        starts = int(self.first[lo])
-        if starts < first:  # only the first chunk can start before the cut
-            skipped = int(prefix[first] - prefix[starts])
-            offsets[0] += skipped
-            sizes[0] -= skipped
-            per_chunk[0] -= first - starts
-        ends = int(self.end[hi - 1])
-        if ends > stop:  # and only the last one end after it
-            sizes[-1] -= int(prefix[ends] - prefix[stop])
-            per_chunk[-1] -= ends - stop
+        self._trim(lo, hi, first, stop, prefix, offsets, sizes, per_chunk)
         rows: list[int] = []
         last: tuple[int, int] | None = None
         description = self.description[lo:hi].tolist()
@@ -160,12 +151,19 @@ class Chunks:
         stsc = table_box(b"stsc", 0, len(rows) // 3, pack(f">{len(rows)}I", *rows))
         return ChunkCut(offsets, sizes, stsc)
 
-    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: Ints) -> ChunkCut:
-        """`cut` of many chunks, as arrays."""
-        offsets = self.offsets[lo:hi].copy()
-        sizes = self.sizes[lo:hi].copy()
-        per_chunk = self.samples[lo:hi].copy()
-        description = self.description[lo:hi]
+    def _trim(
+        self,
+        lo: int,
+        hi: int,
+        first: int,
+        stop: int,
+        prefix: Ints,
+        offsets: Column,
+        sizes: Column,
+        per_chunk: Column,
+    ) -> None:
+        """Trim the cut's outer chunks `[lo, hi)` (lists or arrays, in place) to samples
+        `[first, stop)`."""
         starts = int(self.first[lo])
         if starts < first:  # only the first chunk can start before the cut
             skipped = int(prefix[first] - prefix[starts])
@@ -176,6 +174,14 @@ class Chunks:
         if ends > stop:  # and only the last one end after it
             sizes[-1] -= int(prefix[ends] - prefix[stop])
             per_chunk[-1] -= ends - stop
+
+    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: Ints) -> ChunkCut:
+        """`cut` of many chunks, as arrays."""
+        offsets = self.offsets[lo:hi].copy()
+        sizes = self.sizes[lo:hi].copy()
+        per_chunk = self.samples[lo:hi].copy()
+        description = self.description[lo:hi]
+        self._trim(lo, hi, first, stop, prefix, offsets, sizes, per_chunk)
         fresh = self.new_run[lo:hi].copy()
         fresh[0] = True
         count = hi - lo

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import repeat
 from struct import Struct
 
@@ -1018,14 +1019,7 @@ class Mp4Index:
         # depend on the moov's size. Its size is that of the moov without chunk offsets
         # plus theirs, so the base settles by arithmetic, and the moov is built once.
         bare = self._rebuilt_size(with_offsets(None))
-
-        def moov_size(base: int) -> int:
-            size = bare
-            for top, count in widest:
-                wide = count and top + base > 0xFFFFFFFF
-                size += 16 + (8 if wide else 4) * count
-            return size
-
+        moov_size = partial(_moov_size, bare, widest)
         base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
         moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base), self.children)
         head = b"".join([self.ftyp, *moov, mdat_header])
@@ -1087,14 +1081,7 @@ class Mp4Index:
         # As `_plan`: the size without chunk offsets (a placeholder stbl of the right
         # size stands in), plus theirs.
         bare = self._rebuilt_size(replace)
-
-        def moov_size(base: int) -> int:
-            size = bare
-            for top, count in widest:
-                wide = count and top + base > 0xFFFFFFFF
-                size += 16 + (8 if wide else 4) * count
-            return size
-
+        moov_size = partial(_moov_size, bare, widest)
         base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
         for (at, parts, stco_at, fixed), relative in zip(stbls, relatives, strict=True):
             stco = fast.offsets_box(relative, base)
@@ -1237,6 +1224,16 @@ def _fast_stbl(
         else:
             parts.append(item)
     return parts, stco_at
+
+
+def _moov_size(bare: int, widest: list[tuple[int, int]], base: int) -> int:
+    """A rebuilt moov's size with its chunk offsets at `base`: `bare` (the moov without
+    them) plus each track's `stco`, or `co64` when its largest offset passes 32 bits."""
+    size = bare
+    for top, count in widest:
+        wide = count and top + base > 0xFFFFFFFF
+        size += 16 + (8 if wide else 4) * count
+    return size
 
 
 def _settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:
