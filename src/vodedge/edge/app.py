@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from vodedge.config import NodeConfig
+from vodedge.config import Domain, NodeConfig
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
@@ -61,8 +61,11 @@ class Edge:
     resolver: ResolveMemo = field(default_factory=ResolveMemo)
     # The headers of the last answer from memory per key (see _from_memory).
     _hit_headers: dict[str, tuple[ObjectMeta, int, CIMultiDict[str]]] = field(default_factory=dict)
-    # A resolved request's origins (by the Resolved object, which the resolver keeps).
-    _origin_sets: dict[int, tuple[Resolved, OriginSet]] = field(default_factory=dict)
+    # Origins by what makes them (domain, Host, path, origin query, key): a clip at a
+    # new start is a new Resolved but asks the origin for the same object.
+    _origin_sets: dict[tuple[int, str, str, str, str], tuple[Domain, OriginSet]] = field(
+        default_factory=dict
+    )
     _origins_config: NodeConfig | None = None
 
     def origin_set(self, resolved: Resolved) -> OriginSet:
@@ -71,8 +74,10 @@ class Edge:
         if config is not self._origins_config:
             self._origin_sets = {}
             self._origins_config = config
-        found = self._origin_sets.get(id(resolved))
-        if found is not None and found[0] is resolved:
+        domain = resolved.domain
+        key = (id(domain), resolved.host, resolved.raw_path, resolved.origin_query, resolved.key)
+        found = self._origin_sets.get(key)
+        if found is not None and found[0] is domain and resolved.source is None:
             return found[1]
         origins = self.origins.origin_set(
             resolved.domain,
@@ -84,7 +89,7 @@ class Edge:
         if resolved.source is None and resolved.rate is None:  # others are made per request
             if len(self._origin_sets) >= ORIGIN_SETS:
                 self._origin_sets = {}
-            self._origin_sets[id(resolved)] = (resolved, origins)
+            self._origin_sets[key] = (domain, origins)
         return origins
 
     def __post_init__(self) -> None:
