@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from vodedge.config import TtlRule
 from vodedge.edge.cache_body import Body, Progress
@@ -33,6 +35,8 @@ from vodedge.edge.renditions import Renditions
 from vodedge.media.plan import Plan
 
 __all__ = ["Body", "DiskCache", "Fetch", "First", "OriginStatus", "Uncached"]
+
+T = TypeVar("T")
 
 # A cold request waits this long for another worker's first ranged request of the object.
 CONTACT_WAIT = 10.0
@@ -202,13 +206,9 @@ class DiskCache:
         requests for it share one request. ("REVALIDATED", the entry made fresh): its
         extents are kept; ("STALE", the entry): the origin is down, what is held is
         served; None: another version (or none) is there now, and every extent went."""
-        key = entry.meta.key
-        pending = self._revalidating_sparse.get(key)
-        if pending is None:
-            # A task of its own: a client that goes away must not cancel it for the others.
-            pending = asyncio.get_running_loop().create_task(self._ask_sparse(entry, source, rule))
-            self._revalidating_sparse[key] = pending
-            pending.add_done_callback(lambda _done: self._revalidating_sparse.pop(key, None))
+        pending = _shared(
+            self._revalidating_sparse, entry.meta.key, lambda: self._ask_sparse(entry, source, rule)
+        )
         return await asyncio.shield(pending)
 
     async def _ask_sparse(
@@ -217,11 +217,7 @@ class DiskCache:
         meta = entry.meta
         # One byte, conditional: 304 when unchanged; a changed object costs one byte more
         # (its first bytes come with the next request, as any cold object's).
-        validators = {"Range": "bytes=0-0"}
-        if meta.etag:
-            validators["If-None-Match"] = meta.etag
-        if meta.last_modified:
-            validators["If-Modified-Since"] = meta.last_modified
+        validators = {"Range": "bytes=0-0", **_conditions(meta)}
         try:
             response = await source.conditional_range(validators)
         except OriginError:
@@ -243,27 +239,16 @@ class DiskCache:
             self.store.forget_hot(meta.key)
             entry.file.unlink(missing_ok=True)
             return None
-        now = time.time()
-        ttl = ttl_for(response.headers, now, rule)
-        age = response.headers.get("Age", "0")
-        origin_age = int(age) if age.isdigit() else 0
-        self.store.index.refresh(meta.key, now, now + ttl, origin_age)
-        self.store.forget_hot(meta.key)
-        fresh = replace(meta, stored_at=now, expires_at=now + ttl, origin_age=origin_age)
-        return "REVALIDATED", replace(entry, meta=fresh)
+        return "REVALIDATED", replace(entry, meta=self._refresh(meta, response, rule))
 
     async def _revalidate(
         self, entry: Entry, fd: int, fetch: Fetch, rule: TtlRule | None
     ) -> tuple[str, Body]:
         """Ask the origin whether a stale copy is still good; concurrent requests for
         the same object share one conditional request."""
-        key = entry.meta.key
-        pending = self._revalidating.get(key)
-        if pending is None:
-            # A task of its own: a client that goes away must not cancel it for the others.
-            pending = asyncio.get_running_loop().create_task(self._ask_origin(entry, fetch, rule))
-            self._revalidating[key] = pending
-            pending.add_done_callback(lambda _done: self._revalidating.pop(key, None))
+        pending = _shared(
+            self._revalidating, entry.meta.key, lambda: self._ask_origin(entry, fetch, rule)
+        )
         try:
             how, outcome = await asyncio.shield(pending)
         except BaseException:
@@ -278,25 +263,14 @@ class DiskCache:
         self, entry: Entry, fetch: Fetch, rule: TtlRule | None
     ) -> tuple[str, ObjectMeta | Progress]:
         meta = entry.meta
-        validators = {}
-        if meta.etag:
-            validators["If-None-Match"] = meta.etag
-        if meta.last_modified:
-            validators["If-Modified-Since"] = meta.last_modified
+        validators = _conditions(meta)
         try:
             response = await fetch(validators or None)
         except OriginError:
             return "STALE", meta
         if response.status == 304:
             await response.aclose()
-            now = time.time()
-            ttl = ttl_for(response.headers, now, rule)
-            age = response.headers.get("Age", "0")
-            origin_age = int(age) if age.isdigit() else 0
-            self.store.index.refresh(meta.key, now, now + ttl, origin_age)
-            self.store.forget_hot(meta.key)
-            fresh = replace(meta, stored_at=now, expires_at=now + ttl, origin_age=origin_age)
-            return "REVALIDATED", fresh
+            return "REVALIDATED", self._refresh(meta, response, rule)
         if response.status >= 500:
             await response.aclose()
             return "STALE", meta
@@ -306,6 +280,18 @@ class DiskCache:
         else:
             await response.aclose()
         return "EXPIRED", progress
+
+    def _refresh(
+        self, meta: ObjectMeta, response: OriginResponse, rule: TtlRule | None
+    ) -> ObjectMeta:
+        """The origin confirmed `meta`'s version: fresh again for the TTL its answer gives."""
+        now = time.time()
+        ttl = ttl_for(response.headers, now, rule)
+        age = response.headers.get("Age", "0")
+        origin_age = int(age) if age.isdigit() else 0
+        self.store.index.refresh(meta.key, now, now + ttl, origin_age)
+        self.store.forget_hot(meta.key)
+        return replace(meta, stored_at=now, expires_at=now + ttl, origin_age=origin_age)
 
     # --- renditions ------------------------------------------------------------------------
 
@@ -326,3 +312,27 @@ class DiskCache:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self.store.close()
+
+
+def _shared(
+    tasks: dict[str, asyncio.Task[T]], key: str, ask: Callable[[], Coroutine[object, object, T]]
+) -> asyncio.Task[T]:
+    """The running task for `key` in `tasks`, or a new one of `ask()`: concurrent requests
+    share it, and it is a task of its own, so a client that goes away does not cancel it
+    for the others."""
+    pending = tasks.get(key)
+    if pending is None:
+        pending = asyncio.get_running_loop().create_task(ask())
+        tasks[key] = pending
+        pending.add_done_callback(lambda _done: tasks.pop(key, None))
+    return pending
+
+
+def _conditions(meta: ObjectMeta) -> dict[str, str]:
+    """The conditional headers asking the origin whether `meta`'s version still stands."""
+    found = {}
+    if meta.etag:
+        found["If-None-Match"] = meta.etag
+    if meta.last_modified:
+        found["If-Modified-Since"] = meta.last_modified
+    return found
