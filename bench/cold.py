@@ -33,6 +33,7 @@ from http.client import HTTPConnection
 from pathlib import Path
 
 import media
+import seek_flv
 from harness import REPO, SCRATCH, VENV_BIN, LoadMeter, Row, Section, machine_info
 from servers import docroot, nginx_has_mp4, nginx_server, vodedge_server
 
@@ -52,17 +53,7 @@ CASE_KEYS = ("whole-head", "whole-tail", "whole-30min", "whole-flv", "audio-head
 # keyframe the index names nearest this time), a 10-s clip and an open-ended start by time.
 FLV_SEEK_AT = 900.0
 FLV_CLIP = "start=600&end=610"
-FLV_BY_TIME = """\
-[[domain]]
-name = "*"
-origins = [{origin}]
-[[domain.function]]
-name = "video_seek"
-args = {{ enable = "on", flv_seek_by_time = "on" }}
-[[domain.function]]
-name = "ali_video_split"
-args = {{ enable = "on" }}
-"""
+FLV_BY_TIME = seek_flv.CONFIG  # every domain: FLV seeks by time, audio-only
 
 
 @dataclass

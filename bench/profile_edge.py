@@ -79,7 +79,7 @@ def _server(workload: str) -> Iterator[servers.Server]:
     with servers.docroot({"long.flv": media.ensure(media.FLV_LONG)}) as root:
         (root / "small.bin").write_bytes(os.urandom(1000))
         config = root.parent / f"{root.name}-flv-seek.toml"
-        config.write_text(seek_flv.CONFIG.format(root=json.dumps(str(root))))
+        config.write_text(seek_flv.CONFIG.format(origin=json.dumps(str(root))))
         try:
             with servers.vodedge_server(root, "/small.bin", config=config) as vd:
                 servers.warm(vd.base + "/long.flv", want_hit=True)

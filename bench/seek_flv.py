@@ -117,7 +117,7 @@ def in_process(path: Path, samples: int) -> list[Row]:
 CONFIG = """\
 [[domain]]
 name = "*"
-origins = [{root}]
+origins = [{origin}]
 [[domain.function]]
 name = "video_seek"
 args = {{ enable = "on", flv_seek_by_time = "on" }}
@@ -141,7 +141,7 @@ def over_http(flv: Path, seconds: int, connections: int) -> list[Row]:
     with servers.docroot({"long.flv": flv}) as root:
         (root / "small.bin").write_bytes(os.urandom(1000))
         config = root.parent / f"{root.name}-flv-seek.toml"
-        config.write_text(CONFIG.format(root=json.dumps(str(root))))
+        config.write_text(CONFIG.format(origin=json.dumps(str(root))))
         try:
             with servers.vodedge_server(root, "/small.bin", config=config) as vd:
                 servers.warm(vd.base + "/long.flv", want_hit=True)
