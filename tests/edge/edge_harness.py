@@ -353,6 +353,17 @@ class OriginHit:
         return self.target.split("?", 1)[0]
 
 
+def union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Byte ranges `[start, end)` merged where they touch or overlap, in order."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
+
+
 class Nginx:
     """Debian's nginx as a single foreground process serving `root`."""
 

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 from edge_config import Origins, domains
-from edge_harness import OriginHit, RawClient, Vodedge, concurrent_gets, running, wait_until
+from edge_harness import (
+    OriginHit,
+    RawClient,
+    Vodedge,
+    concurrent_gets,
+    running,
+    union,
+    wait_until,
+)
 from edge_media import BIG_TAIL_MOOV, big_tail_moov, cli_output, generated
 
 from vodedge.edge.cache_store import Store
@@ -62,16 +70,6 @@ def _ranges(hits: list[OriginHit]) -> list[tuple[int, int]]:
 def _sent(hits: list[OriginHit]) -> int:
     """Body bytes nginx sent (multipart part headers included)."""
     return sum(hit.sent for hit in hits)
-
-
-def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(end, out[-1][1]))
-        else:
-            out.append((start, end))
-    return out
 
 
 def _disjoint(ranges: list[tuple[int, int]]) -> bool:
@@ -168,7 +166,7 @@ def test_an_open_range_far_into_a_cold_object_starts_after_one_round_trip(
     assert all(s >= start for s, _ in at_first_byte), at_first_byte
     fetched = _ranges(_settled(origins, path))
     assert (start, start + SEGMENT) in fetched
-    assert _union(fetched) == [(start, len(data))] and _disjoint(fetched)
+    assert union(fetched) == [(start, len(data))] and _disjoint(fetched)
 
 
 @pytest.mark.parametrize("layout", ["tail", "head"])
@@ -191,9 +189,9 @@ def test_cold_audio_only_fetches_the_moov_and_the_audio(
     # and gaps under 512 bytes between them; multipart part headers on top.
     assert payload < len(want) + 3 * (64 << 10) + 512 * len(fetched), (payload, len(want))
     assert _sent(hits) < 1.5 * payload
-    _recorded(edge, path, _union(fetched))
+    _recorded(edge, path, union(fetched))
     _, size, present, extents = _stored(edge, path)
-    assert extents == _union(fetched) and present == payload and size == source.stat().st_size
+    assert extents == union(fetched) and present == payload and size == source.stat().st_size
     again = edge.get(HOST, path + "?ali_audio_only=1")
     assert again.body == want and len(_settled(origins, path)) == len(hits)
 
@@ -229,9 +227,9 @@ def test_two_workers_fill_overlapping_ranges_of_one_object(edge: Vodedge, origin
         assert reply.body == data[start:end], (start, end)
     fetched = _ranges(_settled(origins, path))
     assert _disjoint(fetched), fetched
-    _recorded(edge, path, _union(fetched))
+    _recorded(edge, path, union(fetched))
     _, _, present, extents = _stored(edge, path)
-    assert extents == _union(fetched) == _union(wanted)
+    assert extents == union(fetched) == union(wanted)
     assert present == sum(e - s for s, e in extents)
 
 
@@ -334,7 +332,7 @@ def test_eviction_trims_a_sparse_object_and_only_its_gaps_are_fetched_again(
         reply = server.get(HOST, a_path, {"Range": "bytes=10000000-29999999"}, timeout=30)
         assert reply.status == 206 and reply.body == a[10_000_000:30_000_000]
         fetched = _ranges(_settled(origins, a_path)[seen:])
-        assert _union(fetched) == gaps and _disjoint(fetched), fetched
+        assert union(fetched) == gaps and _disjoint(fetched), fetched
         _recorded(server, a_path, held)
         _on_disk(server, {a_path: a, b_path: b})
         whole = server.get(HOST, a_path, timeout=60)

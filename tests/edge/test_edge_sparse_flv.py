@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from edge_config import CUSTOM_SEEK, SEEK, SPLIT, Origins, domain, domains
-from edge_harness import Reply, Vodedge, running, wait_until
+from edge_harness import Reply, Vodedge, running, union, wait_until
 from edge_media import generated
 
 from origins.ranged_origin import RangedOrigin
@@ -80,16 +80,6 @@ def _keyframes(data: bytes) -> list[tuple[float, int]]:
     return [(time, int(position)) for time, position in head.pairs]
 
 
-def _union(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if out and start <= out[-1][1]:
-            out[-1] = (out[-1][0], max(end, out[-1][1]))
-        else:
-            out.append((start, end))
-    return out
-
-
 def _present_end(held: list[tuple[int, int]], offset: int) -> int:
     for start, end in held:
         if start <= offset < end:
@@ -107,20 +97,20 @@ def _fetched_for(
     size = len(data)
     held = [(0, min(HEAD, size))]
     if prefetch is not None:
-        held = _union([*held, prefetch])
+        held = union([*held, prefetch])
 
     def read(offset: int, length: int) -> bytes:
         end = min(offset + length, size)
         gap = _present_end(held, offset)
         if gap < end:  # what of the window is absent: the read, 64 KiB past its gap
-            held[:] = _union([*held, (offset, min(max(end, gap + READ_AHEAD), size))])
+            held[:] = union([*held, (offset, min(max(end, gap + READ_AHEAD), size))])
         return data[offset:end]
 
     found = run(partial_plan(size, parse_seek(**seek), False), read)
     assert found is not None
     # Then the plan's spans that are still absent (a scan skips what it need not read:
     # the data of a tag past its block), fetched as the body is sent.
-    return _union([*held, *((span.offset, span.end) for span in found[0].spans())])
+    return union([*held, *((span.offset, span.end) for span in found[0].spans())])
 
 
 def _extents(edge: Vodedge, host: str, path: str) -> list[tuple[int, int]]:
@@ -139,8 +129,8 @@ def _each_byte_once(ranged: RangedOrigin, path: str) -> list[tuple[int, int]]:
     served = [s for s in ranged.log(path) if s.method == "GET"]
     assert all(s.range and s.status == 206 for s in served), served
     fetched = ranged.ranges(path)
-    assert sum(e - s for s, e in fetched) == sum(e - s for s, e in _union(fetched)), fetched
-    return _union(fetched)
+    assert sum(e - s for s, e in fetched) == sum(e - s for s, e in union(fetched)), fetched
+    return union(fetched)
 
 
 def test_a_cold_byte_offset_seek_fetches_the_head_and_the_bytes_from_the_offset(
@@ -160,7 +150,7 @@ def test_a_cold_byte_offset_seek_fetches_the_head_and_the_bytes_from_the_offset(
     assert reply.header("Transfer-Encoding") == "chunked"
     previous = int.from_bytes(data[start - 4 : start], "big")
     expected = _fetched_for(data, {"start": start}, (start - 4, len(data)))
-    assert expected == _union([(0, HEAD), (start - 4 - previous, len(data))])
+    assert expected == union([(0, HEAD), (start - 4 - previous, len(data))])
     assert _each_byte_once(ranged, path) == expected
     wait_until(lambda: _extents(edge, BYTES, path) == expected, 5, "the extents")
     # A byte end, and audio only: from what is held, nothing fetched again.
