@@ -6,31 +6,86 @@ import argparse
 import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 from vodedge import __version__
-from vodedge.cli.api_parsers import add_commands, add_endpoint_options
+
+
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size finds it (COLUMNS, stdout, 80)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, sized without shutil.
+
+    argparse makes a formatter for every add_argument (to check its metavar), and the
+    default one imports shutil (with bz2 and lzma) to ask the terminal's width: a few
+    ms of every run of `vodedge extract`, which is timed against ffmpeg.
+    """
+
+    terminal_width: int | None = None  # asked once
+
+    def __init__(self, prog: str) -> None:
+        if _Formatter.terminal_width is None:
+            _Formatter.terminal_width = _columns() - 2
+        super().__init__(prog, width=_Formatter.terminal_width)
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's error contract: one line on stderr, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"vodedge: error: {message}\n")
         raise SystemExit(2)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command line's parser; when `argv` runs a media command, that command's alone.
+
+    Defining every command's arguments costs more than `vodedge extract`'s own imports
+    (it is timed against ffmpeg as a whole process); errors print no usage, and a media
+    command's help shows only its own arguments, so nothing the user sees changes.
+    """
     parser = _Parser(
         prog="vodedge",
         description="A video edge node for MP4 and FLV: origin pull, a disk cache, and audio "
         "extraction and seeking on the fly. Bad input is one line on stderr and exit code 2.",
     )
     parser.add_argument("--version", action="version", version=f"vodedge {__version__}")
+    # Every add_subparsers names its prog: argparse would otherwise lay out a usage line
+    # to find it, importing shutil (and bz2, lzma) on every run of every command.
     commands = parser.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="COMMAND"
+        dest="command", required=True, parser_class=_Parser, metavar="COMMAND", prog=parser.prog
     )
+    command = argv[0] if argv else ""
+    if command in _MEDIA_COMMANDS:
+        _MEDIA_COMMANDS[command](commands)
+        return parser
+    for add in _MEDIA_COMMANDS.values():
+        add(commands)
+    _add_other_commands(commands)
+    return parser
 
+
+Commands: TypeAlias = "argparse._SubParsersAction[_Parser]"
+
+
+def _add_extract(commands: Commands) -> None:
     extract = commands.add_parser(
         "extract",
         help=EXTRACT_HELP,
@@ -41,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     extract.add_argument("--end", metavar="E", help="to this second")
     extract.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
 
+
+def _add_clip(commands: Commands) -> None:
     clip = commands.add_parser(
         "clip",
         help=CLIP_HELP,
@@ -51,12 +108,28 @@ def _parser() -> argparse.ArgumentParser:
     clip.add_argument("--end", metavar="E", help="to this second")
     clip.add_argument("--max-moov", type=int, default=64 << 20, help=argparse.SUPPRESS)
 
+
+def _add_inspect(commands: Commands) -> None:
     inspect = commands.add_parser(
         "inspect", help=INSPECT_HELP, description=f"{INSPECT_HELP[0].upper()}{INSPECT_HELP[1:]}."
     )
     inspect.add_argument("input", metavar="IN", help="an MP4 (MOV, M4A, 3GP...) or FLV file")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--boxes", action="store_true", help="print the box tree")
+
+
+# In the order `vodedge --help` lists them, before the others.
+_MEDIA_COMMANDS: dict[str, Callable[[Commands], None]] = {
+    "extract": _add_extract,
+    "clip": _add_clip,
+    "inspect": _add_inspect,
+}
+
+
+def _add_other_commands(commands: Commands) -> None:
+    from vodedge.cli.api_parsers import add_commands, add_endpoint_options
+    from vodedge.cli.keys import add_keys_command
+    from vodedge.cli.signing import add_sign_command
 
     serve = commands.add_parser("serve", help="runs the edge server")
     _node_options(serve, required=False)
@@ -98,15 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     purge.add_argument("--wait", action="store_true", help="API: wait until every worker purged")
     add_endpoint_options(purge)
     add_commands(commands)
-
-    from vodedge.cli.signing import add_sign_command
-
     add_sign_command(commands)
-    from vodedge.cli.keys import add_keys_command
-
     add_keys_command(commands)
-
-    return parser
 
 
 # The README's command-line table says the same (tests/test_readme.py checks it).
@@ -159,7 +225,8 @@ def _node_options(parser: argparse.ArgumentParser, required: bool = True) -> Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns its exit code."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
     from vodedge.cli.commands import run
 
     return run(args)
@@ -173,7 +240,7 @@ def console_main() -> None:
     short-lived) and leave without tearing the heap down, once their output is
     flushed and closed.
     """
-    args = _parser().parse_args()
+    args = _parser(sys.argv[1:]).parse_args(sys.argv[1:])
     if args.command != "serve":
         gc.disable()
     from vodedge.cli.commands import run

@@ -23,7 +23,9 @@ def add_endpoint_options(parser: argparse.ArgumentParser) -> None:
 def add_commands(commands: argparse._SubParsersAction[P]) -> None:
     """The `domain`, `config` and `push` commands (`purge` is shared with the cache CLI)."""
     domain = commands.add_parser("domain", help="add, list, show, start, stop, delete domains")
-    actions = domain.add_subparsers(dest="verb", required=True, parser_class=type(domain))
+    actions = domain.add_subparsers(
+        dest="verb", required=True, parser_class=type(domain), prog=domain.prog
+    )
     add = actions.add_parser("add", help="accelerate a domain (AddCdnDomain)")
     add.add_argument("domain")
     add.add_argument(
@@ -47,7 +49,9 @@ def add_commands(commands: argparse._SubParsersAction[P]) -> None:
         parser.add_argument("domain")
 
     config = commands.add_parser("config", help="set, get, delete a domain's functions")
-    verbs = config.add_subparsers(dest="verb", required=True, parser_class=type(config))
+    verbs = config.add_subparsers(
+        dest="verb", required=True, parser_class=type(config), prog=config.prog
+    )
     set_ = verbs.add_parser("set", help="set a function (BatchSetCdnDomainConfig)")
     set_.add_argument("domain", help="a domain, or several separated by commas")
     set_.add_argument("function", help="e.g. ali_video_split")

@@ -8,7 +8,6 @@ the keys in its copy, so it still authenticates while Redis is out of reach.
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from typing import TypeVar
 
@@ -20,7 +19,7 @@ SECRET_ENV = "VODEDGE_NEW_ACCESS_KEY_SECRET"
 def add_keys_command(commands: argparse._SubParsersAction[P]) -> None:
     """The `keys` subcommand and its verbs."""
     keys = commands.add_parser("keys", help="a fleet's API access keys, in its Redis (--store)")
-    verbs = keys.add_subparsers(dest="verb", required=True)
+    verbs = keys.add_subparsers(dest="verb", required=True, prog=keys.prog)
     add = verbs.add_parser(
         "add",
         help="add a key, or give an existing id a new secret (rotation); the secret is"
@@ -39,6 +38,7 @@ def add_keys_command(commands: argparse._SubParsersAction[P]) -> None:
 def keys(args: argparse.Namespace) -> int:
     """Run `vodedge keys VERB`."""
     import os
+    import secrets  # here: every command builds the parser this module adds to
 
     from vodedge.config.keys import DEFAULT_RATE, AccessKey
     from vodedge.control.redis_store import RedisStore

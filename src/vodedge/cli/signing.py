@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 KINDS = {"a": "type_a", "b": "type_b", "c": "type_c", "f": "type_f"}
 
@@ -43,6 +42,9 @@ def add_sign_command(commands: argparse._SubParsersAction[P]) -> None:
 
 def sign(args: argparse.Namespace) -> int:
     """Print the signed form of `args.url`."""
+    # Imported here, not at the top: every command builds the parser this module adds to.
+    from urllib.parse import urlsplit, urlunsplit
+
     from vodedge.config.functions import Function, check_function
     from vodedge.config.policy import url_auth_of
     from vodedge.config.urlauth import sign as sign_parts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vodedge.media.errors import InvalidSeek
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV
@@ -10,9 +10,11 @@ from vodedge.media.plan import Plan
 from vodedge.media.reading import Reading
 
 
-@dataclass(frozen=True)
-class Wanted:
+class Wanted(NamedTuple):
     """What a caller asks of a source: audio extraction and/or a clip, or a preview."""
+
+    # A NamedTuple, not a dataclass: `vodedge extract` would import dataclasses (and
+    # inspect, ~7 ms) for this class alone.
 
     container: str  # "mp4", "flv", or "mp3" / "ts" (previews of the first `end` seconds)
     audio_only: bool = False

@@ -12,11 +12,11 @@ marker ↔ `OBJECT_END`, reference ↔ `Reference`, XML document ↔
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final, TypeAlias
-
-import numpy as np
+from typing import Final, TypeAlias, cast
 
 from vodedge.media.errors import LimitExceeded, MalformedMedia, TruncatedMedia, UnsupportedMedia
 
@@ -42,7 +42,6 @@ AVMPLUS_OBJECT: Final = 0x11
 MAX_DEPTH: Final = 64
 
 _DOUBLE = struct.Struct(">d")
-_NUMBERS = np.dtype([("marker", "u1"), ("value", ">f8")])  # one AMF0 number, unaligned
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _DATE = struct.Struct(">dh")
@@ -303,10 +302,7 @@ def _encode_into(out: bytearray, value: AmfValue) -> None:
         out += _U32.pack(len(value))
         if len(value) > 8 and all(type(item) is float for item in value):
             # A keyframes index: thousands of numbers, packed at once.
-            numbers = np.empty(len(value), dtype=_NUMBERS)
-            numbers["marker"] = NUMBER
-            numbers["value"] = value
-            out += numbers.tobytes()
+            out += _pack_numbers(cast("list[float]", value))  # all floats, checked above
             return
         for item in value:
             _encode_into(out, item)
@@ -333,3 +329,20 @@ def _encode_into(out: bytearray, value: AmfValue) -> None:
         out.append(OBJECT_END_MARKER)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as AMF0")
+
+
+def _pack_numbers(values: list[float]) -> bytearray:
+    """AMF0 numbers (a marker and a big-endian double each), packed at once.
+
+    Slices of one array rather than numpy: importing numpy would cost the CLI's
+    FLV extraction more than its whole scan.
+    """
+    doubles = array("d", values)
+    if sys.byteorder == "little":
+        doubles.byteswap()
+    raw = doubles.tobytes()
+    out = bytearray(9 * len(values))
+    out[0::9] = bytes([NUMBER]) * len(values)
+    for k in range(8):
+        out[k + 1 :: 9] = raw[k::8]
+    return out
