@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlencode
 
 from aiohttp import web
+from multidict import MultiDict, MultiDictProxy
 
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
 from vodedge.config.urlauth import AuthDenied, Authorized, verify
@@ -164,6 +165,12 @@ class ResolveMemo:
     Referer, limit_rate by the hour. Signed URLs (their expiry) and a child edge's source
     requests are never remembered, nor is any request but GET and HEAD. A new
     configuration (a new `NodeConfig` object) starts an empty memo.
+
+    A seek's target is remembered without the values of its seek arguments (see
+    `_seek_shape`): a listener dragging the progress bar asks a new start every time,
+    and only the transform depends on it (a domain's seek arguments never reach its
+    cache key or its origin). A request of a remembered shape gets the remembered
+    answer with the transform (and limit_rate) made from its own query.
     """
 
     def __init__(self, size: int = 2048, longest: int = 1024) -> None:
@@ -171,33 +178,136 @@ class ResolveMemo:
         self.longest = longest  # longer targets are resolved each time (bounded memory)
         self._config: NodeConfig | None = None
         self._found: dict[tuple[str | None, str, bool], Resolved] = {}
+        self._shapes: dict[tuple[str | None, str, bool], Resolved] = {}
+        # Every seek argument name of the configuration's domains that seek.
+        self._seek_names: frozenset[str] = frozenset()
 
     def resolve(self, request: web.BaseRequest, config: NodeConfig) -> Resolved:
         """What `resolve(request, config)` answers, from the memo when it may."""
         if config is not self._config:
             self._found = {}
+            self._shapes = {}
             self._config = config
+            self._seek_names = _seek_names(config)
         headers = request.headers
         if request.method not in ("GET", "HEAD") or SOURCE_HEADER in headers:
             return resolve(request, config)
         target = request.raw_path
-        key = (headers.get("Host"), target, request.secure)
+        host = headers.get("Host")
+        key = (host, target, request.secure)
         found = self._found.get(key)
-        if found is None:
-            found = resolve(request, config)
-            if found.domain.url_auth is None and len(target) + len(key[0] or "") <= self.longest:
+        if found is not None:
+            return _checked(request, found)
+        shape = _seek_shape(target, self._seek_names) if self._seek_names else None
+        if shape is not None:
+            form = (host, shape[0], key[2])
+            model = self._shapes.get(form)
+            if model is not None:
+                return _reseek(request, model, shape[1])
+        found = resolve(request, config)
+        if found.domain.url_auth is None and len(target) + len(host or "") <= self.longest:
+            if shape is not None and _seeks_by(found.domain, shape[1]):
+                if len(self._shapes) >= self.size:
+                    self._shapes = {}
+                self._shapes[form] = found
+            else:
                 if len(self._found) >= self.size:
                     self._found = {}
                 self._found[key] = found
-            return found
-        domain = found.domain
-        request[DOMAIN] = domain
-        # The order of resolve's own checks, for those that may answer differently now.
-        _refuse_repeated(request, domain.name)
-        _refuse_client(domain, request)
-        if domain.rate_limit_config is not None:
-            found = dataclasses.replace(found, rate=_rate(domain, found.query))
         return found
+
+
+def _checked(request: web.BaseRequest, found: Resolved) -> Resolved:
+    """A remembered answer after the checks of the request's own headers, address and
+    clock."""
+    domain = found.domain
+    _check(request, domain)
+    if domain.rate_limit_config is not None:
+        found = dataclasses.replace(found, rate=_rate(domain, found.query))
+    return found
+
+
+def _check(request: web.BaseRequest, domain: Domain) -> None:
+    """resolve's checks of what a remembered target does not decide, in its order."""
+    request[DOMAIN] = domain
+    _refuse_repeated(request, domain.name)
+    _refuse_client(domain, request)
+
+
+def _reseek(request: web.BaseRequest, model: Resolved, values: dict[str, str]) -> Resolved:
+    """The answer to a target of `model`'s shape with these seek argument values: its
+    query is the model's with them (names and order as written, no escapes), its
+    transform made from it; a refusal of the transform comes after the other checks."""
+    query: Mapping[str, str] = MultiDictProxy(
+        MultiDict([(name, values.get(name, value)) for name, value in model.query.items()])
+    )
+    domain = model.domain
+    refused = None
+    try:
+        transform = transform_for(domain, model.path, query)
+    except MediaError as exc:
+        refused = media_refusal(exc, domain=domain.name, function="seek")
+    _check(request, domain)
+    if refused is not None:
+        raise refused
+    return Resolved(
+        domain=domain,
+        host=model.host,
+        path=model.path,
+        raw_path=model.raw_path,
+        query=query,
+        transform=transform,
+        key=model.key,
+        origin_query=model.origin_query,
+        ttl_rule=model.ttl_rule,
+        rate=None if domain.rate_limit_config is None else _rate(domain, query),
+    )
+
+
+# A seek argument's value that reads the same raw and decoded (yarl's parse): digits and
+# dots, as players write seconds.
+_PLAIN_VALUE = re.compile(r"[0-9.]{1,32}")
+
+
+def _seek_names(config: NodeConfig) -> frozenset[str]:
+    domains = [*config.domains.values()]
+    if config.default_domain is not None:
+        domains.append(config.default_domain)
+    names: set[str] = set()
+    for domain in domains:
+        if domain.seek.enabled:
+            names |= domain.seek.arg_names
+    return frozenset(names)
+
+
+def _seek_shape(target: str, names: frozenset[str]) -> tuple[str, dict[str, str]] | None:
+    """The target with the values of its seek arguments left out, and those values; None
+    when it has none, or when its query could parse otherwise than piece by piece as
+    written (escapes, "+", a fragment, a name given twice, a value not plainly digits)."""
+    path, mark, query = target.partition("?")
+    if not mark or not path.startswith("/") or "%" in query or "+" in query or "#" in query:
+        return None
+    pieces = query.split("&")
+    values: dict[str, str] = {}
+    for at, piece in enumerate(pieces):
+        name, equals, value = piece.partition("=")
+        if name not in names:
+            continue
+        if not equals or name in values or not _PLAIN_VALUE.fullmatch(value):
+            return None
+        values[name] = value
+        pieces[at] = name + "="
+    if not values:
+        return None
+    return path + "?" + "&".join(pieces), values
+
+
+def _seeks_by(domain: Domain, values: Mapping[str, str]) -> bool:
+    """Whether the arguments in `values` are `domain`'s seek arguments: read by the
+    transform alone (and by limit_rate, made again), never by the cache key or the
+    origin's query."""
+    seek = domain.seek
+    return seek.enabled and all(name in seek.arg_names for name in values)
 
 
 def _source_request(
