@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -115,10 +116,9 @@ def _request(loop: asyncio.AbstractEventLoop, target: str, host: str) -> web.Bas
     return web.BaseRequest(message, payload, protocol, None, None, loop)  # type: ignore[arg-type]
 
 
-def _outcome(call: object) -> tuple[str, object]:
+def _outcome(call: Callable[[], Resolved]) -> tuple[str, object]:
     """A Resolved as its fields (the query as its items), or a refusal as what a client
     gets of it."""
-    assert callable(call)
     try:
         found: Resolved = call()
     except Refusal as refusal:
@@ -164,8 +164,8 @@ def test_the_memo_answers_as_resolve(
     for target, host in asked:
         plain = _request(loop, target, host)
         memoised = _request(loop, target, host)
-        expected = _outcome(lambda: resolve(plain, config))
-        assert _outcome(lambda: memo.resolve(memoised, config)) == expected, (target, host)
+        expected = _outcome(partial(resolve, plain, config))
+        assert _outcome(partial(memo.resolve, memoised, config)) == expected, (target, host)
         assert memoised.get(DOMAIN) is plain.get(DOMAIN)
 
 
