@@ -9,6 +9,7 @@ result equals what the general path in `index` computes from the per-sample view
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from struct import Struct, pack  # pack: its formats are cached, a Struct's are not
 
@@ -25,7 +26,9 @@ Column = list[int] | Ints
 Piece = bytes | memoryview
 
 _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
+_ONE = Struct(">I4sIIII")  # the same with one (count, value) entry
 _RUN = Struct(">II")
+_U32 = Struct(">I")
 
 
 def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
@@ -43,14 +46,18 @@ def view(array: np.ndarray) -> memoryview:
     return array.data.cast("B")
 
 
-@dataclass(frozen=True, slots=True)
 class Runs:
     """A run-length table (`stts`, `ctts`, `sbgp`) with empty runs dropped and equal
     neighbours merged: where each run ends (in samples) and its (count, value)
     entries, big-endian, as a cut writes them."""
 
-    ends: Ints
-    entries: U32s  # ">u4", count and value of each run
+    __slots__ = ("ends", "entries", "single")
+
+    def __init__(self, ends: Ints, entries: U32s) -> None:
+        self.ends = ends
+        self.entries = entries
+        # The one value of a table of one run (constant frame rate, audio; most sbgp).
+        self.single = int(entries[1]) if len(ends) == 1 else None
 
     @classmethod
     def of(cls, counts: Ints, values: npt.NDArray[np.integer]) -> Runs:
@@ -80,9 +87,9 @@ class Runs:
         `stop` within the samples the runs describe. The runs between the first and
         the last are a view of the prepared entries: a long clip's table is not
         copied here (each fresh copy of a large one costs its page faults)."""
+        if self.single is not None:
+            return 1, [_RUN.pack(stop - first, self.single)]
         ends, entries = self.ends, self.entries
-        if len(ends) == 1:  # one duration throughout (constant frame rate, audio)
-            return 1, [_RUN.pack(stop - first, int(entries[1]))]
         lo = int(ends.searchsorted(first, "right"))
         hi = int(ends.searchsorted(stop - 1, "right")) + 1
         if hi - lo == 1:
@@ -90,6 +97,26 @@ class Runs:
         head = _RUN.pack(int(ends[lo]) - first, int(entries[2 * lo + 1]))
         tail = _RUN.pack(stop - int(ends[hi - 2]), int(entries[2 * hi - 1]))
         return hi - lo, [head, view(entries[2 * lo + 2 : 2 * hi - 2]), tail]
+
+    def table(self, kind: bytes, version: int, first: int, stop: int, out: list[Piece]) -> int:
+        """Append the full box of samples `[first, stop)` to `out` in pieces; its size."""
+        if self.single is not None:
+            out.append(_ONE.pack(24, kind, version << 24, 1, stop - first, self.single))
+            return 24
+        count, entries = self.cut(first, stop)
+        size = 16 + sum(map(len, entries))
+        out.append(_HEAD.pack(size, kind, version << 24, count))
+        out += entries
+        return size
+
+    def group_box(self, head: bytes, first: int, stop: int, out: list[Piece]) -> int:
+        """Append the `sbgp` box (`head`: its version, flags and grouping type) of
+        samples `[first, stop)` to `out` in pieces; its size."""
+        count, entries = self.cut(first, stop)
+        size = 12 + len(head) + sum(map(len, entries))
+        out.append(_U32.pack(size) + b"sbgp" + head + _U32.pack(count))
+        out += entries
+        return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,12 +241,13 @@ def offsets_box(relative: Column, base: int) -> bytes:
     return table_box(b"co64", 0, count, offsets.astype(">u8").tobytes())
 
 
-def sync_cut(sync: Ints, first: int, stop: int) -> bytes:
-    """The `stss` of samples `[first, stop)` from an ascending `stss`."""
-    lo = int(sync.searchsorted(first, "right"))
-    hi = int(sync.searchsorted(stop, "right"))
-    if hi - lo <= SMALL:  # a clip's few keyframes: cheaper in Python than in numpy calls
-        kept = pack(f">{hi - lo}I", *[number - first for number in sync[lo:hi].tolist()])
+def sync_cut(sync: Ints, numbers: list[int], first: int, stop: int) -> bytes:
+    """The `stss` of samples `[first, stop)` from an ascending `stss`, as an array and
+    as a list (a clip's few keyframes cost less in Python than in numpy calls)."""
+    lo = bisect_right(numbers, first)
+    hi = bisect_right(numbers, stop)
+    if hi - lo <= SMALL:
+        kept = pack(f">{hi - lo}I", *[number - first for number in numbers[lo:hi]])
         return table_box(b"stss", 0, hi - lo, kept)
     return table_box(b"stss", 0, hi - lo, (sync[lo:hi] - first).astype(">u4").tobytes())
 

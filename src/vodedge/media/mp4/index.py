@@ -8,7 +8,6 @@ are slices of the source's with offsets shifted), never a pass over the file's.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import repeat
@@ -27,6 +26,7 @@ from vodedge.media.errors import (
     UnsupportedMedia,
 )
 from vodedge.media.mp4 import cuts as fast
+from vodedge.media.mp4 import fastclip
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4.movie import (
@@ -38,10 +38,8 @@ from vodedge.media.mp4.movie import (
     rebuild_pieces,
     set_duration_field,
 )
-from vodedge.media.mp4.skeleton import Skeleton
 from vodedge.media.mp4.tables import checked_entries
 from vodedge.media.plan import Plan, Span
-from vodedge.media.plan_columns import ColumnPlan
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
@@ -66,8 +64,6 @@ DROPPED_IN_CLIPS = frozenset(
 # table can claim any count in 20 bytes, so counts past this are refused unless
 # the track is uniform (one duration, one size: PCM), which needs no tables.
 MAX_SAMPLES = 1 << 25
-# Fast plans of this many spans or more keep them as columns (see `ColumnPlan`).
-MANY_SPANS = 64
 # Above this, offsets are kept as Python integers so that sums cannot wrap.
 _WIDE = 1 << 62
 
@@ -323,7 +319,7 @@ class TrackIndex:
     # cut's stts is a slice of them rather than a pass over its samples' durations.
     stts_runs: tuple[Ints, Ints, Ints] | None = None
     # The tables prepared for the fast path (None: the track takes the general one).
-    prepared: Prepared | None = None
+    prepared: fastclip.Prepared | None = None
 
     @property
     def nbytes(self) -> int:
@@ -577,32 +573,7 @@ def _merged_runs(counts: Ints, values: npt.NDArray[np.uint32]) -> tuple[Ints, In
     return ends - merged, ends, wide[fresh]
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A track's tables as the fast path cuts them (see `cuts`): run tables with equal
-    neighbours merged, the chunks that hold samples, the `stbl`'s children in order."""
-
-    stts: fast.Runs
-    ctts: fast.Runs | None
-    sync: Ints | None  # ascending
-    chunks: fast.Chunks
-    prefix: Ints
-    groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
-    stbl: list[Piece | str | int]  # copied child, made box (by kind), sbgp (by offset)
-    tkhd: bytes
-    mdhd: bytes
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held by the arrays."""
-        runs = [self.stts, self.ctts, *(r for _, r in self.groups.values())]
-        total = sum(r.ends.nbytes + r.entries.nbytes for r in runs if r is not None)
-        c = self.chunks
-        arrays = (c.first, c.end, c.samples, c.description, c.offsets, c.sizes, c.new_run)
-        return total + sum(a.nbytes for a in arrays)
-
-
-def _prepare(samples: TrackIndex, movie: Movie, size: int) -> Prepared | None:
+def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared | None:
     """The fast path's tables of a track, or None where it leaves the track to the
     general path: offsets kept as Python integers, constant sample sizes (no per-sample
     prefix), unordered stss, a broken stsc or sbgp, a chunk past the end of the file."""
@@ -637,29 +608,42 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> Prepared | None:
         made.add(b"stss")
     if samples.sdtp is not None:
         made.add(b"sdtp")
-    recipe: list[Piece | str | int] = []
+    recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]] = []
     # `_stbl`'s choices, which depend on the kinds present, not on the cut.
     for child in samples.stbl_children:
         kind = {b"co64": b"stco", b"stz2": b"stsz"}.get(child.type, child.type)
         if kind in DROPPED_IN_CLIPS:
             continue
         if kind == b"sbgp":
-            recipe.append(child.offset)
+            recipe.append(groups[child.offset])
         elif kind in made:
             made.discard(kind)
-            recipe.append(kind.decode())
+            recipe.append(fastclip.MADE[kind])
         elif kind not in (b"ctts", b"stss", b"sdtp"):
             recipe.append(movie.raw(child))
-    return Prepared(
+    try:
+        tkhd = fastclip.DurationBox(b"tkhd", bytes(movie.payload(samples.track.tkhd)), tkhd=True)
+        mdhd = fastclip.DurationBox(b"mdhd", bytes(movie.payload(samples.mdhd)))
+    except MediaError:
+        return None  # every clip of it is refused, by the general path
+    assert samples.sizes is not None
+    tkhd_at, mdhd_at, edts_at, stbl_at = fastclip.places_of(samples, movie)
+    return fastclip.Prepared(
         stts=fast.Runs.of(ends - starts, values),
         ctts=None if samples.ctts is None else fast.Runs.per_sample(samples.ctts),
         sync=sync,
+        sync_list=None if sync is None else sync.tolist(),
         chunks=prepared,
         prefix=prefix,
         groups=groups,
-        stbl=recipe,
-        tkhd=bytes(movie.payload(samples.track.tkhd)),
-        mdhd=bytes(movie.payload(samples.mdhd)),
+        recipe=recipe,
+        tkhd=tkhd,
+        mdhd=mdhd,
+        sizes=fast.view(samples.sizes),
+        tkhd_at=tkhd_at,
+        mdhd_at=mdhd_at,
+        edts_at=edts_at,
+        stbl_at=stbl_at,
     )
 
 
@@ -767,29 +751,7 @@ def _cut_tables(cut: _Cut) -> _CutTables:
 
 def _elst(cut: _Cut, media_duration: int, movie: Movie) -> tuple[bytes | None, int]:
     """The new `elst` (None when the track had none) and the track's movie duration."""
-    samples = cut.samples
-    media_scale = samples.track.timescale
-    edits = samples.edits
-    if cut.first == 0 and edits is not None:
-        # A track that starts later than the clip keeps the rest of its delay.
-        late = edits.delay / movie.timescale - cut.begin if movie.timescale else 0.0
-        delay, media_time = max(round(late * movie.timescale), 0), edits.media_time
-    else:
-        delay = 0
-        is_video = samples.track.handler == b"vide"
-        ctts = samples.ctts
-        media_time = int(ctts[cut.first]) if is_video and ctts is not None else 0
-    media_time = max(media_time, 0)
-    segment = max(media_duration - media_time, 0) * movie.timescale // media_scale
-    if edits is None:
-        return None, media_duration * movie.timescale // media_scale
-    version = edits.version if segment <= 0xFFFFFFFF and delay <= 0xFFFFFFFF else 1
-    entry = _ELST1 if version == 1 else _ELST0
-    entries = ([entry.pack(delay, -1, 1 << 16)] if delay else []) + [
-        entry.pack(segment, media_time, 1 << 16)
-    ]
-    payload = bytes([version, 0, 0, 0]) + _U32.pack(len(entries)) + b"".join(entries)
-    return make_box(b"elst", payload), delay + segment
+    return fastclip.edit_list(cut.samples, cut.first, cut.begin, media_duration, movie)
 
 
 class _Layout:
@@ -832,10 +794,12 @@ class Mp4Index:
     # _rebuilt_size's walks of the moov, by the places replaced.
     walks: dict[tuple[int, ...], tuple[int, list[tuple[int, int]]]] = field(default_factory=dict)
     mvhd: bytes | None = None  # see mvhd_payload
-    # The fast path's rebuilds of the moov, by the places replaced.
-    skeletons: dict[tuple[int, ...], Skeleton] = field(default_factory=dict)
+    # The fast path's moov skeletons, by the ids of the tracks kept.
+    shapes: dict[tuple[int, ...], fastclip.Shape] = field(default_factory=dict)
     # The tracks a clip keeps and their duration, by (audio only, track id).
-    selections: dict[tuple[bool, int | None], tuple[list[TrackIndex], float]] = field(
+    # The tracks a clip keeps, their duration and whether all have prepared tables (the
+    # fast path), by (audio only, track id).
+    selections: dict[tuple[bool, int | None], tuple[list[TrackIndex], float, bool]] = field(
         default_factory=dict
     )
 
@@ -894,26 +858,26 @@ class Mp4Index:
         if selected is None:
             selected = self._select(audio_only, track_id)
             self.selections[(audio_only, track_id)] = selected
-        loaded, duration = selected
+        loaded, duration, prepared = selected
         if start is not None and start >= duration:
             raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
+        if prepared and not general:
+            try:
+                fast_cuts, begin = fastclip.clip_cuts(loaded, start, end, audio_only)
+                if fast_cuts:
+                    return fastclip.fast_plan(self, fast_cuts, begin)
+            except MediaError:
+                pass  # the general path raises it, or one it checks first
         cuts = _cuts(loaded, start, end, audio_only)
         if not cuts:
             raise InvalidSeek(f"no media between start ({start}) and end ({end})")
-        if not general:
-            for cut in cuts:
-                if cut.samples.prepared is None:
-                    break
-            else:
-                try:
-                    return self._fast_plan(cuts)
-                except MediaError:
-                    pass  # the general path raises it, or one it checks first
         return self._plan(cuts)
 
-    def _select(self, audio_only: bool, track_id: int | None) -> tuple[list[TrackIndex], float]:
-        """The indexed tracks a clip keeps and the media's duration, or the error that
-        refuses such clips."""
+    def _select(
+        self, audio_only: bool, track_id: int | None
+    ) -> tuple[list[TrackIndex], float, bool]:
+        """The indexed tracks a clip keeps, the media's duration and whether every one
+        has prepared tables, or the error that refuses such clips."""
         movie = self.movie
         wanted = [
             t for t in movie.tracks if (t.is_audio if audio_only else t.handler in CLIP_HANDLERS)
@@ -940,7 +904,7 @@ class Mp4Index:
             s.time(s.count - 1) + (s.dts_at(s.count) - s.dts_at(s.count - 1)) / s.track.timescale
             for s in loaded
         )
-        return loaded, duration
+        return loaded, duration, all(s.prepared is not None for s in loaded)
 
     def _plan(self, cuts: list[_Cut]) -> Plan:
         movie, size = self.movie, self.size
@@ -1019,90 +983,14 @@ class Mp4Index:
         # depend on the moov's size. Its size is that of the moov without chunk offsets
         # plus theirs, so the base settles by arithmetic, and the moov is built once.
         bare = self._rebuilt_size(with_offsets(None))
-        moov_size = partial(_moov_size, bare, widest)
-        base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
+        moov_size = partial(fastclip.moov_size, bare, widest)
+        base = fastclip.settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
         moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base), self.children)
         head = b"".join([self.ftyp, *moov, mdat_header])
         # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
         pairs = zip(layout.starts, layout.lengths, strict=True)
         spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
         return Plan.head_and_spans(head, spans, layout.lengths)
-
-    def _fast_plan(self, cuts: list[_Cut]) -> Plan:
-        """`_plan`'s plan from the tracks' prepared tables: each table a slice of the
-        source's with its ends patched, the moov rebuilt around its known places.
-        A MediaError here means only "ask `_plan`", which raises the right one."""
-        movie = self.movie
-        replace: dict[int, Replacement] = {}
-        kept_ids = {cut.samples.track.track_id for cut in cuts}
-        for track in movie.tracks:
-            if track.track_id not in kept_ids:
-                replace[track.box.offset] = None
-        stbls: list[tuple[int, list[Piece], int, int]] = []  # (offset, parts, stco at, fixed)
-        chunk_cuts: list[fast.ChunkCut] = []
-        track_durations: list[int] = []
-        for cut in cuts:
-            samples, first, stop = cut.samples, cut.first, cut.stop
-            prepared = samples.prepared
-            assert prepared is not None and samples.dts is not None
-            chunks = prepared.chunks.cut(first, stop, prepared.prefix)
-            chunk_cuts.append(chunks)
-            media_duration = int(samples.dts[stop]) - int(samples.dts[first])
-            elst, track_duration = _elst(cut, media_duration, movie)
-            track_durations.append(track_duration)
-            if elst is not None:
-                assert samples.edts is not None
-                replace[samples.edts.offset] = make_box(b"edts", elst)
-            tkhd = set_duration_field(prepared.tkhd, "tkhd", track_duration, tkhd=True)
-            replace[samples.track.tkhd.offset] = make_box(b"tkhd", tkhd)
-            mdhd = set_duration_field(prepared.mdhd, "mdhd", media_duration)
-            replace[samples.mdhd.offset] = make_box(b"mdhd", mdhd)
-            parts, stco_at = _fast_stbl(samples, prepared, first, stop, chunks.stsc)
-            fixed = sum(map(len, parts))
-            stbls.append((samples.stbl.offset, parts, stco_at, fixed))
-            replace[samples.stbl.offset] = [header_bytes(b"stbl", fixed), *parts]
-        if movie.mvhd is not None:
-            mvhd = set_duration_field(self.mvhd_payload(), "mvhd", max(track_durations))
-            replace[movie.mvhd.offset] = make_box(b"mvhd", mvhd)
-
-        layout = fast.Layout.of_cuts(chunk_cuts)
-        mdat_header = header_bytes(b"mdat", layout.total)
-        relatives: list[fast.Column] = []
-        widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
-        first_chunk = 0
-        for chunks in chunk_cuts:
-            count = len(chunks.offsets)
-            relative = layout.positions[first_chunk : first_chunk + count]
-            first_chunk += count
-            relatives.append(relative)
-            top = max(relative) if isinstance(relative, list) else relative.max()
-            widest.append((int(top) if count else 0, count))
-
-        # As `_plan`: the size without chunk offsets (a placeholder stbl of the right
-        # size stands in), plus theirs.
-        bare = self._rebuilt_size(replace)
-        moov_size = partial(_moov_size, bare, widest)
-        base = _settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
-        for (at, parts, stco_at, fixed), relative in zip(stbls, relatives, strict=True):
-            stco = fast.offsets_box(relative, base)
-            parts[stco_at] = stco
-            replace[at] = [header_bytes(b"stbl", fixed + len(stco)), *parts]
-        places = tuple(sorted(replace))
-        skeleton = self.skeletons.get(places)
-        if skeleton is None:
-            skeleton = self.skeletons[places] = Skeleton(
-                movie.data, movie.box, places, self.children
-            )
-        moov = skeleton.build(replace)
-        head = b"".join([self.ftyp, *moov, mdat_header])
-        starts, lengths = layout.starts, layout.lengths
-        if not isinstance(starts, list) and not isinstance(lengths, list):
-            if len(starts) >= MANY_SPANS:  # their Span tuples are made only if asked for
-                return ColumnPlan(head, starts, lengths)
-            starts, lengths = starts.tolist(), lengths.tolist()
-        pairs = zip(starts, lengths, strict=True)
-        spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
-        return Plan.head_and_spans(head, spans, list(lengths))
 
     def mvhd_payload(self) -> bytes:
         """The `mvhd`'s payload, copied once."""
@@ -1181,70 +1069,6 @@ class Mp4Index:
             elif kind not in (b"ctts", b"stss", b"sdtp"):
                 parts.append(movie.raw(child))
         return parts
-
-
-def _fast_stbl(
-    samples: TrackIndex, prepared: Prepared, first: int, stop: int, stsc: bytes
-) -> tuple[list[Piece], int]:
-    """The cut `stbl`'s children (`_stbl`'s) in pieces, and which piece the chunk
-    offsets go in. Large tables are views (of the moov, of the prepared runs), copied
-    once when the moov is joined."""
-    made: dict[str, list[Piece]] = {}
-    made["stts"] = fast.table_pieces(b"stts", 0, *prepared.stts.cut(first, stop))
-    if prepared.ctts is not None:
-        count, entries = prepared.ctts.cut(first, stop)
-        made["ctts"] = fast.table_pieces(b"ctts", samples.ctts_version, count, entries)
-    if prepared.sync is not None:
-        made["stss"] = [fast.sync_cut(prepared.sync, first, stop)]
-    assert samples.sizes is not None
-    count = stop - first
-    stsz = _U32.pack(20 + 4 * count) + b"stsz" + _STSZ.pack(0, 0, count)
-    made["stsz"] = [stsz, fast.view(samples.sizes[first:stop])]
-    made["stsc"] = [stsc]
-    sdtp = samples.sdtp
-    if sdtp is not None:
-        made["sdtp"] = []  # dropped when it does not reach the cut's end
-        if len(sdtp) >= 4 + stop:
-            head = header_bytes(b"sdtp", 4 + count) + sdtp[:4]
-            made["sdtp"] = [head, memoryview(sdtp)[4 + first : 4 + stop]]
-    parts: list[Piece] = []
-    stco_at = 0
-    for item in prepared.stbl:
-        if isinstance(item, str):
-            if item == "stco":
-                stco_at = len(parts)
-                parts.append(b"")
-            else:
-                parts += made[item]
-        elif isinstance(item, int):
-            head, runs = prepared.groups[item]
-            count, entries = runs.cut(first, stop)
-            size = 8 + len(head) + 4 + sum(map(len, entries))
-            parts += [_U32.pack(size) + b"sbgp" + head + _U32.pack(count), *entries]
-        else:
-            parts.append(item)
-    return parts, stco_at
-
-
-def _moov_size(bare: int, widest: list[tuple[int, int]], base: int) -> int:
-    """A rebuilt moov's size with its chunk offsets at `base`: `bare` (the moov without
-    them) plus each track's `stco`, or `co64` when its largest offset passes 32 bits."""
-    size = bare
-    for top, count in widest:
-        wide = count and top + base > 0xFFFFFFFF
-        size += 16 + (8 if wide else 4) * count
-    return size
-
-
-def _settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:
-    """Where the new mdat's payload starts: the steps `settle_moov` takes, on sizes alone."""
-    size = moov_size(before + guess + mdat_header)
-    for _ in range(4):
-        again = moov_size(before + size + mdat_header)
-        if again == size:
-            return before + size + mdat_header
-        size = again
-    raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
 
 
 def _cuts(
