@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
+from typing import Final, TypeAlias, cast
 
 from vodedge.media.errors import NoAudioTrack, TruncatedMedia
 from vodedge.media.flv.metadata import (
@@ -23,6 +26,7 @@ from vodedge.media.flv.tags import (
     FRAME,
     SCRIPT,
     TAG_HEADER_SIZE,
+    TAG_OVERHEAD,
     U32,
     VIDEO,
 )
@@ -68,12 +72,17 @@ def _plan(size: int, audio_only: bool, seek: FlvSeek) -> Reading[Plan]:
 
 @dataclass(slots=True)
 class _Item:
-    """One output tag: a source tag (`tag`) or a rewritten onMetaData (`meta`)."""
+    """A rewritten onMetaData tag of the output (its source tag is `tag`)."""
 
     tag: int
-    meta: Metadata | None = None
+    meta: Metadata
     source: bytes = b""
     literal: bytes = b""
+
+
+# One output tag: a source tag copied as it is (its position in the index), or an _Item.
+# Plain ints, since an audio-only output has one per audio tag (84,000 in 30 minutes).
+_Out: TypeAlias = "int | _Item"
 
 
 def build_plan(index: TagIndex, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Plan:
@@ -86,37 +95,61 @@ def build_plan(index: TagIndex, audio_only: bool, seek: FlvSeek = NO_SEEK) -> Pl
     first = resolve_start(index, seek, audio_only)
     items = _select(index, audio_only, first)
     rewrite = MetadataRewrite(audio_only=audio_only, clipped=seek.clipped)
-    for item in items:
-        if item.meta is not None:
-            item.literal = _encode(item, rewrite)
-    metas = [item for item in items if item.meta is not None]
+    metas = [item for item in items if isinstance(item, _Item)]
+    for meta in metas:
+        meta.literal = _encode(meta, rewrite)
     if metas and seek.by_time and seek.clipped:
         # Only a time-based clip, which needs the whole file anyway, gets exact layout
         # metadata. Any other transform can also be streamed (FlvFilter) before its
         # layout is known, and must be the same bytes however it is made: its
         # metadata is what the stream writes.
         _settle_first_metadata(index, items, metas[0], audio_only, seek, first)
-    header = index.header.encode(FLAG_AUDIO if audio_only else None)
-    pieces: list[Piece] = [header]
+    return _pieces(index, items, audio_only)
+
+
+def _pieces(index: TagIndex, items: list[_Out], audio_only: bool) -> Plan:
+    """The plan of the output's tags: runs of tags that lie back to back are one span."""
+    offsets, sizes, back_ok = index.offsets, index.sizes, index.back_ok
+    head: list[bytes] = [index.header.encode(FLAG_AUDIO if audio_only else None)]
+    pieces: list[Piece] = []
+    start = end = -1  # the span being extended
     for item in items:
-        if item.meta is not None:
-            pieces.append(item.literal)
+        if isinstance(item, _Item):
+            if end >= 0:
+                pieces.append(Span(start, end - start))
+                start = end = -1
+            (pieces if pieces else head).append(item.literal)
             continue
-        i = item.tag
-        if index.back_ok[i]:
-            pieces.append(Span(index.offsets[i], index.unit_size(i)))
-        else:
-            pieces.append(Span(index.offsets[i], TAG_HEADER_SIZE + index.sizes[i]))
-            pieces.append(U32.pack(TAG_HEADER_SIZE + index.sizes[i]))
-    return Plan(pieces)
+        offset = offsets[item]
+        if back_ok[item]:
+            if offset != end:
+                if end >= 0:
+                    pieces.append(Span(start, end - start))
+                start = offset
+            end = offset + sizes[item] + TAG_OVERHEAD
+            continue
+        # A wrong PreviousTagSize: the tag is copied without it, and a right one written.
+        if offset != end:
+            if end >= 0:
+                pieces.append(Span(start, end - start))
+            start = offset
+        pieces.append(Span(start, offset + TAG_HEADER_SIZE + sizes[item] - start))
+        pieces.append(U32.pack(TAG_HEADER_SIZE + sizes[item]))
+        start = end = -1
+    if end >= 0:
+        pieces.append(Span(start, end - start))
+    if all(type(piece) is Span for piece in pieces):
+        # Literals only ahead of spans that neither touch nor are empty: nothing to merge.
+        return Plan.head_and_spans(b"".join(head), cast("list[Span]", pieces))
+    return Plan([*head, *pieces])
 
 
-def _select(index: TagIndex, audio_only: bool, first: int) -> list[_Item]:
+def _select(index: TagIndex, audio_only: bool, first: int) -> list[_Out]:
     """The output's tags: metadata and the last sequence headers before `first`, then the
     kept tags from `first` on."""
     metadata = dict(index.metadata)
     kinds = index.kinds
-    items: list[_Item] = []
+    items: list[_Out] = []
     configs: dict[int, int] = {}
     for i in range(first):
         kind = kinds[i]
@@ -126,14 +159,22 @@ def _select(index: TagIndex, audio_only: bool, first: int) -> list[_Item]:
                 items.append(_Item(i, meta, metadata[i]))
         elif (kind == AUDIO or (kind == VIDEO and not audio_only)) and index.role(i) == CONFIG:
             configs[kind] = i
-    items.extend(_Item(i) for i in sorted(configs.values()))
-    for i in range(first, len(index)):
-        kind = kinds[i]
-        if i in metadata:
-            items.append(_Item(i, _decoded(metadata[i]), metadata[i]))
-        elif kind in (AUDIO, SCRIPT) or not audio_only:
-            items.append(_Item(i))
+    items.extend(sorted(configs.values()))
+    kept: Sequence[int] = range(first, len(index))
+    if audio_only:
+        kept = list(compress(kept, map(_AUDIO_ONLY_KINDS.__contains__, kinds[first:])))
+    head = len(items)
+    items.extend(kept)
+    # onMetaData tags are script tags, kept either way: each is where bisect finds it.
+    for i, tag in index.metadata:
+        if i >= first:
+            meta = _decoded(tag)
+            if meta is not None:
+                items[head + bisect_left(kept, i)] = _Item(i, meta, tag)
     return items
+
+
+_AUDIO_ONLY_KINDS: Final = frozenset((AUDIO, SCRIPT))
 
 
 def _decoded(tag: bytes) -> Metadata | None:
@@ -141,23 +182,22 @@ def _decoded(tag: bytes) -> Metadata | None:
 
 
 def _encode(item: _Item, rewrite: MetadataRewrite) -> bytes:
-    assert item.meta is not None
     return encode_script_tag(item.source, item.meta, rewrite_metadata(item.meta.value, rewrite))
 
 
-def _layout(index: TagIndex, items: list[_Item]) -> tuple[list[int], int]:
+def _layout(index: TagIndex, items: list[_Out]) -> tuple[list[int], int]:
     """Each item's output offset, and the output size."""
     offsets: list[int] = []
     position = _FILE_PREAMBLE
     for item in items:
         offsets.append(position)
-        position += len(item.literal) if item.meta is not None else index.unit_size(item.tag)
+        position += len(item.literal) if isinstance(item, _Item) else index.unit_size(item)
     return offsets, position
 
 
 def _settle_first_metadata(
     index: TagIndex,
-    items: list[_Item],
+    items: list[_Out],
     meta_item: _Item,
     audio_only: bool,
     seek: FlvSeek,
@@ -168,7 +208,6 @@ def _settle_first_metadata(
     AMF0 numbers are fixed-size doubles, so encoding with placeholder values
     fixes the layout, and the real values then fit in the same bytes.
     """
-    assert meta_item.meta is not None
     table = source_keyframes(meta_item.meta.value)
     entries = _keyframe_entries(index, items, table, audio_only, seek.clipped) if table else []
     rewrite = MetadataRewrite(
@@ -190,7 +229,7 @@ def _settle_first_metadata(
 
 def _keyframe_entries(
     index: TagIndex,
-    items: list[_Item],
+    items: list[_Out],
     table: tuple[list[float], list[float]],
     audio_only: bool,
     clipped: bool,
@@ -204,11 +243,9 @@ def _keyframe_entries(
     out: list[tuple[float, int]] = []
     if audio_only:
         frames = [
-            (index.stamps[item.tag], k)
+            (index.stamps[item], k)
             for k, item in enumerate(items)
-            if item.meta is None
-            and index.kinds[item.tag] == AUDIO
-            and index.role(item.tag) == FRAME
+            if type(item) is int and index.kinds[item] == AUDIO and index.role(item) == FRAME
         ]
         if not frames:
             return []
@@ -219,7 +256,7 @@ def _keyframe_entries(
                 continue
             out.append((time, frames[max(at, 0)][1]))
         return out
-    by_tag = {item.tag: k for k, item in enumerate(items) if item.meta is None}
+    by_tag = {item: k for k, item in enumerate(items) if type(item) is int}
     for time, position in zip(times, positions, strict=True):
         found = bisect_left(index.offsets, position)
         if found < len(index) and index.offsets[found] == position and found in by_tag:
@@ -227,14 +264,13 @@ def _keyframe_entries(
     return out
 
 
-def _duration(index: TagIndex, items: list[_Item], audio_only: bool, first: int) -> float | None:
+def _duration(index: TagIndex, items: list[_Out], audio_only: bool, first: int) -> float | None:
     """Seconds from the clip's first media frame to the end of its last one."""
     kinds = (AUDIO,) if audio_only else (AUDIO, VIDEO)
     last: dict[int, list[int]] = {}
     low: int | None = None
-    for item in items:
-        i = item.tag
-        if item.meta is not None or i < first or index.kinds[i] not in kinds:
+    for i in items:
+        if type(i) is not int or i < first or index.kinds[i] not in kinds:
             continue
         if index.role(i) != FRAME:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from array import array
 from dataclasses import dataclass, field
 from typing import Final
@@ -22,7 +23,6 @@ from vodedge.media.flv.tags import (
     audio_codec_name,
     parse_file_header,
     tag_role,
-    tag_timestamp,
     video_codec_name,
 )
 from vodedge.media.reading import Reading, ReadRequest
@@ -32,6 +32,9 @@ BLOCK_SIZE: Final = 1 << 20
 # to name an Enhanced-FLV codec (frame byte, packet-type byte, FourCC).
 _LOOKAHEAD: Final = 4 + TAG_HEADER_SIZE + 6
 MAX_METADATA_BYTES: Final = 64 << 20
+# A PreviousTagSize and the tag header after it (`TAG_HEAD`), read at once.
+_BACK_AND_HEAD: Final = struct.Struct(">IIIIB")
+_NEVER: Final = float("inf")
 
 
 @dataclass(slots=True)
@@ -89,11 +92,23 @@ def scan_tags(
     if require_audio and not header.has_audio:
         raise NoAudioTrack("the FLV header says the file has no audio")
     index = TagIndex(header, size)
-    offsets, sizes, stamps = index.offsets, index.sizes, index.stamps
-    kinds, first_bytes, back_ok = index.kinds, index.first_bytes, index.back_ok
-    last_b0 = {AUDIO: -1, VIDEO: -1}
+    offsets, kinds, back_ok = index.offsets, index.kinds, index.back_ok
+    # A tag costs a few hundred nanoseconds of Python here, and a whole-file extraction
+    # is timed against ffmpeg: columns are appended through bound methods, the
+    # back-pointer and the next header are read by one unpack, and the checks every
+    # tag needs are comparisons against bounds that never trigger when unused.
+    add_offset, add_kind, add_back = offsets.append, kinds.append, back_ok.append
+    add_size, add_stamp = index.sizes.append, index.stamps.append
+    add_first = index.first_bytes.append
+    unpack_back_and_head = _BACK_AND_HEAD.unpack_from
+    stop_at = size if stop_offset is None else stop_offset  # a tag always starts before size
+    stop_stamp = _NEVER if stop_ms is None else stop_ms
+    # The first data byte last seen per tag type: a change names a codec. Only audio and
+    # video are ever updated; every other type (script tags) always differs from -1.
+    last_b0 = [-1] * 32
     metadata_bytes = 0
     buf = bytes(head)
+    buffered = len(buf)
     base = 0
     back = header.data_offset
     previous = -1  # data size of the previous tag, -1 before the first
@@ -102,38 +117,43 @@ def scan_tags(
         return index
     while True:
         left = size - back
-        if back - base + min(_LOOKAHEAD, left) > len(buf):
-            buf = yield ReadRequest(back, min(block, left))
-            base = back
-            if len(buf) < min(_LOOKAHEAD, left):
-                index.truncated = f"the source ends at {back + len(buf)}, before its size {size}"
-                return index
         at = back - base
+        if at + (_LOOKAHEAD if left > _LOOKAHEAD else left) > buffered:
+            buf = yield ReadRequest(back, min(block, left))
+            buffered = len(buf)
+            base = back
+            at = 0
+            if buffered < min(_LOOKAHEAD, left):
+                index.truncated = f"the source ends at {back + buffered}, before its size {size}"
+                return index
         if left < TAG_OVERHEAD:
             if previous >= 0 and left >= 4:
                 back_ok[-1] = U32.unpack_from(buf, at)[0] == previous + TAG_HEADER_SIZE
             if left > 4:
                 index.truncated = f"a tag header at offset {back + 4} is cut short"
             return index
+        if buffered - at >= _BACK_AND_HEAD.size:
+            back_size, w0, w1, w2, b1 = unpack_back_and_head(buf, at)
+        else:  # a tiny last tag: pad the missing data bytes
+            back_size = U32.unpack_from(buf, at)[0]
+            w0, w1, w2, b1 = TAG_HEAD.unpack_from(bytes(buf[at + 4 :]).ljust(TAG_HEAD.size, b"\0"))
         if previous >= 0:
-            back_ok[-1] = U32.unpack_from(buf, at)[0] == previous + TAG_HEADER_SIZE
+            back_ok[-1] = back_size == previous + TAG_HEADER_SIZE
         pos = back + 4
-        if stop_offset is not None and pos >= stop_offset:
+        if pos >= stop_at:
             index.stopped_at = pos
             return index
-        if len(buf) - at >= 4 + TAG_HEAD.size:
-            w0, w1, w2, b1 = TAG_HEAD.unpack_from(buf, at + 4)
-        else:  # a tiny last tag: pad the missing data bytes
-            w0, w1, w2, b1 = TAG_HEAD.unpack_from(bytes(buf[at + 4 :]).ljust(TAG_HEAD.size, b"\0"))
         data_size = w0 & 0xFFFFFF
         kind = (w0 >> 24) & 0x1F
-        stamp = tag_timestamp(w1)
-        b0 = w2 & 0xFF if data_size else 0
-        if data_size < 2:
-            b1 = 0
+        stamp = (w1 >> 8) | ((w1 & 0xFF) << 24)  # tags.tag_timestamp
+        if data_size:
+            b0 = w2 & 0xFF
+            if data_size < 2:
+                b1 = 0
+        else:
+            b0 = b1 = 0
         if (
-            stop_ms is not None
-            and stamp >= stop_ms
+            stamp >= stop_stamp
             and kind in stop_kinds
             and tag_role(kind, data_size, b0, b1) == FRAME
         ):
@@ -143,14 +163,16 @@ def scan_tags(
         if back > size:
             index.truncated = f"the tag at offset {pos} runs past the end of the source"
             return index
-        offsets.append(pos)
-        sizes.append(data_size)
-        stamps.append(stamp)
-        kinds.append(kind)
-        first_bytes.append(b0 << 8 | b1)
-        back_ok.append(0)
+        add_offset(pos)
+        add_size(data_size)
+        add_stamp(stamp)
+        add_kind(kind)
+        add_first(b0 << 8 | b1)
+        add_back(0)
         previous = data_size
-        if kind in last_b0 and b0 != last_b0[kind] and data_size:
+        if b0 == last_b0[kind]:
+            continue  # the common case: a media tag of the codec seen before
+        if kind in (AUDIO, VIDEO) and data_size:
             last_b0[kind] = b0
             names = index.audio_codecs if kind == AUDIO else index.video_codecs
             name = (audio_codec_name if kind == AUDIO else video_codec_name)(
@@ -160,11 +182,12 @@ def scan_tags(
                 names.append(name)
         if kind == SCRIPT and not (w0 >> 24) & 0x20:
             tag_end = pos + TAG_HEADER_SIZE + data_size
-            if tag_end - base > len(buf):
+            if tag_end - base > buffered:
                 buf = yield ReadRequest(pos, min(max(block, tag_end - pos), size - pos))
+                buffered = len(buf)
                 base = pos
-                if len(buf) < tag_end - pos:
-                    index.truncated = f"the source ends at {pos + len(buf)}, before its size {size}"
+                if buffered < tag_end - pos:
+                    index.truncated = f"the source ends at {pos + buffered}, before its size {size}"
                     return index
             tag = bytes(buf[pos - base : tag_end - base])
             if is_onmetadata(tag[TAG_HEADER_SIZE:]):
