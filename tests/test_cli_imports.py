@@ -48,6 +48,14 @@ FORBIDDEN = {
 # vodedge's own: the media layer, plus these.
 ALLOWED_OWN = {"vodedge", "vodedge.cli", "vodedge.cli.commands", "vodedge.cli.files"}
 ALLOWED_OWN |= {"vodedge.planfile", "vodedge.media"}
+# A whole-file extraction needs its plan only: no seeking index, no streaming filter.
+NOT_FOR_EXTRACT = {
+    "vodedge.media.mp4.index",
+    "vodedge.media.flv.index",
+    "vodedge.media.flv.filters",
+    "vodedge.media.flv.summary",
+    "vodedge.media.seeking",
+}
 
 
 def _keyframed_flv(tmp_path: Path) -> Path:
@@ -97,3 +105,5 @@ def test_media_commands_load_only_media_and_cli(
     own = [m for m in modules if m.partition(".")[0] == "vodedge"]
     assert not [m for m in own if m not in ALLOWED_OWN and not m.startswith("vodedge.media.")]
     assert threads == 1
+    if command == "extract":
+        assert not NOT_FOR_EXTRACT & set(modules)

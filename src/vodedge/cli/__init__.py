@@ -55,7 +55,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The command line's parser; when `argv` runs a media command, that command's alone.
+    """The command line's parser; when `argv` runs a media command, that command's alone
+    (none for `--version`).
 
     Defining every command's arguments costs more than `vodedge extract`'s own imports
     (it is timed against ffmpeg as a whole process); errors print no usage, and a media
@@ -75,6 +76,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     command = argv[0] if argv else ""
     if command in _MEDIA_COMMANDS:
         _MEDIA_COMMANDS[command](commands)
+        return parser
+    if command == "--version":  # answered before any command is looked at
         return parser
     for add in _MEDIA_COMMANDS.values():
         add(commands)

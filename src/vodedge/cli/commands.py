@@ -10,10 +10,9 @@ from vodedge.cli.files import LocalSource, atomic_output, write_plan
 from vodedge.media.errors import InvalidSeek, MediaError
 from vodedge.media.outputs import Wanted, plan_reading
 from vodedge.media.plan import Plan
-from vodedge.media.seeking import parse_seconds
 
-# json and pathlib are imported where used: `vodedge extract` is timed against
-# ffmpeg as a whole process, start-up included.
+# json, pathlib and the seconds parser are imported where used: `vodedge extract` is
+# timed against ffmpeg as a whole process, start-up included.
 
 
 def _fail(message: str) -> int:
@@ -21,17 +20,23 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _seconds(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    from vodedge.media.seeking import parse_seconds  # its regex is compiled on import
+
+    return parse_seconds(text, name)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the parsed command; bad input is one line on stderr and exit code 2."""
     try:
         if args.command in ("extract", "clip"):
-            start = None if args.start is None else parse_seconds(args.start, "start")
-            end = None if args.end is None else parse_seconds(args.end, "end")
             return extract(
                 args.input,
                 args.output,
-                start=start,
-                end=end,
+                start=_seconds(args.start, "start"),
+                end=_seconds(args.end, "end"),
                 audio_only=args.command == "extract",
                 max_moov=args.max_moov,
             )

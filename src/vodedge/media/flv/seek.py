@@ -18,7 +18,6 @@ from vodedge.media.errors import InvalidSeek, NoAudioTrack
 from vodedge.media.flv.metadata import decode_metadata, source_keyframes
 from vodedge.media.flv.scan import TagIndex
 from vodedge.media.flv.tags import AUDIO, FRAME, TAG_HEADER_SIZE, VIDEO, is_video_keyframe
-from vodedge.media.seeking import parse_seconds
 
 SeekValue = str | int | float | None
 
@@ -68,6 +67,8 @@ def _number(value: SeekValue, name: str, by_time: bool) -> int | float | None:
         raise InvalidSeek(f"{name} is not a number: {value!r}")
     if isinstance(value, str):
         if by_time:
+            from vodedge.media.seeking import parse_seconds  # its regex: only for text
+
             return parse_seconds(value, name)
         text = value.strip()
         if not (text.isascii() and text.isdigit()):
