@@ -173,9 +173,7 @@ def _whole(fd: int, size: int) -> bytes:
 
 
 def _transformed_etag(body: Body, transform: Transform) -> str:
-    base = body.meta.etag or body.version
-    digest = hashlib.blake2s(f"{base}|{transform.tag()}".encode(), digest_size=10).hexdigest()
-    return f'"{digest}"'
+    return transform.etag(body.meta.etag or body.version)
 
 
 def _over(plan: Plan, body: Body) -> Callable[[int, int | None], Awaitable[Pieces]]:
@@ -238,7 +236,7 @@ async def _transformed(
         if domain.fallback == "passthrough" and exc.code != "invalid_seek":
             return None
         raise media_refusal(exc) from None
-    metrics.child(metrics.PLAN_SECONDS, transform.kind).observe(time.monotonic() - started)
+    metrics.observe_plan(transform.kind, time.monotonic() - started)
     headers = cache_headers(body, how)
     headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,10 @@ FLV_SUFFIXES = frozenset({".flv"})
 # Containers whose only video function is trial playback (ali_video_preview).
 PREVIEW_ONLY = {".mp3": "mp3", ".mp2": "mp3", ".ts": "ts", ".m2ts": "ts", ".mts": "ts"}
 AUDIO_ONLY_ARG = "ali_audio_only"
+# A transform's fields as they enter its derived ETags: kind, flags, start, end, track.
+_ETAG_FIELDS = struct.Struct("<BBddq")
+_KINDS = {"mp4": 1, "flv": 2, "mp3": 3, "ts": 4}
+_ETAG_HASH = hashlib.blake2s(digest_size=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,27 @@ class Transform:
         if self.track is not None:
             raw += f"|track={self.track}"
         return hashlib.blake2s(raw.encode(), digest_size=6).hexdigest()
+
+    def etag(self, base: str) -> str:
+        """The ETag of this transform's output of the object version `base` names (its
+        ETag, or its version): the same in every worker and after restarts, another for
+        another version or transform. One hash of the fields packed (no float
+        formatting): a random seek makes a new one per request."""
+        start, end, track = self.start, self.end, self.track
+        flags = (
+            self.audio_only
+            | self.by_time << 1
+            | (start is not None) << 2
+            | (end is not None) << 3
+            | (track is not None) << 4
+        )
+        digest = _ETAG_HASH.copy()
+        # The fields have a fixed size: what follows them cannot be mistaken for them.
+        digest.update(
+            _ETAG_FIELDS.pack(_KINDS[self.kind], flags, start or 0.0, end or 0.0, track or 0)
+        )
+        digest.update(base.encode("utf-8", "surrogatepass"))
+        return f'"{digest.hexdigest()}"'
 
 
 def kind_of(path: str) -> str | None:

@@ -327,6 +327,38 @@ def _metrics_dir(cache_dir: Path) -> Path:
     return cache_dir / "metrics"
 
 
+# This process's id, kept current at fork: what its metric values are written under.
+_PID = [os.getpid()]
+_AT_FORK: list[bool] = []
+
+
+def _this_pid() -> int:
+    return _PID[0]
+
+
+def _forked() -> None:
+    _PID[0] = os.getpid()
+
+
+def metric_values() -> None:
+    """Multiprocess metric values that ask the process's id of `_PID` instead of the
+    kernel: prometheus_client checks it on every write (a getpid system call each, six
+    per clip response) to follow a fork. Called once PROMETHEUS_MULTIPROC_DIR is set and
+    before any metric is made; again, or without that directory, it changes nothing."""
+    from prometheus_client import values
+
+    current = values.ValueClass
+    if not getattr(current, "_multiprocess", False) or getattr(current, "_vodedge_pid", False):
+        return
+    _PID[0] = os.getpid()
+    if not _AT_FORK:
+        os.register_at_fork(after_in_child=_forked)
+        _AT_FORK.append(True)
+    kept = values.MultiProcessValue(process_identifier=_this_pid)  # type: ignore[no-untyped-call]
+    kept._vodedge_pid = True
+    values.ValueClass = kept
+
+
 def serve(options: ServeOptions) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the configuration in every worker."""
     metrics_dir = _metrics_dir(options.cache_dir)
@@ -334,6 +366,7 @@ def serve(options: ServeOptions) -> int:
     metrics_dir.mkdir(parents=True)
     # prometheus_client picks its storage when first imported: set this first.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    metric_values()
     from vodedge.edge.cache import DiskCache
     from vodedge.edge.resources import raise_descriptor_limit
 
