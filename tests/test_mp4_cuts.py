@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vodedge.media.mp4.cuts import Layout, Runs
+from vodedge.media.mp4.cuts import Chunks, Layout, Runs, Weave, offsets_box, woven_offsets_box
 from vodedge.media.mp4.index import rle
 
 
@@ -87,3 +87,69 @@ def test_layout_merges_intervals(chunks: list[tuple[int, int]]) -> None:
         assert list(zip(layout.starts, layout.lengths, strict=True)) == intervals
         assert layout.total == sum(length for _, length in intervals)
         assert list(layout.positions) == positions
+
+
+@st.composite
+def woven_cuts(draw: st.DrawFn) -> tuple[list[Chunks], list[tuple[Chunks, int, int, int, int]]]:
+    """Chunks of 1-3 tracks stored in file order (touching or apart, interleaved or in
+    long runs) and a cut of each: a range of its chunks, the outer two trimmed."""
+    tracks = draw(st.integers(1, 3))
+    order = draw(st.lists(st.integers(0, tracks - 1), min_size=tracks, max_size=60))
+    order += list(range(tracks))  # every track holds a chunk
+    columns: list[tuple[list[int], list[int]]] = [([], []) for _ in range(tracks)]
+    at = 0
+    for track in order:
+        at += draw(st.sampled_from([0, 0, 0, 1, 7]))
+        size = draw(st.integers(1, 9))
+        columns[track][0].append(at)
+        columns[track][1].append(size)
+        at += size
+    chunks = []
+    for offsets, sizes in columns:
+        ones = np.ones(len(offsets), np.int64)
+        first = np.arange(len(offsets), dtype=np.int64)
+        as_array = np.array(offsets, np.int64), np.array(sizes, np.int64)
+        chunks.append(Chunks(first, first + 1, ones, ones, *as_array, ones.astype(bool)))
+    cuts = []
+    for held, (offsets, sizes) in zip(chunks, columns, strict=True):
+        lo = draw(st.integers(0, len(offsets) - 1))
+        hi = draw(st.integers(lo + 1, len(offsets)))
+        skipped = draw(st.integers(0, sizes[lo] - 1))
+        room = sizes[hi - 1] - (skipped if hi - lo == 1 else 0)
+        dropped = draw(st.integers(0, room - 1))
+        cuts.append((held, lo, hi, skipped, dropped))
+    return chunks, cuts
+
+
+@settings(max_examples=400, deadline=None)
+@given(woven_cuts(), st.sampled_from([0, 1000, 0xFFFFFFF0]))
+def test_woven_layout_is_the_sorted_one(
+    case: tuple[list[Chunks], list[tuple[Chunks, int, int, int, int]]], base: int
+) -> None:
+    """A layout found from the holes in the cuts' byte range (other chunks, trimmed
+    parts, gaps) is the one sorting the cut chunks gives: spans, total, each chunk's
+    place and its stco/co64; or it declines (too many holes)."""
+    chunks, cuts = case
+    weave = Weave.of(chunks)
+    assert weave is not None
+    woven = weave.layout(cuts)
+    offsets: list[int] = []
+    sizes: list[int] = []
+    for held, lo, hi, skipped, dropped in cuts:
+        more_offsets, more_sizes = held.lists(lo, hi, skipped, dropped)
+        offsets += more_offsets
+        sizes += more_sizes
+    sorted_layout = Layout.of_lists(offsets, sizes)
+    if woven is None:
+        return
+    starts, lengths, total, tracks = woven
+    assert (starts, lengths, total) == (
+        sorted_layout.starts,
+        sorted_layout.lengths,
+        sorted_layout.total,
+    )
+    first = 0
+    for (held, lo, hi, _, _), track in zip(cuts, tracks, strict=True):
+        relative = sorted_layout.positions[first : first + hi - lo]
+        first += hi - lo
+        assert woven_offsets_box(held, track, base) == offsets_box(relative, base)

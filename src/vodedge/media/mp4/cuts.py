@@ -9,7 +9,8 @@ result equals what the general path in `index` computes from the per-sample view
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from struct import Struct, pack  # pack: its formats are cached, a Struct's are not
 
@@ -41,9 +42,15 @@ def table_pieces(kind: bytes, version: int, count: int, entries: list[Piece]) ->
     return [_HEAD.pack(16 + sum(map(len, entries)), kind, version << 24, count), *entries]
 
 
-def view(array: np.ndarray) -> memoryview:
+def view(values: np.ndarray) -> memoryview:
     """The bytes of a contiguous array, uncopied."""
-    return array.data.cast("B")
+    return values.data.cast("B")
+
+
+def _column(values: Ints) -> tuple[array[int], Ints]:
+    """An int64 column as an `array` and a numpy view of it (one copy of the values)."""
+    held = array("q", values.astype(np.int64).tobytes())
+    return held, np.frombuffer(held, np.int64)
 
 
 class Runs:
@@ -129,19 +136,59 @@ class ChunkCut:
     stsc: bytes
 
 
-@dataclass(frozen=True, slots=True)
 class Chunks:
     """A track's chunks that hold samples, in order: the samples each holds, its
     description, where it is and how many bytes it holds; and where a new `stsc`
-    run starts (its samples or description differ from the previous chunk's)."""
+    run starts (its samples or description differ from the previous chunk's).
+    The columns a small cut reads are `array`s (bisected and sliced without numpy's
+    per-call cost), the numpy columns views of them."""
 
-    first: Ints
-    end: Ints
-    samples: Ints
-    description: Ints
-    offsets: Ints
-    sizes: Ints
-    new_run: npt.NDArray[np.bool_]
+    __slots__ = (
+        "_end",
+        "_first",
+        "_keys",
+        "_offsets",
+        "_sizes",
+        "description",
+        "end",
+        "first",
+        "new_run",
+        "offsets",
+        "samples",
+        "sizes",
+    )
+
+    def __init__(
+        self,
+        first: Ints,
+        end: Ints,
+        samples: Ints,
+        description: Ints,
+        offsets: Ints,
+        sizes: Ints,
+        new_run: npt.NDArray[np.bool_],
+    ) -> None:
+        self._first, self.first = _column(first)
+        self._end, self.end = _column(end)
+        self._offsets, self.offsets = _column(offsets)
+        self._sizes, self.sizes = _column(sizes)
+        self.samples = samples
+        self.description = description
+        self.new_run = new_run
+        # What makes a chunk's stsc row, as one integer: equal keys, one run.
+        keys = (samples.astype(np.uint64) << np.uint64(32)) | description.astype(np.uint64)
+        self._keys = array("Q", keys.tobytes())
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the columns."""
+        columns = (self.first, self.end, self.samples, self.description, self.offsets)
+        return (
+            sum(c.nbytes for c in columns)
+            + self.sizes.nbytes
+            + self.new_run.nbytes
+            + 8 * len(self._keys)
+        )
 
     @classmethod
     def of(
@@ -158,25 +205,51 @@ class Chunks:
         sizes = prefix[end] - prefix[first]
         return cls(first, end, samples, description, offsets, sizes, new_run)
 
+    def bounds(self, first: int, stop: int, prefix: Ints) -> tuple[int, int, int, int]:
+        """(lo, hi, skipped, dropped): the chunks `[lo, hi)` holding samples `[first,
+        stop)`, and the bytes the first loses at its start and the last at its end."""
+        lo = bisect_right(self._end, first)
+        hi = bisect_left(self._first, stop)
+        starts = self._first[lo]
+        skipped = prefix.item(first) - prefix.item(starts) if starts < first else 0
+        ends = self._end[hi - 1]
+        dropped = prefix.item(ends) - prefix.item(stop) if ends > stop else 0
+        return lo, hi, skipped, dropped
+
+    def stsc(self, lo: int, hi: int, first: int, stop: int) -> bytes:
+        """The `stsc` of a cut of few chunks `[lo, hi)` holding samples `[first, stop)`."""
+        keys = self._keys[lo:hi].tolist()
+        starts = self._first[lo]
+        if starts < first:  # only the first chunk can start before the cut
+            keys[0] -= (first - starts) << 32
+        ends = self._end[hi - 1]
+        if ends > stop:  # and only the last one end after it
+            keys[-1] -= (ends - stop) << 32
+        rows: list[int] = []
+        last = 0
+        for number, key in enumerate(keys, 1):
+            if key != last:
+                rows += (number, key >> 32, key & 0xFFFFFFFF)
+                last = key
+        count = len(rows)
+        return pack(f">I4sII{count}I", 16 + 4 * count, b"stsc", 0, count // 3, *rows)
+
+    def lists(self, lo: int, hi: int, skipped: int, dropped: int) -> tuple[list[int], list[int]]:
+        """The offsets and sizes of the chunks `[lo, hi)`, the outer two trimmed."""
+        offsets = self._offsets[lo:hi].tolist()
+        sizes = self._sizes[lo:hi].tolist()
+        offsets[0] += skipped
+        sizes[0] -= skipped
+        sizes[-1] -= dropped
+        return offsets, sizes
+
     def cut(self, first: int, stop: int, prefix: Ints) -> ChunkCut:
         """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
-        lo = int(self.end.searchsorted(first, "right"))
-        hi = int(self.first.searchsorted(stop, "left"))
+        lo, hi, skipped, dropped = self.bounds(first, stop, prefix)
         if hi - lo > SMALL:
             return self._cut_arrays(lo, hi, first, stop, prefix)
-        offsets = self.offsets[lo:hi].tolist()
-        sizes = self.sizes[lo:hi].tolist()
-        per_chunk = self.samples[lo:hi].tolist()
-        self._trim(lo, hi, first, stop, prefix, offsets, sizes, per_chunk)
-        rows: list[int] = []
-        last: tuple[int, int] | None = None
-        description = self.description[lo:hi].tolist()
-        for number, run in enumerate(zip(per_chunk, description, strict=True), 1):
-            if run != last:
-                rows += (number, *run)
-                last = run
-        stsc = table_box(b"stsc", 0, len(rows) // 3, pack(f">{len(rows)}I", *rows))
-        return ChunkCut(offsets, sizes, stsc)
+        offsets, sizes = self.lists(lo, hi, skipped, dropped)
+        return ChunkCut(offsets, sizes, self.stsc(lo, hi, first, stop))
 
     def _trim(
         self,
@@ -334,3 +407,144 @@ class Layout:
         where = starts.searchsorted(offsets[full], "right") - 1
         positions[full] = out_starts[where] + offsets[full] - starts[where]
         return cls(starts, lengths, int(out_starts[-1]), positions)
+
+
+# A woven layout gives up (for `Layout.of_lists`) past this many holes in a cut's
+# byte range: another track's chunks stored apart from the cut's, not interleaved.
+MAX_HOLES = 16
+# One track's part of a woven layout: the relative position of its first chunk, then
+# (from, to, delta): chunks `[from, to)` at their source offset plus delta; the largest
+# position and the chunk count.
+Woven = tuple[int, list[tuple[int, int, int]], int, int]
+
+
+class Weave:
+    """The chunks of a set of tracks in file order, reduced to the gaps between them:
+    when every track's chunks ascend, none is empty and none overlaps another, a cut
+    of each track (a range of its chunks, the outer two trimmed) lands in one byte
+    range of the source less a few holes, so its layout is found from those holes
+    without sorting the cut's chunks."""
+
+    __slots__ = ("gap_ends", "gap_starts")
+
+    def __init__(self, gap_starts: array[int], gap_ends: array[int]) -> None:
+        self.gap_starts = gap_starts
+        self.gap_ends = gap_ends
+
+    @classmethod
+    def of(cls, tracks: list[Chunks]) -> Weave | None:
+        """The weave of these tracks' chunks, or None when they do not qualify."""
+        for chunks in tracks:
+            offsets = chunks.offsets
+            if len(offsets) > 1 and bool((offsets[1:] <= offsets[:-1]).any()):
+                return None
+        offsets = np.concatenate([chunks.offsets for chunks in tracks])
+        sizes = np.concatenate([chunks.sizes for chunks in tracks])
+        if not len(offsets) or bool((sizes <= 0).any()):
+            return None
+        order = offsets.argsort(kind="stable")
+        starts = offsets[order]
+        ends = starts + sizes[order]
+        if bool((starts[1:] < ends[:-1]).any()):
+            return None
+        gaps = (starts[1:] > ends[:-1]).nonzero()[0]
+        return cls(array("q", ends[gaps].tobytes()), array("q", starts[gaps + 1].tobytes()))
+
+    def layout(
+        self, cuts: list[tuple[Chunks, int, int, int, int]]
+    ) -> tuple[list[int], list[int], int, list[Woven]] | None:
+        """The merged source spans, their total and each track's positions of the cuts
+        `(chunks, lo, hi, skipped, dropped)` (one per track of the weave, few chunks
+        each), or None when they lie too far apart."""
+        begin = end = -1
+        for chunks, lo, hi, skipped, dropped in cuts:
+            offsets, sizes = chunks._offsets, chunks._sizes
+            kept_begin = offsets[lo] + skipped
+            kept_end = offsets[hi - 1] + sizes[hi - 1] - dropped
+            if kept_end - kept_begin <= 0 or (hi - lo > 1 and sizes[lo] == skipped):
+                return None  # an outer chunk trimmed to nothing
+            if hi - lo > 1 and sizes[hi - 1] == dropped:
+                return None
+            if begin < 0 or kept_begin < begin:
+                begin = kept_begin
+            end = max(end, kept_end)
+        # The holes: other chunks of the tracks, the trimmed parts of the outer chunks
+        # and the gaps between chunks, each wholly inside [begin, end) or outside it.
+        holes: list[tuple[int, int]] = []
+        for chunks, lo, hi, skipped, dropped in cuts:
+            offsets, sizes = chunks._offsets, chunks._sizes
+            inside = bisect_left(offsets, begin)
+            beyond = bisect_left(offsets, end)
+            if max(lo - inside, 0) + beyond - hi > MAX_HOLES:
+                return None
+            for at in range(inside, lo):
+                holes.append((offsets[at], offsets[at] + sizes[at]))
+            for at in range(hi, beyond):
+                holes.append((offsets[at], offsets[at] + sizes[at]))
+            if skipped and offsets[lo] >= begin:
+                holes.append((offsets[lo], offsets[lo] + skipped))
+            if dropped:
+                last = offsets[hi - 1] + sizes[hi - 1]
+                if last <= end:
+                    holes.append((last - dropped, last))
+        first_gap = bisect_left(self.gap_starts, begin)
+        past_gap = bisect_right(self.gap_ends, end)
+        if past_gap - first_gap > MAX_HOLES:
+            return None
+        if past_gap > first_gap:
+            gaps = zip(
+                self.gap_starts[first_gap:past_gap], self.gap_ends[first_gap:past_gap], strict=True
+            )
+            holes += gaps
+        holes.sort()
+        starts: list[int] = []
+        lengths: list[int] = []
+        hole_starts: list[int] = []
+        removed = [0]  # bytes of the holes before each hole, and of all
+        at = begin
+        for hole_start, hole_end in holes:
+            if hole_start > at:
+                starts.append(at)
+                lengths.append(hole_start - at)
+            at = hole_end
+            hole_starts.append(hole_start)
+            removed.append(removed[-1] + hole_end - hole_start)
+        if end > at:
+            starts.append(at)
+            lengths.append(end - at)
+        total = end - begin - removed[-1]
+        tracks: list[Woven] = []
+        for chunks, lo, hi, skipped, _ in cuts:
+            offsets = chunks._offsets
+            offset = offsets[lo] + skipped
+            head = offset - begin - removed[bisect_left(hole_starts, offset)]
+            segments: list[tuple[int, int, int]] = []
+            top = head
+            at_chunk = lo + 1
+            if at_chunk < hi:
+                hole = bisect_left(hole_starts, offsets[at_chunk])
+                while at_chunk < hi:
+                    upto = hi
+                    if hole < len(hole_starts):
+                        upto = bisect_right(offsets, hole_starts[hole], at_chunk, hi)
+                    if upto > at_chunk:
+                        delta = -begin - removed[hole]
+                        segments.append((at_chunk, upto, delta))
+                        top = offsets[upto - 1] + delta
+                        at_chunk = upto
+                    hole += 1
+            tracks.append((head, segments, top, hi - lo))
+        return starts, lengths, total, tracks
+
+
+def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
+    """The `stco` (or `co64`) of one track's chunks in a woven layout at `base`."""
+    head, segments, top, count = woven
+    entries = [head + base]
+    offsets = chunks._offsets
+    for start, stop, delta in segments:
+        shift = delta + base
+        entries += [offset + shift for offset in offsets[start:stop]]
+    if top + base > 0xFFFFFFFF:
+        return table_box(b"co64", 0, count, pack(f">{count}Q", *entries))
+    return table_box(b"stco", 0, count, pack(f">{count}I", *entries))

@@ -106,10 +106,8 @@ class Prepared:
         """Memory held by the arrays."""
         runs = [self.stts, self.ctts, *(r for _, r in self.groups.values())]
         total = sum(r.ends.nbytes + r.entries.nbytes for r in runs if r is not None)
-        c = self.chunks
-        arrays = (c.first, c.end, c.samples, c.description, c.offsets, c.sizes, c.new_run)
         total += 36 * len(self.sync_list or ())  # a list slot and an int each
-        return total + sum(a.nbytes for a in arrays)
+        return total + self.chunks.nbytes
 
 
 def edit_list(
@@ -261,28 +259,37 @@ def _stbl(
 def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     """The plan of these cuts (see the module's docstring)."""
     movie = index.movie
-    key = tuple(samples.track.track_id for samples, _, _, _ in cuts)
+    key = tuple([cut[0].track.track_id for cut in cuts])
     shape = index.shapes.get(key)
     if shape is None:
         shape = index.shapes[key] = _shape(index, cuts)
-    skeleton, mvhd, slots = shape
+    skeleton, mvhd, slots, weave = shape
     parts = skeleton.parts.copy()
     varying: dict[int, int] = {}
-    chunk_cuts: list[fast.ChunkCut] = []
+    bounds: list[tuple[fast.Chunks, int, int, int, int]] = []
+    large: list[fast.ChunkCut] = []  # the chunks of cuts past `cuts.SMALL`, as arrays
     stbls: list[tuple[list[Piece], int, int, int]] = []  # (pieces, stco at, size, place)
     longest = 0
     for (samples, prepared, first, stop), (tkhd_at, mdhd_at, edts_at, stbl_at) in zip(
         cuts, slots, strict=True
     ):
-        chunks = prepared.chunks.cut(first, stop, prepared.prefix)
-        chunk_cuts.append(chunks)
+        chunks = prepared.chunks
+        lo, hi, skipped, dropped = chunks.bounds(first, stop, prepared.prefix)
+        bounds.append((chunks, lo, hi, skipped, dropped))
+        if hi - lo > fast.SMALL:
+            large.append(chunks.cut(first, stop, prepared.prefix))
+            stsc = large[-1].stsc
+        else:
+            stsc = chunks.stsc(lo, hi, first, stop)
         dts = samples.dts
         assert dts is not None
-        media_duration = int(dts[stop]) - int(dts[first])
+        media_duration = dts.item(stop) - dts.item(first)
         elst, track_duration = edit_list(samples, first, begin, media_duration, movie)
-        longest = max(longest, track_duration)
+        if track_duration > longest:
+            longest = track_duration
         if elst is not None:
-            varying[prepared.edts_at or 0] = 8 + len(elst)
+            assert prepared.edts_at is not None
+            varying[prepared.edts_at] = 8 + len(elst)
             if edts_at >= 0:
                 parts[edts_at] = (_HEAD.pack(8 + len(elst), b"edts"), elst)
         tkhd = prepared.tkhd.box(track_duration)
@@ -291,7 +298,7 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
             parts[tkhd_at] = (tkhd,)
         if mdhd_at >= 0:
             parts[mdhd_at] = (mdhd,)
-        pieces, stco_at, size = _stbl(samples, prepared, first, stop, chunks.stsc)
+        pieces, stco_at, size = _stbl(samples, prepared, first, stop, stsc)
         varying[prepared.stbl_at] = size
         stbls.append((pieces, stco_at, size, stbl_at))
     if mvhd is not None:
@@ -300,18 +307,26 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         if mvhd_at >= 0:
             parts[mvhd_at] = (made,)
 
-    layout = fast.Layout.of_cuts(chunk_cuts)
-    mdat_header = header_bytes(b"mdat", layout.total)
-    relatives: list[fast.Column] = []
+    woven = None if large or weave is None else weave.layout(bounds)
     widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
-    first_chunk = 0
-    for chunks in chunk_cuts:
-        count = len(chunks.offsets)
-        relative = layout.positions[first_chunk : first_chunk + count]
-        first_chunk += count
-        relatives.append(relative)
-        top = max(relative) if isinstance(relative, list) else relative.max()
-        widest.append((int(top) if count else 0, count))
+    relatives: list[fast.Column] = []
+    starts: fast.Column
+    lengths: fast.Column
+    if woven is not None:
+        starts, lengths, total, tracks = woven
+        widest = [(top, count) for _, _, top, count in tracks]
+    else:
+        layout = _layout(bounds, large)
+        starts, lengths, total = layout.starts, layout.lengths, layout.total
+        first_chunk = 0
+        for _, lo, hi, _, _ in bounds:
+            count = hi - lo
+            relative = layout.positions[first_chunk : first_chunk + count]
+            first_chunk += count
+            relatives.append(relative)
+            top = max(relative) if isinstance(relative, list) else relative.max()
+            widest.append((int(top) if count else 0, count))
+    mdat_header = header_bytes(b"mdat", total)
 
     # The size without chunk offsets, plus theirs: the base settles by arithmetic.
     bare = skeleton.size(varying)
@@ -321,19 +336,19 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         movie.box.size,
         len(mdat_header),
     )
-    for (pieces, stco_at, size, stbl_at), relative, (_, prepared, _, _) in zip(
-        stbls, relatives, cuts, strict=True
-    ):
-        stco = fast.offsets_box(relative, base)
+    for track, (pieces, stco_at, size, stbl_at) in enumerate(stbls):
+        if woven is not None:
+            stco = fast.woven_offsets_box(bounds[track][0], woven[3][track], base)
+        else:
+            stco = fast.offsets_box(relatives[track], base)
         pieces[stco_at] = stco
         size += len(stco)
         pieces[0] = _HEAD.pack(size, b"stbl")
-        varying[prepared.stbl_at] = size
+        varying[cuts[track][1].stbl_at] = size
         if stbl_at >= 0:
             parts[stbl_at] = pieces
     skeleton.fill(parts, varying)
     head = b"".join(chain((index.ftyp,), chain.from_iterable(parts), (mdat_header,)))
-    starts, lengths = layout.starts, layout.lengths
     if not isinstance(starts, list) and not isinstance(lengths, list):
         if len(starts) >= MANY_SPANS:  # their Span tuples are made only if asked for
             return ColumnPlan(head, starts, lengths)
@@ -344,13 +359,39 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     return Plan.head_and_spans(head, spans, list(lengths))
 
 
-Shape = tuple[Skeleton, tuple[int, DurationBox] | None, list[tuple[int, int, int, int]]]
+def _layout(
+    bounds: list[tuple[fast.Chunks, int, int, int, int]], large: list[fast.ChunkCut]
+) -> fast.Layout:
+    """The layout of the cuts' chunks by sorting them: lists when every cut is small."""
+    if not large:
+        offsets: list[int] = []
+        sizes: list[int] = []
+        for chunks, lo, hi, skipped, dropped in bounds:
+            more_offsets, more_sizes = chunks.lists(lo, hi, skipped, dropped)
+            offsets += more_offsets
+            sizes += more_sizes
+        return fast.Layout.of_lists(offsets, sizes)
+    columns: list[fast.ChunkCut] = []
+    at = 0
+    for chunks, lo, hi, skipped, dropped in bounds:
+        if hi - lo > fast.SMALL:
+            columns.append(large[at])
+            at += 1
+        else:
+            offsets, sizes = chunks.lists(lo, hi, skipped, dropped)
+            columns.append(fast.ChunkCut(offsets, sizes, b""))
+    return fast.Layout.of_cuts(columns)
+
+
+Shape = tuple[
+    Skeleton, tuple[int, DurationBox] | None, list[tuple[int, int, int, int]], fast.Weave | None
+]
 
 
 def _shape(index: Mp4Index, cuts: list[Cut]) -> Shape:
     """The skeleton of the moov for clips keeping these tracks, the `mvhd` (its slot and
-    box) and each track's slots (tkhd, mdhd, edts, stbl; -1 where a rebuild does not
-    reach the box)."""
+    box), each track's slots (tkhd, mdhd, edts, stbl; -1 where a rebuild does not
+    reach the box) and the weave of their chunks, if they qualify."""
     movie = index.movie
     kept = {samples.track.track_id for samples, _, _, _ in cuts}
     known: dict[int, int] = {t.box.offset: 0 for t in movie.tracks if t.track_id not in kept}
@@ -383,7 +424,8 @@ def _shape(index: Mp4Index, cuts: list[Cut]) -> Shape:
         )
         for _, p, _, _ in cuts
     ]
-    return skeleton, mvhd, slots
+    weave = fast.Weave.of([prepared.chunks for _, prepared, _, _ in cuts])
+    return skeleton, mvhd, slots, weave
 
 
 def places_of(samples: TrackIndex, movie: Movie) -> tuple[int, int, int | None, int]:
