@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from struct import Struct
+from typing import TYPE_CHECKING
 
 from vodedge.media.errors import (
     InvalidTrack,
@@ -13,9 +14,7 @@ from vodedge.media.errors import (
 )
 from vodedge.media.mp4.boxes import Box, children, header_bytes, make_box
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
-from vodedge.media.mp4.fragments import Fragment, parse_fragment, rebuild_fragment
 from vodedge.media.mp4.layout import DataLayout, settle_moov
-from vodedge.media.mp4.mfra import build_mfra, parse_mfra
 from vodedge.media.mp4.movie import (
     ChunkTable,
     Movie,
@@ -29,6 +28,11 @@ from vodedge.media.mp4.movie import (
 from vodedge.media.mp4.tables import chunk_offsets_box
 from vodedge.media.plan import Piece, Plan, Span
 from vodedge.media.reading import Reading
+
+# Fragments and mfra are parsed only for fragmented files: a whole-file extraction is
+# timed against ffmpeg, start-up included.
+if TYPE_CHECKING:
+    from vodedge.media.mp4.fragments import Fragment
 
 _U32 = Struct(">I")
 UNKNOWN_DURATIONS = frozenset({0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF})
@@ -146,6 +150,10 @@ def _fragments(
     top_moofs: list[Box], movie: Movie, kept_ids: set[int], size: int, max_box: int
 ) -> Reading[list[Fragment]]:
     fragments: list[Fragment] = []
+    if not top_moofs:
+        return fragments
+    from vodedge.media.mp4.fragments import parse_fragment, rebuild_fragment
+
     for moof in top_moofs:
         data = yield from read_box(moof, max_box, "moof")
         view = memoryview(data)
@@ -160,6 +168,8 @@ def _mfra(
     mfra_box: Box, fragments: list[Fragment], pieces: list[Piece], limit: int
 ) -> Reading[bytes]:
     """The output's `mfra`: the source's entries of kept tracks, pointing at new moofs."""
+    from vodedge.media.mp4.mfra import build_mfra, parse_mfra
+
     try:
         tables = parse_mfra((yield from read_box(mfra_box, limit, "mfra")))
     except MediaError:
