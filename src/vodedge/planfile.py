@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
-from vodedge.media.plan import Piece, Plan, Span
+from vodedge.media.plan import Plan, Span
 
 
 def _copy_span(src: int, dst: int, span: Span, advance: Callable[[int], None]) -> None:
@@ -55,27 +56,12 @@ def _write_all(dst: int, buffers: list[bytes | memoryview]) -> None:
             done += 1
 
 
-def _read(src: int, length: int, offset: int) -> bytes:
-    data = os.pread(src, length, offset)
-    if len(data) != length:
-        raise OSError(f"the input ended at {offset + len(data)} while copying")
-    return data
-
-
-def _window(pieces: Sequence[Piece], first: int) -> int:
-    """The end of the run of small spans from `first` that fits in WINDOW bytes."""
-    limit = pieces[first].offset + WINDOW  # type: ignore[union-attr]
-    end = first + 1
-    while end < len(pieces):
-        piece = pieces[end]
-        if (
-            type(piece) is not Span
-            or piece.length >= COPY_RANGE_MIN
-            or piece.offset + piece.length > limit
-        ):
-            break
-        end += 1
-    return end
+def _short(spans: Sequence[Span], data: Sequence[bytes]) -> OSError:
+    """The error for the first span of which `data` holds less than its length."""
+    for (offset, length), chunk in zip(spans, data, strict=True):
+        if len(chunk) != length:
+            return OSError(f"the input ended at {offset + len(chunk)} while copying")
+    raise AssertionError("no short read among the spans")
 
 
 def write_plan_file(
@@ -95,34 +81,46 @@ def write_plan_file(
         advance(batched)
         batch, batched = [], 0
 
+    # Runs of small spans end at a literal or a large span (a few per plan); the
+    # spans of a run are then taken a window at a time, found by bisection.
+    small = [type(piece) is Span and piece.length < COPY_RANGE_MIN for piece in pieces]
+    small.append(False)
     at = 0
     while at < len(pieces):
         piece = pieces[at]
-        if not isinstance(piece, Span):
-            batch.append(piece)
-            batched += len(piece)
+        if not small[at]:
             at += 1
-        elif piece.length >= COPY_RANGE_MIN:
-            flush()
-            _copy_span(src, dst, piece, advance)
-            at += 1
-            continue
-        else:
-            end = _window(pieces, at)
-            spans: Sequence[Span] = pieces[at:end]  # type: ignore[assignment]
-            start, stop = piece.offset, spans[-1].offset + spans[-1].length
-            batched += sum([n for _, n in spans])
-            at = end
-            if stop - start >= len(spans) * DENSE_BYTES:
-                batch.extend([_read(src, n, o) for o, n in spans])
+            if isinstance(piece, Span):
+                flush()
+                _copy_span(src, dst, piece, advance)
             else:
-                # Written before the buffer is read into again.
+                batch.append(piece)
+                batched += len(piece)
+            continue
+        end = small.index(False, at)
+        run: Sequence[Span] = pieces[at:end]  # type: ignore[assignment]
+        at = end
+        ends = [offset + length for offset, length in run]
+        first = 0
+        while first < len(run):
+            start = run[first].offset
+            last = bisect_right(ends, start + WINDOW, first + 1)
+            spans, stop = run[first:last], ends[last - 1]
+            first = last
+            total = sum([length for _, length in spans])
+            batched += total
+            if len(spans) > 1 and stop - start < len(spans) * DENSE_BYTES:
                 window = window or memoryview(bytearray(WINDOW))
                 got = os.preadv(src, [window[: stop - start]], start)
                 if got != stop - start:
                     raise OSError(f"the input ended at {start + got} while copying")
-                batch.extend([window[o - start : o - start + n] for o, n in spans])
+                batch += [window[o - start : o - start + n] for o, n in spans]
+                flush()  # before the window is read into again
+                continue
+            data = [os.pread(src, n, o) for o, n in spans]
+            if sum(map(len, data)) != total:
+                raise _short(spans, data)
+            batch += data
+            if batched >= BATCH_BYTES:
                 flush()
-        if batched >= BATCH_BYTES:
-            flush()
     flush()
