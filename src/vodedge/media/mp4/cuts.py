@@ -205,15 +205,15 @@ class Chunks:
         sizes = prefix[end] - prefix[first]
         return cls(first, end, samples, description, offsets, sizes, new_run)
 
-    def bounds(self, first: int, stop: int, prefix: Ints) -> tuple[int, int, int, int]:
+    def bounds(self, first: int, stop: int, prefix: Ints | memoryview) -> tuple[int, int, int, int]:
         """(lo, hi, skipped, dropped): the chunks `[lo, hi)` holding samples `[first,
         stop)`, and the bytes the first loses at its start and the last at its end."""
         lo = bisect_right(self._end, first)
         hi = bisect_left(self._first, stop)
         starts = self._first[lo]
-        skipped = prefix.item(first) - prefix.item(starts) if starts < first else 0
+        skipped = int(prefix[first] - prefix[starts]) if starts < first else 0
         ends = self._end[hi - 1]
-        dropped = prefix.item(ends) - prefix.item(stop) if ends > stop else 0
+        dropped = int(prefix[ends] - prefix[stop]) if ends > stop else 0
         return lo, hi, skipped, dropped
 
     def stsc(self, lo: int, hi: int, first: int, stop: int) -> bytes:
@@ -473,8 +473,9 @@ class Weave:
         holes: list[tuple[int, int]] = []
         for chunks, lo, hi, skipped, dropped in cuts:
             offsets, sizes = chunks._offsets, chunks._sizes
-            inside = bisect_left(offsets, begin)
-            beyond = bisect_left(offsets, end)
+            # Searched near the cut only: a search stopped at a bound is too many holes.
+            inside = bisect_left(offsets, begin, max(lo - MAX_HOLES - 1, 0), lo + 1)
+            beyond = bisect_left(offsets, end, hi, min(hi + MAX_HOLES + 1, len(offsets)))
             if max(lo - inside, 0) + beyond - hi > MAX_HOLES:
                 return None
             for at in range(inside, lo):

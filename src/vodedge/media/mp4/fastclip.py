@@ -10,7 +10,7 @@ which raises the right one.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -91,6 +91,11 @@ class Prepared:
     sync_list: list[int] | None  # the same, for bisection without numpy calls
     chunks: fast.Chunks
     prefix: Ints
+    # Views of the prefix, decode times and (when exact) sample times: read and
+    # bisected from Python without numpy's per-call cost.
+    prefix_view: memoryview
+    dts: memoryview
+    seconds: memoryview | None
     groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
     recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]]  # copied, made, sbgp
     tkhd: DurationBox
@@ -161,9 +166,15 @@ def settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header
     raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
 
 
-def sync_at_or_before(samples: TrackIndex, sync: list[int] | None, when: float) -> int:
+def _after(samples: TrackIndex, seconds: memoryview | None, when: float) -> int:
+    """`samples.after(when)`, by bisecting the sample times when they are held."""
+    return samples.after(when) if seconds is None else bisect_right(seconds, when)
+
+
+def sync_at_or_before(samples: TrackIndex, prepared: Prepared, when: float) -> int:
     """`index._sync_at_or_before` on an ascending stss held as a list."""
-    index = max(samples.after(when) - 1, 0)
+    index = max(_after(samples, prepared.seconds, when) - 1, 0)
+    sync = prepared.sync_list
     if sync is None:
         return index
     position = bisect_right(sync, index + 1) - 1
@@ -182,11 +193,13 @@ def clip_cuts(
     """`index._cuts` for tracks that all have prepared tables: (track, tables, first,
     stop) of each cut, and the source time that becomes the clip's zero."""
     begin = start or 0.0
+    key = -1
+    video: TrackIndex | None = None
     if not audio_only and start is not None:
         video = next((t for t in tracks if t.track.handler == b"vide"), None)
         if video is not None:
             assert video.prepared is not None
-            key = sync_at_or_before(video, video.prepared.sync_list, begin)
+            key = sync_at_or_before(video, video.prepared, begin)
             # The other tracks start where the keyframe is shown, not decoded.
             ctts = video.ctts
             shown = int(ctts[key]) / video.track.timescale if ctts is not None else 0.0
@@ -195,16 +208,30 @@ def clip_cuts(
     for samples in tracks:
         prepared = samples.prepared
         assert prepared is not None
+        seconds = prepared.seconds
         if start is None:
             first = 0  # only the end is cut: every track keeps its beginning and edits
         elif samples.track.handler == b"vide" and not audio_only:
-            first = sync_at_or_before(samples, prepared.sync_list, begin)
+            if samples is video and seconds is not None and _shown_alone(seconds, key, begin):
+                first = key  # the keyframe found above, found again
+            else:
+                first = sync_at_or_before(samples, prepared, begin)
         else:
-            first = max(samples.after(begin) - 1, 0)
-        stop = samples.count if end is None else samples.before(end)
+            first = max(_after(samples, seconds, begin) - 1, 0)
+        if end is None:
+            stop = samples.count
+        else:
+            stop = samples.before(end) if seconds is None else bisect_left(seconds, end)
         if stop > first:
             cuts.append((samples, prepared, first, stop))
     return cuts, begin
+
+
+def _shown_alone(seconds: memoryview, key: int, begin: float) -> bool:
+    """Whether the sync sample at or before `begin` is `key` without a search: `begin`
+    is `key`'s time and the next sample starts later (so `key` is the last sample at
+    or before `begin`, and a sync sample)."""
+    return seconds[key] == begin and (key + 1 == len(seconds) or seconds[key + 1] > begin)
 
 
 def _stbl(
@@ -274,16 +301,15 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         cuts, slots, strict=True
     ):
         chunks = prepared.chunks
-        lo, hi, skipped, dropped = chunks.bounds(first, stop, prepared.prefix)
+        lo, hi, skipped, dropped = chunks.bounds(first, stop, prepared.prefix_view)
         bounds.append((chunks, lo, hi, skipped, dropped))
         if hi - lo > fast.SMALL:
             large.append(chunks.cut(first, stop, prepared.prefix))
             stsc = large[-1].stsc
         else:
             stsc = chunks.stsc(lo, hi, first, stop)
-        dts = samples.dts
-        assert dts is not None
-        media_duration = dts.item(stop) - dts.item(first)
+        dts = prepared.dts
+        media_duration = dts[stop] - dts[first]
         elst, track_duration = edit_list(samples, first, begin, media_duration, movie)
         if track_duration > longest:
             longest = track_duration
