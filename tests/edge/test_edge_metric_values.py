@@ -71,8 +71,8 @@ def test_a_plan_is_observed_as_histogram_observe_does() -> None:
     for amount in [*amounts, math.nan]:
         observe(amount)
         theirs.labels("mp4").observe(amount)
-    mine = [b.get() for b in ours.labels("mp4")._buckets]  # type: ignore[attr-defined]
-    assert mine == [b.get() for b in theirs.labels("mp4")._buckets]  # type: ignore[attr-defined]
+    mine = [b.get() for b in ours.labels("mp4")._buckets]
+    assert mine == [b.get() for b in theirs.labels("mp4")._buckets]
     assert sum(mine) == len(amounts)  # NaN in no bucket
-    assert math.isnan(ours.labels("mp4")._sum.get())  # type: ignore[attr-defined]
-    assert math.isnan(theirs.labels("mp4")._sum.get())  # type: ignore[attr-defined]
+    assert math.isnan(ours.labels("mp4")._sum.get())
+    assert math.isnan(theirs.labels("mp4")._sum.get())

@@ -113,7 +113,7 @@ def _request(loop: asyncio.AbstractEventLoop, target: str, host: str) -> web.Bas
     raw = f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     messages, _upgraded, _tail = parser.feed_data(raw)
     message, payload = messages[0]
-    return web.BaseRequest(message, payload, protocol, None, None, loop)  # type: ignore[arg-type]
+    return web.BaseRequest(message, payload, protocol, None, None, loop)
 
 
 def _outcome(call: Callable[[], Resolved]) -> tuple[str, object]:
@@ -124,7 +124,7 @@ def _outcome(call: Callable[[], Resolved]) -> tuple[str, object]:
     except Refusal as refusal:
         response = refusal.response()
         return "refused", (response.status, refusal.code, str(refusal), dict(response.headers))
-    fields = {name: getattr(found, name) for name in Resolved.__slots__}  # type: ignore[attr-defined]
+    fields = {name: getattr(found, name) for name in Resolved.__slots__}
     fields["query"] = list(found.query.items())
     return "resolved", fields
 

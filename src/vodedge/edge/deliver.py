@@ -413,25 +413,43 @@ def plan_pieces(plan: Plan, body: Body) -> Pieces:
 
 
 def _complete_pieces(plan: Plan, body: Body) -> Generator[Piece, None, None]:
-    """`_plan_pieces` over a complete file: nothing to wait for."""
+    """`_plan_pieces` over a complete file: nothing to wait for. A small span that
+    nothing joins after the first piece (a clip's last chunk after its sendfile) is
+    sent from the file too: no read and no copy of it."""
     batch: list[bytes] = []
     batched = 0
+    held: Span | None = None  # such a span, not read yet (the batch is empty meanwhile)
+    started = False
     for piece in plan.pieces:
         if isinstance(piece, Span):
             if piece.length >= SENDFILE_MIN:
+                if held is not None:
+                    yield FileSpan(body.fd, held.offset, held.length)
+                    held = None
                 if batch:
                     yield b"".join(batch)
                     batch, batched = [], 0
+                started = True
                 yield FileSpan(body.fd, piece.offset, piece.length)
+                continue
+            if started and not batch and held is None:
+                held = piece
                 continue
             data = _pread(body.fd, piece.offset, piece.length)  # see _plan_pieces
         else:
             data = piece
+        if held is not None:
+            batch.append(_pread(body.fd, held.offset, held.length))
+            batched += held.length
+            held = None
         batch.append(data)
         batched += len(data)
         if batched >= BATCH_BYTES:
             yield b"".join(batch)
             batch, batched = [], 0
+            started = True
+    if held is not None:
+        yield FileSpan(body.fd, held.offset, held.length)
     if batch:
         yield b"".join(batch)
 

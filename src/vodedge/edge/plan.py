@@ -109,17 +109,30 @@ def plain_headers(
     return headers
 
 
+# The headers of an object version's responses as found one way (X-Cache) in one second
+# of Age, made once: each response gets a copy to add to.
+_MADE: dict[tuple[str, str], tuple[ObjectMeta, int, CIMultiDict[str]]] = {}
+MADE_HEADERS = 4096
+
+
 def _meta_headers(meta: ObjectMeta, how: str, now: float | None = None) -> CIMultiDict[str]:
+    age = meta.age(time.time() if now is None else now)
+    made = _MADE.get((meta.key, how))
+    if made is not None and made[0] is meta and made[1] == age:
+        return made[2].copy()
     headers: CIMultiDict[str] = CIMultiDict()
     headers["Via"] = VIA
     headers["X-Cache"] = how
-    headers["Age"] = str(meta.age(time.time() if now is None else now))
+    headers["Age"] = str(age)
     headers["Accept-Ranges"] = "bytes"
     if meta.last_modified:
         headers["Last-Modified"] = meta.last_modified
     if meta.content_encoding:
         headers["Content-Encoding"] = meta.content_encoding
-    return headers
+    if len(_MADE) >= MADE_HEADERS:
+        _MADE.clear()
+    _MADE[(meta.key, how)] = (meta, age, headers)
+    return headers.copy()
 
 
 @functools.lru_cache(maxsize=4096)  # asked on every HIT of an object without a type
