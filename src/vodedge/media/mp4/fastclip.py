@@ -24,6 +24,7 @@ from vodedge.media.errors import MalformedMedia
 from vodedge.media.mp4 import cuts as fast
 from vodedge.media.mp4.boxes import Box, header_bytes
 from vodedge.media.mp4.skeleton import Skeleton
+from vodedge.media.mp4.timeline import Timeline
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_columns import ColumnPlan
 
@@ -94,7 +95,7 @@ class Prepared:
     # Views of the prefix, decode times and (when exact) sample times: read and
     # bisected from Python without numpy's per-call cost.
     prefix_view: memoryview
-    dts: memoryview
+    dts: Timeline
     seconds: memoryview | None
     groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
     recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]]  # copied, made, sbgp

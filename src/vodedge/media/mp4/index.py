@@ -39,6 +39,7 @@ from vodedge.media.mp4.movie import (
     set_duration_field,
 )
 from vodedge.media.mp4.tables import checked_entries
+from vodedge.media.mp4.timeline import RunValues, Timeline
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
@@ -112,12 +113,6 @@ def _runs(payload: memoryview, name: str) -> tuple[Ints, npt.NDArray[np.uint32]]
     count = _VF_COUNT.unpack_from(payload, 0)[1]
     flat = _u32s(checked_entries(payload, name, 8, 8, count))
     return flat[0::2].astype(np.int64), flat[1::2]
-
-
-def _expand(counts: Ints, values: npt.NDArray[np.uint32], total: int, name: str) -> np.ndarray:
-    """One value per sample, refused past `total` samples (which bounds the allocation)."""
-    _expand_check(counts, total, name)
-    return np.repeat(values, counts)
 
 
 def _expand_check(counts: Ints, total: int, name: str) -> None:
@@ -298,12 +293,12 @@ class TrackIndex:
     constant_size: int
     sizes: npt.NDArray[np.uint32] | None  # big-endian, as stsz writes them
     prefix: np.ndarray | None  # bytes before sample i (int64, or objects when wide)
-    dts: Ints | None  # decode time of sample i, count + 1 entries
+    dts: Timeline | None  # decode time of sample i, count + 1 of them (from the runs)
     uniform_duration: int  # the one duration when dts is None
     shift: int
     delay: float
     ctts_version: int
-    ctts: npt.NDArray[np.int32] | None
+    ctts: RunValues | None  # composition offset of sample i (from the runs)
     sync: Ints | None  # 1-based sync sample numbers, in stss order
     offsets: np.ndarray  # chunk offsets (int64, or objects when wide)
     edits: Edits | None
@@ -312,9 +307,6 @@ class TrackIndex:
     chunks: Chunks | MediaError
     groups: dict[int, SampleGroups | MediaError]  # by sbgp box offset
     sdtp: bytes | None
-    # Sample times in seconds, when float64 arithmetic on the decode times gives
-    # exactly what Python's int / int does (every value below 2**53).
-    seconds: npt.NDArray[np.float64] | None = None
     # The stts runs with equal neighbours merged (first sample, end, duration), so a
     # cut's stts is a slice of them rather than a pass over its samples' durations.
     stts_runs: tuple[Ints, Ints, Ints] | None = None
@@ -324,25 +316,25 @@ class TrackIndex:
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays."""
-        arrays = (
-            self.sizes,
-            self.prefix,
-            self.dts,
-            self.ctts,
-            self.sync,
-            self.offsets,
-            self.seconds,
-        )
+        arrays = (self.prefix, self.sync, self.offsets)
         total = sum(a.nbytes for a in arrays if a is not None)
+        if self.sizes is not None and self.sizes.flags.owndata:  # else a view of the moov
+            total += self.sizes.nbytes
+        if self.dts is not None:
+            total += self.dts.nbytes
+        if self.stts_runs is not None:
+            total += sum(a.nbytes for a in self.stts_runs)
         if isinstance(self.chunks, Chunks):
             total += 4 * self.chunks.first.nbytes
         if self.prepared is not None:
-            total += self.prepared.nbytes
+            total += self.prepared.nbytes  # its ctts runs are this one's
+        elif self.ctts is not None:
+            total += self.ctts.ends.nbytes + self.ctts.entries.nbytes
         return total + len(self.sdtp or b"")
 
     def dts_at(self, i: int) -> int:
         """The decode time of sample `i` (of the end for `i == count`)."""
-        return i * self.uniform_duration if self.dts is None else int(self.dts[i])
+        return i * self.uniform_duration if self.dts is None else self.dts[i]
 
     def time(self, i: int) -> float:
         """The start of sample `i` in seconds on the movie's timeline."""
@@ -350,14 +342,14 @@ class TrackIndex:
 
     def after(self, when: float) -> int:
         """How many samples start at or before `when` (`bisect_right` of the times)."""
-        if self.seconds is not None:
-            return int(self.seconds.searchsorted(when, "right"))
+        if self.dts is not None:
+            return self.dts.after(when)
         return bisect_right(_Times(self), when)
 
     def before(self, when: float) -> int:
         """How many samples start before `when` (`bisect_left` of the times)."""
-        if self.seconds is not None:
-            return int(self.seconds.searchsorted(when, "left"))
+        if self.dts is not None:
+            return self.dts.before(when)
         return bisect_left(_Times(self), when)
 
     def stts_cut(self, first: int, stop: int) -> tuple[Ints, Ints]:
@@ -374,7 +366,7 @@ class TrackIndex:
         """The durations of samples `[first, stop)`."""
         if self.dts is None:
             return np.full(stop - first, self.uniform_duration, np.int64)
-        return np.diff(self.dts[first : stop + 1])
+        return self.dts.durations_of(first, stop)
 
     def bytes_before(self, at: np.ndarray) -> np.ndarray:
         """Bytes of the samples before each sample number in `at`."""
@@ -455,32 +447,29 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         raise MalformedMedia(
             f"stts of track {track.track_id} describes {described} samples, not {count}"
         )
-    dts: Ints | None = None
+    stts_runs: tuple[Ints, Ints, Ints] | None = None
     uniform = 0
     used = stts_counts > 0
     if sizes is None and len(np.unique(stts_values[used])) == 1:
         uniform = int(stts_values[used][0])
     else:
-        # A 0, then the running sum of the durations, built in one array: every fresh
-        # array of a large table costs its page faults, more than the arithmetic.
+        # Decode times are looked up in the runs (see `Timeline`), never a value per
+        # sample: every fresh array of a large table costs its page faults.
         _expand_check(stts_counts, count, "stts")
-        dts = np.repeat(
-            np.concatenate(([0], stts_values.astype(np.int64))), np.concatenate(([1], stts_counts))
-        )
-        np.cumsum(dts, out=dts)
-    ctts: npt.NDArray[np.int32] | None = None
+        stts_runs = _merged_runs(stts_counts, stts_values)
+    ctts: RunValues | None = None
     ctts_version = 0
     if b"ctts" in kids:
         payload = movie.payload(kids[b"ctts"])
         ctts_version = payload[0] if payload else 0
         ctts_counts, ctts_values = _runs(payload, "ctts")
-        expanded = _expand(ctts_counts, ctts_values, count, "ctts")
-        if len(expanded) == count:
-            ctts = expanded.view(np.int32)
-        else:  # samples the table does not reach have an offset of 0
-            ctts = np.zeros(count, np.uint32)
-            ctts[: len(expanded)] = expanded
-            ctts = ctts.view(np.int32)
+        _expand_check(ctts_counts, count, "ctts")
+        # Samples the table does not reach have an offset of 0: one more run of them.
+        reached = int(ctts_counts.sum())
+        runs = fast.Runs.of(
+            np.append(ctts_counts, count - reached), np.append(ctts_values, np.uint32(0))
+        )
+        ctts = RunValues(runs.ends, runs.entries, count)
     sync: Ints | None = None
     if b"stss" in kids:
         payload = movie.payload(kids[b"stss"])
@@ -527,15 +516,9 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     mdhd = next(b for b in children(movie.data, mdia) if b.type == b"mdhd")
     shift = edits.media_time if edits else 0
     delay = edits.delay / movie.timescale if edits and movie.timescale else 0.0
-    seconds = None
-    exact = 1 << 53
-    if dts is not None and max(abs(shift), abs(int(dts[-1]) - shift), track.timescale) < exact:
-        # Monotonic, so a binary search of it is the bisection of the Python values.
-        # (dts - shift) / timescale + delay in one array: the float subtraction is
-        # exact, every operand and the difference being integers below 2**53.
-        seconds = np.subtract(dts[:-1], shift, dtype=np.float64)
-        np.divide(seconds, track.timescale, out=seconds)
-        seconds += delay
+    dts = None
+    if stts_runs is not None:
+        dts = Timeline(*stts_runs, shift, track.timescale, delay)
     return TrackIndex(
         track=track,
         stbl_children=stbl_children,
@@ -558,8 +541,7 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         chunks=chunks,
         groups=groups,
         sdtp=sdtp,
-        seconds=seconds,
-        stts_runs=None if dts is None else _merged_runs(stts_counts, stts_values),
+        stts_runs=stts_runs,
     )
 
 
@@ -630,14 +612,14 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
     tkhd_at, mdhd_at, edts_at, stbl_at = fastclip.places_of(samples, movie)
     return fastclip.Prepared(
         stts=fast.Runs.of(ends - starts, values),
-        ctts=None if samples.ctts is None else fast.Runs.per_sample(samples.ctts),
+        ctts=None if samples.ctts is None else fast.Runs(samples.ctts.ends, samples.ctts.entries),
         sync=sync,
         sync_list=None if sync is None else sync.tolist(),
         chunks=prepared,
         prefix=prefix,
         prefix_view=prefix.data,
-        dts=dts.data,
-        seconds=None if samples.seconds is None else samples.seconds.data,
+        dts=dts,
+        seconds=None,  # searched in the runs (see `Timeline`)
         groups=groups,
         recipe=recipe,
         tkhd=tkhd,
