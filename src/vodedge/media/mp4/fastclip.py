@@ -10,7 +10,7 @@ which raises the right one.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, repeat
@@ -92,11 +92,9 @@ class Prepared:
     sync_list: list[int] | None  # the same, for bisection without numpy calls
     chunks: fast.Chunks
     prefix: Ints
-    # Views of the prefix, decode times and (when exact) sample times: read and
-    # bisected from Python without numpy's per-call cost.
+    # A view of the prefix, read from Python without numpy's per-call cost.
     prefix_view: memoryview
-    dts: Timeline
-    seconds: memoryview | None
+    dts: Timeline  # the track's: decode times, and sample times searched
     groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
     recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]]  # copied, made, sbgp
     tkhd: DurationBox
@@ -167,14 +165,9 @@ def settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header
     raise MalformedMedia("chunk offsets do not settle")  # pragma: no cover
 
 
-def _after(samples: TrackIndex, seconds: memoryview | None, when: float) -> int:
-    """`samples.after(when)`, by bisecting the sample times when they are held."""
-    return samples.after(when) if seconds is None else bisect_right(seconds, when)
-
-
 def sync_at_or_before(samples: TrackIndex, prepared: Prepared, when: float) -> int:
     """`index._sync_at_or_before` on an ascending stss held as a list."""
-    index = max(_after(samples, prepared.seconds, when) - 1, 0)
+    index = max(prepared.dts.after(when) - 1, 0)
     sync = prepared.sync_list
     if sync is None:
         return index
@@ -204,35 +197,34 @@ def clip_cuts(
             # The other tracks start where the keyframe is shown, not decoded.
             ctts = video.ctts
             shown = int(ctts[key]) / video.track.timescale if ctts is not None else 0.0
-            begin = max(video.time(key) + shown, 0.0)
+            begin = max(video.prepared.dts.seconds(key) + shown, 0.0)
     cuts: list[Cut] = []
     for samples in tracks:
         prepared = samples.prepared
         assert prepared is not None
-        seconds = prepared.seconds
+        timeline = prepared.dts
         if start is None:
             first = 0  # only the end is cut: every track keeps its beginning and edits
         elif samples.track.handler == b"vide" and not audio_only:
-            if samples is video and seconds is not None and _shown_alone(seconds, key, begin):
+            if samples is video and _shown_alone(timeline, key, begin):
                 first = key  # the keyframe found above, found again
             else:
                 first = sync_at_or_before(samples, prepared, begin)
         else:
-            first = max(_after(samples, seconds, begin) - 1, 0)
-        if end is None:
-            stop = samples.count
-        else:
-            stop = samples.before(end) if seconds is None else bisect_left(seconds, end)
+            first = max(timeline.after(begin) - 1, 0)
+        stop = samples.count if end is None else timeline.before(end)
         if stop > first:
             cuts.append((samples, prepared, first, stop))
     return cuts, begin
 
 
-def _shown_alone(seconds: memoryview, key: int, begin: float) -> bool:
+def _shown_alone(timeline: Timeline, key: int, begin: float) -> bool:
     """Whether the sync sample at or before `begin` is `key` without a search: `begin`
     is `key`'s time and the next sample starts later (so `key` is the last sample at
     or before `begin`, and a sync sample)."""
-    return seconds[key] == begin and (key + 1 == len(seconds) or seconds[key + 1] > begin)
+    if timeline.seconds(key) != begin:
+        return False
+    return key + 1 == timeline.count or timeline.seconds(key + 1) > begin
 
 
 def _stbl(

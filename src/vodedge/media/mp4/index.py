@@ -619,7 +619,6 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
         prefix=prefix,
         prefix_view=prefix.data,
         dts=dts,
-        seconds=None,  # searched in the runs (see `Timeline`)
         groups=groups,
         recipe=recipe,
         tkhd=tkhd,
