@@ -128,10 +128,11 @@ def test_woven_layout_is_the_sorted_one(
 ) -> None:
     """A layout found from the holes in the cuts' byte range (other chunks, trimmed
     parts, gaps) is the one sorting the cut chunks gives: spans, total, each chunk's
-    place and its stco/co64; or it declines (too many holes)."""
+    place and its stco/co64; or it declines (too many holes, or chunks mostly apart)."""
     chunks, cuts = case
     weave = Weave.of(chunks)
-    assert weave is not None
+    if weave is None:  # chunks mostly apart: no weave is made
+        return
     woven = weave.layout(cuts)
     offsets: list[int] = []
     sizes: list[int] = []

@@ -448,6 +448,8 @@ class Weave:
         if bool((starts[1:] < ends[:-1]).any()):
             return None
         gaps = (starts[1:] > ends[:-1]).nonzero()[0]
+        if 2 * len(gaps) > len(starts):  # chunks mostly apart (one track of several):
+            return None  # a cut of more than a few would be more holes than chunks
         return cls(array("q", ends[gaps].tobytes()), array("q", starts[gaps + 1].tobytes()))
 
     def layout(
