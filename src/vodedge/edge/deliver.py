@@ -323,7 +323,7 @@ async def _sendfile(
 ) -> None:
     """Send a file span: straight from the descriptor while the socket takes it, else
     through asyncio's sendfile (a file object made once per descriptor) or a copy."""
-    loop = asyncio.get_running_loop()
+    exchange = exchange_of(request)
     offset, end = span.offset, span.offset + span.length
     while offset < end:
         step = min(end - offset, SEND_STEP)
@@ -332,14 +332,16 @@ async def _sendfile(
         transport = request.transport
         if transport is None or transport.is_closing():
             raise ConnectionResetError("the client went away")
-        timeout = send_timeout(request)
-        # Headers still held for the first body bytes go out before the file's.
-        await response.write(b"")
+        timeout = exchange.send_timeout
+        if not exchange.sent:
+            # Headers still held for the first body bytes go out before the file's
+            # (once body bytes were handed over, they went with them).
+            await response.write(b"")
         tls = transport.get_extra_info("sslcontext") is not None
         sent = 0 if tls else _sendfile_now(transport, span.fd, offset, step)
         if sent:
             offset += sent
-            exchange_of(request).sent += sent
+            exchange.sent += sent
             if pacer is not None:
                 await pacer.pace(sent)
             elif offset < end:
@@ -347,6 +349,9 @@ async def _sendfile(
             continue
         async with asyncio.timeout(timeout):
             await response.drain()
+        # Asked here, not per span: the running loop's lookup checks the process id
+        # (a getpid system call) and the usual span never gets this far.
+        loop = asyncio.get_running_loop()
         # Over TLS the kernel cannot send the file, and asyncio's fallback would
         # seek and read the descriptor that readers of a growing fill share (a
         # dup): their bodies would mix. uvloop has no sendfile at all. Both copy
@@ -375,7 +380,7 @@ async def _sendfile(
                 async with asyncio.timeout_at(deadline):
                     await response.write(data)
         offset += step
-        exchange_of(request).sent += step
+        exchange.sent += step
         if pacer is not None:
             await pacer.pace(step)
 
