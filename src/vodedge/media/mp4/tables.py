@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from array import array
 from itertools import accumulate
+from operator import sub
 from struct import Struct
 from typing import NamedTuple
 
@@ -138,26 +139,25 @@ class ChunkMap(NamedTuple):
     description: list[int]
 
 
-def chunk_map(stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int) -> ChunkMap:
-    """Expand the `stsc` runs over `chunk_count` chunks, checked against the sample count."""
+def _samples_per_chunk(
+    stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int
+) -> list[int]:
+    """How many samples each of `chunk_count` chunks holds: the `stsc` runs expanded,
+    checked against the sample count."""
     if chunk_count == 0:
         if sample_count:
             raise MalformedMedia(f"{sample_count} samples but no chunk holds them")
-        return ChunkMap([], [], [])
+        return []
     if not stsc:
         raise MalformedMedia(f"{chunk_count} chunks but stsc is empty")
     if stsc[0][0] != 1:
         raise MalformedMedia(f"stsc starts at chunk {stsc[0][0]}, not 1")
-    first_sample = [0] * chunk_count
     samples = [0] * chunk_count
-    description = [0] * chunk_count
     sample = 0
-    for index, (first, per_chunk, sdi) in enumerate(stsc):
+    for index, (first, per_chunk, _description) in enumerate(stsc):
         if first > chunk_count:
             raise MalformedMedia(f"stsc refers to chunk {first}; stco has {chunk_count}")
-        # A run never reaches past the last chunk; a later entry that starts past
-        # it is refused on its own turn.
-        last = min(stsc[index + 1][0] - 1, chunk_count) if index + 1 < len(stsc) else chunk_count
+        last = _run_end(stsc, index, chunk_count)
         if last < first - 1:  # equal first_chunk values are empty runs, which some writers emit
             raise MalformedMedia("stsc chunk numbers do not ascend")
         runs = last - first + 1
@@ -165,12 +165,30 @@ def chunk_map(stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: 
             raise MalformedMedia(
                 f"stsc describes more samples than the {sample_count} of the size table"
             )
-        first_sample[first - 1 : last] = [sample + k * per_chunk for k in range(runs)]
         samples[first - 1 : last] = [per_chunk] * runs
-        description[first - 1 : last] = [sdi] * runs
         sample += runs * per_chunk
     if sample != sample_count:
         raise MalformedMedia(f"stsc describes {sample} samples, the size table {sample_count}")
+    return samples
+
+
+def _run_end(stsc: list[tuple[int, int, int]], index: int, chunk_count: int) -> int:
+    """The last chunk (1-based) of run `index`: a run never reaches past the last chunk;
+    a later entry that starts past it is refused on its own turn."""
+    return min(stsc[index + 1][0] - 1, chunk_count) if index + 1 < len(stsc) else chunk_count
+
+
+def chunk_map(stsc: list[tuple[int, int, int]], chunk_count: int, sample_count: int) -> ChunkMap:
+    """Expand the `stsc` runs over `chunk_count` chunks, checked against the sample count."""
+    samples = _samples_per_chunk(stsc, chunk_count, sample_count)
+    if not samples:
+        return ChunkMap([], [], [])
+    first_sample = list(accumulate(samples, initial=0))
+    first_sample.pop()
+    description = [0] * chunk_count
+    for index, (first, _per_chunk, sdi) in enumerate(stsc):
+        last = _run_end(stsc, index, chunk_count)
+        description[first - 1 : last] = [sdi] * (last - first + 1)
     return ChunkMap(first_sample, samples, description)
 
 
@@ -178,14 +196,14 @@ def chunk_sizes(
     sizes: SampleSizes, stsc: list[tuple[int, int, int]], chunk_count: int
 ) -> list[int]:
     """The byte size of every chunk, from the sample sizes and the chunk runs."""
-    chunks = chunk_map(stsc, chunk_count, sizes.count)
+    samples = _samples_per_chunk(stsc, chunk_count, sizes.count)
     prefix = sizes.prefix()
     if prefix is None:
-        return [count * sizes.constant for count in chunks.samples]
-    return [
-        prefix[first + count] - prefix[first]
-        for first, count in zip(chunks.first_sample, chunks.samples, strict=True)
-    ]
+        return [count * sizes.constant for count in samples]
+    # Bytes before each chunk's first sample, then their differences: C loops only
+    # (an audio track is thousands of chunks, and extraction is timed against ffmpeg).
+    before = list(map(prefix.__getitem__, accumulate(samples, initial=0)))
+    return list(map(sub, before[1:], before))
 
 
 def parse_runs(payload: memoryview, name: str) -> list[tuple[int, int]]:
