@@ -292,7 +292,7 @@ class TrackIndex:
     count: int
     constant_size: int
     sizes: npt.NDArray[np.uint32] | None  # big-endian, as stsz writes them
-    prefix: np.ndarray | None  # bytes before sample i (int64, or objects when wide)
+    prefix: np.ndarray | None  # bytes before sample i (uint32, int64, or objects when wide)
     dts: Timeline | None  # decode time of sample i, count + 1 of them (from the runs)
     uniform_duration: int  # the one duration when dts is None
     shift: int
@@ -488,9 +488,13 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
 
     prefix: np.ndarray | None = None
     if sizes is not None:
-        prefix = np.empty(count + 1, np.int64)
+        # In 32 bits when the track's samples fit 4 GiB (nearly always): the table is
+        # the index's largest, and its fresh pages are most of what a build costs.
+        narrow = int(sizes.sum(dtype=np.uint64)) <= 0xFFFFFFFF
+        prefix = np.empty(count + 1, np.uint32 if narrow else np.int64)
         prefix[0] = 0
-        np.cumsum(sizes, dtype=np.int64, out=prefix[1:])
+        prefix[1:] = sizes  # summed in place: no temporary table of native sizes
+        np.cumsum(prefix[1:], out=prefix[1:])
     total = int(prefix[-1]) if prefix is not None else count * constant
     top = int(offsets.max()) if len(offsets) else 0
     if offsets.dtype != object and top + total >= _WIDE:
