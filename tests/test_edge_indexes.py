@@ -4,18 +4,23 @@ parse off the event loop, refusals remembered, memory bounded."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Generator
+from pathlib import Path
 
 import pytest
 
 from flv_media import Synthetic, synthetic
 from media_matrix import media
+from vodedge.edge.cache_body import Body
+from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.driver import run_async
 from vodedge.edge.indexes import OFFLOAD_BYTES, FlvIndexMemo, IndexMemo
 from vodedge.media.errors import MalformedMedia, MediaError
 from vodedge.media.flv.index import FlvIndex
 from vodedge.media.flv.plan import flv_clip_plan
+from vodedge.media.mp4.index import Mp4Index, read_index
 from vodedge.media.reading import ReadRequest, run_bytes
 
 
@@ -185,3 +190,69 @@ def test_flv_peek_builds_nothing() -> None:
     built = asyncio.run(memo.get("k", "v", len(data), read_at, keep=True))
     assert built is not None and memo.peek("k", "v") is built
     assert memo.peek("k", "other") is None
+
+
+def _body(path: Path) -> Body:
+    """A reader's handle on a complete cached object: its own descriptor, as each
+    request opens one."""
+    meta = ObjectMeta("k", path.stat().st_size, None, None, None, 0.0, 1e12)
+    return Body(meta, os.open(path, os.O_RDONLY), None, path)
+
+
+def test_a_build_outlives_the_request_that_started_it(tmp_path: Path) -> None:
+    """The shared build reads through the body of the request that started it; that
+    request ends at once (its client gone: cancelled, its body closed), so the build's
+    next read fails on the closed descriptor. The other request, waiting on the same
+    build, builds again through its own body and gets the index, whose clips are the
+    media layer's; a second failure of its own would be its error."""
+    data = media("mp4_long_30min").read_bytes()
+    path = tmp_path / "object.mp4"
+    path.write_bytes(data)
+    expected = run_bytes(read_index(len(data)), data)
+    memo = IndexMemo()
+    first_read = asyncio.Event()
+
+    async def ask(body: Body, leaves: bool) -> Mp4Index:
+        async def read_at(offset: int, length: int) -> bytes:
+            await asyncio.sleep(0)  # a real read yields to the loop
+            found = await body.read_at(offset, length)
+            if leaves:
+                first_read.set()
+            return found
+
+        try:
+            return await memo.get("k", "v", len(data), read_at, 64 << 20, keep=True)
+        finally:
+            body.close()  # as the request's handler does when it ends
+
+    async def main() -> None:
+        leaver = asyncio.create_task(ask(_body(path), True))
+        await first_read.wait()  # the build started, through the leaver's body
+        stayer = asyncio.create_task(ask(_body(path), False))
+        await asyncio.sleep(0)
+        leaver.cancel()
+        index = await stayer
+        for start, end, audio_only in (
+            (0.0, 10.0, False),
+            (917.3, 927.3, False),
+            (5.5, None, True),
+        ):
+            clip = index.clip(start, end, audio_only=audio_only)
+            assert clip == expected.clip(start, end, audio_only=audio_only)
+        assert len(memo) == 1
+        with pytest.raises(asyncio.CancelledError):
+            await leaver
+
+    asyncio.run(main())
+
+    # Without another asker, the failed build is the error of no one but is not kept.
+    memo = IndexMemo()
+
+    async def alone() -> None:
+        body = _body(path)
+        body.close()
+        with pytest.raises(OSError):
+            await memo.get("k", "v", len(data), body.read_at, 64 << 20, keep=True)
+
+    asyncio.run(alone())
+    assert len(memo) == 0

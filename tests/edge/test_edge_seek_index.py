@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 from edge_config import Origins, domains
-from edge_harness import Vodedge, concurrent_gets, running, wait_until
+from edge_harness import RawClient, Vodedge, concurrent_gets, running, wait_until
 from edge_media import SAMPLES
 
+from media_matrix import media
 from vodedge.media.flv.plan import flv_clip_plan
 from vodedge.media.mp4.seek import clip_plan
 from vodedge.media.reading import run_bytes
@@ -62,6 +63,31 @@ def test_random_starts_give_the_media_layers_clips(edge: Vodedge, origins: Origi
     for (start, end, audio), reply in zip(asks, replies, strict=True):
         assert reply.status == 200, (start, end, audio, reply.body[:200])
         assert reply.body == expected(source, start, end, audio), (start, end, audio)
+
+
+def test_a_client_leaving_does_not_fail_the_shared_index_build(
+    edge: Vodedge, origins: Origins
+) -> None:
+    """Two clients ask cold clips of one cached object (a 632 kB moov, indexed in a
+    worker thread); the first hangs up as soon as it has asked. The second gets the
+    media layer's clip, and so does every later one (the index was built and kept)."""
+    source_path = media("mp4_long_30min")
+    source = source_path.read_bytes()
+    for attempt in range(3):  # three objects: each first ask is a cold build
+        path = origins.media.add(source_path, f"seek-index/leaving-{attempt}.mp4")
+        edge.prime("video.test", path)
+        start = f"{100 + 333.3 * attempt:.1f}"
+        query = f"{path}?start={start}&end={float(start) + 10:.1f}"
+        leaver = RawClient(edge.port, "video.test", query)
+        leaver.close()
+        stayer = RawClient(edge.port, "video.test", query)
+        stayer.read_head()
+        body, complete = stayer.read_to_end()
+        stayer.close()
+        want = expected(source, start, f"{float(start) + 10:.1f}", False)
+        assert stayer.status == 200 and complete and body == want, attempt
+        later = edge.get("video.test", f"{path}?ali_audio_only=1&start={start}")
+        assert later.status == 200 and later.body == expected(source, start, None, True)
 
 
 def test_a_new_version_gets_a_new_index(edge: Vodedge, origins: Origins) -> None:

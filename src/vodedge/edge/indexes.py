@@ -47,23 +47,45 @@ class VersionMemo(Generic[T]):
     ) -> T:
         """The index of the object version, built (or joined while building) when absent;
         `keep` remembers it (only for complete objects, whose version is final)."""
-        found = self._entries.get((key, version))
-        if found is not None:
-            self._entries.move_to_end((key, version))
-            entry = found[0]
-            if isinstance(entry, MediaError):
-                raise type(entry)(entry.message)
-            return entry
         if not keep:
-            return await build()
-        task = self._building.get((key, version))
-        if task is None:
-            task = asyncio.create_task(self._build((key, version), build))
-            # Retrieved even when every waiter went away, so it is never logged as lost.
-            task.add_done_callback(lambda done: done.cancelled() or done.exception())
-            self._building[(key, version)] = task
-        # Shielded: a client going away does not cancel a build others wait for.
-        return await asyncio.shield(task)
+            found = self._found((key, version))
+            return await build() if found is None else found[0]
+        retried = False
+        while True:
+            found = self._found((key, version))
+            if found is not None:
+                return found[0]
+            task = self._building.get((key, version))
+            started = task is None
+            if task is None:
+                task = asyncio.create_task(self._build((key, version), build))
+                # Retrieved even when every waiter went away, so it is never logged as lost.
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
+                self._building[(key, version)] = task
+            try:
+                # Shielded: a client going away does not cancel a build others wait for.
+                return await asyncio.shield(task)
+            except MediaError:
+                raise  # the object's own fault: every asker's answer
+            except Exception:
+                # A build reads through the request that started it: when that request
+                # ended first (its body closed) or its reads failed, the object may be
+                # fine. The others build again, once, through their own reads.
+                if started or retried:
+                    raise
+                retried = True
+
+    def _found(self, at: Key) -> tuple[T] | None:
+        """The remembered index of `at` (as a 1-tuple: it may be None), or None; a
+        remembered refusal is raised afresh."""
+        found = self._entries.get(at)
+        if found is None:
+            return None
+        self._entries.move_to_end(at)
+        entry = found[0]
+        if isinstance(entry, MediaError):
+            raise type(entry)(entry.message)
+        return (entry,)
 
     async def _build(self, at: Key, build: Callable[[], Awaitable[T]]) -> T:
         try:
