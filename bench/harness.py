@@ -44,6 +44,8 @@ class Command:
     label: str
     argv: list[str]
     outputs: tuple[Path, ...] = ()
+    # Set in its environment (e.g. PYTHONPATH to time another commit's src/ with this venv).
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def shell(self) -> str:
@@ -102,6 +104,7 @@ def run_once(command: Command) -> tuple[float, float]:
     for path in command.outputs:
         path.unlink(missing_ok=True)
     env = bench_env()
+    env.update(command.env)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command.argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)

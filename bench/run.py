@@ -85,7 +85,28 @@ def check_outputs(source: Path, outputs: dict[str, Path]) -> list[str]:
 # -- benchmark 1 (issue 2): whole-process audio extraction of a 720p MP4 ----------------
 
 
-def bench_extract(runs: int, warmup: int) -> Section:
+def baseline_command(
+    baseline: tuple[Path, str] | None, argv: list[str], out: Path
+) -> list[Command]:
+    """`vodedge` run on another commit's src/ (same venv, PYTHONPATH first), if asked."""
+    if baseline is None:
+        return []
+    src, commit = baseline
+    label = f"vodedge {commit.split()[0]}"
+    return [Command(label, [VODEDGE, *argv, str(out)], (out,), (("PYTHONPATH", str(src)),))]
+
+
+def baseline_rows(
+    baseline: list[Command], results: dict[str, Stats | str], ff: Stats | str
+) -> tuple[list[Row], list[str]]:
+    """The baseline's row and CPU note, placed beside the current tree's."""
+    rows = [timing_row(f"{c.label} extract (baseline)", results[c.label], c,
+                       ratio(results[c.label], ff)) for c in baseline]  # fmt: skip
+    notes = [n for c in baseline for n in cpu_note(f"{c.label} / ffmpeg", results[c.label], ff)]
+    return rows, notes
+
+
+def bench_extract(runs: int, warmup: int, baseline: tuple[Path, str] | None = None) -> Section:
     """`vodedge extract` against `ffmpeg -vn -c:a copy`, whole process, 5-minute 720p MP4."""
     source = media.ensure(media.MP4_720P)
     SCRATCH.mkdir(parents=True, exist_ok=True)
@@ -101,13 +122,16 @@ def bench_extract(runs: int, warmup: int) -> Section:
     # argparse and our imports), to show how much of the budget is left.
     python_floor = Command("python -c pass", [PYTHON, "-c", "pass"])
     cli_floor = Command("vodedge --version", [VODEDGE, "--version"])
-    commands = [ffmpeg, vodedge, python_floor, cli_floor]
+    out_base = SCRATCH / "extract.baseline.mp4"
+    before = baseline_command(baseline, ["extract", str(source), "-o"], out_base)
+    commands = [ffmpeg, vodedge, *before, python_floor, cli_floor]
     print(f"\nbenchmark extract: {runs} interleaved runs of {len(commands)} commands", flush=True)
     results = compare(commands, runs, warmup)
     ff = results["ffmpeg"]
     rows = [
         timing_row("ffmpeg -vn -c:a copy", ff, ffmpeg, "1.00" if isinstance(ff, Stats) else ""),
         timing_row("vodedge extract", results["vodedge"], vodedge, ratio(results["vodedge"], ff)),
+        *baseline_rows(before, results, ff)[0],
         timing_row("(floor) python -c pass", results["python -c pass"], python_floor,
                    ratio(results["python -c pass"], ff)),
         timing_row("(floor) vodedge --version", results["vodedge --version"], cli_floor,
@@ -115,7 +139,9 @@ def bench_extract(runs: int, warmup: int) -> Section:
     ]  # fmt: skip
     notes = [f"target: vodedge / ffmpeg <= {TARGET_EXTRACT_RATIO}"]
     notes += cpu_note("vodedge / ffmpeg", results["vodedge"], ff)
-    notes += check_outputs(source, {"ffmpeg": out_ff, "vodedge": out_vd})
+    notes += baseline_rows(before, results, ff)[1]
+    checked = {"ffmpeg": out_ff, "vodedge": out_vd, **{c.label: out_base for c in before}}
+    notes += check_outputs(source, checked)
     return Section(
         "extract",
         "Audio extraction, 5-minute 720p MP4 (issue 2), whole process",
@@ -299,7 +325,7 @@ def mb_per_s(size: int, result: Stats | str) -> str:
     return f"{size / 1e6 / result.median:.0f} MB/s" if isinstance(result, Stats) else "-"
 
 
-def bench_flv(runs: int, warmup: int) -> Section:
+def bench_flv(runs: int, warmup: int, baseline: tuple[Path, str] | None = None) -> Section:
     """FLV audio extraction throughput (MB/s of input) against ffmpeg -f flv."""
     source = media.ensure(media.FLV_720P)
     size = source.stat().st_size
@@ -313,12 +339,16 @@ def bench_flv(runs: int, warmup: int) -> Section:
         (out_ff,),
     )  # fmt: skip
     vodedge = Command("vodedge", [VODEDGE, "extract", str(source), "-o", str(out_vd)], (out_vd,))
-    print(f"\nbenchmark flv: {runs} interleaved runs of 2 commands", flush=True)
-    results = compare([ffmpeg, vodedge], runs, warmup)
+    out_base = SCRATCH / "flv.baseline.flv"
+    before = baseline_command(baseline, ["extract", str(source), "-o"], out_base)
+    commands = [ffmpeg, vodedge, *before]
+    print(f"\nbenchmark flv: {runs} interleaved runs of {len(commands)} commands", flush=True)
+    results = compare(commands, runs, warmup)
     ff, vd = results["ffmpeg"], results["vodedge"]
     rows = [
         timing_row("ffmpeg -vn -c:a copy -f flv", ff, ffmpeg, "1.00"),
         timing_row("vodedge extract", vd, vodedge, ratio(vd, ff)),
+        *baseline_rows(before, results, ff)[0],
     ]
     rows[0].median += f" ({mb_per_s(size, ff)})"
     if isinstance(vd, Stats):
@@ -328,6 +358,7 @@ def bench_flv(runs: int, warmup: int) -> Section:
         rows.append(Row("vodedge FLV filter (in-process)", "-", "", "",
                         "skipped: vodedge.media.flv.filters not available"))  # fmt: skip
     checked: dict[str, Path] = {"ffmpeg": out_ff, "vodedge": out_vd}
+    checked.update({c.label: out_base for c in before})
     for number, (label, func) in enumerate(paths):
 
         def once(func: Callable[[Path, BinaryIO | None], object] = func) -> object:
@@ -349,6 +380,7 @@ def bench_flv(runs: int, warmup: int) -> Section:
         )
     notes = ["ratio is time / ffmpeg's time (below 1 is faster); MB/s is of input"]
     notes += cpu_note("vodedge / ffmpeg", vd, ff)
+    notes += baseline_rows(before, results, ff)[1]
     notes += check_outputs(source, checked)
     return Section(
         "flv",
@@ -436,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
         help="run the edge benchmarks on this commit's src/ (extracted under .cache/bench-src)",
     )
     parser.add_argument("--label", default="", help="kept apart in results.md, e.g. 'before'")
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="extract, flv: also time `vodedge extract` on this commit's src/, interleaved",
+    )
     cold.add_arguments(parser.add_argument_group("cold (issue 13)"))
     parser.add_argument(
         "--quiet-wait",
@@ -465,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.vodedge_rev:
         edge_options.vodedge_src, edge_options.commit = source_tree(args.vodedge_rev)
+    baseline = source_tree(args.baseline) if args.baseline else None
     for key, value in machine_info().items():
         print(f"{key:>8}: {value}")
     sections = []
@@ -476,11 +515,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nwarning: other processes use {before:.1f} cores; timings will be noisy")
         meter = LoadMeter()
         if name == "extract":
-            section = bench_extract(args.runs, args.warmup)
+            section = bench_extract(args.runs, args.warmup, baseline)
         elif name == "plan":
             section = bench_plan(args.runs, args.warmup)
         elif name == "flv":
-            section = bench_flv(args.runs, args.warmup)
+            section = bench_flv(args.runs, args.warmup, baseline)
         elif name == "seek":
             section = seek.bench_seek(args.wrk_seconds, args.connections)
         elif name == "edge-hit":
