@@ -20,7 +20,7 @@ from harness import SCRATCH, VENV_BIN, bench_env, fmt_seconds
 PYTHON = str(VENV_BIN / "python")
 VODEDGE = str(VENV_BIN / "vodedge")
 # What the `extract` command imports beyond the console script's own start-up.
-CLI_IMPORTS = "import vodedge.cli, vodedge.cli.commands, vodedge.media.mp4.audio"
+CLI_IMPORTS = "import vodedge.cli.parser, vodedge.cli.commands, vodedge.media.mp4.audio"
 
 
 def median_wall(argv: list[str], runs: int = 11) -> float:

@@ -46,8 +46,8 @@ FORBIDDEN = {
     "ssl",
 }
 # vodedge's own: the media layer, plus these.
-ALLOWED_OWN = {"vodedge", "vodedge.cli", "vodedge.cli.commands", "vodedge.cli.files"}
-ALLOWED_OWN |= {"vodedge.planfile", "vodedge.media"}
+ALLOWED_OWN = {"vodedge", "vodedge.cli", "vodedge.cli.parser", "vodedge.cli.commands"}
+ALLOWED_OWN |= {"vodedge.cli.files", "vodedge.planfile", "vodedge.media"}
 # A whole-file extraction needs its plan only: no seeking index, no streaming filter.
 NOT_FOR_EXTRACT = {
     "vodedge.media.mp4.index",
