@@ -294,6 +294,7 @@ class TrackIndex:
     sizes: npt.NDArray[np.uint32] | None  # big-endian, as stsz writes them
     prefix: np.ndarray | None  # bytes before sample i (uint32, int64, or objects when wide)
     dts: Timeline | None  # decode time of sample i, count + 1 of them (from the runs)
+    stsc: memoryview | None  # the stsc payload (a view of the moov): the chunk map's source
     uniform_duration: int  # the one duration when dts is None
     shift: int
     delay: float
@@ -304,7 +305,9 @@ class TrackIndex:
     edits: Edits | None
     edts: Box | None
     mdhd: Box
-    chunks: Chunks | MediaError
+    # The chunk map; None once the fast path's tables are prepared from it (it is made
+    # again if the general path asks, see `chunk_map`).
+    chunks: Chunks | MediaError | None
     groups: dict[int, SampleGroups | MediaError]  # by sbgp box offset
     sdtp: bytes | None
     # The stts runs with equal neighbours merged (first sample, end, duration), so a
@@ -331,6 +334,12 @@ class TrackIndex:
         elif self.ctts is not None:
             total += self.ctts.ends.nbytes + self.ctts.entries.nbytes
         return total + len(self.sdtp or b"")
+
+    def chunk_map(self) -> Chunks | MediaError:
+        """The chunk map (or why the stsc cannot make one), made again if dropped."""
+        if self.chunks is None:
+            self.chunks = _chunk_map(self.stsc, len(self.offsets), self.count)
+        return self.chunks
 
     def dts_at(self, i: int) -> int:
         """The decode time of sample `i` (of the end for `i == count`)."""
@@ -501,13 +510,9 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         offsets = offsets.astype(object)
     if offsets.dtype == object and prefix is not None:
         prefix = prefix.astype(object)
-    chunks: Chunks | MediaError
-    try:
-        stsc_box = kids.get(b"stsc")
-        stsc = _stsc(movie.payload(stsc_box)) if stsc_box is not None else np.zeros((0, 3))
-        chunks = Chunks.of(stsc.astype(np.int64), len(offsets), count)
-    except MediaError as exc:
-        chunks = exc
+    stsc_box = kids.get(b"stsc")
+    stsc = None if stsc_box is None else movie.payload(stsc_box)
+    chunks = _chunk_map(stsc, len(offsets), count)
     groups: dict[int, SampleGroups | MediaError] = {}
     for child in stbl_children:
         if child.type == b"sbgp":
@@ -532,6 +537,7 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         sizes=None if sizes is None else sizes.astype(">u4", copy=False),
         prefix=prefix,
         dts=dts,
+        stsc=stsc,
         uniform_duration=uniform,
         shift=shift,
         delay=delay,
@@ -547,6 +553,15 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         sdtp=sdtp,
         stts_runs=stts_runs,
     )
+
+
+def _chunk_map(stsc: memoryview | None, chunk_count: int, count: int) -> Chunks | MediaError:
+    """The chunk map of an stsc payload, or the error that refuses it."""
+    try:
+        rows = np.zeros((0, 3), np.int64) if stsc is None else _stsc(stsc)
+        return Chunks.of(rows, chunk_count, count)
+    except MediaError as exc:
+        return exc
 
 
 def _merged_runs(counts: Ints, values: npt.NDArray[np.uint32]) -> tuple[Ints, Ints, Ints]:
@@ -709,7 +724,7 @@ def _cut_tables(cut: _Cut) -> _CutTables:
     if sdtp is not None and len(sdtp) >= 4 + stop:
         boxes[b"sdtp"] = make_box(b"sdtp", sdtp[:4] + sdtp[4 + first : 4 + stop])
 
-    chunks = samples.chunks
+    chunks = samples.chunk_map()
     if isinstance(chunks, MediaError):
         raise _again(chunks)
     c_lo = int(np.searchsorted(chunks.end, first, "right"))
@@ -827,6 +842,8 @@ class Mp4Index:
                 continue
             if loaded is not None:
                 loaded.prepared = _prepare(loaded, movie, size)
+                if loaded.prepared is not None:
+                    loaded.chunks = None  # the fast path's tables hold what clips need
         return cls(size, ftyp, movie, tracks)
 
     def clip(
