@@ -14,6 +14,7 @@ from typing import BinaryIO
 import cold
 import edge
 import hit
+import lean_clip
 import media
 import seek
 from harness import (
@@ -417,6 +418,7 @@ BENCHMARKS = (
     "plan",
     "flv",
     "seek",
+    "seek-floor",
     "edge-hit",
     "edge-throughput",
     "edge-ttfb",
@@ -522,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             section = bench_flv(args.runs, args.warmup, baseline)
         elif name == "seek":
             section = seek.bench_seek(args.wrk_seconds, args.connections)
+        elif name == "seek-floor":
+            section = lean_clip.compare(args.wrk_seconds, args.connections, rounds=2)
         elif name == "edge-hit":
             section = hit.bench_hit(args.hit_seconds, args.connections, args.hit_rounds)
         elif name == "edge-throughput":
