@@ -288,6 +288,11 @@ def test_common_files_take_the_fast_path(name: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(Mp4Index, "_plan", refuse)
     for (start, end, audio_only), plan in expected.items():
         assert index.clip(start, end, audio_only=audio_only) == plan
+    # And once finished (the table of the bytes before each sample read instead of
+    # sums of a few samples' sizes), the same plans.
+    index.finish()
+    for (start, end, audio_only), plan in expected.items():
+        assert index.clip(start, end, audio_only=audio_only) == plan
 
 
 @pytest.mark.parametrize("small", [0, 1 << 30], ids=["arrays", "lists"])

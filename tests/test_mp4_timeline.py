@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vodedge.media.mp4.cuts import Runs
-from vodedge.media.mp4.timeline import SMALL, RunValues, Timeline
+from vodedge.media.mp4.timeline import FEW, SMALL, ChunkedBytes, RunValues, Timeline
 
 runs_strategy = st.lists(
     st.tuples(st.integers(1, 40), st.sampled_from([0, 1, 512, 1001, 1024, 3003, 0xFFFFFFFF])),
@@ -97,3 +97,23 @@ def test_run_values_equal_the_expanded_offsets(pairs: list[tuple[int, int]], tai
         for stop in (first, first + 1, first + 5, count):
             assert offsets[first:stop].tolist() == expanded[first:stop].tolist()
     assert offsets[::3].tolist() == expanded[::3].tolist()
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    per_chunk=st.lists(st.integers(1, FEW), min_size=1, max_size=50),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_chunked_bytes_equal_the_running_sums(per_chunk: list[int], seed: int) -> None:
+    """The bytes before every sample (and the end), from the chunks' totals and sums of
+    a few sizes, and then from the table once it is put in, equal the running sum of
+    the stsz entries."""
+    count = sum(per_chunk)
+    sizes = np.random.default_rng(seed).integers(0, 1 << 20, count).astype(">u4")
+    starts = np.cumsum([0, *per_chunk[:-1]]).astype(np.int64)
+    totals = np.add.reduceat(sizes, starts, dtype=np.int64)
+    before = ChunkedBytes(starts, np.cumsum(totals) - totals, sizes.data.cast("B"))
+    running = [0, *np.cumsum(sizes, dtype=np.int64).tolist()]
+    assert [before[i] for i in range(count + 1)] == running
+    before.table = np.array(running, np.uint32).data
+    assert [before[i] for i in range(count + 1)] == running

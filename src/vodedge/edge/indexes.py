@@ -20,6 +20,7 @@ OFFLOAD_BYTES = 64 << 10
 ERROR_WEIGHT = 1 << 10
 
 ReadAt = Callable[[int, int], Awaitable[bytes]]
+_FINISHING: set[asyncio.Future[None]] = set()
 Key = tuple[str, str]  # cache key, object version
 T = TypeVar("T")
 
@@ -96,7 +97,11 @@ class VersionMemo(Generic[T]):
         finally:
             del self._building[at]
         self._put(at, index, self.weight(index))
+        self.built(index)
         return index
+
+    def built(self, index: T) -> None:
+        """A kept index was just built (its first clip is about to be planned)."""
 
     def weight(self, index: T) -> int:
         """What `index` weighs against the budget."""
@@ -130,6 +135,13 @@ class IndexMemo(VersionMemo[Mp4Index]):
         """The index's arrays and moov."""
         return index.nbytes
 
+    def built(self, index: Mp4Index) -> None:
+        """Finish the index in a worker thread while its first clip is planned: what
+        warm clips read fastest is left out of a cold build (see `Mp4Index.finish`)."""
+        finishing = asyncio.ensure_future(asyncio.to_thread(index.finish))
+        _FINISHING.add(finishing)  # held until done: a task is only weakly referenced
+        finishing.add_done_callback(_finished)
+
 
 class FlvIndexMemo(VersionMemo[FlvIndex | None]):
     """The `FlvIndex` of recently seeked FLVs; None: one the index cannot answer for
@@ -152,6 +164,12 @@ class FlvIndexMemo(VersionMemo[FlvIndex | None]):
     def weight(self, index: FlvIndex | None) -> int:
         """The index's columns and metadata."""
         return ERROR_WEIGHT if index is None else index.nbytes
+
+
+def _finished(done: asyncio.Future[None]) -> None:
+    _FINISHING.discard(done)
+    if not done.cancelled():
+        done.exception()  # retrieved: a failure only leaves clips on the slower reads
 
 
 async def build_flv_index(size: int, read_at: ReadAt) -> FlvIndex | None:

@@ -17,6 +17,8 @@ from struct import Struct, pack  # pack: its formats are cached, a Struct's are 
 import numpy as np
 import numpy.typing as npt
 
+from vodedge.media.mp4.timeline import BytesBefore
+
 Ints = npt.NDArray[np.int64]
 U32s = npt.NDArray[np.uint32]
 # Chunk lists (offsets, sizes, where they land) of a cut of at most this many chunks per
@@ -192,20 +194,19 @@ class Chunks:
 
     @classmethod
     def of(
-        cls, first: Ints, samples: Ints, description: Ints, offsets: Ints, prefix: Ints
+        cls, first: Ints, samples: Ints, description: Ints, offsets: Ints, sizes: Ints
     ) -> Chunks:
-        """From every chunk's first sample, sample count, description and offset, and
-        the bytes before each sample (`prefix`, count + 1 entries)."""
+        """From every chunk's first sample, sample count, description, offset and size
+        in bytes."""
         kept = (samples > 0).nonzero()[0]
         first, samples = first[kept], samples[kept]
-        description, offsets = description[kept], offsets[kept]
+        description, offsets, sizes = description[kept], offsets[kept], sizes[kept]
         end = first + samples
         new_run = np.ones(len(kept), bool)
         new_run[1:] = (samples[1:] != samples[:-1]) | (description[1:] != description[:-1])
-        sizes = prefix[end] - prefix[first]
         return cls(first, end, samples, description, offsets, sizes, new_run)
 
-    def bounds(self, first: int, stop: int, prefix: Ints | memoryview) -> tuple[int, int, int, int]:
+    def bounds(self, first: int, stop: int, prefix: BytesBefore) -> tuple[int, int, int, int]:
         """(lo, hi, skipped, dropped): the chunks `[lo, hi)` holding samples `[first,
         stop)`, and the bytes the first loses at its start and the last at its end."""
         lo = bisect_right(self._end, first)
@@ -243,7 +244,7 @@ class Chunks:
         sizes[-1] -= dropped
         return offsets, sizes
 
-    def cut(self, first: int, stop: int, prefix: Ints) -> ChunkCut:
+    def cut(self, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
         """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
         lo, hi, skipped, dropped = self.bounds(first, stop, prefix)
         if hi - lo > SMALL:
@@ -257,7 +258,7 @@ class Chunks:
         hi: int,
         first: int,
         stop: int,
-        prefix: Ints,
+        prefix: BytesBefore,
         offsets: Column,
         sizes: Column,
         per_chunk: Column,
@@ -275,7 +276,7 @@ class Chunks:
             sizes[-1] -= int(prefix[ends] - prefix[stop])
             per_chunk[-1] -= ends - stop
 
-    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: Ints) -> ChunkCut:
+    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
         """`cut` of many chunks, as arrays."""
         offsets = self.offsets[lo:hi].copy()
         sizes = self.sizes[lo:hi].copy()

@@ -24,7 +24,7 @@ from vodedge.media.errors import MalformedMedia
 from vodedge.media.mp4 import cuts as fast
 from vodedge.media.mp4.boxes import Box, header_bytes
 from vodedge.media.mp4.skeleton import Skeleton
-from vodedge.media.mp4.timeline import Timeline
+from vodedge.media.mp4.timeline import BytesBefore, Timeline
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_columns import ColumnPlan
 
@@ -91,9 +91,8 @@ class Prepared:
     sync: Ints | None  # ascending
     sync_list: list[int] | None  # the same, for bisection without numpy calls
     chunks: fast.Chunks
-    prefix: Ints
-    # A view of the prefix, read from Python without numpy's per-call cost.
-    prefix_view: memoryview
+    # The bytes before each sample, read from Python without numpy's per-call cost.
+    prefix_view: BytesBefore
     dts: Timeline  # the track's: decode times, and sample times searched
     groups: dict[int, tuple[bytes, fast.Runs]]  # by sbgp offset: its head, its runs
     recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]]  # copied, made, sbgp
@@ -297,7 +296,7 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         lo, hi, skipped, dropped = chunks.bounds(first, stop, prepared.prefix_view)
         bounds.append((chunks, lo, hi, skipped, dropped))
         if hi - lo > fast.SMALL:
-            large.append(chunks.cut(first, stop, prepared.prefix))
+            large.append(chunks.cut(first, stop, prepared.prefix_view))
             stsc = large[-1].stsc
         else:
             stsc = chunks.stsc(lo, hi, first, stop)

@@ -26,7 +26,7 @@ from vodedge.media.errors import (
     UnsupportedMedia,
 )
 from vodedge.media.mp4 import cuts as fast
-from vodedge.media.mp4 import fastclip
+from vodedge.media.mp4 import fastclip, timeline
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4.movie import (
@@ -39,7 +39,7 @@ from vodedge.media.mp4.movie import (
     set_duration_field,
 )
 from vodedge.media.mp4.tables import checked_entries
-from vodedge.media.mp4.timeline import RunValues, Timeline
+from vodedge.media.mp4.timeline import BytesBefore, ChunkedBytes, RunValues, Timeline
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
@@ -292,7 +292,9 @@ class TrackIndex:
     count: int
     constant_size: int
     sizes: npt.NDArray[np.uint32] | None  # big-endian, as stsz writes them
-    prefix: np.ndarray | None  # bytes before sample i (uint32, int64, or objects when wide)
+    # Bytes before sample i (uint32, int64, or objects when wide): made off a cold
+    # clip's path (see `bytes_table`); None until then, or with constant sizes.
+    prefix: np.ndarray | None
     dts: Timeline | None  # decode time of sample i, count + 1 of them (from the runs)
     stsc: memoryview | None  # the stsc payload (a view of the moov): the chunk map's source
     uniform_duration: int  # the one duration when dts is None
@@ -321,6 +323,8 @@ class TrackIndex:
         """Memory held by the arrays."""
         arrays = (self.prefix, self.sync, self.offsets)
         total = sum(a.nbytes for a in arrays if a is not None)
+        if self.prefix is None and self.sizes is not None:
+            total += 4 * (self.count + 1)  # the table `finish` makes (at least)
         if self.sizes is not None and self.sizes.flags.owndata:  # else a view of the moov
             total += self.sizes.nbytes
         if self.dts is not None:
@@ -331,6 +335,8 @@ class TrackIndex:
             total += 4 * self.chunks.first.nbytes
         if self.prepared is not None:
             total += self.prepared.nbytes  # its ctts runs are this one's
+            if isinstance(self.prepared.prefix_view, ChunkedBytes):
+                total += self.prepared.prefix_view.nbytes
         elif self.ctts is not None:
             total += self.ctts.ends.nbytes + self.ctts.entries.nbytes
         return total + len(self.sdtp or b"")
@@ -379,12 +385,21 @@ class TrackIndex:
 
     def bytes_before(self, at: np.ndarray) -> np.ndarray:
         """Bytes of the samples before each sample number in `at`."""
-        if self.prefix is None:
+        if self.sizes is None:
             if self.offsets.dtype == object:
                 return at.astype(object) * self.constant_size
             return at * self.constant_size
-        found: np.ndarray = self.prefix[at]
+        found: np.ndarray = self.bytes_table()[at]
         return found
+
+    def bytes_table(self) -> np.ndarray:
+        """The bytes before each sample and the total (count + 1 entries; per-sample
+        sizes only), made once."""
+        prefix = self.prefix
+        if prefix is None:
+            assert self.sizes is not None
+            prefix = self.prefix = _bytes_table(self.sizes, self.offsets.dtype == object)
+        return prefix
 
 
 def _sizes(
@@ -495,21 +510,10 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
     if not track.timescale:
         raise MalformedMedia(f"track {track.track_id} has a timescale of 0")
 
-    prefix: np.ndarray | None = None
-    if sizes is not None:
-        # In 32 bits when the track's samples fit 4 GiB (nearly always): the table is
-        # the index's largest, and its fresh pages are most of what a build costs.
-        narrow = int(sizes.sum(dtype=np.uint64)) <= 0xFFFFFFFF
-        prefix = np.empty(count + 1, np.uint32 if narrow else np.int64)
-        prefix[0] = 0
-        prefix[1:] = sizes  # summed in place: no temporary table of native sizes
-        np.cumsum(prefix[1:], out=prefix[1:])
-    total = int(prefix[-1]) if prefix is not None else count * constant
+    total = int(sizes.sum(dtype=np.uint64)) if sizes is not None else count * constant
     top = int(offsets.max()) if len(offsets) else 0
     if offsets.dtype != object and top + total >= _WIDE:
         offsets = offsets.astype(object)
-    if offsets.dtype == object and prefix is not None:
-        prefix = prefix.astype(object)
     stsc_box = kids.get(b"stsc")
     stsc = None if stsc_box is None else movie.payload(stsc_box)
     chunks = _chunk_map(stsc, len(offsets), count)
@@ -535,7 +539,7 @@ def _load(movie: Movie, track: Track) -> TrackIndex | None:
         count=count,
         constant_size=constant,
         sizes=None if sizes is None else sizes.astype(">u4", copy=False),
-        prefix=prefix,
+        prefix=None,
         dts=dts,
         stsc=stsc,
         uniform_duration=uniform,
@@ -564,6 +568,17 @@ def _chunk_map(stsc: memoryview | None, chunk_count: int, count: int) -> Chunks 
         return exc
 
 
+def _bytes_table(sizes: npt.NDArray[np.uint32], wide: bool) -> np.ndarray:
+    """The bytes before each sample and the total: in 32 bits when the track's samples
+    fit 4 GiB (nearly always; the table is large), Python integers when offsets are."""
+    narrow = int(sizes.sum(dtype=np.uint64)) <= 0xFFFFFFFF
+    prefix = np.empty(len(sizes) + 1, np.uint32 if narrow else np.int64)
+    prefix[0] = 0
+    prefix[1:] = sizes  # summed in place: no temporary table of native sizes
+    np.cumsum(prefix[1:], out=prefix[1:])
+    return prefix.astype(object) if wide else prefix
+
+
 def _merged_runs(counts: Ints, values: npt.NDArray[np.uint32]) -> tuple[Ints, Ints, Ints]:
     """(first sample, end, value) of runs, empty ones dropped and equal neighbours merged."""
     used = counts > 0
@@ -578,8 +593,8 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
     """The fast path's tables of a track, or None where it leaves the track to the
     general path: offsets kept as Python integers, constant sample sizes (no per-sample
     prefix), unordered stss, a broken stsc or sbgp, a chunk past the end of the file."""
-    prefix, chunks, dts = samples.prefix, samples.chunks, samples.dts
-    if prefix is None or prefix.dtype == object or samples.offsets.dtype == object:
+    sizes, chunks, dts = samples.sizes, samples.chunks, samples.dts
+    if sizes is None or samples.offsets.dtype == object:
         return None
     if dts is None or samples.stts_runs is None or not isinstance(chunks, Chunks):
         return None
@@ -588,8 +603,12 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
         return None
     if any(isinstance(g, MediaError) for g in samples.groups.values()):
         return None
+    used = chunks.samples > 0
+    chunk_bytes = np.zeros(len(used), np.int64)
+    if len(sizes):  # the chunks that hold samples hold all of them, in order
+        chunk_bytes[used] = np.add.reduceat(sizes, chunks.first[used], dtype=np.int64)
     prepared = fast.Chunks.of(
-        chunks.first, chunks.samples, chunks.description, samples.offsets, prefix
+        chunks.first, chunks.samples, chunks.description, samples.offsets, chunk_bytes
     )
     if len(prepared.offsets) and int((prepared.offsets + prepared.sizes).max()) > size:
         return None
@@ -635,8 +654,7 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
         sync=sync,
         sync_list=None if sync is None else sync.tolist(),
         chunks=prepared,
-        prefix=prefix,
-        prefix_view=prefix.data,
+        prefix_view=_bytes_before(samples, prepared),
         dts=dts,
         groups=groups,
         recipe=recipe,
@@ -648,6 +666,17 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
         edts_at=edts_at,
         stbl_at=stbl_at,
     )
+
+
+def _bytes_before(samples: TrackIndex, chunks: fast.Chunks) -> BytesBefore:
+    """What a fast cut reads of the bytes before a sample: sums of a few samples' sizes
+    within a chunk until `Mp4Index.finish` makes the table, or the table now when
+    chunks hold many samples."""
+    assert samples.sizes is not None
+    if len(chunks.samples) and int(chunks.samples.max()) <= timeline.FEW:
+        before = np.cumsum(chunks.sizes) - chunks.sizes
+        return ChunkedBytes(chunks.first, before, fast.view(samples.sizes))
+    return samples.bytes_table().data
 
 
 def _again(error: MediaError) -> MediaError:
@@ -845,6 +874,17 @@ class Mp4Index:
                 if loaded.prepared is not None:
                     loaded.chunks = None  # the fast path's tables hold what clips need
         return cls(size, ftyp, movie, tracks)
+
+    def finish(self) -> None:
+        """Make what warm clips read fastest and the first ones do without (the bytes
+        before each sample): a cold build leaves it out, so that its first clip does
+        not wait for it (its pages are a third of what a build costs). Safe beside
+        clips in another thread: each table is whole before it is put in use."""
+        for track in self.tracks.values():
+            if isinstance(track, TrackIndex) and track.prepared is not None:
+                view = track.prepared.prefix_view
+                if isinstance(view, ChunkedBytes) and view.table is None:
+                    view.table = track.bytes_table().data
 
     def clip(
         self,

@@ -8,9 +8,11 @@ for the few samples any clip looks up.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import overload
+from struct import Struct
+from typing import Protocol, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +20,8 @@ import numpy.typing as npt
 Ints = npt.NDArray[np.int64]
 # Runs up to this many are searched as Python lists (cheaper than a numpy call each).
 SMALL = 64
+# Chunks of at most this many samples are summed per look-up (see `ChunkedBytes`).
+FEW = 64
 # float64 holds every integer below this exactly.
 _EXACT = 1 << 53
 
@@ -232,3 +236,45 @@ class RunValues:
             raise IndexError(f"sample {i} of {self.count}")
         value = int(self.entries[2 * int(ends.searchsorted(i, "right")) + 1])
         return value - (1 << 32) if value >> 31 else value
+
+
+# The readers of a few big-endian sizes, by count (no format made and looked up per call).
+_UNPACK = [Struct(f">{count}I").unpack_from for count in range(FEW + 1)]
+
+
+class BytesBefore(Protocol):
+    """The bytes of a track's samples before sample `i` (`i` up to the sample count)."""
+
+    def __getitem__(self, i: int, /) -> int: ...
+
+
+class ChunkedBytes:
+    """`BytesBefore` from the bytes before each chunk and the `stsz` entries: a look-up
+    sums the sizes of a few samples of one chunk, so that a cold index's first clips
+    need no table of a value per sample (its fresh pages are what a build costs).
+    The table, once made off the request's path (`table`), answers instead."""
+
+    __slots__ = ("before", "sizes", "starts", "table")
+
+    def __init__(self, starts: Ints, sizes_before: Ints, sizes: memoryview) -> None:
+        self.starts = array("q", starts.tobytes())  # the first sample of each chunk
+        self.before = array("q", sizes_before.tobytes())  # the bytes before it
+        self.sizes = sizes  # the stsz entries, big-endian (a view of the moov)
+        self.table: memoryview | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (the stsz entries are the moov's, the table its track's)."""
+        return 8 * (len(self.starts) + len(self.before))
+
+    def __getitem__(self, i: int, /) -> int:
+        table = self.table
+        if table is not None:
+            found: int = table[i]
+            return found
+        chunk = bisect_right(self.starts, i) - 1
+        begin = self.starts[chunk]
+        if i == begin:
+            return self.before[chunk]
+        within: int = sum(_UNPACK[i - begin](self.sizes, 4 * begin))
+        return self.before[chunk] + within
