@@ -67,9 +67,11 @@ def build_index(path: Path) -> Mp4Index:
     """The file's warm MP4 index, as vodedge's IndexMemo builds it."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return run(read_index(os.fstat(fd).st_size), lambda o, n: os.pread(fd, n, o))
+        index = run(read_index(os.fstat(fd).st_size), lambda o, n: os.pread(fd, n, o))
     finally:
         os.close(fd)
+    index.finish()  # as IndexMemo has a worker thread do beside the first clip
+    return index
 
 
 def plan_parts(plan: Plan) -> tuple[bytes, list[tuple[int, int]]]:
