@@ -72,7 +72,7 @@ def build_index(path: Path) -> Mp4Index:
         index = run(read_index(os.fstat(fd).st_size), lambda o, n: os.pread(fd, n, o))
     finally:
         os.close(fd)
-    index.finish()  # as IndexMemo has a worker thread do beside the first clip
+    index.finish()  # as the edge has a worker thread do from its second clip on
     return index
 
 

@@ -156,7 +156,7 @@ def in_process(path: Path, samples: int) -> list[Row]:
             )
         )
         index = run(read_index(size), read)
-        index.finish()  # as the edge does beside the first clip (see `IndexMemo.built`)
+        index.finish()  # as the edge does from its second clip on (see `IndexMemo.get`)
         rows.append(Row("index memory", f"{index.nbytes / 1e6:.1f} MB", "", "", "moov + arrays"))
         cases: list[tuple[str, Callable[[float], object], float]] = [
             ("warm: random 10-s clip, full", lambda s: index.clip(s, s + CLIP), 0.5e-3),

@@ -20,7 +20,8 @@ from vodedge.edge.indexes import OFFLOAD_BYTES, FlvIndexMemo, IndexMemo
 from vodedge.media.errors import MalformedMedia, MediaError
 from vodedge.media.flv.index import FlvIndex
 from vodedge.media.flv.plan import flv_clip_plan
-from vodedge.media.mp4.index import Mp4Index, read_index
+from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
+from vodedge.media.mp4.timeline import ChunkedBytes
 from vodedge.media.reading import ReadRequest, run_bytes
 
 
@@ -256,3 +257,33 @@ def test_a_build_outlives_the_request_that_started_it(tmp_path: Path) -> None:
 
     asyncio.run(alone())
     assert len(memo) == 0
+
+
+def test_an_index_is_finished_from_its_second_ask() -> None:
+    """The first ask builds the index and leaves it unfinished (its first clip does not
+    wait for the table of the bytes before each sample, nor share the interpreter with
+    its making); the second has a worker thread finish it, and clips stay the same."""
+    data = media("mp4_long_30min").read_bytes()
+    source = Source(data)
+    memo = IndexMemo()
+
+    def tables(index: Mp4Index) -> list[bool]:
+        tracks = [t for t in index.tracks.values() if isinstance(t, TrackIndex)]
+        found = [t.prepared.prefix_view for t in tracks if t.prepared is not None]
+        return [isinstance(v, ChunkedBytes) and v.table is not None for v in found]
+
+    async def main() -> None:
+        index = await memo.get("k", "v", len(data), source.read_at, 64 << 20, keep=True)
+        before = index.clip(917.3, 927.3)
+        await asyncio.sleep(0.05)
+        assert not index.finishing and not any(tables(index))
+        again = await memo.get("k", "v", len(data), source.read_at, 64 << 20, keep=True)
+        assert again is index and index.finishing
+        for _ in range(200):
+            if all(tables(index)):
+                break
+            await asyncio.sleep(0.01)
+        assert tables(index) and all(tables(index))
+        assert index.clip(917.3, 927.3) == before
+
+    asyncio.run(main())

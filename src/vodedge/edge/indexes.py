@@ -97,11 +97,7 @@ class VersionMemo(Generic[T]):
         finally:
             del self._building[at]
         self._put(at, index, self.weight(index))
-        self.built(index)
         return index
-
-    def built(self, index: T) -> None:
-        """A kept index was just built (its first clip is about to be planned)."""
 
     def weight(self, index: T) -> int:
         """What `index` weighs against the budget."""
@@ -126,21 +122,24 @@ class IndexMemo(VersionMemo[Mp4Index]):
     async def get(
         self, key: str, version: str, size: int, read_at: ReadAt, max_moov: int, *, keep: bool
     ) -> Mp4Index:
-        """The object version's index (see `VersionMemo.obtain`)."""
-        return await self.obtain(
+        """The object version's index (see `VersionMemo.obtain`); one asked again is
+        finished (see `Mp4Index.finish`) in a worker thread, beside this clip: the
+        first clips, whose build left that out, do not wait for it or share the
+        interpreter with it, and an object asked once is never finished."""
+        kept = (key, version) in self._entries
+        index = await self.obtain(
             key, version, lambda: build_index(size, read_at, max_moov), keep=keep
         )
+        if kept and not index.finishing:
+            index.finishing = True
+            finishing = asyncio.ensure_future(asyncio.to_thread(index.finish))
+            _FINISHING.add(finishing)  # held until done: a task is only weakly referenced
+            finishing.add_done_callback(_finished)
+        return index
 
     def weight(self, index: Mp4Index) -> int:
         """The index's arrays and moov."""
         return index.nbytes
-
-    def built(self, index: Mp4Index) -> None:
-        """Finish the index in a worker thread while its first clip is planned: what
-        warm clips read fastest is left out of a cold build (see `Mp4Index.finish`)."""
-        finishing = asyncio.ensure_future(asyncio.to_thread(index.finish))
-        _FINISHING.add(finishing)  # held until done: a task is only weakly referenced
-        finishing.add_done_callback(_finished)
 
 
 class FlvIndexMemo(VersionMemo[FlvIndex | None]):

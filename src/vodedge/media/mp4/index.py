@@ -834,6 +834,7 @@ class Mp4Index:
     selections: dict[tuple[bool, int | None], tuple[list[TrackIndex], float, bool]] = field(
         default_factory=dict
     )
+    finishing: bool = False  # `finish` was asked for (the edge's flag)
 
     def audio_map(self) -> OutputMap:
         """The plan copying every audio sample's bytes in source order (what audio-only
