@@ -161,7 +161,7 @@ def _read_port_line(proc: subprocess.Popen[str], timeout: float = 15.0) -> list[
 @contextlib.contextmanager
 def shaped_origin(root: Path, rate_mbit: float, rtt_ms: float) -> Iterator[Origin]:
     """nginx serving `root` on loopback, behind the shaper."""
-    from servers import _stop, _wait_http, free_port
+    from servers import _wait_http, free_port, stop
 
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-cold-origin-") as tmp:
         work = Path(tmp)
@@ -190,10 +190,10 @@ def shaped_origin(root: Path, rate_mbit: float, rtt_ms: float) -> Iterator[Origi
                 work / "access.log",
             )
         finally:
-            _stop(shaper)  # type: ignore[arg-type]  # text mode changes nothing here
+            stop(shaper)  # type: ignore[arg-type]  # text mode changes nothing here
             if shaper.stdout is not None:
                 shaper.stdout.close()
-            _stop(nginx)
+            stop(nginx)
 
 
 # -- inputs and expected bodies -----------------------------------------------------------------

@@ -47,7 +47,7 @@ def floor_server(kind: str, loop: str) -> Iterator[Server]:
         servers._wait_http(base + "/small.bin", proc)
         yield Server(base, proc.pid)
     finally:
-        servers._stop(proc)
+        servers.stop(proc)
 
 
 @dataclass

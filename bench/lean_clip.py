@@ -488,12 +488,7 @@ def lean_server(path: Path, loop_kind: str, variant: str) -> Iterator[servers.Se
                     time.sleep(0.05)
             yield servers.Server(base, proc.pid, log)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            servers.stop(proc)
 
 
 def cpu_split(pids: list[int]) -> tuple[float, float]:

@@ -149,7 +149,7 @@ def warm(url: str, *, want_hit: bool, tries: int = 20, timeout: float = 30.0) ->
     return problems
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a server this module started (by its own pid), politely then firmly."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -218,7 +218,7 @@ def nginx_server(root: Path, probe: str, *, cpus: set[int] | None = None) -> Ite
             _wait_http(base + probe, proc)
             yield Server(base, proc.pid, workdir / "error.log")
         finally:
-            _stop(proc)
+            stop(proc)
 
 
 @contextlib.contextmanager
@@ -282,7 +282,7 @@ def vodedge_server(
             _wait_http(base + probe, proc, timeout=30)
             yield Server(base, proc.pid, log)
         finally:
-            _stop(proc)
+            stop(proc)
 
 
 def _child_setup(nofile: int | None, cpus: set[int] | None) -> None:
