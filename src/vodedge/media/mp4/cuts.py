@@ -39,11 +39,6 @@ def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
     return _HEAD.pack(16 + len(entries), kind, version << 24, count) + entries
 
 
-def table_pieces(kind: bytes, version: int, count: int, entries: list[Piece]) -> list[Piece]:
-    """`table_box` with its entries in pieces, left uncopied (the moov is joined once)."""
-    return [_HEAD.pack(16 + sum(map(len, entries)), kind, version << 24, count), *entries]
-
-
 def view(values: np.ndarray) -> memoryview:
     """The bytes of a contiguous array, uncopied."""
     return values.data.cast("B")
