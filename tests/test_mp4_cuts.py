@@ -6,7 +6,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vodedge.media.mp4.cuts import Chunks, Layout, Runs, Weave, offsets_box, woven_offsets_box
+from vodedge.media.mp4.cuts import (
+    Chunks,
+    Layout,
+    Runs,
+    Weave,
+    add_to_fields,
+    offsets_box,
+    woven_offsets_box,
+)
 from vodedge.media.mp4.index import rle
 
 
@@ -154,3 +162,94 @@ def test_woven_layout_is_the_sorted_one(
         relative = sorted_layout.positions[first : first + hi - lo]
         first += hi - lo
         assert woven_offsets_box(held, track, base) == offsets_box(relative, base)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=40),
+    st.sampled_from([(32, 0), (96, 64), (64, 32)]),
+    st.integers(-(1 << 33), 1 << 33),
+)
+def test_fields_shift_all_at_once(values: list[int], shape: tuple[int, int], delta: int) -> None:
+    """`add_to_fields` adds to one field of every big-endian record as one integer sum:
+    where every sum fits its field, each is what adding one by one gives."""
+    bits, low = shape
+    other = (1 << low) - 1 if low else 0  # the bits below the field hold something
+    if not all(0 <= value + delta <= 0xFFFFFFFF for value in values):
+        return
+    records = b"".join(((v << low) | other).to_bytes(bits // 8, "big") for v in values)
+    expected = b"".join(((v + delta << low) | other).to_bytes(bits // 8, "big") for v in values)
+    assert add_to_fields(records, bits, delta, low) == expected
+
+
+@st.composite
+def chunked_track(draw: st.DrawFn) -> tuple[Chunks, int, int]:
+    """A track's chunks (samples per chunk and descriptions in runs, alternating or
+    not; chunks apart or touching) and a cut of its samples `[first, stop)`."""
+    count = draw(st.integers(1, 40))
+    per_chunk = draw(st.lists(st.integers(1, 4), min_size=count, max_size=count))
+    description = draw(st.lists(st.integers(1, 2), min_size=count, max_size=count))
+    sizes = [draw(st.integers(1, 30)) for _ in range(count)]
+    apart = draw(st.booleans())  # every chunk apart from the next, or some touching
+    gap = st.sampled_from([1, 5] if apart else [0, 1, 5])
+    gaps = draw(st.lists(gap, min_size=count, max_size=count))
+    offsets, at = [], draw(st.sampled_from([0, 100, 0xFFFFFF00]))
+    for gap, size in zip(gaps, sizes, strict=True):
+        at += gap
+        offsets.append(at)
+        at += size
+    samples = np.array(per_chunk, np.int64)
+    end = np.cumsum(samples)
+    chunks = Chunks.of(
+        end - samples,
+        samples,
+        np.array(description, np.int64),
+        np.array(offsets, np.int64),
+        np.array(sizes, np.int64),
+    )
+    chunks.finish()
+    total = int(end[-1])
+    first = draw(st.integers(0, total - 1))
+    stop = draw(st.integers(first + 1, total))
+    return chunks, first, stop
+
+
+def sample_bytes(chunks: Chunks) -> list[int]:
+    """Bytes before each sample when a chunk's bytes are spread over its samples (the
+    last takes the rest), and the total."""
+    before = [0]
+    for samples, size in zip(chunks.samples.tolist(), chunks.sizes.tolist(), strict=True):
+        each = size // samples
+        for k in range(samples):
+            before.append(before[-1] + (size - each * (samples - 1) if k == samples - 1 else each))
+    return before
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunked_track())
+def test_stsc_from_prepared_rows_is_the_row_by_row_one(case: tuple[Chunks, int, int]) -> None:
+    """A cut's stsc made from the track's prepared rows (renumbered at once, the outer
+    chunks and their neighbours made apart) is the one made chunk by chunk."""
+    chunks, first, stop = case
+    lo, hi, _, _ = chunks.bounds(first, stop, sample_bytes(chunks))
+    assert chunks.stsc(lo, hi, first, stop) == chunks._stsc_of_few(lo, hi, first, stop)
+
+
+@settings(max_examples=400, deadline=None)
+@given(chunked_track(), st.sampled_from([0, 1000, 0xFFFFFF00]))
+def test_spaced_layout_is_the_sorted_one(case: tuple[Chunks, int, int], base: int) -> None:
+    """A cut of one track whose chunks lie apart, laid out a span per chunk, is what
+    sorting and merging its chunks gives: spans, total, stco/co64."""
+    chunks, first, stop = case
+    lo, hi, skipped, dropped = chunks.bounds(first, stop, sample_bytes(chunks))
+    offsets, sizes = chunks.lists(lo, hi, skipped, dropped)
+    layout = Layout.of_lists(offsets, sizes)
+    spaced = chunks.spaced_layout(lo, hi, skipped, dropped) if chunks.spaced else None
+    if spaced is None:
+        assert not chunks.spaced or not all(sizes)
+        return
+    starts, lengths, total, top = spaced
+    assert (starts, lengths, total) == (layout.starts, layout.lengths, layout.total)
+    assert top == max(layout.positions)
+    expected = offsets_box(layout.positions, base)
+    assert chunks.spaced_offsets_box(lo, hi, skipped, base) == expected

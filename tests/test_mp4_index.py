@@ -268,6 +268,34 @@ def test_fast_path_equals_the_general_path(spec: str, audio_only: bool) -> None:
     check()
 
 
+@pytest.mark.parametrize("spec", SOURCES)
+@pytest.mark.parametrize("audio_only", [True, False], ids=["audio", "full"])
+def test_finished_fast_path_equals_the_general_path(spec: str, audio_only: bool) -> None:
+    """Once finished (the tables warm clips read: bytes before each sample, stsc rows
+    renumbered at once, stco entries shifted at once, tracks of chunks apart laid out
+    a span per chunk), the fast path still gives the general path's plan or error."""
+    data = source(spec)
+    try:
+        index = run_bytes(read_index(len(data)), data)
+    except MediaError:
+        pytest.skip("not indexable")
+    index.finish()
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(bounds(spec))
+    def check(pair: tuple[float | None, float | None]) -> None:
+        start, end = pair
+        fast = functools.partial(index.clip, start, end, audio_only=audio_only)
+        assert outcome_of(fast) == outcome_of(functools.partial(fast, general=True))
+
+    check()
+
+
 @pytest.mark.parametrize("name", ["mp4_h264_bframes_aac", "mp4_two_languages", "mp4_long_30min"])
 def test_common_files_take_the_fast_path(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """H.264/AAC files (B-frames, several audio tracks, the 30-minute file) are clipped

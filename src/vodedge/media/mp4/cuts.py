@@ -32,11 +32,27 @@ _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
 _ONE = Struct(">I4sIIII")  # the same with one (count, value) entry
 _RUN = Struct(">II")
 _U32 = Struct(">I")
+_ROW = Struct(">III")  # an stsc row: first chunk, samples per chunk, description
+# Ones in each field of `count` fields of `bits` bits, by (count, bits): see `add_to_fields`.
+_ONES: dict[tuple[int, int], int] = {}
 
 
 def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
     """A full box of `count` entries: size, type, version (flags 0), count, entries."""
     return _HEAD.pack(16 + len(entries), kind, version << 24, count) + entries
+
+
+def add_to_fields(entries: bytes, bits: int, delta: int, low: int = 0) -> bytes:
+    """Big-endian fields of `bits` bits with `delta` added to each at bit `low` (all at
+    once, as one integer: every sum must fit its field, so nothing carries or borrows)."""
+    count = 8 * len(entries) // bits
+    ones = _ONES.get((count, bits))
+    if ones is None:
+        ones = ((1 << bits * count) - 1) // ((1 << bits) - 1)
+        if count <= 2 * SMALL:  # the counts small cuts have: a bounded cache
+            _ONES[(count, bits)] = ones
+    total = int.from_bytes(entries, "big") + (delta * ones << low)
+    return total.to_bytes(len(entries), "big")
 
 
 def view(values: np.ndarray) -> memoryview:
@@ -141,10 +157,13 @@ class Chunks:
     per-call cost), the numpy columns views of them."""
 
     __slots__ = (
+        "_apart",
         "_end",
         "_first",
         "_keys",
+        "_narrow",
         "_offsets",
+        "_runs",
         "_sizes",
         "description",
         "end",
@@ -175,6 +194,42 @@ class Chunks:
         # What makes a chunk's stsc row, as one integer: equal keys, one run.
         keys = (samples.astype(np.uint64) << np.uint64(32)) | description.astype(np.uint64)
         self._keys = array("Q", keys.tobytes())
+        # What warm cuts read, made by `finish` (see `Mp4Index.finish`).
+        self._runs: tuple[array[int], bytes] | None = None
+        self._narrow: bytes | None = None
+        self._apart: tuple[array[int], bytes | None] | None = None
+
+    def finish(self) -> None:
+        """Make the tables warm cuts read: the chunks starting a run of equal keys and
+        their stsc rows, big-endian (a cut's rows between its outer two chunks are a
+        slice of them, renumbered); the offsets as stco entries when they fit 32 bits;
+        and, when each chunk holds bytes and lies apart from the next (so that a cut of
+        this track alone is a span per chunk), the bytes before each chunk and all,
+        also as stco entries when they fit. Each is whole when put in place."""
+        if self._runs is not None:
+            return
+        keys = np.frombuffer(self._keys, np.uint64)
+        offsets, sizes = self.offsets, self.sizes
+        starts = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+        if len(keys):
+            starts = np.concatenate(([0], starts))
+        rows = np.empty((len(starts), 3), ">u4")
+        rows[:, 0] = starts + 1
+        rows[:, 1], rows[:, 2] = self.samples[starts], self.description[starts]
+        runs = array("q", starts.astype(np.int64).tobytes()), rows.tobytes()
+        if not len(offsets) or int(offsets.max()) <= 0xFFFFFFFF:
+            self._narrow = offsets.astype(">u4").tobytes()
+        apart = bool((sizes > 0).all()) and bool((offsets[1:] > (offsets + sizes)[:-1]).all())
+        if apart:
+            before = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+            narrow = before.astype(">u4").tobytes() if int(before[-1]) <= 0xFFFFFFFF else None
+            self._apart = array("q", before.tobytes()), narrow
+        self._runs = runs  # last: a finished chunk map has all of them
+
+    @property
+    def spaced(self) -> bool:
+        """Whether the chunks are finished as lying apart (see `finish`)."""
+        return self._apart is not None
 
     @property
     def nbytes(self) -> int:
@@ -185,6 +240,9 @@ class Chunks:
             + self.sizes.nbytes
             + self.new_run.nbytes
             + 8 * len(self._keys)
+            + (20 * len(self._runs[0]) if self._runs else 0)
+            + len(self._narrow or b"")
+            + (12 * len(self._apart[0]) if self._apart else 0)
         )
 
     @classmethod
@@ -214,6 +272,37 @@ class Chunks:
 
     def stsc(self, lo: int, hi: int, first: int, stop: int) -> bytes:
         """The `stsc` of a cut of few chunks `[lo, hi)` holding samples `[first, stop)`."""
+        runs = self._runs
+        if runs is None or hi - lo < 3:
+            return self._stsc_of_few(lo, hi, first, stop)
+        keys = self._keys
+        head = keys[lo]
+        starts = self._first[lo]
+        if starts < first:  # only the first chunk can start before the cut
+            head -= (first - starts) << 32
+        last = keys[hi - 1]
+        ends = self._end[hi - 1]
+        if ends > stop:  # and only the last one end after it
+            last -= (ends - stop) << 32
+        # The rows of the outer two chunks and of their neighbours are made here; those
+        # of the chunks between, whose neighbours are whole, are the prepared ones.
+        rows = [_ROW.pack(1, head >> 32, head & 0xFFFFFFFF)]
+        second = keys[lo + 1]
+        if second != head:
+            rows.append(_ROW.pack(2, second >> 32, second & 0xFFFFFFFF))
+        run_starts, run_rows = runs
+        begin = bisect_left(run_starts, lo + 2)
+        end = bisect_left(run_starts, hi - 1, begin)
+        if end > begin:
+            middle = run_rows[12 * begin : 12 * end]
+            rows.append(add_to_fields(middle, 96, -lo, 64))
+        if last != keys[hi - 2]:
+            rows.append(_ROW.pack(hi - lo, last >> 32, last & 0xFFFFFFFF))
+        body = b"".join(rows)
+        return _HEAD.pack(16 + len(body), b"stsc", 0, len(body) // 12) + body
+
+    def _stsc_of_few(self, lo: int, hi: int, first: int, stop: int) -> bytes:
+        """`stsc` of a cut of one or two chunks, row by row."""
         keys = self._keys[lo:hi].tolist()
         starts = self._first[lo]
         if starts < first:  # only the first chunk can start before the cut
@@ -238,6 +327,34 @@ class Chunks:
         sizes[0] -= skipped
         sizes[-1] -= dropped
         return offsets, sizes
+
+    def spaced_layout(
+        self, lo: int, hi: int, skipped: int, dropped: int
+    ) -> tuple[list[int], list[int], int, int] | None:
+        """The spans (starts, lengths), their total and the place of the last chunk of a
+        cut of a `spaced` track alone: a span per chunk, or None when a trimmed outer
+        chunk holds no bytes (then `Layout` leaves it out)."""
+        assert self._apart is not None
+        starts, lengths = self.lists(lo, hi, skipped, dropped)
+        if not lengths[0] or not lengths[-1]:
+            return None
+        before = self._apart[0]
+        total = before[hi] - before[lo] - skipped - dropped
+        return starts, lengths, total, total - lengths[-1]
+
+    def spaced_offsets_box(self, lo: int, hi: int, skipped: int, base: int) -> bytes:
+        """The `stco` (or `co64`) of a `spaced_layout` cut at `base`: each chunk lands
+        where the bytes of the cut's chunks before it end."""
+        assert self._apart is not None
+        before, narrow = self._apart
+        shift = base - before[lo] - skipped
+        count = hi - lo
+        top = base if count == 1 else before[hi - 1] + shift
+        if narrow is None or top > 0xFFFFFFFF:
+            places = [base] + [at + shift for at in before[lo + 1 : hi]]
+            return offsets_box(places, 0)
+        rest = add_to_fields(narrow[4 * lo + 4 : 4 * hi], 32, shift)
+        return _HEAD.pack(16 + 4 * count, b"stco", 0, count) + _U32.pack(base) + rest
 
     def cut(self, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
         """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
@@ -539,11 +656,23 @@ class Weave:
 def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
     """The `stco` (or `co64`) of one track's chunks in a woven layout at `base`."""
     head, segments, top, count = woven
-    entries = [head + base]
     offsets = chunks._offsets
-    for start, stop, delta in segments:
-        shift = delta + base
-        entries += [offset + shift for offset in offsets[start:stop]]
+    narrow = chunks._narrow
     if top + base > 0xFFFFFFFF:
+        entries = [head + base]
+        for start, stop, delta in segments:
+            shift = delta + base
+            entries += [offset + shift for offset in offsets[start:stop]]
         return table_box(b"co64", 0, count, pack(f">{count}Q", *entries))
-    return table_box(b"stco", 0, count, pack(f">{count}I", *entries))
+    if narrow is None:  # a source offset past 32 bits, though none of the output's is
+        entries = [head + base]
+        for start, stop, delta in segments:
+            shift = delta + base
+            entries += [offset + shift for offset in offsets[start:stop]]
+        return table_box(b"stco", 0, count, pack(f">{count}I", *entries))
+    # Each segment is a slice of the source's entries, shifted: no entry is negative or
+    # past 32 bits, so the fields are shifted all at once.
+    parts = [_HEAD.pack(16 + 4 * count, b"stco", 0, count), _U32.pack(head + base)]
+    for start, stop, delta in segments:
+        parts.append(add_to_fields(narrow[4 * start : 4 * stop], 32, delta + base))
+    return b"".join(parts)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from struct import Struct, pack
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from vodedge.media.errors import MalformedMedia
 from vodedge.media.mp4 import cuts as fast
 from vodedge.media.mp4.boxes import Box, header_bytes
 from vodedge.media.mp4.skeleton import Skeleton
-from vodedge.media.mp4.timeline import BytesBefore, Timeline
+from vodedge.media.mp4.timeline import BytesBefore, ChunkedBytes, Timeline
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_columns import ColumnPlan
 
@@ -293,10 +293,13 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         cuts, slots, strict=True
     ):
         chunks = prepared.chunks
-        lo, hi, skipped, dropped = chunks.bounds(first, stop, prepared.prefix_view)
+        prefix = prepared.prefix_view
+        if type(prefix) is ChunkedBytes and prefix.table is not None:
+            prefix = prefix.table  # finished: read without a call per look-up
+        lo, hi, skipped, dropped = chunks.bounds(first, stop, prefix)
         bounds.append((chunks, lo, hi, skipped, dropped))
         if hi - lo > fast.SMALL:
-            large.append(chunks.cut(first, stop, prepared.prefix_view))
+            large.append(chunks.cut(first, stop, prefix))
             stsc = large[-1].stsc
         else:
             stsc = chunks.stsc(lo, hi, first, stop)
@@ -309,13 +312,13 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
             assert prepared.edts_at is not None
             varying[prepared.edts_at] = 8 + len(elst)
             if edts_at >= 0:
-                parts[edts_at] = (_HEAD.pack(8 + len(elst), b"edts"), elst)
+                parts[edts_at] = _HEAD.pack(8 + len(elst), b"edts") + elst
         tkhd = prepared.tkhd.box(track_duration)
         mdhd = prepared.mdhd.box(media_duration)
         if tkhd_at >= 0:
-            parts[tkhd_at] = (tkhd,)
+            parts[tkhd_at] = tkhd
         if mdhd_at >= 0:
-            parts[mdhd_at] = (mdhd,)
+            parts[mdhd_at] = mdhd
         pieces, stco_at, size = _stbl(samples, prepared, first, stop, stsc)
         varying[prepared.stbl_at] = size
         stbls.append((pieces, stco_at, size, stbl_at))
@@ -323,9 +326,13 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         mvhd_at, mvhd_box = mvhd
         made = mvhd_box.box(longest)
         if mvhd_at >= 0:
-            parts[mvhd_at] = (made,)
+            parts[mvhd_at] = made
 
     woven = None if large or weave is None else weave.layout(bounds)
+    spaced = None
+    if woven is None and not large and len(bounds) == 1 and bounds[0][0].spaced:
+        _, lo, hi, skipped, dropped = bounds[0]
+        spaced = bounds[0][0].spaced_layout(lo, hi, skipped, dropped)
     widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
     relatives: list[fast.Column] = []
     starts: fast.Column
@@ -333,6 +340,9 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     if woven is not None:
         starts, lengths, total, tracks = woven
         widest = [(top, count) for _, _, top, count in tracks]
+    elif spaced is not None:
+        starts, lengths, total, top = spaced
+        widest = [(top, len(starts))]
     else:
         layout = _layout(bounds, large)
         starts, lengths, total = layout.starts, layout.lengths, layout.total
@@ -354,19 +364,30 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         movie.box.size,
         len(mdat_header),
     )
-    for track, (pieces, stco_at, size, stbl_at) in enumerate(stbls):
+    for track, (pieces, stco_at, size, _) in enumerate(stbls):
+        chunks, lo, hi, skipped, _ = bounds[track]
         if woven is not None:
-            stco = fast.woven_offsets_box(bounds[track][0], woven[3][track], base)
+            stco = fast.woven_offsets_box(chunks, woven[3][track], base)
+        elif spaced is not None:
+            stco = chunks.spaced_offsets_box(lo, hi, skipped, base)
         else:
             stco = fast.offsets_box(relatives[track], base)
         pieces[stco_at] = stco
         size += len(stco)
         pieces[0] = _HEAD.pack(size, b"stbl")
         varying[cuts[track][1].stbl_at] = size
-        if stbl_at >= 0:
-            parts[stbl_at] = pieces
     skeleton.fill(parts, varying)
-    head = b"".join(chain((index.ftyp,), chain.from_iterable(parts), (mdat_header,)))
+    # The stbls' pieces go in their slots here: a large table is copied once, by the join.
+    flat: list[Piece] = [index.ftyp]
+    done = 0
+    for pieces, _, _, stbl_at in sorted(stbls, key=_place) if len(stbls) > 1 else stbls:
+        if stbl_at >= 0:
+            flat += parts[done:stbl_at]
+            flat += pieces
+            done = stbl_at + 1
+    flat += parts[done:]
+    flat.append(mdat_header)
+    head = b"".join(flat)
     if not isinstance(starts, list) and not isinstance(lengths, list):
         if len(starts) >= MANY_SPANS:  # their Span tuples are made only if asked for
             return ColumnPlan(head, starts, lengths)
@@ -375,6 +396,11 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
     spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
     return Plan.head_and_spans(head, spans, list(lengths))
+
+
+def _place(stbl: tuple[list[Piece], int, int, int]) -> int:
+    """Where a cut stbl goes in the skeleton."""
+    return stbl[3]
 
 
 def _layout(

@@ -878,11 +878,13 @@ class Mp4Index:
 
     def finish(self) -> None:
         """Make what warm clips read fastest and the first ones do without (the bytes
-        before each sample): a cold build leaves it out, so that its first clip does
-        not wait for it (its pages are a third of what a build costs). Safe beside
-        clips in another thread: each table is whole before it is put in use."""
+        before each sample, the chunk tables of `cuts.Chunks.finish`): a cold build
+        leaves them out, so that its first clip does not wait for them (their pages are
+        a third of what a build costs). Safe beside clips in another thread: each table
+        is whole before it is put in use."""
         for track in self.tracks.values():
             if isinstance(track, TrackIndex) and track.prepared is not None:
+                track.prepared.chunks.finish()
                 view = track.prepared.prefix_view
                 if isinstance(view, ChunkedBytes) and view.table is None:
                     view.table = track.bytes_table().data

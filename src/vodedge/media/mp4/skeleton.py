@@ -11,23 +11,22 @@ is what `movie.rebuild_pieces` would make, without walking the boxes again.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from struct import Struct
 
 from vodedge.media.errors import LimitExceeded
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children_offset
 
 Part = bytes | memoryview
-Slot = Sequence[Part]
 
 _HEAD = Struct(">I4s")
 
 
 class Skeleton:
-    """The rebuilt moov as a list of slots, each a sequence of pieces: a fixed piece
-    (as a 1-tuple), a replaced box that a rebuild reaches (empty until filled), or the
-    header of a container it re-serialises; and each such container's size as a
-    constant plus the sizes of the replacements that vary."""
+    """The rebuilt moov as a list of pieces: a fixed piece, a replaced box that a
+    rebuild reaches (empty until filled), or the header of a container it
+    re-serialises; and each such container's size as a constant plus the sizes of
+    the replacements that vary."""
 
     __slots__ = ("containers", "parts", "slots")
 
@@ -47,8 +46,8 @@ class Skeleton:
         self._walk(data, moov, set(places), list(places), kids, flat, walked)
         by_slot = {at: place for place, at in self.slots.items()}
         heads = {at for at, _, _ in walked}
-        self.parts: list[Slot] = [
-            () if at in by_slot or at in heads else (p,) for at, p in enumerate(flat)
+        self.parts: list[Part] = [
+            b"" if at in by_slot or at in heads else p for at, p in enumerate(flat)
         ]
         # Innermost first; every container is below 4 GiB (`fill` checks), so a
         # nested one re-serialised has an 8-byte header.
@@ -100,11 +99,11 @@ class Skeleton:
         _, _, fixed, refs = self.containers[-1]  # the moov, walked last
         return 8 + fixed + sum(map(varying.__getitem__, refs))
 
-    def fill(self, parts: list[Slot], varying: Mapping[int, int]) -> None:
+    def fill(self, parts: list[Part], varying: Mapping[int, int]) -> None:
         """Write every re-serialised container's header into `parts` (a copy of
         `self.parts` with the replacements in their slots), given their sizes."""
         for at, kind, fixed, refs in self.containers:
             size = 8 + fixed + sum(map(varying.__getitem__, refs))
             if size > 0xFFFFFFFF:  # never in a moov read whole; the general path handles it
                 raise LimitExceeded(f"a rebuilt {kind!r} box would pass 4 GiB")
-            parts[at] = (_HEAD.pack(size, kind),)
+            parts[at] = _HEAD.pack(size, kind)
