@@ -19,13 +19,11 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from vodedge.config import Domain, NodeConfig
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics
 from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
-from vodedge.edge.cache_index import ObjectMeta
 from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import deliver, idle
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
@@ -42,7 +40,6 @@ from vodedge.edge.source import OriginPool, OriginSet
 HEAD = 64 << 10
 _BYTES = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
 ORIGIN_SETS = 2048
-HIT_HEADERS = 4096
 
 
 @dataclass
@@ -59,8 +56,6 @@ class Edge:
     origins: OriginPool = field(default_factory=OriginPool)
     limits: NodeLimits = field(default_factory=NodeLimits)
     resolver: ResolveMemo = field(default_factory=ResolveMemo)
-    # The headers of the last answer from memory per key (see _from_memory).
-    _hit_headers: dict[str, tuple[ObjectMeta, int, CIMultiDict[str]]] = field(default_factory=dict)
     # Origins by what makes them (domain, Host, path, origin query, key): a clip at a
     # new start is a new Resolved but asks the origin for the same object.
     _origin_sets: dict[tuple[int, str, str, str, str], tuple[Domain, OriginSet]] = field(
@@ -233,19 +228,8 @@ def _from_memory(
     store.touch(resolved.key, now)
     metrics.count_lookup(resolved.domain.name, "HIT")
     exchange.cache = "HIT"
-    meta = entry.meta
-    age = meta.age(now)
     # Made once per object version and second of Age: web.Response copies them.
-    made = edge._hit_headers.get(resolved.key)
-    if made is not None and made[0] is meta and made[1] == age:
-        answer = made[2]
-    else:
-        answer = plain_headers(meta, "HIT", resolved.path, now)
-        if meta.etag:
-            answer["ETag"] = meta.etag
-        if len(edge._hit_headers) >= HIT_HEADERS:
-            edge._hit_headers.clear()
-        edge._hit_headers[resolved.key] = (meta, age, answer)
+    answer = plain_headers(entry.meta, "HIT", resolved.path, now)
     return web.Response(headers=answer, body=data)
 
 

@@ -102,16 +102,28 @@ def cache_headers(body: Body, how: str) -> CIMultiDict[str]:
 def plain_headers(
     meta: ObjectMeta, how: str, path: str, now: float | None = None
 ) -> CIMultiDict[str]:
-    """The headers of an object sent as it is (before deliver adds its ETag); its Age
-    as of `now` (None: now)."""
+    """The headers of an object sent as it is, its ETag included, as of `now` (None:
+    now); shared: the caller copies them before it adds to them (web.Response does)."""
+    age = meta.age(time.time() if now is None else now)
+    made = _PLAIN.get((meta.key, how))
+    if made is not None and made[0] is meta and made[1] == age and made[2] == path:
+        return made[3]
     headers = _meta_headers(meta, how, now)
     headers["Content-Type"] = meta.content_type or _guessed_type(path)
+    if meta.etag:
+        headers["ETag"] = meta.etag  # what deliver adds from the validators, in place
+    if len(_PLAIN) >= MADE_HEADERS:
+        _PLAIN.clear()
+    _PLAIN[(meta.key, how)] = (meta, age, path, headers)
     return headers
 
 
 # The headers of an object version's responses as found one way (X-Cache) in one second
-# of Age, made once: each response gets a copy to add to.
+# of Age, made once: each response gets a copy to add to. _PLAIN: the same with the
+# plain object's Content-Type and ETag (the 1 kB HIT's headers whole), its path kept
+# because the type may be guessed from it.
 _MADE: dict[tuple[str, str], tuple[ObjectMeta, int, CIMultiDict[str]]] = {}
+_PLAIN: dict[tuple[str, str], tuple[ObjectMeta, int, str, CIMultiDict[str]]] = {}
 MADE_HEADERS = 4096
 
 
@@ -142,7 +154,7 @@ def _guessed_type(path: str) -> str:
 
 def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -> Output:
     """The object as it is (no transform)."""
-    headers = plain_headers(body.meta, how, resolved.path)
+    headers = plain_headers(body.meta, how, resolved.path).copy()
     size = body.size
     validators = Validators(body.meta.etag, body.meta.last_modified)
     data = body.data
