@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlencode
 
 from aiohttp import web
-from multidict import MultiDict, MultiDictProxy
+from multidict import MultiDict
 
 from vodedge.config import Domain, NodeConfig, TtlRule, normalize_host
 from vodedge.config.urlauth import AuthDenied, Authorized, verify
@@ -26,7 +26,7 @@ from vodedge.edge.refusal import Refusal
 from vodedge.edge.resp_headers import DOMAIN, preflight
 from vodedge.edge.target import BadTarget, normalize_path, read_target
 from vodedge.edge.tls import scheme_answer
-from vodedge.edge.transforms import Transform, transform_for
+from vodedge.edge.transforms import Transform, reseek, reseeks, transform_for
 from vodedge.media.errors import MediaError
 
 MEDIA_STATUS = {
@@ -178,7 +178,8 @@ class ResolveMemo:
         self.longest = longest  # longer targets are resolved each time (bounded memory)
         self._config: NodeConfig | None = None
         self._found: dict[tuple[str | None, str, bool], Resolved] = {}
-        self._shapes: dict[tuple[str | None, str, bool], Resolved] = {}
+        # A shape's model, and its transform when `reseek` may make the others' from it.
+        self._shapes: dict[tuple[str | None, str, bool], tuple[Resolved, Transform | None]] = {}
         # Every seek argument name of the configuration's domains that seek.
         self._seek_names: frozenset[str] = frozenset()
 
@@ -203,13 +204,15 @@ class ResolveMemo:
             form = (host, shape[0], key[2])
             model = self._shapes.get(form)
             if model is not None:
-                return _reseek(request, model, shape[1])
+                return _reseek(request, model[0], shape[1], model[1])
         found = resolve(request, config)
         if found.domain.url_auth is None and len(target) + len(host or "") <= self.longest:
             if shape is not None and _seeks_by(found.domain, shape[1]):
                 if len(self._shapes) >= self.size:
                     self._shapes = {}
-                self._shapes[form] = found
+                names = shape[1].keys()
+                base = found.transform if reseeks(found.domain, found.transform, names) else None
+                self._shapes[form] = (found, base)
             else:
                 if len(self._found) >= self.size:
                     self._found = {}
@@ -234,17 +237,22 @@ def _check(request: web.BaseRequest, domain: Domain) -> None:
     _refuse_client(domain, request)
 
 
-def _reseek(request: web.BaseRequest, model: Resolved, values: dict[str, str]) -> Resolved:
+def _reseek(
+    request: web.BaseRequest, model: Resolved, values: dict[str, str], base: Transform | None
+) -> Resolved:
     """The answer to a target of `model`'s shape with these seek argument values: its
     query is the model's with them (names and order as written, no escapes), its
-    transform made from it; a refusal of the transform comes after the other checks."""
-    query: Mapping[str, str] = MultiDictProxy(
-        MultiDict([(name, values.get(name, value)) for name, value in model.query.items()])
-    )
+    transform made from it (from `base`, the model's, when not None: only the bounds
+    differ); a refusal of the transform comes after the other checks."""
+    query = MultiDict(model.query)
+    query.update(values)  # each name once (the shape's), in its place
     domain = model.domain
     refused = None
     try:
-        transform = transform_for(domain, model.path, query)
+        if base is not None:
+            transform = reseek(base, domain.seek, values)
+        else:
+            transform = transform_for(domain, model.path, query)
     except MediaError as exc:
         refused = media_refusal(exc, domain=domain.name, function="seek")
     _check(request, domain)
@@ -264,9 +272,9 @@ def _reseek(request: web.BaseRequest, model: Resolved, values: dict[str, str]) -
     )
 
 
-# A seek argument's value that reads the same raw and decoded (yarl's parse): digits and
-# dots, as players write seconds.
-_PLAIN_VALUE = re.compile(r"[0-9.]{1,32}")
+# A seek argument's value that reads the same raw and decoded (yarl's parse): 1 to 32
+# digits and dots, as players write seconds (a strip, cheaper than a regex's match).
+_PLAIN_VALUE = "0123456789."
 
 
 def _seek_names(config: NodeConfig) -> frozenset[str]:
@@ -293,7 +301,8 @@ def _seek_shape(target: str, names: frozenset[str]) -> tuple[str, dict[str, str]
         name, equals, value = piece.partition("=")
         if name not in names:
             continue
-        if not equals or name in values or not _PLAIN_VALUE.fullmatch(value):
+        plain = 0 < len(value) <= 32 and not value.strip(_PLAIN_VALUE)
+        if not equals or name in values or not plain:
             return None
         values[name] = value
         pieces[at] = name + "="

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from vodedge.config import Domain
+from vodedge.config.policy import SeekConfig
 from vodedge.config.query import AUDIO_TRACK_ARG
 from vodedge.media.errors import InvalidSeek, InvalidTrack
 from vodedge.media.preview import check_preview
@@ -142,6 +143,38 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
         return None
     check_seek(start, end)
     return Transform(kind, audio_only, start, end, by_time, track)
+
+
+def reseeks(domain: Domain, base: Transform | None, names: Collection[str]) -> bool:
+    """Whether `reseek` makes what `transform_for` makes of `base`'s query with other
+    values of its seek arguments `names`: an MP4 or FLV transform on a domain that seeks
+    and has no preview (its argument may cut the end), none of the names read otherwise."""
+    return (
+        base is not None
+        and base.kind in ("mp4", "flv")
+        and domain.preview is None
+        and domain.seek.enabled
+        and AUDIO_ONLY_ARG not in names
+        and AUDIO_TRACK_ARG not in names
+    )
+
+
+def reseek(base: Transform, seek: SeekConfig, values: Mapping[str, str]) -> Transform | None:
+    """`transform_for` of a query that differs from `base`'s only in the `values` of its
+    seek arguments (see `reseeks`): the bounds parsed, the rest as `base` has it."""
+    if base.kind == "mp4":
+        start_arg, end_arg, parse = seek.mp4_start_arg, seek.mp4_end_arg, parse_seconds
+    else:
+        start_arg, end_arg = seek.flv_start_arg, seek.flv_end_arg
+        parse = parse_seconds if base.by_time else _offset
+    text = values.get(start_arg)
+    start = None if text is None else parse(text, start_arg)
+    text = values.get(end_arg)
+    end = None if text is None else parse(text, end_arg)
+    if not base.audio_only and start is None and end is None and base.track is None:
+        return None
+    check_seek(start, end)
+    return Transform(base.kind, base.audio_only, start, end, base.by_time, base.track)
 
 
 def _track(text: str | None) -> int | None:
