@@ -24,7 +24,7 @@ from vodedge.media.errors import MalformedMedia
 from vodedge.media.mp4 import cuts as fast
 from vodedge.media.mp4.boxes import Box, header_bytes
 from vodedge.media.mp4.skeleton import Skeleton
-from vodedge.media.mp4.timeline import BytesBefore, ChunkedBytes, Timeline
+from vodedge.media.mp4.timeline import BytesBefore, ChunkedBytes, Timeline, ratio
 from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_columns import ColumnPlan
 
@@ -122,7 +122,7 @@ def edit_list(
     edits: Edits | None = samples.edits
     if first == 0 and edits is not None:
         # A track that starts later than the clip keeps the rest of its delay.
-        late = edits.delay / movie.timescale - begin if movie.timescale else 0.0
+        late = ratio(edits.delay, movie.timescale) - begin if movie.timescale else 0.0
         delay, media_time = max(round(late * movie.timescale), 0), edits.media_time
     else:
         delay = 0
@@ -195,7 +195,7 @@ def clip_cuts(
             key = sync_at_or_before(video, video.prepared, begin)
             # The other tracks start where the keyframe is shown, not decoded.
             ctts = video.ctts
-            shown = int(ctts[key]) / video.track.timescale if ctts is not None else 0.0
+            shown = ratio(int(ctts[key]), video.track.timescale) if ctts is not None else 0.0
             begin = max(video.prepared.dts.seconds(key) + shown, 0.0)
     cuts: list[Cut] = []
     for samples in tracks:

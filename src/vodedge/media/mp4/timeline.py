@@ -11,6 +11,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from operator import truediv
 from struct import Struct
 from typing import Protocol, overload
 
@@ -24,6 +25,15 @@ SMALL = 64
 FEW = 64
 # float64 holds every integer below this exactly.
 _EXACT = 1 << 53
+
+
+def ratio(ticks: int, scale: int) -> float:
+    """`ticks / scale` as Python rounds it (once, exactly). Compiled (mypyc), `/` of two
+    ints converts each to a float first, which rounds the ticks of a large shift."""
+    if -_EXACT < ticks < _EXACT and -_EXACT < scale < _EXACT:
+        return ticks / scale  # both exact as floats: one rounding, either way
+    quotient: float = truediv(ticks, scale)
+    return quotient
 
 
 def _searchable(array: Ints) -> Sequence[int] | Ints:
@@ -117,7 +127,7 @@ class Timeline:
 
     def seconds(self, i: int) -> float:
         """The start of sample `i` in seconds on the movie's timeline."""
-        return (self[i] - self.shift) / self.timescale + self.delay
+        return ratio(self[i] - self.shift, self.timescale) + self.delay
 
     def after(self, when: float) -> int:
         """How many samples start at or before `when`."""
@@ -150,20 +160,20 @@ class Timeline:
         # and its neighbour are tried first, which settles it unless rounding misled.
         lo, hi = 0, n
         if j:
-            at = (base + j * duration - shift) / scale + delay
+            at = ratio(base + j * duration - shift, scale) + delay
             if at <= when if at_or_before else at < when:
                 lo = j
             else:
                 hi = j
         if lo + 1 < hi:
-            at = (base + (lo + 1) * duration - shift) / scale + delay
+            at = ratio(base + (lo + 1) * duration - shift, scale) + delay
             if at <= when if at_or_before else at < when:
                 lo += 1
             else:
                 hi = lo + 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            at = (base + mid * duration - shift) / scale + delay
+            at = ratio(base + mid * duration - shift, scale) + delay
             if at <= when if at_or_before else at < when:
                 lo = mid
             else:
