@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 Ints = npt.NDArray[np.int64]
 Piece = bytes | memoryview
+# Compiled (mypyc), a dataclass field's type is looked up by name in this module when it
+# is a builtin mypyc does not know (memoryview): the alias is that name.
+Memory = memoryview
 
 _U32 = Struct(">I")
 _U64 = Struct(">Q")
@@ -98,7 +101,7 @@ class Prepared:
     recipe: list[bytes | memoryview | int | tuple[bytes, fast.Runs]]  # copied, made, sbgp
     tkhd: DurationBox
     mdhd: DurationBox
-    sizes: memoryview  # the stsz entries, big-endian bytes
+    sizes: Memory  # the stsz entries, big-endian bytes
     tkhd_at: int
     mdhd_at: int
     edts_at: int | None  # when the track has an edit list to rewrite
