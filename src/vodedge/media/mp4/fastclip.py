@@ -355,8 +355,9 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
             relative = layout.positions[first_chunk : first_chunk + count]
             first_chunk += count
             relatives.append(relative)
-            top = max(relative) if isinstance(relative, list) else relative.max()
-            widest.append((int(top) if count else 0, count))
+            # int() of numpy's scalar: compiled (mypyc), `top` is an int, checked on assignment.
+            top = max(relative) if isinstance(relative, list) else int(relative.max())
+            widest.append((top if count else 0, count))
     mdat_header = header_bytes(b"mdat", total)
 
     # The size without chunk offsets, plus theirs: the base settles by arithmetic.
