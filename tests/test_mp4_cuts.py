@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from vodedge.media.mp4.cuts import (
     Chunks,
+    Fields,
     Layout,
     Runs,
     Weave,
-    add_to_fields,
     offsets_box,
     woven_offsets_box,
 )
@@ -171,7 +171,7 @@ def test_woven_layout_is_the_sorted_one(
     st.integers(-(1 << 33), 1 << 33),
 )
 def test_fields_shift_all_at_once(values: list[int], shape: tuple[int, int], delta: int) -> None:
-    """`add_to_fields` adds to one field of every big-endian record as one integer sum:
+    """`Fields.add` adds to one field of every big-endian record as one integer sum:
     where every sum fits its field, each is what adding one by one gives."""
     bits, low = shape
     other = (1 << low) - 1 if low else 0  # the bits below the field hold something
@@ -179,7 +179,7 @@ def test_fields_shift_all_at_once(values: list[int], shape: tuple[int, int], del
         return
     records = b"".join(((v << low) | other).to_bytes(bits // 8, "big") for v in values)
     expected = b"".join(((v + delta << low) | other).to_bytes(bits // 8, "big") for v in values)
-    assert add_to_fields(records, bits, delta, low) == expected
+    assert Fields(bits, low).add(records, delta) == expected
 
 
 @st.composite

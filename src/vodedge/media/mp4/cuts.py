@@ -33,8 +33,7 @@ _ONE = Struct(">I4sIIII")  # the same with one (count, value) entry
 _RUN = Struct(">II")
 _U32 = Struct(">I")
 _ROW = Struct(">III")  # an stsc row: first chunk, samples per chunk, description
-# Ones in each field of `count` fields of `bits` bits, by (count, bits): see `add_to_fields`.
-_ONES: dict[tuple[int, int], int] = {}
+_ROWS2 = Struct(">6I")  # two of them
 
 
 def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
@@ -42,17 +41,33 @@ def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
     return _HEAD.pack(16 + len(entries), kind, version << 24, count) + entries
 
 
-def add_to_fields(entries: bytes, bits: int, delta: int, low: int = 0) -> bytes:
-    """Big-endian fields of `bits` bits with `delta` added to each at bit `low` (all at
-    once, as one integer: every sum must fit its field, so nothing carries or borrows)."""
-    count = 8 * len(entries) // bits
-    ones = _ONES.get((count, bits))
-    if ones is None:
-        ones = ((1 << bits * count) - 1) // ((1 << bits) - 1)
-        if count <= 2 * SMALL:  # the counts small cuts have: a bounded cache
-            _ONES[(count, bits)] = ones
-    total = int.from_bytes(entries, "big") + (delta * ones << low)
-    return total.to_bytes(len(entries), "big")
+class Fields:
+    """Big-endian records of `bits` bits with a field at bit `low` (of the record's
+    last bit), to which `add` adds one value in every record at once, as one integer:
+    every sum must fit its field, so nothing carries or borrows."""
+
+    __slots__ = ("bits", "low", "ones")
+
+    def __init__(self, bits: int, low: int = 0) -> None:
+        self.bits = bits
+        self.low = low
+        self.ones: dict[int, int] = {}  # by length in bytes: a one in each field
+
+    def add(self, entries: bytes, delta: int) -> bytes:
+        """`entries` with `delta` added to the field of each record."""
+        size = len(entries)
+        ones = self.ones.get(size)
+        if ones is None:
+            bits = self.bits
+            count = 8 * size // bits
+            ones = ((1 << bits * count) - 1) // ((1 << bits) - 1) << self.low
+            if count <= 2 * SMALL:  # the counts small cuts have: a bounded cache
+                self.ones[size] = ones
+        return (int.from_bytes(entries, "big") + delta * ones).to_bytes(size, "big")
+
+
+OFFSETS = Fields(32)  # stco entries
+FIRST_CHUNKS = Fields(96, 64)  # the first-chunk numbers of stsc rows
 
 
 def view(values: np.ndarray) -> memoryview:
@@ -132,6 +147,11 @@ class Runs:
     def group_box(self, head: bytes, first: int, stop: int, out: list[Piece]) -> int:
         """Append the `sbgp` box (`head`: its version, flags and grouping type) of
         samples `[first, stop)` to `out` in pieces; its size."""
+        single = self.single
+        if single is not None:  # one run: (count 1, its samples, its value)
+            size = 20 + len(head)
+            out.append(_U32.pack(size) + b"sbgp" + head + _ROW.pack(1, stop - first, single))
+            return size
         count, entries = self.cut(first, stop)
         size = 12 + len(head) + sum(map(len, entries))
         out.append(_U32.pack(size) + b"sbgp" + head + _U32.pack(count))
@@ -195,17 +215,18 @@ class Chunks:
         keys = (samples.astype(np.uint64) << np.uint64(32)) | description.astype(np.uint64)
         self._keys = array("Q", keys.tobytes())
         # What warm cuts read, made by `finish` (see `Mp4Index.finish`).
-        self._runs: tuple[array[int], bytes] | None = None
+        self._runs: tuple[array[int], bytes] | None = None  # see `finish`
         self._narrow: bytes | None = None
         self._apart: tuple[array[int], bytes | None] | None = None
 
     def finish(self) -> None:
-        """Make the tables warm cuts read: the chunks starting a run of equal keys and
-        their stsc rows, big-endian (a cut's rows between its outer two chunks are a
-        slice of them, renumbered); the offsets as stco entries when they fit 32 bits;
-        and, when each chunk holds bytes and lies apart from the next (so that a cut of
-        this track alone is a span per chunk), the bytes before each chunk and all,
-        also as stco entries when they fit. Each is whole when put in place."""
+        """Make the tables warm cuts read: the stsc rows of the chunks starting a run of
+        equal keys, big-endian, and how many start before each chunk (a cut's rows
+        between its outer two chunks are a slice of them, renumbered); the offsets as
+        stco entries when they fit 32 bits; and, when each chunk holds bytes and lies
+        apart from the next (so that a cut of this track alone is a span per chunk),
+        the bytes before each chunk and all, also as stco entries when they fit. Each
+        is whole when put in place."""
         if self._runs is not None:
             return
         keys = np.frombuffer(self._keys, np.uint64)
@@ -216,7 +237,9 @@ class Chunks:
         rows = np.empty((len(starts), 3), ">u4")
         rows[:, 0] = starts + 1
         rows[:, 1], rows[:, 2] = self.samples[starts], self.description[starts]
-        runs = array("q", starts.astype(np.int64).tobytes()), rows.tobytes()
+        rank = np.zeros(len(keys) + 1, np.int64)  # the runs starting before each chunk
+        rank[starts + 1] = 1
+        runs = array("q", np.cumsum(rank).tobytes()), rows.tobytes()
         if not len(offsets) or int(offsets.max()) <= 0xFFFFFFFF:
             self._narrow = offsets.astype(">u4").tobytes()
         apart = bool((sizes > 0).all()) and bool((offsets[1:] > (offsets + sizes)[:-1]).all())
@@ -240,7 +263,7 @@ class Chunks:
             + self.sizes.nbytes
             + self.new_run.nbytes
             + 8 * len(self._keys)
-            + (20 * len(self._runs[0]) if self._runs else 0)
+            + (8 * len(self._runs[0]) + len(self._runs[1]) if self._runs else 0)
             + len(self._narrow or b"")
             + (12 * len(self._apart[0]) if self._apart else 0)
         )
@@ -286,19 +309,19 @@ class Chunks:
             last -= (ends - stop) << 32
         # The rows of the outer two chunks and of their neighbours are made here; those
         # of the chunks between, whose neighbours are whole, are the prepared ones.
-        rows = [_ROW.pack(1, head >> 32, head & 0xFFFFFFFF)]
         second = keys[lo + 1]
         if second != head:
-            rows.append(_ROW.pack(2, second >> 32, second & 0xFFFFFFFF))
-        run_starts, run_rows = runs
-        begin = bisect_left(run_starts, lo + 2)
-        end = bisect_left(run_starts, hi - 1, begin)
+            body = _ROWS2.pack(
+                1, head >> 32, head & 0xFFFFFFFF, 2, second >> 32, second & 0xFFFFFFFF
+            )
+        else:
+            body = _ROW.pack(1, head >> 32, head & 0xFFFFFFFF)
+        rank, rows = runs
+        begin, end = rank[lo + 2], rank[hi - 1]
         if end > begin:
-            middle = run_rows[12 * begin : 12 * end]
-            rows.append(add_to_fields(middle, 96, -lo, 64))
+            body += FIRST_CHUNKS.add(rows[12 * begin : 12 * end], -lo)
         if last != keys[hi - 2]:
-            rows.append(_ROW.pack(hi - lo, last >> 32, last & 0xFFFFFFFF))
-        body = b"".join(rows)
+            body += _ROW.pack(hi - lo, last >> 32, last & 0xFFFFFFFF)
         return _HEAD.pack(16 + len(body), b"stsc", 0, len(body) // 12) + body
 
     def _stsc_of_few(self, lo: int, hi: int, first: int, stop: int) -> bytes:
@@ -353,7 +376,7 @@ class Chunks:
         if narrow is None or top > 0xFFFFFFFF:
             places = [base] + [at + shift for at in before[lo + 1 : hi]]
             return offsets_box(places, 0)
-        rest = add_to_fields(narrow[4 * lo + 4 : 4 * hi], 32, shift)
+        rest = OFFSETS.add(narrow[4 * lo + 4 : 4 * hi], shift)
         return _HEAD.pack(16 + 4 * count, b"stco", 0, count) + _U32.pack(base) + rest
 
     def cut(self, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
@@ -427,15 +450,15 @@ def offsets_box(relative: Column, base: int) -> bytes:
     return table_box(b"co64", 0, count, offsets.astype(">u8").tobytes())
 
 
-def sync_cut(sync: Ints, numbers: list[int], first: int, stop: int) -> bytes:
-    """The `stss` of samples `[first, stop)` from an ascending `stss`, as an array and
-    as a list (a clip's few keyframes cost less in Python than in numpy calls)."""
+def sync_cut(numbers: list[int], entries: bytes, first: int, stop: int) -> bytes:
+    """The `stss` of samples `[first, stop)` from an ascending `stss`, as a list (to
+    bisect) and as its entries (a slice of them, renumbered all at once)."""
     lo = bisect_right(numbers, first)
     hi = bisect_right(numbers, stop)
-    if hi - lo <= SMALL:
-        kept = pack(f">{hi - lo}I", *[number - first for number in numbers[lo:hi]])
-        return table_box(b"stss", 0, hi - lo, kept)
-    return table_box(b"stss", 0, hi - lo, (sync[lo:hi] - first).astype(">u4").tobytes())
+    count = hi - lo
+    return _HEAD.pack(16 + 4 * count, b"stss", 0, count) + OFFSETS.add(
+        entries[4 * lo : 4 * hi], -first
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,5 +697,5 @@ def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
     # past 32 bits, so the fields are shifted all at once.
     parts = [_HEAD.pack(16 + 4 * count, b"stco", 0, count), _U32.pack(head + base)]
     for start, stop, delta in segments:
-        parts.append(add_to_fields(narrow[4 * start : 4 * stop], 32, delta + base))
+        parts.append(OFFSETS.add(narrow[4 * start : 4 * stop], delta + base))
     return b"".join(parts)

@@ -38,8 +38,6 @@ Piece = bytes | memoryview
 # is a builtin mypyc does not know (memoryview): the alias is that name.
 Memory = memoryview
 
-_U32 = Struct(">I")
-_U64 = Struct(">Q")
 _STSZ = Struct(">I4sIII")  # size, type, version and flags, constant size, count
 _ELST0 = Struct(">IiI")
 _ELST1 = Struct(">QqI")
@@ -57,7 +55,7 @@ class DurationBox:
     """A `mvhd`, `tkhd` or `mdhd` box whose duration a clip rewrites: the bytes
     before and after the field (`set_duration_field`'s, with the box header)."""
 
-    __slots__ = ("head", "name", "size", "tail", "wide")
+    __slots__ = ("head", "layout", "name", "size", "tail", "wide")
 
     def __init__(self, kind: bytes, payload: bytes, *, tkhd: bool = False) -> None:
         version = payload[0] if payload else 0
@@ -73,14 +71,14 @@ class DurationBox:
         self.tail = payload[pos + width :]
         self.wide = wide
         self.size = len(self.head) + width + len(self.tail)
+        # The whole box in one pack: head, duration, tail.
+        self.layout = Struct(f">{len(self.head)}s{'Q' if wide else 'I'}{len(self.tail)}s")
 
     def box(self, duration: int) -> bytes:
         """The whole box with this duration."""
-        if self.wide:
-            return self.head + _U64.pack(duration) + self.tail
-        if duration > 0xFFFFFFFF:
+        if not self.wide and duration > 0xFFFFFFFF:
             raise MalformedMedia(f"{self.name} duration {duration} does not fit version 0")
-        return self.head + _U32.pack(duration) + self.tail
+        return self.layout.pack(self.head, duration, self.tail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +89,8 @@ class Prepared:
 
     stts: fast.Runs
     ctts: fast.Runs | None
-    sync: Ints | None  # ascending
-    sync_list: list[int] | None  # the same, for bisection without numpy calls
+    sync_list: list[int] | None  # the stss numbers, ascending, for bisection
+    sync_entries: bytes | None  # the same as stss entries
     chunks: fast.Chunks
     # The bytes before each sample, read from Python without numpy's per-call cost.
     prefix_view: BytesBefore
@@ -112,7 +110,7 @@ class Prepared:
         """Memory held by the arrays."""
         runs = [self.stts, self.ctts, *(r for _, r in self.groups.values())]
         total = sum(r.ends.nbytes + r.entries.nbytes for r in runs if r is not None)
-        total += 36 * len(self.sync_list or ())  # a list slot and an int each
+        total += 40 * len(self.sync_list or ())  # a list slot, an int and an entry each
         return total + self.chunks.nbytes
 
 
@@ -236,46 +234,39 @@ def _stbl(
     piece the chunk offsets go in, and the size of the rest. Large tables are views
     (of the moov, of the prepared runs), copied once when the moov is joined."""
     parts: list[Piece] = [b""]
-    size = 8
     stco_at = 0
     count = stop - first
     for item in prepared.recipe:
         if type(item) is int:
             if item == STTS:
-                size += prepared.stts.table(b"stts", 0, first, stop, parts)
+                prepared.stts.table(b"stts", 0, first, stop, parts)
             elif item == STSZ:
                 head = _STSZ.pack(20 + 4 * count, b"stsz", 0, 0, count)
                 parts += (head, prepared.sizes[4 * first : 4 * stop])
-                size += 20 + 4 * count
             elif item == STSC:
                 parts.append(stsc)
-                size += len(stsc)
             elif item == STCO:
                 stco_at = len(parts)
                 parts.append(b"")
             elif item == STSS:
-                assert prepared.sync is not None and prepared.sync_list is not None
-                stss = fast.sync_cut(prepared.sync, prepared.sync_list, first, stop)
-                parts.append(stss)
-                size += len(stss)
+                assert prepared.sync_list is not None and prepared.sync_entries is not None
+                parts.append(fast.sync_cut(prepared.sync_list, prepared.sync_entries, first, stop))
             elif item == CTTS:
                 assert prepared.ctts is not None
-                size += prepared.ctts.table(b"ctts", samples.ctts_version, first, stop, parts)
+                prepared.ctts.table(b"ctts", samples.ctts_version, first, stop, parts)
             else:  # SDTP: dropped when it does not reach the cut's end
                 sdtp = samples.sdtp
                 assert sdtp is not None
                 if len(sdtp) >= 4 + stop:
                     parts += (header_bytes(b"sdtp", 4 + count) + sdtp[:4],)
                     parts.append(memoryview(sdtp)[4 + first : 4 + stop])
-                    size += 12 + count
         elif type(item) is tuple:
             head, runs = item
-            size += runs.group_box(head, first, stop, parts)
+            runs.group_box(head, first, stop, parts)
         else:
             assert not isinstance(item, (int, tuple))
             parts.append(item)
-            size += len(item)
-    return parts, stco_at, size
+    return parts, stco_at, 8 + sum(map(len, parts))
 
 
 def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:

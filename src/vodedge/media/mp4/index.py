@@ -651,8 +651,8 @@ def _prepare(samples: TrackIndex, movie: Movie, size: int) -> fastclip.Prepared 
     return fastclip.Prepared(
         stts=fast.Runs.of(ends - starts, values),
         ctts=None if samples.ctts is None else fast.Runs(samples.ctts.ends, samples.ctts.entries),
-        sync=sync,
         sync_list=None if sync is None else sync.tolist(),
+        sync_entries=None if sync is None else sync.astype(">u4").tobytes(),
         chunks=prepared,
         prefix_view=_bytes_before(samples, prepared),
         dts=dts,

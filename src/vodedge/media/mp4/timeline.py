@@ -127,16 +127,38 @@ class Timeline:
 
     def seconds(self, i: int) -> float:
         """The start of sample `i` in seconds on the movie's timeline."""
-        return ratio(self[i] - self.shift, self.timescale) + self.delay
+        single = self.single
+        dts = i * single if single is not None else self[i]
+        return ratio(dts - self.shift, self.timescale) + self.delay
 
     def after(self, when: float) -> int:
         """How many samples start at or before `when`."""
+        single = self.single
+        if single:  # one run: the arithmetic guess, taken when the exact times agree
+            shift, scale, delay = self.shift, self.timescale, self.delay
+            guess = ((when - delay) * scale + shift) / single
+            if 0.0 <= guess < self.count:
+                j = int(guess)
+                if ratio(j * single - shift, scale) + delay <= when:
+                    j += 1
+                    if j == self.count or ratio(j * single - shift, scale) + delay > when:
+                        return j
         starts = self.starts
         run = (bisect_right(starts, when) if type(starts) is list else _right(starts, when)) - 1
         return 0 if run < 0 else self._within(run, when, True)
 
     def before(self, when: float) -> int:
         """How many samples start before `when`."""
+        single = self.single
+        if single:  # as in `after`
+            shift, scale, delay = self.shift, self.timescale, self.delay
+            guess = ((when - delay) * scale + shift) / single
+            if 0.0 <= guess < self.count:
+                j = int(guess)
+                if ratio(j * single - shift, scale) + delay < when:
+                    j += 1
+                    if j == self.count or ratio(j * single - shift, scale) + delay >= when:
+                        return j
         starts = self.starts
         run = (bisect_left(starts, when) if type(starts) is list else _left(starts, when)) - 1
         return 0 if run < 0 else self._within(run, when, False)
