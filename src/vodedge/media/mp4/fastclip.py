@@ -11,7 +11,6 @@ which raises the right one.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import repeat
 from struct import Struct, pack
@@ -41,6 +40,8 @@ Memory = memoryview
 _STSZ = Struct(">I4sIII")  # size, type, version and flags, constant size, count
 _ELST0 = Struct(">IiI")
 _ELST1 = Struct(">QqI")
+_ELST0_BOX = Struct(">I4sBxxxIIiI")  # an elst of one entry, version 0
+_ELST1_BOX = Struct(">I4sBxxxIQqI")  # and version 1
 _HEAD = Struct(">I4s")
 # Fast plans of this many spans or more keep them as columns (see `ColumnPlan`).
 MANY_SPANS = 64
@@ -135,6 +136,10 @@ def edit_list(
     if edits is None:
         return None, media_duration * movie.timescale // media_scale
     version = edits.version if segment <= 0xFFFFFFFF and delay <= 0xFFFFFFFF else 1
+    if not delay:  # one entry: the whole box in one pack
+        if version == 1:
+            return _ELST1_BOX.pack(36, b"elst", 1, 1, segment, media_time, 1 << 16), segment
+        return _ELST0_BOX.pack(28, b"elst", version, 1, segment, media_time, 1 << 16), segment
     entry = _ELST1 if version == 1 else _ELST0
     if delay:
         entries = entry.pack(delay, -1, 1 << 16) + entry.pack(segment, media_time, 1 << 16)
@@ -154,11 +159,14 @@ def moov_size(bare: int, widest: list[tuple[int, int]], base: int) -> int:
     return size
 
 
-def settle(moov_size: Callable[[int], int], before: int, guess: int, mdat_header: int) -> int:
-    """Where the new mdat's payload starts: the steps `settle_moov` takes, on sizes alone."""
-    size = moov_size(before + guess + mdat_header)
+def settle(
+    bare: int, widest: list[tuple[int, int]], before: int, guess: int, mdat_header: int
+) -> int:
+    """Where the new mdat's payload starts: the steps `settle_moov` takes, on sizes alone
+    (those of `moov_size`)."""
+    size = moov_size(bare, widest, before + guess + mdat_header)
     for _ in range(4):
-        again = moov_size(before + size + mdat_header)
+        again = moov_size(bare, widest, before + size + mdat_header)
         if again == size:
             return before + size + mdat_header
         size = again
@@ -189,15 +197,20 @@ def clip_cuts(
     begin = start or 0.0
     key = -1
     video: TrackIndex | None = None
+    key_time = 0.0
     if not audio_only and start is not None:
-        video = next((t for t in tracks if t.track.handler == b"vide"), None)
+        for track in tracks:
+            if track.track.handler == b"vide":
+                video = track
+                break
         if video is not None:
             assert video.prepared is not None
             key = sync_at_or_before(video, video.prepared, begin)
             # The other tracks start where the keyframe is shown, not decoded.
             ctts = video.ctts
             shown = ratio(int(ctts[key]), video.track.timescale) if ctts is not None else 0.0
-            begin = max(video.prepared.dts.seconds(key) + shown, 0.0)
+            key_time = video.prepared.dts.seconds(key)
+            begin = max(key_time + shown, 0.0)
     cuts: list[Cut] = []
     for samples in tracks:
         prepared = samples.prepared
@@ -206,7 +219,7 @@ def clip_cuts(
         if start is None:
             first = 0  # only the end is cut: every track keeps its beginning and edits
         elif samples.track.handler == b"vide" and not audio_only:
-            if samples is video and _shown_alone(timeline, key, begin):
+            if samples is video and key_time == begin and _last_at(timeline, key, begin):
                 first = key  # the keyframe found above, found again
             else:
                 first = sync_at_or_before(samples, prepared, begin)
@@ -218,12 +231,9 @@ def clip_cuts(
     return cuts, begin
 
 
-def _shown_alone(timeline: Timeline, key: int, begin: float) -> bool:
-    """Whether the sync sample at or before `begin` is `key` without a search: `begin`
-    is `key`'s time and the next sample starts later (so `key` is the last sample at
-    or before `begin`, and a sync sample)."""
-    if timeline.seconds(key) != begin:
-        return False
+def _last_at(timeline: Timeline, key: int, begin: float) -> bool:
+    """Whether `key`, which starts at `begin`, is the last sample at or before `begin`
+    (then the sync sample at or before `begin` is `key` without a search)."""
     return key + 1 == timeline.count or timeline.seconds(key + 1) > begin
 
 
@@ -298,7 +308,8 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         else:
             stsc = chunks.stsc(lo, hi, first, stop)
         dts = prepared.dts
-        media_duration = dts[stop] - dts[first]
+        single = dts.single
+        media_duration = (stop - first) * single if single is not None else dts[stop] - dts[first]
         elst, track_duration = edit_list(samples, first, begin, media_duration, movie)
         if track_duration > longest:
             longest = track_duration
@@ -353,12 +364,7 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
 
     # The size without chunk offsets, plus theirs: the base settles by arithmetic.
     bare = skeleton.size(varying)
-    base = settle(
-        lambda at: moov_size(bare, widest, at),
-        len(index.ftyp),
-        movie.box.size,
-        len(mdat_header),
-    )
+    base = settle(bare, widest, len(index.ftyp), movie.box.size, len(mdat_header))
     for track, (pieces, stco_at, size, _) in enumerate(stbls):
         chunks, lo, hi, skipped, _ = bounds[track]
         if woven is not None:

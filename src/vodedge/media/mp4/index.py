@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import repeat
 from struct import Struct
 
@@ -1031,8 +1030,7 @@ class Mp4Index:
         # depend on the moov's size. Its size is that of the moov without chunk offsets
         # plus theirs, so the base settles by arithmetic, and the moov is built once.
         bare = self._rebuilt_size(with_offsets(None))
-        moov_size = partial(fastclip.moov_size, bare, widest)
-        base = fastclip.settle(moov_size, len(self.ftyp), movie.box.size, len(mdat_header))
+        base = fastclip.settle(bare, widest, len(self.ftyp), movie.box.size, len(mdat_header))
         moov, _ = rebuild_pieces(movie.data, movie.box, with_offsets(base), self.children)
         head = b"".join([self.ftyp, *moov, mdat_header])
         # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
