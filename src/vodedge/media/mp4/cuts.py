@@ -597,61 +597,66 @@ class Weave:
         begin = end = -1
         for chunks, lo, hi, skipped, dropped in cuts:
             offsets, sizes = chunks._offsets, chunks._sizes
+            last = hi - 1
             kept_begin = offsets[lo] + skipped
-            kept_end = offsets[hi - 1] + sizes[hi - 1] - dropped
-            if kept_end - kept_begin <= 0 or (hi - lo > 1 and sizes[lo] == skipped):
-                return None  # an outer chunk trimmed to nothing
-            if hi - lo > 1 and sizes[hi - 1] == dropped:
+            kept_end = offsets[last] + sizes[last] - dropped
+            if kept_end <= kept_begin:
                 return None
+            if last > lo and (sizes[lo] == skipped or sizes[last] == dropped):
+                return None  # an outer chunk trimmed to nothing
             if begin < 0 or kept_begin < begin:
                 begin = kept_begin
-            end = max(end, kept_end)
+            if kept_end > end:
+                end = kept_end
         # The holes: other chunks of the tracks, the trimmed parts of the outer chunks
         # and the gaps between chunks, each wholly inside [begin, end) or outside it.
         holes: list[tuple[int, int]] = []
         for chunks, lo, hi, skipped, dropped in cuts:
             offsets, sizes = chunks._offsets, chunks._sizes
             # Searched near the cut only: a search stopped at a bound is too many holes.
-            inside = bisect_left(offsets, begin, max(lo - MAX_HOLES - 1, 0), lo + 1)
-            beyond = bisect_left(offsets, end, hi, min(hi + MAX_HOLES + 1, len(offsets)))
-            if max(lo - inside, 0) + beyond - hi > MAX_HOLES:
-                return None
-            for at in range(inside, lo):
-                holes.append((offsets[at], offsets[at] + sizes[at]))
-            for at in range(hi, beyond):
-                holes.append((offsets[at], offsets[at] + sizes[at]))
+            if lo and offsets[lo - 1] >= begin:
+                inside = bisect_left(offsets, begin, max(lo - MAX_HOLES - 1, 0), lo)
+                if lo - inside > MAX_HOLES:
+                    return None
+                holes += [(offsets[at], offsets[at] + sizes[at]) for at in range(inside, lo)]
+            if hi < len(offsets) and offsets[hi] < end:
+                beyond = bisect_left(offsets, end, hi, min(hi + MAX_HOLES + 1, len(offsets)))
+                if beyond - hi > MAX_HOLES:
+                    return None
+                holes += [(offsets[at], offsets[at] + sizes[at]) for at in range(hi, beyond)]
             if skipped and offsets[lo] >= begin:
                 holes.append((offsets[lo], offsets[lo] + skipped))
             if dropped:
                 last = offsets[hi - 1] + sizes[hi - 1]
                 if last <= end:
                     holes.append((last - dropped, last))
-        first_gap = bisect_left(self.gap_starts, begin)
-        past_gap = bisect_right(self.gap_ends, end)
-        if past_gap - first_gap > MAX_HOLES:
-            return None
-        if past_gap > first_gap:
-            gaps = zip(
-                self.gap_starts[first_gap:past_gap], self.gap_ends[first_gap:past_gap], strict=True
-            )
-            holes += gaps
+        gap_starts = self.gap_starts
+        if gap_starts:
+            first_gap = bisect_left(gap_starts, begin)
+            past_gap = bisect_right(self.gap_ends, end)
+            if past_gap - first_gap > MAX_HOLES:
+                return None
+            ends = self.gap_ends[first_gap:past_gap]
+            holes += zip(gap_starts[first_gap:past_gap], ends, strict=True)
         holes.sort()
         starts: list[int] = []
         lengths: list[int] = []
         hole_starts: list[int] = []
         removed = [0]  # bytes of the holes before each hole, and of all
         at = begin
+        gone = 0
         for hole_start, hole_end in holes:
             if hole_start > at:
                 starts.append(at)
                 lengths.append(hole_start - at)
             at = hole_end
             hole_starts.append(hole_start)
-            removed.append(removed[-1] + hole_end - hole_start)
+            gone += hole_end - hole_start
+            removed.append(gone)
         if end > at:
             starts.append(at)
             lengths.append(end - at)
-        total = end - begin - removed[-1]
+        holes_count = len(hole_starts)
         tracks: list[Woven] = []
         for chunks, lo, hi, skipped, _ in cuts:
             offsets = chunks._offsets
@@ -664,7 +669,7 @@ class Weave:
                 hole = bisect_left(hole_starts, offsets[at_chunk])
                 while at_chunk < hi:
                     upto = hi
-                    if hole < len(hole_starts):
+                    if hole < holes_count:
                         upto = bisect_right(offsets, hole_starts[hole], at_chunk, hi)
                     if upto > at_chunk:
                         delta = -begin - removed[hole]
@@ -673,7 +678,7 @@ class Weave:
                         at_chunk = upto
                     hole += 1
             tracks.append((head, segments, top, hi - lo))
-        return starts, lengths, total, tracks
+        return starts, lengths, end - begin - gone, tracks
 
 
 def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
