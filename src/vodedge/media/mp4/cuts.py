@@ -30,6 +30,7 @@ Piece = bytes | memoryview
 
 _HEAD = Struct(">I4sII")  # size, type, version and flags, entry count
 _ONE = Struct(">I4sIIII")  # the same with one (count, value) entry
+_ONE_ENTRY = Struct(">I4sIII")  # the same with the first 32-bit entry
 _RUN = Struct(">II")
 _U32 = Struct(">I")
 _ROW = Struct(">III")  # an stsc row: first chunk, samples per chunk, description
@@ -288,9 +289,9 @@ class Chunks:
         lo = bisect_right(self._end, first)
         hi = bisect_left(self._first, stop)
         starts = self._first[lo]
-        skipped = int(prefix[first] - prefix[starts]) if starts < first else 0
+        skipped = prefix[first] - prefix[starts] if starts < first else 0
         ends = self._end[hi - 1]
-        dropped = int(prefix[ends] - prefix[stop]) if ends > stop else 0
+        dropped = prefix[ends] - prefix[stop] if ends > stop else 0
         return lo, hi, skipped, dropped
 
     def stsc(self, lo: int, hi: int, first: int, stop: int) -> bytes:
@@ -377,7 +378,7 @@ class Chunks:
             places = [base] + [at + shift for at in before[lo + 1 : hi]]
             return offsets_box(places, 0)
         rest = OFFSETS.add(narrow[4 * lo + 4 : 4 * hi], shift)
-        return _HEAD.pack(16 + 4 * count, b"stco", 0, count) + _U32.pack(base) + rest
+        return _ONE_ENTRY.pack(16 + 4 * count, b"stco", 0, count, base) + rest
 
     def cut(self, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
         """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
@@ -700,7 +701,7 @@ def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
         return table_box(b"stco", 0, count, pack(f">{count}I", *entries))
     # Each segment is a slice of the source's entries, shifted: no entry is negative or
     # past 32 bits, so the fields are shifted all at once.
-    parts = [_HEAD.pack(16 + 4 * count, b"stco", 0, count), _U32.pack(head + base)]
+    box = _ONE_ENTRY.pack(16 + 4 * count, b"stco", 0, count, head + base)
     for start, stop, delta in segments:
-        parts.append(OFFSETS.add(narrow[4 * start : 4 * stop], delta + base))
-    return b"".join(parts)
+        box += OFFSETS.add(narrow[4 * start : 4 * stop], delta + base)
+    return box

@@ -102,8 +102,11 @@ class Skeleton:
     def fill(self, parts: list[Part], varying: Mapping[int, int]) -> None:
         """Write every re-serialised container's header into `parts` (a copy of
         `self.parts` with the replacements in their slots), given their sizes."""
+        size = 0
+        sized = varying.__getitem__
         for at, kind, fixed, refs in self.containers:
-            size = 8 + fixed + sum(map(varying.__getitem__, refs))
-            if size > 0xFFFFFFFF:  # never in a moov read whole; the general path handles it
-                raise LimitExceeded(f"a rebuilt {kind!r} box would pass 4 GiB")
-            parts[at] = _HEAD.pack(size, kind)
+            size = 8 + fixed + sum(map(sized, refs))
+            parts[at] = _HEAD.pack(size, kind) if size <= 0xFFFFFFFF else b""
+        # The moov, last, holds the others: none passes 4 GiB if it does not.
+        if size > 0xFFFFFFFF:  # never in a moov read whole; the general path handles it
+            raise LimitExceeded("a rebuilt 'moov' box would pass 4 GiB")
