@@ -43,30 +43,36 @@ def table_box(kind: bytes, version: int, count: int, entries: bytes) -> bytes:
 
 
 class Fields:
-    """Big-endian records of `bits` bits with a field at bit `low` (of the record's
-    last bit), to which `add` adds one value in every record at once, as one integer:
-    every sum must fit its field, so nothing carries or borrows."""
+    """Big-endian records of `bits` bits with a 32-bit field at bit `low` (of the
+    record's last bit), to which `add` adds one value in every record at once: as one
+    integer for a few records (every sum must fit its field, so nothing carries or
+    borrows), with numpy for many (Python's conversions of long integers cost more)."""
 
-    __slots__ = ("bits", "low", "ones")
+    __slots__ = ("bits", "column", "low", "ones")
 
     def __init__(self, bits: int, low: int = 0) -> None:
+        assert bits % 32 == 0 and low % 32 == 0 and low < bits
         self.bits = bits
         self.low = low
+        self.column = (bits - low) // 32 - 1  # the field's place among a record's words
         self.ones: dict[int, int] = {}  # by length in bytes: a one in each field
 
     def add(self, entries: bytes, delta: int) -> bytes:
         """`entries` with `delta` added to the field of each record."""
         size = len(entries)
+        if size > FEW_BYTES:
+            table = np.frombuffer(entries, ">u4").reshape(-1, self.bits // 32).copy()
+            table[:, self.column] = table[:, self.column].astype(np.int64) + delta
+            return table.tobytes()
         ones = self.ones.get(size)
         if ones is None:
-            bits = self.bits
-            count = 8 * size // bits
-            ones = ((1 << bits * count) - 1) // ((1 << bits) - 1) << self.low
-            if count <= 2 * SMALL:  # the counts small cuts have: a bounded cache
-                self.ones[size] = ones
+            record = (1 << self.low).to_bytes(self.bits // 8, "big")
+            ones = self.ones[size] = int.from_bytes(record * (8 * size // self.bits), "big")
         return (int.from_bytes(entries, "big") + delta * ones).to_bytes(size, "big")
 
 
+# Entries past this many bytes are added to with numpy (see `Fields`).
+FEW_BYTES = 1536
 OFFSETS = Fields(32)  # stco entries
 FIRST_CHUNKS = Fields(96, 64)  # the first-chunk numbers of stsc rows
 
@@ -251,6 +257,11 @@ class Chunks:
         self._runs = runs  # last: a finished chunk map has all of them
 
     @property
+    def finished(self) -> bool:
+        """Whether `finish` made the tables warm cuts read."""
+        return self._runs is not None
+
+    @property
     def spaced(self) -> bool:
         """Whether the chunks are finished as lying apart (see `finish`)."""
         return self._apart is not None
@@ -295,8 +306,10 @@ class Chunks:
         return lo, hi, skipped, dropped
 
     def stsc(self, lo: int, hi: int, first: int, stop: int) -> bytes:
-        """The `stsc` of a cut of few chunks `[lo, hi)` holding samples `[first, stop)`."""
+        """The `stsc` of a cut of the chunks `[lo, hi)` holding samples `[first, stop)`."""
         runs = self._runs
+        if runs is None and hi - lo > SMALL:
+            return self._stsc_arrays(lo, hi, first, stop)
         if runs is None or hi - lo < 3:
             return self._stsc_of_few(lo, hi, first, stop)
         keys = self._keys
@@ -352,19 +365,34 @@ class Chunks:
         sizes[-1] -= dropped
         return offsets, sizes
 
+    def columns(self, lo: int, hi: int, skipped: int, dropped: int) -> tuple[Ints, Ints]:
+        """`lists` as arrays, for many chunks."""
+        offsets = self.offsets[lo:hi].copy()
+        sizes = self.sizes[lo:hi].copy()
+        offsets[0] += skipped
+        sizes[0] -= skipped
+        sizes[-1] -= dropped
+        return offsets, sizes
+
     def spaced_layout(
         self, lo: int, hi: int, skipped: int, dropped: int
-    ) -> tuple[list[int], list[int], int, int] | None:
-        """The spans (starts, lengths), their total and the place of the last chunk of a
-        cut of a `spaced` track alone: a span per chunk, or None when a trimmed outer
-        chunk holds no bytes (then `Layout` leaves it out)."""
+    ) -> tuple[Column, Column, int, int] | None:
+        """The spans (starts, lengths: lists for a few, arrays for many), their total
+        and the place of the last chunk of a cut of a `spaced` track alone: a span per
+        chunk, or None when a trimmed outer chunk holds no bytes (then `Layout` leaves
+        it out)."""
         assert self._apart is not None
-        starts, lengths = self.lists(lo, hi, skipped, dropped)
+        starts: Column
+        lengths: Column
+        if hi - lo > SMALL:
+            starts, lengths = self.columns(lo, hi, skipped, dropped)
+        else:
+            starts, lengths = self.lists(lo, hi, skipped, dropped)
         if not lengths[0] or not lengths[-1]:
             return None
         before = self._apart[0]
         total = before[hi] - before[lo] - skipped - dropped
-        return starts, lengths, total, total - lengths[-1]
+        return starts, lengths, total, total - int(lengths[-1])
 
     def spaced_offsets_box(self, lo: int, hi: int, skipped: int, base: int) -> bytes:
         """The `stco` (or `co64`) of a `spaced_layout` cut at `base`: each chunk lands
@@ -380,45 +408,16 @@ class Chunks:
         rest = OFFSETS.add(narrow[4 * lo + 4 : 4 * hi], shift)
         return _ONE_ENTRY.pack(16 + 4 * count, b"stco", 0, count, base) + rest
 
-    def cut(self, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
-        """The chunks holding samples `[first, stop)`, the outer two trimmed to them."""
-        lo, hi, skipped, dropped = self.bounds(first, stop, prefix)
-        if hi - lo > SMALL:
-            return self._cut_arrays(lo, hi, first, stop, prefix)
-        offsets, sizes = self.lists(lo, hi, skipped, dropped)
-        return ChunkCut(offsets, sizes, self.stsc(lo, hi, first, stop))
-
-    def _trim(
-        self,
-        lo: int,
-        hi: int,
-        first: int,
-        stop: int,
-        prefix: BytesBefore,
-        offsets: Column,
-        sizes: Column,
-        per_chunk: Column,
-    ) -> None:
-        """Trim the cut's outer chunks `[lo, hi)` (lists or arrays, in place) to samples
-        `[first, stop)`."""
-        starts = int(self.first[lo])
-        if starts < first:  # only the first chunk can start before the cut
-            skipped = int(prefix[first] - prefix[starts])
-            offsets[0] += skipped
-            sizes[0] -= skipped
-            per_chunk[0] -= first - starts
-        ends = int(self.end[hi - 1])
-        if ends > stop:  # and only the last one end after it
-            sizes[-1] -= int(prefix[ends] - prefix[stop])
-            per_chunk[-1] -= ends - stop
-
-    def _cut_arrays(self, lo: int, hi: int, first: int, stop: int, prefix: BytesBefore) -> ChunkCut:
-        """`cut` of many chunks, as arrays."""
-        offsets = self.offsets[lo:hi].copy()
-        sizes = self.sizes[lo:hi].copy()
+    def _stsc_arrays(self, lo: int, hi: int, first: int, stop: int) -> bytes:
+        """`stsc` of many chunks before `finish`, with numpy."""
         per_chunk = self.samples[lo:hi].copy()
         description = self.description[lo:hi]
-        self._trim(lo, hi, first, stop, prefix, offsets, sizes, per_chunk)
+        starts = self._first[lo]
+        if starts < first:  # only the first chunk can start before the cut
+            per_chunk[0] -= first - starts
+        ends = self._end[hi - 1]
+        if ends > stop:  # and only the last one end after it
+            per_chunk[-1] -= ends - stop
         fresh = self.new_run[lo:hi].copy()
         fresh[0] = True
         count = hi - lo
@@ -433,7 +432,7 @@ class Chunks:
         rows[:, 0] = at + 1
         rows[:, 1] = per_chunk[at]
         rows[:, 2] = description[at]
-        return ChunkCut(offsets, sizes, table_box(b"stsc", 0, len(at), rows.tobytes()))
+        return table_box(b"stsc", 0, len(at), rows.tobytes())
 
 
 def offsets_box(relative: Column, base: int) -> bytes:

@@ -290,9 +290,11 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     parts = skeleton.parts.copy()
     varying: dict[int, int] = {}
     bounds: list[tuple[fast.Chunks, int, int, int, int]] = []
-    large: list[fast.ChunkCut] = []  # the chunks of cuts past `cuts.SMALL`, as arrays
     stbls: list[tuple[list[Piece], int, int, int]] = []  # (pieces, stco at, size, place)
     longest = 0
+    # Cuts of few chunks, or all of finished tracks: a woven layout's stco is then a
+    # few slices shifted (else lists or arrays of the chunks, sorted).
+    weavable = weave is not None
     for (samples, prepared, first, stop), (tkhd_at, mdhd_at, edts_at, stbl_at) in zip(
         cuts, slots, strict=True
     ):
@@ -302,11 +304,9 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
             prefix = prefix.table  # finished: read without a call per look-up
         lo, hi, skipped, dropped = chunks.bounds(first, stop, prefix)
         bounds.append((chunks, lo, hi, skipped, dropped))
-        if hi - lo > fast.SMALL:
-            large.append(chunks.cut(first, stop, prefix))
-            stsc = large[-1].stsc
-        else:
-            stsc = chunks.stsc(lo, hi, first, stop)
+        if hi - lo > fast.SMALL and not chunks.finished:
+            weavable = False
+        stsc = chunks.stsc(lo, hi, first, stop)
         dts = prepared.dts
         single = dts.single
         media_duration = (stop - first) * single if single is not None else dts[stop] - dts[first]
@@ -333,9 +333,9 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         if mvhd_at >= 0:
             parts[mvhd_at] = made
 
-    woven = None if large or weave is None else weave.layout(bounds)
+    woven = weave.layout(bounds) if weave is not None and weavable else None
     spaced = None
-    if woven is None and not large and len(bounds) == 1 and bounds[0][0].spaced:
+    if woven is None and len(bounds) == 1 and bounds[0][0].spaced:
         _, lo, hi, skipped, dropped = bounds[0]
         spaced = bounds[0][0].spaced_layout(lo, hi, skipped, dropped)
     widest: list[tuple[int, int]] = []  # per track: (largest offset, count)
@@ -349,7 +349,7 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
         starts, lengths, total, top = spaced
         widest = [(top, len(starts))]
     else:
-        layout = _layout(bounds, large)
+        layout = _layout(bounds)
         starts, lengths, total = layout.starts, layout.lengths, layout.total
         first_chunk = 0
         for _, lo, hi, _, _ in bounds:
@@ -404,11 +404,9 @@ def _place(stbl: tuple[list[Piece], int, int, int]) -> int:
     return stbl[3]
 
 
-def _layout(
-    bounds: list[tuple[fast.Chunks, int, int, int, int]], large: list[fast.ChunkCut]
-) -> fast.Layout:
+def _layout(bounds: list[tuple[fast.Chunks, int, int, int, int]]) -> fast.Layout:
     """The layout of the cuts' chunks by sorting them: lists when every cut is small."""
-    if not large:
+    if all(hi - lo <= fast.SMALL for _, lo, hi, _, _ in bounds):
         offsets: list[int] = []
         sizes: list[int] = []
         for chunks, lo, hi, skipped, dropped in bounds:
@@ -417,14 +415,11 @@ def _layout(
             sizes += more_sizes
         return fast.Layout.of_lists(offsets, sizes)
     columns: list[fast.ChunkCut] = []
-    at = 0
     for chunks, lo, hi, skipped, dropped in bounds:
         if hi - lo > fast.SMALL:
-            columns.append(large[at])
-            at += 1
+            columns.append(fast.ChunkCut(*chunks.columns(lo, hi, skipped, dropped), b""))
         else:
-            offsets, sizes = chunks.lists(lo, hi, skipped, dropped)
-            columns.append(fast.ChunkCut(offsets, sizes, b""))
+            columns.append(fast.ChunkCut(*chunks.lists(lo, hi, skipped, dropped), b""))
     return fast.Layout.of_cuts(columns)
 
 
