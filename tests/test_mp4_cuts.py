@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left, bisect_right
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +15,7 @@ from vodedge.media.mp4.cuts import (
     Layout,
     Runs,
     Weave,
+    _search,
     offsets_box,
     woven_offsets_box,
 )
@@ -257,3 +261,20 @@ def test_spaced_layout_is_the_sorted_one(case: tuple[Chunks, int, int], base: in
     assert top == max(layout.positions)
     expected = offsets_box(layout.positions, base)
     assert chunks.spaced_offsets_box(lo, hi, skipped, base) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.integers(0, 50), min_size=1, max_size=60).map(sorted),
+    st.integers(-5, 60),
+    st.integers(-10, 80),
+    st.booleans(),
+)
+def test_search_near_a_guess_is_bisection(
+    values: list[int], value: int, guess: int, right: bool
+) -> None:
+    """Chunks are searched first around a guess (their mean sample count), with any
+    guess, near or far: the answer is the bisection's."""
+    column = array("q", values)
+    expected = bisect_right(values, value) if right else bisect_left(values, value)
+    assert _search(column, value, guess, right) == expected

@@ -166,6 +166,28 @@ class Runs:
         return size
 
 
+def _search(column: array[int], value: int, guess: int, right: bool) -> int:
+    """`bisect_right` (or `bisect_left`) of `value` in the ascending `column`, among the
+    few entries around `guess` when the answer lies there (each probe of an `array`
+    makes an int: a dozen cost more than the two that check the guess)."""
+    count = len(column)
+    lo = min(guess - _NEAR, count) if guess > _NEAR else 0
+    hi = guess + _NEAR if guess + _NEAR < count else count
+    if hi < lo:
+        hi = lo
+    if right:
+        if (not lo or column[lo - 1] <= value) and (hi == count or column[hi] > value):
+            return bisect_right(column, value, lo, hi)
+        return bisect_right(column, value)
+    if (not lo or column[lo - 1] < value) and (hi == count or column[hi] >= value):
+        return bisect_left(column, value, lo, hi)
+    return bisect_left(column, value)
+
+
+# How far from its guess `_search` looks first.
+_NEAR = 4
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkCut:
     """The chunks of a cut: offsets and byte sizes in the source (lists for a small
@@ -185,6 +207,7 @@ class Chunks:
 
     __slots__ = (
         "_apart",
+        "_density",
         "_end",
         "_first",
         "_keys",
@@ -221,6 +244,7 @@ class Chunks:
         # What makes a chunk's stsc row, as one integer: equal keys, one run.
         keys = (samples.astype(np.uint64) << np.uint64(32)) | description.astype(np.uint64)
         self._keys = array("Q", keys.tobytes())
+        self._density = len(first) / int(end[-1]) if len(end) and end[-1] else 0.0  # per sample
         # What warm cuts read, made by `finish` (see `Mp4Index.finish`).
         self._runs: tuple[array[int], bytes] | None = None  # see `finish`
         self._narrow: bytes | None = None
@@ -297,8 +321,10 @@ class Chunks:
     def bounds(self, first: int, stop: int, prefix: BytesBefore) -> tuple[int, int, int, int]:
         """(lo, hi, skipped, dropped): the chunks `[lo, hi)` holding samples `[first,
         stop)`, and the bytes the first loses at its start and the last at its end."""
-        lo = bisect_right(self._end, first)
-        hi = bisect_left(self._first, stop)
+        # Searched first where chunks of the mean sample count would put them.
+        density = self._density
+        lo = _search(self._end, first, int(first * density), True)
+        hi = _search(self._first, stop, int(stop * density), False)
         starts = self._first[lo]
         skipped = prefix[first] - prefix[starts] if starts < first else 0
         ends = self._end[hi - 1]

@@ -63,6 +63,7 @@ class Timeline:
         "delay",
         "durations",
         "ends",
+        "exact",
         "firsts",
         "shift",
         "single",
@@ -88,8 +89,11 @@ class Timeline:
         self.bases = _searchable(bases)
         # The time of each run's first sample, for finding the run of a time: in one
         # numpy pass when float64 is exact on every value (so equal to Python's).
+        # Whether every tick count a time divides is exact as a float, so that `/` of
+        # two ints rounds once however it is computed (compiled or not; see `ratio`).
+        self.exact = max(abs(shift), abs(self.total - shift), timescale) < _EXACT
         self.starts: Sequence[float] | np.ndarray
-        if max(abs(shift), abs(self.total - shift), timescale) < _EXACT:
+        if self.exact:
             starts = np.subtract(bases, shift, dtype=np.float64)
             np.divide(starts, timescale, out=starts)
             starts += delay
@@ -129,19 +133,21 @@ class Timeline:
         """The start of sample `i` in seconds on the movie's timeline."""
         single = self.single
         dts = i * single if single is not None else self[i]
+        if self.exact:
+            return (dts - self.shift) / self.timescale + self.delay
         return ratio(dts - self.shift, self.timescale) + self.delay
 
     def after(self, when: float) -> int:
         """How many samples start at or before `when`."""
         single = self.single
-        if single:  # one run: the arithmetic guess, taken when the exact times agree
+        if single and self.exact:  # one run: the guess, taken when the exact times agree
             shift, scale, delay = self.shift, self.timescale, self.delay
             guess = ((when - delay) * scale + shift) / single
             if 0.0 <= guess < self.count:
                 j = int(guess)
-                if ratio(j * single - shift, scale) + delay <= when:
+                if (j * single - shift) / scale + delay <= when:
                     j += 1
-                    if j == self.count or ratio(j * single - shift, scale) + delay > when:
+                    if j == self.count or (j * single - shift) / scale + delay > when:
                         return j
         starts = self.starts
         run = (bisect_right(starts, when) if type(starts) is list else _right(starts, when)) - 1
@@ -150,14 +156,14 @@ class Timeline:
     def before(self, when: float) -> int:
         """How many samples start before `when`."""
         single = self.single
-        if single:  # as in `after`
+        if single and self.exact:  # as in `after`
             shift, scale, delay = self.shift, self.timescale, self.delay
             guess = ((when - delay) * scale + shift) / single
             if 0.0 <= guess < self.count:
                 j = int(guess)
-                if ratio(j * single - shift, scale) + delay < when:
+                if (j * single - shift) / scale + delay < when:
                     j += 1
-                    if j == self.count or ratio(j * single - shift, scale) + delay >= when:
+                    if j == self.count or (j * single - shift) / scale + delay >= when:
                         return j
         starts = self.starts
         run = (bisect_left(starts, when) if type(starts) is list else _left(starts, when)) - 1
