@@ -62,6 +62,7 @@ class Edge:
         default_factory=dict
     )
     _origins_config: NodeConfig | None = None
+    planner: Planner = field(init=False)
 
     def origin_set(self, resolved: Resolved) -> OriginSet:
         """Where the resolved request's object is fetched from (remembered with it)."""
@@ -90,6 +91,7 @@ class Edge:
     def __post_init__(self) -> None:
         # What a worker learns of an origin (it ignores Range...) reaches the others.
         self.origins.share_notes(self.cache.index)
+        self.planner = Planner(self.cache, self.memo, self.indexes, self.max_moov, self.flv_indexes)
 
     async def close(self) -> None:
         """Release origin connections and the cache."""
@@ -105,11 +107,21 @@ async def answer(edge: Edge, request: web.BaseRequest) -> web.StreamResponse:
     then the headers every response gets (unless it went out already)."""
     request[EDGE] = edge
     exchange = request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
-    route = listen.route if request.path.startswith(listen.PREFIX) else handle
+    route = listen.route if _listening(request) else handle
     response = await observe(request, route)
     if not response.prepared:
         finish(request, response, exchange)
     return response
+
+
+def _listening(request: web.BaseRequest) -> bool:
+    """Whether the request's path (decoded) is the listening page's."""
+    raw = request.raw_path
+    if raw.startswith("/") and "%" not in raw:
+        # Only an escape or an absolute-form target decodes to another start: a target
+        # without them need not be decoded (yarl's path, ~1 us a request).
+        return raw.startswith(listen.PREFIX)
+    return request.path.startswith(listen.PREFIX)
 
 
 async def handle(request: web.BaseRequest) -> web.StreamResponse:
@@ -178,9 +190,8 @@ async def _handle(request: web.BaseRequest, exchange: Exchange) -> web.StreamRes
         if resolved.transform is None:
             output = plain_output(resolved, body, how, origins)
         else:
-            planner = Planner(edge.cache, edge.memo, edge.indexes, edge.max_moov, edge.flv_indexes)
             output, exchange.function = await plan_output(
-                planner, resolved, body, how, origins, ranged="Range" in request.headers
+                edge.planner, resolved, body, how, origins, ranged="Range" in request.headers
             )
         exchange.saving = output.saving
         try:
