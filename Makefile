@@ -7,29 +7,39 @@ APT_PACKAGES := ffmpeg nginx-light chromium chromium-driver redis-server
 BENCH_APT_PACKAGES := wrk
 export VODEDGE_TEST_CACHE ?= $(CURDIR)/.cache/test-media
 
-.PHONY: run test lint typecheck bench system-deps bench-deps clean
+.PHONY: run test lint typecheck bench system-deps bench-deps build-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# setup.py compiles the MP4 clip planner with mypyc where gcc and Python's headers are
+# present (pure Python otherwise): an edit of what it compiles, or of what that imports,
+# rebuilds (an extension older than its source would be imported ahead of it).
+NATIVE_SOURCES := setup.py $(wildcard src/vodedge/media/*.py src/vodedge/media/mp4/*.py)
+# `make test` installs these first so that it tests the compiled build; `make run` does
+# not need them.
+BUILD_APT_PACKAGES := gcc python3-dev
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(NATIVE_SOURCES)
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+# Installs the package too (one build): `make run` afterwards finds it up to date.
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml $(NATIVE_SOURCES) | build-deps
 	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	touch $(VENV)/.installed $@
 
 # The benchmarks' Python tools (py-spy, pyinstrument, and the floors httptools, granian).
 $(VENV)/.installed-bench: $(VENV)/.installed-test pyproject.toml
 	$(BIN)/pip install -q -e '.[test,bench]'
 	touch $@
 
-# Debian packages the tests drive for real (ffmpeg is the oracle).
+# Debian packages the tests drive for real (ffmpeg is the oracle), and the compiler.
 system-deps bench-deps: PACKAGES = $(APT_PACKAGES)
 bench-deps: PACKAGES = $(APT_PACKAGES) $(BENCH_APT_PACKAGES)
-system-deps bench-deps:
+build-deps: PACKAGES = $(BUILD_APT_PACKAGES)
+system-deps bench-deps build-deps:
 	@missing=""; for p in $(PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -60,4 +70,4 @@ bench: $(VENV)/.installed-bench bench-deps
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .cache var
+	rm -rf $(VENV) .cache var build src/*.so src/vodedge/media/mp4/*.so src/vodedge/_native.json

@@ -22,7 +22,7 @@ import media
 import seek
 import servers
 from harness import REPO, LoadMeter
-from run import source_tree
+from run import build_of, source_tree
 from servers import Server
 
 WORKLOADS = {"clip": ("/long.mp4", seek.SCRIPTS["clip"]), "hit": ("/small.bin", None)}
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                         run = one_run(running[name], workload, args.seconds, args.connections)
                         figures.setdefault((workload, name), []).append(run)
     for name, src in trees.items():
-        print(f"{name}: {src}")
+        print(f"{name}: {src} ({build_of(src)})")
     for workload in args.workloads:
         rps = {n: statistics.median(r for r, _ in figures[(workload, n)]) for n in trees}
         cpu = {n: statistics.median(c for _, c in figures[(workload, n)]) for n in trees}

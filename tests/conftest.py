@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import media_matrix
+import native_build
 
 # Hypothesis times examples and their generation by the wall clock, which a busy machine
 # stretches tenfold; the tests bound the product's own time themselves (on CPU time).
@@ -22,12 +23,16 @@ SHARED_MEDIA = media_matrix.SHARED_MEDIA
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Fail at once, with the fix, when the oracle is missing (not test by test)."""
+    """Fail at once, with the fix, when the oracle is missing or the compiled modules
+    are older than their sources (every test would run the old code)."""
     missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
     if missing:
         raise pytest.UsageError(
             f"{' and '.join(missing)} not found: `make test` installs Debian's ffmpeg"
         )
+    problems = native_build.stale()
+    if problems:
+        raise pytest.UsageError("stale compiled modules:\n" + "\n".join(problems))
 
 
 @pytest.fixture(scope="session")
