@@ -286,7 +286,7 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     shape = index.shapes.get(key)
     if shape is None:
         shape = index.shapes[key] = _shape(index, cuts)
-    skeleton, mvhd, slots, weave = shape
+    skeleton, mvhd, slots, weave, order = shape
     parts = skeleton.parts.copy()
     varying: dict[int, int] = {}
     bounds: list[tuple[fast.Chunks, int, int, int, int]] = []
@@ -381,11 +381,11 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     # The stbls' pieces go in their slots here: a large table is copied once, by the join.
     flat: list[Piece] = [index.ftyp]
     done = 0
-    for pieces, _, _, stbl_at in sorted(stbls, key=_place) if len(stbls) > 1 else stbls:
-        if stbl_at >= 0:
-            flat += parts[done:stbl_at]
-            flat += pieces
-            done = stbl_at + 1
+    for track in order:
+        pieces, _, _, stbl_at = stbls[track]
+        flat += parts[done:stbl_at]
+        flat += pieces
+        done = stbl_at + 1
     flat += parts[done:]
     flat.append(mdat_header)
     head = b"".join(flat)
@@ -397,11 +397,6 @@ def fast_plan(index: Mp4Index, cuts: list[Cut], begin: float) -> Plan:
     # tuple.__new__ straight from C: a Span per interval without NamedTuple's Python __new__.
     spans: list[Span] = list(map(tuple.__new__, repeat(Span), pairs))
     return Plan.head_and_spans(head, spans, list(lengths))
-
-
-def _place(stbl: tuple[list[Piece], int, int, int]) -> int:
-    """Where a cut stbl goes in the skeleton."""
-    return stbl[3]
 
 
 def _layout(bounds: list[tuple[fast.Chunks, int, int, int, int]]) -> fast.Layout:
@@ -424,14 +419,19 @@ def _layout(bounds: list[tuple[fast.Chunks, int, int, int, int]]) -> fast.Layout
 
 
 Shape = tuple[
-    Skeleton, tuple[int, DurationBox] | None, list[tuple[int, int, int, int]], fast.Weave | None
+    Skeleton,
+    tuple[int, DurationBox] | None,
+    list[tuple[int, int, int, int]],
+    fast.Weave | None,
+    list[int],
 ]
 
 
 def _shape(index: Mp4Index, cuts: list[Cut]) -> Shape:
     """The skeleton of the moov for clips keeping these tracks, the `mvhd` (its slot and
     box), each track's slots (tkhd, mdhd, edts, stbl; -1 where a rebuild does not
-    reach the box) and the weave of their chunks, if they qualify."""
+    reach the box), the weave of their chunks, if they qualify, and the cuts whose stbl
+    a rebuild reaches, in the skeleton's order."""
     movie = index.movie
     kept = {samples.track.track_id for samples, _, _, _ in cuts}
     known: dict[int, int] = {t.box.offset: 0 for t in movie.tracks if t.track_id not in kept}
@@ -465,7 +465,8 @@ def _shape(index: Mp4Index, cuts: list[Cut]) -> Shape:
         for _, p, _, _ in cuts
     ]
     weave = fast.Weave.of([prepared.chunks for _, prepared, _, _ in cuts])
-    return skeleton, mvhd, slots, weave
+    order = sorted((slot[3], track) for track, slot in enumerate(slots) if slot[3] >= 0)
+    return skeleton, mvhd, slots, weave, [track for _, track in order]
 
 
 def places_of(samples: TrackIndex, movie: Movie) -> tuple[int, int, int | None, int]:
