@@ -67,12 +67,16 @@ class Fields:
         ones = self.ones.get(size)
         if ones is None:
             record = (1 << self.low).to_bytes(self.bits // 8, "big")
-            ones = self.ones[size] = int.from_bytes(record * (8 * size // self.bits), "big")
+            ones = int.from_bytes(record * (8 * size // self.bits), "big")
+            if size <= _CACHED_BYTES:  # a 10-second clip's: a few kB of them in all
+                self.ones[size] = ones
         return (int.from_bytes(entries, "big") + delta * ones).to_bytes(size, "big")
 
 
 # Entries past this many bytes are added to with numpy (see `Fields`).
 FEW_BYTES = 1536
+# `Fields` keeps the integers it adds with for entries up to this many bytes.
+_CACHED_BYTES = 512
 OFFSETS = Fields(32)  # stco entries
 FIRST_CHUNKS = Fields(96, 64)  # the first-chunk numbers of stsc rows
 
