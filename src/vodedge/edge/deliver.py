@@ -229,7 +229,10 @@ async def _write(
         if first is not None:
             # Announced lengths allow sendfile; chunked bodies need aiohttp's framing.
             direct = response.content_length is not None and not response.chunked
-            await _piece(request, response, first, files, pacer, direct)
+            if isinstance(source, Generator) and pacer is None and direct:
+                await _file_pieces(request, response, exchange, first, source, files)
+            else:
+                await _piece(request, response, first, files, pacer, direct)
             if isinstance(source, Generator):
                 for piece in source:
                     await _piece(request, response, piece, files, pacer, direct)
@@ -250,7 +253,50 @@ async def _write(
     finally:
         for file in files.values():
             file.close()
-        await pieces.aclose()
+        if isinstance(source, Generator) and pieces.release is None:
+            source.close()  # what pieces.aclose does, without a coroutine per response
+        else:
+            await pieces.aclose()
+
+
+async def _file_pieces(
+    request: web.BaseRequest,
+    response: web.StreamResponse,
+    exchange: Exchange,
+    first: Piece,
+    rest: Generator[Piece, None, None],
+    files: dict[int, IO[bytes]],
+) -> None:
+    """`_piece` for each piece of a complete file (unpaced, its length announced), `rest`
+    left empty: a span the socket takes whole goes out by one sendfile from here (the
+    usual case), the socket's descriptor asked once; anything else as `_piece` sends it."""
+    transport = request.transport
+    out = -1
+    if transport is not None and transport.get_extra_info("sslcontext") is None:
+        sock = transport.get_extra_info("socket")
+        out = -1 if sock is None else sock.fileno()
+    piece: Piece | None = first
+    while piece is not None:
+        if isinstance(piece, bytes):
+            await _send(request, response, piece, None)
+        else:
+            sent = 0
+            if (
+                out >= 0
+                and exchange.sent  # else headers are still held (see _sendfile)
+                and piece.length <= SEND_STEP
+                and transport is not None
+                and not transport.is_closing()
+                and not transport.get_write_buffer_size()
+            ):
+                sent = _sendfile_to(out, piece.fd, piece.offset, piece.length)
+                exchange.sent += sent
+            if sent < piece.length:
+                if sent:
+                    await asyncio.sleep(0)  # as _sendfile does after a partial send
+                    piece = FileSpan(piece.fd, piece.offset + sent, piece.length - sent)
+                await _sendfile(request, response, files, piece, None)
+        piece = next(rest, None)
 
 
 async def _piece(
@@ -395,8 +441,13 @@ def _sendfile_now(transport: asyncio.Transport, fd: int, offset: int, count: int
     sock = transport.get_extra_info("socket")
     if sock is None:
         return 0
+    return _sendfile_to(sock.fileno(), fd, offset, count)
+
+
+def _sendfile_to(out: int, fd: int, offset: int, count: int) -> int:
+    """Bytes of the file the socket `out` takes at once (0 when it would block)."""
     try:
-        return os.sendfile(sock.fileno(), fd, offset, count)
+        return os.sendfile(out, fd, offset, count)
     except (BlockingIOError, InterruptedError):
         return 0
     except ConnectionError:
