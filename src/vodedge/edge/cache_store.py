@@ -547,8 +547,14 @@ class Store:
             return None
         key = entry.meta.key
         kept = self._small.get(key)
-        if kept is not None and kept[1] == found.st_ino and kept[0] == entry.file:
-            return kept[2]
+        if kept is not None and kept[1] == found.st_ino:
+            # The row remembered for a second holds the very Path kept: no
+            # PurePath.__eq__ (Python) per HIT; a row read again is kept in its place.
+            if kept[0] is entry.file:
+                return kept[2]
+            if kept[0] == entry.file:
+                self._small[key] = (entry.file, kept[1], kept[2])
+                return kept[2]
         try:
             fd = os.open(entry.file, os.O_RDONLY)
         except OSError:
