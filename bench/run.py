@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shlex
 import subprocess
@@ -431,9 +433,21 @@ def source_tree(rev: str) -> tuple[Path, str]:
 
 
 def build_of(src: Path) -> str:
-    """Whether the source tree `src` runs its compiled modules or pure Python."""
-    compiled = any((src / "vodedge" / "media" / "mp4").glob("fastclip.*.so"))
-    return "compiled with mypyc" if compiled else "pure Python"
+    """Whether the source tree `src` runs its compiled modules or pure Python, and
+    whether those are stale (a source changed since the build: the old code runs)."""
+    if not any((src / "vodedge" / "media" / "mp4").glob("fastclip.*.so")):
+        return "pure Python"
+    manifest = src / "vodedge" / "_native.json"
+    built = json.loads(manifest.read_text()) if manifest.is_file() else {"sources": {}}
+    changed = [
+        path
+        for path, digest in built["sources"].items()
+        if not (src / path).is_file()
+        or hashlib.sha256((src / path).read_bytes()).hexdigest() != digest
+    ]
+    if changed or not built["sources"]:
+        return f"compiled with mypyc, STALE (rebuild with make): {changed or 'no build record'}"
+    return "compiled with mypyc"
 
 
 BENCHMARKS = (
