@@ -716,17 +716,15 @@ def woven_offsets_box(chunks: Chunks, woven: Woven, base: int) -> bytes:
     head, segments, top, count = woven
     offsets = chunks._offsets
     narrow = chunks._narrow
-    if top + base > 0xFFFFFFFF:
+    wide = top + base > 0xFFFFFFFF
+    # Offsets past 32 bits, in the source (no `narrow`) or the output: one by one.
+    if wide or narrow is None:
         entries = [head + base]
         for start, stop, delta in segments:
             shift = delta + base
             entries += [offset + shift for offset in offsets[start:stop]]
-        return table_box(b"co64", 0, count, pack(f">{count}Q", *entries))
-    if narrow is None:  # a source offset past 32 bits, though none of the output's is
-        entries = [head + base]
-        for start, stop, delta in segments:
-            shift = delta + base
-            entries += [offset + shift for offset in offsets[start:stop]]
+        if wide:
+            return table_box(b"co64", 0, count, pack(f">{count}Q", *entries))
         return table_box(b"stco", 0, count, pack(f">{count}I", *entries))
     # Each segment is a slice of the source's entries, shifted: no entry is negative or
     # past 32 bits, so the fields are shifted all at once.
