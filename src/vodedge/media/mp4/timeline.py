@@ -139,35 +139,44 @@ class Timeline:
 
     def after(self, when: float) -> int:
         """How many samples start at or before `when`."""
-        single = self.single
-        if single and self.exact:  # one run: the guess, taken when the exact times agree
-            shift, scale, delay = self.shift, self.timescale, self.delay
-            guess = ((when - delay) * scale + shift) / single
-            if 0.0 <= guess < self.count:
-                j = int(guess)
-                if (j * single - shift) / scale + delay <= when:
-                    j += 1
-                    if j == self.count or (j * single - shift) / scale + delay > when:
-                        return j
+        if self.single and self.exact:
+            found = self._guessed(when, True)
+            if found >= 0:
+                return found
         starts = self.starts
         run = (bisect_right(starts, when) if type(starts) is list else _right(starts, when)) - 1
         return 0 if run < 0 else self._within(run, when, True)
 
     def before(self, when: float) -> int:
         """How many samples start before `when`."""
-        single = self.single
-        if single and self.exact:  # as in `after`
-            shift, scale, delay = self.shift, self.timescale, self.delay
-            guess = ((when - delay) * scale + shift) / single
-            if 0.0 <= guess < self.count:
-                j = int(guess)
-                if (j * single - shift) / scale + delay < when:
-                    j += 1
-                    if j == self.count or (j * single - shift) / scale + delay >= when:
-                        return j
+        if self.single and self.exact:
+            found = self._guessed(when, False)
+            if found >= 0:
+                return found
         starts = self.starts
         run = (bisect_left(starts, when) if type(starts) is list else _left(starts, when)) - 1
         return 0 if run < 0 else self._within(run, when, False)
+
+    def _guessed(self, when: float, at_or_before: bool) -> int:
+        """`after` (or `before`) of a one-run timeline whose times are exact: the sample
+        where arithmetic puts `when`, taken when the times of it and the next agree;
+        -1 when they do not (rounding misled the guess)."""
+        single = self.single
+        assert single
+        shift, scale, delay = self.shift, self.timescale, self.delay
+        guess = ((when - delay) * scale + shift) / single
+        if not 0.0 <= guess < self.count:
+            return -1
+        j = int(guess)
+        at = (j * single - shift) / scale + delay
+        if at <= when if at_or_before else at < when:
+            j += 1
+            if j == self.count:
+                return j
+            at = (j * single - shift) / scale + delay
+            if at > when if at_or_before else at >= when:
+                return j
+        return -1
 
     def _within(self, run: int, when: float, at_or_before: bool) -> int:
         """`after`/`before` of `when` where `run` is the last run whose first sample
