@@ -101,6 +101,23 @@ def _offset(text: str, name: str) -> float:
     return float(int(text))
 
 
+def _bounds(
+    seek: SeekConfig, kind: str, by_time: bool, query: Mapping[str, str]
+) -> tuple[float | None, float | None]:
+    """The start and end the domain's seek arguments for `kind` give in `query` (seconds
+    when `by_time`, else byte offsets); None where one is not given."""
+    if kind == "mp4":
+        start_arg, end_arg = seek.mp4_start_arg, seek.mp4_end_arg
+    else:
+        start_arg, end_arg = seek.flv_start_arg, seek.flv_end_arg
+    parse = parse_seconds if by_time else _offset
+    text = query.get(start_arg)
+    start = None if text is None else parse(text, start_arg)
+    text = query.get(end_arg)
+    end = None if text is None else parse(text, end_arg)
+    return start, end
+
+
 def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transform | None:
     """The transform a request asks for on `domain`, None for plain delivery."""
     kind = kind_of(path)
@@ -119,14 +136,8 @@ def transform_for(domain: Domain, path: str, query: Mapping[str, str]) -> Transf
     by_time = True
     seek = domain.seek
     if seek.enabled:
-        start_arg = seek.mp4_start_arg if kind == "mp4" else seek.flv_start_arg
-        end_arg = seek.mp4_end_arg if kind == "mp4" else seek.flv_end_arg
         by_time = kind == "mp4" or bool(seek.flv_by_time)
-        parse = parse_seconds if by_time else _offset
-        if query.get(start_arg) is not None:
-            start = parse(query[start_arg], start_arg)
-        if query.get(end_arg) is not None:
-            end = parse(query[end_arg], end_arg)
+        start, end = _bounds(seek, kind, by_time, query)
     if preview is not None and query.get(preview.argument) is not None:
         if not by_time:
             if start is not None or end is not None:
@@ -162,15 +173,7 @@ def reseeks(domain: Domain, base: Transform | None, names: Collection[str]) -> b
 def reseek(base: Transform, seek: SeekConfig, values: Mapping[str, str]) -> Transform | None:
     """`transform_for` of a query that differs from `base`'s only in the `values` of its
     seek arguments (see `reseeks`): the bounds parsed, the rest as `base` has it."""
-    if base.kind == "mp4":
-        start_arg, end_arg, parse = seek.mp4_start_arg, seek.mp4_end_arg, parse_seconds
-    else:
-        start_arg, end_arg = seek.flv_start_arg, seek.flv_end_arg
-        parse = parse_seconds if base.by_time else _offset
-    text = values.get(start_arg)
-    start = None if text is None else parse(text, start_arg)
-    text = values.get(end_arg)
-    end = None if text is None else parse(text, end_arg)
+    start, end = _bounds(seek, base.kind, base.by_time, values)
     if not base.audio_only and start is None and end is None and base.track is None:
         return None
     check_seek(start, end)
