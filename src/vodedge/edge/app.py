@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -23,15 +24,23 @@ from aiohttp import web
 from vodedge.config import Domain, NodeConfig
 from vodedge.config.limits import NodeLimits
 from vodedge.edge import bad_requests, listen, metrics
-from vodedge.edge.cache import DiskCache, First, OriginStatus, Uncached
+from vodedge.edge.cache import Body, DiskCache, First, OriginStatus, Uncached
 from vodedge.edge.cache_sparse import SEGMENT
-from vodedge.edge.deliver import deliver, idle
+from vodedge.edge.deliver import Piece, complete_pieces, deliver, idle
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
-from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, finish, observe
+from vodedge.edge.lane import LaneServer, Ready
+from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, finish, observe, record
 from vodedge.edge.origin import OriginError
 from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_control
 from vodedge.edge.passthrough import no_room, uncached_output
-from vodedge.edge.plan import PlanMemo, Planner, plain_headers, plain_output, plan_output
+from vodedge.edge.plan import (
+    PlanMemo,
+    Planner,
+    plain_headers,
+    plain_output,
+    plan_now,
+    plan_output,
+)
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.resolve import Resolved, ResolveMemo
 from vodedge.edge.source import OriginPool, OriginSet
@@ -63,6 +72,8 @@ class Edge:
     )
     _origins_config: NodeConfig | None = None
     planner: Planner = field(init=False)
+    # Requests the lane answered (see edge/lane.py).
+    lane_answers: int = 0
 
     def origin_set(self, resolved: Resolved) -> OriginSet:
         """Where the resolved request's object is fetched from (remembered with it)."""
@@ -244,6 +255,93 @@ def _from_memory(
     return web.Response(headers=answer, body=data)
 
 
+# What makes a request the lane's business no more: aiohttp's way answers it.
+_NOT_NOW = (*_CONDITIONS, "Expect", "Transfer-Encoding", "Content-Length")
+
+
+def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
+    """The lane's question (see edge/lane.py): the answer `answer` would give, when the
+    stages give it without waiting: a small fresh HIT from memory (`_from_memory`), or
+    an MP4 clip of a fresh whole stored file from its remembered index (`plan_now`);
+    None for anything else, refusals included (the stages answer those)."""
+    headers = request.headers
+    for name in _NOT_NOW:
+        if name in headers:
+            return None
+    if _listening(request):
+        return None
+    request[EDGE] = edge
+    exchange = request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
+    try:
+        resolved = edge.resolver.resolve(request, edge.config)
+    except Refusal:
+        return None
+    rule = resolved.ttl_rule
+    if resolved.source is not None or resolved.rate or (rule is not None and rule.follow_to_client):
+        return None
+    exchange.domain, exchange.function = resolved.domain.name, resolved.function
+    if resolved.transform is None:
+        small = _from_memory(edge, request, exchange, resolved)
+        if small is None:
+            return None
+        finish(request, small, exchange)
+        data = small.body
+        assert isinstance(data, bytes)
+        exchange.sent = 0 if request.method == "HEAD" else len(data)
+        return _ready(edge, request, exchange, small, data, None, None)
+    body = edge.cache.fresh_body(resolved.key)
+    if body is None:
+        return None
+    try:
+        planned = plan_now(edge.planner, resolved, body, "HIT")
+    except BaseException:
+        body.close()
+        raise
+    if planned is None:
+        body.close()
+        return None
+    metrics.count_lookup(resolved.domain.name, "HIT")
+    exchange.cache = "HIT"
+    saving = planned.saving
+    if saving is not None:
+        exchange.saving = lambda: saving
+    response = web.StreamResponse(headers=planned.headers)
+    response.content_length = planned.plan.size
+    finish(request, response, exchange)
+    if request.method == "HEAD":
+        body.close()
+        return _ready(edge, request, exchange, response, b"", None, None)
+    return _ready(edge, request, exchange, response, b"", complete_pieces(planned.plan, body), body)
+
+
+def _ready(
+    edge: Edge,
+    request: web.BaseRequest,
+    exchange: Exchange,
+    response: web.StreamResponse,
+    data: bytes,
+    pieces: Generator[Piece, None, None] | None,
+    body: Body | None,
+) -> Ready:
+    """The lane's answer; once it is over, the request is recorded as `observe` does."""
+
+    def done(sent: int, aborted: str | None) -> None:
+        if pieces is not None:
+            pieces.close()
+        if body is not None:
+            body.close()
+        exchange.aborted = aborted
+        if pieces is not None:
+            exchange.sent = sent
+        edge.lane_answers += 1
+        record(request, exchange, 499 if aborted == "client_gone" else response.status, None)
+
+    body_data = b"" if request.method == "HEAD" else data
+    if "Content-Length" not in response.headers:
+        response.headers["Content-Length"] = str(len(data))
+    return Ready(response.status, response.headers, body_data, pieces, exchange.send_timeout, done)
+
+
 def _parents(edge: Edge, resolved: Resolved) -> ParentAccess | None:
     """How this request may ask the domain's parents: not at all on a parent node or
     for a child's source request (no loops), else signed with the fleet's secret."""
@@ -303,8 +401,13 @@ async def _bypass(
         raise Refusal(exc.status, exc.code, exc.message) from None
 
 
-def make_server(edge: Edge, **kwargs: Any) -> web.Server:
-    """The client-facing server (`kwargs`: aiohttp's, e.g. keepalive_timeout). Whoever
-    runs it closes `edge` after it."""
+def make_server(edge: Edge, *, lane: bool = True, **kwargs: Any) -> web.Server:
+    """The client-facing server (`kwargs`: aiohttp's, e.g. keepalive_timeout), with the
+    lane in front of `answer` unless `lane` is False. Whoever runs it closes `edge`
+    after it."""
     bad_requests.install()
-    return web.Server(partial(answer, edge), access_log=None, max_field_size=8190, **kwargs)
+    handler = partial(answer, edge)
+    if lane:
+        now = partial(answer_now, edge)
+        return LaneServer(handler, now=now, access_log=None, max_field_size=8190, **kwargs)
+    return web.Server(handler, access_log=None, max_field_size=8190, **kwargs)

@@ -146,6 +146,19 @@ class DiskCache:
             return "MISS", await self.fills.join(progress)
         raise OriginError(503, "fill_gone", "the object went away; try again")
 
+    def fresh_body(self, key: str) -> Body | None:
+        """A fresh whole stored object, opened, as `get` finds it for a HIT (and touched);
+        None for anything else (missing, stale, sparse): `get` answers that."""
+        now = time.time()
+        entry = self.store.lookup(key, now)
+        if entry is None or entry.partial or not entry.meta.fresh(now):
+            return None
+        fd = self.store.open_entry(entry)
+        if fd is None:
+            return None
+        self.store.touch(key, now)
+        return Body(entry.meta, fd, None, entry.file)
+
     def _sparse_body(
         self, entry: Entry, fd: int, source: FirstSource, first: First | None
     ) -> tuple[str, Body] | None:

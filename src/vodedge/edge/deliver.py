@@ -463,12 +463,12 @@ def plan_pieces(plan: Plan, body: Body) -> Pieces:
     """The pieces of `plan` over `body`, waiting for a fill (or a sparse object's fetches,
     started ahead of the reader in order) to reach each span."""
     if body.sparse is None and body.complete:
-        return Pieces(_complete_pieces(plan, body))
+        return Pieces(complete_pieces(plan, body))
     body.prefetch((span.offset, span.end) for span in plan.spans())
     return Pieces(_plan_pieces(plan, body))
 
 
-def _complete_pieces(plan: Plan, body: Body) -> Generator[Piece, None, None]:
+def complete_pieces(plan: Plan, body: Body) -> Generator[Piece, None, None]:
     """`_plan_pieces` over a complete file: nothing to wait for. A small span that
     nothing joins after the first piece (a clip's last chunk after its sendfile) is
     sent from the file too: no read and no copy of it."""

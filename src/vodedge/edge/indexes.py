@@ -137,6 +137,15 @@ class IndexMemo(VersionMemo[Mp4Index]):
             finishing.add_done_callback(_finished)
         return index
 
+    def peek(self, key: str, version: str) -> Mp4Index | None:
+        """The object version's index if it is remembered and finished or finishing (asked
+        before through `get`, which starts the finish): nothing to build or wait for."""
+        found = self._entries.get((key, version))
+        if found is None or isinstance(found[0], MediaError) or not found[0].finishing:
+            return None
+        self._entries.move_to_end((key, version))
+        return found[0]
+
     def weight(self, index: Mp4Index) -> int:
         """The index's arrays and moov."""
         return index.nbytes

@@ -108,7 +108,7 @@ async def observe(request: web.BaseRequest, handler: Handler) -> web.StreamRespo
         status = 500
         return error_response(500, "internal_error", "internal error")
     finally:
-        _record(request, exchange, status, error)
+        record(request, exchange, status, error)
 
 
 async def _expect(request: web.BaseRequest) -> None:
@@ -133,7 +133,8 @@ def finish(
         response.headers["Cache-Control"] = cache_control
 
 
-def _record(request: web.BaseRequest, exchange: Exchange, status: int, error: str | None) -> None:
+def record(request: web.BaseRequest, exchange: Exchange, status: int, error: str | None) -> None:
+    """Count the answered request and write its access-log line."""
     metrics.count_request(exchange.domain, exchange.function, status, exchange.sent)
     if exchange.sent and exchange.saving is not None:
         saved = round(exchange.sent * exchange.saving())

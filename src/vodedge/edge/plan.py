@@ -262,13 +262,11 @@ async def _transformed(
             return None
         raise media_refusal(exc) from None
     metrics.observe_plan(transform.kind, time.monotonic() - started)
-    headers = cache_headers(body, how)
-    headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
+    headers = _transformed_headers(body, how, transform)
     validators = Validators(_transformed_etag(body, transform), body.meta.last_modified)
     output = Output(headers, validators, plan.size, _over(plan, stored or body))
-    source_size = body.size
-    if transform.audio_only and source_size and plan.size:
-        ratio = max(source_size - plan.size, 0) / plan.size
+    ratio = _saving(body, transform, plan)
+    if ratio is not None:
         output.saving = lambda: ratio
     if stored is not None:  # planned over the stored audio already
         output.holds.append(stored)
@@ -295,6 +293,63 @@ async def _transformed(
     output.open = _over(Plan([Span(0, plan.size)]), rendered)
     output.holds.append(rendered)
     return output
+
+
+def _transformed_headers(body: Body, how: str, transform: Transform) -> CIMultiDict[str]:
+    headers = cache_headers(body, how)
+    headers["Content-Type"] = CONTENT_TYPES[(transform.kind, transform.audio_only)]
+    return headers
+
+
+def _saving(body: Body, transform: Transform, plan: Plan) -> float | None:
+    """Audio extraction: source bytes not sent per byte of `plan` (None: no extraction)."""
+    source_size = body.size
+    if transform.audio_only and source_size and plan.size:
+        return max(source_size - plan.size, 0) / plan.size
+    return None
+
+
+@dataclass(slots=True)
+class Planned:
+    """A clip planned without waiting: its headers (ETag included), plan and saving."""
+
+    headers: CIMultiDict[str]
+    plan: Plan
+    saving: float | None
+
+
+def plan_now(planner: Planner, resolved: Resolved, body: Body, how: str) -> Planned | None:
+    """What `plan_output` answers for an MP4 clip of a complete stored file from the
+    object's remembered, finished index, made without waiting; None where only
+    `plan_output` can tell (no such index, a refusal, a rendition to read or write)."""
+    transform = resolved.transform
+    if (
+        transform is None
+        or not transform.is_clip
+        or body.meta.content_encoding
+        or body.sparse is not None
+        or not body.complete
+    ):
+        return None
+    index = planner.indexes.peek(resolved.key, body.version)
+    if index is None:
+        return None
+    started = time.monotonic()
+    try:
+        plan = index.clip(
+            transform.start,
+            transform.end,
+            audio_only=transform.audio_only,
+            track_id=transform.track,
+        )
+    except MediaError:
+        return None  # plan_output makes the same refusal (or falls back)
+    if piece_count(plan) >= RENDITION_MIN_PIECES:
+        return None  # a rendition may be asked for (see _transformed)
+    metrics.observe_plan(transform.kind, time.monotonic() - started)
+    headers = _transformed_headers(body, how, transform)
+    headers["ETag"] = _transformed_etag(body, transform)  # what deliver adds
+    return Planned(headers, plan, _saving(body, transform, plan))
 
 
 async def _read_audio_rendition(

@@ -191,7 +191,11 @@ async def _close_idle(runner: web.BaseRunner, idle_timeout: float) -> None:
             # aiohttp keeps this flag while a handler runs (our responses stream inside it).
             if getattr(handler, "_request_in_progress", True):
                 idle_since.pop(handler, None)
-            elif now - idle_since.setdefault(handler, now) > idle_timeout:
+                continue
+            # The lane answers without that flag: its last answer counts as activity.
+            since = max(idle_since.setdefault(handler, now), getattr(handler, "active_at", 0.0))
+            idle_since[handler] = since
+            if now - since > idle_timeout:
                 handler.force_close()
         for handler in [h for h in idle_since if h not in current]:
             del idle_since[handler]
