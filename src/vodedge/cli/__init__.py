@@ -37,6 +37,7 @@ LIMIT_FLAGS = (
     "max_connections",
     "shutdown_timeout",
     "min_free_space",
+    "lane",
 )
 
 

@@ -27,7 +27,8 @@ def parse_duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class NodeLimits:
-    """How long the edge waits and how much it takes on, per worker.
+    """How long the edge waits and how much it takes on, per worker (and whether it
+    takes the lane, see edge/lane.py).
 
     Durations are in seconds.
     """
@@ -50,6 +51,9 @@ class NodeLimits:
     # Free space kept on the cache's filesystem (the index grows there too): a fill
     # that would eat into it evicts, or its object is served from the origin uncached.
     min_free_space: int = 2 << 20
+    # Requests the stages answer from memory (a small HIT, a clip from a warm index) are
+    # answered as they are parsed, outside aiohttp's request loop.
+    lane: bool = True
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -74,6 +78,12 @@ class NodeLimits:
 
 
 def _value(name: str, kind: object, value: object) -> object:
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _SWITCH:
+            return _SWITCH[value.strip().lower()]
+        raise bad(f"{name} must be on or off, got {shown(value)}")
     if isinstance(value, bool):
         raise bad(f"{name} must be a number, got {shown(value)}")
     if kind in (float, "float"):
@@ -89,4 +99,5 @@ def _value(name: str, kind: object, value: object) -> object:
     raise bad(f"{name} must be an integer, got {shown(value)}")
 
 
+_SWITCH = {"on": True, "true": True, "off": False, "false": False}
 LIMIT_KEYS = frozenset(item.name for item in fields(NodeLimits))

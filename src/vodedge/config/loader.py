@@ -14,6 +14,7 @@ The file (see examples/vodedge.toml)::
     cache_size = "10GiB"            # or 500MB, 64k, a plain byte count ...
     idle_timeout = "30s"            # limits (limits.py): durations as 30, "30s", "500ms"
     max_connections = 0             # per worker; 0: from the descriptor limit
+    lane = true                     # false: every request through aiohttp's request loop
 
     [[domain]]
     name = "video.example.com"      # or "*.example.com" (one label), or "*" (every other Host)

@@ -179,13 +179,21 @@ class LaneHandler(RequestHandler):
             ready.done(0, "unsafe_header")
             transport.abort()
             return
-        transport.write(head + ready.body)
         sent = len(ready.body)
         pieces = ready.pieces
-        if pieces is not None:
+        if pieces is None:
+            transport.write(head + ready.body)
+        else:
             out = _socket_fd(transport)
             try:
-                for piece in pieces:
+                # The head goes with the body's first bytes (a clip's moov): one send.
+                first = next(pieces, None)
+                if isinstance(first, bytes):
+                    head += first
+                    sent += len(first)
+                    first = next(pieces, None)
+                transport.write(head + ready.body)
+                for piece in _chain(first, pieces):
                     if isinstance(piece, bytes):
                         transport.write(piece)
                         sent += len(piece)
@@ -318,10 +326,25 @@ _NO_TASK: Any = _NoTask()
 _NO_WRITER: Any = None
 
 
+def _chain(first: Piece | None, rest: Iterator[Piece]) -> Iterator[Piece]:
+    if first is not None:
+        yield first
+        yield from rest
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"
+    return line
+
+
+_STATUS_LINES: dict[int, str] = {}
+
+
 def _head(ready: Ready) -> bytes | None:
     """The status line and headers (None: a header that would split the response)."""
-    status = ready.status
-    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    lines = [_status_line(ready.status)]
     headers = ready.headers
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:

@@ -130,7 +130,7 @@ async def _worker(
     cache = DiskCache(options.cache_dir / "store", options.cache_size, limits.min_free_space)
     edge = Edge(options.current(), cache, origins=OriginPool(limits), limits=limits)
     runner = web.ServerRunner(
-        make_server(edge, keepalive_timeout=limits.idle_timeout),
+        make_server(edge, lane=limits.lane, keepalive_timeout=limits.idle_timeout),
         handle_signals=False,
         shutdown_timeout=limits.shutdown_timeout,
     )
