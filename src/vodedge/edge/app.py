@@ -37,6 +37,7 @@ from vodedge.edge.plan import (
     PlanMemo,
     Planner,
     plain_headers,
+    plain_now,
     plain_output,
     plan_now,
     plan_output,
@@ -261,9 +262,10 @@ _NOT_NOW = (*_CONDITIONS, "Expect", "Transfer-Encoding", "Content-Length")
 
 def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     """The lane's question (see edge/lane.py): the answer `answer` would give, when the
-    stages give it without waiting: a small fresh HIT from memory (`_from_memory`), or
-    an MP4 clip of a fresh whole stored file from its remembered index (`plan_now`);
-    None for anything else, refusals included (the stages answer those)."""
+    stages give it without waiting: a small fresh HIT from memory (`_from_memory`), a
+    fresh whole stored file asked whole (`plain_now`), or an MP4 clip of one from its
+    remembered index (`plan_now`); None for anything else, refusals included (the
+    stages answer those)."""
     headers = request.headers
     for name in _NOT_NOW:
         if name in headers:
@@ -282,18 +284,20 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     exchange.domain, exchange.function = resolved.domain.name, resolved.function
     if resolved.transform is None:
         small = _from_memory(edge, request, exchange, resolved)
-        if small is None:
-            return None
-        finish(request, small, exchange)
-        data = small.body
-        assert isinstance(data, bytes)
-        exchange.sent = 0 if request.method == "HEAD" else len(data)
-        return _ready(edge, request, exchange, small, data, None, None)
+        if small is not None:
+            finish(request, small, exchange)
+            data = small.body
+            assert isinstance(data, bytes)
+            exchange.sent = 0 if request.method == "HEAD" else len(data)
+            return _ready(edge, request, exchange, small, data, None, None)
     body = edge.cache.fresh_body(resolved.key)
     if body is None:
         return None
     try:
-        planned = plan_now(edge.planner, resolved, body, "HIT")
+        if resolved.transform is None:
+            planned = plain_now(resolved, body, "HIT")
+        else:
+            planned = plan_now(edge.planner, resolved, body, "HIT")
     except BaseException:
         body.close()
         raise

@@ -190,6 +190,16 @@ def plain_output(resolved: Resolved, body: Body, how: str, origins: OriginSet) -
     return output
 
 
+def plain_now(resolved: Resolved, body: Body, how: str) -> Planned | None:
+    """What `plain_output` sends of a complete stored file asked whole, made without
+    waiting; None for any other body (growing, sparse, in memory)."""
+    size = body.size
+    if size is None or body.sparse is not None or not body.complete or body.data is not None:
+        return None
+    headers = plain_headers(body.meta, how, resolved.path).copy()
+    return Planned(headers, Plan([Span(0, size)]), None)
+
+
 def _whole(fd: int, size: int) -> bytes:
     data = os.pread(fd, size, 0)
     if len(data) != size:
