@@ -1,0 +1,1094 @@
+"""The lane (edge/lane.py): answers the stages give, made where a request's bytes arrive.
+
+The lane is a second way to make answers the four stages already make, so most tests
+here are equivalence tests: one Edge (one cache, one configuration) in this process,
+served twice, by `make_server(edge, lane=True)` and by `make_server(edge, lane=False)`
+(aiohttp alone), the same raw request bytes sent to both over real sockets, the answers
+compared: status, headers as a multiset (names lower-cased, `Date` left out), body
+bytes. `edge.lane_answers` says whether the lane answered. The origin is the session's
+nginx; the media is real (the test media cache).
+
+The others attack the lane's own code: how requests arrive (split, pipelined, with
+bodies, after garbage), clients that read slowly, vanish, or never read, and TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import random
+import socket
+import ssl
+import threading
+import time
+from collections import Counter
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from edge_config import SEEK, SPLIT, Origins, domain, function
+from edge_harness import wait_until
+from edge_media import BIG_TAIL_MOOV, SAMPLES, generated
+from prometheus_client import REGISTRY
+
+from media_matrix import media
+from url_signing import ref_sign
+from vodedge.config.limits import NodeLimits
+from vodedge.config.loader import load_toml
+from vodedge.edge import accesslog
+from vodedge.edge.app import Edge, make_server
+from vodedge.edge.cache import DiskCache
+from vodedge.edge.resources import CappedSite, connection_cap
+from vodedge.edge.source import OriginPool
+from vodedge.edge.tls import SniContexts
+from vodedge.media.mp4.index import Mp4Index, read_index
+from vodedge.media.plan_columns import piece_count
+from vodedge.media.reading import run_bytes
+from vodedge.media.seeking import parse_seconds
+
+pytestmark = pytest.mark.xdist_group("lane")
+
+# Short, so that a client that never reads is dropped within the test's time; every
+# other client here reads at once.
+SEND_TIMEOUT = 2.0
+AUTH_KEY = "lanetestsecret01"
+HEAD_MOOV = (*BIG_TAIL_MOOV[:-2], "-movflags", "+faststart", "-f", "mp4")
+# A clip of a complete cached object takes the lane when its plan has fewer pieces.
+LANE_PIECES = 64
+# VODEDGE_TEST_LOOP=uvloop runs every server on uvloop (as edge_harness's Vodedge).
+LOOP = os.environ.get("VODEDGE_TEST_LOOP", "asyncio")
+
+
+# --- one Edge, served with and without the lane, in this process ----------------------
+
+
+class Node:
+    """One Edge on an event loop of its own (a thread of this process), behind two
+    listeners: `lane_port` (the lane in front of aiohttp) and `plain_port` (aiohttp
+    alone); `tls_port` is the lane's server over TLS, when a context is given."""
+
+    def __init__(self, work: Path, config: str, limits: NodeLimits, *, tls: bool = False) -> None:
+        self.work = work
+        self.config_text = config
+        self.limits = limits
+        self.tls = tls
+        self.access_log = work / "access.log"
+        self.lane_port = self.plain_port = self.tls_port = 0
+        self.loop = _new_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="lane-node", daemon=True)
+        self.runners: list[web.ServerRunner] = []
+        self.edge: Edge | None = None
+        self._log_fd = -1
+
+    def start(self) -> None:
+        """Start the loop's thread and the listeners."""
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.thread.start()
+        self.call(self._setup())
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 60.0) -> Any:
+        """Run `coro` on the node's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _setup(self) -> None:
+        config_file = self.work / "vodedge.toml"
+        config_file.write_text(self.config_text)
+        self._log_fd = os.open(self.access_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        accesslog.configure(self._log_fd)
+        limits = self.limits
+        cache = DiskCache(self.work / "store", 1 << 30, limits.min_free_space)
+        self.edge = Edge(load_toml(config_file), cache, origins=OriginPool(limits), limits=limits)
+        cap = connection_cap(limits.max_connections)
+        listeners: list[tuple[bool, ssl.SSLContext | None]] = [(True, None), (False, None)]
+        if self.tls:
+            edge = self.edge
+            contexts = SniContexts(lambda: edge.config, lambda line: None)  # as serve's
+            contexts.refresh()
+            listeners.append((True, contexts.context))
+        ports = []
+        servers: dict[bool, web.ServerRunner] = {}
+        for lane, context in listeners:
+            runner = servers.get(lane)
+            if runner is None:
+                server = make_server(self.edge, lane=lane, keepalive_timeout=limits.idle_timeout)
+                runner = servers[lane] = web.ServerRunner(
+                    server, handle_signals=False, shutdown_timeout=1.0
+                )
+                await runner.setup()
+                self.runners.append(runner)
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            ports.append(sock.getsockname()[1])
+            site = CappedSite(runner, sock, cap, handshake_timeout=5.0, ssl_context=context)
+            await site.start()
+        self.lane_port, self.plain_port = ports[0], ports[1]
+        if self.tls:
+            self.tls_port = ports[2]
+
+    async def _teardown(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+        if self.edge is not None:
+            await self.edge.close()
+
+    def stop(self) -> None:
+        """Close the listeners and the Edge, stop the loop and its thread."""
+        try:
+            if self.thread.is_alive():
+                self.call(self._teardown())
+        finally:
+            accesslog.configure(None)
+            if self._log_fd >= 0:
+                os.close(self._log_fd)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            self.loop.close()
+
+    @property
+    def lane_answers(self) -> int:
+        """Requests the lane answered so far."""
+        assert self.edge is not None
+        return self.edge.lane_answers
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        """Every access-log line so far."""
+        if not self.access_log.exists():
+            return []
+        return [json.loads(line) for line in self.access_log.read_text().splitlines()]
+
+    def prime(self, host: str, path: str, *extra: str) -> None:
+        """HEAD `path` (aiohttp's way: a HEAD fills a cold object whole) until a HIT."""
+        request = head_request(host, path, *extra)
+
+        def hit() -> bool:
+            return ask(self.plain_port, request, head=True).header("x-cache") == "HIT"
+
+        wait_until(hit, 60, f"{host}{path} to become a cache HIT", 0.05)
+
+    def warm(self, host: str, target: str, *, head: bool = False) -> None:
+        """Ask `target` of the lane's listener until the lane answers it (the first ask of
+        a clip builds the object's index, the stages' way)."""
+        request = (head_request if head else get_request)(host, target)
+
+        def answered() -> bool:
+            before = self.lane_answers
+            reply = ask(self.lane_port, request, head=head)
+            assert reply.status == 200, reply
+            return wait_for_count(self, before + 1, 0.5)
+
+        wait_until(answered, 30, f"the lane to answer {host}{target}", 0.05)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    if LOOP == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def wait_for_count(node: Node, count: int, timeout: float) -> bool:
+    """Whether `node.lane_answers` reaches `count` within `timeout` s (a continued answer
+    is counted when its last byte has gone, which may be after the client read it)."""
+    deadline = time.monotonic() + timeout
+    while node.lane_answers < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return node.lane_answers == count
+
+
+def settle(node: Node, quiet: float = 0.03) -> int:
+    """`node.lane_answers` once it has not changed for `quiet` s (the lane counts an
+    answer just after writing it: a client may read it first)."""
+    count, since = node.lane_answers, time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.005)
+        if node.lane_answers != count:
+            count, since = node.lane_answers, time.monotonic()
+    return count
+
+
+# --- raw HTTP over sockets -------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    """One response as it came over the wire."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]  # names lower-cased, in order
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name`, or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def compared(self) -> tuple[str, int, Counter[tuple[str, str]], bytes]:
+        """What two equivalent answers share: version, status, headers but Date, body."""
+        headers = Counter(h for h in self.headers if h[0] != "date")
+        return (self.version, self.status, headers, self.body)
+
+    def __repr__(self) -> str:
+        return f"<Answer {self.status} {len(self.body)} bytes {self.headers}>"
+
+
+class Client:
+    """A raw client connection: sends bytes, reads responses one by one."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        timeout: float = 10.0,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
+        if tls is not None:
+            sock = tls.wrap_socket(sock, server_hostname="lane.test")
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        """Send `data` in one write."""
+        self.sock.sendall(data)
+
+    def _more(self, size: int = 65536) -> bool:
+        chunk = self.sock.recv(size)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def _take(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            if not self._more():
+                raise ConnectionError(f"closed {count - len(self.buffer)} bytes short")
+        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        return data
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            if not self._more():
+                raise ConnectionError(f"closed within a line: {self.buffer[:200]!r}")
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def read_head(self) -> Answer:
+        """The next response's status line and headers (its body still to read)."""
+        while b"\r\n\r\n" not in self.buffer:
+            if not self._more():
+                raise ConnectionError(f"closed before a response's head: {self.buffer[:200]!r}")
+        raw, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = raw.decode("latin-1").split("\r\n")
+        version, status, reason = [*lines[0].split(" ", 2), ""][:3]
+        assert version in ("HTTP/1.1", "HTTP/1.0"), lines[0]
+        headers = []
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers.append((name.strip().lower(), value.strip()))
+        return Answer(version, int(status), reason, headers, b"")
+
+    def read(self, *, head: bool = False) -> Answer:
+        """The next whole response (`head`: the request was a HEAD)."""
+        answer = self.read_head()
+        if head or answer.status in (204, 304) or answer.status < 200:
+            return answer
+        if (answer.header("transfer-encoding") or "").lower() == "chunked":
+            parts = []
+            while size := int(self._line().split(b";")[0], 16):
+                parts.append(self._take(size))
+                self._take(2)
+            while self._line():  # trailers, then the empty line
+                pass
+            answer.body = b"".join(parts)
+        elif (length := answer.header("content-length")) is not None:
+            answer.body = self._take(int(length))
+        else:
+            answer.body = self.rest()
+        return answer
+
+    def rest(self) -> bytes:
+        """Everything until the server closes."""
+        while self._more():
+            pass
+        data, self.buffer = self.buffer, b""
+        return data
+
+    def closed_by_server(self, timeout: float = 5.0) -> bool:
+        """Whether the server closes the connection (nothing more comes) within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            extra = self.rest()
+        except TimeoutError:
+            return False
+        except ConnectionResetError:
+            return True
+        assert not extra, f"bytes after the last response: {extra[:200]!r}"
+        return True
+
+    def drained(self, timeout: float) -> tuple[int, bool]:
+        """Read until the server closes: (bytes read, whether it closed within `timeout`)."""
+        self.sock.settimeout(timeout)
+        received = len(self.buffer)
+        self.buffer = b""
+        try:
+            while chunk := self.sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return received, False
+        return received, True
+
+    def close(self) -> None:
+        """Hang up."""
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def connected(port: int, **options: Any) -> Iterator[Client]:
+    """A Client, closed after use."""
+    client = Client(port, **options)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def get_request(host: str, target: str, *extra: str, method: str = "GET") -> bytes:
+    """An HTTP/1.1 request's bytes, with `extra` header lines."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", *extra, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def head_request(host: str, target: str, *extra: str) -> bytes:
+    """A HEAD request's bytes."""
+    return get_request(host, target, *extra, method="HEAD")
+
+
+def ask(port: int, data: bytes, *, head: bool = False) -> Answer:
+    """`data` on a new connection; the one answer."""
+    with connected(port) as client:
+        client.send(data)
+        return client.read(head=head)
+
+
+def differences(a: Answer, b: Answer) -> list[str]:
+    """How two answers differ (empty: equivalent)."""
+    out = []
+    if (a.version, a.status) != (b.version, b.status):
+        out.append(f"status {a.version} {a.status} != {b.version} {b.status}")
+    theirs, ours = a.compared()[2], b.compared()[2]
+    for item in sorted((theirs - ours) + (ours - theirs)):
+        side = "lane" if theirs[item] > ours[item] else "aiohttp"
+        out.append(f"header {item} only in the {side} answer")
+    if a.body != b.body:
+        out.append(f"bodies differ: {len(a.body)} and {len(b.body)} bytes")
+    return out
+
+
+# Headers whose value follows the clock by the second (the object's Age, a max-age
+# counted down): two answers a second apart may differ there, and are asked again.
+TIMED = ("age", "cache-control")
+
+
+def equivalent(node: Node, data: bytes, *, lane: bool | None, head: bool = False) -> Answer:
+    """`data` asked of the lane's listener and of aiohttp's, each on a new connection:
+    the same answer (asked again if only the clock's headers differ), and the lane
+    answered it when `lane` is True, did not when False (None: either)."""
+    problems: list[str] = []
+    for _attempt in range(3):
+        before = settle(node)
+        ours = ask(node.lane_port, data, head=head)
+        if lane:
+            assert wait_for_count(node, before + 1, 5), f"the lane did not answer {data!r}"
+        elif lane is False:
+            time.sleep(0.01)
+            assert node.lane_answers == before, f"the lane answered {data!r}"
+        else:
+            settle(node)
+        after = node.lane_answers
+        theirs = ask(node.plain_port, data, head=head)
+        assert node.lane_answers == after, "the plain listener's request took the lane"
+        problems = differences(ours, theirs)
+        if not problems:
+            return ours
+        if not all(any(f"('{name}'," in p for name in TIMED) for p in problems):
+            break
+    raise AssertionError(f"{data!r}: {problems}")
+
+
+# --- what the tests serve --------------------------------------------------------------
+
+
+def _cors(value: str, **extra: str) -> str:
+    return function("set_resp_header", key="Access-Control-Allow-Origin", value=value, **extra)
+
+
+def config(origins: Origins, certificate: tuple[Path, Path]) -> str:
+    """The domains: clips and audio extraction (lane.test, with HTTPS too); headers and
+    CORS; policies the lane must leave to aiohttp."""
+    nginx = origins.nginx.url
+    cert, key = certificate
+    lane = domain("lane.test", nginx, SPLIT, SEEK)
+    head, _, functions = lane.partition("[[domain.function]]")
+    tls = f'tls = {{ cert = "{cert}", key = "{key}", enabled = true }}\n'
+    lane = f"{head}{tls}[[domain.function]]{functions}"
+    auth = function("aliauth", auth_type="type_a", auth_key1=AUTH_KEY, ali_auth_delta="3600")
+    ttl = function(
+        "path_based_ttl_set", ttl="3600", path="/lane", swift_follow_cachetime="on"
+    )  # fmt: skip
+    return "".join(
+        [
+            lane,
+            domain(
+                "headers.test", nginx, SPLIT, SEEK,
+                _cors("*"),
+                function("set_resp_header", key="X-Served-By", value="edge-7"),
+                function("set_resp_header", key="Via", value="x", header_operation_type="delete"),
+            ),
+            domain(
+                "checked.test", nginx, SPLIT, SEEK,
+                _cors("https://player.example,https://other.example", access_origin_control="on"),
+            ),
+            domain("follow.test", nginx, SPLIT, SEEK, ttl),
+            domain(
+                "referer.test", nginx, SPLIT, SEEK,
+                function("referer_white_list_set", refer_domain_allow_list="good.example"),
+            ),
+            domain("slow.test", nginx, SPLIT, SEEK, function("limit_rate", ali_limit_rate="64m")),
+            domain("auth.test", nginx, SPLIT, SEEK, auth),
+        ]
+    )  # fmt: skip
+
+
+@dataclass
+class Media:
+    """What the tests ask for, published on the origins and cached, indexes warm."""
+
+    small: str
+    small_bytes: bytes
+    long: str  # the 30-minute MP4
+    long_seconds: float
+    langs: str  # two audio tracks, 2 s
+    big: str  # a few MB in 4 s: a clip larger than the socket buffers
+    talk: str  # a plain object larger than what is kept in memory
+    files: dict[str, Path]  # URL path: the file behind it
+    track_ids: tuple[int, int] = (2, 3)
+    _indexes: dict[str, Mp4Index] = field(default_factory=dict)
+
+    def lane_clip(self, path: str, query: str) -> bool:
+        """Whether the lane answers this clip of a warm object: its plan (the media
+        layer's) has fewer than LANE_PIECES pieces."""
+        index = self._indexes.get(path)
+        if index is None:
+            data = self.files[path].read_bytes()
+            index = self._indexes[path] = run_bytes(read_index(len(data)), data)
+        args = dict(pair.split("=", 1) for pair in query.split("&"))
+        track = args.get("vodedge_audio_track")
+        plan = index.clip(
+            parse_seconds(args["start"], "start") if "start" in args else None,
+            parse_seconds(args["end"], "end") if "end" in args else None,
+            audio_only=args.get("ali_audio_only") == "1",
+            track_id=None if track is None else int(track),
+        )
+        return piece_count(plan) < LANE_PIECES
+
+
+@pytest.fixture(scope="module")
+def node(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    """One Edge in this process, with and without the lane, every domain above."""
+    limits = NodeLimits(send_timeout=SEND_TIMEOUT, idle_timeout=30.0)
+    work = tmp_path_factory.mktemp("lane")
+    served = Node(work, config(origins, _certificate(work / "certs")), limits, tls=True)
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def published(node: Node, origins: Origins) -> Media:
+    """The media, cached on every domain that serves it, each clip kind's index warm."""
+    rng = random.Random(1515)
+    small_bytes = bytes(rng.getrandbits(8) for _ in range(3000))
+    small = origins.media.write("lane/small.bin", small_bytes)
+    files = {
+        "/lane/long.mp4": media("mp4_long_30min"),
+        "/lane/langs.mp4": media("mp4_two_languages"),
+        "/lane/big.mp4": generated("big-head-moov", HEAD_MOOV, "mp4"),
+        "/lane/talk.mp4": SAMPLES / "talk.mp4",
+    }
+    long, langs, big, talk = (origins.media.add(file, path[1:]) for path, file in files.items())
+    hosts = (
+        "lane.test", "headers.test", "checked.test", "follow.test", "referer.test", "slow.test"
+    )  # fmt: skip
+    for host in hosts:
+        # The large ones are asked of lane.test only.
+        for path in (small, long, langs, big, talk) if host == "lane.test" else (small, long):
+            node.prime(host, path, "Referer: https://good.example/")
+    for host in ("lane.test", "headers.test", "checked.test"):
+        node.warm(host, f"{long}?start=100&end=110")
+    node.warm("lane.test", f"{langs}?start=0.5&end=1.5")
+    node.warm("lane.test", f"{big}?start=0&end=4")
+    return Media(small, small_bytes, long, 1800.0, langs, big, talk, files)
+
+
+def _certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for lane.test and its key, written as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lane.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("lane.test")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "lane.pem", directory / "lane.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def _client_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# --- 1. equivalence -------------------------------------------------------------------
+
+
+def test_small_hits_are_the_stages_answers(node: Node, published: Media) -> None:
+    """A small fresh HIT, GET and HEAD, with and without extra headers the lane ignores."""
+    small = published.small
+    answer = equivalent(node, get_request("lane.test", small), lane=True)
+    assert answer.status == 200 and answer.body == published.small_bytes
+    assert answer.header("x-cache") == "HIT"
+    head = equivalent(node, head_request("lane.test", small), lane=True, head=True)
+    assert head.status == 200 and head.header("content-length") == "3000"
+    for extra in (
+        ("User-Agent: lane-test/1.0", "Accept: */*", "Connection: keep-alive"),
+        ("Accept-Encoding: gzip, br",),
+        ("X-Forwarded-For: 203.0.113.9",),
+    ):
+        equivalent(node, get_request("lane.test", small, *extra), lane=True)
+    # The same object spelled otherwise: one cache key, the lane all the same.
+    equivalent(node, get_request("LANE.test.", "/lane/%73mall.bin"), lane=True)
+
+
+def test_objects_not_in_memory_are_aiohttps(node: Node, published: Media) -> None:
+    """A plain object too large to be kept in memory, whole or in part, and an unknown
+    path (the origin's 404): aiohttp's answers, the same with the lane in front."""
+    whole = equivalent(node, get_request("lane.test", published.talk), lane=False)
+    assert whole.status == 200 and whole.body == (SAMPLES / "talk.mp4").read_bytes()
+    equivalent(node, head_request("lane.test", published.talk), lane=False, head=True)
+    equivalent(node, get_request("lane.test", "/lane/nothing-here.bin"), lane=False)
+    equivalent(node, get_request("unknown.test", published.small), lane=False)
+
+
+def test_random_clips_are_the_stages_answers(node: Node, published: Media) -> None:
+    """Clips at random starts, 10-s video ones and 1-to-10-s audio-only ones, on fresh
+    connections and on one connection kept alive for many: the lane's bytes are
+    aiohttp's, and the lane answered exactly those whose plan is short."""
+    rng = random.Random(20261201)
+    long = published.long
+    queries = []
+    for _ in range(16):
+        start = rng.uniform(0, published.long_seconds - 12)
+        queries.append(f"start={start:.3f}&end={start + 10:.3f}")
+    for _ in range(12):
+        start, length = rng.uniform(0, published.long_seconds - 12), rng.choice((1, 2, 10))
+        queries.append(f"ali_audio_only=1&start={start:.2f}&end={start + length:.2f}")
+    lanes = [published.lane_clip(long, query) for query in queries]
+    assert sum(lanes) >= 20 and not all(lanes), lanes  # both kinds are asked
+    for query, lane in list(zip(queries, lanes, strict=True))[::2]:
+        answer = equivalent(node, get_request("lane.test", f"{long}?{query}"), lane=lane)
+        assert answer.status == 200 and len(answer.body) > 1000, answer
+    # The others on one kept-alive connection each way, every answer compared.
+    before = settle(node)
+    with connected(node.lane_port) as lane_client, connected(node.plain_port) as plain:
+        for query in queries[1::2]:
+            data = get_request("lane.test", f"{long}?{query}")
+            lane_client.send(data)
+            plain.send(data)
+            ours, theirs = lane_client.read(), plain.read()
+            _same(ours, theirs)
+    assert wait_for_count(node, before + sum(lanes[1::2]), 5), node.lane_answers - before
+
+
+def test_clip_kinds_are_the_stages_answers(node: Node, published: Media) -> None:
+    """HEAD of a clip, one audio track (with and without the video), a clip of a file
+    larger than the socket buffers; an open-ended audio start is aiohttp's."""
+    long, langs = published.long, published.langs
+    head = equivalent(node, head_request("lane.test", f"{long}?start=60&end=70"), lane=True,
+                      head=True)  # fmt: skip
+    assert head.status == 200 and int(head.header("content-length") or 0) > 0
+    equivalent(
+        node, head_request("lane.test", f"{long}?ali_audio_only=1&start=60&end=61.5"),
+        lane=True, head=True,
+    )  # fmt: skip
+    for track in published.track_ids:
+        for query in (
+            f"vodedge_audio_track={track}&start=0.5&end=1.5",
+            f"ali_audio_only=1&vodedge_audio_track={track}&start=0.5&end=1.5",
+            "ali_audio_only=1&start=0.25&end=1.25",
+        ):
+            lane = published.lane_clip(langs, query)
+            answer = equivalent(node, get_request("lane.test", f"{langs}?{query}"), lane=lane)
+            assert answer.status == 200, answer
+    big = equivalent(node, get_request("lane.test", f"{published.big}?start=0&end=4"), lane=True)
+    assert big.status == 200 and len(big.body) > 1 << 20
+    open_ended = f"{long}?ali_audio_only=1&start=30"
+    equivalent(node, get_request("lane.test", open_ended), lane=False)
+
+
+def test_refusals_are_aiohttps(node: Node, published: Media) -> None:
+    """What the stages refuse, the lane leaves to them: a bad Referer, a seek past the
+    end or malformed, an unknown track, a bad signature."""
+    long, small = published.long, published.small
+    cases = [
+        get_request("referer.test", small, "Referer: http://evil.example/"),
+        get_request("referer.test", f"{long}?start=5&end=15", "Referer: http://evil.example/"),
+        get_request("lane.test", f"{long}?start=5000&end=5010"),
+        get_request("lane.test", f"{long}?start=abc&end=10"),
+        get_request("lane.test", f"{long}?start=10&end=0"),
+        get_request("lane.test", f"{published.langs}?vodedge_audio_track=9&start=0&end=1"),
+        get_request("auth.test", small),
+        get_request("auth.test", f"{small}?auth_key=1-0-0-0123456789abcdef0123456789abcdef"),
+    ]
+    for data in cases:
+        answer = equivalent(node, data, lane=False)
+        assert answer.status in (400, 403), answer
+    good = get_request("referer.test", small, "Referer: https://good.example/page")
+    assert equivalent(node, good, lane=True).body == published.small_bytes
+
+
+def test_signed_urls_are_the_stages_answers(node: Node, published: Media) -> None:
+    """A good signature: the same answer either way (verified on every request)."""
+    node.prime("auth.test", _signed(published.small))
+    node.prime("auth.test", _signed(published.long))
+    for target in (_signed(published.small), _signed(published.long, "start=7&end=17")):
+        answer = equivalent(node, get_request("auth.test", target), lane=None)
+        assert answer.status == 200, answer
+
+
+def _signed(path: str, query: str = "") -> str:
+    signed_path, signed_query = ref_sign("a", AUTH_KEY, path, int(time.time()), query=query)
+    return f"{signed_path}?{signed_query}"
+
+
+def test_response_headers_and_cors_are_the_stages(node: Node, published: Media) -> None:
+    """set_resp_header rules (added, deleted), CORS with any origin and with a checked
+    list (Vary, an origin allowed and one not), on small HITs and clips alike."""
+    clip = f"{published.long}?start=33&end=43"
+    for target in (published.small, clip):
+        for host, extra in (
+            ("headers.test", ()),
+            ("headers.test", ("Origin: https://any.example",)),
+            ("checked.test", ("Origin: https://player.example",)),
+            ("checked.test", ("Origin: https://evil.example",)),
+            ("checked.test", ()),
+        ):
+            answer = equivalent(node, get_request(host, target, *extra), lane=True)
+            assert answer.status == 200
+            if host == "headers.test":
+                assert answer.header("x-served-by") == "edge-7" and answer.header("via") is None
+                assert answer.header("access-control-allow-origin") == "*"
+            else:
+                assert ("vary", "Origin") in answer.headers
+
+
+def test_followed_cache_times_are_the_stages(node: Node, published: Media) -> None:
+    """swift_follow_cachetime (a max-age counted down): the same answers."""
+    for target in (published.small, f"{published.long}?start=12&end=22"):
+        answer = equivalent(node, get_request("follow.test", target), lane=None)
+        assert (answer.header("cache-control") or "").startswith("max-age="), answer
+
+
+def test_requests_the_lane_leaves_alone(node: Node, published: Media) -> None:
+    """Range, conditionals, Expect, a body, HTTP/1.0, Connection: close, limit_rate:
+    aiohttp's answers, the same with the lane in front."""
+    small, clip = published.small, f"{published.long}?start=3&end=13"
+    etag = ask(node.plain_port, get_request("lane.test", small)).header("etag")
+    clip_etag = ask(node.plain_port, get_request("lane.test", clip)).header("etag")
+    for target, tag in ((small, etag), (clip, clip_etag)):
+        for extra in (
+            ("Range: bytes=10-99",),
+            ("Range: bytes=-5",),
+            (f"If-None-Match: {tag}",),
+            ("If-Modified-Since: Tue, 01 Dec 2099 00:00:00 GMT",),
+            ("Range: bytes=0-9", 'If-Range: "other"'),
+            ("Expect: 100-continue",),
+        ):
+            equivalent(node, get_request("lane.test", target, *extra), lane=False)
+        equivalent(node, get_request("slow.test", target), lane=False)
+    for data in (
+        get_request("lane.test", small, "Connection: close"),
+        f"GET {small} HTTP/1.0\r\nHost: lane.test\r\n\r\n".encode(),
+        get_request("lane.test", small, "Content-Length: 0"),
+    ):
+        equivalent(node, data, lane=False)
+
+
+# --- 2. access log and metrics ---------------------------------------------------------
+
+
+COUNTERS = ("vodedge_requests", "vodedge_cache_lookups", "vodedge_sent_bytes",
+            "vodedge_audio_saved_bytes")  # fmt: skip
+
+
+def counters(domain_name: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """This process's request, lookup and byte counters of a domain, by labels."""
+    out = {}
+    for metric in REGISTRY.collect():
+        if metric.name not in COUNTERS:
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels.get("domain") == domain_name:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def counted(before: dict[Any, float], after: dict[Any, float]) -> dict[Any, float]:
+    """What changed between two `counters`."""
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+
+def test_the_lane_is_logged_and_counted_as_the_stages(node: Node, published: Media) -> None:
+    """A lane answer's access-log line has the fields of aiohttp's for the same request
+    (all but the time it took); request, lookup, byte and saving counters count it the
+    same."""
+    long = published.long
+    for target in (
+        published.small,
+        f"{long}?start=555.5&end=565.5",
+        f"{long}?ali_audio_only=1&start=555.5&end=556.5",
+        f"{long}?ali_audio_only=1&start=555.5&end=556.5&x=1",  # another object: a MISS
+    ):
+        changes: list[dict[Any, float]] = []
+        lines: list[dict[str, Any]] = []
+        for port in (node.lane_port, node.plain_port):
+            before = settle(node)
+            logged = len(node.access_lines())
+            values = counters("lane.test")
+            answer = ask(port, get_request("lane.test", target))
+            assert answer.status == 200
+            if port == node.lane_port and not target.endswith("x=1"):
+                assert wait_for_count(node, before + 1, 5)
+            wait_until(lambda n=logged: len(node.access_lines()) > n, 5, "the log line")
+            (line,) = node.access_lines()[logged:]
+            lines.append(line)
+            changes.append(counted(values, counters("lane.test")))
+        ours, theirs = lines
+        assert set(ours) == set(theirs), (ours, theirs)
+        for key in ours:
+            if key not in ("ms", "time"):
+                assert ours[key] == theirs[key] or target.endswith("x=1"), (key, ours, theirs)
+        if target.endswith("x=1"):
+            continue  # the first was a MISS, the second a HIT: not the same
+        assert ours["cache"] == "HIT" and ours["bytes"] > 0 and ours["status"] == 200
+        assert changes[0] == changes[1], changes
+        function_name = ours["function"]
+        requests = (
+            "vodedge_requests_total",
+            (("domain", "lane.test"), ("function", function_name), ("status", "200")),
+        )
+        sent = ("vodedge_sent_bytes_total", (("domain", "lane.test"), ("function", function_name)))
+        hits = ("vodedge_cache_lookups_total", (("domain", "lane.test"), ("result", "HIT")))
+        assert changes[0][requests] == 1 and changes[0][hits] == 1, changes
+        assert changes[0][sent] == ours["bytes"] == len(answer.body), changes
+
+
+# --- 3. how requests arrive ------------------------------------------------------------
+
+
+def _expected(node: Node, data: bytes, head: bool = False) -> Answer:
+    return ask(node.plain_port, data, head=head)
+
+
+def _same(ours: Answer, theirs: Answer) -> None:
+    problems = differences(ours, theirs)
+    assert not problems or all(any(f"('{n}'," in p for n in TIMED) for p in problems), problems
+
+
+def test_a_request_in_one_byte_writes(node: Node, published: Media) -> None:
+    """Every byte its own write: the answer is the same, and the connection goes on."""
+    for target in (published.small, f"{published.long}?start=71&end=81"):
+        data = get_request("lane.test", target)
+        want = _expected(node, data)
+        with connected(node.lane_port) as client:
+            for byte in data:
+                client.send(bytes([byte]))
+                time.sleep(0.001)
+            _same(client.read(), want)
+            before = settle(node)
+            client.send(data)
+            _same(client.read(), want)
+            assert wait_for_count(node, before + 1, 5), "a whole request after a split one"
+
+
+def test_pipelined_requests_are_answered_in_order(node: Node, published: Media) -> None:
+    """Two and three requests in one write, lane kinds and others mixed: every one
+    answered, in order, with the bytes each gets alone."""
+    small = get_request("lane.test", published.small)
+    clip = get_request("lane.test", f"{published.long}?start=91&end=101")
+    head = head_request("lane.test", f"{published.long}?start=91&end=101")
+    ranged = get_request("lane.test", published.small, "Range: bytes=5-9")
+    for batch in ([small, clip], [clip, small, ranged], [head, clip], [ranged, small, head]):
+        wants = [_expected(node, data, data.startswith(b"HEAD")) for data in batch]
+        with connected(node.lane_port) as client:
+            client.send(b"".join(batch))
+            for data, want in zip(batch, wants, strict=True):
+                _same(client.read(head=data.startswith(b"HEAD")), want)
+            # And the connection still answers, by the lane.
+            before = settle(node)
+            client.send(small)
+            _same(client.read(), wants[0] if batch[0] is small else _expected(node, small))
+            assert wait_for_count(node, before + 1, 5)
+
+
+def test_lane_and_aiohttp_take_turns_on_one_connection(node: Node, published: Media) -> None:
+    """Lane, Range (aiohttp), lane, a 404 (aiohttp), lane HEAD, a cold clip: in order."""
+    small = published.small
+    clip = f"{published.long}?start=1201&end=1211"
+    steps: list[tuple[bytes, bool, bool]] = [
+        (get_request("lane.test", small), True, False),
+        (get_request("lane.test", small, "Range: bytes=0-99"), False, False),
+        (get_request("lane.test", clip), True, False),
+        (get_request("lane.test", "/lane/absent.bin"), False, False),
+        (head_request("lane.test", clip), True, True),
+        (get_request("lane.test", clip, "Range: bytes=100-"), False, False),
+        (get_request("lane.test", small), True, False),
+    ]
+    wants = [_expected(node, data, head) for data, _lane, head in steps]
+    with connected(node.lane_port) as client:
+        for (data, lane, head), want in zip(steps, wants, strict=True):
+            before = settle(node)
+            client.send(data)
+            _same(client.read(head=head), want)
+            if lane:
+                assert wait_for_count(node, before + 1, 5), data
+            else:
+                assert node.lane_answers == before, data
+
+
+def test_a_request_with_a_body_then_more(node: Node, published: Media) -> None:
+    """A GET with `Content-Length: 5` (its body with it, or in a write of its own): the
+    stages' answer, and the next request on the connection is answered right."""
+    small = get_request("lane.test", published.small)
+    with_body = get_request("lane.test", published.small, "Content-Length: 5")
+    want_body = _expected(node, with_body + b"hello")
+    want = _expected(node, small)
+    for split in (False, True):
+        with connected(node.lane_port) as client:
+            before = settle(node)
+            if split:
+                client.send(with_body)
+                time.sleep(0.05)
+                client.send(b"hello")
+            else:
+                client.send(with_body + b"hello")
+            _same(client.read(), want_body)
+            assert settle(node) == before
+            client.send(small)
+            _same(client.read(), want)
+            client.send(small)
+            _same(client.read(), want)
+
+
+def test_requests_that_end_the_connection(node: Node, published: Media) -> None:
+    """HTTP/1.0 and `Connection: close`: the stages' answer, then the server closes."""
+    for data in (
+        f"GET {published.small} HTTP/1.0\r\nHost: lane.test\r\n\r\n".encode(),
+        get_request("lane.test", published.small, "Connection: close"),
+        get_request("lane.test", f"{published.long}?start=5&end=15", "Connection: close"),
+    ):
+        want = _expected(node, data)
+        before = settle(node)
+        with connected(node.lane_port) as client:
+            client.send(data)
+            ours = client.read_head()
+            length = ours.header("content-length")
+            ours.body = client._take(int(length)) if length is not None else client.rest()
+            _same(ours, want)
+            assert client.closed_by_server(), data
+        assert node.lane_answers == before
+
+
+def test_a_huge_header_is_refused_as_before(node: Node, published: Media) -> None:
+    """A header field over 8190 bytes: aiohttp's refusal, with the lane or without."""
+    data = get_request("lane.test", published.small, "X-Big: " + "a" * 9000)
+    ours, theirs = ask(node.lane_port, data), ask(node.plain_port, data)
+    assert ours.status in (400, 431) and ours.status == theirs.status
+    _same(ours, theirs)
+
+
+def answers_until_closed(client: Client) -> list[Answer]:
+    """Every response until the server closes the connection."""
+    out = []
+    while True:
+        try:
+            out.append(client.read())
+        except ConnectionError:
+            assert not client.buffer, client.buffer[:200]
+            return out
+
+
+def test_garbage_after_a_good_request(node: Node, published: Media) -> None:
+    """A good request and garbage, in one write (aiohttp refuses the read whole) or two
+    (the answer, then aiohttp's 400): with the lane as without it."""
+    data = get_request("lane.test", published.small)
+    garbage = b"\x00\x01NOT HTTP AT ALL\r\n\r\n"
+    for writes in ([data + garbage], [data, garbage]):
+        answers = []
+        for port in (node.lane_port, node.plain_port):
+            with connected(port) as client:
+                for chunk in writes:
+                    client.send(chunk)
+                    time.sleep(0.05)
+                answers.append(answers_until_closed(client))
+        ours, theirs = answers
+        assert len(ours) == len(theirs) == len(writes), answers
+        for one, other in zip(ours, theirs, strict=True):
+            _same(one, other)
+        assert ours[-1].status == 400
+
+
+# --- 4. slow and vanishing clients -----------------------------------------------------
+
+
+def test_a_slow_reader_gets_every_byte(node: Node, published: Media) -> None:
+    """A small receive buffer read a little at a time: the lane's sendfile stops short
+    and the rest follows from its task; every byte right, then the next request."""
+    target = f"{published.big}?start=0&end=4"
+    want = _expected(node, get_request("lane.test", target))
+    small_want = _expected(node, get_request("lane.test", published.small))
+    before = settle(node)
+    with connected(node.lane_port, rcvbuf=8192) as client:
+        client.send(get_request("lane.test", target))
+        head = client.read_head()
+        length = int(head.header("content-length") or 0)
+        assert length > 2 << 20
+        received = bytearray(client.buffer)
+        client.buffer = b""
+        started = time.monotonic()
+        while len(received) < length:
+            chunk = client.sock.recv(min(65536, length - len(received)))
+            assert chunk, "closed early"
+            received += chunk
+            if time.monotonic() - started < 1.0:
+                time.sleep(0.002)  # slow at first: the socket fills, sendfile stops short
+        head.body = bytes(received)
+        _same(head, want)
+        assert wait_for_count(node, before + 1, 5)
+        client.send(get_request("lane.test", published.small))
+        _same(client.read(), small_want)
+        assert wait_for_count(node, before + 2, 5)
+
+
+def test_a_client_leaving_mid_body(node: Node, published: Media) -> None:
+    """A client takes the head and a little of a large clip, then hangs up: the log
+    says the answer was cut short; other clients are answered meanwhile and after."""
+    start = f"{random.Random().uniform(0.001, 0.5):.3f}"
+    target = f"{published.big}?start={start}&end=4"
+    small = get_request("lane.test", published.small)
+    want = _expected(node, small)
+    with connected(node.lane_port, rcvbuf=8192) as leaver:
+        leaver.send(get_request("lane.test", target))
+        leaver.read_head()
+        leaver._more()
+        _same(ask(node.lane_port, small), want)  # while the answer is still going
+        leaver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    line = _line_for(node, target)
+    assert line.get("aborted") == "client_gone" and line["status"] == 499, line
+    assert 0 < line["bytes"] < 4 << 20, line
+    _same(ask(node.lane_port, small), want)
+
+
+def test_a_client_that_never_reads_is_dropped(node: Node, published: Media) -> None:
+    """No byte taken for longer than the send timeout: the lane drops the connection and
+    logs why; other clients are answered meanwhile."""
+    start = f"{random.Random().uniform(0.001, 0.5):.3f}"
+    target = f"{published.big}?start={start}&end=4"
+    small = get_request("lane.test", published.small)
+    want = _expected(node, small)
+    length = int(
+        _expected(node, head_request("lane.test", target), True).header("content-length") or 0
+    )
+    with connected(node.lane_port, rcvbuf=4096, timeout=20) as stalled:
+        stalled.send(get_request("lane.test", target))
+        _same(ask(node.lane_port, small), want)
+        line = _line_for(node, target, timeout=SEND_TIMEOUT + 15)
+        assert line.get("aborted") == "send_timeout" and line["status"] == 200, line
+        # What was buffered comes out, then the connection is closed: short.
+        received, closed = stalled.drained(10)
+        assert closed and received < length, (received, length)
+        assert 0 < line["bytes"] < length, line
+
+
+def _line_for(node: Node, target: str, timeout: float = 10.0) -> dict[str, Any]:
+    def lines() -> list[dict[str, Any]]:
+        return [
+            line
+            for line in node.access_lines()
+            if line["path"] == target and line["method"] == "GET"
+        ]
+
+    wait_until(lambda: bool(lines()), timeout, f"the access-log line of {target}")
+    (line,) = lines()
+    return line
+
+
+# --- 5. TLS -----------------------------------------------------------------------------
+
+
+def test_the_lane_stays_off_over_tls(node: Node, published: Media) -> None:
+    """Over TLS (sendfile would bypass it) every request is aiohttp's, bytes right."""
+    context = _client_tls()
+    for target in (published.small, f"{published.long}?start=44&end=54"):
+        data = get_request("lane.test", target)
+        want = _expected(node, data)
+        before = settle(node)
+        with connected(node.tls_port, tls=context) as client:
+            for _ in range(2):
+                client.send(data)
+                _same(client.read(), want)
+        assert settle(node) == before
