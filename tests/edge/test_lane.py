@@ -614,12 +614,17 @@ def test_small_hits_are_the_stages_answers(node: Node, published: Media) -> None
     equivalent(node, get_request("LANE.test.", "/lane/%73mall.bin"), lane=True)
 
 
-def test_objects_not_in_memory_are_aiohttps(node: Node, published: Media) -> None:
-    """A plain object too large to be kept in memory, whole or in part, and an unknown
-    path (the origin's 404): aiohttp's answers, the same with the lane in front."""
-    whole = equivalent(node, get_request("lane.test", published.talk), lane=False)
+def test_whole_stored_files_and_misses(node: Node, published: Media) -> None:
+    """A plain object too large to be kept in memory asked whole (the lane sends the
+    file), in part (aiohttp's), and an unknown path or Host (aiohttp's): the same
+    answers with the lane in front."""
+    whole = equivalent(node, get_request("lane.test", published.talk), lane=True)
     assert whole.status == 200 and whole.body == (SAMPLES / "talk.mp4").read_bytes()
-    equivalent(node, head_request("lane.test", published.talk), lane=False, head=True)
+    equivalent(node, head_request("lane.test", published.talk), lane=True, head=True)
+    big = equivalent(node, get_request("lane.test", published.big), lane=True)
+    assert big.body == published.files[published.big].read_bytes()
+    ranged = get_request("lane.test", published.talk, "Range: bytes=1000-")
+    assert equivalent(node, ranged, lane=False).status == 206
     equivalent(node, get_request("lane.test", "/lane/nothing-here.bin"), lane=False)
     equivalent(node, get_request("unknown.test", published.small), lane=False)
 
