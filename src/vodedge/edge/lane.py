@@ -87,12 +87,16 @@ class LaneServer(web.Server):
 class LaneHandler(RequestHandler):
     """aiohttp's connection object, with the lane in front of its queue of requests."""
 
-    __slots__ = ("_held", "_lane_parser", "_lane_task", "_now", "active_at")
+    __slots__ = ("_boundary", "_held", "_lane_parser", "_lane_task", "_last", "_now", "active_at")
 
     def __init__(self, manager: LaneServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._now: Now | None = manager.now if SUPPORTED else None
         self._lane_parser: HttpRequestParser | None = None
+        # Whether the bytes read so far end between two requests, and their last four
+        # (see _parse).
+        self._boundary = True
+        self._last = b""
         self._lane_task: asyncio.Task[None] | None = None
         self._held: list[bytes] = []
         # When the lane last answered (the idle sweep counts it as activity).
@@ -108,34 +112,43 @@ class LaneHandler(RequestHandler):
             self._held.append(data)  # reading is paused: only what was already read
             return
         now = self._now
-        if (
-            now is None
-            or not data.endswith(_HEAD_END)
-            or data.find(_HEAD_END) != len(data) - 4
-            or not (data.startswith(b"GET ") or data.startswith(b"HEAD "))
-            or self._messages
+        if now is None:
+            super().data_received(data)
+            return
+        request = self._parse(data)
+        ready = None
+        if request is not None and self._idle():
+            try:
+                ready = now(request)
+            except Exception:
+                ready = None  # aiohttp's way answers it (and logs what went wrong there)
+        if ready is None:
+            super().data_received(data)  # parsed by aiohttp's own parser too
+            return
+        self._answer(ready)
+
+    def _idle(self) -> bool:
+        """Whether aiohttp holds no request of this connection (queued, running, or
+        reading a body or an upgraded stream): an answer now cannot overtake one."""
+        return not (
+            self._messages
             or self._request_in_progress
             or self._payload_parser is not None
             or self._upgraded
             or self._force_close
             or self._close
             or self.transport is None
-        ):
-            super().data_received(data)
-            return
-        request = self._parse(data)
-        try:
-            ready = None if request is None else now(request)
-        except Exception:
-            ready = None  # aiohttp's way answers it (and logs what went wrong there)
-        if ready is None:
-            super().data_received(data)  # parsed again by aiohttp's own parser
-            return
-        self._answer(ready)
+        )
 
     def _parse(self, data: bytes) -> BaseRequest | None:
-        """The request `data` holds when it is one complete request without a body that
-        keeps the connection open (None: aiohttp's way)."""
+        """The request `data` holds when it is exactly one complete request without a
+        body, begun at a message boundary (None: aiohttp's way).
+
+        The lane's parser sees every byte aiohttp's parser sees, and the bytes the lane
+        answers, which aiohttp's never sees: both stay at the same place in the stream,
+        so the lane never reads a request where aiohttp would read another (a header
+        block split across reads, a body). Anything it cannot follow (a body, an
+        upgrade, bytes it refuses) turns the lane off for the connection."""
         parser = self._lane_parser
         if parser is None:
             parser = self._lane_parser = HttpRequestParser(
@@ -147,18 +160,24 @@ class LaneHandler(RequestHandler):
                 max_headers=self.max_headers,
                 payload_exception=RequestPayloadError,
             )
+        at_boundary = self._boundary
         try:
-            messages, upgraded, tail = parser.feed_data(data)
+            messages, upgraded, _tail = parser.feed_data(data)
         except Exception:
-            self._lane_parser = None  # its state is unknown: aiohttp's parser answers
+            messages, upgraded = [], True
+        if upgraded or any(payload is not EMPTY_PAYLOAD for _, payload in messages):
+            self._now = self._lane_parser = None  # a stream the lane does not follow
             return None
-        if len(messages) != 1 or upgraded or tail:
-            self._lane_parser = None
+        # A request without a body ends with its empty line: bytes that end with one
+        # leave the parser between messages (blank lines between requests are skipped).
+        self._last = last = (self._last + data[-4:])[-4:]
+        self._boundary = last == _HEAD_END
+        if not (at_boundary and self._boundary and len(messages) == 1):
             return None
-        message, payload = messages[0]
+        message = messages[0][0]
         if (
-            payload is not EMPTY_PAYLOAD
-            or not isinstance(message, RawRequestMessage)
+            not isinstance(message, RawRequestMessage)
+            or message.method not in ("GET", "HEAD")
             or message.version != HttpVersion11
             or message.should_close
             or message.upgrade
