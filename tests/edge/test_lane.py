@@ -38,6 +38,7 @@ from edge_media import BIG_TAIL_MOOV, SAMPLES, generated
 from prometheus_client import REGISTRY
 
 from media_matrix import media
+from oracle import run_cli
 from url_signing import ref_sign
 from vodedge.config.limits import NodeLimits
 from vodedge.config.loader import load_toml
@@ -79,6 +80,8 @@ class Node:
         self.limits = limits
         self.tls = tls
         self.access_log = work / "access.log"
+        self.cache_dir = work / "cache"
+        self.config_file = work / "vodedge.toml"
         self.lane_port = self.plain_port = self.tls_port = 0
         self.loop = _new_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="lane-node", daemon=True)
@@ -97,12 +100,12 @@ class Node:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def _setup(self) -> None:
-        config_file = self.work / "vodedge.toml"
+        config_file = self.config_file
         config_file.write_text(self.config_text)
         self._log_fd = os.open(self.access_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         accesslog.configure(self._log_fd)
         limits = self.limits
-        cache = DiskCache(self.work / "store", 1 << 30, limits.min_free_space)
+        cache = DiskCache(self.cache_dir / "store", 1 << 30, limits.min_free_space)
         self.edge = Edge(load_toml(config_file), cache, origins=OriginPool(limits), limits=limits)
         cap = connection_cap(limits.max_connections)
         listeners: list[tuple[bool, ssl.SSLContext | None]] = [(True, None), (False, None)]
@@ -150,6 +153,12 @@ class Node:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
             self.loop.close()
+
+    def purge(self, *urls: str) -> None:
+        """`vodedge purge URL...` against this node's configuration and cache, as an
+        operator runs it (another process)."""
+        proc = run_cli("purge", "--config", self.config_file, "--cache-dir", self.cache_dir, *urls)
+        assert proc.returncode == 0, proc.stderr
 
     @property
     def lane_answers(self) -> int:
@@ -475,6 +484,8 @@ def config(origins: Origins, certificate: tuple[Path, Path]) -> str:
             ),
             domain("slow.test", nginx, SPLIT, SEEK, function("limit_rate", ali_limit_rate="64m")),
             domain("auth.test", nginx, SPLIT, SEEK, auth),
+            domain("short.test", nginx, SPLIT, SEEK,
+                   function("path_based_ttl_set", ttl="1", path="/lane")),
         ]
     )  # fmt: skip
 
@@ -773,6 +784,122 @@ def test_requests_the_lane_leaves_alone(node: Node, published: Media) -> None:
         equivalent(node, data, lane=False)
 
 
+def test_flv_options_and_upgrades_are_aiohttps(
+    node: Node, published: Media, origins: Origins
+) -> None:
+    """FLV audio extraction and seeks, an OPTIONS preflight, an upgrade, POST: the
+    stages' answers, the lane not asked."""
+    flv = origins.media.add(SAMPLES / "talk.flv", "lane/talk.flv")
+    node.prime("lane.test", flv)
+    for data in (
+        get_request("lane.test", f"{flv}?ali_audio_only=1"),
+        get_request("lane.test", f"{flv}?start=13"),
+        get_request(
+            "headers.test",
+            published.small,
+            "Origin: https://a.example",
+            "Access-Control-Request-Method: GET",
+            method="OPTIONS",
+        ),
+        get_request("lane.test", published.small, "Connection: Upgrade", "Upgrade: websocket"),
+        get_request("lane.test", published.small, "Content-Length: 0", method="POST"),
+        b"get /lane/small.bin HTTP/1.1\r\nHost: lane.test\r\n\r\n",
+        b"GET /lane/small.bin HTTP/1.1\r\n\r\n",
+    ):
+        equivalent(node, data, lane=False)
+    whole = equivalent(node, get_request("lane.test", flv), lane=True)
+    assert whole.body == (SAMPLES / "talk.flv").read_bytes()
+
+
+def test_absolute_targets_and_spellings(node: Node, published: Media) -> None:
+    """An absolute-form target, percent-encoded and reordered queries: the same answers,
+    by the lane."""
+    long = published.long
+    for data in (
+        get_request("other.example", f"http://lane.test{published.small}"),
+        get_request("lane.test", f"{long}?end=130&start=120"),
+        get_request("lane.test", f"{long}?%73tart=120&end=130"),
+        get_request("lane.test", "/lane/%6Cong.mp4?start=120&end=130"),
+    ):
+        equivalent(node, data, lane=True)
+
+
+def test_a_purge_reaches_the_lane_at_once(node: Node, origins: Origins) -> None:
+    """An object replaced at the origin and purged by another process: the lane's next
+    answer, whole or clipped, is never the old version's."""
+    small = origins.media.write("lane/purged.bin", b"old " * 200)
+    clip_file = origins.media.add(media("mp4_two_languages"), "lane/purged.mp4")
+    clip = f"{clip_file}?start=0.5&end=1.5"
+    node.prime("lane.test", small)
+    node.prime("lane.test", clip_file)
+    node.warm("lane.test", clip)
+    node.warm("lane.test", small)
+    new_small, new_clip = b"new!" * 150, (SAMPLES / "talk.mp4").read_bytes()
+    origins.media.write("lane/purged.bin", new_small)
+    origins.media.write("lane/purged.mp4", new_clip)
+    node.purge(f"http://lane.test{small}", f"http://lane.test{clip_file}")
+    first = ask(node.lane_port, get_request("lane.test", small))
+    assert first.body == new_small and first.header("x-cache") == "MISS", first
+    node.prime("lane.test", clip_file)  # whole (a cold clip would fill it sparsely)
+    clipped = ask(node.lane_port, get_request("lane.test", clip))
+    want = run_bytes(read_index(len(new_clip)), new_clip).clip(0.5, 1.5).render(new_clip)
+    assert clipped.status == 200 and clipped.body == want, clipped
+    node.prime("lane.test", small)
+    node.warm("lane.test", clip)
+    assert equivalent(node, get_request("lane.test", small), lane=True).body == new_small
+    assert equivalent(node, get_request("lane.test", clip), lane=True).body == want
+
+
+def test_a_stale_object_is_revalidated_by_aiohttp(node: Node, published: Media) -> None:
+    """Past its TTL (1 s on short.test) a HIT is the stages' to revalidate: the lane
+    does not answer it, whole or clipped."""
+    clip = f"{published.long}?start=300&end=310"
+    node.prime("short.test", published.long)
+    node.warm("short.test", clip)
+    node.prime("short.test", published.small)
+    node.warm("short.test", published.small)
+    node.warm("short.test", clip)  # each warm answer was fresh: 1 s to go at most
+    time.sleep(1.6)
+    for target in (published.small, clip):
+        before = settle(node)
+        reply = ask(node.lane_port, get_request("short.test", target))
+        assert reply.status == 200 and reply.header("x-cache") != "HIT", reply
+        assert settle(node) == before
+
+
+def test_many_clients_at_once(node: Node, published: Media) -> None:
+    """Six kept-alive connections asking small HITs, clips and a whole file at once:
+    every answer's bytes right."""
+    long = published.long
+    rng = random.Random(7)
+    targets = [published.small, published.talk]
+    for _ in range(10):
+        start = rng.uniform(0, 1780)
+        targets.append(f"{long}?start={start:.2f}&end={start + 10:.2f}")
+    wants = {t: ask(node.plain_port, get_request("lane.test", t)).body for t in targets}
+    errors: list[BaseException] = []
+    before = settle(node)
+
+    def client(seed: int) -> None:
+        order = random.Random(seed).choices(targets, k=12)
+        try:
+            with connected(node.lane_port) as conn:
+                for target in order:
+                    conn.send(get_request("lane.test", target))
+                    reply = conn.read()
+                    assert reply.status == 200 and reply.body == wants[target], target
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    assert wait_for_count(node, before + 72, 5), node.lane_answers - before
+
+
 # --- 2. access log and metrics ---------------------------------------------------------
 
 
@@ -1027,6 +1154,29 @@ def test_a_slow_reader_gets_every_byte(node: Node, published: Media) -> None:
         client.send(get_request("lane.test", published.small))
         _same(client.read(), small_want)
         assert wait_for_count(node, before + 2, 5)
+
+
+def test_requests_sent_while_the_lane_is_still_sending(node: Node, published: Media) -> None:
+    """A slow reader asks for more (a lane request, a Range, a lane HEAD) in writes of
+    their own while a large clip is still being sent: each is answered after it, in
+    order (what arrived meanwhile is read at once afterwards: aiohttp's, pipelined)."""
+    clip = f"{published.big}?start=0&end=4"
+    steps = [
+        get_request("lane.test", clip),
+        get_request("lane.test", published.small),
+        get_request("lane.test", published.small, "Range: bytes=0-9"),
+        head_request("lane.test", clip),
+        get_request("lane.test", f"{published.long}?start=1&end=11"),
+    ]
+    wants = [_expected(node, data, data.startswith(b"HEAD")) for data in steps]
+    before = settle(node)
+    with connected(node.lane_port, rcvbuf=8192) as client:
+        for data in steps:
+            client.send(data)
+            time.sleep(0.05)
+        for data, want in zip(steps, wants, strict=True):
+            _same(client.read(head=data.startswith(b"HEAD")), want)
+    assert settle(node) > before
 
 
 def test_a_client_leaving_mid_body(node: Node, published: Media) -> None:
