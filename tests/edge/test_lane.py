@@ -1124,6 +1124,46 @@ def test_garbage_after_a_good_request(node: Node, published: Media) -> None:
         assert ours[-1].status == 400
 
 
+def test_split_reads_cannot_smuggle_a_request(node: Node, published: Media) -> None:
+    """A request whose header block arrives in two reads, the second looking like a
+    whole request by itself: it is part of the first (aiohttp's view), never a request
+    of its own that the lane answers."""
+    first = b"GET /lane/nothing.bin HTTP/1.1\r\nX-Pad: "
+    second = get_request("lane.test", published.small)
+    answers = []
+    for port in (node.lane_port, node.plain_port):
+        with connected(port) as client:
+            client.send(first)
+            time.sleep(0.05)
+            client.send(second)
+            answers.append(client.read())
+    ours, theirs = answers
+    assert theirs.status == 404  # /lane/nothing.bin, with the header X-Pad
+    _same(ours, theirs)
+
+
+def test_a_body_cannot_desync_the_lane(node: Node, published: Media) -> None:
+    """A request with a body sent in a read of its own, then a request whose first bytes
+    are as long as that body: the lane must not take them for the body again."""
+    pad = b"GET /lane/nothing.bin HTTP/1.1\r\nX-Pad: "
+    with_body = get_request("lane.test", published.small, f"Content-Length: {len(pad)}")
+    writes = [with_body, b"x" * len(pad), pad + get_request("lane.test", published.small)]
+    answers = []
+    for port in (node.lane_port, node.plain_port):
+        with connected(port) as client:
+            replies = []
+            for chunk in writes:
+                client.send(chunk)
+                time.sleep(0.05)
+                if chunk is not with_body:
+                    replies.append(client.read())
+            answers.append(replies)
+    ours, theirs = answers
+    assert [a.status for a in theirs] == [200, 404]
+    for one, other in zip(ours, theirs, strict=True):
+        _same(one, other)
+
+
 # --- 4. slow and vanishing clients -----------------------------------------------------
 
 
