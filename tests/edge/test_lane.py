@@ -88,6 +88,8 @@ class Node:
         self.runners: list[web.ServerRunner] = []
         self.edge: Edge | None = None
         self._log_fd = -1
+        self._previous_log: int | None = None
+        self._stopped = False
 
     def start(self) -> None:
         """Start the loop's thread and the listeners."""
@@ -103,6 +105,8 @@ class Node:
         config_file = self.config_file
         config_file.write_text(self.config_text)
         self._log_fd = os.open(self.access_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # The log is the process's: another node's is given back when this one stops.
+        self._previous_log = accesslog._FD
         accesslog.configure(self._log_fd)
         limits = self.limits
         cache = DiskCache(self.cache_dir / "store", 1 << 30, limits.min_free_space)
@@ -121,7 +125,7 @@ class Node:
             if runner is None:
                 server = make_server(self.edge, lane=lane, keepalive_timeout=limits.idle_timeout)
                 runner = servers[lane] = web.ServerRunner(
-                    server, handle_signals=False, shutdown_timeout=1.0
+                    server, handle_signals=False, shutdown_timeout=limits.shutdown_timeout
                 )
                 await runner.setup()
                 self.runners.append(runner)
@@ -142,12 +146,15 @@ class Node:
             await self.edge.close()
 
     def stop(self) -> None:
-        """Close the listeners and the Edge, stop the loop and its thread."""
+        """Close the listeners and the Edge, stop the loop and its thread (once)."""
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             if self.thread.is_alive():
                 self.call(self._teardown())
         finally:
-            accesslog.configure(None)
+            accesslog.configure(self._previous_log)
             if self._log_fd >= 0:
                 os.close(self._log_fd)
             self.loop.call_soon_threadsafe(self.loop.stop)
@@ -526,7 +533,7 @@ class Media:
 @pytest.fixture(scope="module")
 def node(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """One Edge in this process, with and without the lane, every domain above."""
-    limits = NodeLimits(send_timeout=SEND_TIMEOUT, idle_timeout=30.0)
+    limits = NodeLimits(send_timeout=SEND_TIMEOUT, idle_timeout=30.0, shutdown_timeout=1.0)
     work = tmp_path_factory.mktemp("lane")
     served = Node(work, config(origins, _certificate(work / "certs")), limits, tls=True)
     served.start()
@@ -1259,7 +1266,9 @@ def test_a_client_that_never_reads_is_dropped(node: Node, published: Media) -> N
         assert 0 < line["bytes"] < length, line
 
 
-def _line_for(node: Node, target: str, timeout: float = 10.0) -> dict[str, Any]:
+def _line_for(node: Node, target: str, timeout: float = 10.0, known: int = 0) -> dict[str, Any]:
+    """The access-log line of the GET of `target` after the `known` first ones."""
+
     def lines() -> list[dict[str, Any]]:
         return [
             line
@@ -1267,12 +1276,73 @@ def _line_for(node: Node, target: str, timeout: float = 10.0) -> dict[str, Any]:
             if line["path"] == target and line["method"] == "GET"
         ]
 
-    wait_until(lambda: bool(lines()), timeout, f"the access-log line of {target}")
-    (line,) = lines()
+    wait_until(lambda: len(lines()) > known, timeout, f"the access-log line of {target}")
+    (line,) = lines()[known:]
     return line
 
 
-# --- 5. TLS -----------------------------------------------------------------------------
+# --- 5. a node's lifetime: idle connections, shutdown ----------------------------------
+
+
+@contextlib.contextmanager
+def another_node(origins: Origins, work: Path, **limits: float) -> Iterator[Node]:
+    """A node of its own (lane.test only) with these limits, started and always stopped."""
+    cert = _certificate(work / "certs")
+    served = Node(work, config(origins, cert), NodeLimits(send_timeout=10.0, **limits))
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_idle_lane_connections_are_closed(origins: Origins, tmp_path: Path) -> None:
+    """keepalive_timeout (the node's idle timeout) closes a kept-alive connection whose
+    answers all came from the lane, as it closes one aiohttp answered."""
+    path = origins.media.write("lane/idle.bin", b"idle" * 100)
+    with another_node(origins, tmp_path, idle_timeout=1.0) as served:
+        served.prime("lane.test", path)
+        served.warm("lane.test", path)
+        for port in (served.plain_port, served.lane_port):
+            with connected(port) as client:
+                client.send(get_request("lane.test", path))
+                assert client.read().body == b"idle" * 100
+                started = time.monotonic()
+                assert client.closed_by_server(5), port == served.lane_port
+                assert time.monotonic() - started < 3
+
+
+def test_a_lane_answer_in_flight_at_shutdown_is_finished(origins: Origins, tmp_path: Path) -> None:
+    """The server stops (SIGTERM's runner cleanup) while the lane is still sending a
+    large clip to a reader: the reader gets all of it within the shutdown timeout."""
+    path = origins.media.add(generated("big-head-moov", HEAD_MOOV, "mp4"), "lane/big.mp4")
+    target = f"{path}?start=0&end=4"
+    with another_node(origins, tmp_path, shutdown_timeout=10.0) as served:
+        served.prime("lane.test", path)
+        served.warm("lane.test", target)
+        want = ask(served.plain_port, get_request("lane.test", target))
+        before = settle(served)
+        known = sum(
+            line["path"] == target and line["method"] == "GET" for line in served.access_lines()
+        )
+        with connected(served.lane_port, rcvbuf=8192) as client:
+            client.send(get_request("lane.test", target))
+            head = client.read_head()
+            time.sleep(0.2)  # the socket is full: the rest is the lane's task's
+            stopping = threading.Thread(target=served.stop)
+            stopping.start()
+            time.sleep(0.2)
+            head.body = client._take(len(want.body))
+            _same(head, want)
+            assert client.closed_by_server(10)
+            stopping.join(15)
+            assert not stopping.is_alive()
+        assert served.lane_answers == before + 1
+        line = _line_for(served, target, known=known)
+        assert line["status"] == 200 and "aborted" not in line, line
+
+
+# --- 6. TLS -----------------------------------------------------------------------------
 
 
 def test_the_lane_stays_off_over_tls(node: Node, published: Media) -> None:
