@@ -491,6 +491,18 @@ def config(origins: Origins, certificate: tuple[Path, Path]) -> str:
             ),
             domain("slow.test", nginx, SPLIT, SEEK, function("limit_rate", ali_limit_rate="64m")),
             domain("auth.test", nginx, SPLIT, SEEK, auth),
+            domain("fault.test", origins.fault.url, SPLIT, SEEK),
+            domain("xff.test", nginx, function("ip_black_list_set", ip_list="203.0.113.7")),
+            domain(
+                "preview.test", nginx, SPLIT, SEEK,
+                function("ali_video_preview", enable="on", ali_video_preview_argument="trial",
+                         vodedge_preview_max="3"),
+            ),
+            domain(
+                "rate-arg.test", nginx, SPLIT, SEEK,
+                function("limit_rate", ali_limit_rate="0k", traffic_limit_arg="rate",
+                         traffic_limit_unit="k"),
+            ),
             domain("short.test", nginx, SPLIT, SEEK,
                    function("path_based_ttl_set", ttl="1", path="/lane")),
         ]
@@ -905,6 +917,84 @@ def test_many_clients_at_once(node: Node, published: Media) -> None:
         thread.join(60)
     assert not errors, errors
     assert wait_for_count(node, before + 72, 5), node.lane_answers - before
+
+
+def test_more_policies_are_the_stages(node: Node, published: Media) -> None:
+    """An IP list read through X-Forwarded-For, repeated headers, previews (capped by
+    vodedge_preview_max), a limit_rate asked for in the query: the same answers."""
+    small, long = published.small, published.long
+    for host in ("xff.test", "preview.test", "rate-arg.test"):
+        node.prime(host, small)
+        node.prime(host, long)
+    node.prime("rate-arg.test", f"{long}?rate=100000")
+    for data, lane in (
+        (get_request("xff.test", small, "X-Forwarded-For: 203.0.113.7"), False),
+        (get_request("xff.test", small, "X-Forwarded-For: 198.51.100.1"), True),
+        (get_request("xff.test", small), True),
+        (get_request("referer.test", small, "Referer: https://good.example/",
+                     "Referer: https://good.example/"), False),
+        (get_request("lane.test", small, "Host: lane.test"), False),
+        (get_request("rate-arg.test", small), True),
+        (get_request("rate-arg.test", f"{long}?start=5&end=15"), None),
+        (get_request("rate-arg.test", f"{long}?start=5&end=15&rate=100000"), False),
+    ):  # fmt: skip
+        equivalent(node, data, lane=lane)
+    for query in ("trial=2", "trial=10", "trial=2&ali_audio_only=1", "trial=2&start=1", "trial=x"):
+        equivalent(node, get_request("preview.test", f"{long}?{query}"), lane=None)
+
+
+def test_origin_headers_are_the_stages(node: Node, origins: Origins) -> None:
+    """Objects whose origin sent headers of its own (Content-Encoding, Content-Language,
+    Cache-Control, a quoted filename): small, whole and clipped, the same answers."""
+    extra = {
+        "Content-Encoding": "gzip",
+        "Content-Language": "fr",
+        "Content-Disposition": 'attachment; filename="a b.bin"',
+        "Cache-Control": "max-age=600, public",
+    }
+    small = origins.media.write("lane/origin-small.bin", b"z" * 999)
+    large = origins.media.write("lane/origin-large.bin", bytes(range(256)) * 800)
+    clip_file = origins.media.add(media("mp4_two_languages"), "lane/origin-clip.mp4")
+    plain = origins.media.add(media("mp4_two_languages"), "lane/origin-plain.mp4")
+    for path in (small, large):
+        origins.fault.behave(path, headers=extra)
+    origins.fault.behave(clip_file, headers={"Content-Language": "fr", "X-Origin": "a;b"})
+    origins.fault.behave(plain, cache_control="max-age=600", headers={"Expires": "0"})
+    for path in (small, large, clip_file, plain):
+        node.prime("fault.test", path)
+    node.warm("fault.test", f"{clip_file}?start=0.5&end=1.5")
+    for target in (small, large, plain, f"{clip_file}?start=0.5&end=1.5", f"{plain}?start=1"):
+        equivalent(node, get_request("fault.test", target), lane=None)
+        equivalent(node, head_request("fault.test", target), lane=None, head=True)
+
+
+def test_many_requests_on_one_connection(node: Node, published: Media) -> None:
+    """Two hundred lane answers on one kept-alive connection, every one right."""
+    data = get_request("lane.test", published.small)
+    want = _expected(node, data)
+    before = settle(node)
+    with connected(node.lane_port) as client:
+        for _ in range(200):
+            client.send(data)
+            reply = client.read()
+            assert reply.status == 200 and reply.body == want.body
+    assert wait_for_count(node, before + 200, 5)
+
+
+def test_a_client_that_stops_sending(node: Node, published: Media) -> None:
+    """A lane request and then the client's half-close (no more requests): the whole
+    answer, small or a large clip, then the close. (aiohttp's way closes at once on a
+    half-close, the request unanswered: asyncio's default for eof_received.)"""
+    for target in (published.small, f"{published.big}?start=0&end=4"):
+        data = get_request("lane.test", target)
+        want = _expected(node, data)
+        before = settle(node)
+        with connected(node.lane_port) as client:
+            client.send(data)
+            client.sock.shutdown(socket.SHUT_WR)
+            _same(client.read(), want)
+            assert client.closed_by_server()
+        assert wait_for_count(node, before + 1, 5)
 
 
 # --- 2. access log and metrics ---------------------------------------------------------
