@@ -244,6 +244,7 @@ class Answer:
     reason: str
     headers: list[tuple[str, str]]  # names lower-cased, in order
     body: bytes
+    interim: list[int] = field(default_factory=list)  # 1xx statuses before it
 
     def header(self, name: str) -> str | None:
         """The first value of header `name`, or None."""
@@ -324,7 +325,12 @@ class Client:
     def read(self, *, head: bool = False) -> Answer:
         """The next whole response (`head`: the request was a HEAD)."""
         answer = self.read_head()
-        if head or answer.status in (204, 304) or answer.status < 200:
+        interim = []
+        while answer.status < 200:  # 100 Continue: the answer follows
+            interim.append(answer.status)
+            answer = self.read_head()
+        answer.interim = interim
+        if head or answer.status in (204, 304):
             return answer
         if (answer.header("transfer-encoding") or "").lower() == "chunked":
             parts = []
@@ -409,14 +415,20 @@ def ask(port: int, data: bytes, *, head: bool = False) -> Answer:
 def differences(a: Answer, b: Answer) -> list[str]:
     """How two answers differ (empty: equivalent)."""
     out = []
-    if (a.version, a.status) != (b.version, b.status):
-        out.append(f"status {a.version} {a.status} != {b.version} {b.status}")
+    if (a.version, a.interim, a.status) != (b.version, b.interim, b.status):
+        out.append(
+            f"status {a.version} {a.interim} {a.status} != {b.version} {b.interim} {b.status}"
+        )
     theirs, ours = a.compared()[2], b.compared()[2]
     for item in sorted((theirs - ours) + (ours - theirs)):
         side = "lane" if theirs[item] > ours[item] else "aiohttp"
         out.append(f"header {item} only in the {side} answer")
     if a.body != b.body:
         out.append(f"bodies differ: {len(a.body)} and {len(b.body)} bytes")
+    for answer in (a, b):
+        dates = [value for name, value in answer.headers if name == "date"]
+        if len(dates) != 1 or not dates[0].endswith(" GMT"):
+            out.append(f"Date headers: {dates}")
     return out
 
 
@@ -823,6 +835,8 @@ def test_flv_options_and_upgrades_are_aiohttps(
         get_request("lane.test", published.small, "Connection: Upgrade", "Upgrade: websocket"),
         get_request("lane.test", published.small, "Content-Length: 0", method="POST"),
         b"get /lane/small.bin HTTP/1.1\r\nHost: lane.test\r\n\r\n",
+        get_request("lane.test", f"/_vodedge/listen?src={published.long}"),
+        get_request("lane.test", "/_vodedge/../lane/small.bin"),
         b"GET /lane/small.bin HTTP/1.1\r\n\r\n",
     ):
         equivalent(node, data, lane=False)
@@ -1161,6 +1175,23 @@ def test_a_request_with_a_body_then_more(node: Node, published: Media) -> None:
             _same(client.read(), want)
             client.send(small)
             _same(client.read(), want)
+
+
+def test_a_large_body_in_one_write(node: Node, published: Media) -> None:
+    """A GET with a 3 MB body sent with its headers, then a request on the same
+    connection: the stages' answers, nothing stalls."""
+    body = b"b" * (3 << 20)
+    data = get_request("lane.test", published.small, f"Content-Length: {len(body)}")
+    small = get_request("lane.test", published.small)
+    answers = []
+    for port in (node.lane_port, node.plain_port):
+        with connected(port) as client:
+            client.send(data + body)
+            first = client.read()
+            client.send(small)
+            answers.append([first, client.read()])
+    for ours, theirs in zip(*answers, strict=True):
+        _same(ours, theirs)
 
 
 def test_requests_that_end_the_connection(node: Node, published: Media) -> None:
