@@ -671,6 +671,28 @@ def test_whole_stored_files_and_misses(node: Node, published: Media) -> None:
     equivalent(node, get_request("unknown.test", published.small), lane=False)
 
 
+def test_an_object_cached_by_ranges(node: Node, origins: Origins) -> None:
+    """An object stored sparsely (clients asked ranges of it) is aiohttp's until every
+    byte is there; once it is, the lane sends it whole, and its bytes are right."""
+    data = random.Random(3).randbytes(10 << 20)
+    path = origins.media.write("lane/ranged.bin", data)
+    for offset in (0, 9 << 20):
+        reply = ask(node.plain_port, get_request("lane.test", path, f"Range: bytes={offset}-"
+                                                 f"{offset + 99}"))  # fmt: skip
+        assert reply.status == 206 and reply.body == data[offset : offset + 100]
+    before = settle(node)
+    sparse = ask(node.lane_port, get_request("lane.test", path))  # fills what is missing
+    assert sparse.status == 200 and sparse.body == data and settle(node) == before
+    whole = equivalent(node, get_request("lane.test", path), lane=True)
+    assert whole.body == data and whole.header("x-cache") == "HIT"
+    other = origins.media.write("lane/ranged-2.bin", data)
+    for offset in (0, 8 << 20):  # every byte, by ranges alone
+        reply = ask(node.plain_port, get_request("lane.test", other, f"Range: bytes={offset}-"))
+        assert reply.status == 206 and reply.body == data[offset:]
+    whole = equivalent(node, get_request("lane.test", other), lane=True)
+    assert whole.body == data and whole.header("x-cache") == "HIT"
+
+
 def test_random_clips_are_the_stages_answers(node: Node, published: Media) -> None:
     """Clips at random starts, 10-s video ones and 1-to-10-s audio-only ones, on fresh
     connections and on one connection kept alive for many: the lane's bytes are
