@@ -587,8 +587,9 @@ def check_bytes(reference: servers.Server, lean: list[servers.Server], count: in
 
 CONTENDERS = (
     ("nginx mp4 module", "nginx", ""),
-    ("vodedge serve (aiohttp, asyncio)", "vodedge", "asyncio"),
-    ("vodedge serve (aiohttp, uvloop)", "vodedge", "uvloop"),
+    ("vodedge serve (lane, asyncio)", "vodedge", "asyncio"),
+    ("vodedge serve (lane, uvloop)", "vodedge", "uvloop"),
+    ("vodedge serve (lane off: aiohttp's request loop, asyncio)", "vodedge", "asyncio"),
     ("lean floor, asyncio loop", "floor", "asyncio"),
     ("lean floor, uvloop", "floor", "uvloop"),
     ("lean realistic, asyncio loop", "real", "asyncio"),
@@ -609,10 +610,13 @@ def compare(seconds: int, connections: int, rounds: int = 2, samples: int = 2000
         if nginx is not None:
             live["nginx mp4 module"] = nginx
         if vd is not None:
-            live["vodedge serve (aiohttp, asyncio)"] = vd
+            live["vodedge serve (lane, asyncio)"] = vd
             vd_uv = st.enter_context(servers.vodedge_server(root, "/small.bin", loop="uvloop"))
             servers.warm(vd_uv.base + NAME, want_hit=True)
-            live["vodedge serve (aiohttp, uvloop)"] = vd_uv
+            live["vodedge serve (lane, uvloop)"] = vd_uv
+            vd_off = st.enter_context(servers.vodedge_server(root, "/small.bin", lane=False))
+            servers.warm(vd_off.base + NAME, want_hit=True)
+            live["vodedge serve (lane off: aiohttp's request loop, asyncio)"] = vd_off
         for label, kind, loop in CONTENDERS:
             if kind in ("floor", "real", "planless"):
                 live[label] = st.enter_context(lean_server(root / "long.mp4", loop, kind))

@@ -247,6 +247,7 @@ def vodedge_server(
     nofile: int | None = None,
     cpus: set[int] | None = None,
     config: Path | None = None,
+    lane: bool = True,
 ) -> Iterator[Server]:
     """Run `vodedge serve` (one worker, zero-config origin, access log off) on loopback.
 
@@ -254,7 +255,8 @@ def vodedge_server(
     `src` runs another source tree (e.g. an older commit from `git archive`)
     with the same virtualenv; `nofile` lowers its soft descriptor limit; `cpus`
     pins it (and its workers, which inherit it). `config`: a TOML file of domains to
-    serve instead of the zero-config origin `root`.
+    serve instead of the zero-config origin `root`. `lane` False: `--lane off` (every
+    request through aiohttp's request loop).
     """
     with tempfile.TemporaryDirectory(prefix="vodedge-bench-serve-") as tmp:
         port = free_port()
@@ -264,6 +266,7 @@ def vodedge_server(
             "--listen", f"127.0.0.1:{port}", "--workers", "1", "--cache-dir", tmp,
             # nginx runs with access_log off; logging is not what is compared.
             "--access-log", "off", "--loop", loop,
+            *(() if lane else ("--lane", "off")),
         ]  # fmt: skip
         env = bench_env()  # with bytecode caching, as users run it
         if src is not None:

@@ -27,6 +27,7 @@ from vodedge.edge import bad_requests, listen, metrics
 from vodedge.edge.cache import Body, DiskCache, First, OriginStatus, Uncached
 from vodedge.edge.cache_sparse import SEGMENT
 from vodedge.edge.deliver import Piece, complete_pieces, deliver, idle
+from vodedge.edge.http_semantics import Unsatisfiable, byte_range
 from vodedge.edge.indexes import FlvIndexMemo, IndexMemo
 from vodedge.edge.lane import LaneServer, Ready
 from vodedge.edge.observe import EXCHANGE, Exchange, exchange_of, finish, observe, record
@@ -35,6 +36,7 @@ from vodedge.edge.parent_tier import ParentAccess, drop_if_purged, source_cache_
 from vodedge.edge.passthrough import no_room, uncached_output
 from vodedge.edge.plan import (
     PlanMemo,
+    Planned,
     Planner,
     plain_headers,
     plain_now,
@@ -256,8 +258,9 @@ def _from_memory(
     return web.Response(headers=answer, body=data)
 
 
-# What makes a request the lane's business no more: aiohttp's way answers it.
-_NOT_NOW = (*_CONDITIONS, "Expect", "Transfer-Encoding", "Content-Length")
+# What makes a request the lane's business no more: aiohttp's way answers it (a Range,
+# with or without If-Range, is the lane's: see _ranged).
+_NOT_NOW = ("If-None-Match", "If-Modified-Since", "Expect", "Transfer-Encoding", "Content-Length")
 
 
 def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
@@ -282,7 +285,7 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     if resolved.source is not None or resolved.rate or (rule is not None and rule.follow_to_client):
         return None
     exchange.domain, exchange.function = resolved.domain.name, resolved.function
-    if resolved.transform is None:
+    if resolved.transform is None and "Range" not in headers and "If-Range" not in headers:
         small = _from_memory(edge, request, exchange, resolved)
         if small is not None:
             finish(request, small, exchange)
@@ -301,7 +304,8 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     except BaseException:
         body.close()
         raise
-    if planned is None:
+    wanted = None if planned is None else _ranged(request, planned)
+    if planned is None or wanted is None:
         body.close()
         return None
     metrics.count_lookup(resolved.domain.name, "HIT")
@@ -309,13 +313,33 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     saving = planned.saving
     if saving is not None:
         exchange.saving = lambda: saving
-    response = web.StreamResponse(headers=planned.headers)
-    response.content_length = planned.plan.size
+    plan = planned.plan
+    status, start, end = wanted
+    if status == 206:
+        planned.headers["Content-Range"] = f"bytes {start}-{end - 1}/{plan.size}"
+        plan = plan.slice(start, end)
+    response = web.StreamResponse(status=status, headers=planned.headers)
+    response.content_length = end - start
     finish(request, response, exchange)
     if request.method == "HEAD":
         body.close()
         return _ready(edge, request, exchange, response, b"", None, None)
-    return _ready(edge, request, exchange, response, b"", complete_pieces(planned.plan, body), body)
+    return _ready(edge, request, exchange, response, b"", complete_pieces(plan, body), body)
+
+
+def _ranged(request: web.BaseRequest, planned: Planned) -> tuple[int, int, int] | None:
+    """What deliver answers for `planned` and the request's Range: (200, 0, size) or
+    (206, start, end); None when it answers 416 (the stages send that)."""
+    size = planned.plan.size
+    if "Range" not in request.headers:
+        return 200, 0, size
+    try:
+        wanted = byte_range(request, size) if planned.validators.range_applies(request) else None
+    except Unsatisfiable:
+        return None
+    if wanted is None:
+        return 200, 0, size
+    return 206, *wanted
 
 
 def _ready(

@@ -289,7 +289,7 @@ async def _file_pieces(
                 and not transport.is_closing()
                 and not transport.get_write_buffer_size()
             ):
-                sent = _sendfile_to(out, piece.fd, piece.offset, piece.length)
+                sent = sendfile_to(out, piece.fd, piece.offset, piece.length)
                 exchange.sent += sent
             if sent < piece.length:
                 if sent:
@@ -441,10 +441,10 @@ def _sendfile_now(transport: asyncio.Transport, fd: int, offset: int, count: int
     sock = transport.get_extra_info("socket")
     if sock is None:
         return 0
-    return _sendfile_to(sock.fileno(), fd, offset, count)
+    return sendfile_to(sock.fileno(), fd, offset, count)
 
 
-def _sendfile_to(out: int, fd: int, offset: int, count: int) -> int:
+def sendfile_to(out: int, fd: int, offset: int, count: int) -> int:
     """Bytes of the file the socket `out` takes at once (0 when it would block)."""
     try:
         return os.sendfile(out, fd, offset, count)

@@ -32,7 +32,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from vodedge.edge.deliver import COPY_STEP, SEND_STEP, FileSpan, Piece
+from vodedge.edge.deliver import COPY_STEP, SEND_STEP, FileSpan, Piece, sendfile_to
 
 # The internals the lane shares with aiohttp's connection object (see the docstring).
 _INTERNALS = (
@@ -219,7 +219,7 @@ class LaneHandler(RequestHandler):
                         continue
                     taken = 0
                     if out >= 0 and not transport.get_write_buffer_size():
-                        taken = _sendfile_to(out, piece)
+                        taken = sendfile_to(out, piece.fd, piece.offset, piece.length)
                     sent += taken
                     if taken < piece.length:
                         rest = FileSpan(piece.fd, piece.offset + taken, piece.length - taken)
@@ -315,7 +315,7 @@ class LaneHandler(RequestHandler):
                 deadline, step_end = loop.time() + ready.send_timeout, offset + SEND_STEP
             taken = 0
             if out >= 0 and not transport.get_write_buffer_size():
-                taken = _sendfile_to(out, FileSpan(span.fd, offset, end - offset))
+                taken = sendfile_to(out, span.fd, offset, end - offset)
             if taken:
                 offset += taken
                 counted[0] += taken
@@ -385,15 +385,3 @@ def _why(exc: OSError) -> str:
 def _socket_fd(transport: asyncio.BaseTransport) -> int:
     sock = transport.get_extra_info("socket")
     return -1 if sock is None else int(sock.fileno())
-
-
-def _sendfile_to(out: int, span: FileSpan) -> int:
-    """Bytes of the span the socket takes at once (0 when it would block)."""
-    try:
-        return os.sendfile(out, span.fd, span.offset, span.length)
-    except (BlockingIOError, InterruptedError):
-        return 0
-    except ConnectionError:
-        raise
-    except OSError:
-        return 0  # a file sendfile refuses: copied through the transport instead

@@ -197,7 +197,8 @@ def plain_now(resolved: Resolved, body: Body, how: str) -> Planned | None:
     if size is None or body.sparse is not None or not body.complete or body.data is not None:
         return None
     headers = plain_headers(body.meta, how, resolved.path).copy()
-    return Planned(headers, Plan([Span(0, size)]), None)
+    validators = Validators(body.meta.etag, body.meta.last_modified)
+    return Planned(headers, validators, Plan([Span(0, size)]), None)
 
 
 def _whole(fd: int, size: int) -> bytes:
@@ -321,9 +322,11 @@ def _saving(body: Body, transform: Transform, plan: Plan) -> float | None:
 
 @dataclass(slots=True)
 class Planned:
-    """A clip planned without waiting: its headers (ETag included), plan and saving."""
+    """An output planned without waiting over a complete file: its headers (ETag
+    included), validators, plan and saving."""
 
     headers: CIMultiDict[str]
+    validators: Validators
     plan: Plan
     saving: float | None
 
@@ -358,8 +361,10 @@ def plan_now(planner: Planner, resolved: Resolved, body: Body, how: str) -> Plan
         return None  # a rendition may be asked for (see _transformed)
     metrics.observe_plan(transform.kind, time.monotonic() - started)
     headers = _transformed_headers(body, how, transform)
-    headers["ETag"] = _transformed_etag(body, transform)  # what deliver adds
-    return Planned(headers, plan, _saving(body, transform, plan))
+    etag = _transformed_etag(body, transform)
+    headers["ETag"] = etag  # what deliver adds
+    validators = Validators(etag, body.meta.last_modified)
+    return Planned(headers, validators, plan, _saving(body, transform, plan))
 
 
 async def _read_audio_rendition(
