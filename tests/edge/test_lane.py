@@ -1159,6 +1159,30 @@ def test_pipelined_requests_are_answered_in_order(node: Node, published: Media) 
             assert wait_for_count(node, before + 1, 5)
 
 
+def test_many_requests_sent_before_any_answer_is_read(node: Node, published: Media) -> None:
+    """Eighty requests in writes of their own, none of the answers read until all are
+    sent (the answers pile up unread: the lane must wait, not buffer or reorder): every
+    answer right, in order."""
+    small = get_request("lane.test", published.small)
+    clip = get_request("lane.test", f"{published.long}?start=61&end=71")
+    head = head_request("lane.test", f"{published.long}?start=61&end=71")
+    ranged = get_request("lane.test", published.small, "Range: bytes=5-9")
+    whole = get_request("lane.test", published.talk)
+    kinds = [small, clip, head, ranged, whole]
+    wants = {data: _expected(node, data, data is head) for data in kinds}
+    order = random.Random(11).choices(kinds, k=80)
+    before = settle(node)
+    with connected(node.lane_port, rcvbuf=16384, timeout=20) as client:
+        for data in order:
+            client.send(data)
+            time.sleep(0.002)  # each its own read, mostly
+        for data in order:
+            _same(client.read(head=data is head), wants[data])
+        client.send(small)
+        _same(client.read(), wants[small])
+    assert settle(node) > before  # the lane took part
+
+
 def test_lane_and_aiohttp_take_turns_on_one_connection(node: Node, published: Media) -> None:
     """Lane, Range (aiohttp), lane, a 404 (aiohttp), lane HEAD, a cold clip: in order."""
     small = published.small
