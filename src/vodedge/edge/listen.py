@@ -66,6 +66,16 @@ CSP = (
 )
 
 
+def asked(request: web.BaseRequest) -> bool:
+    """Whether the request's path (decoded) is the listening page's."""
+    raw = request.raw_path
+    if raw.startswith("/") and "%" not in raw:
+        # Only an escape or an absolute-form target decodes to another start: a target
+        # without them need not be decoded (yarl's path, ~1 us a request).
+        return raw.startswith(PREFIX)
+    return request.path.startswith(PREFIX)
+
+
 @dataclass(frozen=True)
 class Asset:
     """A static file of the page: its bytes, type and version tag."""

@@ -1,0 +1,174 @@
+"""Answers made without waiting: what the stages would answer, made without their
+machinery. `from_memory` is the stages' own shortcut for the most common request (a
+small fresh HIT); `answer_now` is the lane's question (see edge/lane.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from vodedge.edge import listen, metrics
+from vodedge.edge.cache import Body
+from vodedge.edge.deliver import Piece, complete_pieces, idle
+from vodedge.edge.http_semantics import Unsatisfiable, byte_range
+from vodedge.edge.lane import Ready
+from vodedge.edge.observe import EXCHANGE, Exchange, finish, record
+from vodedge.edge.plan import Planned, plain_headers, plain_now, plan_now
+from vodedge.edge.refusal import Refusal
+from vodedge.edge.resolve import Resolved
+
+if TYPE_CHECKING:
+    from vodedge.edge.app import Edge
+
+
+# Request headers that may make the answer other than the whole object with a 200.
+_CONDITIONS = ("Range", "If-Range", "If-None-Match", "If-Modified-Since")
+
+
+def from_memory(
+    edge: Edge, request: web.BaseRequest, exchange: Exchange, resolved: Resolved
+) -> web.Response | None:
+    """The most common request, made cheap: a fresh whole object of at most
+    SMALL_OBJECT bytes (its bytes in memory), asked for plainly (no transform, Range,
+    conditional, limit_rate or Cache-Control to work out). The answer is what the
+    stages give it (cache.get's HIT, plain_output's headers, deliver's whole
+    web.Response), made without their machinery; None: the stages answer."""
+    if resolved.transform is not None or resolved.source is not None or resolved.rate:
+        return None
+    rule = resolved.ttl_rule
+    if rule is not None and rule.follow_to_client:
+        return None
+    headers = request.headers
+    for name in _CONDITIONS:
+        if name in headers:
+            return None
+    if not idle(request):
+        return None
+    store = edge.cache.store
+    now = time.time()
+    entry = store.lookup(resolved.key, now)
+    if entry is None or not entry.meta.fresh(now):
+        return None
+    data = store.small_bytes(entry)
+    if data is None:
+        return None
+    store.touch(resolved.key, now)
+    metrics.count_lookup(resolved.domain.name, "HIT")
+    exchange.cache = "HIT"
+    # Made once per object version and second of Age: web.Response copies them.
+    answer = plain_headers(entry.meta, "HIT", resolved.path, now)
+    return web.Response(headers=answer, body=data)
+
+
+# What makes a request the lane's business no more: aiohttp's way answers it (a Range,
+# with or without If-Range, is the lane's: see _ranged).
+_NOT_NOW = ("If-None-Match", "If-Modified-Since", "Expect", "Transfer-Encoding", "Content-Length")
+
+
+def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
+    """The lane's question (see edge/lane.py): the answer `answer` would give, when the
+    stages give it without waiting: a small fresh HIT from memory (`from_memory`), a
+    fresh whole stored file asked whole (`plain_now`), or an MP4 clip of one from its
+    remembered index (`plan_now`); None for anything else, refusals included (the
+    stages answer those)."""
+    headers = request.headers
+    for name in _NOT_NOW:
+        if name in headers:
+            return None
+    if listen.asked(request):
+        return None
+    exchange = request[EXCHANGE] = Exchange(send_timeout=edge.limits.send_timeout)
+    try:
+        resolved = edge.resolver.resolve(request, edge.config)
+    except Refusal:
+        return None
+    rule = resolved.ttl_rule
+    if resolved.source is not None or resolved.rate or (rule is not None and rule.follow_to_client):
+        return None
+    exchange.domain, exchange.function = resolved.domain.name, resolved.function
+    if resolved.transform is None and "Range" not in headers and "If-Range" not in headers:
+        small = from_memory(edge, request, exchange, resolved)
+        if small is not None:
+            finish(request, small, exchange)
+            data = small.body
+            assert isinstance(data, bytes)
+            exchange.sent = 0 if request.method == "HEAD" else len(data)
+            return _ready(edge, request, exchange, small, data, None, None)
+    body = edge.cache.fresh_body(resolved.key)
+    if body is None:
+        return None
+    try:
+        if resolved.transform is None:
+            planned = plain_now(resolved, body, "HIT")
+        else:
+            planned = plan_now(edge.planner, resolved, body, "HIT")
+    except BaseException:
+        body.close()
+        raise
+    wanted = None if planned is None else _ranged(request, planned)
+    if planned is None or wanted is None:
+        body.close()
+        return None
+    metrics.count_lookup(resolved.domain.name, "HIT")
+    exchange.cache = "HIT"
+    saving = planned.saving
+    if saving is not None:
+        exchange.saving = lambda: saving
+    plan = planned.plan
+    status, start, end = wanted
+    if status == 206:
+        planned.headers["Content-Range"] = f"bytes {start}-{end - 1}/{plan.size}"
+        plan = plan.slice(start, end)
+    response = web.StreamResponse(status=status, headers=planned.headers)
+    response.content_length = end - start
+    finish(request, response, exchange)
+    if request.method == "HEAD":
+        body.close()
+        return _ready(edge, request, exchange, response, b"", None, None)
+    return _ready(edge, request, exchange, response, b"", complete_pieces(plan, body), body)
+
+
+def _ranged(request: web.BaseRequest, planned: Planned) -> tuple[int, int, int] | None:
+    """What deliver answers for `planned` and the request's Range: (200, 0, size) or
+    (206, start, end); None when it answers 416 (the stages send that)."""
+    size = planned.plan.size
+    if "Range" not in request.headers:
+        return 200, 0, size
+    try:
+        wanted = byte_range(request, size) if planned.validators.range_applies(request) else None
+    except Unsatisfiable:
+        return None
+    if wanted is None:
+        return 200, 0, size
+    return 206, *wanted
+
+
+def _ready(
+    edge: Edge,
+    request: web.BaseRequest,
+    exchange: Exchange,
+    response: web.StreamResponse,
+    data: bytes,
+    pieces: Generator[Piece, None, None] | None,
+    body: Body | None,
+) -> Ready:
+    """The lane's answer; once it is over, the request is recorded as `observe` does."""
+
+    def done(sent: int, aborted: str | None) -> None:
+        if pieces is not None:
+            pieces.close()
+        if body is not None:
+            body.close()
+        exchange.aborted = aborted
+        if pieces is not None:
+            exchange.sent = sent
+        edge.lane_answers += 1
+        record(request, exchange, 499 if aborted == "client_gone" else response.status, None)
+
+    body_data = b"" if request.method == "HEAD" else data
+    if "Content-Length" not in response.headers:
+        response.headers["Content-Length"] = str(len(data))
+    return Ready(response.status, response.headers, body_data, pieces, exchange.send_timeout, done)
