@@ -7,7 +7,8 @@
 
 Logging, metrics and the last-resort 500 wrap every request (`observe`). The server is
 aiohttp's low-level one with a single handler (`answer`): no Application, router,
-middleware or signals, which a HIT would pay for on every request.
+middleware or signals, which a HIT would pay for on every request; in front of it, the
+lane (edge/lane.py) answers what the stages would answer without waiting (edge/now.py).
 """
 
 from __future__ import annotations
