@@ -821,6 +821,37 @@ def test_ranges_are_the_stages_answers(node: Node, published: Media) -> None:
         assert took == (answer.status in (200, 206)), (data, answer.status, took)
 
 
+def test_odd_targets_and_hosts_are_the_stages(node: Node, published: Media) -> None:
+    """Targets and Host spellings the stages read one way or refuse (dot segments, NUL,
+    another scheme, ports, case, userinfo, IP literals): the same answers; the lane's
+    only where the stages answer from the cache."""
+    small = published.small
+    cases = [
+        get_request("lane.test", f"https://lane.test{small}"),
+        get_request("lane.test", f"http://user@lane.test{small}"),
+        get_request("lane.test", f"//lane.test{small}"),
+        get_request("lane.test", "/lane/../lane/small.bin"),
+        get_request("lane.test", "/lane/%2e%2e/lane/small.bin"),
+        get_request("lane.test", "/lane/small.bin%00"),
+        get_request("lane.test", "/lane\\small.bin"),
+        get_request("lane.test", "/lane/small.bin?"),
+        get_request("lane.test", "/lane/small.bin#frag"),
+        get_request("lane.test", "*"),
+        get_request("lane.test:80", small),
+        get_request("lane.test:99999", small),
+        get_request("LANE.TEST", small),
+        get_request("user@lane.test", small),
+        get_request("[::1]", small),
+        get_request("127.0.0.1", small),
+        get_request("", small),
+        get_request("lane.test", small, "Host: lane.test"),
+        get_request("\uff4cane.test", small),
+    ]
+    for data in cases:
+        answer, took = compared(node, data, lane=None)
+        assert not took or answer.status == 200, (data, answer)
+
+
 def test_refusals_are_aiohttps(node: Node, published: Media) -> None:
     """What the stages refuse, the lane leaves to them: a bad Referer, a seek past the
     end or malformed, an unknown track, a bad signature."""
