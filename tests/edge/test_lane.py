@@ -757,6 +757,32 @@ def test_random_clips_are_the_stages_answers(node: Node, published: Media) -> No
     assert wait_for_count(node, before + sum(lanes[1::2]), 5), node.lane_answers - before
 
 
+def test_ranges_of_random_clips_are_the_stages_answers(node: Node, published: Media) -> None:
+    """Clips at random starts asked with random ranges (from an offset, a suffix, a
+    span, some past the end), GET and HEAD: the stages' answers, the lane's for each
+    200 or 206."""
+    rng = random.Random(1212)
+    long = published.long
+    for n in range(24):
+        start = rng.uniform(0, published.long_seconds - 12)
+        audio = "ali_audio_only=1&" if n % 3 == 0 else ""
+        length = 1 if audio else 10
+        target = f"{long}?{audio}start={start:.3f}&end={start + length:.3f}"
+        first = rng.randrange(0, 80000)
+        spelling = rng.choice(
+            (
+                f"bytes={first}-",
+                f"bytes=-{first + 1}",
+                f"bytes={first}-{first + rng.randrange(9999)}",
+            )
+        )
+        method = "HEAD" if n % 4 == 3 else "GET"
+        data = get_request("lane.test", target, f"Range: {spelling}", method=method)
+        answer, took = compared(node, data, lane=None, head=method == "HEAD")
+        assert took == (answer.status in (200, 206)), (data, answer.status)
+        assert answer.status in (206, 416), answer
+
+
 def test_clip_kinds_are_the_stages_answers(node: Node, published: Media) -> None:
     """HEAD of a clip, one audio track (with and without the video), a clip of a file
     larger than the socket buffers; an open-ended audio start is aiohttp's."""
@@ -1463,31 +1489,38 @@ def test_a_body_cannot_desync_the_lane(node: Node, published: Media) -> None:
 
 def test_a_slow_reader_gets_every_byte(node: Node, published: Media) -> None:
     """A small receive buffer read a little at a time: the lane's sendfile stops short
-    and the rest follows from its task; every byte right, then the next request."""
-    target = f"{published.big}?start=0&end=4"
-    want = _expected(node, get_request("lane.test", target))
-    small_want = _expected(node, get_request("lane.test", published.small))
-    before = settle(node)
-    with connected(node.lane_port, rcvbuf=8192) as client:
-        client.send(get_request("lane.test", target))
-        head = client.read_head()
-        length = int(head.header("content-length") or 0)
-        assert length > 2 << 20
-        received = bytearray(client.buffer)
-        client.buffer = b""
-        started = time.monotonic()
-        while len(received) < length:
-            chunk = client.sock.recv(min(65536, length - len(received)))
-            assert chunk, "closed early"
-            received += chunk
-            if time.monotonic() - started < 1.0:
-                time.sleep(0.002)  # slow at first: the socket fills, sendfile stops short
-        head.body = bytes(received)
-        _same(head, want)
-        assert wait_for_count(node, before + 1, 5)
-        client.send(get_request("lane.test", published.small))
-        _same(client.read(), small_want)
-        assert wait_for_count(node, before + 2, 5)
+    and the rest follows from its task; every byte right, then the next request. A
+    clip, a whole file, and ranges of them (206s of megabytes)."""
+    clip = f"{published.big}?start=0&end=4"
+    for target, extra in (
+        (clip, ()),
+        (published.big, ("Range: bytes=1000000-",)),
+        (clip, ("Range: bytes=123457-6000000",)),
+    ):
+        data = get_request("lane.test", target, *extra)
+        want = _expected(node, data)
+        small_want = _expected(node, get_request("lane.test", published.small))
+        before = settle(node)
+        with connected(node.lane_port, rcvbuf=8192) as client:
+            client.send(data)
+            head = client.read_head()
+            length = int(head.header("content-length") or 0)
+            assert length > 2 << 20
+            received = bytearray(client.buffer)
+            client.buffer = b""
+            started = time.monotonic()
+            while len(received) < length:
+                chunk = client.sock.recv(min(65536, length - len(received)))
+                assert chunk, "closed early"
+                received += chunk
+                if time.monotonic() - started < 0.5:
+                    time.sleep(0.002)  # slow at first: the socket fills, sendfile stops short
+            head.body = bytes(received)
+            _same(head, want)
+            assert wait_for_count(node, before + 1, 5)
+            client.send(get_request("lane.test", published.small))
+            _same(client.read(), small_want)
+            assert wait_for_count(node, before + 2, 5)
 
 
 def test_requests_sent_while_the_lane_is_still_sending(node: Node, published: Media) -> None:
