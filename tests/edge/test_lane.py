@@ -478,7 +478,7 @@ def compared(
         before = settle(node)
         lines = node.logged()
         ours = ask(node.lane_port, data, head=head)
-        if not node.wait_logged(lines + 1, 0.3):
+        if not node.wait_logged(lines + 1, 0.15):
             settle(node)  # not logged: refused by aiohttp's parser
         after = node.lane_answers
         took = after - before
@@ -539,6 +539,8 @@ def config(origins: Origins, certificate: tuple[Path, Path]) -> str:
             domain("auth.test", nginx, SPLIT, SEEK, auth),
             domain("fault.test", origins.fault.url, SPLIT, SEEK),
             domain("xff.test", nginx, function("ip_black_list_set", ip_list="203.0.113.7")),
+            domain("blocked.test", nginx, function("ip_black_list_set", ip_list="127.0.0.1")),
+            domain("allowed.test", nginx, function("ip_allow_list_set", ip_list="127.0.0.0/8")),
             domain(
                 "preview.test", nginx, SPLIT, SEEK,
                 function("ali_video_preview", enable="on", ali_video_preview_argument="trial",
@@ -872,6 +874,14 @@ def test_odd_targets_and_hosts_are_the_stages(node: Node, published: Media) -> N
         get_request("", small),
         get_request("lane.test", small, "Host: lane.test"),
         get_request("\uff4cane.test", small),
+        f"GET {small} HTTP/1.1\nHost: lane.test\n\n".encode(),
+        f"GET {small} HTTP/1.1\nHost: lane.test\n\n\r\n\r\n".encode(),
+        f"\r\nGET {small} HTTP/1.1\r\nHost: lane.test\r\n\r\n".encode(),
+        f"GET {small} HTTP/1.1\r\nHost: lane.test\r\nX-Folded: a\r\n b\r\n\r\n".encode(),
+        f"GET {small} HTTP/1.1\r\nHost : lane.test\r\n\r\n".encode(),
+        f"GET  {small} HTTP/1.1\r\nHost: lane.test\r\n\r\n".encode(),
+        f"GET {small} HTTP/1.1 \r\nHost: lane.test\r\n\r\n".encode(),
+        f"GET {small} HTTP/1.1\r\nHost: lane.test\r\nX: \x7f\xff\r\n\r\n".encode("latin-1"),
     ]
     for data in cases:
         answer, took = compared(node, data, lane=None)
@@ -1098,7 +1108,7 @@ def test_more_policies_are_the_stages(node: Node, published: Media) -> None:
     """An IP list read through X-Forwarded-For, repeated headers, previews (capped by
     vodedge_preview_max), a limit_rate asked for in the query: the same answers."""
     small, long = published.small, published.long
-    for host in ("xff.test", "preview.test", "rate-arg.test"):
+    for host in ("xff.test", "preview.test", "rate-arg.test", "allowed.test"):
         node.prime(host, small)
         node.prime(host, long)
     node.prime("rate-arg.test", f"{long}?rate=100000")
@@ -1106,6 +1116,8 @@ def test_more_policies_are_the_stages(node: Node, published: Media) -> None:
         (get_request("xff.test", small, "X-Forwarded-For: 203.0.113.7"), False),
         (get_request("xff.test", small, "X-Forwarded-For: 198.51.100.1"), True),
         (get_request("xff.test", small), True),
+        (get_request("blocked.test", small), False),
+        (get_request("allowed.test", small), True),
         (get_request("referer.test", small, "Referer: https://good.example/",
                      "Referer: https://good.example/"), False),
         (get_request("lane.test", small, "Host: lane.test"), False),
