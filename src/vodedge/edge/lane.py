@@ -363,16 +363,15 @@ _STATUS_LINES: dict[int, str] = {}
 
 def _head(ready: Ready) -> bytes | None:
     """The status line and headers (None: a header that would split the response)."""
-    lines = [_status_line(ready.status)]
     headers = ready.headers
-    for name, value in headers.items():
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            return None
-        lines.append(f"{name}: {value}")
+    lines = [_status_line(ready.status), *[f"{name}: {value}" for name, value in headers.items()]]
     if "Date" not in headers:
         lines.append(f"Date: {rfc822_formatted_time()}")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode()
+    block = "\r\n".join(lines)
+    # Line breaks only between the lines: none inside a name or value.
+    if block.count("\n") != len(lines) - 1 or block.count("\r") != len(lines) - 1:
+        return None
+    return (block + "\r\n\r\n").encode()
 
 
 def _why(exc: OSError) -> str:

@@ -9,13 +9,14 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from vodedge.edge import listen, metrics
 from vodedge.edge.cache import Body
 from vodedge.edge.deliver import Piece, complete_pieces, idle
 from vodedge.edge.http_semantics import Unsatisfiable, byte_range
 from vodedge.edge.lane import Ready
-from vodedge.edge.observe import EXCHANGE, Exchange, finish, record
+from vodedge.edge.observe import EXCHANGE, Exchange, finish, finish_headers, record
 from vodedge.edge.plan import Planned, plain_headers, plain_now, plan_now
 from vodedge.edge.refusal import Refusal
 from vodedge.edge.resolve import Resolved
@@ -96,7 +97,7 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
             data = small.body
             assert isinstance(data, bytes)
             exchange.sent = 0 if request.method == "HEAD" else len(data)
-            return _ready(edge, request, exchange, small, data, None, None)
+            return _ready(edge, request, exchange, small.status, small.headers, data, None, None)
     body = edge.cache.fresh_body(resolved.key)
     if body is None:
         return None
@@ -122,13 +123,14 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     if status == 206:
         planned.headers["Content-Range"] = f"bytes {start}-{end - 1}/{plan.size}"
         plan = plan.slice(start, end)
-    response = web.StreamResponse(status=status, headers=planned.headers)
-    response.content_length = end - start
-    finish(request, response, exchange)
+    answer = planned.headers
+    answer["Content-Length"] = str(end - start)  # as deliver's response.content_length
+    finish_headers(request, answer, status, exchange)
     if request.method == "HEAD":
         body.close()
-        return _ready(edge, request, exchange, response, b"", None, None)
-    return _ready(edge, request, exchange, response, b"", complete_pieces(plan, body), body)
+        return _ready(edge, request, exchange, status, answer, b"", None, None)
+    pieces = complete_pieces(plan, body)
+    return _ready(edge, request, exchange, status, answer, b"", pieces, body)
 
 
 def _ranged(request: web.BaseRequest, planned: Planned) -> tuple[int, int, int] | None:
@@ -150,7 +152,8 @@ def _ready(
     edge: Edge,
     request: web.BaseRequest,
     exchange: Exchange,
-    response: web.StreamResponse,
+    status: int,
+    headers: CIMultiDict[str],
     data: bytes,
     pieces: Generator[Piece, None, None] | None,
     body: Body | None,
@@ -166,9 +169,9 @@ def _ready(
         if pieces is not None:
             exchange.sent = sent
         edge.lane_answers += 1
-        record(request, exchange, 499 if aborted == "client_gone" else response.status, None)
+        record(request, exchange, 499 if aborted == "client_gone" else status, None)
 
+    if "Content-Length" not in headers:
+        headers["Content-Length"] = str(len(data))
     body_data = b"" if request.method == "HEAD" else data
-    if "Content-Length" not in response.headers:
-        response.headers["Content-Length"] = str(len(data))
-    return Ready(response.status, response.headers, body_data, pieces, exchange.send_timeout, done)
+    return Ready(status, headers, body_data, pieces, exchange.send_timeout, done)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.hdrs import EXPECT
 from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict
 
 from vodedge.edge import accesslog, metrics, resp_headers
 from vodedge.edge.bad_requests import SERVER
@@ -126,11 +127,21 @@ def finish(
 ) -> None:
     """What every response gets just before its headers go out: Server, the domain's
     configured headers, and the Cache-Control a stage chose (not on errors)."""
-    response.headers["Server"] = SERVER
-    resp_headers.apply(request, response)
+    finish_headers(request, response.headers, response.status, exchange)
+
+
+def finish_headers(
+    request: web.BaseRequest,
+    headers: CIMultiDict[str],
+    status: int,
+    exchange: Exchange | None = None,
+) -> None:
+    """`finish` on the headers of a response with this status."""
+    headers["Server"] = SERVER
+    resp_headers.apply(request, headers)
     cache_control = (exchange or exchange_of(request)).cache_control
-    if cache_control is not None and response.status < 400:
-        response.headers["Cache-Control"] = cache_control
+    if cache_control is not None and status < 400:
+        headers["Cache-Control"] = cache_control
 
 
 def record(request: web.BaseRequest, exchange: Exchange, status: int, error: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from vodedge.config import Domain
 from vodedge.config.headers import ALLOW_ORIGIN
@@ -31,8 +32,8 @@ def preflight(domain: Domain, request: web.BaseRequest) -> Refusal | None:
     return Refusal.answer(204, headers)
 
 
-def apply(request: web.BaseRequest, response: web.StreamResponse) -> None:
-    """Add, change or remove the domain's configured headers on `response`."""
+def apply(request: web.BaseRequest, headers: CIMultiDict[str]) -> None:
+    """Add, change or remove the domain's configured headers in a response's `headers`."""
     domain = request.get(DOMAIN)
     if domain is None:
         return
@@ -42,17 +43,17 @@ def apply(request: web.BaseRequest, response: web.StreamResponse) -> None:
         if cors is not None and rule.name.lower().startswith("access-control-"):
             continue  # the CORS answer below is made per request
         if rule.operation == "delete":
-            response.headers.popall(rule.name, None)
+            headers.popall(rule.name, None)
         elif rule.operation == "modify":
-            response.headers[rule.name] = rule.value
+            headers[rule.name] = rule.value
         else:
-            response.headers.add(rule.name, rule.value)
+            headers.add(rule.name, rule.value)
     if cors is None:
         return
     if cors.check_origin:
-        response.headers.add("Vary", "Origin")
+        headers.add("Vary", "Origin")
     allowed = cors.allow_origin(request.headers.get("Origin"))
     if allowed is None:
         return
-    response.headers[ALLOW_ORIGIN] = allowed
-    response.headers["Access-Control-Expose-Headers"] = cors.exposed
+    headers[ALLOW_ORIGIN] = allowed
+    headers["Access-Control-Expose-Headers"] = cors.exposed
