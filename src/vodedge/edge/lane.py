@@ -244,6 +244,14 @@ class LaneHandler(RequestHandler):
                     self._next_keepalive_close_time, self._process_keepalive
                 )
 
+    def _process_keepalive(self) -> None:
+        # aiohttp closes a connection whose request loop waits for a message when the
+        # keep-alive time is up; an answer the lane is still sending never queued one.
+        if self._lane_task is not None:
+            self._keepalive_handle = None  # armed again once the answer is over
+            return
+        super()._process_keepalive()
+
     def _continue(
         self, ready: Ready, span: FileSpan, pieces: Iterator[Piece], sent: int, out: int
     ) -> None:
