@@ -595,7 +595,7 @@ def node(origins: Origins, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """One Edge in this process, with and without the lane, every domain above."""
     limits = NodeLimits(send_timeout=SEND_TIMEOUT, idle_timeout=30.0, shutdown_timeout=1.0)
     work = tmp_path_factory.mktemp("lane")
-    served = Node(work, config(origins, _certificate(work / "certs")), limits, tls=True)
+    served = Node(work, config(origins, certificate(work / "certs")), limits, tls=True)
     served.start()
     try:
         yield served
@@ -630,7 +630,7 @@ def published(node: Node, origins: Origins) -> Media:
     return Media(small, small_bytes, long, 1800.0, langs, big, talk, files)
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
+def certificate(directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate for lane.test and its key, written as PEM files."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -755,7 +755,7 @@ def test_random_clips_are_the_stages_answers(node: Node, published: Media) -> No
             lane_client.send(data)
             plain.send(data)
             ours, theirs = lane_client.read(), plain.read()
-            _same(ours, theirs)
+            same_answers(ours, theirs)
     assert wait_for_count(node, before + sum(lanes[1::2]), 5), node.lane_answers - before
 
 
@@ -1158,7 +1158,7 @@ def test_origin_headers_are_the_stages(node: Node, origins: Origins) -> None:
 def test_many_requests_on_one_connection(node: Node, published: Media) -> None:
     """Two hundred lane answers on one kept-alive connection, every one right."""
     data = get_request("lane.test", published.small)
-    want = _expected(node, data)
+    want = expected_answer(node, data)
     before = settle(node)
     with connected(node.lane_port) as client:
         for _ in range(200):
@@ -1174,12 +1174,12 @@ def test_a_client_that_stops_sending(node: Node, published: Media) -> None:
     half-close, the request unanswered: asyncio's default for eof_received.)"""
     for target in (published.small, f"{published.big}?start=0&end=4"):
         data = get_request("lane.test", target)
-        want = _expected(node, data)
+        want = expected_answer(node, data)
         before = settle(node)
         with connected(node.lane_port) as client:
             client.send(data)
             client.sock.shutdown(socket.SHUT_WR)
-            _same(client.read(), want)
+            same_answers(client.read(), want)
             assert client.closed_by_server()
         assert wait_for_count(node, before + 1, 5)
 
@@ -1262,11 +1262,11 @@ def test_the_lane_is_logged_and_counted_as_the_stages(node: Node, published: Med
 # --- 3. how requests arrive ------------------------------------------------------------
 
 
-def _expected(node: Node, data: bytes, head: bool = False) -> Answer:
+def expected_answer(node: Node, data: bytes, head: bool = False) -> Answer:
     return ask(node.plain_port, data, head=head)
 
 
-def _same(ours: Answer, theirs: Answer) -> None:
+def same_answers(ours: Answer, theirs: Answer) -> None:
     problems = differences(ours, theirs)
     assert not problems or all(any(f"('{n}'," in p for n in TIMED) for p in problems), problems
 
@@ -1275,15 +1275,15 @@ def test_a_request_in_one_byte_writes(node: Node, published: Media) -> None:
     """Every byte its own write: the answer is the same, and the connection goes on."""
     for target in (published.small, f"{published.long}?start=71&end=81"):
         data = get_request("lane.test", target)
-        want = _expected(node, data)
+        want = expected_answer(node, data)
         with connected(node.lane_port) as client:
             for byte in data:
                 client.send(bytes([byte]))
                 time.sleep(0.001)
-            _same(client.read(), want)
+            same_answers(client.read(), want)
             before = settle(node)
             client.send(data)
-            _same(client.read(), want)
+            same_answers(client.read(), want)
             assert wait_for_count(node, before + 1, 5), "a whole request after a split one"
 
 
@@ -1295,15 +1295,17 @@ def test_pipelined_requests_are_answered_in_order(node: Node, published: Media) 
     head = head_request("lane.test", f"{published.long}?start=91&end=101")
     ranged = get_request("lane.test", published.small, "Range: bytes=5-9")
     for batch in ([small, clip], [clip, small, ranged], [head, clip], [ranged, small, head]):
-        wants = [_expected(node, data, data.startswith(b"HEAD")) for data in batch]
+        wants = [expected_answer(node, data, data.startswith(b"HEAD")) for data in batch]
         with connected(node.lane_port) as client:
             client.send(b"".join(batch))
             for data, want in zip(batch, wants, strict=True):
-                _same(client.read(head=data.startswith(b"HEAD")), want)
+                same_answers(client.read(head=data.startswith(b"HEAD")), want)
             # And the connection still answers, by the lane.
             before = settle(node)
             client.send(small)
-            _same(client.read(), wants[0] if batch[0] is small else _expected(node, small))
+            same_answers(
+                client.read(), wants[0] if batch[0] is small else expected_answer(node, small)
+            )
             assert wait_for_count(node, before + 1, 5)
 
 
@@ -1317,7 +1319,7 @@ def test_many_requests_sent_before_any_answer_is_read(node: Node, published: Med
     ranged = get_request("lane.test", published.small, "Range: bytes=5-9")
     whole = get_request("lane.test", published.talk)
     kinds = [small, clip, head, ranged, whole]
-    wants = {data: _expected(node, data, data is head) for data in kinds}
+    wants = {data: expected_answer(node, data, data is head) for data in kinds}
     order = random.Random(11).choices(kinds, k=80)
     before = settle(node)
     with connected(node.lane_port, rcvbuf=16384, timeout=20) as client:
@@ -1325,9 +1327,9 @@ def test_many_requests_sent_before_any_answer_is_read(node: Node, published: Med
             client.send(data)
             time.sleep(0.002)  # each its own read, mostly
         for data in order:
-            _same(client.read(head=data is head), wants[data])
+            same_answers(client.read(head=data is head), wants[data])
         client.send(small)
-        _same(client.read(), wants[small])
+        same_answers(client.read(), wants[small])
     assert settle(node) > before  # the lane took part
 
 
@@ -1347,12 +1349,12 @@ def test_lane_and_aiohttp_take_turns_on_one_connection(node: Node, published: Me
         (get_request("lane.test", clip, 'If-None-Match: "x"'), False, False),
         (get_request("lane.test", small), True, False),
     ]
-    wants = [_expected(node, data, head) for data, _lane, head in steps]
+    wants = [expected_answer(node, data, head) for data, _lane, head in steps]
     with connected(node.lane_port) as client:
         for (data, lane, head), want in zip(steps, wants, strict=True):
             before, lines = settle(node), node.logged()
             client.send(data)
-            _same(client.read(head=head), want)
+            same_answers(client.read(head=head), want)
             assert node.wait_logged(lines + 1)  # the lane counted it before its line
             assert node.lane_answers == before + lane, data
 
@@ -1362,8 +1364,8 @@ def test_a_request_with_a_body_then_more(node: Node, published: Media) -> None:
     stages' answer, and the next request on the connection is answered right."""
     small = get_request("lane.test", published.small)
     with_body = get_request("lane.test", published.small, "Content-Length: 5")
-    want_body = _expected(node, with_body + b"hello")
-    want = _expected(node, small)
+    want_body = expected_answer(node, with_body + b"hello")
+    want = expected_answer(node, small)
     for split in (False, True):
         with connected(node.lane_port) as client:
             before, lines = settle(node), node.logged()
@@ -1373,12 +1375,12 @@ def test_a_request_with_a_body_then_more(node: Node, published: Media) -> None:
                 client.send(b"hello")
             else:
                 client.send(with_body + b"hello")
-            _same(client.read(), want_body)
+            same_answers(client.read(), want_body)
             assert node.wait_logged(lines + 1) and node.lane_answers == before
             client.send(small)
-            _same(client.read(), want)
+            same_answers(client.read(), want)
             client.send(small)
-            _same(client.read(), want)
+            same_answers(client.read(), want)
 
 
 def test_a_large_body_in_one_write(node: Node, published: Media) -> None:
@@ -1395,7 +1397,7 @@ def test_a_large_body_in_one_write(node: Node, published: Media) -> None:
             client.send(small)
             answers.append([first, client.read()])
     for ours, theirs in zip(*answers, strict=True):
-        _same(ours, theirs)
+        same_answers(ours, theirs)
 
 
 def test_requests_that_end_the_connection(node: Node, published: Media) -> None:
@@ -1405,14 +1407,14 @@ def test_requests_that_end_the_connection(node: Node, published: Media) -> None:
         get_request("lane.test", published.small, "Connection: close"),
         get_request("lane.test", f"{published.long}?start=5&end=15", "Connection: close"),
     ):
-        want = _expected(node, data)
+        want = expected_answer(node, data)
         before, lines = settle(node), node.logged()
         with connected(node.lane_port) as client:
             client.send(data)
             ours = client.read_head()
             length = ours.header("content-length")
             ours.body = client._take(int(length)) if length is not None else client.rest()
-            _same(ours, want)
+            same_answers(ours, want)
             assert client.closed_by_server(), data
         assert node.wait_logged(lines + 1) and node.lane_answers == before
 
@@ -1422,7 +1424,7 @@ def test_a_huge_header_is_refused_as_before(node: Node, published: Media) -> Non
     data = get_request("lane.test", published.small, "X-Big: " + "a" * 9000)
     ours, theirs = ask(node.lane_port, data), ask(node.plain_port, data)
     assert ours.status in (400, 431) and ours.status == theirs.status
-    _same(ours, theirs)
+    same_answers(ours, theirs)
 
 
 def answers_until_closed(client: Client) -> list[Answer]:
@@ -1452,7 +1454,7 @@ def test_garbage_after_a_good_request(node: Node, published: Media) -> None:
         ours, theirs = answers
         assert len(ours) == len(theirs) == len(writes), answers
         for one, other in zip(ours, theirs, strict=True):
-            _same(one, other)
+            same_answers(one, other)
         assert ours[-1].status == 400
 
 
@@ -1471,7 +1473,7 @@ def test_split_reads_cannot_smuggle_a_request(node: Node, published: Media) -> N
             answers.append(client.read())
     ours, theirs = answers
     assert theirs.status == 404  # /lane/nothing.bin, with the header X-Pad
-    _same(ours, theirs)
+    same_answers(ours, theirs)
 
 
 def test_a_body_cannot_desync_the_lane(node: Node, published: Media) -> None:
@@ -1493,7 +1495,7 @@ def test_a_body_cannot_desync_the_lane(node: Node, published: Media) -> None:
     ours, theirs = answers
     assert [a.status for a in theirs] == [200, 404]
     for one, other in zip(ours, theirs, strict=True):
-        _same(one, other)
+        same_answers(one, other)
 
 
 # --- 4. slow and vanishing clients -----------------------------------------------------
@@ -1510,8 +1512,8 @@ def test_a_slow_reader_gets_every_byte(node: Node, published: Media) -> None:
         (clip, ("Range: bytes=123457-6000000",)),
     ):
         data = get_request("lane.test", target, *extra)
-        want = _expected(node, data)
-        small_want = _expected(node, get_request("lane.test", published.small))
+        want = expected_answer(node, data)
+        small_want = expected_answer(node, get_request("lane.test", published.small))
         before = settle(node)
         with connected(node.lane_port, rcvbuf=8192) as client:
             client.send(data)
@@ -1528,10 +1530,10 @@ def test_a_slow_reader_gets_every_byte(node: Node, published: Media) -> None:
                 if time.monotonic() - started < 0.5:
                     time.sleep(0.002)  # slow at first: the socket fills, sendfile stops short
             head.body = bytes(received)
-            _same(head, want)
+            same_answers(head, want)
             assert wait_for_count(node, before + 1, 5)
             client.send(get_request("lane.test", published.small))
-            _same(client.read(), small_want)
+            same_answers(client.read(), small_want)
             assert wait_for_count(node, before + 2, 5)
 
 
@@ -1547,14 +1549,14 @@ def test_requests_sent_while_the_lane_is_still_sending(node: Node, published: Me
         head_request("lane.test", clip),
         get_request("lane.test", f"{published.long}?start=1&end=11"),
     ]
-    wants = [_expected(node, data, data.startswith(b"HEAD")) for data in steps]
+    wants = [expected_answer(node, data, data.startswith(b"HEAD")) for data in steps]
     before = settle(node)
     with connected(node.lane_port, rcvbuf=8192) as client:
         for data in steps:
             client.send(data)
             time.sleep(0.05)
         for data, want in zip(steps, wants, strict=True):
-            _same(client.read(head=data.startswith(b"HEAD")), want)
+            same_answers(client.read(head=data.startswith(b"HEAD")), want)
     assert settle(node) > before
 
 
@@ -1564,17 +1566,17 @@ def test_a_client_leaving_mid_body(node: Node, published: Media) -> None:
     start = f"{random.Random().uniform(0.001, 0.5):.3f}"
     target = f"{published.big}?start={start}&end=4"
     small = get_request("lane.test", published.small)
-    want = _expected(node, small)
+    want = expected_answer(node, small)
     with connected(node.lane_port, rcvbuf=8192) as leaver:
         leaver.send(get_request("lane.test", target))
         leaver.read_head()
         leaver._more()
-        _same(ask(node.lane_port, small), want)  # while the answer is still going
+        same_answers(ask(node.lane_port, small), want)  # while the answer is still going
         leaver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-    line = _line_for(node, target)
+    line = line_for(node, target)
     assert line.get("aborted") == "client_gone" and line["status"] == 499, line
     assert 0 < line["bytes"] < 4 << 20, line
-    _same(ask(node.lane_port, small), want)
+    same_answers(ask(node.lane_port, small), want)
 
 
 def test_a_client_that_never_reads_is_dropped(node: Node, published: Media) -> None:
@@ -1583,14 +1585,14 @@ def test_a_client_that_never_reads_is_dropped(node: Node, published: Media) -> N
     start = f"{random.Random().uniform(0.001, 0.5):.3f}"
     target = f"{published.big}?start={start}&end=4"
     small = get_request("lane.test", published.small)
-    want = _expected(node, small)
+    want = expected_answer(node, small)
     length = int(
-        _expected(node, head_request("lane.test", target), True).header("content-length") or 0
+        expected_answer(node, head_request("lane.test", target), True).header("content-length") or 0
     )
     with connected(node.lane_port, rcvbuf=4096, timeout=20) as stalled:
         stalled.send(get_request("lane.test", target))
-        _same(ask(node.lane_port, small), want)
-        line = _line_for(node, target, timeout=SEND_TIMEOUT + 15)
+        same_answers(ask(node.lane_port, small), want)
+        line = line_for(node, target, timeout=SEND_TIMEOUT + 15)
         assert line.get("aborted") == "send_timeout" and line["status"] == 200, line
         # What was buffered comes out, then the connection is closed: short.
         received, closed = stalled.drained(10)
@@ -1598,7 +1600,7 @@ def test_a_client_that_never_reads_is_dropped(node: Node, published: Media) -> N
         assert 0 < line["bytes"] < length, line
 
 
-def _line_for(node: Node, target: str, timeout: float = 10.0, known: int = 0) -> dict[str, Any]:
+def line_for(node: Node, target: str, timeout: float = 10.0, known: int = 0) -> dict[str, Any]:
     """The access-log line of the GET of `target` after the `known` first ones."""
 
     def lines() -> list[dict[str, Any]]:
@@ -1613,68 +1615,7 @@ def _line_for(node: Node, target: str, timeout: float = 10.0, known: int = 0) ->
     return line
 
 
-# --- 5. a node's lifetime: idle connections, shutdown ----------------------------------
-
-
-@contextlib.contextmanager
-def another_node(origins: Origins, work: Path, **limits: float) -> Iterator[Node]:
-    """A node of its own (lane.test only) with these limits, started and always stopped."""
-    cert = _certificate(work / "certs")
-    served = Node(work, config(origins, cert), NodeLimits(send_timeout=10.0, **limits))
-    served.start()
-    try:
-        yield served
-    finally:
-        served.stop()
-
-
-def test_idle_lane_connections_are_closed(origins: Origins, tmp_path: Path) -> None:
-    """keepalive_timeout (the node's idle timeout) closes a kept-alive connection whose
-    answers all came from the lane, as it closes one aiohttp answered."""
-    path = origins.media.write("lane/idle.bin", b"idle" * 100)
-    with another_node(origins, tmp_path, idle_timeout=1.0) as served:
-        served.prime("lane.test", path)
-        served.warm("lane.test", path)
-        for port in (served.plain_port, served.lane_port):
-            with connected(port) as client:
-                client.send(get_request("lane.test", path))
-                assert client.read().body == b"idle" * 100
-                started = time.monotonic()
-                assert client.closed_by_server(5), port == served.lane_port
-                assert time.monotonic() - started < 3
-
-
-def test_a_lane_answer_in_flight_at_shutdown_is_finished(origins: Origins, tmp_path: Path) -> None:
-    """The server stops (SIGTERM's runner cleanup) while the lane is still sending a
-    large clip to a reader: the reader gets all of it within the shutdown timeout."""
-    path = origins.media.add(generated("big-head-moov", HEAD_MOOV, "mp4"), "lane/big.mp4")
-    target = f"{path}?start=0&end=4"
-    with another_node(origins, tmp_path, shutdown_timeout=10.0) as served:
-        served.prime("lane.test", path)
-        served.warm("lane.test", target)
-        want = ask(served.plain_port, get_request("lane.test", target))
-        before = settle(served)
-        known = sum(
-            line["path"] == target and line["method"] == "GET" for line in served.access_lines()
-        )
-        with connected(served.lane_port, rcvbuf=8192) as client:
-            client.send(get_request("lane.test", target))
-            head = client.read_head()
-            time.sleep(0.2)  # the socket is full: the rest is the lane's task's
-            stopping = threading.Thread(target=served.stop)
-            stopping.start()
-            time.sleep(0.2)
-            head.body = client._take(len(want.body))
-            _same(head, want)
-            assert client.closed_by_server(10)
-            stopping.join(15)
-            assert not stopping.is_alive()
-        assert served.lane_answers == before + 1
-        line = _line_for(served, target, known=known)
-        assert line["status"] == 200 and "aborted" not in line, line
-
-
-# --- 6. TLS -----------------------------------------------------------------------------
+# --- 5. TLS -----------------------------------------------------------------------------
 
 
 def test_the_lane_stays_off_over_tls(node: Node, published: Media) -> None:
@@ -1682,10 +1623,10 @@ def test_the_lane_stays_off_over_tls(node: Node, published: Media) -> None:
     context = _client_tls()
     for target in (published.small, f"{published.long}?start=44&end=54"):
         data = get_request("lane.test", target)
-        want = _expected(node, data)
+        want = expected_answer(node, data)
         before, lines = settle(node), node.logged()
         with connected(node.tls_port, tls=context) as client:
             for _ in range(2):
                 client.send(data)
-                _same(client.read(), want)
+                same_answers(client.read(), want)
         assert node.wait_logged(lines + 2) and node.lane_answers == before
