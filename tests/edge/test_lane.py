@@ -1567,6 +1567,7 @@ def test_a_client_leaving_mid_body(node: Node, published: Media) -> None:
     target = f"{published.big}?start={start}&end=4"
     small = get_request("lane.test", published.small)
     want = expected_answer(node, small)
+    before, values = settle(node), counters("lane.test")
     with connected(node.lane_port, rcvbuf=8192) as leaver:
         leaver.send(get_request("lane.test", target))
         leaver.read_head()
@@ -1576,6 +1577,12 @@ def test_a_client_leaving_mid_body(node: Node, published: Media) -> None:
     line = line_for(node, target)
     assert line.get("aborted") == "client_gone" and line["status"] == 499, line
     assert 0 < line["bytes"] < 4 << 20, line
+    assert node.lane_answers == before + 2  # the clip and the small one
+    labels = (("domain", "lane.test"), ("function", line["function"]))
+    cut = ("vodedge_requests_total", (*labels, ("status", "499")))
+    sent = ("vodedge_sent_bytes_total", labels)
+    changes = counted(values, counters("lane.test"))
+    assert changes[cut] == 1 and changes[sent] == line["bytes"], changes
     same_answers(ask(node.lane_port, small), want)
 
 
