@@ -998,8 +998,9 @@ def test_followed_cache_times_are_the_stages(node: Node, published: Media) -> No
 
 
 def test_requests_the_lane_leaves_alone(node: Node, published: Media) -> None:
-    """Range, conditionals, Expect, a body, HTTP/1.0, Connection: close, limit_rate:
-    aiohttp's answers, the same with the lane in front."""
+    """Conditionals, a range past the end, Expect, a body, HTTP/1.0, Connection: close,
+    limit_rate: aiohttp's answers, the same with the lane in front (single ranges,
+    If-Range too, are the lane's)."""
     small, clip = published.small, f"{published.long}?start=3&end=13"
     etag = ask(node.plain_port, get_request("lane.test", small)).header("etag")
     clip_etag = ask(node.plain_port, get_request("lane.test", clip)).header("etag")
