@@ -1430,21 +1430,27 @@ def test_a_request_with_a_body_then_more(node: Node, published: Media) -> None:
             same_answers(client.read(), want)
 
 
-def test_a_large_body_in_one_write(node: Node, published: Media) -> None:
-    """A GET with a 3 MB body sent with its headers, then a request on the same
-    connection: the stages' answers, nothing stalls."""
-    body = b"b" * (3 << 20)
-    data = get_request("lane.test", published.small, f"Content-Length: {len(body)}")
+def test_bodies_in_one_write_then_more(node: Node, published: Media) -> None:
+    """A GET with a 3 MB body sent with its headers, chunked bodies (empty, or ending in
+    what looks like the end of a head), then a request on the same connection: the
+    stages' answers, nothing stalls."""
     small = get_request("lane.test", published.small)
-    answers = []
-    for port in (node.lane_port, node.plain_port):
-        with connected(port) as client:
-            client.send(data + body)
-            first = client.read()
-            client.send(small)
-            answers.append([first, client.read()])
-    for ours, theirs in zip(*answers, strict=True):
-        same_answers(ours, theirs)
+    chunked = get_request("lane.test", published.small, "Transfer-Encoding: chunked")
+    body = b"b" * (3 << 20)
+    for first_write in (
+        get_request("lane.test", published.small, f"Content-Length: {len(body)}") + body,
+        chunked + b"0\r\n\r\n",
+        chunked + b"4\r\n\r\n\r\n\r\n0\r\n\r\n",
+    ):
+        answers = []
+        for port in (node.lane_port, node.plain_port):
+            with connected(port) as client:
+                client.send(first_write)
+                first = client.read()
+                client.send(small)
+                answers.append([first, client.read()])
+        for ours, theirs in zip(*answers, strict=True):
+            same_answers(ours, theirs)
 
 
 def test_requests_that_end_the_connection(node: Node, published: Media) -> None:
