@@ -990,6 +990,30 @@ def test_response_headers_and_cors_are_the_stages(node: Node, published: Media) 
                 assert ("vary", "Origin") in answer.headers
 
 
+def test_a_new_configuration_reaches_the_lane_at_once(node: Node, published: Media) -> None:
+    """The worker's configuration replaced (what a reload or the control plane does): the
+    lane's next answer follows it, a header changed, a domain gone."""
+    assert node.edge is not None
+    before = node.edge.config
+    changed = node.config_text.replace('value = "edge-7"', 'value = "edge-8"').replace(
+        '[[domain]]\nname = "referer.test"', '[[domain]]\nname = "gone.test"'
+    )
+    assert changed != node.config_text
+    new_file = node.work / "changed.toml"
+    new_file.write_text(changed)
+    data = get_request("headers.test", published.small)
+    assert equivalent(node, data, lane=True).header("x-served-by") == "edge-7"
+    good = get_request("referer.test", published.small, "Referer: https://good.example/")
+    equivalent(node, good, lane=True)
+    node.edge.config = load_toml(new_file)
+    try:
+        assert equivalent(node, data, lane=True).header("x-served-by") == "edge-8"
+        assert equivalent(node, good, lane=False).status == 403  # unknown_host
+    finally:
+        node.edge.config = before
+    assert equivalent(node, data, lane=True).header("x-served-by") == "edge-7"
+
+
 def test_followed_cache_times_are_the_stages(node: Node, published: Media) -> None:
     """swift_follow_cachetime (a max-age counted down): the same answers."""
     for target in (published.small, f"{published.langs}?start=1&end=2"):
