@@ -344,6 +344,10 @@ def plan_now(planner: Planner, resolved: Resolved, body: Body, how: str) -> Plan
         or not body.complete
     ):
         return None
+    if transform.audio_only and transform.end is None:
+        # An open-ended audio-only start is thousands of pieces (a rendition's business):
+        # not planned twice.
+        return None
     index = planner.indexes.peek(resolved.key, body.version)
     if index is None:
         return None
