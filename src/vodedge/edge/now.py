@@ -102,16 +102,26 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     if body is None:
         return None
     try:
-        if resolved.transform is None:
-            planned = plain_now(resolved, body, "HIT")
-        else:
-            planned = plan_now(edge.planner, resolved, body, "HIT")
+        ready = _from_file(edge, request, exchange, resolved, body)
     except BaseException:
         body.close()
         raise
+    if ready is None:
+        body.close()
+    return ready
+
+
+def _from_file(
+    edge: Edge, request: web.BaseRequest, exchange: Exchange, resolved: Resolved, body: Body
+) -> Ready | None:
+    """The answer over a fresh whole stored file (the Ready holds `body` until done;
+    None: the stages answer, and the caller closes it)."""
+    if resolved.transform is None:
+        planned = plain_now(resolved, body, "HIT")
+    else:
+        planned = plan_now(edge.planner, resolved, body, "HIT")
     wanted = None if planned is None else _ranged(request, planned)
     if planned is None or wanted is None:
-        body.close()
         return None
     metrics.count_lookup(resolved.domain.name, "HIT")
     exchange.cache = "HIT"
@@ -127,8 +137,7 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     answer["Content-Length"] = str(end - start)  # as deliver's response.content_length
     finish_headers(request, answer, status, exchange)
     if request.method == "HEAD":
-        body.close()
-        return _ready(edge, request, exchange, status, answer, b"", None, None)
+        return _ready(edge, request, exchange, status, answer, b"", None, body)
     pieces = complete_pieces(plan, body)
     return _ready(edge, request, exchange, status, answer, b"", pieces, body)
 
