@@ -19,7 +19,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from vodedge.edge.cache import Body
-from vodedge.edge.http_semantics import Unsatisfiable, Validators, byte_range
+from vodedge.edge.http_semantics import Unsatisfiable, Validators, requested_range
 from vodedge.edge.observe import Exchange, exchange_of, finish
 from vodedge.edge.origin import OriginError, OriginResponse
 from vodedge.media.errors import MediaError
@@ -165,8 +165,7 @@ async def deliver(
         return response
     size = output.size
     try:
-        applies = output.ranges and validators.range_applies(request)
-        wanted = byte_range(request, size) if applies else None
+        wanted = requested_range(request, validators, size) if output.ranges else None
     except Unsatisfiable:
         headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=416, headers=headers)

@@ -82,3 +82,12 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
     if start >= size:
         raise Unsatisfiable
     return start, size if stop is None else min(stop, size)
+
+
+def requested_range(
+    request: web.BaseRequest, validators: Validators, size: int
+) -> tuple[int, int] | None:
+    """The `[start, stop)` of this representation the request asks for: None for all of
+    it (no Range, one ignored, or an If-Range naming another representation);
+    Unsatisfiable: a 416."""
+    return byte_range(request, size) if validators.range_applies(request) else None

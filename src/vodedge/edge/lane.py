@@ -30,7 +30,7 @@ from aiohttp.http import HttpRequestParser, HttpVersion11, RawRequestMessage
 from aiohttp.streams import EMPTY_PAYLOAD
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from vodedge.edge.deliver import COPY_STEP, SEND_STEP, FileSpan, Piece, sendfile_to
 
@@ -60,7 +60,7 @@ class Ready:
     in memory and then a complete file's pieces, and what to do once it is over."""
 
     status: int
-    headers: CIMultiDict[str] | CIMultiDictProxy[str]
+    headers: CIMultiDict[str]
     body: bytes
     pieces: Iterator[Piece] | None
     send_timeout: float
@@ -206,12 +206,13 @@ class LaneHandler(RequestHandler):
             out = _socket_fd(transport)
             try:
                 # The head goes with the body's first bytes (a clip's moov): one send.
+                head += ready.body
                 first = next(pieces, None)
                 if isinstance(first, bytes):
                     head += first
                     sent += len(first)
                     first = next(pieces, None)
-                transport.write(head + ready.body)
+                transport.write(head)
                 for piece in _chain(first, pieces):
                     if isinstance(piece, bytes):
                         transport.write(piece)

@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from vodedge.edge import listen, metrics
 from vodedge.edge.cache import Body
 from vodedge.edge.deliver import Piece, complete_pieces, idle
-from vodedge.edge.http_semantics import Unsatisfiable, byte_range
+from vodedge.edge.http_semantics import Unsatisfiable, requested_range
 from vodedge.edge.lane import Ready
 from vodedge.edge.observe import EXCHANGE, Exchange, finish, finish_headers, record
 from vodedge.edge.plan import Planned, plain_headers, plain_now, plan_now
@@ -90,7 +90,7 @@ def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     if resolved.source is not None or resolved.rate or (rule is not None and rule.follow_to_client):
         return None
     exchange.domain, exchange.function = resolved.domain.name, resolved.function
-    if resolved.transform is None and "Range" not in headers and "If-Range" not in headers:
+    if resolved.transform is None:
         small = from_memory(edge, request, exchange, resolved)
         if small is not None:
             finish(request, small, exchange)
@@ -149,7 +149,7 @@ def _ranged(request: web.BaseRequest, planned: Planned) -> tuple[int, int, int] 
     if "Range" not in request.headers:
         return 200, 0, size
     try:
-        wanted = byte_range(request, size) if planned.validators.range_applies(request) else None
+        wanted = requested_range(request, planned.validators, size)
     except Unsatisfiable:
         return None
     if wanted is None:
