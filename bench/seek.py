@@ -238,10 +238,15 @@ def both_servers(files: dict[str, Path]) -> Iterator[tuple[Server | None, Server
         vd = None
         if servers.vodedge_serve_available():
             vd = stack.enter_context(servers.vodedge_server(root, "/small.bin"))
-            for name in files:
-                servers.warm(vd.base + f"/{name}", want_hit=True)
-            servers.warm(vd.base + "/small.bin", want_hit=True)
+            warm_server(vd, files)
         yield nginx, vd, root
+
+
+def warm_server(server: Server, files: dict[str, Path]) -> None:
+    """Each of `files` and small.bin cached (`X-Cache: HIT` seen) by `server`."""
+    for name in files:
+        servers.warm(server.base + f"/{name}", want_hit=True)
+    servers.warm(server.base + "/small.bin", want_hit=True)
 
 
 def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
@@ -261,6 +266,10 @@ def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
             return rows
         run = measured(vd, scripts["clip"], seconds, connections)
         rows.append(wrk_row("vodedge, random 10-s clips", run, base))
+        with servers.vodedge_server(_root, "/small.bin", loop="uvloop") as uv:
+            warm_server(uv, {"long.mp4": head})
+            run = measured(uv, scripts["clip"], seconds, connections)
+            rows.append(wrk_row("vodedge --loop uvloop, random 10-s clips", run, base))
         run = measured(vd, scripts["audio-open"], seconds, connections)
         rows.append(wrk_row("vodedge, random open-ended audio-only starts", run, None))
         rng = random.Random(SEED + 1)
