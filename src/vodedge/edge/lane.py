@@ -87,7 +87,16 @@ class LaneServer(web.Server):
 class LaneHandler(RequestHandler):
     """aiohttp's connection object, with the lane in front of its queue of requests."""
 
-    __slots__ = ("_boundary", "_held", "_lane_parser", "_lane_task", "_last", "_now", "active_at")
+    __slots__ = (
+        "_boundary",
+        "_held",
+        "_lane_parser",
+        "_lane_task",
+        "_last",
+        "_now",
+        "_out",
+        "active_at",
+    )
 
     def __init__(self, manager: LaneServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -99,6 +108,8 @@ class LaneHandler(RequestHandler):
         self._last = b""
         self._lane_task: asyncio.Task[None] | None = None
         self._held: list[bytes] = []
+        # The socket's descriptor, for sendfile (-1: none); asked once per connection.
+        self._out = -1
         # When the lane last answered (the idle sweep counts it as activity).
         self.active_at = 0.0
 
@@ -106,6 +117,8 @@ class LaneHandler(RequestHandler):
         super().connection_made(transport)
         if transport.get_extra_info("sslcontext") is not None:
             self._now = None  # sendfile would bypass TLS
+        else:
+            self._out = _socket_fd(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._lane_task is not None:
@@ -203,7 +216,7 @@ class LaneHandler(RequestHandler):
         if pieces is None:
             transport.write(head + ready.body)
         else:
-            out = _socket_fd(transport)
+            out = self._out
             try:
                 # The head goes with the body's first bytes (a clip's moov): one send.
                 head += ready.body
