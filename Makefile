@@ -13,10 +13,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# setup.py compiles the MP4 clip planner with mypyc where gcc and Python's headers are
-# present (pure Python otherwise): an edit of what it compiles, or of what that imports,
-# rebuilds (an extension older than its source would be imported ahead of it).
-NATIVE_SOURCES := setup.py $(wildcard src/vodedge/media/*.py src/vodedge/media/mp4/*.py)
+# setup.py compiles the MP4 clip planner with mypyc, and the warm one (clipper.pyx) with
+# Cython, where gcc and Python's headers are present (pure Python otherwise): an edit of
+# what it compiles, or of what that imports, rebuilds (an extension older than its
+# source would be imported ahead of it).
+NATIVE_SOURCES := setup.py $(wildcard src/vodedge/media/*.py src/vodedge/media/mp4/*.py \
+  src/vodedge/media/mp4/*.pyx src/vodedge/media/mp4/*.pyi)
 # `make test` installs these first so that it tests the compiled build; `make run` does
 # not need them.
 BUILD_APT_PACKAGES := gcc python3-dev

@@ -1,6 +1,6 @@
-"""Compiles the MP4 clip planner with mypyc where a C compiler and Python's headers are
-present; pure Python where they are not, or with VODEDGE_PURE=1 (the rest of the
-project's metadata is in pyproject.toml).
+"""Compiles the MP4 clip planner with mypyc, and its warm path's planner with Cython, where
+a C compiler and Python's headers are present; pure Python where they are not, or with
+VODEDGE_PURE=1 (the rest of the project's metadata is in pyproject.toml).
 
 Built in place (`pip install -e .`, as the Makefile installs), each compiled module's
 extension sits beside its source, and `import` takes it ahead of the source: a build
@@ -31,6 +31,10 @@ NATIVE = [
     "vodedge/media/mp4/skeleton.py",
     "vodedge/media/mp4/timeline.py",
 ]
+# The warm clip's whole plan from flat tables (Cython, bounds-checked memoryviews; see
+# the module's docstring): a pure build has none, and the mypyc planner answers.
+CYTHON = ["vodedge/media/mp4/clipper.pyx"]
+COMPILED = NATIVE + CYTHON
 MANIFEST = SRC / "vodedge" / "_native.json"
 GROUP = "vodedge_native"  # the compiled modules' shared library: vodedge_native__mypyc
 
@@ -39,6 +43,7 @@ def sources() -> list[str]:
     """What a build depends on (the Makefile's NATIVE_SOURCES): mypyc compiles the
     modules against the types of those they import."""
     found = [*SRC.glob("vodedge/media/*.py"), *SRC.glob("vodedge/media/mp4/*.py")]
+    found += [*SRC.glob("vodedge/media/mp4/*.pyx"), *SRC.glob("vodedge/media/mp4/*.pyi")]
     return sorted(str(path.relative_to(SRC)) for path in found)
 
 
@@ -48,8 +53,8 @@ def digest(path: str) -> str:
 
 
 def module_name(path: str) -> str:
-    """`vodedge/media/mp4/cuts.py` -> `vodedge.media.mp4.cuts`."""
-    return path.removesuffix(".py").replace("/", ".")
+    """`vodedge/media/mp4/cuts.py` (or `.pyx`) -> `vodedge.media.mp4.cuts`."""
+    return path.removesuffix(".pyx").removesuffix(".py").replace("/", ".")
 
 
 def why_pure() -> str | None:
@@ -65,6 +70,10 @@ def why_pure() -> str | None:
         import mypyc.build  # noqa: F401
     except ImportError:
         return "mypyc is not installed (it comes with mypy)"
+    try:
+        import Cython.Build  # noqa: F401
+    except ImportError:
+        return "Cython is not installed"
     return None
 
 
@@ -73,9 +82,21 @@ def clean() -> None:
     imported ahead of its newer source."""
     MANIFEST.unlink(missing_ok=True)
     for suffix in EXTENSION_SUFFIXES:
-        for module in NATIVE:
+        for module in COMPILED:
             (SRC / module).with_suffix(suffix).unlink(missing_ok=True)
         (SRC / f"{GROUP}__mypyc{suffix}").unlink(missing_ok=True)
+
+
+def cython_extensions() -> list[object]:
+    """The Cython modules' extensions; their C goes under build/, not beside them."""
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    modules = [
+        Extension(module_name(path), [str((SRC / path).relative_to(Path.cwd()))]) for path in CYTHON
+    ]
+    built: list[object] = cythonize(modules, build_dir="build/cython", quiet=True)
+    return built
 
 
 def main() -> None:
@@ -95,7 +116,7 @@ def main() -> None:
                 print(f"vodedge: compiling failed, pure Python: {exc}", file=sys.stderr)
                 return
             if self.inplace and self.extensions:
-                record = {"compiled": NATIVE, "sources": {p: digest(p) for p in sources()}}
+                record = {"compiled": COMPILED, "sources": {p: digest(p) for p in sources()}}
                 MANIFEST.write_text(json.dumps(record, indent=1) + "\n")
 
     clean()
@@ -109,6 +130,11 @@ def main() -> None:
             extensions = mypycify(paths, opt_level="3", group_name=GROUP)
         except (Exception, SystemExit) as exc:  # mypyc refused the code (it printed why)
             reason = f"mypyc failed: {exc!r}"
+    if reason is None:
+        try:
+            extensions += cython_extensions()
+        except (Exception, SystemExit) as exc:  # Cython refused the code (it printed why)
+            extensions, reason = [], f"Cython failed: {exc!r}"
     if reason is not None:
         print(f"vodedge: pure Python build: {reason}", file=sys.stderr)
     setup(ext_modules=extensions, cmdclass={"build_ext": OptionalBuildExt})

@@ -44,7 +44,7 @@ def stale() -> list[str]:
     built = record()
     problems: list[str] = []
     if built is None:
-        for module in setup.NATIVE:
+        for module in setup.COMPILED:
             for suffix in EXTENSION_SUFFIXES:
                 leftover = setup.SRC / Path(module).with_suffix(suffix)
                 if leftover.exists():
@@ -64,9 +64,13 @@ def stale() -> list[str]:
 
 
 def imported_files() -> dict[str, str | None]:
-    """The file each module setup.py compiles is imported from."""
+    """The file each module setup.py compiles is imported from (None where a pure build
+    has none: the Cython planner has no source to import)."""
     setup = setup_module()
-    return {
-        name: importlib.import_module(name).__file__
-        for name in map(setup.module_name, setup.NATIVE)
-    }
+    found: dict[str, str | None] = {}
+    for name in map(setup.module_name, setup.COMPILED):
+        try:
+            found[name] = importlib.import_module(name).__file__
+        except ImportError:
+            found[name] = None
+    return found

@@ -37,7 +37,7 @@ def test_the_build_record_names_what_is_imported() -> None:
     built = record()
     compiled = set(built["compiled"]) if built else set()  # type: ignore[call-overload]
     setup = setup_module()
-    for path, file in zip(setup.NATIVE, imported_files().values(), strict=True):
+    for path, file in zip(setup.COMPILED, imported_files().values(), strict=True):
         assert is_extension(file) == (path in compiled), (path, file)
 
 

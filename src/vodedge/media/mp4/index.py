@@ -11,6 +11,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import repeat
 from struct import Struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +26,7 @@ from vodedge.media.errors import (
     UnsupportedMedia,
 )
 from vodedge.media.mp4 import cuts as fast
-from vodedge.media.mp4 import fastclip, timeline
+from vodedge.media.mp4 import fastclip, packing, timeline
 from vodedge.media.mp4.boxes import CONTAINERS, Box, children, header_bytes, make_box
 from vodedge.media.mp4.file import DEFAULT_MAX_MOOV, MAX_FTYP, read_box, scan_top_level
 from vodedge.media.mp4.movie import (
@@ -43,6 +44,9 @@ from vodedge.media.plan import Plan, Span
 from vodedge.media.plan_map import OutputMap
 from vodedge.media.reading import Reading
 from vodedge.media.seeking import check_seek
+
+if TYPE_CHECKING:
+    from vodedge.media.mp4 import clipper
 
 Ints = npt.NDArray[np.int64]
 Piece = bytes | memoryview
@@ -316,6 +320,8 @@ class TrackIndex:
     stts_runs: tuple[Ints, Ints, Ints] | None = None
     # The tables prepared for the fast path (None: the track takes the general one).
     prepared: fastclip.Prepared | None = None
+    # Those tables packed for the compiled planner by `Mp4Index.finish` (see `packing`).
+    native: clipper.Track | None = None
 
     @property
     def nbytes(self) -> int:
@@ -834,6 +840,10 @@ class Mp4Index:
         default_factory=dict
     )
     finishing: bool = False  # `finish` was asked for (the edge's flag)
+    finished: bool = False  # `finish` is done: warm clips may take the compiled planner
+    # The compiled planner of each selection (None: it declines them all), made on the
+    # selection's first clip once finished.
+    planners: dict[tuple[bool, int | None], clipper.Planner | None] = field(default_factory=dict)
 
     def audio_map(self) -> OutputMap:
         """The plan copying every audio sample's bytes in source order (what audio-only
@@ -887,6 +897,8 @@ class Mp4Index:
                 view = track.prepared.prefix_view
                 if isinstance(view, ChunkedBytes) and view.table is None:
                     view.table = track.bytes_table().data
+                track.native = packing.track(track)
+        self.finished = True
 
     def clip(
         self,
@@ -896,19 +908,29 @@ class Mp4Index:
         audio_only: bool = False,
         track_id: int | None = None,
         general: bool = False,
+        native: bool = True,
     ) -> Plan:
         """The plan of the file cut to `[start, end)` seconds (see `clip_plan`), keeping
         every audio track, or only the one whose id is `track_id`. `general` leaves out
-        the fast path (the same plan; tests compare the two)."""
+        the fast path, `native` False its compiled planner (the same plan; tests compare
+        them)."""
         check_seek(start, end)
-        selected = self.selections.get((audio_only, track_id))
+        selection = (audio_only, track_id)
+        selected = self.selections.get(selection)
         if selected is None:
-            selected = self._select(audio_only, track_id)
-            self.selections[(audio_only, track_id)] = selected
+            selected = self.selections[selection] = self._select(audio_only, track_id)
         loaded, duration, prepared = selected
         if start is not None and start >= duration:
             raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
         if prepared and not general:
+            if self.finished and native:
+                planner = self.planners.get(selection)
+                if planner is None and selection not in self.planners:
+                    planner = self.planners[selection] = packing.planner(self, loaded)
+                if planner is not None:
+                    plan = planner.plan(start, end, audio_only)
+                    if plan is not None:
+                        return plan
             try:
                 fast_cuts, begin = fastclip.clip_cuts(loaded, start, end, audio_only)
                 if fast_cuts:
