@@ -71,6 +71,8 @@ class Planner:
     def __init__(
         self,
         tracks: list[Track | None],
+        audio_only: bool,
+        duration: float,
         movie_timescale: int,
         ftyp: bytes,
         moov_size: int,
@@ -81,5 +83,5 @@ class Planner:
         containers: tuple[object, object, object],
         refs: tuple[object, object],
     ) -> None: ...
-    def plan(self, start: float | None, end: float | None, audio_only: bool) -> Plan | None:
+    def plan(self, start: float | None, end: float | None) -> Plan | None:
         """The plan of the clip `[start, end)`, or None to decline."""

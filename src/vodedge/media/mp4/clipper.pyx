@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=True, wraparound=False, initializedcheck=True
-# cython: cdivision=False, infer_types=False
+# cython: cdivision=False, infer_types=False, auto_pickle=False
 """A warm MP4 clip's whole plan in compiled code, from flat tables packed once per index.
 
 The same plan as `fastclip.fast_plan` and the general path, byte for byte, for the
@@ -14,7 +14,7 @@ allocated but the head's, whose size is computed first and checked when written.
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
-from libc.math cimport nearbyint
+from libc.math cimport isfinite, nearbyint
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from vodedge.media.plan import Plan, Span
@@ -64,8 +64,12 @@ cdef class Runs:
         self.ends = ends
         self.entries = entries
         self.head = head
+        cdef Py_ssize_t i
         if self.ends.shape[0] < 1 or self.entries.shape[0] != 8 * self.ends.shape[0]:
             raise Decline("runs and entries disagree")
+        for i in range(1, self.ends.shape[0]):
+            if self.ends[i] < self.ends[i - 1]:
+                raise Decline("runs do not ascend")  # bisected
 
 
 cdef class Duration:
@@ -124,6 +128,7 @@ cdef class Track:
     cdef const int64_t[::1] c_offsets
     cdef const int64_t[::1] c_sizes
     cdef double density  # chunks per sample
+    cdef double sync_density  # sync samples per sample
     cdef bint has_sdtp
     cdef const uint8_t[::1] sdtp
     cdef list recipe  # of Step
@@ -151,6 +156,7 @@ cdef class Track:
         self.has_sync = sync is not None
         if sync is not None:
             self.sync = sync
+            self.sync_density = <double>self.sync.shape[0] / <double>count if count > 0 else 0.0
         self.sizes = sizes
         self.prefix = prefix
         (self.c_first, self.c_end, self.c_samples, self.c_description, self.c_offsets,
@@ -177,6 +183,19 @@ cdef class Track:
         if (self.t_firsts.shape[0] != runs or self.t_durations.shape[0] != runs
                 or self.t_bases.shape[0] != runs or self.t_ends[runs - 1] != self.count):
             raise Decline("the decode times disagree with the count")
+        # Runs that follow each other, of durations >= 0: the times ascend (bisected).
+        if self.t_firsts[0] != 0 or self.t_bases[0] != 0:
+            raise Decline("the decode times do not start at sample 0")
+        for c in range(runs):
+            if self.t_durations[c] < 0 or self.t_ends[c] <= self.t_firsts[c]:
+                raise Decline("a run of decode times is empty or goes back")
+            if c and (self.t_firsts[c] != self.t_ends[c - 1] or self.t_bases[c] != self.t_bases[
+                    c - 1] + mul(self.t_ends[c - 1] - self.t_firsts[c - 1], self.t_durations[c - 1])):
+                raise Decline("the decode times' runs do not follow each other")
+        if self.has_sync:
+            for c in range(1, self.sync.shape[0]):
+                if self.sync[c] < self.sync[c - 1]:
+                    raise Decline("stss does not ascend")  # bisected
         if self.sizes.shape[0] != 4 * self.count or self.prefix.shape[0] != self.count + 1:
             raise Decline("the sizes disagree with the count")
         if chunks < 1 or any(
@@ -386,7 +405,7 @@ cdef int64_t sync_at_or_before(Track t, double when) except? -1:
         index = 0
     if not t.has_sync:
         return index
-    position = right(t.sync, index + 1) - 1
+    position = near(t.sync, index + 1, <Py_ssize_t>((index + 1) * t.sync_density), True) - 1
     if position >= 0:
         found = t.sync[position] - 1
     elif t.sync.shape[0]:
@@ -456,16 +475,15 @@ cdef int runs_cut(Runs runs, int64_t first, int64_t stop, int64_t* lo, int64_t* 
 
 cdef int put_runs(Out* out, Runs runs, int64_t first, int64_t stop, int64_t lo, int64_t hi) except -1:
     """The entries of a cut of `runs`: the outer two made, those between copied."""
-    cdef const uint8_t[::1] entries = runs.entries
     if hi - lo == 1:
         put32(out, stop - first)
-        put_view(out, entries, 8 * lo + 4, 8 * lo + 8)
+        put_view(out, runs.entries, 8 * lo + 4, 8 * lo + 8)
         return 0
     put32(out, runs.ends[lo] - first)
-    put_view(out, entries, 8 * lo + 4, 8 * lo + 8)
-    put_view(out, entries, 8 * lo + 8, 8 * hi - 8)
+    put_view(out, runs.entries, 8 * lo + 4, 8 * lo + 8)
+    put_view(out, runs.entries, 8 * lo + 8, 8 * hi - 8)
     put32(out, stop - runs.ends[hi - 2])
-    put_view(out, entries, 8 * hi - 4, 8 * hi)
+    put_view(out, runs.entries, 8 * hi - 4, 8 * hi)
     return 0
 
 
@@ -525,16 +543,21 @@ cdef class Planner:
     cdef const int64_t[::1] k_hi
     cdef const int64_t[::1] r_kind  # P_EDTS or P_STBL
     cdef const int64_t[::1] r_track
-    # Scratch: where each chunk of a cut lands, the spans' starts and lengths.
+    # Scratch: each chunk of a cut (its place and bytes in the source, where it lands),
+    # the spans' starts and lengths.
+    cdef int64_t[::1] offsets
+    cdef int64_t[::1] sizes
     cdef int64_t[::1] positions
     cdef int64_t[::1] span_starts
     cdef int64_t[::1] span_lengths
+    cdef bint audio_only  # the selection's: audio tracks alone
+    cdef double duration  # the selection's media (a clip must start before its end)
     cdef int64_t base  # where the new mdat's payload starts, once settled
     cdef bint busy
     cdef readonly int planned  # clips planned here (tests check that it ran)
 
     def __init__(
-        self, list tracks, int64_t movie_timescale, bytes ftyp, int64_t moov_size,
+        self, list tracks, bint audio_only, double duration, int64_t movie_timescale, bytes ftyp, int64_t moov_size,
         Duration mvhd, pieces, bytes blob, list container_kinds, containers, refs,
     ):
         cdef Py_ssize_t chunks = 0
@@ -542,6 +565,8 @@ cdef class Planner:
         if not 0 < len(tracks) <= MAX_TRACKS:
             raise Decline("no tracks, or too many")
         self.tracks = tracks
+        self.audio_only = audio_only
+        self.duration = duration
         self.video = -1
         for i, t in enumerate(tracks):
             chunks += t.c_first.shape[0]
@@ -558,6 +583,8 @@ cdef class Planner:
         self.k_kind = container_kinds
         self.k_fixed, self.k_lo, self.k_hi = containers
         self.r_kind, self.r_track = refs
+        self.offsets = np.zeros(chunks, np.int64)
+        self.sizes = np.zeros(chunks, np.int64)
         self.positions = np.zeros(chunks, np.int64)
         self.span_starts = np.zeros(chunks, np.int64)
         self.span_lengths = np.zeros(chunks, np.int64)
@@ -599,14 +626,27 @@ cdef class Planner:
                 raise Decline("an unknown piece")
         return 0
 
-    def plan(self, start, end, bint audio_only):
-        """The plan of the clip `[start, end)` (either None: open), or None to decline."""
+    def plan(self, start, end):
+        """The plan of the clip `[start, end)` (either None: open), or None to decline:
+        bounds `check_seek` or the media's duration refuses are declined, so that the
+        caller's checks raise as they always have."""
+        cdef double first, last
         if self.busy:
             return None  # another thread is inside (the scratch is shared): decline
         self.busy = True
         try:
-            plan = self._plan(start, end, audio_only)
-        except (Decline, IndexError, OverflowError, ZeroDivisionError):
+            if start is not None:
+                first = start
+                if not (isfinite(first) and 0.0 <= first < self.duration):
+                    return None
+            if end is not None:
+                last = end
+                if not (isfinite(last) and last > 0.0):
+                    return None
+                if start is not None and not last > first:
+                    return None
+            plan = self._plan(start, end, self.audio_only)
+        except (Decline, IndexError, OverflowError, ZeroDivisionError, TypeError):
             return None
         finally:
             self.busy = False
@@ -711,8 +751,8 @@ cdef class Planner:
                 runs_cut(t.ctts, first, stop, &cut.ctts_lo, &cut.ctts_hi)
                 size += 16 + 8 * (cut.ctts_hi - cut.ctts_lo)
             elif step.code == C_STSS:
-                cut.sync_lo = right(t.sync, first)
-                cut.sync_hi = right(t.sync, stop)
+                cut.sync_lo = near(t.sync, first, <Py_ssize_t>(first * t.sync_density), True)
+                cut.sync_hi = near(t.sync, stop, <Py_ssize_t>(stop * t.sync_density), True)
                 size += 16 + 4 * (cut.sync_hi - cut.sync_lo)
             elif step.code == C_STSZ:
                 size += 20 + 4 * count
@@ -804,41 +844,46 @@ cdef class Planner:
         """`cuts.Layout.of_lists`: the cuts' chunks in file order (each track's are, so
         this merges the tracks), merged into spans where they touch or overlap; where
         each chunk lands, and each cut's largest place. Returns the span count."""
-        cdef Py_ssize_t i, best, spans = 0, at = 0
+        cdef Py_ssize_t i, c, best, spans = 0, at = 0
         cdef int64_t[MAX_TRACKS] next_chunk
-        cdef int64_t offset, size, best_offset, begin = -1, reach = -1, done = 0
+        cdef int64_t offset, size, begin = -1, reach = -1, done = 0
         cdef Track t
         cdef Cut* cut
         for i in range(n):
-            cuts[i].chunk_at = at
-            cuts[i].top = 0
-            next_chunk[i] = cuts[i].lo
-            at += cuts[i].hi - cuts[i].lo
+            cut = &cuts[i]
+            cut.chunk_at = at
+            cut.top = 0
+            next_chunk[i] = at
+            at += cut.hi - cut.lo
         if at > self.positions.shape[0]:
             raise Decline("more chunks than the tracks have")
+        # The cuts' chunks, the outer two trimmed, into the scratch columns: the merge
+        # below reads those alone.
+        for i in range(n):
+            t = self.tracks[i]
+            cut = &cuts[i]
+            for c in range(cut.lo, cut.hi):
+                at = cut.chunk_at + c - cut.lo
+                self.offsets[at] = t.c_offsets[c]
+                self.sizes[at] = t.c_sizes[c]
+            self.offsets[cut.chunk_at] += cut.skipped
+            self.sizes[cut.chunk_at] -= cut.skipped
+            self.sizes[cut.chunk_at + cut.hi - cut.lo - 1] -= cut.dropped
         while True:
             best = -1
-            best_offset = 0
             for i in range(n):  # the lowest next chunk; the first track's on a tie
-                if next_chunk[i] < cuts[i].hi:
-                    offset = (<Track>self.tracks[i]).c_offsets[next_chunk[i]]
-                    if next_chunk[i] == cuts[i].lo:
-                        offset += cuts[i].skipped
-                    if best < 0 or offset < best_offset:
-                        best, best_offset = i, offset
+                at = next_chunk[i]
+                if at < cuts[i].chunk_at + cuts[i].hi - cuts[i].lo and (
+                    best < 0 or self.offsets[at] < self.offsets[next_chunk[best]]
+                ):
+                    best = i
             if best < 0:
                 break
-            t = self.tracks[best]
             cut = &cuts[best]
-            i = next_chunk[best]
+            at = next_chunk[best]
             next_chunk[best] += 1
-            offset = best_offset
-            size = t.c_sizes[i]
-            if i == cut.lo:
-                size -= cut.skipped
-            if i == cut.hi - 1:
-                size -= cut.dropped
-            at = cut.chunk_at + i - cut.lo
+            offset = self.offsets[at]
+            size = self.sizes[at]
             self.positions[at] = 0
             if size < 0:
                 raise Decline("a chunk trimmed past its bytes")

@@ -914,8 +914,16 @@ class Mp4Index:
         every audio track, or only the one whose id is `track_id`. `general` leaves out
         the fast path, `native` False its compiled planner (the same plan; tests compare
         them)."""
-        check_seek(start, end)
         selection = (audio_only, track_id)
+        if native and not general:
+            # The compiled planner, once made (below): it declines the bounds refused
+            # next, and the shapes it does not handle.
+            planner = self.planners.get(selection)
+            if planner is not None:
+                plan = planner.plan(start, end)
+                if plan is not None:
+                    return plan
+        check_seek(start, end)
         selected = self.selections.get(selection)
         if selected is None:
             selected = self.selections[selection] = self._select(audio_only, track_id)
@@ -923,12 +931,11 @@ class Mp4Index:
         if start is not None and start >= duration:
             raise InvalidSeek(f"start ({start}) is past the end of the media ({duration:.3f} s)")
         if prepared and not general:
-            if self.finished and native:
-                planner = self.planners.get(selection)
-                if planner is None and selection not in self.planners:
-                    planner = self.planners[selection] = packing.planner(self, loaded)
+            if self.finished and native and selection not in self.planners:
+                planner = packing.planner(self, loaded, audio_only, duration)
+                self.planners[selection] = planner
                 if planner is not None:
-                    plan = planner.plan(start, end, audio_only)
+                    plan = planner.plan(start, end)
                     if plan is not None:
                         return plan
             try:

@@ -97,9 +97,11 @@ def _duration(box: fastclip.DurationBox) -> clipper.Duration:
     return clipper.Duration(box.head, box.wide, box.tail)
 
 
-def planner(index: Mp4Index, tracks: list[TrackIndex]) -> clipper.Planner | None:
-    """The planner of clips keeping `tracks` (a selection's, all with packed tables), or
-    None where it leaves them to the fast path."""
+def planner(
+    index: Mp4Index, tracks: list[TrackIndex], audio_only: bool, duration: float
+) -> clipper.Planner | None:
+    """The planner of a selection's clips (its tracks, all with packed tables, audio
+    alone or not, its duration), or None where it leaves them to the fast path."""
     if not COMPILED or any(t.native is None for t in tracks):
         return None
     movie = index.movie
@@ -166,6 +168,8 @@ def planner(index: Mp4Index, tracks: list[TrackIndex]) -> clipper.Planner | None
     try:
         return clipper.Planner(
             [t.native for t in tracks],
+            audio_only,
+            duration,
             movie.timescale,
             index.ftyp,
             movie.box.size,
