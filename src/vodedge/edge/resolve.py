@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass
 from urllib.parse import unquote, urlencode
 
@@ -244,8 +244,7 @@ def _reseek(
     query is the model's with them (names and order as written, no escapes), its
     transform made from it (from `base`, the model's, when not None: only the bounds
     differ); a refusal of the transform comes after the other checks."""
-    query = MultiDict(model.query)
-    query.update(values)  # each name once (the shape's), in its place
+    query = _Reseeked(model.query, values)
     domain = model.domain
     refused = None
     try:
@@ -270,6 +269,51 @@ def _reseek(
         ttl_rule=model.ttl_rule,
         rate=None if domain.rate_limit_config is None else _rate(domain, query),
     )
+
+
+class _Reseeked(Mapping[str, str]):
+    """A remembered query with other values of its seek arguments (each name once, in
+    its place), made only when read: only limit_rate reads a reseeked query, and a
+    multidict made per drag of the progress bar costs more than it seems in a busy
+    worker (its code and the copy fall out of the caches between requests)."""
+
+    __slots__ = ("_made", "_model", "_values")
+
+    def __init__(self, model: Mapping[str, str], values: dict[str, str]) -> None:
+        self._model = model
+        self._values = values
+        self._made: MultiDict[str] | None = None
+
+    def _query(self) -> MultiDict[str]:
+        made = self._made
+        if made is None:
+            made = self._made = MultiDict(self._model)
+            made.update(self._values)
+        return made
+
+    def __getitem__(self, name: str) -> str:
+        return self._query()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._query())
+
+    def __len__(self) -> int:
+        return len(self._query())
+
+    # As the multidict has them: a name given twice is two items (Mapping's would be one).
+    def items(self) -> ItemsView[str, str]:
+        return self._query().items()
+
+    def values(self) -> ValuesView[str]:
+        return self._query().values()
+
+    def __eq__(self, other: object) -> bool:
+        return self._query() == (other._query() if isinstance(other, _Reseeked) else other)
+
+    __hash__ = None  # type: ignore[assignment]  # as a multidict: unhashable
+
+    def __repr__(self) -> str:
+        return repr(self._query())
 
 
 # A seek argument's value that reads the same raw and decoded (yarl's parse): 1 to 32
