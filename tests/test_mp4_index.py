@@ -174,6 +174,22 @@ def test_broken_track_fails_only_the_clips_that_need_it() -> None:
     assert index.clip(0.5, None, audio_only=True).size > 0
 
 
+def moov_flips(data: bytes) -> st.SearchStrategy[list[tuple[int, int]]]:
+    """One to three (offset, value) changes of bytes inside the file's moov."""
+    at = data.index(b"moov") - 4
+    length = int.from_bytes(data[at : at + 4], "big")
+    change = st.tuples(st.integers(at + 8, at + length - 1), st.integers(0, 255))
+    return st.lists(change, min_size=1, max_size=3)
+
+
+def flipped(data: bytes, flips: list[tuple[int, int]]) -> bytes:
+    """`data` with the bytes at those offsets set to those values."""
+    mutated = bytearray(data)
+    for offset, value in flips:
+        mutated[offset] = value
+    return bytes(mutated)
+
+
 MUTATED = ["mp4_h264_bframes_aac", "mp4_audio_delayed_elst", "mov_h264_pcm_s16le", "m4a_aac"]
 
 
@@ -182,8 +198,6 @@ def test_mutated_moov_answers_like_the_oracle(name: str) -> None:
     """Bytes of the moov changed at random: the same plan or the same error as the
     oracle; where the oracle crashed (not a media error), a media error or a plan."""
     data = media(name).read_bytes()
-    at = data.index(b"moov") - 4
-    length = int.from_bytes(data[at : at + 4], "big")
 
     @settings(
         max_examples=int(os.environ.get("MUT_N", "150")),
@@ -193,21 +207,14 @@ def test_mutated_moov_answers_like_the_oracle(name: str) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(
-        st.lists(
-            st.tuples(st.integers(at + 8, at + length - 1), st.integers(0, 255)),
-            min_size=1,
-            max_size=3,
-        ),
+        moov_flips(data),
         st.sampled_from([(0.5, 1.5), (1.0, None), (None, 0.7), (0.0, None)]),
         st.booleans(),
     )
     def check(
         flips: list[tuple[int, int]], pair: tuple[float | None, float | None], audio_only: bool
     ) -> None:
-        mutated = bytearray(data)
-        for offset, value in flips:
-            mutated[offset] = value
-        blob = bytes(mutated)
+        blob = flipped(data, flips)
         start, end = pair
         try:
             expected: Outcome = outcome_of(

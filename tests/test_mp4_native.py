@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_mp4_index import SOURCES, Outcome, bounds, outcome_of, source
+from test_mp4_index import SOURCES, Outcome, bounds, flipped, moov_flips, outcome_of, source
 from vodedge.media.errors import MediaError
 from vodedge.media.mp4 import packing
 from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
@@ -250,8 +250,6 @@ def test_mutated_moov_native_answers_as_the_fast_path(name: str) -> None:
     gives the fast path's plan, or declines to it (same error, or same crash), never
     reads or writes out of bounds."""
     data = source(f"case:{name}")
-    at = data.index(b"moov") - 4
-    length = int.from_bytes(data[at : at + 4], "big")
 
     @settings(
         max_examples=150,
@@ -260,21 +258,14 @@ def test_mutated_moov_native_answers_as_the_fast_path(name: str) -> None:
         suppress_health_check=[HealthCheck.too_slow],
     )
     @given(
-        st.lists(
-            st.tuples(st.integers(at + 8, at + length - 1), st.integers(0, 255)),
-            min_size=1,
-            max_size=3,
-        ),
+        moov_flips(data),
         st.sampled_from([(0.5, 1.5), (1.0, None), (None, 0.7), (0.0, None), (1.3, 1.4)]),
         st.booleans(),
     )
     def check(
         flips: list[tuple[int, int]], pair: tuple[float | None, float | None], audio_only: bool
     ) -> None:
-        mutated = bytearray(data)
-        for offset, value in flips:
-            mutated[offset] = value
-        blob = bytes(mutated)
+        blob = flipped(data, flips)
         try:
             index = run_bytes(read_index(len(blob)), blob)
             index.finish()
