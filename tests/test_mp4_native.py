@@ -197,6 +197,10 @@ def test_inconsistent_tables_are_declined() -> None:
         _retrack(video, prefix=np.zeros(video.count + 1, np.uint32))
     with pytest.raises(clipper.Decline):  # a sample count past the tables
         _retrack(video, count=video.count + 1)
+    with pytest.raises(clipper.Decline):  # a step whose table the track has not
+        _retrack(video, recipe=[clipper.Step(clipper.SDTP)])
+    with pytest.raises(clipper.Decline):  # not a step
+        _retrack(video, recipe=[None])
 
 
 def _retrack(video: TrackIndex, **changes: object) -> object:

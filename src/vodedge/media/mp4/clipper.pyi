@@ -67,6 +67,9 @@ class Planner:
     """The plans of clips keeping one selection of tracks."""
 
     planned: int
+    @property
+    def nbytes(self) -> int:
+        """Memory held (the tracks' tables are views of the index's arrays)."""
 
     def __init__(
         self,

@@ -24,10 +24,13 @@ import numpy as np
 
 cdef int64_t U32 = 0xFFFFFFFF
 cdef int64_t FAR = 1 << 62  # no value a plan computes comes near: past it, decline
+cdef int64_t EXACT = 1 << 53  # float64 holds every integer below this exactly
 # Plans of this many spans or more keep them as columns (`fastclip.MANY_SPANS`).
 cdef Py_ssize_t MANY_SPANS = 64
 # Sizes of at most this many samples are summed rather than looked up in a table.
 cdef int64_t FEW = 64
+# The chunks a planner's scratch columns first hold (a 10-second clip's are a few dozen).
+cdef Py_ssize_t SCRATCH = 256
 # The tracks a planner keeps at most (its per-clip scratch is on the stack).
 DEF MAX_TRACKS = 8
 
@@ -60,7 +63,7 @@ cdef class Runs:
     cdef const uint8_t[::1] entries
     cdef bytes head
 
-    def __init__(self, ends, entries, bytes head=b""):
+    def __init__(self, ends, entries, bytes head not None=b""):
         self.ends = ends
         self.entries = entries
         self.head = head
@@ -80,7 +83,7 @@ cdef class Duration:
     cdef bint wide
     cdef int64_t size
 
-    def __init__(self, bytes head, bint wide, bytes tail):
+    def __init__(self, bytes head not None, bint wide, bytes tail not None):
         self.head = head
         self.tail = tail
         self.wide = wide
@@ -94,7 +97,7 @@ cdef class Step:
     cdef bytes data
     cdef Runs runs
 
-    def __init__(self, int code, bytes data=b"", Runs runs=None):
+    def __init__(self, int code, bytes data not None=b"", Runs runs=None):
         self.code = code
         self.data = data
         self.runs = runs
@@ -141,8 +144,9 @@ cdef class Track:
 
     def __init__(
         self, bint video, int64_t count, timeline, int64_t shift, int64_t timescale,
-        double delay, Runs stts, Runs ctts, int ctts_version, sync, sizes, prefix, chunks,
-        sdtp, list recipe, Duration tkhd, Duration mdhd, edits,
+        double delay, Runs stts not None, Runs ctts, int ctts_version, sync, sizes, prefix,
+        chunks, sdtp, list recipe not None, Duration tkhd not None, Duration mdhd not None,
+        edits,
     ):
         self.video = video
         self.count = count
@@ -178,6 +182,16 @@ cdef class Track:
         cdef Py_ssize_t runs = self.t_ends.shape[0]
         cdef Py_ssize_t chunks = self.c_first.shape[0]
         cdef Py_ssize_t c
+        cdef int code
+        cdef int64_t total
+        for step in self.recipe:  # each step has what it reads (typed, None passes)
+            if not isinstance(step, Step) or not C_COPY <= (<Step>step).code <= C_SBGP:
+                raise Decline("an unknown recipe step")
+            code = (<Step>step).code
+            if ((code == C_CTTS and self.ctts is None) or (code == C_STSS and not self.has_sync)
+                    or (code == C_SDTP and not self.has_sdtp)
+                    or (code == C_SBGP and (<Step>step).runs is None)):
+                raise Decline("a recipe step without its table")
         if not 0 < self.count < FAR or self.timescale <= 0 or runs < 1:
             raise Decline("an empty track or timescale")
         if (self.t_firsts.shape[0] != runs or self.t_durations.shape[0] != runs
@@ -192,6 +206,13 @@ cdef class Track:
             if c and (self.t_firsts[c] != self.t_ends[c - 1] or self.t_bases[c] != self.t_bases[
                     c - 1] + mul(self.t_ends[c - 1] - self.t_firsts[c - 1], self.t_durations[c - 1])):
                 raise Decline("the decode times' runs do not follow each other")
+        # Every tick count a time divides is exact as a float64 (`Timeline.exact`), so
+        # that C's division rounds once, as Python's `int / int` does.
+        total = self.t_bases[runs - 1] + mul(
+            self.t_ends[runs - 1] - self.t_firsts[runs - 1], self.t_durations[runs - 1])
+        if not (-EXACT < self.shift < EXACT and -EXACT < total - self.shift < EXACT
+                and self.timescale < EXACT and isfinite(self.delay)):
+            raise Decline("times float64 cannot hold exactly")
         if self.has_sync:
             for c in range(1, self.sync.shape[0]):
                 if self.sync[c] < self.sync[c - 1]:
@@ -212,7 +233,8 @@ cdef class Track:
             if (self.c_samples[c] < 1 or self.c_end[c] - self.c_first[c] != self.c_samples[c]
                     or self.c_sizes[c] < 0 or self.c_offsets[c] < 0
                     or self.c_offsets[c] + self.c_sizes[c] >= FAR
-                    or self.c_sizes[c] != self.prefix[self.c_end[c]] - self.prefix[self.c_first[c]]):
+                    or self.c_sizes[c] != <int64_t>self.prefix[self.c_end[c]]
+                    - <int64_t>self.prefix[self.c_first[c]]):
                 raise Decline("a chunk disagrees with its samples")
             if c and (self.c_first[c] != self.c_end[c - 1]
                       or self.c_offsets[c] < self.c_offsets[c - 1] + self.c_sizes[c - 1]):
@@ -427,7 +449,7 @@ cdef int64_t bytes_between(Track t, int64_t lo, int64_t hi) except? -1:
     if hi <= lo:
         return 0
     if hi - lo > FEW:
-        return t.prefix[hi] - t.prefix[lo]
+        return <int64_t>t.prefix[hi] - <int64_t>t.prefix[lo]
     for i in range(lo, hi):
         total += be32(t.sizes, 4 * i)
     return total
@@ -545,6 +567,7 @@ cdef class Planner:
     cdef const int64_t[::1] r_track
     # Scratch: each chunk of a cut (its place and bytes in the source, where it lands),
     # the spans' starts and lengths.
+    cdef Py_ssize_t chunks  # the tracks' chunks: no clip has more
     cdef int64_t[::1] offsets
     cdef int64_t[::1] sizes
     cdef int64_t[::1] positions
@@ -557,8 +580,9 @@ cdef class Planner:
     cdef readonly int planned  # clips planned here (tests check that it ran)
 
     def __init__(
-        self, list tracks, bint audio_only, double duration, int64_t movie_timescale, bytes ftyp, int64_t moov_size,
-        Duration mvhd, pieces, bytes blob, list container_kinds, containers, refs,
+        self, list tracks not None, bint audio_only, double duration,
+        int64_t movie_timescale, bytes ftyp not None, int64_t moov_size, Duration mvhd, pieces,
+        bytes blob not None, list container_kinds not None, containers, refs,
     ):
         cdef Py_ssize_t chunks = 0
         cdef Track t
@@ -569,6 +593,8 @@ cdef class Planner:
         self.duration = duration
         self.video = -1
         for i, t in enumerate(tracks):
+            if t is None:
+                raise Decline("a track that is not packed")
             chunks += t.c_first.shape[0]
             if t.video and self.video < 0:
                 self.video = i
@@ -583,12 +609,24 @@ cdef class Planner:
         self.k_kind = container_kinds
         self.k_fixed, self.k_lo, self.k_hi = containers
         self.r_kind, self.r_track = refs
-        self.offsets = np.zeros(chunks, np.int64)
-        self.sizes = np.zeros(chunks, np.int64)
-        self.positions = np.zeros(chunks, np.int64)
-        self.span_starts = np.zeros(chunks, np.int64)
-        self.span_lengths = np.zeros(chunks, np.int64)
+        self.chunks = chunks
+        self._scratch(min(chunks, SCRATCH))
         self._check()
+
+    cdef int _scratch(self, Py_ssize_t size) except -1:
+        """Scratch columns of `size` chunks (a clip of more makes them again, larger)."""
+        self.offsets = np.zeros(size, np.int64)
+        self.sizes = np.zeros(size, np.int64)
+        self.positions = np.zeros(size, np.int64)
+        self.span_starts = np.zeros(size, np.int64)
+        self.span_lengths = np.zeros(size, np.int64)
+        return 0
+
+    @property
+    def nbytes(self):
+        """Memory held (the tracks' tables are views of the index's arrays)."""
+        pieces = self.p_kind.shape[0] + self.p_a.shape[0] + self.p_b.shape[0]
+        return len(self.blob_bytes) + 8 * (pieces + 5 * self.positions.shape[0])
 
     cdef int _check(self) except -1:
         cdef Py_ssize_t n = self.p_kind.shape[0], i, k = self.k_fixed.shape[0]
@@ -599,7 +637,7 @@ cdef class Planner:
         if self.r_track.shape[0] != self.r_kind.shape[0]:
             raise Decline("reference columns disagree")
         for kind in self.k_kind:
-            if len(kind) != 4:
+            if type(kind) is not bytes or len(kind) != 4:
                 raise Decline("a box type is not 4 bytes")
         for i in range(k):
             if not 0 <= self.k_lo[i] <= self.k_hi[i] <= self.r_kind.shape[0]:
@@ -855,8 +893,10 @@ cdef class Planner:
             cut.top = 0
             next_chunk[i] = at
             at += cut.hi - cut.lo
-        if at > self.positions.shape[0]:
+        if at > self.chunks:
             raise Decline("more chunks than the tracks have")
+        if at > self.positions.shape[0]:  # a long clip: larger scratch, kept
+            self._scratch(min(max(at, 2 * self.positions.shape[0]), self.chunks))
         # The cuts' chunks, the outer two trimmed, into the scratch columns: the merge
         # below reads those alone.
         for i in range(n):

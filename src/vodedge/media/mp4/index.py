@@ -865,6 +865,7 @@ class Mp4Index:
     def nbytes(self) -> int:
         """Memory this index holds (the moov bytes and the arrays)."""
         arrays = sum(t.nbytes for t in self.tracks.values() if isinstance(t, TrackIndex))
+        arrays += sum(p.nbytes for p in list(self.planners.values()) if p is not None)
         return len(self.ftyp) + len(self.movie.data) + arrays
 
     @classmethod
