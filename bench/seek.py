@@ -87,6 +87,32 @@ def wrk_row(label: str, run: Measured | WrkResult, base: Measured | None) -> Row
     return Row(label, f"{result.requests_per_s:,.1f} req/s", ratio, command, detail)
 
 
+def clip_rounds(
+    contenders: list[tuple[str, Server]], seconds: int, connections: int
+) -> dict[str, list[Measured]]:
+    """CLIP_ROUNDS runs of the random clips against each contender, interleaved (the
+    order reversed every round): a shared machine's drift falls on all of them."""
+    runs: dict[str, list[Measured]] = {label: [] for label, _ in contenders}
+    for round_ in range(CLIP_ROUNDS):
+        ordered = contenders if round_ % 2 == 0 else contenders[::-1]
+        for label, server in ordered:
+            runs[label].append(measured(server, SCRIPTS["clip"], seconds, connections))
+    return runs
+
+
+def median_run(runs: list[Measured]) -> Measured:
+    """The run of median requests/s."""
+    return sorted(runs, key=lambda run: run.result.requests_per_s)[len(runs) // 2]
+
+
+def rounds_row(label: str, runs: list[Measured], base: Measured | None) -> Row:
+    """`wrk_row` of the median run, with every round's requests/s and CPU per response."""
+    row = wrk_row(label, median_run(runs), base)
+    each = ", ".join(f"{run.result.requests_per_s:,.0f} req/s {ms(run.cpu)}" for run in runs)
+    row.detail += f"; rounds (interleaved): {each}"
+    return row
+
+
 def ms(seconds: float) -> str:
     """Milliseconds, three significant places."""
     return f"{seconds * 1e3:.3g} ms"
@@ -249,27 +275,36 @@ def warm_server(server: Server, files: dict[str, Path]) -> None:
     servers.warm(server.base + "/small.bin", want_hit=True)
 
 
+# Rounds of the random clips, each contender once per round (the order reversed every
+# round): the median run of each is reported, the others in its detail.
+CLIP_ROUNDS = 3
+
+
 def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
     """wrk with random starts, nginx and vodedge; TTFB of open-ended audio-only starts."""
     head = media.ensure(media.MP4_LONG)
     rows: list[Row] = []
     scripts = SCRIPTS
-    with both_servers({"long.mp4": head}) as (nginx, vd, _root):
-        base = None
+    with both_servers({"long.mp4": head}) as (nginx, vd, _root), contextlib.ExitStack() as st:
         if nginx is None:
             rows.append(Row("nginx mp4 module", "-", "", "", "skipped: no mp4 module"))
-        else:
-            base = measured(nginx, scripts["clip"], seconds, connections)
-            rows.append(wrk_row("nginx mp4 module, random 10-s clips", base, None))
         if vd is None:
             rows.append(Row("vodedge serve", "-", "", "", "skipped: no serve command"))
             return rows
-        run = measured(vd, scripts["clip"], seconds, connections)
-        rows.append(wrk_row("vodedge, random 10-s clips", run, base))
-        with servers.vodedge_server(_root, "/small.bin", loop="uvloop") as uv:
-            warm_server(uv, {"long.mp4": head})
-            run = measured(uv, scripts["clip"], seconds, connections)
-            rows.append(wrk_row("vodedge --loop uvloop, random 10-s clips", run, base))
+        uv = st.enter_context(servers.vodedge_server(_root, "/small.bin", loop="uvloop"))
+        warm_server(uv, {"long.mp4": head})
+        contenders = [
+            ("nginx mp4 module, random 10-s clips", nginx),
+            ("vodedge, random 10-s clips", vd),
+            ("vodedge --loop uvloop, random 10-s clips", uv),
+        ]
+        runs = clip_rounds(
+            [(label, s) for label, s in contenders if s is not None], seconds, connections
+        )
+        base = median_run(runs[contenders[0][0]]) if nginx is not None else None
+        for label, server in contenders:
+            if server is not None:
+                rows.append(rounds_row(label, runs[label], None if server is nginx else base))
         run = measured(vd, scripts["audio-open"], seconds, connections)
         rows.append(wrk_row("vodedge, random open-ended audio-only starts", run, None))
         rng = random.Random(SEED + 1)
@@ -287,7 +322,8 @@ def over_http(seconds: int, connections: int, notes: list[str]) -> list[Row]:
         )
         notes.append(
             "wrk scripts: a new random start (three decimals) for every request, seeded; "
-            "ratio is vodedge / nginx requests/s"
+            f"random clips: {CLIP_ROUNDS} interleaved rounds, each contender's median run "
+            "reported; ratio is vodedge / nginx requests/s"
         )
     return rows
 
