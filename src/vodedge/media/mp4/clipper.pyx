@@ -887,6 +887,8 @@ cdef class Planner:
         cdef int64_t offset, size, begin = -1, reach = -1, done = 0
         cdef Track t
         cdef Cut* cut
+        # Local views (one acquisition each): the loops below keep their pointers.
+        cdef int64_t[::1] offsets, sizes, positions, span_starts, span_lengths
         for i in range(n):
             cut = &cuts[i]
             cut.chunk_at = at
@@ -897,6 +899,8 @@ cdef class Planner:
             raise Decline("more chunks than the tracks have")
         if at > self.positions.shape[0]:  # a long clip: larger scratch, kept
             self._scratch(min(max(at, 2 * self.positions.shape[0]), self.chunks))
+        offsets, sizes, positions = self.offsets, self.sizes, self.positions
+        span_starts, span_lengths = self.span_starts, self.span_lengths
         # The cuts' chunks, the outer two trimmed, into the scratch columns: the merge
         # below reads those alone.
         for i in range(n):
@@ -904,17 +908,17 @@ cdef class Planner:
             cut = &cuts[i]
             for c in range(cut.lo, cut.hi):
                 at = cut.chunk_at + c - cut.lo
-                self.offsets[at] = t.c_offsets[c]
-                self.sizes[at] = t.c_sizes[c]
-            self.offsets[cut.chunk_at] += cut.skipped
-            self.sizes[cut.chunk_at] -= cut.skipped
-            self.sizes[cut.chunk_at + cut.hi - cut.lo - 1] -= cut.dropped
+                offsets[at] = t.c_offsets[c]
+                sizes[at] = t.c_sizes[c]
+            offsets[cut.chunk_at] += cut.skipped
+            sizes[cut.chunk_at] -= cut.skipped
+            sizes[cut.chunk_at + cut.hi - cut.lo - 1] -= cut.dropped
         while True:
             best = -1
             for i in range(n):  # the lowest next chunk; the first track's on a tie
                 at = next_chunk[i]
                 if at < cuts[i].chunk_at + cuts[i].hi - cuts[i].lo and (
-                    best < 0 or self.offsets[at] < self.offsets[next_chunk[best]]
+                    best < 0 or offsets[at] < offsets[next_chunk[best]]
                 ):
                     best = i
             if best < 0:
@@ -922,27 +926,27 @@ cdef class Planner:
             cut = &cuts[best]
             at = next_chunk[best]
             next_chunk[best] += 1
-            offset = self.offsets[at]
-            size = self.sizes[at]
-            self.positions[at] = 0
+            offset = offsets[at]
+            size = sizes[at]
+            positions[at] = 0
             if size < 0:
                 raise Decline("a chunk trimmed past its bytes")
             if not size:
                 continue
             if offset > reach:
                 if spans:
-                    self.span_lengths[spans - 1] = reach - begin
+                    span_lengths[spans - 1] = reach - begin
                     done += reach - begin
                 begin, reach = offset, offset + size
-                self.span_starts[spans] = begin
+                span_starts[spans] = begin
                 spans += 1
             elif offset + size > reach:
                 reach = offset + size
-            self.positions[at] = done + offset - begin
-            if self.positions[at] > cut.top:
-                cut.top = self.positions[at]
+            positions[at] = done + offset - begin
+            if positions[at] > cut.top:
+                cut.top = positions[at]
         if spans:
-            self.span_lengths[spans - 1] = reach - begin
+            span_lengths[spans - 1] = reach - begin
             done += reach - begin
         total[0] = done
         return spans
@@ -979,6 +983,7 @@ cdef class Planner:
         """A cut's stbl (`fastclip._stbl`, with its chunk offsets)."""
         cdef int64_t first = cut.first, stop = cut.stop, count = stop - first, at, lo, hi
         cdef int64_t chunks
+        cdef int64_t[::1] positions
         cdef Step step
         cdef Py_ssize_t i
         put32(out, cut.stbl)
@@ -1016,8 +1021,9 @@ cdef class Planner:
                     put_box_head(out, 16 + 8 * chunks, b"co64", 0, chunks)
                 else:
                     put_box_head(out, 16 + 4 * chunks, b"stco", 0, chunks)
+                positions = self.positions
                 for i in range(cut.chunk_at, cut.chunk_at + chunks):
-                    at = self.positions[i] + self.base  # where the mdat's payload starts
+                    at = positions[i] + self.base  # where the mdat's payload starts
                     if cut.wide:
                         put64(out, at)
                     else:
