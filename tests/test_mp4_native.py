@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_mp4_index import SOURCES, Outcome, bounds, flipped, moov_flips, outcome_of, source
+from test_mp4_mutations import CONTAINERS as MUTATION_CONTAINERS
+from test_mp4_mutations import extreme_values, fields, put, walk
 from vodedge.media.errors import MediaError
 from vodedge.media.mp4 import packing
 from vodedge.media.mp4.index import Mp4Index, TrackIndex, read_index
@@ -302,3 +304,38 @@ def test_without_the_compiled_planner_the_fast_path_answers(
             _, ran = three_ways(index, start, end, audio_only)
             assert not ran
     assert set(index.planners.values()) == {None}
+
+
+@pytest.mark.parametrize("name", ["mp4_h264_bframes_aac", "mp4_audio_delayed_elst", "m4a_aac"])
+def test_every_field_extreme_native_answers_as_the_fast_path(name: str) -> None:
+    """Exhaustively: every size and count field, and the first words of every leaf box
+    (durations, timescales, edit lists, flags), set to extreme values: the index builds
+    or refuses the file with a media error (an empty sbgp once raised IndexError), is
+    finished, and the compiled planner gives the fast path's answer."""
+    data = source(f"case:{name}")
+    boxes = walk(data)
+    blobs = [
+        put(data, field.offset, field.width, value)
+        for field in fields(data, boxes)
+        for value in extreme_values(field, data)
+    ]
+    blobs += [
+        put(data, at, 4, value)
+        for box in boxes
+        if box.type not in MUTATION_CONTAINERS and box.type != b"mdat"
+        for at in range(box.body, min(box.end - 3, box.body + 64), 4)
+        for value in (0, 2**31, 2**32 - 1)
+    ]
+    planned = 0
+    for blob in blobs:
+        try:
+            index = run_bytes(read_index(len(blob)), blob)
+            index.finish()
+        except MediaError:
+            continue
+        for pair in [(0.5, 1.5), (1.0, None), (None, 0.7), (0.0, None)]:
+            for audio_only in (False, True):
+                clip = functools.partial(index.clip, *pair, audio_only=audio_only)
+                assert _caught(clip) == _caught(functools.partial(clip, native=False)), pair
+        planned += sum(p.planned for p in index.planners.values() if p is not None)
+    assert planned or not packing.COMPILED  # most leave a file the compiled planner plans

@@ -231,6 +231,8 @@ class SampleGroups:
     @classmethod
     def parse(cls, payload: memoryview) -> SampleGroups:
         """Parse an `sbgp` payload."""
+        if not payload:  # an empty box (its version is read first)
+            raise MalformedMedia("sbgp box is too short")
         version = payload[0]
         head = 12 if version == 1 else 8
         if len(payload) < head + 4:
