@@ -165,6 +165,13 @@ def test_native_is_the_thirty_minute_files_planner() -> None:
         _, ran = three_ways(index, round(rng.random() * 1790, 3), None, True)
         assert ran
     assert index.planners[(False, None)] is not None
+    # The planner makes its Plan itself: every slot as `Plan.head_and_spans` sets it.
+    plan = index.clip(100.0, 110.0)
+    assert type(plan) is Plan
+    spans = list(plan.spans())
+    made = Plan.head_and_spans(plan.pieces[0], spans)  # type: ignore[arg-type]
+    for slot in Plan.__slots__:
+        assert getattr(plan, slot) == getattr(made, slot), slot
 
 
 def test_unfinished_index_has_no_planner() -> None:

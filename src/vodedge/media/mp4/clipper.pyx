@@ -1052,9 +1052,21 @@ cdef class Planner:
                 np.array(self.span_starts[:spans], np.int64),
                 np.array(self.span_lengths[:spans], np.int64),
             )
-        lengths = [self.span_lengths[i] for i in range(spans)]
-        made = [tuple.__new__(Span, (self.span_starts[i], self.span_lengths[i])) for i in range(spans)]
-        return Plan.head_and_spans(head, made, lengths)
+        # `Plan.head_and_spans(head, spans)` for a head that is never empty, made here (a
+        # fifth of a 10-second clip's time went to the Python call; the tests compare
+        # every slot with the classmethod's).
+        cdef int64_t at = len(head)
+        pieces = [head]
+        starts = [0, at]
+        for i in range(spans):
+            pieces.append(tuple.__new__(Span, (self.span_starts[i], self.span_lengths[i])))
+            at += self.span_lengths[i]
+            starts.append(at)
+        plan = Plan.__new__(Plan)
+        plan.pieces = tuple(pieces)
+        plan.size = starts.pop()
+        plan._starts = starts
+        return plan
 
 
 cdef int put_duration(Out* out, Duration box, int64_t duration) except -1:
