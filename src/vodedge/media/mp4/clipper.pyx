@@ -213,6 +213,8 @@ cdef class Track:
         if not (-EXACT < self.shift < EXACT and -EXACT < total - self.shift < EXACT
                 and self.timescale < EXACT and isfinite(self.delay)):
             raise Decline("times float64 cannot hold exactly")
+        if self.has_edits and not 0 <= self.e_delay < EXACT:
+            raise Decline("an edit delay float64 cannot hold exactly")  # divided as a float
         if self.has_sync:
             for c in range(1, self.sync.shape[0]):
                 if self.sync[c] < self.sync[c - 1]:
@@ -630,6 +632,8 @@ cdef class Planner:
 
     cdef int _check(self) except -1:
         cdef Py_ssize_t n = self.p_kind.shape[0], i, k = self.k_fixed.shape[0]
+        if not 0 <= self.movie_timescale <= U32 or not self.duration == self.duration:
+            raise Decline("a movie timescale past 32 bits, or no duration")
         if self.p_a.shape[0] != n or self.p_b.shape[0] != n or n < 1:
             raise Decline("skeleton columns disagree")
         if len(self.k_kind) != k or self.k_lo.shape[0] != k or self.k_hi.shape[0] != k or k < 1:
