@@ -72,9 +72,9 @@ _NOT_NOW = ("If-None-Match", "If-Modified-Since", "Expect", "Transfer-Encoding",
 def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
     """The lane's question (see edge/lane.py): the answer `answer` would give, when the
     stages give it without waiting: a small fresh HIT from memory (`from_memory`), a
-    fresh whole stored file asked whole (`plain_now`), or an MP4 clip of one from its
-    remembered index (`plan_now`); None for anything else, refusals included (the
-    stages answer those)."""
+    fresh whole stored file asked whole (`plain_now`), an MP4 clip or an FLV seek of
+    one from its remembered index (`plan_now`); None for anything else, refusals
+    included (the stages answer those)."""
     headers = request.headers
     for name in _NOT_NOW:
         if name in headers:

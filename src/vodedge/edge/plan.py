@@ -332,36 +332,23 @@ class Planned:
 
 
 def plan_now(planner: Planner, resolved: Resolved, body: Body, how: str) -> Planned | None:
-    """What `plan_output` answers for an MP4 clip of a complete stored file from the
-    object's remembered, finished index, made without waiting; None where only
+    """What `plan_output` answers for an MP4 clip or an FLV seek of a complete stored
+    file from the object's remembered index, made without waiting; None where only
     `plan_output` can tell (no such index, a refusal, a rendition to read or write)."""
     transform = resolved.transform
     if (
         transform is None
-        or not transform.is_clip
         or body.meta.content_encoding
         or body.sparse is not None
         or not body.complete
     ):
         return None
-    if transform.audio_only and transform.end is None:
-        # An open-ended audio-only start is thousands of pieces (a rendition's business):
-        # not planned twice.
-        return None
-    index = planner.indexes.peek(resolved.key, body.version)
-    if index is None:
-        return None
     started = time.monotonic()
-    try:
-        plan = index.clip(
-            transform.start,
-            transform.end,
-            audio_only=transform.audio_only,
-            track_id=transform.track,
-        )
-    except MediaError:
-        return None  # plan_output makes the same refusal (or falls back)
-    if piece_count(plan) >= RENDITION_MIN_PIECES:
+    if transform.kind == "flv":
+        plan = _flv_now(planner, resolved.key, body, transform)
+    else:
+        plan = _clip_now(planner, resolved.key, body, transform)
+    if plan is None or piece_count(plan) >= RENDITION_MIN_PIECES:
         return None  # a rendition may be asked for (see _transformed)
     metrics.observe_plan(transform.kind, time.monotonic() - started)
     headers = _transformed_headers(body, how, transform)
@@ -369,6 +356,48 @@ def plan_now(planner: Planner, resolved: Resolved, body: Body, how: str) -> Plan
     headers["ETag"] = etag  # what deliver adds
     validators = Validators(etag, body.meta.last_modified)
     return Planned(headers, validators, plan, _saving(body, transform, plan))
+
+
+def _clip_now(planner: Planner, key: str, body: Body, transform: Transform) -> Plan | None:
+    """`plan_for`'s MP4 clip from the object's finished index (None: not now)."""
+    if not transform.is_clip or (transform.audio_only and transform.end is None):
+        # An open-ended audio-only start is thousands of pieces (a rendition's business):
+        # not planned twice.
+        return None
+    index = planner.indexes.peek(key, body.version)
+    if index is None:
+        return None
+    try:
+        return index.clip(
+            transform.start,
+            transform.end,
+            audio_only=transform.audio_only,
+            track_id=transform.track,
+        )
+    except MediaError:
+        return None  # plan_output makes the same refusal (or falls back)
+
+
+def _flv_now(planner: Planner, key: str, body: Body, transform: Transform) -> Plan | None:
+    """`plan_for`'s FLV output with its video from the object's remembered tag index,
+    remembered in the plan memo as `plan_for` does (None: not now). Audio-only outputs
+    are planned over the stored audio tags or read from a rendition: the stages'."""
+    if transform.audio_only:
+        return None
+    version = body.version
+    found = planner.memo.get(key, version, transform)
+    if found is not None:
+        return found
+    index = planner.flv_indexes.peek(key, version)
+    if index is None:
+        return None
+    try:
+        plan = index.plan(False, _flv_seek(transform))
+    except MediaError:
+        return None  # plan_output makes the same refusal (or falls back)
+    if plan is not None:
+        planner.memo.put(key, version, transform, plan)
+    return plan
 
 
 async def _read_audio_rendition(
