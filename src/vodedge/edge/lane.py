@@ -5,9 +5,9 @@ object, runs the handler, and writes a response object through its writer: about
 third of a random clip's user-space CPU. `LaneHandler` is that connection object with
 one shortcut. Bytes that are exactly one complete GET or HEAD, which `now` answers
 without waiting (the edge's `answer_now`: a small HIT from memory, an MP4 clip or an
-FLV seek from a remembered index), are answered where they arrive: status line and headers in one
-write, a complete file's spans by `sendfile` on the socket, a client too slow to take
-them continued in a task (the send timeout applies). Anything else reaches aiohttp as
+FLV seek from a remembered index), are answered where they arrive: status line and
+headers in one write, a complete file's spans by `sendfile` on the socket, a client
+too slow to take them continued in a task (the send timeout applies). Anything else reaches aiohttp as
 before, on the same connection and in order; TLS connections never take the lane.
 
 It leans on aiohttp's connection internals (its parser class, keep-alive and shutdown
