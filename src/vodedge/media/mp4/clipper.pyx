@@ -887,7 +887,7 @@ cdef class Planner:
         this merges the tracks), merged into spans where they touch or overlap; where
         each chunk lands, and each cut's largest place. Returns the span count."""
         cdef Py_ssize_t i, c, best, spans = 0, at = 0
-        cdef int64_t[MAX_TRACKS] next_chunk
+        cdef int64_t[MAX_TRACKS] next_chunk, end_at, head
         cdef int64_t offset, size, begin = -1, reach = -1, done = 0
         cdef Track t
         cdef Cut* cut
@@ -917,19 +917,21 @@ cdef class Planner:
             offsets[cut.chunk_at] += cut.skipped
             sizes[cut.chunk_at] -= cut.skipped
             sizes[cut.chunk_at + cut.hi - cut.lo - 1] -= cut.dropped
+        # Each track's next chunk's place, FAR once it has none (every place is below).
+        for i in range(n):
+            end_at[i] = cuts[i].chunk_at + cuts[i].hi - cuts[i].lo
+            head[i] = offsets[next_chunk[i]]
         while True:
-            best = -1
-            for i in range(n):  # the lowest next chunk; the first track's on a tie
-                at = next_chunk[i]
-                if at < cuts[i].chunk_at + cuts[i].hi - cuts[i].lo and (
-                    best < 0 or offsets[at] < offsets[next_chunk[best]]
-                ):
+            best = 0
+            for i in range(1, n):  # the lowest next chunk; the first track's on a tie
+                if head[i] < head[best]:
                     best = i
-            if best < 0:
+            if head[best] >= FAR:
                 break
             cut = &cuts[best]
             at = next_chunk[best]
             next_chunk[best] += 1
+            head[best] = offsets[at + 1] if at + 1 < end_at[best] else FAR
             offset = offsets[at]
             size = sizes[at]
             positions[at] = 0
