@@ -7,8 +7,9 @@ one shortcut. Bytes that are exactly one complete GET or HEAD, which `now` answe
 without waiting (the edge's `answer_now`: a small HIT from memory, an MP4 clip or an
 FLV seek from a remembered index), are answered where they arrive: status line and
 headers in one write, a complete file's spans by `sendfile` on the socket, a client
-too slow to take them continued in a task (the send timeout applies). Anything else reaches aiohttp as
-before, on the same connection and in order; TLS connections never take the lane.
+too slow to take them continued in a task (the send timeout applies). Anything else
+reaches aiohttp as before, on the same connection and in order; TLS connections never
+take the lane.
 
 It leans on aiohttp's connection internals (its parser class, keep-alive and shutdown
 bookkeeping); `SUPPORTED` says whether the installed aiohttp has them, and without
@@ -226,19 +227,22 @@ class LaneHandler(RequestHandler):
                     sent += len(first)
                     first = next(pieces, None)
                 transport.write(head)
-                for piece in _chain(first, pieces):
+                piece = first
+                while piece is not None:
                     if isinstance(piece, bytes):
                         transport.write(piece)
                         sent += len(piece)
-                        continue
-                    taken = 0
-                    if out >= 0 and not transport.get_write_buffer_size():
-                        taken = sendfile_to(out, piece.fd, piece.offset, piece.length)
-                    sent += taken
-                    if taken < piece.length:
-                        rest = FileSpan(piece.fd, piece.offset + taken, piece.length - taken)
-                        self._continue(ready, rest, pieces, sent, out)
-                        return
+                    else:
+                        taken = 0
+                        if out >= 0 and not transport.get_write_buffer_size():
+                            taken = sendfile_to(out, piece.fd, piece.offset, piece.length)
+                        sent += taken
+                        if taken < piece.length:
+                            left = piece.length - taken
+                            rest = FileSpan(piece.fd, piece.offset + taken, left)
+                            self._continue(ready, rest, pieces, sent, out)
+                            return
+                    piece = next(pieces, None)
             except OSError as exc:  # a cached file shorter than its plan, a reset
                 sent = max(sent - transport.get_write_buffer_size(), 0)
                 transport.abort()
@@ -365,12 +369,6 @@ class _NoTask:
 
 _NO_TASK: Any = _NoTask()
 _NO_WRITER: Any = None
-
-
-def _chain(first: Piece | None, rest: Iterator[Piece]) -> Iterator[Piece]:
-    if first is not None:
-        yield first
-        yield from rest
 
 
 def _status_line(status: int) -> str:
