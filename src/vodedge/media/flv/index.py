@@ -111,6 +111,9 @@ class FlvIndex:
     _literals: dict[tuple[int, bool, bool], bytes] = field(default_factory=dict)
     _tables: dict[int, tuple[list[float], list[float]] | None] = field(default_factory=dict)
     _settled_sizes: dict[tuple[int, bool, bool, int, bool], int] = field(default_factory=dict)
+    # Per onMetaData position: the keyframes table's entries that name a tag's offset
+    # exactly, and those tags (see `keyframe_tags`).
+    _keyframe_tags: dict[int, tuple[Ints, Ints]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         audio = self.kinds == AUDIO
@@ -308,6 +311,20 @@ class FlvIndex:
             self._tables[position] = source_keyframes(meta.value)
         return self._tables[position]
 
+    def keyframe_tags(self, position: int, positions: list[float]) -> tuple[Ints, Ints]:
+        """The entries of the keyframes table at `position` (its `filepositions`) that are
+        the offset of a tag, and those tags: what every clip's table is cut from, found
+        once per table rather than per clip."""
+        found = self._keyframe_tags.get(position)
+        if found is None:
+            wanted = np.asarray(positions, dtype=np.float64)
+            tags = self.offsets.searchsorted(_ceils(wanted), "left")
+            count = len(self.offsets)
+            exact = (tags < count) & (self.offsets[np.minimum(tags, max(count - 1, 0))] == wanted)
+            entries = np.flatnonzero(exact)
+            found = self._keyframe_tags[position] = (entries, tags[entries])
+        return found
+
     def _meta_slot(self, position: int) -> int:
         return int(self.meta_positions.searchsorted(position))
 
@@ -401,7 +418,7 @@ class _Builder:
         assert isinstance(meta, Metadata)
         source = index.tags.metadata[index._meta_slot(position)][1]
         table = index.table(position)
-        entries = self._keyframe_entries(table) if table else ([], np.zeros(0, np.int64))
+        entries = self._keyframe_entries(position, table) if table else ([], np.zeros(0, np.int64))
         duration = self._duration()
         rewrite = MetadataRewrite(
             audio_only=self.audio_only,
@@ -452,7 +469,9 @@ class _Builder:
         total = position + int(sums[-1] - sums[0]) + sum(d for _, d in shifts)
         return _OffsetsOf(config_at, selected, sums, position, shifts), total
 
-    def _keyframe_entries(self, table: tuple[list[float], list[float]]) -> tuple[list[float], Ints]:
+    def _keyframe_entries(
+        self, position: int, table: tuple[list[float], list[float]]
+    ) -> tuple[list[float], Ints]:
         """`_keyframe_entries`: (times, source tags their output offsets are taken from)."""
         index = self.index
         times, positions = table
@@ -476,21 +495,16 @@ class _Builder:
             else:
                 kept = list(times)
             return kept, audio[np.maximum(found, 0)]
-        n = self.n
-        wanted_positions = np.asarray(positions, dtype=np.float64)
-        found_at = index.offsets[:n].searchsorted(_ceils(wanted_positions), "left")
-        inside = found_at < n
-        hit = np.zeros(len(found_at), dtype=np.bool_)
-        clamped = np.minimum(found_at, max(n - 1, 0))
-        if n:
-            hit = inside & (index.offsets[clamped] == wanted_positions)
-        is_item = clamped >= self.first
+        # The entries naming a tag of the output: one before `n`, from `first` on (but the
+        # metadata rewritten in range), or a sequence header.
+        entries, tags = index.keyframe_tags(position, positions)
+        is_item = tags >= self.first
         for p in self.range_metas:
-            is_item &= clamped != p
+            is_item &= tags != p
         for i in self.configs:
-            is_item |= clamped == i
-        keep = np.flatnonzero(hit & is_item)
-        return [times[k] for k in keep.tolist()], clamped[keep]
+            is_item |= tags == i
+        keep = np.flatnonzero(is_item & (tags < self.n))
+        return [times[k] for k in entries[keep].tolist()], tags[keep]
 
     def _audio_frames(self) -> tuple[Ints, Ints]:
         """The audio frames among the selected tags of an audio-only output (all audio
