@@ -445,9 +445,12 @@ def build_of(src: Path) -> str:
         if not (src / path).is_file()
         or hashlib.sha256((src / path).read_bytes()).hexdigest() != digest
     ]
+    how = "compiled with mypyc"
+    if any((src / "vodedge" / "media" / "mp4").glob("clipper.*.so")):
+        how += " and Cython (the warm clip's planner)"
     if changed or not built["sources"]:
-        return f"compiled with mypyc, STALE (rebuild with make): {changed or 'no build record'}"
-    return "compiled with mypyc"
+        return f"{how}, STALE (rebuild with make): {changed or 'no build record'}"
+    return how
 
 
 BENCHMARKS = (
