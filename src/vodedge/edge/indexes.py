@@ -103,6 +103,17 @@ class VersionMemo(Generic[T]):
         """What `index` weighs against the budget."""
         raise NotImplementedError
 
+    def reweigh(self, key: str, version: str, entry: T) -> None:
+        """Weigh the object version's index again if it is still `entry` (it grew): within
+        the budget it stays, as the most recently used, else it goes."""
+        at = (key, version)
+        found = self._entries.get(at)
+        if found is None or found[0] is not entry:
+            return
+        del self._entries[at]
+        self._bytes -= found[1]
+        self._put(at, entry, self.weight(entry))
+
     def _put(self, at: Key, entry: T | MediaError, weight: int) -> None:
         if weight > self.max_bytes:
             return
@@ -135,6 +146,8 @@ class IndexMemo(VersionMemo[Mp4Index]):
             finishing = asyncio.ensure_future(asyncio.to_thread(index.finish))
             _FINISHING.add(finishing)  # held until done: a task is only weakly referenced
             finishing.add_done_callback(_finished)
+            # The finished tables (and the compiled planner's packing) weigh too.
+            finishing.add_done_callback(lambda _: self.reweigh(key, version, index))
         return index
 
     def peek(self, key: str, version: str) -> Mp4Index | None:
