@@ -1024,9 +1024,9 @@ def test_followed_cache_times_are_the_stages(node: Node, published: Media) -> No
 
 
 def test_requests_the_lane_leaves_alone(node: Node, published: Media) -> None:
-    """Conditionals, a range past the end, Expect, a body, HTTP/1.0, Connection: close,
-    limit_rate: aiohttp's answers, the same with the lane in front (single ranges,
-    If-Range too, are the lane's)."""
+    """A range past the end, Expect, a body, HTTP/1.0, Connection: close, limit_rate:
+    aiohttp's answers, the same with the lane in front (single ranges, If-Range too, and
+    conditionals, 304s included, are the lane's)."""
     small, clip = published.small, f"{published.long}?start=3&end=13"
     etag = ask(node.plain_port, get_request("lane.test", small)).header("etag")
     clip_etag = ask(node.plain_port, get_request("lane.test", clip)).header("etag")
@@ -1043,12 +1043,25 @@ def test_requests_the_lane_leaves_alone(node: Node, published: Media) -> None:
         ):
             equivalent(node, get_request("lane.test", target, *extra), lane=True)
         equivalent(node, get_request("lane.test", target, "Range: bytes=99999999-"), lane=False)
-        for extra in (
-            (f"If-None-Match: {tag}",),
-            ("If-Modified-Since: Tue, 01 Dec 2099 00:00:00 GMT",),
-            ("Expect: 100-continue",),
+        # Conditionals are the lane's too: a current copy is a 304 (before any Range), an
+        # old one the whole answer (or its range); GET and HEAD alike.
+        for extra, status in (
+            ((f"If-None-Match: {tag}",), 304),
+            ((f'If-None-Match: "other", W/{tag}',), 304),
+            (("If-None-Match: *",), 304),
+            (('If-None-Match: "other"',), 200),
+            ((f"If-None-Match: {tag}", "Range: bytes=0-9"), 304),
+            (('If-None-Match: "other"', "Range: bytes=0-9"), 206),
+            (("If-Modified-Since: Tue, 01 Dec 2099 00:00:00 GMT",), 304),
+            (("If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT",), 200),
+            (("If-Modified-Since: not a date",), 200),
+            ((f"If-None-Match: {tag}", "If-Modified-Since: Thu, 01 Jan 1970 00:00:01 GMT"), 304),
         ):
-            equivalent(node, get_request("lane.test", target, *extra), lane=False)
+            answer = equivalent(node, get_request("lane.test", target, *extra), lane=True)
+            assert answer.status == status, (extra, answer)
+            head = head_request("lane.test", target, *extra)
+            equivalent(node, head, lane=True, head=True)
+        equivalent(node, get_request("lane.test", target, "Expect: 100-continue"), lane=False)
         slow = small if target == small else f"{published.langs}?start=1&end=2"
         equivalent(node, get_request("slow.test", slow), lane=False)
     for data in (
@@ -1454,19 +1467,26 @@ def test_many_requests_sent_before_any_answer_is_read(node: Node, published: Med
 
 
 def test_lane_and_aiohttp_take_turns_on_one_connection(node: Node, published: Media) -> None:
-    """Lane, a conditional (aiohttp), a Range (lane), a 404 (aiohttp), lane HEAD, a Range
-    of a clip, a conditional clip: in order, each answered by whom it should be."""
+    """Lane, a conditional (lane), an Expect (aiohttp), a Range (lane), a 404 (aiohttp),
+    lane HEAD, a Range of a clip, a conditional clip: in order, each answered by whom it
+    should be."""
     small = published.small
     clip = f"{published.long}?start=1201&end=1211"
     steps: list[tuple[bytes, bool, bool]] = [
         (get_request("lane.test", small), True, False),
-        (get_request("lane.test", small, 'If-None-Match: "x"'), False, False),
+        (get_request("lane.test", small, 'If-None-Match: "x"'), True, False),
+        (get_request("lane.test", small, "Expect: 100-continue"), False, False),
         (get_request("lane.test", small, "Range: bytes=0-99"), True, False),
         (get_request("lane.test", clip), True, False),
         (get_request("lane.test", "/lane/absent.bin"), False, False),
         (head_request("lane.test", clip), True, True),
         (get_request("lane.test", clip, "Range: bytes=100-"), True, False),
-        (get_request("lane.test", clip, 'If-None-Match: "x"'), False, False),
+        (get_request("lane.test", clip, 'If-None-Match: "x"'), True, False),
+        (
+            get_request("lane.test", clip, "If-Modified-Since: Tue, 01 Dec 2099 00:00:00 GMT"),
+            True,
+            False,
+        ),
         (get_request("lane.test", small), True, False),
     ]
     wants = [expected_answer(node, data, head) for data, _lane, head in steps]

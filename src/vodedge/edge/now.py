@@ -65,8 +65,8 @@ def from_memory(
 
 
 # What makes a request the lane's business no more: aiohttp's way answers it (a Range,
-# with or without If-Range, is the lane's: see _ranged).
-_NOT_NOW = ("If-None-Match", "If-Modified-Since", "Expect", "Transfer-Encoding", "Content-Length")
+# with or without If-Range, and a conditional GET are the lane's: see _from_file).
+_NOT_NOW = ("Expect", "Transfer-Encoding", "Content-Length")
 
 
 def answer_now(edge: Edge, request: web.BaseRequest) -> Ready | None:
@@ -120,11 +120,18 @@ def _from_file(
         planned = plain_now(resolved, body, "HIT")
     else:
         planned = plan_now(edge.planner, resolved, body, "HIT")
-    wanted = None if planned is None else _ranged(request, planned)
-    if planned is None or wanted is None:
+    if planned is None:
         return None
+    # As deliver: whether the client's copy is current (304) comes before any Range.
+    current = planned.validators.not_modified(request)
+    wanted = None if current else _ranged(request, planned)
+    if wanted is None and not current:
+        return None  # a 416: the stages send it
     metrics.count_lookup(resolved.domain.name, "HIT")
     exchange.cache = "HIT"
+    if wanted is None:
+        finish_headers(request, planned.headers, 304, exchange)
+        return _ready(edge, request, exchange, 304, planned.headers, b"", None, body)
     saving = planned.saving
     if saving is not None:
         exchange.saving = lambda: saving
@@ -180,7 +187,7 @@ def _ready(
         edge.lane_answers += 1
         record(request, exchange, 499 if aborted == "client_gone" else status, None)
 
-    if "Content-Length" not in headers:
+    if "Content-Length" not in headers and status != 304:  # a 304 has none (as aiohttp's)
         headers["Content-Length"] = str(len(data))
     body_data = b"" if request.method == "HEAD" else data
     return Ready(status, headers, body_data, pieces, exchange.send_timeout, done)
